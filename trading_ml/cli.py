@@ -1,0 +1,204 @@
+"""`trading-ml`: the stages from the command line, in-process, with a progress bar.
+
+Every stage command takes the same options (--source, --symbols, --timeframes, --as-of,
+--data-dir, --config), so scripts can rely on them. The plan's `train_production_models.py
+--stage ... / --full-pipeline` runs the same functions through :func:`plan_main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from tqdm import tqdm
+
+from trading_ml import pipeline
+from trading_ml.config import ENV_DATA_DIR, RunContext, load_settings
+from trading_ml.data.sources import SOURCE_KINDS, make_source
+from trading_ml.errors import StageFailed, TradingMLError
+from trading_ml.io import read_json
+from trading_ml.storage import sync_to_mongo
+
+STAGES = ("ingest", "validate")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", help=f"{' | '.join(SOURCE_KINDS)} (default: config `source`)")
+    parser.add_argument("--symbols", help="comma-separated tickers (default: the config universe)")
+    parser.add_argument("--timeframes", help="comma-separated, e.g. 1d,1h (default: config)")
+    parser.add_argument("--as-of", help="YYYY-MM-DD; windows end here (default: today)")
+    parser.add_argument("--data-dir", help="where runs and the fallback store live (default: config or TRADING_ML_DATA_DIR)")
+    parser.add_argument("--config", help="config.yaml path (default: TRADING_ML_CONFIG or the repo's)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+
+
+def split_list(text: str | None) -> list[str] | None:
+    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    return items or None
+
+
+def build_context(args: argparse.Namespace) -> RunContext:
+    """Settings plus the run's selection; a source that offers only some symbols narrows the default."""
+    env = dict(os.environ)
+    if args.data_dir:
+        env[ENV_DATA_DIR] = args.data_dir
+    settings = load_settings(args.config, env)
+    source_spec = args.source or settings.source
+    source = make_source(source_spec, settings)
+    symbols = split_list(args.symbols)
+    timeframes = split_list(args.timeframes)
+    if symbols is None and source.symbols is not None:
+        symbols = [s for s in settings.symbols if s in source.symbols]
+    if timeframes is None:
+        timeframes = [t for t in settings.timeframes if t in source.timeframes]
+    return RunContext.create(settings, args.as_of, symbols, timeframes, source_spec)
+
+
+def run_ingest(ctx: RunContext, resources: pipeline.StageResources) -> list[dict]:
+    with tqdm(total=len(ctx.pairs), desc="ingest", unit="pair", file=sys.stderr) as bar:
+        def advance(manifest: dict) -> None:
+            bar.set_postfix_str(f"{manifest['symbol']} {manifest['timeframe']}")
+            bar.update()
+
+        manifests = pipeline.ingest_all(ctx, resources, on_done=advance)
+    print_ingest_summary(ctx, manifests, resources)
+    return manifests
+
+
+def load_ingest_manifests(ctx: RunContext) -> list[dict]:
+    """The manifests an earlier `ingest` left under the run root (missing pairs are quarantined)."""
+    raw = ctx.run_root / "raw"
+    paths = [raw / f"{pipeline.pair_name(s, t)}.manifest.json" for s, t in ctx.pairs]
+    return [read_json(p) for p in paths if p.exists()]
+
+
+def run_validate(ctx: RunContext, resources: pipeline.StageResources, manifests: list[dict]) -> dict:
+    try:
+        result = pipeline.validate(ctx, manifests, resources)
+    except StageFailed:
+        print_validate_summary(ctx, read_json(ctx.run_root / "validated" / "validation_report.json"))
+        raise
+    print_validate_summary(ctx, read_json(ctx.run_root / result["report_path"]))
+    return result
+
+
+def print_ingest_summary(ctx: RunContext, manifests: list[dict], resources: pipeline.StageResources) -> None:
+    summary = pipeline.summarize_ingest(manifests)
+    print(f"run {ctx.run_id}  source {resources.source.name}  store {resources.store_choice.kind}"
+          f" ({resources.store_choice.reason})")
+    print(f"ingest: {summary['ok']}/{summary['pairs']} pairs, {summary['rows']:,} bars -> {ctx.run_root / 'raw'}")
+    for pair, error in summary["failed"].items():
+        print(f"  failed {pair}: {error}")
+
+
+def print_validate_summary(ctx: RunContext, report: dict) -> None:
+    rows = [
+        (r["symbol"], r["timeframe"], r.get("rows_in", 0), r.get("rows_out", 0),
+         "QUARANTINED" if r["quarantined"] else "ok", "; ".join(r["reasons"]) or _repairs(r))
+        for r in report["reports"]
+    ]
+    print(format_table(("symbol", "tf", "bars in", "bars out", "status", "notes"), rows))
+    passed = sum(1 for r in report["reports"] if not r["quarantined"])
+    print(f"validate: {passed}/{len(rows)} pairs passed -> {ctx.run_root / 'validated'}")
+
+
+def _repairs(report: dict) -> str:
+    return "; ".join(f"{c['check']}: {c['detail']}" for c in report.get("checks", []) if not c["passed"])
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    cells = [list(map(str, headers))] + [[f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
+    resources = pipeline.StageResources.open(ctx)
+    try:
+        manifests = run_ingest(ctx, resources) if "ingest" in stages else None
+        if "validate" in stages:
+            run_validate(ctx, resources, manifests if manifests is not None else load_ingest_manifests(ctx))
+    finally:
+        resources.store.close()
+
+
+def run_sync(args: argparse.Namespace) -> None:
+    env = dict(os.environ)
+    if args.data_dir:
+        env[ENV_DATA_DIR] = args.data_dir
+    settings = load_settings(args.config, env)
+    summary = sync_to_mongo(settings, args.mongo_uri)
+    for collection, counts in summary.items():
+        print(f"sync {collection}: {counts['copied']:,} from TinyDB; {counts['in_mongodb']:,} in MongoDB")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="trading-ml", description="Market data to registered trading models.")
+    commands = root.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("ingest", "fetch every symbol and timeframe into raw/ and the store"),
+        ("validate", "run the six checks on an ingested run; clean into validated/, quarantine failures"),
+        ("run", "ingest then validate (the whole pipeline so far)"),
+    ):
+        add_run_options(commands.add_parser(name, help=text, description=text))
+    sync = commands.add_parser("sync", help="copy what landed in the TinyDB fallback into MongoDB")
+    sync.add_argument("--mongo-uri", help="default: TRADING_ML_MONGO_URI or storage.mongo_uri")
+    sync.add_argument("--data-dir")
+    sync.add_argument("--config")
+    sync.add_argument("-v", "--verbose", action="store_true")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return _run(args, lambda: _dispatch(args))
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    if args.command == "sync":
+        run_sync(args)
+        return
+    stages = STAGES if args.command == "run" else (args.command,)
+    run_stages(build_context(args), stages)
+
+
+def _run(args: argparse.Namespace, action) -> int:
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        action()
+    except StageFailed as error:
+        print(f"stage failed: {error}", file=sys.stderr)
+        return 1
+    except TradingMLError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def plan_parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="train_production_models.py",
+        description="The plan's entry point: run one stage, or the full pipeline.",
+    )
+    mode = root.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--stage", choices=STAGES)
+    mode.add_argument("--full-pipeline", action="store_true", help="every stage in order")
+    add_run_options(root)
+    return root
+
+
+def plan_main(argv: Sequence[str] | None = None) -> int:
+    args = plan_parser().parse_args(argv)
+    stages = STAGES if args.full_pipeline else (args.stage,)
+    return _run(args, lambda: run_stages(build_context(args), stages))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,309 @@
+"""Settings (config.yaml plus environment overrides) and the RunContext every stage receives.
+
+Every date window is derived from the run's as-of date; nothing here hard-codes a year.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from trading_ml.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
+
+ENV_CONFIG = "TRADING_ML_CONFIG"
+ENV_DATA_DIR = "TRADING_ML_DATA_DIR"
+ENV_MONGO_URI = "TRADING_ML_MONGO_URI"
+ENV_SOURCE = "TRADING_ML_SOURCE"
+
+TICKER_PATTERN = re.compile(r"^[\^A-Z0-9][A-Z0-9.\-=^]{0,19}$")
+LOOKBACK_PATTERN = re.compile(r"^(\d+)(y|mo|w|d)$")
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One symbol of the universe: where it trades and what kind of series it is."""
+
+    symbol: str
+    kind: str  # "index" or "equity"
+    exchange: str
+    sector: str | None = None
+    name: str | None = None
+    has_volume: bool = True
+    max_abs_return: float | None = None  # overrides validation.max_abs_return (e.g. for ^VIX)
+
+
+@dataclass(frozen=True)
+class Timeframe:
+    """A bar size and how far back from the as-of date a run reaches for it."""
+
+    name: str
+    lookback: str
+
+    @property
+    def offset(self) -> pd.DateOffset:
+        return parse_lookback(self.lookback)
+
+    @property
+    def is_intraday(self) -> bool:
+        return not self.name.endswith("d")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    mongo_uri: str | None
+    database: str
+    ping_timeout_ms: int
+    fallback_dir: Path
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    max_missing_share: float
+    max_abs_return: float
+    min_pass_share: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything config.yaml says, after environment overrides."""
+
+    config_path: Path
+    universe: dict[str, Instrument]
+    timeframes: dict[str, Timeframe]
+    data_dir: Path
+    source: str
+    storage: StorageSettings
+    validation: ValidationSettings
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def instrument(self, symbol: str) -> Instrument:
+        """The configured instrument, or an equity on the default exchange for symbols outside it."""
+        if symbol in self.universe:
+            return self.universe[symbol]
+        check_ticker(symbol)
+        return Instrument(symbol=symbol, kind="equity", exchange=self.default_exchange)
+
+    @property
+    def default_exchange(self) -> str:
+        return next(i.exchange for i in self.universe.values() if i.kind == "equity")
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.universe)
+
+    def timeframe(self, name: str) -> Timeframe:
+        if name not in self.timeframes:
+            raise ConfigError(
+                f"unknown timeframe {name!r}; configured timeframes are "
+                f"{', '.join(self.timeframes)} (config.yaml `timeframes`)"
+            )
+        return self.timeframes[name]
+
+    def source_options(self, kind: str) -> dict[str, Any]:
+        return dict(self.sources.get(kind) or {})
+
+
+def parse_lookback(text: str) -> pd.DateOffset:
+    """'5y' -> 5 years, '6mo' -> 6 months, '4w', '30d'."""
+    match = LOOKBACK_PATTERN.match(str(text).strip())
+    if not match:
+        raise ConfigError(f"lookback {text!r} is not like '5y', '6mo', '4w' or '30d'")
+    amount, unit = int(match.group(1)), match.group(2)
+    unit_name = {"y": "years", "mo": "months", "w": "weeks", "d": "days"}[unit]
+    return pd.DateOffset(**{unit_name: amount})
+
+
+def check_ticker(symbol: str) -> str:
+    if not isinstance(symbol, str) or not TICKER_PATTERN.match(symbol):
+        raise ConfigError(
+            f"{symbol!r} is not a ticker: use upper-case letters, digits and . - = ^ "
+            "(for example AAPL, ^GSPC, BRK-B)"
+        )
+    return symbol
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read config.yaml (or TRADING_ML_CONFIG) and apply the environment overrides."""
+    env = os.environ if env is None else env
+    config_path = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG).resolve()
+    if not config_path.is_file():
+        raise ConfigError(f"config file {config_path} not found; set {ENV_CONFIG} or pass --config")
+    try:
+        raw = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{config_path} is not valid YAML: {error}") from error
+    return _settings_from_mapping(raw, config_path, env)
+
+
+def _settings_from_mapping(raw: dict, config_path: Path, env) -> Settings:
+    _reject_unknown_keys(raw, config_path)
+    data_dir = Path(env.get(ENV_DATA_DIR) or raw.get("data_dir") or "data")
+    if not data_dir.is_absolute():
+        data_dir = (Path.cwd() / data_dir).resolve()
+    storage = raw.get("storage") or {}
+    validation = raw.get("validation") or {}
+    return Settings(
+        config_path=config_path,
+        universe=_parse_universe(raw.get("universe"), config_path),
+        timeframes=_parse_timeframes(raw.get("timeframes"), config_path),
+        data_dir=data_dir,
+        source=str(env.get(ENV_SOURCE) or raw.get("source") or "synthetic"),
+        storage=StorageSettings(
+            mongo_uri=env.get(ENV_MONGO_URI) or storage.get("mongo_uri") or None,
+            database=str(storage.get("database", "trading_system")),
+            ping_timeout_ms=int(storage.get("ping_timeout_ms", 2000)),
+            fallback_dir=data_dir / str(storage.get("fallback_dir", "fallback")),
+        ),
+        validation=ValidationSettings(
+            max_missing_share=float(validation.get("max_missing_share", 0.05)),
+            max_abs_return=float(validation.get("max_abs_return", 0.5)),
+            min_pass_share=float(validation.get("min_pass_share", 0.8)),
+        ),
+        sources=dict(raw.get("sources") or {}),
+    )
+
+
+KNOWN_KEYS = {"universe", "timeframes", "data_dir", "source", "storage", "validation", "sources"}
+
+
+def _reject_unknown_keys(raw: dict, config_path: Path) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path} must be a mapping of settings")
+    unknown = sorted(set(raw) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{config_path}: unknown key(s) {', '.join(unknown)}; known keys are "
+            f"{', '.join(sorted(KNOWN_KEYS))}"
+        )
+
+
+def _parse_universe(raw: dict | None, config_path: Path) -> dict[str, Instrument]:
+    if not raw or "equities" not in raw:
+        raise ConfigError(f"{config_path}: `universe` needs `indices` and `equities`")
+    instruments: dict[str, Instrument] = {}
+    for entry in raw.get("indices") or []:
+        symbol = check_ticker(entry["symbol"])
+        instruments[symbol] = Instrument(
+            symbol=symbol,
+            kind="index",
+            exchange=str(entry.get("exchange", "XNYS")),
+            name=entry.get("name"),
+            has_volume=bool(entry.get("has_volume", True)),
+            max_abs_return=entry.get("max_abs_return"),
+        )
+    equities = raw["equities"]
+    exchange = str(equities.get("exchange", "XNYS"))
+    for sector, symbols in (equities.get("sectors") or {}).items():
+        for symbol in symbols:
+            instruments[check_ticker(symbol)] = Instrument(
+                symbol=symbol, kind="equity", exchange=exchange, sector=sector
+            )
+    return instruments
+
+
+def _parse_timeframes(raw: dict | None, config_path: Path) -> dict[str, Timeframe]:
+    if not raw:
+        raise ConfigError(f"{config_path}: `timeframes` is empty; expected e.g. 1d: {{lookback: 5y}}")
+    timeframes = {}
+    for name, spec in raw.items():
+        if name not in ("1d", "1h"):
+            raise ConfigError(f"{config_path}: timeframe {name!r} is not supported; use 1d or 1h")
+        timeframes[name] = Timeframe(name=name, lookback=str((spec or {}).get("lookback", "")))
+        timeframes[name].offset  # noqa: B018 - validates the lookback now, not mid-run
+    return timeframes
+
+
+def parse_as_of(text: str | dt.date | None, today: dt.date | None = None) -> dt.date:
+    """The run's as-of date: YYYY-MM-DD, not in the future; defaults to today (UTC)."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    if text is None or text == "":
+        return today
+    if isinstance(text, dt.datetime):
+        as_of = text.date()
+    elif isinstance(text, dt.date):
+        as_of = text
+    else:
+        try:
+            as_of = dt.date.fromisoformat(str(text))
+        except ValueError as error:
+            raise ConfigError(f"as-of date {text!r} is not YYYY-MM-DD") from error
+    if as_of > today:
+        raise ConfigError(
+            f"as-of date {as_of} is in the future (today is {today}); "
+            "pass today or an earlier date"
+        )
+    return as_of
+
+
+@dataclass
+class RunContext:
+    """One run: its settings, as-of date, selection and where it writes.
+
+    The data window of every timeframe ends at the as-of date (exclusive) and reaches back by the
+    timeframe's lookback, so a backfill is just an older as-of.
+    """
+
+    settings: Settings
+    as_of: dt.date
+    symbols: list[str]
+    timeframes: list[str]
+    source: str
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        as_of: str | dt.date | None = None,
+        symbols: list[str] | None = None,
+        timeframes: list[str] | None = None,
+        source: str | None = None,
+    ) -> RunContext:
+        chosen_symbols = [check_ticker(s) for s in (symbols or settings.symbols)]
+        chosen_timeframes = [settings.timeframe(t).name for t in (timeframes or settings.timeframes)]
+        return cls(
+            settings=settings,
+            as_of=parse_as_of(as_of),
+            symbols=list(dict.fromkeys(chosen_symbols)),
+            timeframes=list(dict.fromkeys(chosen_timeframes)),
+            source=source or settings.source,
+        )
+
+    @property
+    def run_id(self) -> str:
+        return f"asof-{self.as_of.isoformat()}"
+
+    @property
+    def run_root(self) -> Path:
+        return self.settings.data_dir / "runs" / self.as_of.isoformat()
+
+    def window(self, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """[start, end) in UTC: end is the as-of date's midnight, start is end minus the lookback."""
+        end = pd.Timestamp(self.as_of, tz="UTC")
+        return end - self.settings.timeframe(timeframe).offset, end
+
+    @cached_property
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (symbol, timeframe) this run ingests."""
+        return [(s, t) for s in self.symbols for t in self.timeframes]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a driver needs to rebuild this context elsewhere (e.g. in another Airflow task)."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "symbols": self.symbols,
+            "timeframes": self.timeframes,
+            "source": self.source,
+            "config_path": str(self.settings.config_path),
+            "data_dir": str(self.settings.data_dir),
+        }

@@ -1,0 +1,60 @@
+"""Exchange calendars: which bars a symbol should have in a window, so holidays are not 'missing'."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import exchange_calendars
+import pandas as pd
+
+from trading_ml.errors import ConfigError
+
+CALENDAR_START = "2000-01-01"
+
+
+@lru_cache(maxsize=None)
+def calendar(exchange: str) -> exchange_calendars.ExchangeCalendar:
+    """The exchange_calendars calendar (e.g. XNYS, XBOM), built once per process."""
+    try:
+        return exchange_calendars.get_calendar(exchange, start=CALENDAR_START)
+    except Exception as error:  # InvalidCalendarName and friends
+        raise ConfigError(
+            f"unknown exchange calendar {exchange!r}; use a name from "
+            "exchange_calendars.get_calendar_names(), e.g. XNYS or XBOM"
+        ) from error
+
+
+def expected_timestamps(
+    exchange: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DatetimeIndex:
+    """Bar timestamps an exchange produces in [start, end): sessions for 1d, hour starts for 1h.
+
+    Daily bars are stamped at midnight UTC of the session date; hourly bars at the start of each
+    hour from the open, the last one cut at the close (as Yahoo labels them).
+    """
+    cal = calendar(exchange)
+    first = max(_naive_day(start), cal.first_session)
+    last = min(_naive_day(end - pd.Timedelta(1, "ns")), cal.last_session)
+    if first > last:
+        return pd.DatetimeIndex([], tz="UTC", name="timestamp")
+    if timeframe == "1d":
+        sessions = cal.sessions_in_range(first, last)
+        return pd.DatetimeIndex(sessions).tz_localize("UTC").rename("timestamp")
+    if timeframe == "1h":
+        intervals = cal.trading_index(first, last, period="1h", intervals=True, force_close=True)
+        stamps = pd.DatetimeIndex(intervals.left)
+        stamps = stamps[(stamps >= start) & (stamps < end)]
+        return stamps.rename("timestamp")
+    raise ConfigError(f"timeframe {timeframe!r} is not supported; use 1d or 1h")
+
+
+def sessions(exchange: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
+    """Session dates (tz-naive) of an exchange in [start, end)."""
+    return expected_timestamps(exchange, "1d", start, end).tz_localize(None)
+
+
+def _naive_day(stamp: pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(stamp)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.normalize()

@@ -1,0 +1,308 @@
+"""Market data sources behind one interface: yahoo | csv:DIR | sample | synthetic.
+
+Each source's ``fetch(instrument, timeframe, start, end)`` returns the normalized bar frame of
+:mod:`trading_ml.data.bars` for [start, end), raises :class:`DataError` for input that will stay bad,
+and :class:`SourceUnavailable` when the provider did not answer (retrying later may help).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from trading_ml.config import Instrument, Settings
+from trading_ml.data.bars import BAR_COLUMNS, canonical_column, empty_bars, normalize_bars
+from trading_ml.data.synthetic import SyntheticMarket
+from trading_ml.errors import ConfigError, DataError, SourceUnavailable
+
+log = logging.getLogger(__name__)
+
+SOURCE_KINDS = ("yahoo", "csv:DIR", "sample", "synthetic")
+
+
+class MarketDataSource(Protocol):
+    name: str
+    timeframes: tuple[str, ...]
+    symbols: tuple[str, ...] | None  # None: any ticker
+
+    def fetch(
+        self, instrument: Instrument, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame: ...
+
+
+def make_source(spec: str, settings: Settings) -> MarketDataSource:
+    """Build a source from its spec: 'yahoo', 'csv:DIR', 'sample' or 'synthetic'."""
+    kind, _, argument = spec.partition(":")
+    if kind == "synthetic":
+        options = settings.source_options("synthetic")
+        return SyntheticSource(
+            seed=options.get("seed", 42),
+            epoch=options.get("epoch", "2000-01-03"),
+            faults=options.get("faults"),
+        )
+    if kind == "sample":
+        return SampleSource()
+    if kind == "csv":
+        if not argument:
+            raise ConfigError("source csv needs a folder: --source csv:DIR")
+        return CsvSource(Path(argument))
+    if kind == "yahoo":
+        options = settings.source_options("yahoo")
+        return YahooSource(
+            retries=int(options.get("retries", 5)),
+            backoff_seconds=float(options.get("backoff_seconds", 2.0)),
+        )
+    raise ConfigError(f"unknown source {spec!r}; use one of {', '.join(SOURCE_KINDS)}")
+
+
+def within(bars: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    return bars[(bars.index >= start) & (bars.index < end)]
+
+
+class SyntheticSource:
+    """The seeded simulated market of :mod:`trading_ml.data.synthetic`; any ticker, both timeframes."""
+
+    timeframes = ("1d", "1h")
+    symbols = None
+
+    def __init__(self, seed: int = 42, epoch: str = "2000-01-03", faults=None):
+        self.market = SyntheticMarket(seed=seed, epoch=epoch, faults=faults)
+        self.name = f"synthetic(seed={self.market.seed})"
+
+    def fetch(self, instrument, timeframe, start, end):
+        return self.market.bars(instrument, timeframe, start, end)
+
+
+class SampleSource:
+    """Real daily series that the `arch` package ships (S&P 500, NASDAQ Composite, VIX)."""
+
+    name = "sample"
+    timeframes = ("1d",)
+    # symbol: (arch.data module, what it holds)
+    SERIES = {
+        "^GSPC": ("sp500", "S&P 500 daily OHLCV, 1999-01-04 to 2018-12-31"),
+        "^IXIC": ("nasdaq", "NASDAQ Composite daily OHLCV, 1999-01-04 to 2018-12-31"),
+        "^VIX": ("vix", "CBOE VIX daily close only, 2014-01-03 to 2019-01-03"),
+    }
+    symbols = tuple(SERIES)
+    SLACK = pd.Timedelta(days=7)  # window edges may fall on holidays or weekends
+
+    def fetch(self, instrument, timeframe, start, end):
+        if instrument.symbol not in self.SERIES:
+            raise DataError(
+                f"the sample source has no {instrument.symbol}; it ships "
+                f"{', '.join(self.SERIES)} (use --source synthetic or yahoo for other symbols)"
+            )
+        if timeframe != "1d":
+            raise DataError(f"the sample source has daily bars only, not {timeframe}")
+        bars = self.load(instrument.symbol)
+        first, last = bars.index[0], bars.index[-1]
+        if start < first - self.SLACK or end > last + self.SLACK:
+            raise DataError(
+                f"sample {instrument.symbol} covers {first.date()} to {last.date()}, but the "
+                f"window is {start.date()} to {end.date()}; pick an --as-of so the window fits"
+            )
+        return within(bars, start, end)
+
+    def load(self, symbol: str) -> pd.DataFrame:
+        import importlib
+
+        module = importlib.import_module(f"arch.data.{self.SERIES[symbol][0]}")
+        frame = module.load()
+        if "vix" in frame.columns:  # close only: a flat bar, no volume
+            close = frame["vix"]
+            frame = pd.DataFrame({c: close for c in ("open", "high", "low", "close")})
+            frame["volume"] = 0.0
+        return normalize_bars(frame, "1d", origin=f"sample {symbol} (arch.data)")
+
+
+class CsvSource:
+    """The user's own files: DIR/{SYMBOL}_{timeframe}.csv with a timestamp column and OHLCV.
+
+    The timestamp column may be called timestamp, date or datetime; adj_close is optional. Intraday
+    timestamps need a UTC offset. Errors name the file, the data row or column, and what is expected.
+    """
+
+    timeframes = ("1d", "1h")
+    symbols = None
+    TIME_COLUMNS = ("timestamp", "datetime", "date", "time")
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise ConfigError(f"csv source folder {self.directory} does not exist")
+        self.name = f"csv:{self.directory}"
+
+    def path(self, symbol: str, timeframe: str) -> Path:
+        return self.directory / f"{symbol}_{timeframe}.csv"
+
+    def fetch(self, instrument, timeframe, start, end):
+        path = self.path(instrument.symbol, timeframe)
+        if not path.is_file():
+            raise DataError(
+                f"no file for {instrument.symbol} {timeframe}: expected {path} "
+                f"(name files SYMBOL_TIMEFRAME.csv)"
+            )
+        return within(read_bars_csv(path, timeframe), start, end)
+
+
+def read_bars_csv(path: Path, timeframe: str) -> pd.DataFrame:
+    """Parse one bars CSV into the normalized frame, or raise DataError naming what to fix."""
+    header = _read_header(path)
+    frame = _read_table(path)
+    time_column = next((c for c in frame.columns if canonical_column(c) in CsvSource.TIME_COLUMNS), None)
+    if time_column is None:
+        raise DataError(
+            f"{path}: no timestamp column; name one of {', '.join(CsvSource.TIME_COLUMNS)} "
+            f"(found {', '.join(header)})"
+        )
+    stamps = _parse_timestamps(frame[time_column], path)
+    bars = frame.drop(columns=[time_column]).set_axis(stamps, axis=0)
+    return normalize_bars(bars, timeframe, origin=str(path))
+
+
+def _read_header(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from error
+    if not header:
+        raise DataError(f"{path}: the file is empty; expected a header line timestamp,open,high,low,close,volume")
+    if len(header) == 1 and any(mark in header[0] for mark in (";", "\t", "|")):
+        raise DataError(f"{path}: columns are not separated by commas (header {header[0]!r}); use commas")
+    names = [canonical_column(h) for h in header]
+    repeated = sorted({h for h in names if names.count(h) > 1})
+    if repeated:
+        raise DataError(f"{path}: column(s) {', '.join(repeated)} appear more than once in the header")
+    return header
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, encoding="utf-8-sig", skipinitialspace=True)
+    except pd.errors.ParserError as error:
+        raise DataError(f"{path}: malformed CSV ({error}); every row needs as many fields as the header") from error
+    if frame.empty:
+        raise DataError(f"{path}: a header but no rows; expected one bar per line")
+    missing = [c for c in BAR_COLUMNS if c != "adj_close" and c not in map(canonical_column, frame.columns)]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected timestamp,{','.join(BAR_COLUMNS)}")
+    return frame
+
+
+def _parse_timestamps(values: pd.Series, path: Path) -> pd.DatetimeIndex:
+    try:
+        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    except (ValueError, TypeError) as error:
+        raise DataError(
+            f"{path}: timestamps mix time zones or mix zoned and unzoned values ({error}); "
+            "write them all in UTC, e.g. 2024-08-01T13:30:00Z"
+        ) from error
+    bad = parsed.isna()
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        raise DataError(
+            f"{path}: data row {row + 1} has timestamp {values.iloc[row]!r}, which is not a "
+            "date or time; use ISO 8601 (2024-08-01 or 2024-08-01T13:30:00Z)"
+        )
+    return pd.DatetimeIndex(parsed)
+
+
+YahooFetch = Callable[[str, pd.Timestamp, pd.Timestamp, str], pd.DataFrame]
+
+
+def yfinance_history(symbol: str, start: pd.Timestamp, end: pd.Timestamp, interval: str) -> pd.DataFrame:
+    """Ask Yahoo through yfinance, with its exceptions raised rather than logged and swallowed."""
+    import yfinance
+
+    previous = yfinance.config.debug.hide_exceptions
+    yfinance.config.debug.hide_exceptions = False
+    try:
+        return yfinance.Ticker(symbol).history(
+            start=start.strftime("%Y-%m-%d"),
+            end=end.strftime("%Y-%m-%d"),
+            interval=interval,
+            auto_adjust=False,
+            actions=False,
+        )
+    finally:
+        yfinance.config.debug.hide_exceptions = previous
+
+
+def is_rate_limit(error: Exception) -> bool:
+    text = f"{type(error).__name__} {error}".lower()
+    return "ratelimit" in text or "too many requests" in text or "429" in text
+
+
+class YahooSource:
+    """Yahoo Finance through yfinance, with retries and exponential backoff on rate limits."""
+
+    name = "yahoo"
+    timeframes = ("1d", "1h")
+    symbols = None
+
+    def __init__(
+        self,
+        fetch: YahooFetch = yfinance_history,
+        retries: int = 5,
+        backoff_seconds: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._fetch, self.retries, self.backoff_seconds, self.sleep = fetch, retries, backoff_seconds, sleep
+
+    def fetch(self, instrument, timeframe, start, end):
+        origin = f"yahoo {instrument.symbol} {timeframe}"
+        answer = self._fetch_with_retries(instrument.symbol, start, end, timeframe, origin)
+        bars = flatten_yfinance_columns(answer, instrument.symbol).rename(columns=canonical_column)
+        bars = bars.dropna(how="all")
+        if bars.empty:
+            raise DataError(
+                f"{origin}: Yahoo returned no bars for {start.date()} to {end.date()}; "
+                "check the ticker (delisted or misspelt?) and the window"
+            )
+        partial = bars[[c for c in BAR_COLUMNS if c in bars.columns]].isna().any(axis=1)
+        if partial.any():
+            raise DataError(
+                f"{origin}: Yahoo returned {int(partial.sum())} partial bar(s), the first at "
+                f"{bars.index[partial.to_numpy().argmax()]}; retry later or use another source"
+            )
+        return within(normalize_bars(bars, timeframe, origin), start, end)
+
+    def _fetch_with_retries(self, symbol, start, end, interval, origin) -> pd.DataFrame:
+        for attempt in range(self.retries + 1):
+            try:
+                answer = self._fetch(symbol, start, end, interval)
+                return empty_bars() if answer is None else answer
+            except Exception as error:  # yfinance raises many kinds; only rate limits are retried
+                if not is_rate_limit(error):
+                    raise DataError(f"{origin}: Yahoo request failed: {error}") from error
+                if attempt == self.retries:
+                    raise SourceUnavailable(
+                        f"{origin}: still rate-limited by Yahoo after {self.retries + 1} tries; "
+                        "retry later or lower the ingestion concurrency"
+                    ) from error
+                delay = self.backoff_seconds * 2**attempt
+                log.warning("%s: rate-limited, retry %d in %.1fs", origin, attempt + 1, delay)
+                self.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def flatten_yfinance_columns(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
+    """yf.download's (Price, Ticker) or (Ticker, Price) column levels down to one level of prices."""
+    if not isinstance(frame.columns, pd.MultiIndex):
+        return frame
+    for level in range(frame.columns.nlevels):
+        values = frame.columns.get_level_values(level)
+        if symbol in set(values):
+            return frame.xs(symbol, axis=1, level=level)
+    return frame.droplevel(
+        [lvl for lvl in range(frame.columns.nlevels) if "Close" not in set(frame.columns.get_level_values(lvl))],
+        axis=1,
+    )

@@ -1,0 +1,309 @@
+"""A seeded simulator of the whole universe that behaves like a market.
+
+What it models, and why:
+- a hidden regime chain (bull / bear / sideways / high-vol) that sets the market's drift and
+  volatility, so regime models have something real to find;
+- GARCH(1,1) volatility clustering in the market factor, so volatility models can beat naive;
+- sector factors, so equities of one sector move together; India's indices follow a factor of their
+  own loosely tied to the US market;
+- volume that rises with the size of the move; a VIX-like index that tracks the market's
+  conditional volatility;
+- exchange calendars (sessions, holidays, trading hours) for daily and hourly bars; hourly bars
+  aggregate exactly to the daily bar.
+
+Determinism: every random stream is keyed by (seed, what it drives) and simulated from a fixed
+epoch, day by day, so a symbol's bar at a timestamp is the same whatever window or universe is asked
+for. Faults the validator must catch can be injected per symbol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from trading_ml.config import Instrument
+from trading_ml.data import calendars
+from trading_ml.data.bars import BAR_COLUMNS, empty_bars
+from trading_ml.errors import ConfigError, DataError
+
+REGIMES = ("bull", "bear", "sideways", "high_vol")
+# Per regime: daily drift of the market factor and multiplier on its GARCH volatility.
+REGIME_DRIFT = np.array([0.0010, -0.0008, 0.0002, -0.0003])
+REGIME_VOL = np.array([0.75, 1.3, 0.6, 2.2])
+# Daily transition probabilities (rows: from, columns: to); regimes last weeks to months.
+REGIME_TRANSITIONS = np.array(
+    [
+        [0.985, 0.004, 0.008, 0.003],
+        [0.010, 0.970, 0.010, 0.010],
+        [0.010, 0.005, 0.980, 0.005],
+        [0.004, 0.012, 0.004, 0.980],
+    ]
+)
+GARCH_ALPHA, GARCH_BETA, MARKET_DAILY_VOL = 0.08, 0.90, 0.010
+NON_SESSION_VOL = 0.3  # weekend and holiday news moves, as a share of a weekday's volatility
+OVERNIGHT_SHARE = 0.3  # share of a session's move that happens between the close and the open
+FAULT_KINDS = ("gap", "duplicates", "ohlc", "split", "zero_volume")
+VIX_HALFLIFE_DAYS = 3  # implied volatility reacts to a new regime within days, not at once
+GAP_SHARE = 0.08  # a 'gap' fault removes this share of the window's bars (over the 5% limit)
+
+INDEX_PROFILES = {  # symbol: (start price, market beta, sector or factor, own volatility, volume)
+    "^GSPC": (1450.0, 1.0, None, 0.001, 3.5e9),
+    "^IXIC": (4100.0, 1.15, "Technology", 0.002, 4.5e9),
+    "^DJI": (11300.0, 0.9, None, 0.002, 3.0e8),
+    "^NSEI": (1550.0, 0.35, "India", 0.003, 2.5e5),
+    "^NSEBANK": (1400.0, 0.35, "India:Bank", 0.006, 1.5e5),
+}
+SECTOR_VOL = {"India": 0.009, "India:Bank": 0.011}
+DEFAULT_SECTOR_VOL = 0.006
+
+
+@dataclass(frozen=True)
+class SymbolProfile:
+    start_price: float
+    beta: float
+    sector: str | None
+    idio_vol: float
+    base_volume: float
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """An independent random stream for (seed, name), stable across processes."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
+@lru_cache(maxsize=8)
+def market_path(seed: int, epoch: pd.Timestamp, days: int) -> pd.DataFrame:
+    """Daily market state on every calendar day from epoch: regime, conditional vol, return."""
+    uniforms = stream(seed, "regime").random(days)
+    shocks = stream(seed, "market").standard_normal(days)
+    dates = pd.date_range(epoch, periods=days, freq="D")
+    news_scale = np.where(dates.dayofweek >= 5, NON_SESSION_VOL, 1.0)
+    cumulative = REGIME_TRANSITIONS.cumsum(axis=1)
+    omega = MARKET_DAILY_VOL**2 * (1 - GARCH_ALPHA - GARCH_BETA)
+    regime, variance = 0, MARKET_DAILY_VOL**2
+    regimes = np.empty(days, dtype=np.int8)
+    vols = np.empty(days)
+    returns = np.empty(days)
+    for day in range(days):
+        regime = int(np.searchsorted(cumulative[regime], uniforms[day], side="right"))
+        regime = min(regime, len(REGIMES) - 1)
+        garch_shock = np.sqrt(variance) * shocks[day]
+        vol = np.sqrt(variance) * REGIME_VOL[regime]
+        regimes[day], vols[day] = regime, vol
+        returns[day] = (REGIME_DRIFT[regime] + REGIME_VOL[regime] * garch_shock) * news_scale[day]
+        variance = omega + GARCH_ALPHA * garch_shock**2 + GARCH_BETA * variance
+    return pd.DataFrame({"regime": regimes, "vol": vols, "ret": returns}, index=dates)
+
+
+def symbol_profile(seed: int, instrument: Instrument) -> SymbolProfile:
+    """Start price, beta, sector, own volatility and typical volume, from the symbol's own stream."""
+    if instrument.symbol in INDEX_PROFILES:
+        return SymbolProfile(*INDEX_PROFILES[instrument.symbol])
+    draws = stream(seed, f"profile:{instrument.symbol}").random(4)
+    return SymbolProfile(
+        start_price=float(np.exp(np.log(15) + draws[0] * np.log(20))),
+        beta=0.7 + 0.7 * draws[1],
+        sector=instrument.sector or "Other",
+        idio_vol=0.009 + 0.009 * draws[2],
+        base_volume=float(np.exp(np.log(3e6) + draws[3] * np.log(25))),
+    )
+
+
+class SyntheticMarket:
+    """Bars for any symbol of a seeded simulated market; see the module docstring."""
+
+    def __init__(self, seed: int = 42, epoch: str | pd.Timestamp = "2000-01-03", faults=None):
+        self.seed = int(seed)
+        self.epoch = pd.Timestamp(epoch).normalize()
+        self.faults = {s: list(kinds) for s, kinds in (faults or {}).items()}
+        for symbol, kinds in self.faults.items():
+            unknown = sorted(set(kinds) - set(FAULT_KINDS))
+            if unknown:
+                raise ConfigError(
+                    f"synthetic fault(s) {unknown} for {symbol} are unknown; "
+                    f"choose from {', '.join(FAULT_KINDS)}"
+                )
+
+    def bars(
+        self, instrument: Instrument, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame:
+        """The normalized bars of one symbol in [start, end), with any configured faults."""
+        if pd.Timestamp(start).tz_localize(None) < self.epoch:
+            raise DataError(
+                f"synthetic {instrument.symbol} {timeframe}: the window starts {start.date()}, "
+                f"before the simulated market's epoch {self.epoch.date()}; use a later as-of or "
+                "an earlier sources.synthetic.epoch"
+            )
+        if timeframe == "1d":
+            bars = self._daily(instrument, start, end)
+        elif timeframe == "1h":
+            bars = self._hourly(instrument, start, end)
+        else:
+            raise ConfigError(f"timeframe {timeframe!r} is not supported; use 1d or 1h")
+        for kind in self.faults.get(instrument.symbol, []):
+            bars = inject_fault(bars, kind)
+        return bars
+
+    def regimes(self, end: pd.Timestamp) -> pd.Series:
+        """The hidden regime of every calendar day up to end, by name (for tests and reports)."""
+        path = self._market(end)
+        return path["regime"].map(dict(enumerate(REGIMES)))
+
+    def _market(self, end: pd.Timestamp) -> pd.DataFrame:
+        days = (pd.Timestamp(end).tz_localize(None).normalize() - self.epoch).days + 1
+        return market_path(self.seed, self.epoch, max(days, 1))
+
+    def _daily_all(self, instrument: Instrument, end: pd.Timestamp) -> pd.DataFrame:
+        """Daily OHLCV for every session from the epoch to end (simulated on all calendar days)."""
+        market = self._market(end)
+        profile = symbol_profile(self.seed, instrument)
+        days = len(market)
+        own = stream(self.seed, f"symbol:{instrument.symbol}").standard_normal((days, 5))
+        relative_vol = market["vol"].to_numpy() / MARKET_DAILY_VOL
+        news_scale = np.where(market.index.dayofweek >= 5, NON_SESSION_VOL, 1.0)
+        returns = profile.beta * market["ret"].to_numpy()
+        if profile.sector:
+            factor_vol = SECTOR_VOL.get(profile.sector, DEFAULT_SECTOR_VOL)
+            factor = stream(self.seed, f"sector:{profile.sector}").standard_normal(days)
+            returns = returns + factor_vol * relative_vol * factor * news_scale
+        returns = returns + profile.idio_vol * relative_vol * own[:, 0] * news_scale
+        # Convexity: without it, own and sector noise alone would drag every price towards zero.
+        own_variance = (profile.idio_vol * relative_vol) ** 2
+        if profile.sector:
+            own_variance = own_variance + (factor_vol * relative_vol) ** 2
+        returns = returns + 0.5 * own_variance * news_scale
+        total_vol = np.sqrt((profile.beta * market["vol"].to_numpy()) ** 2 + profile.idio_vol**2)
+
+        log_close = np.log(profile.start_price) + np.cumsum(returns)
+        session_days = calendars.sessions(
+            instrument.exchange, pd.Timestamp(self.epoch, tz="UTC"), pd.Timestamp(end)
+        )
+        rows = market.index.get_indexer(session_days)
+        rows = rows[rows >= 0]
+        if instrument.symbol == "^VIX":
+            return self._vix(market, own, rows)
+        return self._ohlcv(profile, log_close, returns, total_vol, own, rows, market.index)
+
+    def _ohlcv(self, profile, log_close, returns, total_vol, own, rows, dates) -> pd.DataFrame:
+        close = log_close[rows]
+        previous_close = np.concatenate([[close[0] - returns[rows[0]]], close[:-1]])
+        move = close - previous_close
+        vol = total_vol[rows]
+        log_open = previous_close + OVERNIGHT_SHARE * move + 0.15 * vol * own[rows, 1]
+        top = np.maximum(log_open, close) + np.abs(own[rows, 2]) * 0.5 * vol
+        bottom = np.minimum(log_open, close) - np.abs(own[rows, 3]) * 0.5 * vol
+        surprise = np.abs(move) / np.maximum(vol, 1e-6)
+        volume = profile.base_volume * np.exp(0.35 * surprise + 0.25 * own[rows, 4] - 0.3)
+        frame = pd.DataFrame(
+            {
+                "open": np.exp(log_open),
+                "high": np.exp(top),
+                "low": np.exp(bottom),
+                "close": np.exp(close),
+                "volume": np.round(volume),
+            },
+            index=pd.DatetimeIndex(dates[rows]).tz_localize("UTC").rename("timestamp"),
+        )
+        frame["adj_close"] = frame["close"]
+        return frame[BAR_COLUMNS]
+
+    def _vix(self, market: pd.DataFrame, own: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
+        """A fear gauge: annualised conditional volatility in points, with a premium and noise."""
+        smoothed_vol = market["vol"].ewm(halflife=VIX_HALFLIFE_DAYS).mean().to_numpy()
+        level = 100 * np.sqrt(252) * smoothed_vol * 1.1 + 3.0
+        level = level * np.exp(0.05 * own[:, 0])
+        close = np.clip(level[rows], 9.0, 90.0)
+        previous = np.concatenate([[close[0]], close[:-1]])
+        opened = previous * np.exp(0.02 * own[rows, 1])
+        spread = np.abs(own[rows, 2:4]) * 0.03
+        frame = pd.DataFrame(
+            {
+                "open": opened,
+                "high": np.maximum(opened, close) * np.exp(spread[:, 0]),
+                "low": np.minimum(opened, close) * np.exp(-spread[:, 1]),
+                "close": close,
+                "volume": 0.0,
+            },
+            index=pd.DatetimeIndex(market.index[rows]).tz_localize("UTC").rename("timestamp"),
+        )
+        frame["adj_close"] = frame["close"]
+        return frame[BAR_COLUMNS]
+
+    def _daily(self, instrument: Instrument, start, end) -> pd.DataFrame:
+        daily = self._daily_all(instrument, end)
+        return daily[(daily.index >= start) & (daily.index < end)]
+
+    def _hourly(self, instrument: Instrument, start, end) -> pd.DataFrame:
+        """Hourly bars that aggregate exactly to the daily bar of their session."""
+        stamps = calendars.expected_timestamps(instrument.exchange, "1h", start, end)
+        if stamps.empty:
+            return empty_bars()
+        daily = self._daily_all(instrument, end)
+        local_days = stamps.tz_convert(calendars.calendar(instrument.exchange).tz).normalize()
+        session_keys = pd.DatetimeIndex(local_days.tz_localize(None)).tz_localize("UTC")
+        pieces, stamps_kept = [], []
+        for session, hours in pd.Series(stamps, index=session_keys).groupby(level=0):
+            if session in daily.index:
+                pieces.append(self._session_hours(instrument.symbol, daily.loc[session], len(hours)))
+                stamps_kept.append(hours.dt.tz_convert(None).to_numpy())
+        if not pieces:
+            return empty_bars()
+        index = pd.DatetimeIndex(np.concatenate(stamps_kept)).tz_localize("UTC").rename("timestamp")
+        return pd.DataFrame(np.vstack(pieces), index=index, columns=BAR_COLUMNS)
+
+    def _session_hours(self, symbol: str, day: pd.Series, count: int) -> np.ndarray:
+        """One session's hourly bars as rows of BAR_COLUMNS: a Brownian bridge from open to close
+        that stays inside the day's range and touches its high and low."""
+        draws = stream(self.seed, f"hours:{symbol}:{day.name.date()}").standard_normal((count, 4))
+        steps = np.cumsum(draws[:, 0])
+        bridge = steps - np.arange(1, count + 1) / count * steps[-1]
+        log_open, log_close = np.log(day["open"]), np.log(day["close"])
+        log_high, log_low = np.log(day["high"]), np.log(day["low"])
+        scale = (log_high - log_low) / (2.5 * np.sqrt(count))
+        path = log_open + (log_close - log_open) * np.arange(1, count + 1) / count + scale * bridge
+        closes = np.clip(path, log_low, log_high)
+        opens = np.concatenate([[log_open], closes[:-1]])
+        highs = np.minimum(np.maximum(opens, closes) + np.abs(draws[:, 1]) * scale, log_high)
+        lows = np.maximum(np.minimum(opens, closes) - np.abs(draws[:, 2]) * scale, log_low)
+        highs[np.argmax(highs)] = log_high
+        lows[np.argmin(lows)] = log_low
+        centre = (count - 1) / 2 or 1.0
+        weights = (1 + 0.8 * ((np.arange(count) - centre) / centre) ** 2) * np.exp(0.2 * draws[:, 3])
+        volume = np.floor(day["volume"] * weights / weights.sum())
+        volume[-1] += day["volume"] - volume.sum()
+        prices = np.exp(np.column_stack([opens, highs, lows, closes]))
+        prices[0, 0], prices[-1, 3] = day["open"], day["close"]
+        return np.column_stack([prices, prices[:, 3], volume])
+
+
+def inject_fault(bars: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """One of FAULT_KINDS, placed at fixed positions of the window so tests know where to look."""
+    if len(bars) < 20:
+        return bars
+    bars = bars.copy()
+    middle = len(bars) // 2
+    if kind == "gap":
+        width = int(np.ceil(len(bars) * GAP_SHARE))
+        return bars.drop(bars.index[middle : middle + width])
+    if kind == "duplicates":
+        repeated = bars.iloc[[middle, middle + 1, middle + 2]].copy()
+        repeated["volume"] = repeated["volume"] + 100  # a second, conflicting print
+        return pd.concat([bars, repeated]).sort_index(kind="stable")
+    if kind == "ohlc":
+        high, low = bars.columns.get_loc("high"), bars.columns.get_loc("low")
+        bars.iloc[middle, high] = bars.iloc[middle, low] * 0.98
+        bars.iloc[middle + 5, bars.columns.get_loc("close")] = bars.iloc[middle + 5, high] * 1.02
+        return bars
+    if kind == "split":
+        prices = ["open", "high", "low", "close", "adj_close"]
+        bars.loc[bars.index[middle:], prices] = bars.loc[bars.index[middle:], prices] / 3.0
+        return bars
+    if kind == "zero_volume":
+        bars.iloc[[middle, middle + 3, middle + 7], bars.columns.get_loc("volume")] = 0.0
+        return bars
+    raise ConfigError(f"unknown synthetic fault {kind!r}; choose from {', '.join(FAULT_KINDS)}")

@@ -1,0 +1,25 @@
+"""The errors the library raises: each message names the symbol, file or field and what to do."""
+
+
+class TradingMLError(Exception):
+    """Base class for every error this library raises on purpose."""
+
+
+class ConfigError(TradingMLError):
+    """A setting, option or argument is wrong."""
+
+
+class DataError(TradingMLError):
+    """Input data is missing or malformed; re-running will not help until the input changes."""
+
+
+class SourceUnavailable(TradingMLError):
+    """A data source did not answer (rate limit, network); retrying later may help."""
+
+
+class StageFailed(TradingMLError):
+    """A stage finished its work but the result is not good enough to go on."""
+
+
+class StoreError(TradingMLError):
+    """The MongoDB or TinyDB store refused or could not be reached."""

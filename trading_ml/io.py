@@ -1,0 +1,50 @@
+"""Files that are never half-written: write to a temp name beside the target, then rename."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from trading_ml.data.bars import BAR_COLUMNS
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: Path, document: dict) -> Path:
+    text = json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
+    return atomic_write_bytes(path, text.encode())
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_bars_csv(path: Path, bars: pd.DataFrame) -> Path:
+    """Bars as CSV: an ISO 8601 UTC timestamp column, then the bar columns at full precision."""
+    frame = bars[BAR_COLUMNS].copy()
+    frame.index = frame.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return atomic_write_bytes(path, frame.rename_axis("timestamp").to_csv().encode())
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,225 @@
+"""The stage functions both drivers (CLI and Airflow DAG) call.
+
+A stage reads its inputs from files under the run root and the store, writes its outputs, and
+returns a small JSON-able manifest (paths relative to the run root, row counts, sha256). Re-running a
+stage with the same inputs rewrites the same files and upserts the same documents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from trading_ml.config import RunContext
+from trading_ml.data.calendars import expected_timestamps
+from trading_ml.data.sources import MarketDataSource, make_source, read_bars_csv
+from trading_ml.data.validation import validate_bars
+from trading_ml.errors import DataError, StageFailed, StoreError
+from trading_ml.io import read_json, sha256_file, write_bars_csv, write_json
+from trading_ml.storage import Store, StoreChoice, TinyStore, bars_to_documents, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageResources:
+    """What stages share within one process: the data source and the open store."""
+
+    source: MarketDataSource
+    store: Store
+    store_choice: StoreChoice
+
+    @classmethod
+    def open(cls, ctx: RunContext) -> StageResources:
+        store, choice = open_store(ctx.settings)
+        return cls(make_source(ctx.source, ctx.settings), store, choice)
+
+    def fall_back_to_tinydb(self, ctx: RunContext, error: Exception) -> None:
+        """MongoDB failed mid-run: keep going on TinyDB (``trading-ml sync`` copies it back later)."""
+        log.warning("%s; continuing on TinyDB", error)
+        self.store = TinyStore(ctx.settings.storage.fallback_dir)
+        self.store_choice = StoreChoice("tinydb", f"{error}; fell back to TinyDB mid-run")
+
+
+def pair_name(symbol: str, timeframe: str) -> str:
+    return f"{symbol}_{timeframe}"
+
+
+def ingest(ctx: RunContext, symbol: str, timeframe: str, resources: StageResources | None = None) -> dict:
+    """Fetch one symbol and timeframe for the run's window into raw/ and the store's market_data.
+
+    Input that will stay bad (unknown symbol, malformed data) gives a manifest with status 'failed'
+    and the reason, so the run goes on and validation quarantines it. A source that did not answer
+    raises SourceUnavailable, so a scheduler can retry.
+    """
+    resources = resources or StageResources.open(ctx)
+    start, end = ctx.window(timeframe)
+    name = pair_name(symbol, timeframe)
+    manifest = {
+        "stage": "ingest",
+        "run_id": ctx.run_id,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "source": resources.source.name,
+        "window": [start.isoformat(), end.isoformat()],
+    }
+    try:
+        if timeframe not in resources.source.timeframes:
+            raise DataError(f"source {resources.source.name} has no {timeframe} bars for {symbol}")
+        bars = resources.source.fetch(ctx.settings.instrument(symbol), timeframe, start, end)
+        if bars.empty:
+            raise DataError(f"{resources.source.name} {symbol} {timeframe}: no bars in {start.date()}..{end.date()}")
+    except DataError as error:
+        manifest.update(status="failed", error=str(error))
+        write_json(ctx.run_root / "raw" / f"{name}.manifest.json", manifest)
+        return manifest
+    raw_path = write_bars_csv(ctx.run_root / "raw" / f"{name}.csv", bars)
+    documents = bars_to_documents(symbol, timeframe, bars, resources.source.name)
+    try:
+        resources.store.upsert_many("market_data", documents)
+    except StoreError as error:
+        resources.fall_back_to_tinydb(ctx, error)
+        resources.store.upsert_many("market_data", documents)
+    manifest.update(
+        status="ok",
+        rows=len(bars),
+        path=str(raw_path.relative_to(ctx.run_root)),
+        sha256=sha256_file(raw_path),
+        first=bars.index[0].isoformat(),
+        last=bars.index[-1].isoformat(),
+        store=resources.store_choice.to_dict(),
+    )
+    write_json(ctx.run_root / "raw" / f"{name}.manifest.json", manifest)
+    return manifest
+
+
+def ingest_all(
+    ctx: RunContext,
+    resources: StageResources | None = None,
+    on_done: Callable[[dict], None] = lambda manifest: None,
+) -> list[dict]:
+    """ingest() for every (symbol, timeframe) of the run, sharing one source and store."""
+    resources = resources or StageResources.open(ctx)
+    manifests = []
+    for symbol, timeframe in ctx.pairs:
+        manifests.append(ingest(ctx, symbol, timeframe, resources))
+        on_done(manifests[-1])
+    record_stage(ctx, "ingest", summarize_ingest(manifests), resources.store)
+    return manifests
+
+
+def summarize_ingest(manifests: list[dict]) -> dict:
+    ok = [m for m in manifests if m.get("status") == "ok"]
+    return {
+        "pairs": len(manifests),
+        "ok": len(ok),
+        "failed": {pair_name(m["symbol"], m["timeframe"]): m["error"] for m in manifests if m.get("status") != "ok"},
+        "rows": sum(m["rows"] for m in ok),
+        "stores": sorted({m["store"]["kind"] for m in ok}),
+    }
+
+
+def validate(ctx: RunContext, ingested: list[dict], resources: StageResources | None = None) -> dict:
+    """Join every ingestion of the run: check, clean into validated/, quarantine what fails.
+
+    Raises StageFailed (after writing every report) when fewer than validation.min_pass_share of
+    the run's pairs pass.
+    """
+    resources = resources or StageResources.open(ctx)
+    by_pair = {(m["symbol"], m["timeframe"]): m for m in ingested if m}
+    reports, passed, quarantined = [], [], []
+    for symbol, timeframe in ctx.pairs:
+        report, validated = _validate_pair(ctx, symbol, timeframe, by_pair.get((symbol, timeframe)))
+        reports.append(report)
+        (passed if validated else quarantined).append(validated or _quarantine(ctx, report))
+    report_path = write_json(ctx.run_root / "validated" / "validation_report.json", {"run_id": ctx.run_id, "reports": reports})
+    resources.store.upsert_many("validation_reports", reports)
+    pass_share = len(passed) / max(len(ctx.pairs), 1)
+    manifest = {
+        "stage": "validate",
+        "run_id": ctx.run_id,
+        "passed": passed,
+        "quarantined": quarantined,
+        "pass_share": round(pass_share, 4),
+        "report_path": str(report_path.relative_to(ctx.run_root)),
+        "store": resources.store_choice.to_dict(),
+    }
+    record_stage(ctx, "validate", _summarize_validate(manifest), resources.store)
+    if pass_share < ctx.settings.validation.min_pass_share:
+        reasons = "; ".join(f"{q['symbol']} {q['timeframe']}: {q['reasons'][0]}" for q in quarantined[:5])
+        raise StageFailed(
+            f"only {len(passed)} of {len(ctx.pairs)} symbol/timeframe pairs passed validation "
+            f"({pass_share:.0%} < validation.min_pass_share {ctx.settings.validation.min_pass_share:.0%}); "
+            f"first reasons: {reasons}; full report in {report_path}"
+        )
+    return manifest
+
+
+def _validate_pair(ctx: RunContext, symbol: str, timeframe: str, ingested: dict | None) -> tuple[dict, dict | None]:
+    """(report document, validated-file entry or None when quarantined)."""
+    name = pair_name(symbol, timeframe)
+    base = {"run_id": ctx.run_id, "symbol": symbol, "timeframe": timeframe}
+    problem = _ingest_problem(ctx, ingested)
+    if problem:
+        (ctx.run_root / "validated" / f"{name}.csv").unlink(missing_ok=True)
+        return {**base, "quarantined": True, "reasons": [problem], "checks": []}, None
+    instrument = ctx.settings.instrument(symbol)
+    bars = read_bars_csv(ctx.run_root / ingested["path"], timeframe)
+    expected = expected_timestamps(instrument.exchange, timeframe, *ctx.window(timeframe))
+    report, clean = validate_bars(bars, instrument, timeframe, expected, ctx.settings.validation)
+    document = {**base, **report.to_dict()}
+    validated_path = ctx.run_root / "validated" / f"{name}.csv"
+    if report.quarantined:
+        validated_path.unlink(missing_ok=True)
+        return document, None
+    (ctx.run_root / "quarantine" / f"{name}.json").unlink(missing_ok=True)
+    write_bars_csv(validated_path, clean)
+    entry = {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "rows": len(clean),
+        "path": str(validated_path.relative_to(ctx.run_root)),
+        "sha256": sha256_file(validated_path),
+    }
+    return document, entry
+
+
+def _ingest_problem(ctx: RunContext, ingested: dict | None) -> str | None:
+    if ingested is None:
+        return "ingestion did not finish: no manifest for this pair (see the ingest task's log)"
+    if ingested.get("status") != "ok":
+        return f"ingestion failed: {ingested.get('error')}"
+    raw_path = ctx.run_root / ingested["path"]
+    if not raw_path.is_file() or sha256_file(raw_path) != ingested["sha256"]:
+        return f"{raw_path} is missing or changed since ingestion; re-run ingest for this pair"
+    return None
+
+
+def _quarantine(ctx: RunContext, report: dict) -> dict:
+    entry = {k: report[k] for k in ("symbol", "timeframe", "reasons")}
+    path = ctx.run_root / "quarantine" / f"{pair_name(report['symbol'], report['timeframe'])}.json"
+    write_json(path, report)
+    return {**entry, "path": str(path.relative_to(ctx.run_root))}
+
+
+def _summarize_validate(manifest: dict) -> dict:
+    return {
+        "passed": len(manifest["passed"]),
+        "quarantined": {pair_name(q["symbol"], q["timeframe"]): q["reasons"] for q in manifest["quarantined"]},
+        "pass_share": manifest["pass_share"],
+        "rows": sum(p["rows"] for p in manifest["passed"]),
+    }
+
+
+def record_stage(ctx: RunContext, stage: str, summary: dict, store: Store) -> dict:
+    """Update run_manifest.json under the run root and the store's pipeline_runs document."""
+    path = ctx.run_root / "run_manifest.json"
+    run = read_json(path) if path.exists() else {"run_id": ctx.run_id, "stages": {}}
+    run.update(ctx.to_dict())
+    run["stages"][stage] = {**summary, "finished_at": dt.datetime.now(dt.UTC).isoformat()}
+    run["store"] = getattr(store, "kind", "unknown")
+    write_json(path, run)
+    store.upsert_many("pipeline_runs", [run])
+    return run

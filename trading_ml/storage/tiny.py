@@ -1,0 +1,123 @@
+"""TinyDB, the embedded fallback: one JSON file per collection under data/fallback/.
+
+TinyDB's own upsert scans the table on every call, so writes merge by natural key in memory and
+write the table once. Each write holds an exclusive file lock (parallel Airflow tasks share the
+files) and lands through a temp file and rename, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+from tinydb import TinyDB
+from tinydb.middlewares import CachingMiddleware
+from tinydb.storages import Storage
+
+from trading_ml.storage.base import documents_to_bars, natural_key
+
+
+def _encode(value):
+    if isinstance(value, dt.datetime):
+        return {"$date": value.isoformat()}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value):
+    if isinstance(value, dict):
+        if set(value) == {"$date"}:
+            return dt.datetime.fromisoformat(value["$date"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that writes through a temp file and os.replace."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def read(self):
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return None
+        with self.path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def write(self, data) -> None:
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, separators=(",", ":")))  # dumps uses the C encoder
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+
+    def close(self) -> None:
+        pass
+
+
+class TinyStore:
+    kind = "tinydb"
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, collection: str) -> Path:
+        return self.directory / f"{collection}.json"
+
+    @contextmanager
+    def _table(self, collection: str):
+        """The collection's table, under an exclusive lock for the whole read-modify-write."""
+        lock_path = self.directory / f".{collection}.lock"
+        with lock_path.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            # The cache turns truncate + insert into one file write, done when the database closes.
+            database = TinyDB(str(self.path(collection)), storage=CachingMiddleware(AtomicJSONStorage))
+            try:
+                yield database.table(collection)
+            finally:
+                database.close()
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def upsert_many(self, collection: str, documents: list[dict]) -> int:
+        if not documents:
+            return 0
+        with self._table(collection) as table:
+            merged = {natural_key(collection, _decode(d)): d for d in table.all()}
+            for document in documents:
+                merged[natural_key(collection, document)] = _encode(document)
+            table.truncate()
+            table.insert_multiple(merged.values())
+        return len(documents)
+
+    def iter_documents(self, collection: str) -> Iterator[dict]:
+        if not self.path(collection).exists():
+            return iter(())
+        with self._table(collection) as table:
+            documents = [_decode(dict(d)) for d in table.all()]
+        return iter(documents)
+
+    def find(self, collection: str, match: dict | None = None) -> list[dict]:
+        match = match or {}
+        return [d for d in self.iter_documents(collection) if all(d.get(k) == v for k, v in match.items())]
+
+    def count(self, collection: str, match: dict | None = None) -> int:
+        return len(self.find(collection, match))
+
+    def read_bars(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        return documents_to_bars(self.find("market_data", {"symbol": symbol, "timeframe": timeframe}))
+
+    def close(self) -> None:
+        pass
