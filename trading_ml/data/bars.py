@@ -38,13 +38,13 @@ def to_utc_index(index: pd.Index, timeframe: str, origin: str) -> pd.DatetimeInd
     if timeframe.endswith("d"):
         if stamps.tz is not None:
             stamps = stamps.tz_localize(None)
-        return stamps.normalize().tz_localize("UTC").rename("timestamp")
+        return stamps.normalize().tz_localize("UTC").as_unit("ns").rename("timestamp")
     if stamps.tz is None:
         raise DataError(
             f"{origin}: intraday timestamps have no timezone; give them an offset "
             "(for example 2024-08-01T13:30:00Z)"
         )
-    return stamps.tz_convert("UTC").rename("timestamp")
+    return stamps.tz_convert("UTC").as_unit("ns").rename("timestamp")
 
 
 def normalize_bars(frame: pd.DataFrame, timeframe: str, origin: str) -> pd.DataFrame:

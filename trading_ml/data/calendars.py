@@ -17,7 +17,7 @@ def calendar(exchange: str) -> exchange_calendars.ExchangeCalendar:
     """The exchange_calendars calendar (e.g. XNYS, XBOM), built once per process."""
     try:
         return exchange_calendars.get_calendar(exchange, start=CALENDAR_START)
-    except Exception as error:  # InvalidCalendarName and friends
+    except exchange_calendars.errors.InvalidCalendarName as error:
         raise ConfigError(
             f"unknown exchange calendar {exchange!r}; use a name from "
             "exchange_calendars.get_calendar_names(), e.g. XNYS or XBOM"

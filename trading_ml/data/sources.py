@@ -114,7 +114,7 @@ class SampleSource:
         import importlib
 
         module = importlib.import_module(f"arch.data.{self.SERIES[symbol][0]}")
-        frame = module.load()
+        frame = module.load().dropna(how="all")  # the VIX file lists holidays as empty rows
         if "vix" in frame.columns:  # close only: a flat bar, no volume
             close = frame["vix"]
             frame = pd.DataFrame({c: close for c in ("open", "high", "low", "close")})

@@ -82,7 +82,7 @@ def market_path(seed: int, epoch: pd.Timestamp, days: int) -> pd.DataFrame:
     uniforms = stream(seed, "regime").random(days)
     shocks = stream(seed, "market").standard_normal(days)
     dates = pd.date_range(epoch, periods=days, freq="D")
-    news_scale = np.where(dates.dayofweek >= 5, NON_SESSION_VOL, 1.0)
+    news_scale = np.where(dates.day_of_week >= 5, NON_SESSION_VOL, 1.0)
     cumulative = REGIME_TRANSITIONS.cumsum(axis=1)
     omega = MARKET_DAILY_VOL**2 * (1 - GARCH_ALPHA - GARCH_BETA)
     regime, variance = 0, MARKET_DAILY_VOL**2
@@ -165,7 +165,7 @@ class SyntheticMarket:
         days = len(market)
         own = stream(self.seed, f"symbol:{instrument.symbol}").standard_normal((days, 5))
         relative_vol = market["vol"].to_numpy() / MARKET_DAILY_VOL
-        news_scale = np.where(market.index.dayofweek >= 5, NON_SESSION_VOL, 1.0)
+        news_scale = np.where(market.index.day_of_week >= 5, NON_SESSION_VOL, 1.0)
         returns = profile.beta * market["ret"].to_numpy()
         if profile.sector:
             factor_vol = SECTOR_VOL.get(profile.sector, DEFAULT_SECTOR_VOL)
@@ -207,7 +207,7 @@ class SyntheticMarket:
                 "close": np.exp(close),
                 "volume": np.round(volume),
             },
-            index=pd.DatetimeIndex(dates[rows]).tz_localize("UTC").rename("timestamp"),
+            index=pd.DatetimeIndex(dates[rows]).tz_localize("UTC").as_unit("ns").rename("timestamp"),
         )
         frame["adj_close"] = frame["close"]
         return frame[BAR_COLUMNS]
@@ -229,7 +229,7 @@ class SyntheticMarket:
                 "close": close,
                 "volume": 0.0,
             },
-            index=pd.DatetimeIndex(market.index[rows]).tz_localize("UTC").rename("timestamp"),
+            index=pd.DatetimeIndex(market.index[rows]).tz_localize("UTC").as_unit("ns").rename("timestamp"),
         )
         frame["adj_close"] = frame["close"]
         return frame[BAR_COLUMNS]
@@ -253,7 +253,7 @@ class SyntheticMarket:
                 stamps_kept.append(hours.dt.tz_convert(None).to_numpy())
         if not pieces:
             return empty_bars()
-        index = pd.DatetimeIndex(np.concatenate(stamps_kept)).tz_localize("UTC").rename("timestamp")
+        index = pd.DatetimeIndex(np.concatenate(stamps_kept)).tz_localize("UTC").as_unit("ns").rename("timestamp")
         return pd.DataFrame(np.vstack(pieces), index=index, columns=BAR_COLUMNS)
 
     def _session_hours(self, symbol: str, day: pd.Series, count: int) -> np.ndarray:

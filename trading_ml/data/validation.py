@@ -99,14 +99,14 @@ def check_ohlc_logic(bars: pd.DataFrame) -> tuple[CheckResult, pd.Series]:
 
 def check_price_sanity(bars: pd.DataFrame, max_abs_return: float) -> CheckResult:
     """No bar-to-bar close move above the limit: such a jump is usually an unadjusted split."""
-    moves = bars["close"].pct_change().abs()
-    jumps = moves > max_abs_return
+    moves = bars["close"].pct_change()
+    jumps = moves.abs() > max_abs_return
     count = int(jumps.sum())
     detail = f"no close-to-close move above {max_abs_return:.0%}"
     if count:
         when = _first(jumps)
         detail = (
-            f"{count} move(s) above {max_abs_return:.0%}, first {moves[jumps].iloc[0]:.1%} at {when}: "
+            f"{count} move(s) above {max_abs_return:.0%}, first {moves[jumps].iloc[0]:+.1%} at {when}: "
             "looks like a split or bad print; fetch split-adjusted prices or fix the file"
         )
     return CheckResult("price_sanity", count == 0, count, detail, hard=True)

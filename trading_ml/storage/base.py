@@ -59,7 +59,9 @@ def documents_to_bars(documents: Iterable[dict]) -> pd.DataFrame:
     if frame.empty:
         return empty_bars()
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
-    return frame.set_index("timestamp").sort_index()[BAR_COLUMNS].astype("float64")
+    frame = frame.set_index("timestamp").sort_index()[BAR_COLUMNS].astype("float64")
+    frame.index = frame.index.as_unit("ns")
+    return frame
 
 
 def mask_uri(uri: str | None) -> str:

@@ -95,7 +95,8 @@ class TinyStore:
         if not documents:
             return 0
         with self._table(collection) as table:
-            merged = {natural_key(collection, _decode(d)): d for d in table.all()}
+            # plain dicts: TinyDB would reuse a Document's doc_id and overwrite the new rows
+            merged = {natural_key(collection, _decode(d)): dict(d) for d in table.all()}
             for document in documents:
                 merged[natural_key(collection, document)] = _encode(document)
             table.truncate()

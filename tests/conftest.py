@@ -1,0 +1,59 @@
+"""Shared fixtures: settings rooted in a temp folder, and a real MongoDB wire server (SecantusDB)."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+from secantus import SecantusDBServer
+
+from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, RunContext, Settings, load_settings
+
+AS_OF = "2026-11-20"
+SMALL_UNIVERSE = ["^GSPC", "^VIX", "^NSEI", "AAPL", "XOM"]
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory):
+    """One SecantusDB server for the session, on loopback, stopped at the end."""
+    with SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(tmp_path_factory.mktemp("secantus"))) as server:
+        yield server
+
+
+@pytest.fixture
+def mongo_uri(mongo_server) -> str:
+    return mongo_server.uri
+
+
+def make_settings(data_dir: Path, mongo_uri: str | None = None, **validation) -> Settings:
+    """The repo's config.yaml rooted at data_dir, with its own MongoDB database name per call."""
+    env = {ENV_DATA_DIR: str(data_dir)}
+    if mongo_uri:
+        env[ENV_MONGO_URI] = mongo_uri
+    settings = load_settings(env=env)
+    storage = dataclasses.replace(
+        settings.storage, database=f"test_{uuid.uuid4().hex[:10]}", ping_timeout_ms=1500
+    )
+    checks = dataclasses.replace(settings.validation, **validation)
+    return dataclasses.replace(settings, storage=storage, validation=checks)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def small_context(settings) -> RunContext:
+    return RunContext.create(settings, AS_OF, SMALL_UNIVERSE, ["1d", "1h"], "synthetic")
+
+
+def closed_port_uri() -> str:
+    """A mongodb:// URI on a loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"mongodb://user:secret@127.0.0.1:{port}/"

@@ -1,0 +1,159 @@
+import pandas as pd
+import pytest
+from yfinance.exceptions import YFRateLimitError
+
+from trading_ml.config import load_settings
+from trading_ml.data.bars import BAR_COLUMNS
+from trading_ml.data.sources import CsvSource, SampleSource, YahooSource, make_source
+from trading_ml.errors import ConfigError, DataError, SourceUnavailable
+from trading_ml.io import write_bars_csv
+
+SETTINGS = load_settings(env={})
+START, END = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-02-01", tz="UTC")
+
+
+def assert_normalized(bars: pd.DataFrame):
+    assert list(bars.columns) == BAR_COLUMNS
+    assert str(bars.index.tz) == "UTC" and bars.index.name == "timestamp"
+    assert bars.index.is_monotonic_increasing
+    assert all(dtype == "float64" for dtype in bars.dtypes)
+
+
+def yfinance_frame(multi_level: bool, symbol="AAPL", rows=5, interval="1d") -> pd.DataFrame:
+    """Shaped as yfinance answers: exchange-local index, capitalised columns, maybe (Price, Ticker)."""
+    if interval == "1d":
+        index = pd.date_range("2024-01-02", periods=rows, freq="B", tz="America/New_York", name="Date")
+    else:
+        index = pd.date_range("2024-01-02 09:30", periods=rows, freq="h", tz="America/New_York", name="Datetime")
+    frame = pd.DataFrame(
+        {"Open": 100.0, "High": 101.0, "Low": 99.0, "Close": 100.5, "Adj Close": 100.2, "Volume": 1_000_000},
+        index=index,
+    )
+    if multi_level:
+        frame.columns = pd.MultiIndex.from_product([frame.columns, [symbol]], names=["Price", "Ticker"])
+    return frame
+
+
+class ScriptedYahoo:
+    """Stands at yfinance's boundary: answers each call from a script of frames or exceptions."""
+
+    def __init__(self, *answers):
+        self.answers, self.calls = list(answers), []
+
+    def __call__(self, symbol, start, end, interval):
+        self.calls.append((symbol, interval))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def yahoo(*answers, retries=3):
+    sleeps = []
+    source = YahooSource(fetch=ScriptedYahoo(*answers), retries=retries, backoff_seconds=1.0, sleep=sleeps.append)
+    return source, sleeps
+
+
+@pytest.mark.parametrize("multi_level", [True, False])
+def test_yahoo_flattens_columns_and_stamps_daily_bars_at_utc_midnight(multi_level):
+    source, _ = yahoo(yfinance_frame(multi_level))
+    bars = source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+    assert_normalized(bars)
+    assert bars.index[0] == pd.Timestamp("2024-01-02", tz="UTC")
+    assert bars["adj_close"].iloc[0] == 100.2 and len(bars) == 5
+
+
+def test_yahoo_hourly_bars_are_converted_to_utc():
+    source, _ = yahoo(yfinance_frame(True, interval="1h"))
+    bars = source.fetch(SETTINGS.instrument("AAPL"), "1h", START, END)
+    assert bars.index[0] == pd.Timestamp("2024-01-02 14:30", tz="UTC")
+
+
+def test_yahoo_retries_rate_limits_with_exponential_backoff_then_succeeds():
+    source, sleeps = yahoo(YFRateLimitError(), YFRateLimitError(), yfinance_frame(True))
+    bars = source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+    assert len(bars) == 5 and sleeps == [1.0, 2.0]
+
+
+def test_yahoo_gives_up_after_its_retries_with_a_retryable_error():
+    source, sleeps = yahoo(*[YFRateLimitError()] * 3, retries=2)
+    with pytest.raises(SourceUnavailable, match="AAPL 1d: still rate-limited by Yahoo after 3 tries"):
+        source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+    assert sleeps == [1.0, 2.0]
+
+
+def test_yahoo_empty_answer_is_a_clear_per_symbol_error():
+    source, _ = yahoo(pd.DataFrame())
+    with pytest.raises(DataError, match="yahoo NOPE 1d: Yahoo returned no bars .* check the ticker"):
+        source.fetch(SETTINGS.instrument("NOPE"), "1d", START, END)
+
+
+def test_yahoo_partial_answer_is_a_clear_per_symbol_error():
+    frame = yfinance_frame(True)
+    frame.iloc[2, frame.columns.get_loc(("Close", "AAPL"))] = float("nan")
+    source, _ = yahoo(frame)
+    with pytest.raises(DataError, match="yahoo AAPL 1d: Yahoo returned 1 partial bar"):
+        source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+    missing_volume = yfinance_frame(False).drop(columns=["Volume"])
+    source, _ = yahoo(missing_volume)
+    with pytest.raises(DataError, match="missing column\\(s\\) volume"):
+        source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+
+
+def test_yahoo_other_failures_are_not_retried():
+    source, sleeps = yahoo(ValueError("Invalid ticker"))
+    with pytest.raises(DataError, match="Yahoo request failed: Invalid ticker"):
+        source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+    assert sleeps == []
+
+
+def test_sample_source_serves_real_sp500_nasdaq_and_vix():
+    source = SampleSource()
+    start, end = pd.Timestamp("2014-01-01", tz="UTC"), pd.Timestamp("2019-01-01", tz="UTC")
+    for symbol in ("^GSPC", "^IXIC", "^VIX"):
+        bars = source.fetch(SETTINGS.instrument(symbol), "1d", start, end)
+        assert_normalized(bars)
+        assert len(bars) > 1200
+    spx = source.fetch(SETTINGS.instrument("^GSPC"), "1d", start, end)
+    assert spx.loc[pd.Timestamp("2018-12-31", tz="UTC"), "close"] == pytest.approx(2506.85, abs=0.01)
+
+
+def test_sample_source_names_what_it_has_and_what_it_covers():
+    source = SampleSource()
+    with pytest.raises(DataError, match="no AAPL; it ships \\^GSPC, \\^IXIC, \\^VIX"):
+        source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+    with pytest.raises(DataError, match="covers 1999-01-04 to 2018-12-31"):
+        source.fetch(SETTINGS.instrument("^GSPC"), "1d", START, END)
+
+
+def test_synthetic_source_returns_the_normalized_frame():
+    source = make_source("synthetic", SETTINGS)
+    for timeframe in ("1d", "1h"):
+        bars = source.fetch(SETTINGS.instrument("^NSEBANK"), timeframe, START, END)
+        assert_normalized(bars)
+        assert bars.index[0] >= START and bars.index[-1] < END
+
+
+def test_csv_source_reads_its_own_raw_files_back_exactly(tmp_path):
+    bars = make_source("synthetic", SETTINGS).fetch(SETTINGS.instrument("AAPL"), "1h", START, END)
+    write_bars_csv(tmp_path / "AAPL_1h.csv", bars)
+    back = CsvSource(tmp_path).fetch(SETTINGS.instrument("AAPL"), "1h", START, END)
+    pd.testing.assert_frame_equal(back, bars, check_freq=False)
+
+
+def test_csv_source_accepts_dates_and_common_headers(tmp_path):
+    (tmp_path / "MSFT_1d.csv").write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n2024-01-02,10,11,9,10.5,10.4,100\n2024-01-03,10.5,11,10,10.8,10.7,120\n"
+    )
+    bars = CsvSource(tmp_path).fetch(SETTINGS.instrument("MSFT"), "1d", START, END)
+    assert_normalized(bars)
+    assert bars.index[1] == pd.Timestamp("2024-01-03", tz="UTC") and bars["adj_close"].iloc[1] == 10.7
+
+
+def test_make_source_refuses_unknown_specs(tmp_path):
+    with pytest.raises(ConfigError, match="unknown source 'quandl'"):
+        make_source("quandl", SETTINGS)
+    with pytest.raises(ConfigError, match="csv:DIR"):
+        make_source("csv", SETTINGS)
+    with pytest.raises(ConfigError, match="does not exist"):
+        make_source(f"csv:{tmp_path / 'nowhere'}", SETTINGS)

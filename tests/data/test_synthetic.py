@@ -1,0 +1,91 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from trading_ml.config import load_settings
+from trading_ml.data.bars import BAR_COLUMNS
+from trading_ml.data.synthetic import REGIMES, SyntheticMarket
+from trading_ml.errors import DataError
+
+SETTINGS = load_settings(env={})
+END = pd.Timestamp("2026-11-20", tz="UTC")
+
+
+def daily(market, symbol, start="2016-01-01", end=END):
+    return market.bars(SETTINGS.instrument(symbol), "1d", pd.Timestamp(start, tz="UTC"), end)
+
+
+def test_same_bar_for_same_symbol_and_timestamp_whatever_the_window():
+    market = SyntheticMarket(seed=7)
+    long = daily(market, "AAPL", "2015-01-01", END)
+    short = daily(market, "AAPL", "2020-06-01", pd.Timestamp("2023-02-01", tz="UTC"))
+    pd.testing.assert_frame_equal(short, long.loc[short.index])
+    hourly = lambda s, e: market.bars(SETTINGS.instrument("MSFT"), "1h", pd.Timestamp(s, tz="UTC"), pd.Timestamp(e, tz="UTC"))
+    wide, narrow = hourly("2026-01-05", "2026-11-20"), hourly("2026-03-02", "2026-04-01")
+    pd.testing.assert_frame_equal(narrow, wide.loc[narrow.index])
+
+
+def test_a_symbol_does_not_depend_on_which_others_are_asked_for():
+    first, second = SyntheticMarket(seed=7), SyntheticMarket(seed=7)
+    daily(first, "XOM")
+    pd.testing.assert_frame_equal(daily(first, "AAPL"), daily(second, "AAPL"))
+    assert not daily(SyntheticMarket(seed=8), "AAPL").equals(daily(first, "AAPL"))
+
+
+def test_prices_cluster_in_volatility_and_sectors_move_together():
+    market = SyntheticMarket(seed=42)
+    closes = pd.DataFrame({s: daily(market, s)["close"] for s in ("XOM", "CVX", "AAPL", "^GSPC")})
+    returns = np.log(closes).diff().dropna()
+    squared = returns["^GSPC"] ** 2
+    assert squared.autocorr(1) > 0.1  # volatility clustering: big moves follow big moves
+    corr = returns.corr()
+    assert corr.loc["XOM", "CVX"] > corr.loc["XOM", "AAPL"] + 0.1  # same sector moves together
+    annual_vol = returns.std() * np.sqrt(252)
+    assert ((annual_vol > 0.08) & (annual_vol < 0.8)).all()
+
+
+def test_all_four_regimes_occur_and_vix_follows_realized_volatility():
+    market = SyntheticMarket(seed=42)
+    regimes = market.regimes(END)
+    assert set(regimes.unique()) == set(REGIMES)
+    assert regimes.value_counts(normalize=True).min() > 0.05
+    gspc, vix = daily(market, "^GSPC")["close"], daily(market, "^VIX")
+    realized = np.log(gspc).diff().rolling(20).std() * np.sqrt(252) * 100
+    both = pd.concat([realized, vix["close"]], axis=1).dropna()
+    assert both.corr().iloc[0, 1] > 0.6
+    assert (vix["volume"] == 0).all() and vix["close"].between(9, 90).all()
+
+
+def test_volume_rises_with_the_size_of_the_move():
+    bars = daily(SyntheticMarket(seed=42), "JPM")
+    move = np.log(bars["close"]).diff().abs()
+    assert move.corr(np.log(bars["volume"])) > 0.2
+    assert (bars["volume"] > 0).all()
+
+
+def test_hourly_bars_follow_trading_hours_and_aggregate_to_the_daily_bar():
+    market = SyntheticMarket(seed=3)
+    start, end = pd.Timestamp("2026-03-02", tz="UTC"), pd.Timestamp("2026-03-07", tz="UTC")
+    for symbol, first_bar in (("AAPL", "14:30"), ("^NSEI", "03:45")):
+        hourly = market.bars(SETTINGS.instrument(symbol), "1h", start, end)
+        day = market.bars(SETTINGS.instrument(symbol), "1d", start, end)
+        assert list(hourly.columns) == BAR_COLUMNS
+        by_day = hourly.groupby(hourly.index.normalize())
+        assert by_day.size().eq(7).all()
+        assert (hourly.index[0].strftime("%H:%M")) == first_bar
+        aggregated = pd.DataFrame({
+            "open": by_day["open"].first(), "high": by_day["high"].max(), "low": by_day["low"].min(),
+            "close": by_day["close"].last(), "volume": by_day["volume"].sum(),
+        })
+        pd.testing.assert_frame_equal(aggregated, day[aggregated.columns], check_names=False, check_freq=False)
+
+
+def test_no_bars_on_exchange_holidays():
+    bars = daily(SyntheticMarket(), "AAPL", "2025-12-20", pd.Timestamp("2026-01-06", tz="UTC"))
+    dates = set(bars.index.strftime("%Y-%m-%d"))
+    assert "2025-12-25" not in dates and "2026-01-01" not in dates and "2025-12-24" in dates
+
+
+def test_a_window_before_the_epoch_is_refused_with_a_hint():
+    with pytest.raises(DataError, match="before the simulated market's epoch"):
+        daily(SyntheticMarket(epoch="2010-01-04"), "AAPL", "2009-01-01")

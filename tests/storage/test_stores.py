@@ -1,0 +1,120 @@
+"""Both backends behave alike: round trip, idempotent upserts, fallback and sync."""
+
+import threading
+
+import pandas as pd
+import pytest
+
+from tests.conftest import closed_port_uri, make_settings
+from trading_ml.config import load_settings
+from trading_ml.data.synthetic import SyntheticMarket
+from trading_ml.errors import StoreError
+from trading_ml.storage import MongoStore, TinyStore, bars_to_documents, open_store, sync_to_mongo
+from trading_ml.storage.base import mask_uri
+
+SETTINGS = load_settings(env={})
+
+
+def sample_bars(symbol="AAPL", timeframe="1d", days=40):
+    end = pd.Timestamp("2026-11-20", tz="UTC")
+    return SyntheticMarket(seed=5).bars(SETTINGS.instrument(symbol), timeframe, end - pd.Timedelta(days=days), end)
+
+
+@pytest.fixture(params=["tinydb", "mongodb"])
+def store(request, tmp_path):
+    if request.param == "tinydb":
+        yield TinyStore(tmp_path / "fallback")
+        return
+    settings = make_settings(tmp_path, request.getfixturevalue("mongo_uri"))
+    opened = MongoStore.connect(settings.storage.mongo_uri, settings.storage.database)
+    yield opened
+    opened.client.drop_database(settings.storage.database)
+    opened.close()
+
+
+def test_bars_round_trip_exactly(store):
+    bars = sample_bars()
+    store.upsert_many("market_data", bars_to_documents("AAPL", "1d", bars, "synthetic"))
+    pd.testing.assert_frame_equal(store.read_bars("AAPL", "1d"), bars, check_freq=False)
+    assert store.read_bars("MSFT", "1d").empty
+
+
+def test_upserting_twice_adds_no_duplicates_and_updates_values(store):
+    bars = sample_bars()
+    documents = bars_to_documents("AAPL", "1d", bars, "synthetic")
+    store.upsert_many("market_data", documents)
+    store.upsert_many("market_data", documents)
+    assert store.count("market_data") == len(bars)
+    changed = bars.copy()
+    changed.iloc[0, changed.columns.get_loc("close")] = 1.0
+    store.upsert_many("market_data", bars_to_documents("AAPL", "1d", changed.iloc[:1], "synthetic"))
+    assert store.count("market_data") == len(bars)
+    assert store.read_bars("AAPL", "1d")["close"].iloc[0] == 1.0
+
+
+def test_documents_are_found_by_field(store):
+    store.upsert_many("validation_reports", [
+        {"run_id": "r1", "symbol": "AAPL", "timeframe": "1d", "quarantined": False},
+        {"run_id": "r1", "symbol": "MSFT", "timeframe": "1d", "quarantined": True},
+    ])
+    assert [d["symbol"] for d in store.find("validation_reports", {"quarantined": True})] == ["MSFT"]
+    assert store.count("validation_reports", {"run_id": "r1"}) == 2
+
+
+def test_tinydb_parallel_writers_lose_nothing(tmp_path):
+    store = TinyStore(tmp_path)
+    symbols = ["AAPL", "MSFT", "XOM", "CVX", "JPM", "GS"]
+    batches = {s: bars_to_documents(s, "1d", sample_bars(s), "synthetic") for s in symbols}
+    threads = [threading.Thread(target=store.upsert_many, args=("market_data", docs)) for docs in batches.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.count("market_data") == sum(len(d) for d in batches.values())
+
+
+def test_open_store_prefers_mongodb_when_it_answers(tmp_path, mongo_uri):
+    store, choice = open_store(make_settings(tmp_path, mongo_uri))
+    assert store.kind == "mongodb" and choice.kind == "mongodb"
+    store.close()
+
+
+def test_open_store_falls_back_to_tinydb_with_a_warning_and_a_masked_uri(tmp_path, caplog):
+    uri = closed_port_uri()
+    store, choice = open_store(make_settings(tmp_path, uri))
+    assert store.kind == "tinydb" and choice.kind == "tinydb"
+    assert "did not answer" in choice.reason and "secret" not in choice.reason and "user:***@" in choice.reason
+    assert any("falling back to TinyDB" in r.message for r in caplog.records)
+
+
+def test_sync_copies_the_fallback_into_mongodb_exactly_once(tmp_path, mongo_uri):
+    settings = make_settings(tmp_path, mongo_uri)
+    tiny = TinyStore(settings.storage.fallback_dir)
+    bars = {s: sample_bars(s) for s in ("AAPL", "XOM")}
+    for symbol, frame in bars.items():
+        tiny.upsert_many("market_data", bars_to_documents(symbol, "1d", frame, "synthetic"))
+    tiny.upsert_many("pipeline_runs", [{"run_id": "asof-2026-11-20", "store": "tinydb"}])
+    mongo = MongoStore.connect(mongo_uri, settings.storage.database)
+    mongo.upsert_many("market_data", bars_to_documents("AAPL", "1d", bars["AAPL"].iloc[:5], "synthetic"))
+
+    first = sync_to_mongo(settings)
+    second = sync_to_mongo(settings)
+
+    total = sum(len(f) for f in bars.values())
+    assert first["market_data"] == {"copied": total, "in_mongodb": total} == second["market_data"]
+    for symbol, frame in bars.items():
+        pd.testing.assert_frame_equal(mongo.read_bars(symbol, "1d"), frame, check_freq=False)
+    assert mongo.count("pipeline_runs") == 1
+    mongo.close()
+
+
+def test_sync_without_a_reachable_mongodb_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="needs a MongoDB URI"):
+        sync_to_mongo(make_settings(tmp_path))
+    with pytest.raises(StoreError, match="did not answer"):
+        sync_to_mongo(make_settings(tmp_path, closed_port_uri()))
+
+
+def test_mask_uri_hides_passwords_only():
+    assert mask_uri("mongodb://alice:s3cr3t@db:27017/x?authSource=admin") == "mongodb://alice:***@db:27017/x?authSource=admin"
+    assert mask_uri("mongodb://127.0.0.1:27017/") == "mongodb://127.0.0.1:27017/"

@@ -1,0 +1,73 @@
+"""The command line: same options on every stage, a summary, and clear errors with exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from trading_ml.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_ingests_and_validates_and_prints_a_summary(tmp_path, capsys):
+    code, out, _ = cli(capsys, "run", "--source", "synthetic", "--symbols", "AAPL,^VIX", "--timeframes", "1d",
+                       "--as-of", "2026-11-20", "--data-dir", str(tmp_path))
+    assert code == 0
+    assert "ingest: 2/2 pairs" in out and "validate: 2/2 pairs passed" in out and "store tinydb" in out
+    assert (tmp_path / "runs" / "2026-11-20" / "validated" / "AAPL_1d.csv").is_file()
+    assert (tmp_path / "fallback" / "market_data.json").is_file()
+
+
+def test_ingest_then_validate_as_separate_commands(tmp_path, capsys):
+    common = ["--symbols", "XOM", "--timeframes", "1d,1h", "--as-of", "2026-11-20", "--data-dir", str(tmp_path)]
+    assert cli(capsys, "ingest", *common)[0] == 0
+    code, out, _ = cli(capsys, "validate", *common)
+    assert code == 0 and "validate: 2/2 pairs passed" in out
+
+
+def test_sample_source_narrows_the_universe_to_what_it_ships(tmp_path, capsys):
+    code, out, _ = cli(capsys, "run", "--source", "sample", "--as-of", "2019-01-01", "--data-dir", str(tmp_path))
+    assert code == 0 and "ingest: 3/3 pairs" in out and "^VIX" in out
+
+
+def test_future_as_of_is_an_error_that_says_what_to_do(tmp_path, capsys):
+    code, _, err = cli(capsys, "ingest", "--as-of", "2999-01-01", "--data-dir", str(tmp_path))
+    assert code == 2 and "as-of date 2999-01-01 is in the future" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_symbol_is_quarantined_and_named(tmp_path, capsys):
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    code, out, err = cli(capsys, "run", "--source", f"csv:{csv_dir}", "--symbols", "FOO", "--timeframes", "1d",
+                         "--as-of", "2026-11-20", "--data-dir", str(tmp_path))
+    assert code == 1
+    assert "failed FOO_1d: no file for FOO 1d: expected" in out
+    assert "only 0 of 1" in err and "FOO 1d: ingestion failed" in err
+
+
+def test_malformed_ticker_and_unknown_source_exit_2(tmp_path, capsys):
+    assert "is not a ticker" in cli(capsys, "ingest", "--symbols", "A B", "--data-dir", str(tmp_path))[2]
+    assert "unknown source 'bloomberg'" in cli(capsys, "ingest", "--source", "bloomberg", "--data-dir", str(tmp_path))[2]
+
+
+def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
+    env = {**os.environ, "TRADING_ML_DATA_DIR": str(tmp_path)}
+    common = ["--symbols", "^GSPC", "--timeframes", "1d", "--as-of", "2026-11-20"]
+    script = [sys.executable, str(REPO / "train_production_models.py")]
+    ingest = subprocess.run([*script, "--stage", "ingest", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "ingest: 1/1 pairs" in ingest.stdout
+    full = subprocess.run([*script, "--full-pipeline", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    assert "validate: 1/1 pairs passed" in full.stdout
+    run = json.loads((tmp_path / "runs" / "2026-11-20" / "run_manifest.json").read_text())
+    assert run["stages"]["validate"]["passed"] == 1

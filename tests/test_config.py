@@ -1,0 +1,67 @@
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, RunContext, load_settings, parse_as_of, parse_lookback
+from trading_ml.errors import ConfigError
+
+
+def test_config_holds_the_plans_universe_grouped_as_the_plan_groups_it():
+    settings = load_settings(env={})
+    indices = [s for s, i in settings.universe.items() if i.kind == "index"]
+    assert indices == ["^GSPC", "^IXIC", "^DJI", "^NSEI", "^NSEBANK", "^VIX"]
+    sectors = {}
+    for instrument in settings.universe.values():
+        if instrument.kind == "equity":
+            sectors.setdefault(instrument.sector, []).append(instrument.symbol)
+    assert {k: len(v) for k, v in sectors.items()} == {
+        "Technology": 5, "Financials": 4, "Healthcare": 3, "Consumer": 4, "Energy": 4,
+    }
+    assert len(settings.symbols) == 26
+    assert settings.universe["^NSEI"].exchange == "XBOM"
+    assert settings.universe["^VIX"].has_volume is False
+    assert {n: t.lookback for n, t in settings.timeframes.items()} == {"1d": "5y", "1h": "6mo"}
+
+
+def test_environment_overrides_data_dir_and_mongo_uri(tmp_path):
+    settings = load_settings(env={ENV_DATA_DIR: str(tmp_path), ENV_MONGO_URI: "mongodb://h:1/"})
+    assert settings.data_dir == tmp_path
+    assert settings.storage.mongo_uri == "mongodb://h:1/"
+    assert settings.storage.fallback_dir == tmp_path / "fallback"
+
+
+def test_windows_are_derived_from_the_as_of_date(settings):
+    ctx = RunContext.create(settings, "2024-03-15")
+    assert ctx.window("1d") == (pd.Timestamp("2019-03-15", tz="UTC"), pd.Timestamp("2024-03-15", tz="UTC"))
+    assert ctx.window("1h") == (pd.Timestamp("2023-09-15", tz="UTC"), pd.Timestamp("2024-03-15", tz="UTC"))
+    assert ctx.run_root == settings.data_dir / "runs" / "2024-03-15"
+    older = RunContext.create(settings, "2023-12-31")
+    assert older.run_root != ctx.run_root and older.window("1d")[1] < ctx.window("1d")[1]
+
+
+def test_as_of_in_the_future_or_malformed_is_refused():
+    today = dt.date(2026, 11, 24)
+    assert parse_as_of(None, today) == today
+    with pytest.raises(ConfigError, match="in the future"):
+        parse_as_of("2026-11-25", today)
+    with pytest.raises(ConfigError, match="YYYY-MM-DD"):
+        parse_as_of("24/11/2026", today)
+
+
+def test_unknown_timeframe_ticker_and_config_key_are_named(settings, tmp_path):
+    with pytest.raises(ConfigError, match="unknown timeframe '5m'"):
+        RunContext.create(settings, "2024-01-02", timeframes=["5m"])
+    with pytest.raises(ConfigError, match="'aapl;rm' is not a ticker"):
+        RunContext.create(settings, "2024-01-02", symbols=["aapl;rm"])
+    bad = tmp_path / "config.yaml"
+    bad.write_text("universe: {equities: {}}\ntimeframes: {1d: {lookback: 5y}}\ntimefrmes: {}\n")
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) timefrmes"):
+        load_settings(bad, env={})
+
+
+def test_lookbacks_parse_and_typos_are_refused():
+    assert parse_lookback("5y") == pd.DateOffset(years=5)
+    assert parse_lookback("6mo") == pd.DateOffset(months=6)
+    with pytest.raises(ConfigError, match="'6 months'"):
+        parse_lookback("6 months")

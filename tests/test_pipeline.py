@@ -1,0 +1,149 @@
+"""The ingest and validate stages end to end, on TinyDB and on a real MongoDB wire server."""
+
+import dataclasses
+import json
+
+import pytest
+
+from tests.conftest import AS_OF, SMALL_UNIVERSE, closed_port_uri, make_settings
+from trading_ml import pipeline
+from trading_ml.config import RunContext
+from trading_ml.errors import SourceUnavailable, StageFailed
+from trading_ml.storage import open_store
+
+
+def context(settings, symbols=SMALL_UNIVERSE, timeframes=("1d", "1h"), as_of=AS_OF):
+    return RunContext.create(settings, as_of, list(symbols), list(timeframes), "synthetic")
+
+
+def with_faults(settings, faults):
+    sources = {**settings.sources, "synthetic": {**settings.sources["synthetic"], "faults": faults}}
+    return dataclasses.replace(settings, sources=sources)
+
+
+def run_both(ctx):
+    resources = pipeline.StageResources.open(ctx)
+    manifests = pipeline.ingest_all(ctx, resources)
+    return manifests, pipeline.validate(ctx, manifests, resources), resources
+
+
+@pytest.mark.parametrize("backend", ["tinydb", "mongodb"])
+def test_ingest_twice_leaves_counts_unchanged(tmp_path, request, backend):
+    uri = request.getfixturevalue("mongo_uri") if backend == "mongodb" else None
+    ctx = context(make_settings(tmp_path, uri), symbols=["^GSPC", "AAPL"], timeframes=["1d"])
+    first, result, resources = run_both(ctx)
+    assert resources.store.kind == backend
+    count = resources.store.count("market_data")
+    assert count == sum(m["rows"] for m in first) > 2000
+    raw_bytes = (ctx.run_root / first[0]["path"]).read_bytes()
+
+    second, again, _ = run_both(ctx)
+    assert resources.store.count("market_data") == count
+    assert resources.store.count("validation_reports") == 2 and resources.store.count("pipeline_runs") == 1
+    assert [m["sha256"] for m in second] == [m["sha256"] for m in first]
+    assert (ctx.run_root / first[0]["path"]).read_bytes() == raw_bytes
+    assert again["passed"] == result["passed"]
+    run = json.loads((ctx.run_root / "run_manifest.json").read_text())
+    assert run["store"] == backend and set(run["stages"]) == {"ingest", "validate"}
+
+
+def test_run_writes_the_seeds_layout_under_a_root_per_as_of(small_context):
+    manifests, result, _ = run_both(small_context)
+    root = small_context.run_root
+    assert root.name == AS_OF
+    assert (root / "raw" / "AAPL_1d.csv").is_file() and (root / "validated" / "^NSEI_1h.csv").is_file()
+    assert (root / "validated" / "validation_report.json").is_file()
+    assert len(result["passed"]) == 10 and result["quarantined"] == []
+    assert all(m["store"]["kind"] == "tinydb" for m in manifests)
+    manifest_size = len(json.dumps(manifests[0]))
+    assert manifest_size < 2000  # manifests carry paths and counts, never data
+
+
+def test_faulty_symbols_are_quarantined_with_reasons_and_the_run_goes_on(tmp_path):
+    settings = with_faults(make_settings(tmp_path, min_pass_share=0.5), {"AAPL": ["split"], "XOM": ["gap"], "^GSPC": ["ohlc"]})
+    ctx = context(settings, timeframes=["1d"])
+    _, result, resources = run_both(ctx)
+    quarantined = {q["symbol"]: q["reasons"] for q in result["quarantined"]}
+    assert set(quarantined) == {"AAPL", "XOM"}
+    assert "price_sanity" in quarantined["AAPL"][0] and "completeness" in quarantined["XOM"][0]
+    assert {p["symbol"] for p in result["passed"]} == {"^GSPC", "^VIX", "^NSEI"}
+    assert (ctx.run_root / "quarantine" / "AAPL_1d.json").is_file()
+    assert not (ctx.run_root / "validated" / "AAPL_1d.csv").exists()
+    stored = resources.store.find("validation_reports", {"symbol": "AAPL"})
+    assert stored[0]["quarantined"] is True and stored[0]["reasons"] == quarantined["AAPL"]
+
+
+def test_validate_fails_with_a_summary_below_the_minimum_pass_share(tmp_path):
+    settings = with_faults(make_settings(tmp_path, min_pass_share=0.9), {"AAPL": ["split"]})
+    ctx = context(settings, timeframes=["1d"])
+    resources = pipeline.StageResources.open(ctx)
+    manifests = pipeline.ingest_all(ctx, resources)
+    with pytest.raises(StageFailed, match="only 4 of 5 .* AAPL 1d: price_sanity"):
+        pipeline.validate(ctx, manifests, resources)
+    assert (ctx.run_root / "validated" / "validation_report.json").is_file()
+
+
+def test_a_failed_or_missing_ingestion_is_quarantined_not_fatal(tmp_path):
+    ctx = context(make_settings(tmp_path, min_pass_share=0.3), symbols=["AAPL", "XOM", "JPM"], timeframes=["1d"])
+    resources = pipeline.StageResources.open(ctx)
+    manifests = [pipeline.ingest(ctx, "AAPL", "1d", resources), pipeline.ingest(ctx, "XOM", "1d", resources)]
+    broken = dict(manifests[1], status="failed", error="Yahoo returned no bars")
+    result = pipeline.validate(ctx, [manifests[0], broken], resources)
+    reasons = {q["symbol"]: q["reasons"][0] for q in result["quarantined"]}
+    assert reasons == {"XOM": "ingestion failed: Yahoo returned no bars", "JPM": reasons["JPM"]}
+    assert reasons["JPM"].startswith("ingestion did not finish")
+
+
+def test_a_raw_file_changed_after_ingest_is_not_trusted(small_context):
+    resources = pipeline.StageResources.open(small_context)
+    manifest = pipeline.ingest(small_context, "AAPL", "1d", resources)
+    path = small_context.run_root / manifest["path"]
+    path.write_text(path.read_text().replace("2026-11-19", "2026-11-18", 1))
+    ctx = dataclasses.replace(small_context, symbols=["AAPL"], timeframes=["1d"])
+    ctx.__dict__.pop("pairs", None)
+    with pytest.raises(StageFailed):
+        pipeline.validate(ctx, [manifest], resources)
+    report = json.loads((small_context.run_root / "quarantine" / "AAPL_1d.json").read_text())
+    assert "changed since ingestion" in report["reasons"][0]
+
+
+def test_unreachable_mongodb_falls_back_to_tinydb_and_sync_restores_everything(tmp_path, mongo_uri):
+    offline = make_settings(tmp_path, closed_port_uri())
+    ctx = context(offline, symbols=["AAPL", "^VIX"], timeframes=["1d", "1h"])
+    manifests, _, resources = run_both(ctx)
+    assert all(m["store"]["kind"] == "tinydb" and "did not answer" in m["store"]["reason"] for m in manifests)
+    bars = sum(m["rows"] for m in manifests)
+
+    from trading_ml.storage import sync_to_mongo
+
+    online = dataclasses.replace(offline, storage=dataclasses.replace(offline.storage, mongo_uri=mongo_uri))
+    summary = sync_to_mongo(online)
+    assert summary["market_data"] == {"copied": bars, "in_mongodb": bars}
+    mongo, choice = open_store(online)
+    assert choice.kind == "mongodb" and mongo.count("market_data") == bars
+    mongo.close()
+
+
+def test_mongodb_failing_mid_ingest_finishes_on_tinydb(tmp_path, mongo_uri):
+    ctx = context(make_settings(tmp_path, mongo_uri), symbols=["AAPL", "XOM"], timeframes=["1d"])
+    resources = pipeline.StageResources.open(ctx)
+    assert resources.store.kind == "mongodb"
+    first = pipeline.ingest(ctx, "AAPL", "1d", resources)
+    resources.store.client.close()  # the server is gone for this client from here on
+    second = pipeline.ingest(ctx, "XOM", "1d", resources)
+    assert first["store"]["kind"] == "mongodb" and second["store"]["kind"] == "tinydb"
+    assert "fell back to TinyDB mid-run" in second["store"]["reason"]
+    assert resources.store.count("market_data") == second["rows"]
+
+
+def test_source_outage_raises_so_a_scheduler_can_retry(small_context):
+    class RateLimited:
+        name, timeframes, symbols = "yahoo", ("1d",), None
+
+        def fetch(self, *args):
+            raise SourceUnavailable("yahoo AAPL 1d: still rate-limited")
+
+    resources = pipeline.StageResources.open(small_context)
+    resources.source = RateLimited()
+    with pytest.raises(SourceUnavailable):
+        pipeline.ingest(small_context, "AAPL", "1d", resources)
