@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pandas as pd
+
 from trading_ml.config import RunContext
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.sources import MarketDataSource, make_source, read_bars_csv
@@ -55,44 +57,8 @@ def ingest(ctx: RunContext, symbol: str, timeframe: str, resources: StageResourc
     raises SourceUnavailable, so a scheduler can retry.
     """
     resources = resources or StageResources.open(ctx)
-    start, end = ctx.window(timeframe)
-    name = pair_name(symbol, timeframe)
-    manifest = {
-        "stage": "ingest",
-        "run_id": ctx.run_id,
-        "symbol": symbol,
-        "timeframe": timeframe,
-        "source": resources.source.name,
-        "window": [start.isoformat(), end.isoformat()],
-    }
-    try:
-        if timeframe not in resources.source.timeframes:
-            raise DataError(f"source {resources.source.name} has no {timeframe} bars for {symbol}")
-        bars = resources.source.fetch(ctx.settings.instrument(symbol), timeframe, start, end)
-        if bars.empty:
-            raise DataError(f"{resources.source.name} {symbol} {timeframe}: no bars in {start.date()}..{end.date()}")
-    except DataError as error:
-        manifest.update(status="failed", error=str(error))
-        write_json(ctx.run_root / "raw" / f"{name}.manifest.json", manifest)
-        return manifest
-    raw_path = write_bars_csv(ctx.run_root / "raw" / f"{name}.csv", bars)
-    documents = bars_to_documents(symbol, timeframe, bars, resources.source.name)
-    try:
-        resources.store.upsert_many("market_data", documents)
-    except StoreError as error:
-        resources.fall_back_to_tinydb(ctx, error)
-        resources.store.upsert_many("market_data", documents)
-    manifest.update(
-        status="ok",
-        rows=len(bars),
-        path=str(raw_path.relative_to(ctx.run_root)),
-        sha256=sha256_file(raw_path),
-        first=bars.index[0].isoformat(),
-        last=bars.index[-1].isoformat(),
-        store=resources.store_choice.to_dict(),
-    )
-    write_json(ctx.run_root / "raw" / f"{name}.manifest.json", manifest)
-    return manifest
+    manifest, bars = fetch_to_raw(ctx, symbol, timeframe, resources.source)
+    return store_and_record(ctx, resources, [(manifest, bars)])[0]
 
 
 def ingest_all(
@@ -100,13 +66,69 @@ def ingest_all(
     resources: StageResources | None = None,
     on_done: Callable[[dict], None] = lambda manifest: None,
 ) -> list[dict]:
-    """ingest() for every (symbol, timeframe) of the run, sharing one source and store."""
+    """ingest() for every (symbol, timeframe) of the run, with one store write for all of them."""
     resources = resources or StageResources.open(ctx)
-    manifests = []
+    fetched = []
     for symbol, timeframe in ctx.pairs:
-        manifests.append(ingest(ctx, symbol, timeframe, resources))
-        on_done(manifests[-1])
+        fetched.append(fetch_to_raw(ctx, symbol, timeframe, resources.source))
+        on_done(fetched[-1][0])
+    manifests = store_and_record(ctx, resources, fetched)
     record_stage(ctx, "ingest", summarize_ingest(manifests), resources.store)
+    return manifests
+
+
+def fetch_to_raw(ctx: RunContext, symbol: str, timeframe: str, source: MarketDataSource) -> tuple[dict, pd.DataFrame | None]:
+    """(manifest, bars) with bars written to raw/; (failed manifest, None) for bad input."""
+    start, end = ctx.window(timeframe)
+    manifest = {
+        "stage": "ingest",
+        "run_id": ctx.run_id,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "source": source.name,
+        "window": [start.isoformat(), end.isoformat()],
+    }
+    try:
+        if timeframe not in source.timeframes:
+            raise DataError(f"source {source.name} has no {timeframe} bars for {symbol}")
+        bars = source.fetch(ctx.settings.instrument(symbol), timeframe, start, end)
+        if bars.empty:
+            raise DataError(f"{source.name} {symbol} {timeframe}: no bars in {start.date()}..{end.date()}")
+    except DataError as error:
+        manifest.update(status="failed", error=str(error))
+        return manifest, None
+    raw_path = write_bars_csv(ctx.run_root / "raw" / f"{pair_name(symbol, timeframe)}.csv", bars)
+    manifest.update(
+        status="ok",
+        rows=len(bars),
+        path=str(raw_path.relative_to(ctx.run_root)),
+        sha256=sha256_file(raw_path),
+        first=bars.index[0].isoformat(),
+        last=bars.index[-1].isoformat(),
+    )
+    return manifest, bars
+
+
+def store_and_record(ctx: RunContext, resources: StageResources, fetched: list[tuple[dict, pd.DataFrame | None]]) -> list[dict]:
+    """Upsert the fetched bars into market_data in one write, then save each pair's manifest."""
+    documents = [
+        document
+        for manifest, bars in fetched
+        if bars is not None
+        for document in bars_to_documents(manifest["symbol"], manifest["timeframe"], bars, manifest["source"])
+    ]
+    try:
+        resources.store.upsert_many("market_data", documents)
+    except StoreError as error:
+        resources.fall_back_to_tinydb(ctx, error)
+        resources.store.upsert_many("market_data", documents)
+    manifests = []
+    for manifest, bars in fetched:
+        if bars is not None:
+            manifest["store"] = resources.store_choice.to_dict()
+        name = pair_name(manifest["symbol"], manifest["timeframe"])
+        write_json(ctx.run_root / "raw" / f"{name}.manifest.json", manifest)
+        manifests.append(manifest)
     return manifests
 
 

@@ -1,7 +1,7 @@
 """TinyDB, the embedded fallback: one JSON file per collection under data/fallback/.
 
 TinyDB's own upsert scans the table on every call, so writes merge by natural key in memory and
-write the table once. Each write holds an exclusive file lock (parallel Airflow tasks share the
+write the file once. Each write holds an exclusive file lock (parallel Airflow tasks share the
 files) and lands through a temp file and rename, so a crash never leaves half a file.
 """
 
@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 from tinydb import TinyDB
-from tinydb.middlewares import CachingMiddleware
 from tinydb.storages import Storage
 
-from trading_ml.storage.base import documents_to_bars, natural_key
+from trading_ml.storage.base import NATURAL_KEYS, documents_to_bars
 
 
 def _encode(value):
@@ -41,6 +40,12 @@ def _decode(value):
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return value
+
+
+def _stored_key(collection: str, encoded: dict) -> tuple:
+    """The natural key of an encoded document (dates stay in their ISO form, which is hashable)."""
+    values = (encoded[field] for field in NATURAL_KEYS[collection])
+    return tuple(v["$date"] if isinstance(v, dict) else v for v in values)
 
 
 class AtomicJSONStorage(Storage):
@@ -78,29 +83,46 @@ class TinyStore:
         return self.directory / f"{collection}.json"
 
     @contextmanager
-    def _table(self, collection: str):
-        """The collection's table, under an exclusive lock for the whole read-modify-write."""
+    def _locked(self, collection: str):
+        """An exclusive lock for a whole read-modify-write: parallel Airflow tasks share the files."""
         lock_path = self.directory / f".{collection}.lock"
         with lock_path.open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            # The cache turns truncate + insert into one file write, done when the database closes.
-            database = TinyDB(str(self.path(collection)), storage=CachingMiddleware(AtomicJSONStorage))
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _table(self, collection: str):
+        with self._locked(collection):
+            database = TinyDB(str(self.path(collection)), storage=AtomicJSONStorage)
             try:
                 yield database.table(collection)
             finally:
                 database.close()
-                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def upsert_many(self, collection: str, documents: list[dict]) -> int:
+        """Merge by natural key in memory and write the file once (TinyDB's upsert scans per call).
+
+        Works on TinyDB's file format ({table: {doc_id: document}}) directly, so the cost is one
+        parse and one write of the file, not one Document object per stored row.
+        """
         if not documents:
             return 0
-        with self._table(collection) as table:
-            # plain dicts: TinyDB would reuse a Document's doc_id and overwrite the new rows
-            merged = {natural_key(collection, _decode(d)): dict(d) for d in table.all()}
+        with self._locked(collection):
+            storage = AtomicJSONStorage(self.path(collection))
+            data = storage.read() or {}
+            table = data.setdefault(collection, {})
+            ids = {_stored_key(collection, stored): doc_id for doc_id, stored in table.items()}
+            next_id = max(map(int, table), default=0) + 1
             for document in documents:
-                merged[natural_key(collection, document)] = _encode(document)
-            table.truncate()
-            table.insert_multiple(merged.values())
+                encoded = _encode(document)
+                key = _stored_key(collection, encoded)
+                if key not in ids:
+                    ids[key], next_id = str(next_id), next_id + 1
+                table[ids[key]] = encoded
+            storage.write(data)
         return len(documents)
 
     def iter_documents(self, collection: str) -> Iterator[dict]:

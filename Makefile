@@ -1,0 +1,30 @@
+# Two commands a fresh machine needs: `make run` (the main job, offline) and `make test`.
+# Both create .venv with Python 3.12 (pyenv's 3.12.1 via .python-version) and install the project.
+
+PYTHON ?= $(shell command -v python3.12 2>/dev/null || echo python3)
+VENV := .venv
+INSTALLED := $(VENV)/.installed
+RUN_ARGS ?=
+
+.PHONY: install run test bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else "Python 3.12 is needed (pandas-ta 0.4): pyenv install 3.12.1, or make PYTHON=/path/to/python3.12")'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(INSTALLED)
+
+run: $(INSTALLED)
+	$(VENV)/bin/trading-ml run $(RUN_ARGS)
+
+test: $(INSTALLED)
+	$(VENV)/bin/python -m pytest
+
+bench: $(INSTALLED)
+	$(VENV)/bin/python benchmarks/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) data
