@@ -44,7 +44,7 @@ def test_ingest_twice_leaves_counts_unchanged(tmp_path, request, backend):
     assert (ctx.run_root / first[0]["path"]).read_bytes() == raw_bytes
     assert again["passed"] == result["passed"]
     run = json.loads((ctx.run_root / "run_manifest.json").read_text())
-    assert run["store"] == backend and set(run["stages"]) == {"ingest", "validate"}
+    assert run["store"]["kind"] == backend and set(run["stages"]) == {"ingest", "validate"}
 
 
 def test_run_writes_the_seeds_layout_under_a_root_per_as_of(small_context):

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from tqdm import tqdm
 
 from trading_ml import pipeline
-from trading_ml.config import ENV_DATA_DIR, RunContext, load_settings
+from trading_ml.config import ENV_DATA_DIR, RunContext, Settings, load_settings
 from trading_ml.data.sources import SOURCE_KINDS, make_source
 from trading_ml.errors import StageFailed, TradingMLError
 from trading_ml.io import read_json
@@ -40,12 +40,16 @@ def split_list(text: str | None) -> list[str] | None:
     return items or None
 
 
-def build_context(args: argparse.Namespace) -> RunContext:
-    """Settings plus the run's selection; a source that offers only some symbols narrows the default."""
+def settings_from_args(args: argparse.Namespace) -> Settings:
     env = dict(os.environ)
     if args.data_dir:
         env[ENV_DATA_DIR] = args.data_dir
-    settings = load_settings(args.config, env)
+    return load_settings(args.config, env)
+
+
+def build_context(args: argparse.Namespace) -> RunContext:
+    """Settings plus the run's selection; a source that offers only some symbols narrows the default."""
+    settings = settings_from_args(args)
     source_spec = args.source or settings.source
     source = make_source(source_spec, settings)
     symbols = split_list(args.symbols)
@@ -127,11 +131,7 @@ def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
 
 
 def run_sync(args: argparse.Namespace) -> None:
-    env = dict(os.environ)
-    if args.data_dir:
-        env[ENV_DATA_DIR] = args.data_dir
-    settings = load_settings(args.config, env)
-    summary = sync_to_mongo(settings, args.mongo_uri)
+    summary = sync_to_mongo(settings_from_args(args), args.mongo_uri)
     for collection, counts in summary.items():
         print(f"sync {collection}: {counts['copied']:,} from TinyDB; {counts['in_mongodb']:,} in MongoDB")
 

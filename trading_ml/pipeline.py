@@ -73,7 +73,7 @@ def ingest_all(
         fetched.append(fetch_to_raw(ctx, symbol, timeframe, resources.source))
         on_done(fetched[-1][0])
     manifests = store_and_record(ctx, resources, fetched)
-    record_stage(ctx, "ingest", summarize_ingest(manifests), resources.store)
+    record_stage(ctx, "ingest", summarize_ingest(manifests), resources)
     return manifests
 
 
@@ -168,7 +168,7 @@ def validate(ctx: RunContext, ingested: list[dict], resources: StageResources | 
         "report_path": str(report_path.relative_to(ctx.run_root)),
         "store": resources.store_choice.to_dict(),
     }
-    record_stage(ctx, "validate", _summarize_validate(manifest), resources.store)
+    record_stage(ctx, "validate", _summarize_validate(manifest), resources)
     if pass_share < ctx.settings.validation.min_pass_share:
         reasons = "; ".join(f"{q['symbol']} {q['timeframe']}: {q['reasons'][0]}" for q in quarantined[:5])
         raise StageFailed(
@@ -235,13 +235,13 @@ def _summarize_validate(manifest: dict) -> dict:
     }
 
 
-def record_stage(ctx: RunContext, stage: str, summary: dict, store: Store) -> dict:
+def record_stage(ctx: RunContext, stage: str, summary: dict, resources: StageResources) -> dict:
     """Update run_manifest.json under the run root and the store's pipeline_runs document."""
     path = ctx.run_root / "run_manifest.json"
     run = read_json(path) if path.exists() else {"run_id": ctx.run_id, "stages": {}}
     run.update(ctx.to_dict())
     run["stages"][stage] = {**summary, "finished_at": dt.datetime.now(dt.UTC).isoformat()}
-    run["store"] = getattr(store, "kind", "unknown")
+    run["store"] = resources.store_choice.to_dict()
     write_json(path, run)
-    store.upsert_many("pipeline_runs", [run])
+    resources.store.upsert_many("pipeline_runs", [run])
     return run
