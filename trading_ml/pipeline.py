@@ -38,11 +38,15 @@ class StageResources:
         store, choice = open_store(ctx.settings)
         return cls(make_source(ctx.source, ctx.settings), store, choice)
 
-    def fall_back_to_tinydb(self, ctx: RunContext, error: Exception) -> None:
-        """MongoDB failed mid-run: keep going on TinyDB (``trading-ml sync`` copies it back later)."""
-        log.warning("%s; continuing on TinyDB", error)
-        self.store = TinyStore(ctx.settings.storage.fallback_dir)
-        self.store_choice = StoreChoice("tinydb", f"{error}; fell back to TinyDB mid-run")
+    def upsert(self, ctx: RunContext, collection: str, documents: list[dict]) -> None:
+        """Upsert into the store; if MongoDB fails mid-run, finish on TinyDB (`trading-ml sync` later)."""
+        try:
+            self.store.upsert_many(collection, documents)
+        except StoreError as error:
+            log.warning("%s; continuing on TinyDB", error)
+            self.store = TinyStore(ctx.settings.storage.fallback_dir)
+            self.store_choice = StoreChoice("tinydb", f"{error}; fell back to TinyDB mid-run")
+            self.store.upsert_many(collection, documents)
 
 
 def pair_name(symbol: str, timeframe: str) -> str:
@@ -117,11 +121,7 @@ def store_and_record(ctx: RunContext, resources: StageResources, fetched: list[t
         if bars is not None
         for document in bars_to_documents(manifest["symbol"], manifest["timeframe"], bars, manifest["source"])
     ]
-    try:
-        resources.store.upsert_many("market_data", documents)
-    except StoreError as error:
-        resources.fall_back_to_tinydb(ctx, error)
-        resources.store.upsert_many("market_data", documents)
+    resources.upsert(ctx, "market_data", documents)
     manifests = []
     for manifest, bars in fetched:
         if bars is not None:
@@ -157,7 +157,7 @@ def validate(ctx: RunContext, ingested: list[dict], resources: StageResources | 
         reports.append(report)
         (passed if validated else quarantined).append(validated or _quarantine(ctx, report))
     report_path = write_json(ctx.run_root / "validated" / "validation_report.json", {"run_id": ctx.run_id, "reports": reports})
-    resources.store.upsert_many("validation_reports", reports)
+    resources.upsert(ctx, "validation_reports", reports)
     pass_share = len(passed) / max(len(ctx.pairs), 1)
     manifest = {
         "stage": "validate",
@@ -243,5 +243,5 @@ def record_stage(ctx: RunContext, stage: str, summary: dict, resources: StageRes
     run["stages"][stage] = {**summary, "finished_at": dt.datetime.now(dt.UTC).isoformat()}
     run["store"] = resources.store_choice.to_dict()
     write_json(path, run)
-    resources.store.upsert_many("pipeline_runs", [run])
+    resources.upsert(ctx, "pipeline_runs", [run])
     return run
