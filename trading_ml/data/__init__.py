@@ -1,0 +1,1 @@
+"""Market data: the bar frame, exchange calendars, sources, the simulator and validation."""
