@@ -22,8 +22,18 @@ COLUMN_ALIASES = {
 }
 
 
+def bar_index(stamps) -> pd.DatetimeIndex:
+    """The index every bar frame uses: UTC, nanosecond resolution, named timestamp.
+
+    Naive input is taken as UTC; pandas 3 would otherwise mix µs and ns resolutions across sources.
+    """
+    index = pd.DatetimeIndex(stamps)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    return index.as_unit("ns").rename("timestamp")
+
+
 def empty_bars() -> pd.DataFrame:
-    index = pd.DatetimeIndex([], tz="UTC", name="timestamp")
+    index = bar_index([])
     return pd.DataFrame({c: pd.Series(dtype="float64") for c in BAR_COLUMNS}, index=index)
 
 
@@ -38,13 +48,13 @@ def to_utc_index(index: pd.Index, timeframe: str, origin: str) -> pd.DatetimeInd
     if timeframe.endswith("d"):
         if stamps.tz is not None:
             stamps = stamps.tz_localize(None)
-        return stamps.normalize().tz_localize("UTC").as_unit("ns").rename("timestamp")
+        return bar_index(stamps.normalize())
     if stamps.tz is None:
         raise DataError(
             f"{origin}: intraday timestamps have no timezone; give them an offset "
             "(for example 2024-08-01T13:30:00Z)"
         )
-    return stamps.tz_convert("UTC").as_unit("ns").rename("timestamp")
+    return bar_index(stamps)
 
 
 def normalize_bars(frame: pd.DataFrame, timeframe: str, origin: str) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from functools import lru_cache
 import exchange_calendars
 import pandas as pd
 
+from trading_ml.data.bars import bar_index
 from trading_ml.errors import ConfigError
 
 CALENDAR_START = "2000-01-01"
@@ -36,15 +37,15 @@ def expected_timestamps(
     first = max(_naive_day(start), cal.first_session)
     last = min(_naive_day(end - pd.Timedelta(1, "ns")), cal.last_session)
     if first > last:
-        return pd.DatetimeIndex([], tz="UTC", name="timestamp")
+        return bar_index([])
     if timeframe == "1d":
         sessions = cal.sessions_in_range(first, last)
-        return pd.DatetimeIndex(sessions).tz_localize("UTC").rename("timestamp")
+        return bar_index(sessions)
     if timeframe == "1h":
         intervals = cal.trading_index(first, last, period="1h", intervals=True, force_close=True)
         stamps = pd.DatetimeIndex(intervals.left)
         stamps = stamps[(stamps >= start) & (stamps < end)]
-        return stamps.rename("timestamp")
+        return bar_index(stamps)
     raise ConfigError(f"timeframe {timeframe!r} is not supported; use 1d or 1h")
 
 

@@ -8,6 +8,7 @@ and :class:`SourceUnavailable` when the provider did not answer (retrying later 
 from __future__ import annotations
 
 import csv
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -111,8 +112,6 @@ class SampleSource:
         return within(bars, start, end)
 
     def load(self, symbol: str) -> pd.DataFrame:
-        import importlib
-
         module = importlib.import_module(f"arch.data.{self.SERIES[symbol][0]}")
         frame = module.load().dropna(how="all")  # the VIX file lists holidays as empty rows
         if "vix" in frame.columns:  # close only: a flat bar, no volume

@@ -27,7 +27,7 @@ import pandas as pd
 
 from trading_ml.config import Instrument
 from trading_ml.data import calendars
-from trading_ml.data.bars import BAR_COLUMNS, empty_bars
+from trading_ml.data.bars import BAR_COLUMNS, bar_index, empty_bars
 from trading_ml.errors import ConfigError, DataError
 
 REGIMES = ("bull", "bear", "sideways", "high_vol")
@@ -207,7 +207,7 @@ class SyntheticMarket:
                 "close": np.exp(close),
                 "volume": np.round(volume),
             },
-            index=pd.DatetimeIndex(dates[rows]).tz_localize("UTC").as_unit("ns").rename("timestamp"),
+            index=bar_index(dates[rows]),
         )
         frame["adj_close"] = frame["close"]
         return frame[BAR_COLUMNS]
@@ -229,7 +229,7 @@ class SyntheticMarket:
                 "close": close,
                 "volume": 0.0,
             },
-            index=pd.DatetimeIndex(market.index[rows]).tz_localize("UTC").as_unit("ns").rename("timestamp"),
+            index=bar_index(market.index[rows]),
         )
         frame["adj_close"] = frame["close"]
         return frame[BAR_COLUMNS]
@@ -253,8 +253,7 @@ class SyntheticMarket:
                 stamps_kept.append(hours.dt.tz_convert(None).to_numpy())
         if not pieces:
             return empty_bars()
-        index = pd.DatetimeIndex(np.concatenate(stamps_kept)).tz_localize("UTC").as_unit("ns").rename("timestamp")
-        return pd.DataFrame(np.vstack(pieces), index=index, columns=BAR_COLUMNS)
+        return pd.DataFrame(np.vstack(pieces), index=bar_index(np.concatenate(stamps_kept)), columns=BAR_COLUMNS)
 
     def _session_hours(self, symbol: str, day: pd.Series, count: int) -> np.ndarray:
         """One session's hourly bars as rows of BAR_COLUMNS: a Brownian bridge from open to close

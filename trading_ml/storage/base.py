@@ -8,7 +8,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from trading_ml.data.bars import BAR_COLUMNS, empty_bars
+from trading_ml.data.bars import BAR_COLUMNS, bar_index, empty_bars
 
 # Every collection's natural key: upserts on it make re-runs add no duplicates.
 NATURAL_KEYS: dict[str, tuple[str, ...]] = {
@@ -58,10 +58,8 @@ def documents_to_bars(documents: Iterable[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(list(documents))
     if frame.empty:
         return empty_bars()
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
-    frame = frame.set_index("timestamp").sort_index()[BAR_COLUMNS].astype("float64")
-    frame.index = frame.index.as_unit("ns")
-    return frame
+    frame = frame.set_index(bar_index(pd.to_datetime(frame["timestamp"], utc=True)))
+    return frame.sort_index()[BAR_COLUMNS].astype("float64")
 
 
 def mask_uri(uri: str | None) -> str:

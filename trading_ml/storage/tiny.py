@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
+from trading_ml.io import atomic_write_bytes
 from trading_ml.storage.base import NATURAL_KEYS, documents_to_bars
 
 
@@ -61,12 +61,8 @@ class AtomicJSONStorage(Storage):
             return json.load(handle)
 
     def write(self, data) -> None:
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, separators=(",", ":")))  # dumps uses the C encoder
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        # json.dumps (not dump) uses the C encoder
+        atomic_write_bytes(self.path, json.dumps(data, separators=(",", ":")).encode())
 
     def close(self) -> None:
         pass
