@@ -25,6 +25,7 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_ingest.py
+	$(VENV)/bin/python benchmarks/bench_features.py
 
 clean:
 	rm -rf $(VENV) data

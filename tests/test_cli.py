@@ -33,9 +33,24 @@ def test_ingest_then_validate_as_separate_commands(tmp_path, capsys):
     assert code == 0 and "validate: 2/2 pairs passed" in out
 
 
-def test_sample_source_narrows_the_universe_to_what_it_ships(tmp_path, capsys):
+def test_sample_source_runs_through_features_on_what_it_ships(tmp_path, capsys):
     code, out, _ = cli(capsys, "run", "--source", "sample", "--as-of", "2019-01-01", "--data-dir", str(tmp_path))
     assert code == 0 and "ingest: 3/3 pairs" in out and "^VIX" in out
+    assert "without breadth_above_sma_50: no equities" in out
+    features = tmp_path / "runs" / "2019-01-01" / "features"
+    assert {p.name for p in features.glob("*.csv")} == {f"{s}_1d_features.csv" for s in ("^GSPC", "^IXIC", "^VIX")}
+    assert (features / "training_1d.parquet").is_file()
+
+
+def test_features_as_its_own_command_and_a_clear_error_without_validation(tmp_path, capsys):
+    common = ["--symbols", "AAPL,^GSPC,^VIX", "--timeframes", "1d", "--data-dir", str(tmp_path)]
+    code, _, err = cli(capsys, "features", *common, "--as-of", "2026-11-19")
+    assert code == 2 and "validated/manifest.json not found: run `trading-ml validate --as-of 2026-11-19`" in err
+    assert cli(capsys, "ingest", *common, "--as-of", "2026-11-20")[0] == 0
+    assert cli(capsys, "validate", *common, "--as-of", "2026-11-20")[0] == 0
+    code, out, _ = cli(capsys, "features", *common, "--as-of", "2026-11-20")
+    assert code == 0 and "features 1d: 128 (trend 27, momentum 17" in out
+    assert "training table 2,110 rows" in out
 
 
 def test_future_as_of_is_an_error_that_says_what_to_do(tmp_path, capsys):
@@ -70,4 +85,6 @@ def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
     assert full.returncode == 0, full.stderr
     assert "validate: 1/1 pairs passed" in full.stdout
     run = json.loads((tmp_path / "runs" / "2026-11-20" / "run_manifest.json").read_text())
-    assert run["stages"]["validate"]["passed"] == 1
+    assert run["stages"]["validate"]["passed"] == 1 and run["stages"]["features"]["1d"]["training_rows"] > 1000
+    again = subprocess.run([*script, "--stage", "features", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0 and "features 1d:" in again.stdout, again.stderr

@@ -65,3 +65,25 @@ def test_lookbacks_parse_and_typos_are_refused():
     assert parse_lookback("6mo") == pd.DateOffset(months=6)
     with pytest.raises(ConfigError, match="'6 months'"):
         parse_lookback("6 months")
+
+
+def test_feature_options_are_read_typed_and_typos_refused(tmp_path):
+    settings = load_settings(env={})
+    assert settings.features.benchmark == "^GSPC" and settings.features.direction_threshold == 0.001
+    assert settings.features.regime.fear_vix == 30.0 and settings.features.regime.horizon == 5
+    base = "universe: {equities: {sectors: {Tech: [AAPL]}}}\ntimeframes: {1d: {lookback: 5y}}\n"
+    cases = {
+        "features: {direction_treshold: 0.002}": "features: unknown key\\(s\\) direction_treshold",
+        "features: {regime: {fear: 25}}": "features.regime: unknown key\\(s\\) fear",
+        "features: {regime: {horizon: soon}}": "features.regime.horizon: 'soon' is not an integer",
+        "features: {direction_threshold: 0.5}": "direction_threshold 0.5 must be in",
+        "features: {benchmark: 'spx index'}": "'spx index' is not a ticker",
+    }
+    for text, message in cases.items():
+        path = tmp_path / "config.yaml"
+        path.write_text(base + text + "\n")
+        with pytest.raises(ConfigError, match=message):
+            load_settings(path, env={})
+    path.write_text(base + "features: {regime: {calm_vix: 18}}\n")
+    tuned = load_settings(path, env={}).features
+    assert tuned.regime.calm_vix == 18.0 and tuned.regime.fear_vix == 30.0 and tuned.volatility_window == 20

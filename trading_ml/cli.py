@@ -18,11 +18,11 @@ from tqdm import tqdm
 from trading_ml import pipeline
 from trading_ml.config import ENV_DATA_DIR, RunContext, Settings, load_settings
 from trading_ml.data.sources import SOURCE_KINDS, make_source
-from trading_ml.errors import StageFailed, TradingMLError
+from trading_ml.errors import ConfigError, StageFailed, TradingMLError
 from trading_ml.io import read_json
 from trading_ml.storage import sync_to_mongo
 
-STAGES = ("ingest", "validate")
+STAGES = ("ingest", "validate", "features")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -120,12 +120,44 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def load_validate_manifest(ctx: RunContext) -> dict:
+    path = ctx.run_root / pipeline.VALIDATE_MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run `trading-ml validate --as-of {ctx.as_of}` (or `run`) for this as-of first")
+    return read_json(path)
+
+
+def run_features(ctx: RunContext, resources: pipeline.StageResources, validated: dict) -> dict:
+    result = pipeline.build_features(ctx, validated, resources)
+    print_features_summary(ctx, result)
+    return result
+
+
+def print_features_summary(ctx: RunContext, manifest: dict) -> None:
+    for timeframe, entry in manifest["timeframes"].items():
+        rows = [
+            (symbol, timeframe, s["bars"], s["warmup_rows"], s["rows"], s["features"],
+             entry["excluded_from_training"].get(symbol, "training"))
+            for symbol, s in entry["symbols"].items()
+        ]
+        print(format_table(("symbol", "tf", "bars", "warm-up dropped", "rows", "features", "use"), rows))
+        categories = ", ".join(f"{name} {count}" for name, count in entry["categories"].items())
+        table = entry.get("training_table", {})
+        print(f"features {timeframe}: {len(entry['feature_names'])} ({categories}); "
+              f"training table {table.get('rows', 0):,} rows -> {ctx.run_root / table.get('path', 'features')}")
+        for name, reason in entry["missing_market_features"].items():
+            print(f"  without {name}: {reason}")
+
+
 def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
     resources = pipeline.StageResources.open(ctx)
     try:
         manifests = run_ingest(ctx, resources) if "ingest" in stages else None
+        validated = None
         if "validate" in stages:
-            run_validate(ctx, resources, manifests if manifests is not None else load_ingest_manifests(ctx))
+            validated = run_validate(ctx, resources, manifests if manifests is not None else load_ingest_manifests(ctx))
+        if "features" in stages:
+            run_features(ctx, resources, validated or load_validate_manifest(ctx))
     finally:
         resources.store.close()
 
@@ -142,7 +174,8 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (
         ("ingest", "fetch every symbol and timeframe into raw/ and the store"),
         ("validate", "run the six checks on an ingested run; clean into validated/, quarantine failures"),
-        ("run", "ingest then validate (the whole pipeline so far)"),
+        ("features", "indicators, market-wide features and targets of a validated run; training tables"),
+        ("run", "ingest, validate, features (the whole pipeline so far)"),
     ):
         add_run_options(commands.add_parser(name, help=text, description=text))
     sync = commands.add_parser("sync", help="copy what landed in the TinyDB fallback into MongoDB")

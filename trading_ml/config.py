@@ -75,6 +75,29 @@ class ValidationSettings:
 
 
 @dataclass(frozen=True)
+class RegimeRules:
+    """Thresholds of the plan's regime rules (see trading_ml.features.targets.regime_labels)."""
+
+    calm_vix: float = 20.0  # Bull needs the fear gauge below this
+    fear_vix: float = 30.0  # Bear and High-Vol need it above this
+    trend_adx: float = 20.0  # below this the market is choppy: Sideways
+    return_bars: int = 20  # the 'returns' of the rules: the return over this many bars
+    horizon: int = 5  # the forecast target is the label this many bars ahead
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """What the feature stage needs beyond the bars: market inputs and target definitions."""
+
+    benchmark: str = "^GSPC"
+    volatility_index: str = "^VIX"
+    direction_threshold: float = 0.001  # Up above +0.1%, Down below -0.1%, Neutral between
+    volatility_window: int = 20  # the plan's volatility target: this rolling std, one bar ahead
+    forward_volatility_bars: int = 5  # realized volatility over the next h bars
+    regime: RegimeRules = field(default_factory=RegimeRules)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything config.yaml says, after environment overrides."""
 
@@ -86,6 +109,7 @@ class Settings:
     storage: StorageSettings
     validation: ValidationSettings
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
 
     def instrument(self, symbol: str) -> Instrument:
         """The configured instrument, or an equity on the default exchange for symbols outside it."""
@@ -171,10 +195,11 @@ def _settings_from_mapping(raw: dict, config_path: Path, env) -> Settings:
             min_pass_share=float(validation.get("min_pass_share", 0.8)),
         ),
         sources=dict(raw.get("sources") or {}),
+        features=_parse_features(raw.get("features") or {}, config_path),
     )
 
 
-KNOWN_KEYS = {"universe", "timeframes", "data_dir", "source", "storage", "validation", "sources"}
+KNOWN_KEYS = {"universe", "timeframes", "data_dir", "source", "storage", "validation", "sources", "features"}
 
 
 def _reject_unknown_keys(raw: dict, config_path: Path) -> None:
@@ -210,6 +235,34 @@ def _parse_universe(raw: dict | None, config_path: Path) -> dict[str, Instrument
                 symbol=symbol, kind="equity", exchange=exchange, sector=sector
             )
     return instruments
+
+
+def _parse_features(raw: dict, config_path: Path) -> FeatureSettings:
+    """`features:` of config.yaml; unknown keys or wrong types are refused by name, missing ones default."""
+    regime = _typed_options(RegimeRules, dict(raw.get("regime") or {}), f"{config_path}: features.regime")
+    options = {k: v for k, v in raw.items() if k != "regime"}
+    features = FeatureSettings(**_typed_options(FeatureSettings, options, f"{config_path}: features"), regime=RegimeRules(**regime))
+    for name in ("benchmark", "volatility_index"):
+        check_ticker(getattr(features, name))
+    if not 0 <= features.direction_threshold < 0.1:
+        raise ConfigError(f"{config_path}: features.direction_threshold {features.direction_threshold} must be in [0, 0.1)")
+    return features
+
+
+def _typed_options(kind: type, raw: dict, where: str) -> dict:
+    """raw's values converted to the types of kind's defaults; unknown keys raise ConfigError."""
+    defaults = {name: f.default for name, f in kind.__dataclass_fields__.items() if not callable(f.default_factory)}
+    unknown = sorted(set(raw) - set(defaults))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(defaults)}")
+    typed = {}
+    for name, value in raw.items():
+        try:
+            typed[name] = type(defaults[name])(value)
+        except (TypeError, ValueError) as error:
+            kind_name = {"int": "an integer", "float": "a number"}.get(type(defaults[name]).__name__, "a string")
+            raise ConfigError(f"{where}.{name}: {value!r} is not {kind_name}") from error
+    return typed
 
 
 def _parse_timeframes(raw: dict | None, config_path: Path) -> dict[str, Timeframe]:

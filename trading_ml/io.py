@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import threading
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as arrow_csv
 
 from trading_ml.data.bars import BAR_COLUMNS
 
@@ -41,6 +44,21 @@ def write_bars_csv(path: Path, bars: pd.DataFrame) -> Path:
     frame = bars[BAR_COLUMNS].copy()
     frame.index = frame.index.strftime("%Y-%m-%dT%H:%M:%SZ")
     return atomic_write_bytes(path, frame.rename_axis("timestamp").to_csv().encode())
+
+
+def write_table_csv(path: Path, table: pd.DataFrame) -> Path:
+    """A timestamp-indexed table as CSV with ISO 8601 UTC timestamps (what `pd.read_csv` reads back)."""
+    frame = table.reset_index(drop=True)
+    frame.insert(0, "timestamp", table.index.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    buffer = io.BytesIO()
+    arrow_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), buffer, arrow_csv.WriteOptions(quoting_style="needed"))
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_parquet(path: Path, table: pd.DataFrame) -> Path:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=True)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def sha256_file(path: Path) -> str:

@@ -19,10 +19,17 @@ from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.sources import MarketDataSource, make_source, read_bars_csv
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import DataError, StageFailed, StoreError
-from trading_ml.io import read_json, sha256_file, write_bars_csv, write_json
+from trading_ml.features import registry
+from trading_ml.features.build import SymbolFeatures, TimeframeFeatures, build_timeframe
+from trading_ml.features.market import missing_market_features
+from trading_ml.features.targets import TARGET_COLUMNS
+from trading_ml.io import read_json, sha256_file, write_bars_csv, write_json, write_parquet, write_table_csv
 from trading_ml.storage import Store, StoreChoice, TinyStore, bars_to_documents, open_store
 
 log = logging.getLogger(__name__)
+
+VALIDATE_MANIFEST = "validated/manifest.json"
+FEATURES_MANIFEST = "features/manifest.json"
 
 
 @dataclass
@@ -168,6 +175,7 @@ def validate(ctx: RunContext, ingested: list[dict], resources: StageResources | 
         "report_path": str(report_path.relative_to(ctx.run_root)),
         "store": resources.store_choice.to_dict(),
     }
+    write_json(ctx.run_root / VALIDATE_MANIFEST, manifest)
     record_stage(ctx, "validate", _summarize_validate(manifest), resources)
     if pass_share < ctx.settings.validation.min_pass_share:
         reasons = "; ".join(f"{q['symbol']} {q['timeframe']}: {q['reasons'][0]}" for q in quarantined[:5])
@@ -232,6 +240,135 @@ def _summarize_validate(manifest: dict) -> dict:
         "quarantined": {pair_name(q["symbol"], q["timeframe"]): q["reasons"] for q in manifest["quarantined"]},
         "pass_share": manifest["pass_share"],
         "rows": sum(p["rows"] for p in manifest["passed"]),
+    }
+
+
+def build_features(ctx: RunContext, validated: dict, resources: StageResources | None = None) -> dict:
+    """Features and targets for every validated pair: per-symbol CSVs and one training table per timeframe.
+
+    Writes features/{SYMBOL}_{tf}_features.csv, features/training_{tf}.parquet (every symbol with
+    volume; ^VIX is a market input only) and features/manifest.json. Raises StageFailed when no
+    symbol has a single row past the warm-up.
+    """
+    resources = resources or StageResources.open(ctx)
+    timeframes = {}
+    for timeframe in ctx.timeframes:
+        entries = [p for p in validated["passed"] if p["timeframe"] == timeframe and p["symbol"] in ctx.symbols]
+        if entries:
+            bars = _read_validated(ctx, entries)
+            instruments = {symbol: ctx.settings.instrument(symbol) for symbol in bars}
+            built = build_timeframe(bars, instruments, timeframe, ctx.settings.features)
+            timeframes[timeframe] = _write_timeframe(ctx, built)
+    _remove_stale_feature_files(ctx, timeframes)
+    if not any(t.get("training_table") for t in timeframes.values()):
+        raise StageFailed(
+            f"no training rows for run {ctx.run_id}: every validated symbol is shorter than the "
+            f"200-bar warm-up or has no volume; lengthen the lookback or add symbols ({ctx.run_root / FEATURES_MANIFEST})"
+        )
+    manifest = {
+        "stage": "features",
+        "run_id": ctx.run_id,
+        "path": FEATURES_MANIFEST,
+        "timeframes": timeframes,
+        "targets": list(TARGET_COLUMNS),
+        "target_definitions": _target_definitions(ctx),
+        "store": resources.store_choice.to_dict(),
+    }
+    write_json(ctx.run_root / FEATURES_MANIFEST, {**manifest, "catalog": registry.describe(list(registry.FEATURES))})
+    record_stage(ctx, "features", _summarize_features(manifest), resources)
+    return manifest
+
+
+def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFrame]:
+    bars = {}
+    for entry in entries:
+        path = ctx.run_root / entry["path"]
+        if not path.is_file() or sha256_file(path) != entry["sha256"]:
+            raise DataError(f"{path} is missing or changed since validation; re-run validate for {entry['symbol']} {entry['timeframe']}")
+        bars[entry["symbol"]] = read_bars_csv(path, entry["timeframe"])
+    return bars
+
+
+def _write_timeframe(ctx: RunContext, built: TimeframeFeatures) -> dict:
+    """Per-symbol CSVs and the training table of one timeframe; the manifest entry describing them."""
+    folder = ctx.run_root / "features"
+    symbols, excluded, training = {}, {}, []
+    for symbol, result in built.symbols.items():
+        path = write_table_csv(folder / f"{symbol}_{built.timeframe}_features.csv", result.table)
+        symbols[symbol] = {
+            "path": str(path.relative_to(ctx.run_root)),
+            "sha256": sha256_file(path),
+            "bars": result.bars,
+            "rows": len(result.table),
+            "warmup_rows": result.warmup_rows,
+            "incomplete_rows": result.incomplete_rows,
+            "features": len(result.feature_names),
+        }
+        reason = _training_exclusion(ctx, symbol, result)
+        if reason:
+            excluded[symbol] = reason
+        else:
+            training.append(result.table.assign(symbol=symbol).set_index("symbol", append=True))
+    names = registry.symbol_feature_names(True) + built.market.feature_names
+    entry = {
+        "symbols": symbols,
+        "excluded_from_training": excluded,
+        "feature_names": names,
+        "model_features": registry.model_features(names),
+        "categories": {c: sum(registry.FEATURES[n].category == c for n in names) for c in (*registry.SYMBOL_CATEGORIES, registry.MARKET_CATEGORY)},
+        "missing_market_features": missing_market_features(built.market),
+    }
+    if training:
+        table = pd.concat(training).sort_index(level=["timestamp", "symbol"])[names + list(TARGET_COLUMNS)]
+        path = write_parquet(folder / f"training_{built.timeframe}.parquet", table)
+        entry["training_table"] = {
+            "path": str(path.relative_to(ctx.run_root)),
+            "sha256": sha256_file(path),
+            "rows": len(table),
+            "symbols": sorted(table.index.get_level_values("symbol").unique()),
+        }
+    return entry
+
+
+def _training_exclusion(ctx: RunContext, symbol: str, result: SymbolFeatures) -> str | None:
+    if not ctx.settings.instrument(symbol).has_volume:
+        return "market input only (no volume)"
+    if result.table.empty:
+        return f"no rows past the warm-up: {result.bars} bars, {result.warmup_rows} needed before every feature is known"
+    return None
+
+
+def _remove_stale_feature_files(ctx: RunContext, written: dict) -> None:
+    """Drop feature files of this run's pairs that this build did not write (e.g. now quarantined)."""
+    for symbol, timeframe in ctx.pairs:
+        if symbol not in written.get(timeframe, {}).get("symbols", {}):
+            (ctx.run_root / "features" / f"{symbol}_{timeframe}_features.csv").unlink(missing_ok=True)
+    for timeframe in ctx.timeframes:
+        if "training_table" not in written.get(timeframe, {}):
+            (ctx.run_root / "features" / f"training_{timeframe}.parquet").unlink(missing_ok=True)
+
+
+def _target_definitions(ctx: RunContext) -> dict:
+    options = ctx.settings.features
+    return {
+        "target_return": "next bar's return of the adjusted close",
+        "target_direction": f"1 if target_return > {options.direction_threshold}, -1 if < -{options.direction_threshold}, else 0",
+        "target_volatility": f"{options.volatility_window}-bar rolling std of returns, one bar ahead",
+        "target_forward_volatility": f"sqrt(mean(r^2)) over the next {options.forward_volatility_bars} bars",
+        "target_regime": "bull | bear | sideways | high_vol at this bar (rules in trading_ml.features.targets)",
+        "target_regime_ahead": f"target_regime {options.regime.horizon} bars ahead",
+    }
+
+
+def _summarize_features(manifest: dict) -> dict:
+    return {
+        timeframe: {
+            "symbols": len(entry["symbols"]),
+            "features": len(entry["feature_names"]),
+            "training_rows": entry.get("training_table", {}).get("rows", 0),
+            "warmup_rows": sum(s["warmup_rows"] for s in entry["symbols"].values()),
+        }
+        for timeframe, entry in manifest["timeframes"].items()
     }
 
 

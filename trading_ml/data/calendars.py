@@ -59,3 +59,19 @@ def _naive_day(stamp: pd.Timestamp) -> pd.Timestamp:
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     return stamp.normalize()
+
+
+def bar_close_times(exchange: str, timeframe: str, index: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """When each bar is complete, in UTC: its session's close (1d), or an hour after its start but
+    no later than that close (1h). Bars on dates the calendar does not know end with their UTC day
+    (1d) or hour (1h), which never claims data earlier than it existed.
+    """
+    cal = calendar(exchange)
+    days = pd.DatetimeIndex(index).tz_convert("UTC").tz_localize(None).normalize()
+    closes = bar_index(cal.closes.reindex(days))
+    if timeframe == "1d":
+        fallback = pd.DatetimeIndex(index) + pd.Timedelta(days=1)
+        return bar_index(closes.where(~closes.isna(), fallback))
+    hour_end = pd.DatetimeIndex(index) + pd.Timedelta(hours=1)
+    capped = closes.where(~closes.isna() & (closes < hour_end), hour_end)
+    return bar_index(capped)

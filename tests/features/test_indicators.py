@@ -1,0 +1,143 @@
+"""Indicator values against their textbook definitions, computed here by hand on small frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trading_ml.features.indicators import symbol_features
+
+# StockCharts ChartSchool's RSI worksheet: 33 closes and the 14-bar RSI it publishes from bar 15.
+STOCKCHARTS_CLOSES = [
+    44.34, 44.09, 44.15, 43.61, 44.33, 44.83, 45.10, 45.42, 45.84, 46.08, 45.89, 46.03, 45.61, 46.28,
+    46.28, 46.00, 46.03, 46.41, 46.22, 45.64, 46.21, 46.25, 45.71, 46.45, 45.78, 45.35, 44.03, 44.18,
+    44.22, 44.57, 43.42, 42.66, 43.13,
+]
+STOCKCHARTS_RSI = [
+    70.53, 66.32, 66.55, 69.41, 66.36, 57.97, 62.93, 63.26, 56.06, 62.38, 54.71, 50.42, 39.99, 41.46,
+    41.87, 45.46, 37.30, 33.09, 37.79,
+]
+
+
+def bars_frame(close, high=None, low=None, volume=None, open_=None) -> pd.DataFrame:
+    close = np.asarray(close, dtype=float)
+    index = pd.date_range("2020-01-01", periods=len(close), freq="D", tz="UTC", name="timestamp")
+    return pd.DataFrame({
+        "open": close if open_ is None else open_,
+        "high": close + 0.5 if high is None else high,
+        "low": close - 0.5 if low is None else low,
+        "close": close,
+        "adj_close": close,
+        "volume": np.full(len(close), 1000.0) if volume is None else volume,
+    }, index=index)
+
+
+def random_bars(rows: int, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.015, rows)))
+    high = close * (1 + rng.uniform(0.001, 0.02, rows))
+    low = close * (1 - rng.uniform(0.001, 0.02, rows))
+    open_ = low + (high - low) * rng.uniform(0, 1, rows)
+    return bars_frame(close, high, low, rng.integers(1_000, 50_000, rows).astype(float), open_)
+
+
+def wilder_rsi(close: list[float], length: int = 14) -> list[float]:
+    """Wilder: average gain and loss seeded with the mean of the first `length` moves, then smoothed."""
+    moves = np.diff(close)
+    gains, losses = np.clip(moves, 0, None), np.clip(-moves, 0, None)
+    average_gain, average_loss = gains[:length].mean(), losses[:length].mean()
+    values = [100 - 100 / (1 + average_gain / average_loss)]
+    for gain, loss in zip(gains[length:], losses[length:]):
+        average_gain = (average_gain * (length - 1) + gain) / length
+        average_loss = (average_loss * (length - 1) + loss) / length
+        values.append(100 - 100 / (1 + average_gain / average_loss))
+    return [np.nan] * length + values
+
+
+def test_wilder_reference_reproduces_the_published_rsi_worksheet():
+    ours = wilder_rsi(STOCKCHARTS_CLOSES)[14:]
+    # StockCharts rounds its averages to 2 decimals in the worksheet, hence 0.1.
+    assert np.allclose(ours, STOCKCHARTS_RSI, atol=0.1)
+
+
+def test_rsi_equals_wilders_after_the_warm_up_the_stage_drops():
+    """pandas-ta seeds Wilder's average with the first move rather than the mean of the first 14;
+    the difference shrinks by 13/14 a bar, so by the 200-bar warm-up the stage drops it is far below
+    the precision RSI is read at."""
+    bars = random_bars(400)
+    ours = symbol_features(bars)["rsi_14"].to_numpy()
+    reference = np.array(wilder_rsi(list(bars["close"])))
+    assert np.abs(ours[199:] - reference[199:]).max() < 1e-4  # RSI points, on its 0-100 scale
+    assert np.abs(ours[14:20] - reference[14:20]).max() > 1e-3  # and the early bars really differ
+
+
+def test_atr_is_wilders_average_true_range():
+    bars = random_bars(40)
+    high, low, close = bars["high"].to_numpy(), bars["low"].to_numpy(), bars["close"].to_numpy()
+    true_range = [high[0] - low[0]] + [
+        max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1])) for i in range(1, 40)
+    ]
+    atr = [np.mean(true_range[:14])]
+    for value in true_range[14:]:
+        atr.append((atr[-1] * 13 + value) / 14)
+    features = symbol_features(bars)
+    assert np.allclose(features["atr_14"].to_numpy()[13:], atr, rtol=1e-12)
+    assert np.allclose(features["atr_14_pct"].to_numpy()[13:], 100 * np.array(atr) / close[13:], rtol=1e-12)
+
+
+def test_obv_adds_volume_on_up_closes_and_subtracts_it_on_down_closes():
+    close = [10, 11, 11, 10.5, 12, 12.5, 12.0, 12.0, 13.0]
+    volume = [100.0, 200, 300, 400, 500, 600, 700, 800, 900]
+    obv = symbol_features(bars_frame(close, volume=np.array(volume)))["obv"].tolist()
+    assert obv[1:] == [200, 200, -200, 300, 900, 200, 200, 1100]
+
+
+def test_cci_is_lamberts_formula():
+    """Typical price minus its 20-bar mean, over 0.015 x the mean absolute deviation.
+    (pandas-ta 0.4.71b0's own ta.cci gets the operator precedence wrong; ours does not.)"""
+    bars = random_bars(45)
+    typical = ((bars["high"] + bars["low"] + bars["close"]) / 3).to_numpy()
+    expected = []
+    for end in range(20, 46):
+        window = typical[end - 20:end]
+        deviation = np.abs(window - window.mean()).mean()
+        expected.append((window[-1] - window.mean()) / (0.015 * deviation))
+    assert np.allclose(symbol_features(bars)["cci_20"].to_numpy()[19:], expected, rtol=1e-9)
+
+
+def test_williams_r_stochastic_and_bollinger_follow_their_definitions():
+    bars = random_bars(60)
+    features = symbol_features(bars)
+    high14 = bars["high"].rolling(14).max()
+    low14 = bars["low"].rolling(14).min()
+    raw_k = 100 * (bars["close"] - low14) / (high14 - low14)
+    assert np.allclose(features["williams_r_14"][13:], (-100 * (high14 - bars["close"]) / (high14 - low14))[13:])
+    assert np.allclose(features["stoch_k_14"][15:], raw_k.rolling(3).mean()[15:])
+    assert np.allclose(features["stoch_d_14"][17:], raw_k.rolling(3).mean().rolling(3).mean()[17:])
+    middle = bars["close"].rolling(20).mean()
+    spread = bars["close"].rolling(20).std(ddof=0)  # Bollinger uses the population deviation
+    assert np.allclose(features["bb_upper_20"][19:], (middle + 2 * spread)[19:])
+    assert np.allclose(features["bb_percent_b_20"][19:], ((bars["close"] - middle + 2 * spread) / (4 * spread))[19:])
+
+
+def test_macd_is_the_difference_of_sma_seeded_emas():
+    bars = random_bars(80)
+    close = bars["close"].to_numpy()
+
+    def ema(values, length):
+        out = [np.mean(values[:length])]
+        for value in values[length:]:
+            out.append(out[-1] + 2 / (length + 1) * (value - out[-1]))
+        return np.array([np.nan] * (length - 1) + out)
+
+    macd = ema(close, 12) - ema(close, 26)
+    features = symbol_features(bars)
+    assert np.allclose(features["macd_pct"][25:], 100 * macd[25:] / close[25:])
+
+
+@pytest.mark.parametrize("column", ["candle_body", "upper_shadow", "lower_shadow"])
+def test_a_bar_without_range_has_no_body_or_shadows(column):
+    bars = random_bars(30)
+    bars.iloc[10, :4] = bars.iloc[10]["close"]  # open = high = low = close
+    assert symbol_features(bars)[column].iloc[10] == 0.0

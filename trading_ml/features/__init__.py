@@ -1,0 +1,1 @@
+"""Feature engineering: per-symbol indicators, market-wide features and targets (see registry)."""
