@@ -26,6 +26,7 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_ingest.py
 	$(VENV)/bin/python benchmarks/bench_features.py
+	$(VENV)/bin/python benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) data

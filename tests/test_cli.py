@@ -22,6 +22,8 @@ def test_run_ingests_and_validates_and_prints_a_summary(tmp_path, capsys):
                        "--as-of", "2026-11-20", "--data-dir", str(tmp_path))
     assert code == 0
     assert "ingest: 2/2 pairs" in out and "validate: 2/2 pairs passed" in out and "store tinydb" in out
+    assert "plan target" in out and "regime_rf" in out and "direction_xgboost 1.0:" in out  # the metrics table
+    assert (tmp_path / "fallback" / "ml_models.json").is_file()
     assert (tmp_path / "runs" / "2026-11-20" / "validated" / "AAPL_1d.csv").is_file()
     assert (tmp_path / "fallback" / "market_data.json").is_file()
 
@@ -86,5 +88,6 @@ def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
     assert "validate: 1/1 pairs passed" in full.stdout
     run = json.loads((tmp_path / "runs" / "2026-11-20" / "run_manifest.json").read_text())
     assert run["stages"]["validate"]["passed"] == 1 and run["stages"]["features"]["1d"]["training_rows"] > 1000
-    again = subprocess.run([*script, "--stage", "features", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
-    assert again.returncode == 0 and "features 1d:" in again.stdout, again.stderr
+    assert "test metric" in full.stdout and "volatility_garch" in full.stdout
+    again = subprocess.run([*script, "--stage", "validate", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0 and "test metric" in again.stdout, again.stderr  # the plan's 'validate' judges models

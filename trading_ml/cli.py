@@ -22,7 +22,15 @@ from trading_ml.errors import ConfigError, StageFailed, TradingMLError
 from trading_ml.io import read_json
 from trading_ml.storage import sync_to_mongo
 
-STAGES = ("ingest", "validate", "features")
+STAGES = ("ingest", "validate", "features", "train", "evaluate", "deploy")
+PLAN_STAGES = {  # the plan's script: its 'ingest' is Phase 1 (data), its 'validate' is model validation
+    "ingest": ("ingest", "validate", "features"),
+    "features": ("features",),
+    "train": ("train",),
+    "validate": ("evaluate",),
+    "evaluate": ("evaluate",),
+    "deploy": ("deploy",),
+}
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -121,10 +129,56 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 def load_validate_manifest(ctx: RunContext) -> dict:
-    path = ctx.run_root / pipeline.VALIDATE_MANIFEST
+    return load_stage_manifest(ctx, pipeline.VALIDATE_MANIFEST, "validate")
+
+
+def load_stage_manifest(ctx: RunContext, relative: str, stage: str) -> dict:
+    path = ctx.run_root / relative
     if not path.is_file():
-        raise ConfigError(f"{path} not found: run `trading-ml validate --as-of {ctx.as_of}` (or `run`) for this as-of first")
+        raise ConfigError(f"{path} not found: run `trading-ml {stage} --as-of {ctx.as_of}` (or `run`) for this as-of first")
     return read_json(path)
+
+
+def load_trained(ctx: RunContext) -> list[dict]:
+    found = [ctx.run_root / pipeline.trained_manifest_path(name) for name in pipeline.MODELS]
+    if not any(path.is_file() for path in found):
+        raise ConfigError(f"no trained models under {ctx.run_root / 'models'}: run `trading-ml train --as-of {ctx.as_of}` first")
+    return [read_json(path) for path in found if path.is_file()]
+
+
+def run_train(ctx: RunContext, resources: pipeline.StageResources, features: dict) -> list[dict]:
+    trained = []
+    with tqdm(total=len(pipeline.MODELS), desc="train", unit="model", file=sys.stderr) as bar:
+        for name in pipeline.MODELS:
+            bar.set_postfix_str(name)
+            trained.append(pipeline.train(ctx, name, features, resources))
+            bar.update()
+    for manifest in trained:
+        print(f"trained {manifest['model_name']} v{manifest['version']}: {manifest['training_samples']:,} training rows "
+              f"-> {manifest['artifacts'][0]['path']}")
+    return trained
+
+
+def print_model_table(ctx: RunContext, report: dict, deployed: dict | None) -> None:
+    """One row per model: its test metric, the baselines beside it, the plan's target, the decision."""
+    rows = []
+    for name, evaluation in report["models"].items():
+        primary = evaluation["primary"]
+        status = deployed["decisions"][name]["status"] if deployed else "candidate"
+        rows.append((name, evaluation["version"], primary["metric"], f"{primary['value']:.5g}", _baselines(evaluation),
+                     "met" if evaluation["plan_target"]["met"] else "NOT met", status))
+    print(format_table(("model", "version", "test metric", "value", "baselines", "plan target", "status"), rows))
+    split = report["split"]
+    print(f"test segment from {split['test_start'][:10]} ({split['rows']['test']:,} rows); full report {ctx.run_root / pipeline.EVALUATION_REPORT}")
+    for name, decision in (deployed or {}).get("decisions", {}).items():
+        print(f"  {name} {decision['version']}: {decision['reason']}")
+
+
+def _baselines(evaluation: dict) -> str:
+    if "nowcast" in evaluation:
+        return f"persistence {evaluation['nowcast']['persistence']['accuracy']:.5g}"
+    metric = evaluation["primary"]["metric"]
+    return ", ".join(f"{name} {b[metric]:.5g}" for name, b in evaluation["baselines"].items())
 
 
 def run_features(ctx: RunContext, resources: pipeline.StageResources, validated: dict) -> dict:
@@ -156,8 +210,18 @@ def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
         validated = None
         if "validate" in stages:
             validated = run_validate(ctx, resources, manifests if manifests is not None else load_ingest_manifests(ctx))
+        features = None
         if "features" in stages:
-            run_features(ctx, resources, validated or load_validate_manifest(ctx))
+            features = run_features(ctx, resources, validated or load_validate_manifest(ctx))
+        trained = run_train(ctx, resources, features or load_stage_manifest(ctx, pipeline.FEATURES_MANIFEST, "features")) if "train" in stages else None
+        evaluated = None
+        if "evaluate" in stages:
+            evaluated = pipeline.evaluate(ctx, trained or load_trained(ctx), resources)
+        if "deploy" in stages:
+            deployed = pipeline.deploy(ctx, evaluated or load_stage_manifest(ctx, pipeline.EVALUATE_MANIFEST, "evaluate"), resources)
+            print_model_table(ctx, read_json(ctx.run_root / pipeline.EVALUATION_REPORT), deployed)
+        elif evaluated:
+            print_model_table(ctx, read_json(ctx.run_root / pipeline.EVALUATION_REPORT), None)
     finally:
         resources.store.close()
 
@@ -175,7 +239,10 @@ def parser() -> argparse.ArgumentParser:
         ("ingest", "fetch every symbol and timeframe into raw/ and the store"),
         ("validate", "run the six checks on an ingested run; clean into validated/, quarantine failures"),
         ("features", "indicators, market-wide features and targets of a validated run; training tables"),
-        ("run", "ingest, validate, features (the whole pipeline so far)"),
+        ("train", "fit the five models on the run's training table; register them as candidates"),
+        ("evaluate", "test-segment metrics of the trained models beside their baselines and the plan's targets"),
+        ("deploy", "promote the candidates that beat their baselines and the production model"),
+        ("run", "the full pipeline: ingest, validate, features, train, evaluate, deploy"),
     ):
         add_run_options(commands.add_parser(name, help=text, description=text))
     sync = commands.add_parser("sync", help="copy what landed in the TinyDB fallback into MongoDB")
@@ -221,7 +288,8 @@ def plan_parser() -> argparse.ArgumentParser:
         description="The plan's entry point: run one stage, or the full pipeline.",
     )
     mode = root.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--stage", choices=STAGES)
+    mode.add_argument("--stage", choices=list(PLAN_STAGES),
+                      help="ingest = fetch + validate data + features; validate = evaluate the models")
     mode.add_argument("--full-pipeline", action="store_true", help="every stage in order")
     add_run_options(root)
     return root
@@ -229,7 +297,7 @@ def plan_parser() -> argparse.ArgumentParser:
 
 def plan_main(argv: Sequence[str] | None = None) -> int:
     args = plan_parser().parse_args(argv)
-    stages = STAGES if args.full_pipeline else (args.stage,)
+    stages = STAGES if args.full_pipeline else PLAN_STAGES[args.stage]
     return _run(args, lambda: run_stages(build_context(args), stages))
 
 

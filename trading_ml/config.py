@@ -98,6 +98,29 @@ class FeatureSettings:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    """Training, splits and evaluation (trading_ml.models)."""
+
+    timeframe: str = "1d"  # the training table the models learn from
+    seed: int = 42
+    train_share: float = 0.8  # oldest 80% of the table's time span; then validation_share; the rest is test
+    validation_share: float = 0.1
+    sequence_length: int = 20  # LSTM input: this many bars
+    xgboost_rounds: int = 400
+    xgboost_depth: int = 4
+    xgboost_learning_rate: float = 0.05
+    early_stopping_rounds: int = 30
+    lstm_hidden: int = 32
+    lstm_epochs: int = 8
+    lstm_batch: int = 256
+    lstm_learning_rate: float = 0.001
+    forest_trees: int = 100
+    ewma_lambda: float = 0.94  # RiskMetrics
+    costs_bps: float = 5.0  # per unit of turnover in the long-short backtest
+    long_short_share: float = 0.2  # long the top and short the bottom fifth by P(up) - P(down)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything config.yaml says, after environment overrides."""
 
@@ -110,6 +133,7 @@ class Settings:
     validation: ValidationSettings
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     features: FeatureSettings = field(default_factory=FeatureSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
 
     def instrument(self, symbol: str) -> Instrument:
         """The configured instrument, or an equity on the default exchange for symbols outside it."""
@@ -196,10 +220,11 @@ def _settings_from_mapping(raw: dict, config_path: Path, env) -> Settings:
         ),
         sources=dict(raw.get("sources") or {}),
         features=_parse_features(raw.get("features") or {}, config_path),
+        models=_parse_models(raw.get("models") or {}, config_path),
     )
 
 
-KNOWN_KEYS = {"universe", "timeframes", "data_dir", "source", "storage", "validation", "sources", "features"}
+KNOWN_KEYS = {"universe", "timeframes", "data_dir", "source", "storage", "validation", "sources", "features", "models"}
 
 
 def _reject_unknown_keys(raw: dict, config_path: Path) -> None:
@@ -247,6 +272,15 @@ def _parse_features(raw: dict, config_path: Path) -> FeatureSettings:
     if not 0 <= features.direction_threshold < 0.1:
         raise ConfigError(f"{config_path}: features.direction_threshold {features.direction_threshold} must be in [0, 0.1)")
     return features
+
+
+def _parse_models(raw: dict, config_path: Path) -> ModelSettings:
+    models = ModelSettings(**_typed_options(ModelSettings, raw, f"{config_path}: models"))
+    if not (0 < models.train_share and 0 < models.validation_share and models.train_share + models.validation_share < 1):
+        raise ConfigError(f"{config_path}: models.train_share + validation_share must leave a test segment (e.g. 0.8 + 0.1)")
+    if models.timeframe not in ("1d", "1h"):
+        raise ConfigError(f"{config_path}: models.timeframe {models.timeframe!r} must be 1d or 1h")
+    return models
 
 
 def _typed_options(kind: type, raw: dict, where: str) -> dict:

@@ -15,6 +15,7 @@ NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "market_data": ("symbol", "timeframe", "timestamp"),
     "validation_reports": ("run_id", "symbol", "timeframe"),
     "pipeline_runs": ("run_id",),
+    "ml_models": ("model_name", "version"),
 }
 
 
@@ -32,6 +33,11 @@ class Store(Protocol):
     def iter_documents(self, collection: str) -> Iterator[dict]: ...
 
     def read_bars(self, symbol: str, timeframe: str) -> pd.DataFrame: ...
+
+    def put_file(self, name: str, payload: bytes, metadata: dict) -> None:
+        """Keep a copy of a file (GridFS under MongoDB; TinyDB leaves files on disk)."""
+
+    def get_file(self, name: str) -> bytes | None: ...
 
     def close(self) -> None: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import gridfs
 import pandas as pd
 from pymongo import ASCENDING, MongoClient, UpdateOne
 from pymongo.errors import PyMongoError
@@ -72,6 +73,20 @@ class MongoStore:
             {"symbol": symbol, "timeframe": timeframe}, {"_id": False}
         ).sort("timestamp", ASCENDING)
         return documents_to_bars(cursor)
+
+    def put_file(self, name: str, payload: bytes, metadata: dict) -> None:
+        """Keep a copy of a model file in GridFS under its name (replacing an earlier copy)."""
+        files = gridfs.GridFS(self.database)
+        try:
+            for old in files.find({"filename": name}):
+                files.delete(old._id)
+            files.put(payload, filename=name, metadata=metadata)
+        except PyMongoError as error:
+            raise StoreError(f"writing {name} to GridFS at {self.uri} failed: {error}") from error
+
+    def get_file(self, name: str) -> bytes | None:
+        latest = gridfs.GridFS(self.database).find_one({"filename": name}, sort=[("uploadDate", -1)])
+        return latest.read() if latest else None
 
     def close(self) -> None:
         self.client.close()

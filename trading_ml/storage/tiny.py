@@ -138,5 +138,11 @@ class TinyStore:
     def read_bars(self, symbol: str, timeframe: str) -> pd.DataFrame:
         return documents_to_bars(self.find("market_data", {"symbol": symbol, "timeframe": timeframe}))
 
+    def put_file(self, name: str, payload: bytes, metadata: dict) -> None:
+        """Model files stay on disk under the run root; TinyDB keeps only their records."""
+
+    def get_file(self, name: str) -> bytes | None:
+        return None
+
     def close(self) -> None:
         pass

@@ -1,0 +1,54 @@
+"""End-to-end wall time per stage and per model, and peak memory; prints figures, asserts nothing.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--as-of YYYY-MM-DD] [--timeframes 1d,1h]
+
+The 26-symbol synthetic universe into TinyDB: ingest, validate, features, each model's training,
+evaluate, deploy. The plan budgets 45 minutes end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.conftest import make_settings  # noqa: E402
+from trading_ml import pipeline  # noqa: E402
+from trading_ml.config import RunContext  # noqa: E402
+
+
+def timed(label: str, action, times: dict):
+    start = time.perf_counter()
+    result = action()
+    times[label] = time.perf_counter() - start
+    print(f"  {label:<22} {times[label]:7.2f}s")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--as-of", default="2026-11-20")
+    parser.add_argument("--timeframes", default="1d")
+    args = parser.parse_args()
+    times: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        ctx = RunContext.create(make_settings(Path(folder)), args.as_of, None, args.timeframes.split(","), "synthetic")
+        print(f"== 26 symbols, {args.timeframes}, as of {args.as_of}, TinyDB ==")
+        resources = pipeline.StageResources.open(ctx)
+        ingested = timed("ingest", lambda: pipeline.ingest_all(ctx, resources), times)
+        validated = timed("validate", lambda: pipeline.validate(ctx, ingested, resources), times)
+        features = timed("features", lambda: pipeline.build_features(ctx, validated, resources), times)
+        trained = [timed(f"train {name}", lambda n=name: pipeline.train(ctx, n, features, resources), times) for name in pipeline.MODELS]
+        evaluated = timed("evaluate", lambda: pipeline.evaluate(ctx, trained, resources), times)
+        timed("deploy", lambda: pipeline.deploy(ctx, evaluated, resources), times)
+    print(f"end to end {sum(times.values()):.1f}s (training {sum(v for k, v in times.items() if k.startswith('train')):.1f}s); "
+          f"peak memory (max RSS) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The five models (direction XGBoost + LSTM, volatility GARCH + LSTM, regime RF), their splits and metrics."""

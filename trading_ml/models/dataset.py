@@ -1,0 +1,43 @@
+"""The training table a run's models learn from, its split, and the features they may use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from trading_ml.config import RunContext
+from trading_ml.errors import ConfigError
+from trading_ml.features.registry import model_features
+from trading_ml.models.splits import Split, split_by_time
+
+
+@dataclass
+class TrainingData:
+    table: pd.DataFrame
+    split: Split
+    feature_names: list[str]  # the scale-free features of the table
+    timeframe: str
+    path: str  # relative to the run root
+
+    @classmethod
+    def load(cls, ctx: RunContext, features_manifest: dict) -> TrainingData:
+        timeframe = ctx.settings.models.timeframe
+        entry = features_manifest["timeframes"].get(timeframe, {})
+        if "training_table" not in entry:
+            raise ConfigError(
+                f"run {ctx.run_id} has no {timeframe} training table (models.timeframe); "
+                f"run `trading-ml features --as-of {ctx.as_of} --timeframes {timeframe}` first"
+            )
+        path = entry["training_table"]["path"]
+        table = pd.read_parquet(ctx.run_root / path)
+        split = split_by_time(table, ctx.settings.models, ctx.settings.features)
+        return cls(table, split, model_features(entry["feature_names"]), timeframe, path)
+
+    def window(self) -> list[str]:
+        stamps = self.table.index.get_level_values("timestamp")
+        return [stamps.min().isoformat(), stamps.max().isoformat()]
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted(self.table.index.get_level_values("symbol").unique())

@@ -1,0 +1,144 @@
+"""Direction of the next bar (Down -1, Neutral 0, Up 1): XGBoost, an LSTM, and their average.
+
+Both are trained across all symbols on the scale-free features; ``predict`` returns P(down),
+P(neutral), P(up) for every row it can (the LSTM needs ``sequence_length`` bars of history).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xgboost as xgb
+from torch import nn
+
+from trading_ml.config import ModelSettings
+from trading_ml.io import atomic_write_bytes
+from trading_ml.models import lstm
+from trading_ml.models.base import Standardizer, artifact_path, feature_matrix, load_config, save_config
+from trading_ml.models.splits import Split
+
+TARGET = "target_direction"
+PROBABILITY_COLUMNS = ["p_down", "p_neutral", "p_up"]
+
+
+def class_index(labels: pd.Series) -> np.ndarray:
+    """-1, 0, 1 -> 0, 1, 2."""
+    return labels.to_numpy(dtype=np.int64) + 1
+
+
+def probabilities_frame(index: pd.Index, values: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(values, index=index, columns=PROBABILITY_COLUMNS)
+
+
+class XGBoostDirection:
+    name = "direction_xgboost"
+
+    def __init__(self, feature_names: list[str], booster: xgb.XGBClassifier, info: dict | None = None):
+        self.feature_names, self.booster, self.info = feature_names, booster, info or {}
+
+    @classmethod
+    def fit(cls, table: pd.DataFrame, split: Split, feature_names: list[str], settings: ModelSettings) -> XGBoostDirection:
+        labelled = table[TARGET].notna().to_numpy()
+        train, validation = split.mask("train") & labelled, split.mask("validation") & labelled
+        features = feature_matrix(table, feature_names, cls.name)
+        target = class_index(table[TARGET].fillna(0))
+        booster = xgb.XGBClassifier(
+            n_estimators=settings.xgboost_rounds,
+            max_depth=settings.xgboost_depth,
+            learning_rate=settings.xgboost_learning_rate,
+            subsample=0.8,
+            colsample_bytree=0.8,
+            objective="multi:softprob",
+            eval_metric="mlogloss",
+            early_stopping_rounds=settings.early_stopping_rounds,
+            random_state=settings.seed,
+            n_jobs=2,
+            tree_method="hist",
+        )
+        booster.fit(features[train], target[train], eval_set=[(features[validation], target[validation])], verbose=False)
+        importance = dict(zip(feature_names, booster.feature_importances_.round(6).tolist(), strict=True))
+        info = {"best_iteration": int(booster.best_iteration), "feature_importance": importance}
+        return cls(feature_names, booster, info)
+
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        return probabilities_frame(table.index, self.booster.predict_proba(feature_matrix(table, self.feature_names, self.name)))
+
+    def save(self, stem: Path) -> list[Path]:
+        model_path = atomic_write_bytes(artifact_path(stem, ".json"), bytes(self.booster.get_booster().save_raw(raw_format="json")))
+        return [model_path, save_config(stem, {"feature_names": self.feature_names, **self.info})]
+
+    @classmethod
+    def load(cls, stem: Path) -> XGBoostDirection:
+        booster = xgb.XGBClassifier()
+        booster.load_model(artifact_path(stem, ".json"))
+        config = load_config(stem)
+        return cls(config["feature_names"], booster, {k: v for k, v in config.items() if k != "feature_names"})
+
+
+class LSTMDirection:
+    name = "direction_lstm"
+
+    def __init__(self, feature_names: list[str], net: lstm.LSTMNet, scaler: Standardizer, settings: dict, info: dict | None = None):
+        self.feature_names, self.net, self.scaler, self.settings, self.info = feature_names, net, scaler, settings, info or {}
+
+    @classmethod
+    def fit(cls, table: pd.DataFrame, split: Split, feature_names: list[str], settings: ModelSettings) -> LSTMDirection:
+        features = feature_matrix(table, feature_names, cls.name)
+        scaler = Standardizer.fit(features[split.mask("train")])
+        sequences = lstm.Sequences(table, scaler.transform(features), settings.sequence_length)
+        labelled = table[TARGET].notna().to_numpy()[sequences.row_of]
+        segment = split.segment.to_numpy()[sequences.row_of]
+        targets = torch.from_numpy(class_index(table[TARGET].fillna(0))[sequences.row_of])
+        lstm.seed_everything(settings.seed)
+        net = lstm.LSTMNet(len(feature_names), settings.lstm_hidden, 3)
+        history = lstm.fit(
+            net, sequences, targets,
+            np.flatnonzero(labelled & (segment == "train")), np.flatnonzero(labelled & (segment == "validation")),
+            nn.CrossEntropyLoss(), settings.lstm_epochs, settings.lstm_batch, settings.lstm_learning_rate, settings.seed,
+        )
+        shape = {"sequence_length": settings.sequence_length, "hidden": settings.lstm_hidden}
+        return cls(feature_names, net, scaler, shape, history)
+
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        features = self.scaler.transform(feature_matrix(table, self.feature_names, self.name))
+        sequences = lstm.Sequences(table, features, self.settings["sequence_length"])
+        probabilities = np.full((len(table), 3), np.nan)
+        logits = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
+        if len(logits):
+            probabilities[sequences.row_of] = torch.softmax(logits, dim=1).numpy()
+        return probabilities_frame(table.index, probabilities)
+
+    def save(self, stem: Path) -> list[Path]:
+        return [save_state_dict(self.net, stem), save_config(stem, {
+            "feature_names": self.feature_names, "scaler": self.scaler.to_dict(), **self.settings, **self.info,
+        })]
+
+    @classmethod
+    def load(cls, stem: Path) -> LSTMDirection:
+        config = load_config(stem)
+        net, shape = lstm.load_net(config, 3, artifact_path(stem, ".pt"))
+        return cls(config["feature_names"], net, Standardizer.from_dict(config["scaler"]), shape)
+
+
+class DirectionEnsemble:
+    """The average of the XGBoost and LSTM probabilities (XGBoost alone where the LSTM has no history)."""
+
+    name = "direction"
+
+    def __init__(self, members: list):
+        self.members = members
+        self.feature_names = sorted({n for m in members for n in m.feature_names})
+
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        stacked = np.stack([m.predict(table).to_numpy() for m in self.members])
+        return probabilities_frame(table.index, np.nanmean(stacked, axis=0))
+
+
+def save_state_dict(net: nn.Module, stem: Path) -> Path:
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    return atomic_write_bytes(artifact_path(stem, ".pt"), buffer.getvalue())

@@ -1,0 +1,171 @@
+"""Volatility of the next bar: GARCH(1,1) per symbol, an LSTM, and the naive and EWMA baselines.
+
+The target is the plan's: the ``window``-bar standard deviation of returns one bar ahead. It shares
+all but one return with today's value, so GARCH and EWMA forecast that one missing return's variance
+σ²(t+1) and combine it with the ``window``-1 returns already known (:func:`rolling_std_with_next`);
+the naive baseline is today's value. Every forecast at t uses returns up to t only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from arch import arch_model
+from torch import nn
+
+from trading_ml.config import ModelSettings
+from trading_ml.io import write_json
+from trading_ml.models import lstm
+from trading_ml.models.base import Standardizer, artifact_path, feature_matrix, load_config, save_config
+from trading_ml.models.direction import save_state_dict
+from trading_ml.models.splits import Split
+from trading_ml.features.registry import FEATURES
+
+TARGET = "target_volatility"
+RETURN = "return_1"
+GARCH_SCALE = 100.0  # arch fits percent returns
+MIN_TRAIN_RETURNS = 100
+PARAMETERS = ("mu", "omega", "alpha[1]", "beta[1]")  # arch's order for a constant-mean GARCH(1,1)
+EXTRA_LSTM_INPUTS = ["return_1", "downside_vol_20", "volume_ratio_20", "vix_level", "vix_change_1", "benchmark_volatility_20"]
+
+
+def symbol_returns(table: pd.DataFrame) -> dict[str, pd.Series]:
+    return {symbol: rows[RETURN].droplevel("symbol") for symbol, rows in table.groupby(level="symbol", sort=False)}
+
+
+def rolling_std_with_next(returns: pd.Series, next_variance: pd.Series, window: int) -> pd.Series:
+    """Expected sample std of the ``window`` returns ending at t+1, given returns up to t and E[r²(t+1)]."""
+    known_squares = (returns**2).rolling(window - 1).sum()
+    known_sum = returns.rolling(window - 1).sum()
+    variance = (known_squares + next_variance - (known_sum**2 + next_variance) / window) / (window - 1)
+    return np.sqrt(variance.clip(lower=0))
+
+
+def naive_forecast(table: pd.DataFrame, window: int) -> pd.Series:
+    """Yesterday's value of the target: today's ``window``-bar std."""
+    parts = [r.rolling(window).std().to_frame("volatility").assign(symbol=s) for s, r in symbol_returns(table).items()]
+    return _align(table, parts)
+
+
+def ewma_forecast(table: pd.DataFrame, window: int, decay: float) -> pd.Series:
+    """RiskMetrics: σ²(t+1) = λ σ²(t) + (1 - λ) r²(t), put into the target's window."""
+    parts = []
+    for symbol, returns in symbol_returns(table).items():
+        next_variance = (returns**2).ewm(alpha=1 - decay, adjust=False).mean()
+        parts.append(rolling_std_with_next(returns, next_variance, window).to_frame("volatility").assign(symbol=symbol))
+    return _align(table, parts)
+
+
+def _align(table: pd.DataFrame, parts: list[pd.DataFrame]) -> pd.Series:
+    frame = pd.concat(parts).set_index("symbol", append=True)
+    return frame["volatility"].reindex(table.index)
+
+
+class GarchVolatility:
+    """GARCH(1,1) with a constant mean, fitted per symbol on its training returns only."""
+
+    name = "volatility_garch"
+    feature_names = [RETURN]
+
+    def __init__(self, parameters: dict[str, dict[str, float]], window: int):
+        self.parameters, self.window = parameters, window
+
+    @classmethod
+    def fit(cls, table: pd.DataFrame, split: Split, settings: ModelSettings, window: int) -> GarchVolatility:
+        train = split.segment == "train"
+        parameters = {}
+        for symbol, returns in symbol_returns(table).items():
+            in_train = train.xs(symbol, level="symbol").to_numpy()
+            if in_train.sum() < MIN_TRAIN_RETURNS:
+                continue
+            model = arch_model(returns[in_train].to_numpy() * GARCH_SCALE, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
+            result = model.fit(disp="off", options={"maxiter": 500})
+            parameters[symbol] = {name: float(value) for name, value in result.params.items()}
+        return cls(parameters, window)
+
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        """One-step forecasts with the fitted parameters held fixed; symbols it was not fitted on use
+        the median parameters of those it was."""
+        parts = []
+        for symbol, returns in symbol_returns(table).items():
+            parameters = self.parameters.get(symbol) or self.pooled_parameters()
+            model = arch_model(returns.to_numpy() * GARCH_SCALE, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
+            forecast = model.fix([parameters[name] for name in PARAMETERS]).forecast(horizon=1, start=0, reindex=True)
+            next_variance = pd.Series(forecast.variance.to_numpy()[:, 0] / GARCH_SCALE**2, index=returns.index)
+            parts.append(rolling_std_with_next(returns, next_variance, self.window).to_frame("volatility").assign(symbol=symbol))
+        return _align(table, parts).to_frame()
+
+    def pooled_parameters(self) -> dict[str, float]:
+        names = next(iter(self.parameters.values())).keys()
+        return {name: float(np.median([p[name] for p in self.parameters.values()])) for name in names}
+
+    def save(self, stem: Path) -> list[Path]:
+        return [write_json(artifact_path(stem, ".json"), {"parameters": self.parameters, "window": self.window, "scale": GARCH_SCALE})]
+
+    @classmethod
+    def load(cls, stem: Path) -> GarchVolatility:
+        data = json.loads(artifact_path(stem, ".json").read_text())
+        return cls(data["parameters"], data["window"])
+
+
+def lstm_inputs(feature_names: list[str]) -> list[str]:
+    """The plan's volatility inputs: the scale-free volatility features, returns, volume, the VIX."""
+    volatility = [n for n in feature_names if FEATURES[n].category == "volatility" and FEATURES[n].scale_free]
+    return volatility + [n for n in EXTRA_LSTM_INPUTS if n in feature_names]
+
+
+class LSTMVolatility:
+    """An LSTM on sequences of volatility features, predicting log(target), fitted with MSE."""
+
+    name = "volatility_lstm"
+
+    def __init__(self, feature_names, net, scaler: Standardizer, target_scale: dict, settings: dict, info: dict | None = None):
+        self.feature_names, self.net, self.scaler = feature_names, net, scaler
+        self.target_scale, self.settings, self.info = target_scale, settings, info or {}
+
+    @classmethod
+    def fit(cls, table: pd.DataFrame, split: Split, feature_names: list[str], settings: ModelSettings) -> LSTMVolatility:
+        names = lstm_inputs(feature_names)
+        features = feature_matrix(table, names, cls.name)
+        scaler = Standardizer.fit(features[split.mask("train")])
+        sequences = lstm.Sequences(table, scaler.transform(features), settings.sequence_length)
+        log_target = np.log(table[TARGET].to_numpy(dtype=np.float64).clip(min=1e-6))
+        labelled = np.isfinite(log_target)
+        train_rows = split.mask("train") & labelled
+        target_scale = {"mean": float(log_target[train_rows].mean()), "std": float(log_target[train_rows].std())}
+        scaled = torch.from_numpy(((log_target - target_scale["mean"]) / target_scale["std"]).astype(np.float32))
+        targets = torch.nan_to_num(scaled)[sequences.row_of].unsqueeze(1)
+        segment = split.segment.to_numpy()[sequences.row_of]
+        ok = labelled[sequences.row_of]
+        lstm.seed_everything(settings.seed)
+        net = lstm.LSTMNet(len(names), settings.lstm_hidden, 1)
+        history = lstm.fit(
+            net, sequences, targets, np.flatnonzero(ok & (segment == "train")), np.flatnonzero(ok & (segment == "validation")),
+            nn.MSELoss(), settings.lstm_epochs, settings.lstm_batch, settings.lstm_learning_rate, settings.seed,
+        )
+        shape = {"sequence_length": settings.sequence_length, "hidden": settings.lstm_hidden}
+        return cls(names, net, scaler, target_scale, shape, history)
+
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        sequences = lstm.Sequences(table, self.scaler.transform(feature_matrix(table, self.feature_names, self.name)), self.settings["sequence_length"])
+        forecast = np.full(len(table), np.nan)
+        outputs = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
+        if len(outputs):
+            forecast[sequences.row_of] = np.exp(outputs[:, 0].numpy() * self.target_scale["std"] + self.target_scale["mean"])
+        return pd.DataFrame({"volatility": forecast}, index=table.index)
+
+    def save(self, stem: Path) -> list[Path]:
+        return [save_state_dict(self.net, stem), save_config(stem, {
+            "feature_names": self.feature_names, "scaler": self.scaler.to_dict(), "target_scale": self.target_scale,
+            **self.settings, **self.info,
+        })]
+
+    @classmethod
+    def load(cls, stem: Path) -> LSTMVolatility:
+        config = load_config(stem)
+        net, shape = lstm.load_net(config, 1, artifact_path(stem, ".pt"))
+        return cls(config["feature_names"], net, Standardizer.from_dict(config["scaler"]), config["target_scale"], shape)
