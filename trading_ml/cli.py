@@ -128,10 +128,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def load_validate_manifest(ctx: RunContext) -> dict:
-    return load_stage_manifest(ctx, pipeline.VALIDATE_MANIFEST, "validate")
-
-
 def load_stage_manifest(ctx: RunContext, relative: str, stage: str) -> dict:
     path = ctx.run_root / relative
     if not path.is_file():
@@ -212,7 +208,7 @@ def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
             validated = run_validate(ctx, resources, manifests if manifests is not None else load_ingest_manifests(ctx))
         features = None
         if "features" in stages:
-            features = run_features(ctx, resources, validated or load_validate_manifest(ctx))
+            features = run_features(ctx, resources, validated or load_stage_manifest(ctx, pipeline.VALIDATE_MANIFEST, "validate"))
         trained = run_train(ctx, resources, features or load_stage_manifest(ctx, pipeline.FEATURES_MANIFEST, "features")) if "train" in stages else None
         evaluated = None
         if "evaluate" in stages:

@@ -41,9 +41,7 @@ def read_json(path: Path) -> dict:
 
 def write_bars_csv(path: Path, bars: pd.DataFrame) -> Path:
     """Bars as CSV: an ISO 8601 UTC timestamp column, then the bar columns at full precision."""
-    frame = bars[BAR_COLUMNS].copy()
-    frame.index = frame.index.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return atomic_write_bytes(path, frame.rename_axis("timestamp").to_csv().encode())
+    return write_table_csv(path, bars[BAR_COLUMNS])
 
 
 def write_table_csv(path: Path, table: pd.DataFrame) -> Path:

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from trading_ml.config import RunContext
@@ -27,10 +26,9 @@ from trading_ml.features.targets import TARGET_COLUMNS
 from trading_ml.io import read_json, sha256_file, write_bars_csv, write_json, write_parquet, write_table_csv
 from trading_ml.models import evaluation as judge
 from trading_ml.models.dataset import TrainingData
-from trading_ml.models.direction import LSTMDirection, XGBoostDirection
-from trading_ml.models.regime import RegimeForest
-from trading_ml.models.volatility import GarchVolatility, LSTMVolatility
-from trading_ml.registry import ENSEMBLE, ModelRegistry, artifacts, config_hash
+from trading_ml.models.direction import average_probabilities
+from trading_ml.models.volatility import GarchVolatility
+from trading_ml.registry import ENSEMBLE, MODEL_CLASSES, ModelRegistry, artifacts, config_hash
 from trading_ml.storage import Store, StoreChoice, TinyStore, bars_to_documents, open_store
 
 log = logging.getLogger(__name__)
@@ -40,7 +38,7 @@ FEATURES_MANIFEST = "features/manifest.json"
 EVALUATION_REPORT = "models/evaluation.json"
 EVALUATE_MANIFEST = "models/evaluated.json"
 DEPLOY_MANIFEST = "models/deployed.json"
-MODELS = ("direction_xgboost", "direction_lstm", "volatility_garch", "volatility_lstm", "regime_rf")
+MODELS = tuple(MODEL_CLASSES)  # the five trained models, in training order
 
 
 @dataclass
@@ -233,9 +231,14 @@ def _ingest_problem(ctx: RunContext, ingested: dict | None) -> str | None:
     if ingested.get("status") != "ok":
         return f"ingestion failed: {ingested.get('error')}"
     raw_path = ctx.run_root / ingested["path"]
-    if not raw_path.is_file() or sha256_file(raw_path) != ingested["sha256"]:
+    if not _intact(raw_path, ingested["sha256"]):
         return f"{raw_path} is missing or changed since ingestion; re-run ingest for this pair"
     return None
+
+
+def _intact(path, sha256: str) -> bool:
+    """The file exists and is byte for byte what a manifest recorded."""
+    return path.is_file() and sha256_file(path) == sha256
 
 
 def _quarantine(ctx: RunContext, report: dict) -> dict:
@@ -294,7 +297,7 @@ def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFr
     bars = {}
     for entry in entries:
         path = ctx.run_root / entry["path"]
-        if not path.is_file() or sha256_file(path) != entry["sha256"]:
+        if not _intact(path, entry["sha256"]):
             raise DataError(f"{path} is missing or changed since validation; re-run validate for {entry['symbol']} {entry['timeframe']}")
         bars[entry["symbol"]] = read_bars_csv(path, entry["timeframe"])
     return bars
@@ -422,9 +425,7 @@ def _fit(model_name: str, data: TrainingData, ctx: RunContext):
     settings = ctx.settings.models
     if model_name == "volatility_garch":
         return GarchVolatility.fit(data.table, data.split, settings, ctx.settings.features.volatility_window)
-    model_class = {"direction_xgboost": XGBoostDirection, "direction_lstm": LSTMDirection,
-                   "volatility_lstm": LSTMVolatility, "regime_rf": RegimeForest}[model_name]
-    return model_class.fit(data.table, data.split, data.feature_names, settings)
+    return MODEL_CLASSES[model_name].fit(data.table, data.split, data.feature_names, settings)
 
 
 def _metadata(ctx: RunContext, name: str, version: str, stem, files, data: TrainingData, feature_names: list[str]) -> dict:
@@ -466,7 +467,9 @@ def evaluate(ctx: RunContext, trained: list[dict], resources: StageResources | N
     for name, (version, values) in predictions.items():
         report[name] = {"version": version, **judge.evaluate(name, data.table, data.split, values, ctx.settings)}
         models[name] = {"version": version, **judge.summary(report[name])}
-        registry.update(name, version, test_metrics=models[name], test_accuracy=_accuracy(report[name]))
+        primary = report[name]["primary"]
+        test_accuracy = primary["value"] if "accuracy" in primary["metric"] else None
+        registry.update(name, version, test_metrics=models[name], test_accuracy=test_accuracy)
     write_json(ctx.run_root / EVALUATION_REPORT, {"run_id": ctx.run_id, "split": data.split.to_dict(), "models": report})
     manifest = {"stage": "evaluate", "run_id": ctx.run_id, "report": EVALUATION_REPORT, "models": models}
     write_json(ctx.run_root / EVALUATE_MANIFEST, manifest)
@@ -482,14 +485,7 @@ def _register_ensemble(ctx: RunContext, registry: ModelRegistry, data: TrainingD
     path = write_json(stem.with_name(stem.name + ".json"), {"components": components, "rule": "mean of member probabilities"})
     names = sorted({n for name in components for n in registry.record(name, components[name])["feature_names"]})
     registry.register({**_metadata(ctx, ENSEMBLE, version, stem, [path], data, names), "components": components})
-    stacked = np.stack([predictions[name][1].to_numpy() for name in components])
-    return version, pd.DataFrame(np.nanmean(stacked, axis=0), index=data.table.index, columns=predictions["direction_xgboost"][1].columns)
-
-
-def _accuracy(evaluation: dict) -> float | None:
-    if "metrics" in evaluation and "accuracy" in evaluation["metrics"]:
-        return evaluation["metrics"]["accuracy"]
-    return evaluation.get("nowcast", {}).get("metrics", {}).get("accuracy")
+    return version, average_probabilities([predictions[name][1] for name in components])
 
 
 def deploy(ctx: RunContext, evaluated: dict, resources: StageResources | None = None) -> dict:
@@ -503,11 +499,11 @@ def deploy(ctx: RunContext, evaluated: dict, resources: StageResources | None = 
     for name, summary in evaluated["models"].items():
         promote, reason = _deploy_decision(ctx, registry, data, name, summary)
         if promote:
-            registry.promote(name, summary["version"], reason)
+            record = registry.promote(name, summary["version"], reason)
         else:
-            registry.update(name, summary["version"], deploy_decision=reason)
+            record = registry.update(name, summary["version"], deploy_decision=reason)
         log.info("deploy %s %s: %s", name, summary["version"], reason)
-        decisions[name] = {"version": summary["version"], "status": registry.record(name, summary["version"])["status"], "reason": reason}
+        decisions[name] = {"version": summary["version"], "status": record["status"], "reason": reason}
     manifest = {"stage": "deploy", "run_id": ctx.run_id, "decisions": decisions, "store": resources.store_choice.to_dict()}
     write_json(ctx.run_root / DEPLOY_MANIFEST, manifest)
     record_stage(ctx, "deploy", {n: d["status"] for n, d in decisions.items()}, resources)

@@ -78,12 +78,12 @@ class ModelRegistry:
         self.store.upsert_many(COLLECTION, [record])
         return record
 
-    def promote(self, name: str, version: str, reason: str) -> None:
+    def promote(self, name: str, version: str, reason: str) -> dict:
         """Make this version production; the previous production version becomes archived."""
         for record in self.records(name):
             if record["status"] == "production" and record["version"] != version:
                 self.update(name, record["version"], status="archived", archived_reason=f"replaced by {version}")
-        self.update(name, version, status="production", deploy_decision=reason)
+        return self.update(name, version, status="production", deploy_decision=reason)
 
     def load_model(self, name: str, version: str | None = None):
         """The model object of a version (default: production), after checking every file's sha256.

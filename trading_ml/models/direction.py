@@ -134,8 +134,12 @@ class DirectionEnsemble:
         self.feature_names = sorted({n for m in members for n in m.feature_names})
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
-        stacked = np.stack([m.predict(table).to_numpy() for m in self.members])
-        return probabilities_frame(table.index, np.nanmean(stacked, axis=0))
+        return average_probabilities([m.predict(table) for m in self.members])
+
+
+def average_probabilities(members: list[pd.DataFrame]) -> pd.DataFrame:
+    """The ensemble rule: the mean of the members' probabilities, ignoring a member without one."""
+    return probabilities_frame(members[0].index, np.nanmean(np.stack([m.to_numpy() for m in members]), axis=0))
 
 
 def save_state_dict(net: nn.Module, stem: Path) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
@@ -70,7 +69,3 @@ def persistence(table: pd.DataFrame) -> pd.DataFrame:
     """Baselines: the nowcast is yesterday's label, the forecast is today's label."""
     previous = table[NOWCAST].groupby(level="symbol").shift(1)
     return pd.DataFrame({"regime_now": previous, "regime_ahead": table[NOWCAST]}, index=table.index)
-
-
-def labels_present(values: pd.Series) -> np.ndarray:
-    return values.notna().to_numpy()
