@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from trading_ml import pipeline
 from trading_ml.cli import main
+from trading_ml.registry import ModelRegistry
+from trading_ml.storage.tiny import TinyStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,3 +94,10 @@ def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
     assert "test metric" in full.stdout and "volatility_garch" in full.stdout
     again = subprocess.run([*script, "--stage", "validate", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert again.returncode == 0 and "test metric" in again.stdout, again.stderr  # the plan's 'validate' judges models
+    later = [*script, "--full-pipeline", *common[:-1], "2026-11-23"]
+    assert subprocess.run(later, env=env, capture_output=True, text=True, cwd=tmp_path).returncode == 0
+    registry = ModelRegistry(TinyStore(tmp_path / "fallback"))
+    versions = {(r["model_name"], r["version"]): r for r in registry.records()}
+    assert set(versions) == {(name, v) for name in (*pipeline.MODELS, "direction") for v in ("1.0", "2.0")}
+    assert versions[("regime_rf", "1.0")]["run_id"] != versions[("regime_rf", "2.0")]["run_id"]
+    assert registry.load_model("regime_rf", "1.0") is not None  # the first run's files are untouched

@@ -131,3 +131,28 @@ def test_the_plans_check_works_as_written(two_runs, monkeypatch):
     api = TradingSystemAPI(loader)
     result = api.model_manager.load_model("direction", version="1.0")
     assert result is not None and [m.name for m in result.members] == ["direction_xgboost", "direction_lstm"]
+
+
+def test_deploy_keeps_a_loser_as_candidate_and_production_untouched(two_runs):
+    """Run 2's regime model handed to deploy as a loser: once losing to persistence, once scoring
+    below production 1.0 on the same test rows. Statuses are put back afterwards."""
+    _, _, (ctx, resources, _, evaluated, _) = two_runs
+    registry, name = ModelRegistry(resources.store), "regime_rf"
+    saved = {r["version"]: {"status": r["status"], "deploy_decision": r.get("deploy_decision")} for r in registry.records(name)}
+    manifest = (ctx.run_root / pipeline.DEPLOY_MANIFEST).read_bytes()
+    summary = evaluated["models"][name]
+    loses_to_baseline = {**summary, "beats_baselines": False}
+    worse_than_production = {**summary, "primary": {**summary["primary"], "value": 0.0}}
+    try:
+        registry.update(name, "1.0", status="production")
+        registry.update(name, "2.0", status="candidate")
+        for forced, phrase in ((loses_to_baseline, "does not beat its baselines"), (worse_than_production, "worse than production: ")):
+            decision = pipeline.deploy(ctx, {"models": {name: forced}}, resources)["decisions"][name]
+            assert decision["status"] == "candidate" and phrase in decision["reason"], decision
+            assert registry.record(name, "2.0")["deploy_decision"] == decision["reason"]
+            assert registry.record(name)["version"] == "1.0"
+        assert "vs production 1.0" in decision["reason"]
+    finally:
+        for version, fields in saved.items():
+            registry.update(name, version, **fields)
+        (ctx.run_root / pipeline.DEPLOY_MANIFEST).write_bytes(manifest)
