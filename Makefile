@@ -6,7 +6,7 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 RUN_ARGS ?=
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench airflow clean
 
 install: $(INSTALLED)
 
@@ -23,10 +23,14 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(VENV)/bin/python -m pytest
 
+airflow: $(INSTALLED)
+	scripts/airflow-standalone
+
 bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_ingest.py
 	$(VENV)/bin/python benchmarks/bench_features.py
 	$(VENV)/bin/python benchmarks/bench_pipeline.py
+	$(VENV)/bin/python benchmarks/bench_airflow.py
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data .airflow

@@ -87,3 +87,16 @@ def test_feature_options_are_read_typed_and_typos_refused(tmp_path):
     path.write_text(base + "features: {regime: {calm_vix: 18}}\n")
     tuned = load_settings(path, env={}).features
     assert tuned.regime.calm_vix == 18.0 and tuned.regime.fear_vix == 30.0 and tuned.volatility_window == 20
+
+
+def test_airflow_options_are_typed_and_a_context_survives_the_trip_through_xcom(settings, tmp_path):
+    assert settings.airflow.source_pool == "market_data_source" and settings.airflow.ingest_retries == 4
+    bad = tmp_path / "config.yaml"
+    bad.write_text("universe: {equities: {sectors: {Tech: [AAPL]}}}\ntimeframes: {1d: {lookback: 5y}}\nairflow: {retries: 3}\n")
+    with pytest.raises(ConfigError, match="airflow: unknown key\\(s\\) retries"):
+        load_settings(bad, env={})
+    ctx = RunContext.create(settings, "2024-01-02", ["AAPL", "^GSPC"], ["1d"], "synthetic")
+    again = RunContext.from_dict(ctx.to_dict(), mongo_uri="mongodb://u:secret@127.0.0.1:1/db")
+    assert (again.as_of, again.symbols, again.timeframes, again.source, again.run_root) == (ctx.as_of, ctx.symbols, ctx.timeframes, ctx.source, ctx.run_root)
+    assert again.settings.storage.mongo_uri == "mongodb://u:secret@127.0.0.1:1/db"
+    assert "secret" not in str(ctx.to_dict())

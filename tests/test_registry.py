@@ -11,9 +11,14 @@ from tests.conftest import make_settings
 from trading_ml import pipeline
 from trading_ml.config import RunContext
 from trading_ml.errors import DataError
-from trading_ml.registry import ModelNotFound, ModelRegistry
+from trading_ml.models import TRAINED_MODELS
+from trading_ml.registry import MODEL_CLASSES, ModelNotFound, ModelRegistry
 
 SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM", "JPM", "MSFT"]
+
+
+def test_the_light_list_of_model_names_matches_the_model_classes():
+    assert tuple(MODEL_CLASSES) == TRAINED_MODELS  # the DAG reads TRAINED_MODELS without importing torch
 
 
 def full_run(settings, as_of):
@@ -152,6 +157,25 @@ def test_deploy_keeps_a_loser_as_candidate_and_production_untouched(two_runs):
             assert registry.record(name, "2.0")["deploy_decision"] == decision["reason"]
             assert registry.record(name)["version"] == "1.0"
         assert "vs production 1.0" in decision["reason"]
+    finally:
+        for version, fields in saved.items():
+            registry.update(name, version, **fields)
+        (ctx.run_root / pipeline.DEPLOY_MANIFEST).write_bytes(manifest)
+
+
+def test_an_older_run_does_not_replace_a_model_fitted_on_its_test_segment(two_runs):
+    """As a backfill does: run 1 (as-of 2026-08-20) deployed after run 2 (2026-11-20) is in production.
+    Run 2 saw run 1's test months in training, so scoring it there would favour it unfairly."""
+    _, (ctx, resources, _, evaluated, _), _ = two_runs
+    registry, name = ModelRegistry(resources.store), "regime_rf"
+    saved = {r["version"]: {"status": r["status"], "deploy_decision": r.get("deploy_decision")} for r in registry.records(name)}
+    manifest = (ctx.run_root / pipeline.DEPLOY_MANIFEST).read_bytes()
+    try:
+        registry.update(name, "2.0", status="production")
+        registry.update(name, "1.0", status="candidate")
+        decision = pipeline.deploy(ctx, {"models": {name: evaluated["models"][name]}}, resources)["decisions"][name]
+        assert decision["status"] == "candidate" and "an older run does not replace a newer model" in decision["reason"]
+        assert registry.record(name)["version"] == "2.0"
     finally:
         for version, fields in saved.items():
             registry.update(name, version, **fields)

@@ -121,6 +121,19 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class AirflowSettings:
+    """How the DAG (dags/trading_ml_training.py) schedules and retries the stages."""
+
+    schedule: str = "0 6 1 1,4,7,10 *"  # quarterly: 06:00 UTC on the first day of each quarter
+    ingest_retries: int = 4
+    retry_delay_seconds: float = 30.0  # doubles on each retry, up to max_retry_delay_seconds
+    max_retry_delay_seconds: float = 600.0
+    source_pool: str = "market_data_source"  # caps concurrent calls to the data provider (Yahoo)
+    source_pool_slots: int = 4
+    mongo_conn_id: str = "mongo_default"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything config.yaml says, after environment overrides."""
 
@@ -134,6 +147,7 @@ class Settings:
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     features: FeatureSettings = field(default_factory=FeatureSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
+    airflow: AirflowSettings = field(default_factory=AirflowSettings)
 
     def instrument(self, symbol: str) -> Instrument:
         """The configured instrument, or an equity on the default exchange for symbols outside it."""
@@ -221,10 +235,11 @@ def _settings_from_mapping(raw: dict, config_path: Path, env) -> Settings:
         sources=dict(raw.get("sources") or {}),
         features=_parse_features(raw.get("features") or {}, config_path),
         models=_parse_models(raw.get("models") or {}, config_path),
+        airflow=AirflowSettings(**_typed_options(AirflowSettings, raw.get("airflow") or {}, f"{config_path}: airflow")),
     )
 
 
-KNOWN_KEYS = {"universe", "timeframes", "data_dir", "source", "storage", "validation", "sources", "features", "models"}
+KNOWN_KEYS = {"universe", "timeframes", "data_dir", "source", "storage", "validation", "sources", "features", "models", "airflow"}
 
 
 def _reject_unknown_keys(raw: dict, config_path: Path) -> None:
@@ -394,3 +409,13 @@ class RunContext:
             "config_path": str(self.settings.config_path),
             "data_dir": str(self.settings.data_dir),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], mongo_uri: str | None = None) -> RunContext:
+        """The context :meth:`to_dict` describes, e.g. in another Airflow task. The MongoDB URI (it
+        may hold a password) is never in that dict; the driver passes it here."""
+        env = {**os.environ, ENV_DATA_DIR: data["data_dir"]}
+        if mongo_uri:
+            env[ENV_MONGO_URI] = mongo_uri
+        settings = load_settings(data["config_path"], env)
+        return cls(settings, dt.date.fromisoformat(data["as_of"]), list(data["symbols"]), list(data["timeframes"]), data["source"])

@@ -5,7 +5,7 @@ import pytest
 from trading_ml.config import load_settings
 from trading_ml.data.bars import BAR_COLUMNS
 from trading_ml.data.synthetic import REGIMES, SyntheticMarket
-from trading_ml.errors import DataError
+from trading_ml.errors import DataError, SourceUnavailable
 
 SETTINGS = load_settings(env={})
 END = pd.Timestamp("2026-11-20", tz="UTC")
@@ -89,3 +89,12 @@ def test_no_bars_on_exchange_holidays():
 def test_a_window_before_the_epoch_is_refused_with_a_hint():
     with pytest.raises(DataError, match="before the simulated market's epoch"):
         daily(SyntheticMarket(epoch="2010-01-04"), "AAPL", "2009-01-01")
+
+
+def test_an_outage_fault_makes_the_source_not_answer():
+    settings = load_settings(env={})
+    market = SyntheticMarket(faults={"JPM": ["outage"]})
+    end = pd.Timestamp("2024-06-01", tz="UTC")
+    with pytest.raises(SourceUnavailable, match="JPM 1d: the source did not answer"):
+        market.bars(settings.instrument("JPM"), "1d", end - pd.DateOffset(months=3), end)
+    assert len(market.bars(settings.instrument("XOM"), "1d", end - pd.DateOffset(months=3), end)) > 50

@@ -28,7 +28,7 @@ import pandas as pd
 from trading_ml.config import Instrument
 from trading_ml.data import calendars
 from trading_ml.data.bars import BAR_COLUMNS, bar_index, empty_bars
-from trading_ml.errors import ConfigError, DataError
+from trading_ml.errors import ConfigError, DataError, SourceUnavailable
 
 REGIMES = ("bull", "bear", "sideways", "high_vol")
 # Per regime: daily drift of the market factor and multiplier on its GARCH volatility.
@@ -46,7 +46,7 @@ REGIME_TRANSITIONS = np.array(
 GARCH_ALPHA, GARCH_BETA, MARKET_DAILY_VOL = 0.08, 0.90, 0.010
 NON_SESSION_VOL = 0.3  # weekend and holiday news moves, as a share of a weekday's volatility
 OVERNIGHT_SHARE = 0.3  # share of a session's move that happens between the close and the open
-FAULT_KINDS = ("gap", "duplicates", "ohlc", "split", "zero_volume")
+FAULT_KINDS = ("gap", "duplicates", "ohlc", "split", "zero_volume", "outage")  # outage: the source does not answer
 VIX_HALFLIFE_DAYS = 3  # implied volatility reacts to a new regime within days, not at once
 GAP_SHARE = 0.08  # a 'gap' fault removes this share of the window's bars (over the 5% limit)
 
@@ -139,6 +139,8 @@ class SyntheticMarket:
                 f"before the simulated market's epoch {self.epoch.date()}; use a later as-of or "
                 "an earlier sources.synthetic.epoch"
             )
+        if "outage" in self.faults.get(instrument.symbol, []):
+            raise SourceUnavailable(f"synthetic {instrument.symbol} {timeframe}: the source did not answer (injected 'outage' fault)")
         if timeframe == "1d":
             bars = self._daily(instrument, start, end)
         elif timeframe == "1h":
@@ -282,7 +284,7 @@ class SyntheticMarket:
 
 def inject_fault(bars: pd.DataFrame, kind: str) -> pd.DataFrame:
     """One of FAULT_KINDS, placed at fixed positions of the window so tests know where to look."""
-    if len(bars) < 20:
+    if len(bars) < 20 or kind == "outage":
         return bars
     bars = bars.copy()
     middle = len(bars) // 2

@@ -6,10 +6,11 @@ against persistence. Saved with skops, which refuses to load types it does not t
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 
 from trading_ml.config import ModelSettings
@@ -24,6 +25,18 @@ REGIME_FEATURES = [  # the plan's: 50/200 crossover, VIX, trend strength, breadt
     "vix_level", "vix_change_5", "breadth_above_sma_50", "advance_decline_10", "benchmark_return_20",
 ]
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+
+
+@contextmanager
+def quiet_skops():
+    """skops looks up some numpy ufuncs' modules by scanning every loaded module; in an Airflow worker
+    that touches Airflow's deprecated module aliases and logs hundreds of warnings that say nothing
+    about this code. Those warnings (attributed to skops' scan) are dropped; nothing else is."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"skops\.io\._utils")
+        import skops.io
+
+        yield skops.io
 
 
 class RegimeForest:
@@ -51,17 +64,20 @@ class RegimeForest:
         }, index=table.index)
 
     def save(self, stem: Path) -> list[Path]:
-        path = atomic_write_bytes(artifact_path(stem, ".skops"), sio.dumps(self.forests))
+        with quiet_skops() as sio:
+            payload = sio.dumps(self.forests)
+        path = atomic_write_bytes(artifact_path(stem, ".skops"), payload)
         return [path, save_config(stem, {"feature_names": self.feature_names, "targets": [NOWCAST, FORECAST]})]
 
     @classmethod
     def load(cls, stem: Path) -> RegimeForest:
         payload = artifact_path(stem, ".skops").read_bytes()
-        untrusted = sio.get_untrusted_types(data=payload)
-        unexpected = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-        if unexpected:
-            raise DataError(f"{stem}: the skops file holds unexpected types {unexpected}; refusing to load it")
-        forests = sio.loads(payload, trusted=untrusted)
+        with quiet_skops() as sio:
+            untrusted = sio.get_untrusted_types(data=payload)
+            unexpected = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+            if unexpected:
+                raise DataError(f"{stem}: the skops file holds unexpected types {unexpected}; refusing to load it")
+            forests = sio.loads(payload, trusted=untrusted)
         return cls(load_config(stem)["feature_names"], forests)
 
 

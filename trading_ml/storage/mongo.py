@@ -26,10 +26,14 @@ class MongoStore:
 
     @classmethod
     def connect(cls, uri: str, database: str, timeout_ms: int = 2000) -> MongoStore:
-        """Connect and ping; raises StoreError (with the URI masked) when no server answers."""
+        """Connect and ping; raises StoreError (with the URI masked) when no server answers.
+
+        A database named in the URI (``mongodb://host/NAME``) wins over ``database``.
+        """
         client = MongoClient(
             uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
         )
+        database = client.get_default_database(database).name
         try:
             client.admin.command("ping")
         except PyMongoError as error:

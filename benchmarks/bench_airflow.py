@@ -1,0 +1,80 @@
+"""The same run through Airflow and through the CLI's stage calls; prints both and the ratio.
+
+    .venv/bin/python benchmarks/bench_airflow.py [--symbols N] [--timeframes 1d] [--as-of YYYY-MM-DD]
+
+Airflow runs the DAG with ``dag.test()`` in this process (SQLite metadata DB in a temp AIRFLOW_HOME):
+every task goes through Airflow's task runner, XCom and state updates, but not through the
+scheduler's polling or a worker process per task, which ``airflow standalone`` or Celery add on top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+HOME = tempfile.mkdtemp(prefix="bench-airflow-")
+os.environ.update(
+    AIRFLOW_HOME=HOME, AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{HOME}/airflow.db", AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+)
+os.environ.pop("AIRFLOW_CONN_MONGO_DEFAULT", None)
+
+from tests.dags.conftest import write_config  # noqa: E402
+from trading_ml import pipeline  # noqa: E402
+from trading_ml.config import RunContext, load_settings  # noqa: E402
+
+
+def cli_run(config: Path, as_of: str, symbols: list[str], timeframes: list[str]) -> float:
+    start = time.perf_counter()
+    ctx = RunContext.create(load_settings(config), as_of, symbols, timeframes, "synthetic")
+    resources = pipeline.StageResources.open(ctx)
+    features = pipeline.build_features(ctx, pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources), resources)
+    trained = [pipeline.train(ctx, name, features, resources) for name in pipeline.MODELS]
+    pipeline.deploy(ctx, pipeline.evaluate(ctx, trained, resources), resources)
+    return time.perf_counter() - start
+
+
+def airflow_run(config: Path, as_of: str, symbols: list[str], timeframes: list[str]) -> tuple[float, str, int]:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils import db
+
+    db.resetdb()
+    os.environ["TRADING_ML_CONFIG"] = str(config)
+    dag = DagBag(str(REPO / "dags")).get_dag("trading_ml_training")
+    start = time.perf_counter()
+    run = dag.test(run_conf={"as_of": as_of, "symbols": symbols, "timeframes": timeframes, "source": "synthetic"})
+    return time.perf_counter() - start, run.state, len(run.get_task_instances())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=26, help="the first N symbols of config.yaml")
+    parser.add_argument("--timeframes", default="1d")
+    parser.add_argument("--as-of", default="2026-11-20")
+    args = parser.parse_args()
+    os.environ.pop("TRADING_ML_MONGO_URI", None)
+    symbols, timeframes = load_settings(REPO / "config.yaml").symbols[: args.symbols], args.timeframes.split(",")
+    with tempfile.TemporaryDirectory() as folder:
+        cli_folder, airflow_folder = Path(folder) / "cli", Path(folder) / "airflow"
+        cli_folder.mkdir(), airflow_folder.mkdir()
+        cli_seconds = cli_run(write_config(cli_folder), args.as_of, symbols, timeframes)
+        airflow_seconds, state, tasks = airflow_run(write_config(airflow_folder), args.as_of, symbols, timeframes)
+    print(f"== {len(symbols)} symbols, {args.timeframes}, as of {args.as_of}, synthetic, TinyDB ==")
+    print(f"  CLI (stage calls in one process)   {cli_seconds:7.1f}s")
+    print(f"  Airflow dag.test ({tasks} tasks, {state})  {airflow_seconds:7.1f}s")
+    print(f"  orchestration overhead: Airflow / CLI = {airflow_seconds / cli_seconds:.2f}x "
+          f"({(airflow_seconds - cli_seconds) / tasks:.2f}s per task)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        shutil.rmtree(HOME, ignore_errors=True)

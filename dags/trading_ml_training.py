@@ -1,0 +1,159 @@
+"""
+### trading_ml_training
+
+Trains the direction, volatility and regime models on a diversified universe and registers them.
+
+**plan** → **pairs** → **ingest** (one mapped task per symbol × timeframe) → **validate** (joins them; a failed
+symbol is quarantined and the run goes on) → **features** → **choose_models** → the five training
+tasks in parallel → **evaluate** (test metrics beside baselines) → **deploy** (promote winners in
+the registry: MongoDB from the `mongo_default` connection, else TinyDB).
+
+Each task calls one function of `trading_ml.pipeline`; XCom carries only their small manifests
+(paths, counts, sha256, metrics). The run's as-of date is the end of its data interval (scheduled
+and backfill runs), the trigger day (manual runs), or the `as_of` Param when set. Every window,
+file and model version belongs to that as-of: `data/runs/<as-of>/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
+
+from trading_ml.config import RunContext, load_settings
+from trading_ml.models import TRAINED_MODELS
+
+SETTINGS = load_settings()  # config.yaml (or TRADING_ML_CONFIG): schedule, pool, retries, universe
+AIRFLOW = SETTINGS.airflow
+TRAIN_TASK = "train_{}"
+
+
+def stages():
+    """trading_ml.pipeline, imported when a task runs, which keeps every parse of this file (the
+    dag-processor re-parses it every 30 s) free of pandas-ta and the exchange calendars; the
+    pipeline itself loads torch and xgboost only for the model stages."""
+    from trading_ml import pipeline
+
+    return pipeline
+
+
+def mongo_uri() -> str | None:
+    """The MongoDB URI of the Airflow connection (the mongo provider's hook); None when it is not
+    set, and the library then uses TinyDB, as it does when the server does not answer."""
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    try:
+        hook = MongoHook(mongo_conn_id=AIRFLOW.mongo_conn_id)
+    except AirflowNotFoundException:
+        return None
+    options = {key: str(value).lower() if isinstance(value, bool) else value for key, value in hook.extras.items()}
+    return hook.uri + (f"?{urlencode(options)}" if options else "")
+
+
+def run_context(run: dict) -> RunContext:
+    return RunContext.from_dict(run["context"], mongo_uri())
+
+
+@task(doc_md="Resolve the run: as-of date, symbols, timeframes, source and models from config.yaml and the Params.")
+def plan():
+    context = get_current_context()
+    params, dag_run = context["params"], context["dag_run"]
+    as_of = stages().as_of_for_run(
+        params.get("as_of"), dag_run.run_type == "manual", dag_run.data_interval_end, dag_run.run_after
+    )
+    ctx = RunContext.create(SETTINGS, as_of, params["symbols"], params["timeframes"], params["source"])
+    return stages().plan_run(ctx, params["models"], params["deploy"])
+
+
+@task(doc_md="The (symbol, timeframe) pairs the run ingests, one mapped ingest task each.")
+def pairs(run: dict) -> list[list[str]]:
+    return run["pairs"]
+
+
+@task(
+    doc_md="Fetch one symbol and timeframe into raw/ and the store. A provider that does not answer is retried "
+    "with exponential backoff; bad data gives a 'failed' manifest that validation quarantines.",
+    pool=AIRFLOW.source_pool,
+    retries=AIRFLOW.ingest_retries,
+    retry_delay=dt.timedelta(seconds=AIRFLOW.retry_delay_seconds),
+    retry_exponential_backoff=True,
+    max_retry_delay=dt.timedelta(seconds=AIRFLOW.max_retry_delay_seconds),
+    map_index_template="{{ task.op_kwargs['pair'] | join(' ') }}",
+)
+def ingest(run: dict, pair: list[str]):
+    return stages().ingest(run_context(run), *pair)
+
+
+@task(
+    doc_md="Join every ingestion (even failed ones) and run the six checks; quarantine what fails, with reasons.",
+    trigger_rule="all_done_min_one_success",
+)
+def validate(run: dict, ingested: list[dict]):
+    manifests = ingested[:]  # one slice request; iterating would probe past the end and log an error
+    return stages().validate(run_context(run), [m for m in manifests if m])
+
+
+@task(doc_md="Engineer the 128 features and the targets; write per-symbol CSVs and one training table per timeframe.")
+def features(run: dict, validated: dict):
+    return stages().build_features(run_context(run), validated)
+
+
+@task.branch(doc_md="Pick the training tasks of the models the run's `models` Param names.")
+def choose_models(run: dict) -> list[str]:
+    return [TRAIN_TASK.format(name) for name in run["models"]]
+
+
+@task(doc_md="Fit one model on the training segment, save its artifacts under models/ and register a candidate.")
+def train(run: dict, dataset: dict, model_name: str):
+    return stages().train(run_context(run), model_name, dataset)
+
+
+@task(
+    doc_md="Score every trained model (and the direction ensemble) on the test segment beside its baselines.",
+    trigger_rule="none_failed_min_one_success",
+)
+def evaluate(run: dict):
+    context = get_current_context()
+    trained = context["ti"].xcom_pull(task_ids=[TRAIN_TASK.format(name) for name in run["models"]])
+    return stages().evaluate(run_context(run), [m for m in trained if m])
+
+
+@task(doc_md="Promote each model that beats its baselines and the production version; record every decision.")
+def deploy(run: dict, evaluated: dict):
+    if not run["deploy"]:
+        raise AirflowSkipException("deploy is off for this run (Param 'deploy'); the models stay candidates")
+    return stages().deploy(run_context(run), evaluated)
+
+
+@dag(
+    dag_id="trading_ml_training",
+    schedule=CronDataIntervalTimetable(AIRFLOW.schedule, timezone="UTC"),
+    start_date=dt.datetime(2010, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=2,
+    doc_md=__doc__,
+    tags=["trading-ml", "training"],
+    default_args={"owner": "trading-ml"},
+    params={
+        "as_of": Param(None, type=["null", "string"], format="date", description="Blank: the end of the data interval (the trigger day for a manual run)."),
+        "symbols": Param(SETTINGS.symbols, type="array", items={"type": "string"}, description="Tickers to ingest (default: the configured universe)."),
+        "timeframes": Param(list(SETTINGS.timeframes), type="array", items={"type": "string", "enum": list(SETTINGS.timeframes)}),
+        "source": Param(SETTINGS.source, type="string", description="yahoo | synthetic | sample | csv:DIR"),
+        "models": Param(list(TRAINED_MODELS), type="array", items={"type": "string", "enum": list(TRAINED_MODELS)}),
+        "deploy": Param(True, type="boolean", description="Promote models that beat their baselines and production."),
+    },
+)
+def trading_ml_training():
+    run = plan()
+    ingested = ingest.partial(run=run).expand(pair=pairs(run))
+    dataset = features(run, validate(run, ingested))
+    trained = [train.override(task_id=TRAIN_TASK.format(name))(run, dataset, model_name=name) for name in TRAINED_MODELS]
+    dataset >> choose_models(run) >> trained
+    evaluated = evaluate(run)
+    trained >> evaluated
+    deploy(run, evaluated)
+
+
+trading_ml_training()

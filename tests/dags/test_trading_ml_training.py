@@ -1,0 +1,201 @@
+"""The Airflow DAG: it imports cleanly, reads like the plan, and runs end to end through Airflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.dags.conftest import REPO, write_config
+from trading_ml import pipeline
+from trading_ml.config import load_settings
+from trading_ml.registry import ModelRegistry
+from trading_ml.storage import MongoStore, TinyStore
+
+DAG_ID = "trading_ml_training"
+TRAIN_TASKS = [f"train_{name}" for name in pipeline.MODELS]
+SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM", "JPM", "MSFT"]
+XCOM_LIMIT = 32_000  # bytes of JSON: manifests are a few kB; a frame of bars would be megabytes
+
+
+def load_dag(config_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("TRADING_ML_CONFIG", str(config_path))
+    bag = DagBag(str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag.get_dag(DAG_ID)
+
+
+def run_dag(dag, **conf):
+    """One whole run through Airflow (dag.test); the run and its task instances by (task_id, map_index)."""
+    run = dag.test(run_conf={"symbols": SYMBOLS, "timeframes": ["1d"], "source": "synthetic", **conf})
+    return run, {(ti.task_id, ti.map_index): ti for ti in run.get_task_instances()}
+
+
+def xcoms(run) -> dict:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.dag_id == DAG_ID, XComModel.run_id == run.run_id)
+        return {(x.task_id, x.map_index, x.key): x.value for x in rows}
+
+
+@pytest.fixture
+def default_dag(airflow_db, monkeypatch):
+    return load_dag(REPO / "config.yaml", monkeypatch)
+
+
+def test_the_dag_folder_imports_without_errors_or_deprecation_warnings(airflow_db, monkeypatch):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dag = load_dag(REPO / "config.yaml", monkeypatch)
+    deprecations = [str(w.message) for w in caught if "deprecat" in type(w.message).__name__.lower() or "deprecat" in str(w.message).lower()]
+    assert dag is not None and deprecations == []
+
+
+def test_the_graph_reads_like_the_plan(default_dag):
+    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    settings = load_settings(REPO / "config.yaml")
+    tasks = default_dag.task_dict
+    assert set(tasks) == {"plan", "pairs", "ingest", "validate", "features", "choose_models", *TRAIN_TASKS, "evaluate", "deploy"}
+    ingest = tasks["ingest"]
+    assert isinstance(ingest, MappedOperator) and ingest.upstream_task_ids == {"plan", "pairs"}
+    assert ingest.pool == settings.airflow.source_pool and ingest.retries == settings.airflow.ingest_retries
+    assert ingest.retry_exponential_backoff
+    assert tasks["validate"].upstream_task_ids == {"plan", "ingest"}
+    assert tasks["validate"].trigger_rule == "all_done_min_one_success"  # one failed symbol does not stop the run
+    assert tasks["features"].upstream_task_ids == {"plan", "validate"}
+    for name in TRAIN_TASKS:
+        assert tasks[name].upstream_task_ids == {"plan", "features", "choose_models"}
+        assert tasks[name].downstream_task_ids == {"evaluate"}
+    assert tasks["evaluate"].trigger_rule == "none_failed_min_one_success"
+    assert [t.task_id for t in default_dag.leaves] == ["deploy"]
+    assert all(t.doc_md for t in tasks.values())
+    assert isinstance(default_dag.timetable, CronDataIntervalTimetable) and default_dag.catchup is False
+    assert default_dag.timetable.expression == settings.airflow.schedule
+    defaults = {name: param.value for name, param in default_dag.params.items()}
+    assert defaults["symbols"] == settings.symbols and defaults["timeframes"] == ["1d", "1h"]
+    assert defaults["models"] == list(pipeline.MODELS) and defaults["deploy"] is True
+
+
+def quarterly_runs(dag, start: dt.datetime, end: dt.datetime) -> list:
+    """The runs the scheduler's timetable lays out between two dates, as a backfill does."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    timetable, runs, last = coerce_to_core_timetable(dag.timetable), [], None
+    restriction = TimeRestriction(earliest=start, latest=end, catchup=True)
+    while info := timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction):
+        runs.append(info)
+        last = info.data_interval
+    return runs
+
+
+def test_a_backfill_year_is_four_quarterly_runs_each_with_its_own_as_of(default_dag):
+    start, end = dt.datetime(2025, 1, 1, tzinfo=dt.UTC), dt.datetime(2025, 12, 31, tzinfo=dt.UTC)
+    runs = quarterly_runs(default_dag, start, end)
+    as_ofs = [pipeline.as_of_for_run(None, False, info.data_interval.end, info.run_after) for info in runs]
+    assert [a.isoformat() for a in as_ofs] == ["2025-04-01", "2025-07-01", "2025-10-01", "2026-01-01"]
+    triggered = dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC)
+    assert pipeline.as_of_for_run(None, True, dt.datetime(2026, 10, 1, 6, tzinfo=dt.UTC), triggered) == triggered.date()
+    assert pipeline.as_of_for_run("2026-08-20", True, None, triggered) == dt.date(2026, 8, 20)
+
+
+@pytest.fixture(scope="module")
+def two_airflow_runs(airflow_db, mongo_server, tmp_path_factory):
+    """Two whole runs through Airflow, as-of a quarter apart, into the SecantusDB fixture through the
+    `mongo_default` connection."""
+    monkeypatch = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("dag-runs")
+    address = urlsplit(mongo_server.uri)
+    database = f"dag_{folder.name.replace('-', '_')}"
+    monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", f"mongo://{address.hostname}:{address.port}/{database}")
+    dag = load_dag(write_config(folder), monkeypatch)
+    runs = [run_dag(dag, as_of=as_of) for as_of in ("2026-08-20", "2026-11-20")]
+    store = MongoStore.connect(mongo_server.uri, database)
+    yield runs, store, folder / "data"
+    store.close()
+    monkeypatch.undo()
+
+
+def test_a_whole_run_through_airflow_registers_the_five_models_in_mongodb(two_airflow_runs):
+    (run, instances), _ = two_airflow_runs[0]
+    store, data_dir = two_airflow_runs[1], two_airflow_runs[2]
+    assert run.state == "success"
+    assert {ti.state for ti in instances.values()} == {"success"}
+    assert len([key for key in instances if key[0] == "ingest"]) == len(SYMBOLS)
+    registry = ModelRegistry(store)
+    run_root = data_dir / "runs" / "2026-08-20"
+    for name in pipeline.MODELS:
+        record = registry.record(name, "1.0")
+        assert record["run_id"] == "asof-2026-08-20"
+        assert all(a["path"].startswith(str(run_root / "models")) for a in record["artifacts"])
+    deployed = xcoms(run)[("deploy", -1, "return_value")]
+    assert deployed["store"]["kind"] == "mongodb" and set(deployed["decisions"]) == {*pipeline.MODELS, "direction"}
+    trained = xcoms(run)[("train_regime_rf", -1, "return_value")]
+    assert trained["artifacts"] == registry.record("regime_rf", "1.0")["artifacts"]
+
+
+def test_xcom_holds_small_manifests_not_data(two_airflow_runs):
+    (run, _), _ = two_airflow_runs[0]
+    values = xcoms(run)
+    assert {key[0] for key in values} >= {"plan", "ingest", "validate", "features", *TRAIN_TASKS, "evaluate", "deploy"}
+    for key, value in values.items():
+        size = len(json.dumps(value))
+        assert size < XCOM_LIMIT, (key, size)
+    ingested = values[("ingest", 0, "return_value")]
+    assert {"symbol", "timeframe", "path", "sha256", "rows"} <= set(ingested)
+
+
+def test_runs_with_different_as_of_dates_have_their_own_roots_and_versions(two_airflow_runs):
+    (first, _), (second, instances) = two_airflow_runs[0]
+    store, data_dir = two_airflow_runs[1], two_airflow_runs[2]
+    assert second.state == "success"
+    plans = [xcoms(run)[("plan", -1, "return_value")] for run in (first, second)]
+    assert [p["run_root"] for p in plans] == [str(data_dir / "runs" / d) for d in ("2026-08-20", "2026-11-20")]
+    registry = ModelRegistry(store)
+    for name in pipeline.MODELS:
+        versions = {r["version"]: r["run_id"] for r in registry.records(name)}
+        assert versions == {"1.0": "asof-2026-08-20", "2.0": "asof-2026-11-20"}
+
+
+def test_one_symbol_failing_to_ingest_is_quarantined_and_the_run_succeeds(airflow_db, tmp_path, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
+    config = write_config(
+        tmp_path,
+        airflow={"ingest_retries": 1, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1},
+        sources={"synthetic": {"seed": 42, "epoch": "2000-01-03", "faults": {"JPM": ["outage"]}}},
+    )
+    dag = load_dag(config, monkeypatch)
+    run, instances = run_dag(dag, as_of="2026-11-20", models=["volatility_garch"], deploy=False)
+    assert run.state == "success"
+    failed = [ti for (task, _), ti in instances.items() if task == "ingest" and ti.state == "failed"]
+    assert len(failed) == 1 and failed[0].try_number == 2  # retried once, then given up
+    validated = xcoms(run)[("validate", -1, "return_value")]
+    assert [(q["symbol"], q["timeframe"]) for q in validated["quarantined"]] == [("JPM", "1d")]
+    assert len(validated["passed"]) == len(SYMBOLS) - 1
+    states = {task: ti.state for (task, _), ti in instances.items() if task != "ingest"}
+    assert states["train_volatility_garch"] == "success" and states["evaluate"] == "success"
+    assert states["train_direction_xgboost"] == "skipped" and states["deploy"] == "skipped"
+    registry = ModelRegistry(TinyStore(tmp_path / "data" / "fallback"))
+    assert registry.record("volatility_garch", "1.0")["status"] == "candidate"
+    assert "JPM" not in registry.record("volatility_garch", "1.0")["symbols"]
+
+
+def test_the_mongo_uri_comes_from_the_airflow_connection_with_its_options(airflow_db, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dag_module", REPO / "dags" / "trading_ml_training.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
+    assert module.mongo_uri() is None  # no connection: the library falls back to TinyDB
+    monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", "mongo://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true")
+    assert module.mongo_uri() == "mongodb://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true"
