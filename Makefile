@@ -6,7 +6,7 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 RUN_ARGS ?=
 
-.PHONY: install run test bench airflow clean
+.PHONY: install run test browser bench airflow clean
 
 install: $(INSTALLED)
 
@@ -20,8 +20,14 @@ $(INSTALLED): pyproject.toml
 run: $(INSTALLED)
 	$(VENV)/bin/trading-ml run $(RUN_ARGS)
 
-test: $(INSTALLED)
+test: $(INSTALLED) browser
 	$(VENV)/bin/python -m pytest
+
+# Debian's chromium renders the HTML report in one test; installed when missing and we are root.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) ; } || \
+	  echo "chromium not installed (apt-get install chromium): the browser check of the report will be skipped"
 
 airflow: $(INSTALLED)
 	scripts/airflow-standalone
@@ -31,6 +37,7 @@ bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_features.py
 	$(VENV)/bin/python benchmarks/bench_pipeline.py
 	$(VENV)/bin/python benchmarks/bench_airflow.py
+	$(VENV)/bin/python benchmarks/bench_api.py
 
 clean:
 	rm -rf $(VENV) data .airflow

@@ -6,7 +6,7 @@ Trains the direction, volatility and regime models on a diversified universe and
 **plan** → **pairs** → **ingest** (one mapped task per symbol × timeframe) → **validate** (joins them; a failed
 symbol is quarantined and the run goes on) → **features** → **choose_models** → the five training
 tasks in parallel → **evaluate** (test metrics beside baselines) → **deploy** (promote winners in
-the registry: MongoDB from the `mongo_default` connection, else TinyDB).
+the registry: MongoDB from the `mongo_default` connection, else TinyDB) → **report** (HTML with plots).
 
 Each task calls one function of `trading_ml.pipeline`; XCom carries only their small manifests
 (paths, counts, sha256, metrics). The run's as-of date is the end of its data interval (scheduled
@@ -17,13 +17,13 @@ file and model version belongs to that as-of: `data/runs/<as-of>/`.
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import urlencode
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from trading_ml.config import RunContext, load_settings
 from trading_ml.models import TRAINED_MODELS
+from trading_ml_airflow import mongo_uri  # plugins/: shared with the plugin
 
 SETTINGS = load_settings()  # config.yaml (or TRADING_ML_CONFIG): schedule, pool, retries, universe
 AIRFLOW = SETTINGS.airflow
@@ -39,21 +39,8 @@ def stages():
     return pipeline
 
 
-def mongo_uri() -> str | None:
-    """The MongoDB URI of the Airflow connection (the mongo provider's hook); None when it is not
-    set, and the library then uses TinyDB, as it does when the server does not answer."""
-    from airflow.providers.mongo.hooks.mongo import MongoHook
-
-    try:
-        hook = MongoHook(mongo_conn_id=AIRFLOW.mongo_conn_id)
-    except AirflowNotFoundException:
-        return None
-    options = {key: str(value).lower() if isinstance(value, bool) else value for key, value in hook.extras.items()}
-    return hook.uri + (f"?{urlencode(options)}" if options else "")
-
-
 def run_context(run: dict) -> RunContext:
-    return RunContext.from_dict(run["context"], mongo_uri())
+    return RunContext.from_dict(run["context"], mongo_uri(AIRFLOW.mongo_conn_id))
 
 
 @task(doc_md="Resolve the run: as-of date, symbols, timeframes, source and models from config.yaml and the Params.")
@@ -127,6 +114,14 @@ def deploy(run: dict, evaluated: dict):
     return stages().deploy(run_context(run), evaluated)
 
 
+@task(
+    doc_md="Write the run's HTML performance report (plots inline) and its JSON twin under the run root.",
+    trigger_rule="none_failed",  # also when deploy is off (skipped)
+)
+def report(run: dict):
+    return stages().report(run_context(run))
+
+
 @dag(
     dag_id="trading_ml_training",
     schedule=CronDataIntervalTimetable(AIRFLOW.schedule, timezone="UTC"),
@@ -153,7 +148,7 @@ def trading_ml_training():
     dataset >> choose_models(run) >> trained
     evaluated = evaluate(run)
     trained >> evaluated
-    deploy(run, evaluated)
+    deploy(run, evaluated) >> report(run)
 
 
 trading_ml_training()

@@ -11,7 +11,9 @@ import argparse
 import logging
 import os
 import sys
+import webbrowser
 from collections.abc import Sequence
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -22,7 +24,7 @@ from trading_ml.errors import ConfigError, StageFailed, TradingMLError
 from trading_ml.io import read_json
 from trading_ml.storage import sync_to_mongo
 
-STAGES = ("ingest", "validate", "features", "train", "evaluate", "deploy")
+STAGES = ("ingest", "validate", "features", "train", "evaluate", "deploy", "report")
 PLAN_STAGES = {  # the plan's script: its 'ingest' is Phase 1 (data), its 'validate' is model validation
     "ingest": ("ingest", "validate", "features"),
     "features": ("features",),
@@ -218,8 +220,49 @@ def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
             print_model_table(ctx, read_json(ctx.run_root / pipeline.EVALUATION_REPORT), deployed)
         elif evaluated:
             print_model_table(ctx, read_json(ctx.run_root / pipeline.EVALUATION_REPORT), None)
+        if "report" in stages:
+            written = pipeline.report(ctx, resources)
+            print(f"report: {ctx.run_root / written['html']} ({len(written['figures'])} plots; `trading-ml report --open` shows it)")
     finally:
         resources.store.close()
+
+
+def find_run_root(settings: Settings, run: str | None) -> Path:
+    """RUN as an as-of date or a folder; by default the newest run that has been evaluated."""
+    runs = settings.data_dir / "runs"
+    if run:
+        root = Path(run) if Path(run).is_dir() else runs / run
+        if not (root / pipeline.EVALUATION_REPORT).is_file():
+            raise ConfigError(f"{root} is not an evaluated run; pass an as-of date under {runs} or run `trading-ml run` first")
+        return root
+    evaluated = sorted(path.parent.parent for path in runs.glob(f"*/{pipeline.EVALUATION_REPORT}"))
+    if not evaluated:
+        raise ConfigError(f"no evaluated run under {runs}; run `trading-ml run` first")
+    return evaluated[-1]
+
+
+def run_report(args: argparse.Namespace) -> None:
+    """Show a run's report; write it first when it is missing or --regenerate is given."""
+    settings = settings_from_args(args)
+    root = find_run_root(settings, args.run)
+    path = root / "report.html"
+    if args.regenerate or not path.is_file():
+        run = read_json(root / "run_manifest.json")
+        ctx = RunContext.create(settings, run["as_of"], run["symbols"], run["timeframes"], run["source"])
+        resources = pipeline.StageResources.open(ctx)
+        try:
+            pipeline.report(ctx, resources)
+        finally:
+            resources.store.close()
+    print(f"report: {path}")
+    if args.open and not webbrowser.open(path.as_uri()):
+        print("no browser found here; open the file above in one", file=sys.stderr)
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    from trading_ml.serving import serve
+
+    serve(settings_from_args(args), args.host, args.port)
 
 
 def run_sync(args: argparse.Namespace) -> None:
@@ -238,9 +281,20 @@ def parser() -> argparse.ArgumentParser:
         ("train", "fit the five models on the run's training table; register them as candidates"),
         ("evaluate", "test-segment metrics of the trained models beside their baselines and the plan's targets"),
         ("deploy", "promote the candidates that beat their baselines and the production model"),
-        ("run", "the full pipeline: ingest, validate, features, train, evaluate, deploy"),
+        ("run", "the full pipeline: ingest, validate, features, train, evaluate, deploy, report"),
     ):
         add_run_options(commands.add_parser(name, help=text, description=text))
+    report = commands.add_parser("report", help="show (or regenerate) a run's HTML performance report")
+    report.add_argument("run", nargs="?", help="as-of date or run folder (default: the newest evaluated run)")
+    report.add_argument("--regenerate", action="store_true", help="write it again from the run's files and the registry")
+    report.add_argument("--open", action="store_true", help="open it in a browser")
+    serve = commands.add_parser("serve", help="the signals API (FastAPI) over the production models")
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    for command in (report, serve):
+        command.add_argument("--data-dir")
+        command.add_argument("--config")
+        command.add_argument("-v", "--verbose", action="store_true")
     sync = commands.add_parser("sync", help="copy what landed in the TinyDB fallback into MongoDB")
     sync.add_argument("--mongo-uri", help="default: TRADING_ML_MONGO_URI or storage.mongo_uri")
     sync.add_argument("--data-dir")
@@ -255,8 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> None:
-    if args.command == "sync":
-        run_sync(args)
+    commands = {"sync": run_sync, "report": run_report, "serve": run_serve}
+    if args.command in commands:
+        commands[args.command](args)
         return
     stages = STAGES if args.command == "run" else (args.command,)
     run_stages(build_context(args), stages)

@@ -17,6 +17,7 @@ os.environ.update(
     AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+    AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),  # Airflow puts it on sys.path: the DAG imports from it
 )
 
 

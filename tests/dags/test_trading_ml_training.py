@@ -64,7 +64,7 @@ def test_the_graph_reads_like_the_plan(default_dag):
 
     settings = load_settings(REPO / "config.yaml")
     tasks = default_dag.task_dict
-    assert set(tasks) == {"plan", "pairs", "ingest", "validate", "features", "choose_models", *TRAIN_TASKS, "evaluate", "deploy"}
+    assert set(tasks) == {"plan", "pairs", "ingest", "validate", "features", "choose_models", *TRAIN_TASKS, "evaluate", "deploy", "report"}
     ingest = tasks["ingest"]
     assert isinstance(ingest, MappedOperator) and ingest.upstream_task_ids == {"plan", "pairs"}
     assert ingest.pool == settings.airflow.source_pool and ingest.retries == settings.airflow.ingest_retries
@@ -76,7 +76,8 @@ def test_the_graph_reads_like_the_plan(default_dag):
         assert tasks[name].upstream_task_ids == {"plan", "features", "choose_models"}
         assert tasks[name].downstream_task_ids == {"evaluate"}
     assert tasks["evaluate"].trigger_rule == "none_failed_min_one_success"
-    assert [t.task_id for t in default_dag.leaves] == ["deploy"]
+    assert [t.task_id for t in default_dag.leaves] == ["report"] and tasks["report"].upstream_task_ids == {"plan", "deploy"}
+    assert tasks["report"].trigger_rule == "none_failed"  # a run with deploy off still gets its report
     assert all(t.doc_md for t in tasks.values())
     assert isinstance(default_dag.timetable, CronDataIntervalTimetable) and default_dag.catchup is False
     assert default_dag.timetable.expression == settings.airflow.schedule
@@ -184,18 +185,16 @@ def test_one_symbol_failing_to_ingest_is_quarantined_and_the_run_succeeds(airflo
     states = {task: ti.state for (task, _), ti in instances.items() if task != "ingest"}
     assert states["train_volatility_garch"] == "success" and states["evaluate"] == "success"
     assert states["train_direction_xgboost"] == "skipped" and states["deploy"] == "skipped"
+    assert states["report"] == "success" and (tmp_path / "data" / "runs" / "2026-11-20" / "report.html").is_file()
     registry = ModelRegistry(TinyStore(tmp_path / "data" / "fallback"))
     assert registry.record("volatility_garch", "1.0")["status"] == "candidate"
     assert "JPM" not in registry.record("volatility_garch", "1.0")["symbols"]
 
 
 def test_the_mongo_uri_comes_from_the_airflow_connection_with_its_options(airflow_db, monkeypatch):
-    import importlib.util
+    import trading_ml_airflow  # plugins/, on sys.path once Airflow is configured
 
-    spec = importlib.util.spec_from_file_location("dag_module", REPO / "dags" / "trading_ml_training.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
-    assert module.mongo_uri() is None  # no connection: the library falls back to TinyDB
+    assert trading_ml_airflow.mongo_uri() is None  # no connection: the library falls back to TinyDB
     monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", "mongo://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true")
-    assert module.mongo_uri() == "mongodb://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true"
+    assert trading_ml_airflow.mongo_uri() == "mongodb://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true"

@@ -5,7 +5,7 @@ returns a small JSON-able manifest (paths relative to the run root, row counts, 
 stage with the same inputs rewrites the same files and upserts the same documents.
 
 The data stages (plan, ingest, validate, features) live in :mod:`.data_stages`; the model stages (train,
-evaluate, deploy) in :mod:`.model_stages`, which imports torch, xgboost and arch and is loaded on first
+evaluate, deploy, report) in :mod:`.model_stages`, which imports torch, xgboost and arch and is loaded on first
 use: an Airflow ingestion task then starts in about a second instead of five.
 """
 
@@ -25,7 +25,7 @@ from trading_ml.pipeline.data_stages import (
     validate,
 )
 
-MODEL_STAGES = ("train", "evaluate", "deploy", "trained_manifest_path", "EVALUATION_REPORT", "EVALUATE_MANIFEST", "DEPLOY_MANIFEST")
+MODEL_STAGES = ("train", "evaluate", "deploy", "report", "trained_manifest_path", "EVALUATION_REPORT", "EVALUATE_MANIFEST", "DEPLOY_MANIFEST")
 
 __all__ = [
     "FEATURES_MANIFEST", "MODELS", "VALIDATE_MANIFEST", "StageResources", "as_of_for_run", "build_features", "ingest",

@@ -18,8 +18,9 @@ from trading_ml.models import evaluation as judge
 from trading_ml.models.dataset import TrainingData
 from trading_ml.models.direction import average_probabilities
 from trading_ml.models.volatility import GarchVolatility
-from trading_ml.pipeline.data_stages import FEATURES_MANIFEST, MODELS, StageResources, record_stage
+from trading_ml.pipeline.data_stages import FEATURES_MANIFEST, MODELS, VALIDATE_MANIFEST, StageResources, record_stage
 from trading_ml.registry import ENSEMBLE, MODEL_CLASSES, ModelRegistry, artifacts, config_hash
+from trading_ml.report import write_report
 
 log = logging.getLogger(__name__)
 
@@ -172,3 +173,14 @@ def _deploy_decision(ctx: RunContext, registry: ModelRegistry, data: TrainingDat
     better = primary["value"] >= theirs if primary["higher_is_better"] else primary["value"] <= theirs
     verdict = f"test {primary['metric']} {primary['value']:.5g} vs production {incumbent['version']} {theirs:.5g} on the same segment"
     return (True, f"promoted: {verdict}") if better else (False, f"stays candidate: worse than production: {verdict}")
+
+
+def report(ctx: RunContext, resources: StageResources | None = None) -> dict:
+    """The run's performance report: report.html (plots inline) and report.json under the run root,
+    with each model's numbers and status as the registry holds them."""
+    resources = resources or StageResources.open(ctx)
+    paths = {"validate": VALIDATE_MANIFEST, "features": FEATURES_MANIFEST, "evaluation": EVALUATION_REPORT}
+    written = write_report(ctx, ModelRegistry(resources.store), paths)
+    manifest = {"stage": "report", "run_id": ctx.run_id, **written}
+    record_stage(ctx, "report", {"html": written["html"], "figures": len(written["figures"])}, resources)
+    return manifest

@@ -1,0 +1,66 @@
+"""The run's HTML report: every plot present and real, numbers equal to the registry's, and it renders
+in headless Chromium with every image loaded."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+
+import matplotlib.image
+import pytest
+
+from trading_ml.registry import ModelRegistry
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_the_report_has_every_plot_and_the_registrys_numbers(trained_run):
+    ctx, resources, written = trained_run
+    summary = json.loads((ctx.run_root / written["json"]).read_text())
+    page = (ctx.run_root / written["html"]).read_text()
+    expected = {"confusion_direction", "confusion_direction_xgboost", "confusion_direction_lstm", "confusion_regime_rf",
+                "equity_direction", "equity_direction_xgboost", "equity_direction_lstm", "importance_direction_xgboost",
+                "volatility_volatility_garch", "volatility_volatility_lstm", "regime_timeline"}
+    assert {f["id"] for f in summary["figures"]} == expected == set(written["figures"])
+    images = dict(re.findall(r"<figure id='([a-z_]+)'>.*?src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page))
+    assert set(images) == expected
+    assert all(base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n" for png in images.values())
+    assert "http://" not in page and "https://" not in page  # nothing to fetch: it opens offline
+    registry = ModelRegistry(resources.store)
+    for name, model in summary["models"].items():
+        record = registry.record(name, model["version"])
+        assert model["test_metrics"] == record["test_metrics"] and model["status"] == record["status"]
+        assert f"{record['test_metrics']['primary']['value']:.5g}" in page
+    assert {p["symbol"] for p in summary["data"]["pairs"]} == set(ctx.symbols) and summary["data"]["quarantined"] == []
+
+
+def test_report_command_finds_the_newest_run_and_regenerates(trained_run, capsys):
+    from trading_ml.cli import main
+
+    ctx, _, written = trained_run
+    path = ctx.run_root / written["html"]
+    before = path.stat().st_mtime_ns
+    assert main(["report", "--data-dir", str(ctx.settings.data_dir)]) == 0
+    assert str(path) in capsys.readouterr().out and path.stat().st_mtime_ns == before  # shown, not rewritten
+    assert main(["report", ctx.as_of.isoformat(), "--regenerate", "--data-dir", str(ctx.settings.data_dir)]) == 0
+    assert path.stat().st_mtime_ns > before
+    assert main(["report", "1999-01-01", "--data-dir", str(ctx.settings.data_dir)]) == 2
+    assert "is not an evaluated run" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it when run as root)")
+def test_the_report_renders_in_headless_chromium_with_every_image_loaded(trained_run, tmp_path):
+    ctx, _, written = trained_run
+    url = (ctx.run_root / written["html"]).as_uri()
+    common = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert f"{len(written['figures'])} of {len(written['figures'])} plots rendered" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([*common, "--window-size=1400,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (2400, 1400) and pixels[..., :3].std() > 0.05  # a page with content, not a blank one

@@ -1,0 +1,97 @@
+"""The signals API, started with uvicorn on a free loopback port against models trained in the test."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from tests.conftest import make_settings
+from trading_ml.registry import ModelRegistry
+from trading_ml.serving import create_app
+
+REGIMES = {"bull", "bear", "sideways", "high_vol"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def start_api():
+    """Start the API on 127.0.0.1 for a settings object; stopped at the end of the test."""
+    servers = []
+
+    def start(settings) -> httpx.Client:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.05)
+        servers.append((server, thread))
+        return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_signals_have_probabilities_that_sum_to_one_and_the_registrys_versions(trained_run, start_api):
+    ctx, resources, _ = trained_run
+    client = start_api(ctx.settings)
+    assert client.get("/health").json()["status"] == "ok"
+    answer = client.post("/signals/generate", json={"symbols": ["AAPL", "^GSPC", "XOM"]})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    registry = ModelRegistry(resources.store)
+    assert body["models"]["direction"] == {"model": "direction", "version": registry.record("direction")["version"]}
+    assert body["models"]["regime"] == {"model": "regime_rf", "version": registry.record("regime_rf")["version"]}
+    volatility = body["models"]["volatility"]
+    production = [r for r in registry.records() if r["model_name"].startswith("volatility") and r["status"] == "production"]
+    assert volatility["model"] == (production[0]["model_name"] if production else "ewma_baseline")
+    assert [s["symbol"] for s in body["signals"]] == ["AAPL", "^GSPC", "XOM"]
+    for signal in body["signals"]:
+        probabilities = signal["direction"]["probabilities"]
+        assert abs(sum(probabilities.values()) - 1) < 1e-5 and signal["direction"]["class"] == max(probabilities, key=probabilities.get)
+        assert 0 < signal["volatility"]["forecast"] < 0.2 and signal["regime"]["now"] in REGIMES
+        assert signal["bar"] < f"{ctx.as_of.isoformat()}"  # the newest stored bar, before the run's as-of
+    models = {(m["model_name"], m["version"]): m["status"] for m in client.get("/models").json()}
+    assert models[("regime_rf", "1.0")] == "production" and len(models) == 6
+
+
+def test_bad_requests_get_a_4xx_that_says_what_to_fix(trained_run, start_api):
+    ctx, _, _ = trained_run
+    client = start_api(ctx.settings)
+    unknown = client.post("/signals/generate", json={"symbols": ["AAPL", "ZZZZ"]})
+    assert unknown.status_code == 404 and "unknown symbol(s) ZZZZ" in unknown.json()["detail"]
+    assert client.post("/signals/generate", json={"symbols": []}).status_code == 422
+    assert client.post("/signals/generate", json={"tickers": ["AAPL"]}).status_code == 422
+    assert client.post("/signals/generate", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    early = client.post("/signals/generate", json={"symbols": ["AAPL"], "as_of": "2022-01-10"})
+    assert early.status_code == 422 and "use a later as_of" in early.json()["detail"]
+
+
+def test_no_production_model_is_a_503_and_a_promotion_is_picked_up(trained_run, start_api, tmp_path):
+    empty = start_api(make_settings(tmp_path / "empty"))
+    answer = empty.post("/signals/generate", json={"symbols": ["AAPL"]})
+    assert answer.status_code == 503 and "no production version of direction, regime_rf" in answer.json()["detail"]
+    ctx, resources, _ = trained_run
+    client = start_api(ctx.settings)
+    assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).status_code == 200
+    registry = ModelRegistry(resources.store)
+    registry.update("regime_rf", "1.0", status="archived")
+    try:
+        assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).status_code == 503  # it reads the registry each time
+    finally:
+        registry.update("regime_rf", "1.0", status="production")
+    assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).status_code == 200

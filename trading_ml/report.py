@@ -1,0 +1,254 @@
+"""A run's performance report: one self-contained HTML file with its plots embedded as PNG, and a JSON
+twin with the same numbers (read from the run's evaluation and the registry, never recomputed)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from trading_ml.config import RunContext  # noqa: E402
+from trading_ml.data.sources import read_bars_csv  # noqa: E402
+from trading_ml.io import atomic_write_bytes, read_json, write_json  # noqa: E402
+from trading_ml.models.base import load_config  # noqa: E402
+from trading_ml.models.dataset import TrainingData  # noqa: E402
+from trading_ml.models.regime import NOWCAST  # noqa: E402
+from trading_ml.models.volatility import TARGET as VOLATILITY_TARGET  # noqa: E402
+from trading_ml.registry import ModelRegistry  # noqa: E402
+
+REPORT_HTML, REPORT_JSON = "report.html", "report.json"
+VOLATILITY_SYMBOLS = 3  # predicted vs realized volatility for the benchmark and the next two symbols
+TOP_FEATURES = 20
+REGIME_COLORS = {"bull": "#2e7d32", "bear": "#c62828", "sideways": "#9e9e9e", "high_vol": "#ef6c00"}
+DIRECTION_LABELS = {"-1": "down", "0": "neutral", "1": "up"}
+
+
+def write_report(ctx: RunContext, registry: ModelRegistry, paths: dict[str, str]) -> dict:
+    """Write report.html and report.json under the run root; ``paths`` are the run's stage outputs
+    (validate and features manifests, evaluation report, deploy manifest) relative to the root."""
+    summary = report_data(ctx, registry, paths)
+    figures = report_figures(ctx, registry, paths, summary)
+    summary["figures"] = [{"id": key, "title": title} for key, (title, _) in figures.items()]
+    json_path = write_json(ctx.run_root / REPORT_JSON, summary)
+    html_path = atomic_write_bytes(ctx.run_root / REPORT_HTML, render_html(summary, figures).encode())
+    return {"html": str(html_path.relative_to(ctx.run_root)), "json": str(json_path.relative_to(ctx.run_root)), "figures": list(figures)}
+
+
+def report_data(ctx: RunContext, registry: ModelRegistry, paths: dict[str, str]) -> dict:
+    """The numbers: what went in, what validation quarantined, each model beside its baselines."""
+    validated = read_json(ctx.run_root / paths["validate"])
+    features = read_json(ctx.run_root / paths["features"])
+    evaluation = read_json(ctx.run_root / paths["evaluation"])
+    models = {}
+    for name, result in evaluation["models"].items():
+        record = registry.record(name, result["version"])
+        models[name] = {
+            "version": result["version"],
+            "status": record["status"],
+            "deploy_decision": record.get("deploy_decision", "not deployed yet"),
+            "test_metrics": record["test_metrics"],
+            "baselines": _baseline_values(result),
+            "training_samples": record["training_samples"],
+            "trained_date": record["trained_date"],
+        }
+    return {
+        "run_id": ctx.run_id,
+        "as_of": ctx.as_of.isoformat(),
+        "source": ctx.source,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "data": {
+            "pairs": [{"symbol": p["symbol"], "timeframe": p["timeframe"], "rows": p["rows"]} for p in validated["passed"]],
+            "quarantined": [{"symbol": q["symbol"], "timeframe": q["timeframe"], "reasons": q["reasons"]} for q in validated["quarantined"]],
+            "pass_share": validated["pass_share"],
+            "training_rows": {tf: entry.get("training_table", {}).get("rows") for tf, entry in features["timeframes"].items()},
+        },
+        "split": evaluation["split"],
+        "models": models,
+    }
+
+
+def _baseline_values(result: dict) -> dict[str, float]:
+    """Each baseline's value of the model's primary metric."""
+    metric = result["primary"]["metric"]
+    if "nowcast" in result:
+        return {"persistence": result["nowcast"]["persistence"]["accuracy"]}
+    return {name: values[metric] for name, values in result["baselines"].items()}
+
+
+def report_figures(ctx: RunContext, registry: ModelRegistry, paths: dict[str, str], summary: dict) -> dict[str, tuple[str, str]]:
+    """{id: (title, base64 PNG)} for every plot the run's models allow."""
+    evaluation = read_json(ctx.run_root / paths["evaluation"])["models"]
+    data = TrainingData.load(ctx, read_json(ctx.run_root / paths["features"]))
+    figures = {}
+    for name, result in evaluation.items():
+        matrix = result["metrics"]["confusion_matrix"] if "metrics" in result and "confusion_matrix" in result["metrics"] else None
+        if "nowcast" in result:
+            matrix = result["nowcast"]["metrics"]["confusion_matrix"]
+        if matrix:
+            figures[f"confusion_{name}"] = (f"{name} {result['version']}: confusion matrix (test)", _confusion_png(matrix))
+        if "backtest" in result:
+            figures[f"equity_{name}"] = (f"{name} {result['version']}: long-short vs buy-and-hold (test, after costs)", _equity_png(result["backtest"]))
+    if "direction_xgboost" in evaluation:
+        stem = registry.record("direction_xgboost", evaluation["direction_xgboost"]["version"])["stem"]
+        importance = load_config(Path(stem))["feature_importance"]
+        figures["importance_direction_xgboost"] = (f"direction_xgboost: top {TOP_FEATURES} features by gain", _importance_png(importance))
+    for name in ("volatility_garch", "volatility_lstm"):
+        if name in evaluation:
+            predictions = _predictions(ctx, registry, name, evaluation[name]["version"])
+            figures[f"volatility_{name}"] = (f"{name}: predicted vs realized volatility (test)", _volatility_png(data, predictions, ctx))
+    if "regime_rf" in evaluation:
+        predictions = _predictions(ctx, registry, "regime_rf", evaluation["regime_rf"]["version"])
+        figures["regime_timeline"] = (f"regime_rf: regime nowcast over {ctx.settings.features.benchmark}", _regime_png(ctx, data, predictions))
+    return figures
+
+
+def _predictions(ctx: RunContext, registry: ModelRegistry, name: str, version: str) -> pd.DataFrame:
+    stem = Path(registry.record(name, version)["stem"])
+    return pd.read_parquet(stem.with_name(stem.name + ".predictions.parquet"))
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _confusion_png(matrix: dict) -> str:
+    counts, labels = np.array(matrix["counts"]), [DIRECTION_LABELS.get(label, label) for label in matrix["labels"]]
+    figure, axes = plt.subplots(figsize=(3.6, 3.2))
+    axes.imshow(counts, cmap="Blues")
+    for (row, column), value in np.ndenumerate(counts):
+        axes.text(column, row, str(value), ha="center", va="center", color="black", fontsize=9)
+    axes.set_xticks(range(len(labels)), labels, rotation=30)
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    return _png(figure)
+
+
+def _equity_png(backtest: dict) -> str:
+    curve = backtest["equity_curve"]
+    stamps = pd.to_datetime(curve["timestamps"])
+    figure, axes = plt.subplots(figsize=(6.4, 3.0))
+    axes.plot(stamps, curve["long_short"], label=f"long-short ({backtest['costs_bps']:g} bps costs)")
+    axes.plot(stamps, curve["buy_and_hold"], label="buy-and-hold (equal weight)")
+    axes.set_ylabel("growth of 1")
+    axes.legend(loc="best", fontsize=8)
+    figure.autofmt_xdate()
+    return _png(figure)
+
+
+def _importance_png(importance: dict[str, float]) -> str:
+    top = pd.Series(importance).sort_values().tail(TOP_FEATURES)
+    figure, axes = plt.subplots(figsize=(6.4, 5.0))
+    axes.barh(top.index, top.to_numpy())
+    axes.set_xlabel("gain share")
+    axes.tick_params(axis="y", labelsize=8)
+    return _png(figure)
+
+
+def _volatility_symbols(ctx: RunContext, data: TrainingData) -> list[str]:
+    symbols = data.symbols
+    first = [ctx.settings.features.benchmark] if ctx.settings.features.benchmark in symbols else []
+    return (first + [s for s in symbols if s not in first])[:VOLATILITY_SYMBOLS]
+
+
+def _volatility_png(data: TrainingData, predictions: pd.DataFrame, ctx: RunContext) -> str:
+    test = data.split.segment == "test"
+    symbols = _volatility_symbols(ctx, data)
+    figure, axes_list = plt.subplots(len(symbols), 1, figsize=(6.4, 2.2 * len(symbols)), sharex=True, squeeze=False)
+    for axes, symbol in zip(axes_list[:, 0], symbols):
+        rows = test & (data.table.index.get_level_values("symbol") == symbol)
+        stamps = data.table.index[rows].get_level_values("timestamp")
+        axes.plot(stamps, data.table[VOLATILITY_TARGET][rows].to_numpy(), label="realized", color="black", linewidth=1)
+        axes.plot(stamps, predictions["volatility"][rows].to_numpy(), label="predicted", linewidth=1)
+        axes.set_title(symbol, fontsize=9)
+        axes.legend(loc="upper left", fontsize=7)
+    figure.autofmt_xdate()
+    return _png(figure)
+
+
+def _regime_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFrame) -> str:
+    benchmark = ctx.settings.features.benchmark
+    figure, axes = plt.subplots(figsize=(7.2, 3.2))
+    path = ctx.run_root / "validated" / f"{benchmark}_{data.timeframe}.csv"
+    if benchmark in data.symbols and path.exists():
+        regimes = predictions["regime_now"].xs(benchmark, level="symbol")
+        close = read_bars_csv(path, data.timeframe)["close"].reindex(regimes.index)
+        axes.plot(regimes.index, close.to_numpy(), color="black", linewidth=1)
+        spans = (regimes != regimes.shift()).cumsum()
+        for _, block in regimes.groupby(spans):
+            axes.axvspan(block.index[0], block.index[-1], color=REGIME_COLORS.get(block.iloc[0], "#ffffff"), alpha=0.25, linewidth=0)
+        truth = data.table[NOWCAST].xs(benchmark, level="symbol").reindex(regimes.index)
+        agreement = float((truth == regimes).mean())
+        axes.set_title(f"{benchmark} close, shaded by predicted regime (agrees with the rule label {agreement:.0%} of bars)", fontsize=9)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=color, alpha=0.4) for color in REGIME_COLORS.values()]
+        axes.legend(handles, REGIME_COLORS.keys(), loc="upper left", fontsize=7, ncol=4)
+    else:
+        axes.text(0.5, 0.5, f"{benchmark} is not in this run", ha="center", va="center")
+    figure.autofmt_xdate()
+    return _png(figure)
+
+
+def render_html(summary: dict, figures: dict[str, tuple[str, str]]) -> str:
+    """The report page: plain HTML and CSS, every image inline, nothing fetched over the network."""
+    escape = html.escape
+    rows = []
+    for name, model in summary["models"].items():
+        metrics = model["test_metrics"]
+        primary, target = metrics["primary"], metrics["plan_target"]
+        baselines = ", ".join(f"{escape(b)} {v:.5g}" for b, v in model["baselines"].items())
+        rows.append(
+            f"<tr><td>{escape(name)}</td><td>{escape(model['version'])}</td><td>{escape(primary['metric'])}</td>"
+            f"<td>{primary['value']:.5g}</td><td>{baselines}</td><td>{escape(target['rule'])}: "
+            f"<b class='{'met' if target['met'] else 'missed'}'>{'met' if target['met'] else 'NOT met'}</b></td>"
+            f"<td>{escape(model['status'])}</td><td>{escape(model['deploy_decision'])}</td></tr>"
+        )
+    data = summary["data"]
+    quarantined = "".join(
+        f"<li>{escape(q['symbol'])} {escape(q['timeframe'])}: {escape('; '.join(q['reasons']))}</li>" for q in data["quarantined"]
+    ) or "<li>none</li>"
+    images = "".join(
+        f"<figure id='{key}'><figcaption>{escape(title)}</figcaption><img alt='{escape(title)}' src='data:image/png;base64,{png}'></figure>"
+        for key, (title, png) in figures.items()
+    )
+    symbols = sorted({p["symbol"] for p in data["pairs"]})
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>trading-ml report {escape(summary['run_id'])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+.met {{ color: #2e7d32; }} .missed {{ color: #c62828; }}
+figure {{ display: inline-block; margin: 1em; vertical-align: top; }} figcaption {{ font-size: 0.9em; margin-bottom: 4px; }}
+</style></head><body>
+<h1>trading-ml report: {escape(summary['run_id'])}</h1>
+<p>As of {escape(summary['as_of'])}, source {escape(summary['source'])}, generated {escape(summary['generated_at'])}.
+Test segment from {escape(summary['split']['test_start'][:10])} ({summary['split']['rows']['test']:,} rows).</p>
+<h2>Data</h2>
+<p>{len(data['pairs'])} symbol/timeframe pairs passed validation ({data['pass_share']:.0%}); {len(symbols)} symbols:
+{escape(', '.join(symbols))}. Training rows: {escape(', '.join(f'{tf} {n:,}' for tf, n in data['training_rows'].items() if n))}.</p>
+<p>Quarantined:</p><ul>{quarantined}</ul>
+<h2>Models against their baselines (test segment)</h2>
+<table><tr><th>model</th><th>version</th><th>metric</th><th>value</th><th>baselines</th><th>plan target</th><th>status</th><th>deploy decision</th></tr>
+{''.join(rows)}</table>
+<h2>Plots</h2>
+<p id="image-check">{len(figures)} plots</p>
+{images}
+<script>
+window.addEventListener("load", () => {{
+  const images = [...document.images], shown = images.filter(image => image.complete && image.naturalWidth > 0);
+  document.getElementById("image-check").textContent = `${{shown.length}} of ${{images.length}} plots rendered`;
+}});
+</script>
+</body></html>
+"""

@@ -1,0 +1,205 @@
+"""The signals API (FastAPI) over the production models: ``POST /signals/generate``, ``GET /models``,
+``GET /health``. Listens on 127.0.0.1 unless told otherwise.
+
+Signals come from the bars in the store (the ones ingestion wrote), cleaned by the same validation and
+turned into features by the same code as training. Models load once and reload when the registry's
+production version changes. With no production volatility model, the forecast is the EWMA baseline
+that beat them, and the response says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+
+import pandas as pd
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from trading_ml.config import Settings
+from trading_ml.data.calendars import expected_timestamps
+from trading_ml.data.validation import validate_bars
+from trading_ml.errors import DataError
+from trading_ml.features.build import build_timeframe
+from trading_ml.models.volatility import ewma_forecast
+from trading_ml.registry import ENSEMBLE, ModelNotFound, ModelRegistry
+from trading_ml.storage import open_store
+from trading_ml.storage.base import documents_to_bars
+
+log = logging.getLogger(__name__)
+
+BARS_REFRESH_SECONDS = 60
+HISTORY = pd.DateOffset(years=2)  # bars read per request: the 200-bar warm-up plus sequences, with room
+VOLATILITY_MODELS = ("volatility_garch", "volatility_lstm")
+DIRECTION_CLASSES = {"p_down": "down", "p_neutral": "neutral", "p_up": "up"}
+MIN_SEQUENCE_ROWS = 20
+
+
+class SignalRequest(BaseModel):
+    symbols: list[str] = Field(min_length=1, max_length=500, description="tickers of the configured universe")
+    as_of: dt.date | None = Field(None, description="signals from bars up to this date (default: the newest stored bar)")
+
+
+class SignalService:
+    """Production models and feature tables, cached; thread-safe for uvicorn's worker threads."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store, self.store_choice = open_store(settings)
+        self.registry = ModelRegistry(self.store)
+        self.timeframe = settings.models.timeframe
+        self._lock = threading.Lock()
+        self._models: dict[str, tuple[str, object]] = {}
+        self._bars: tuple[float, dict[str, pd.DataFrame]] | None = None
+        self._signals: dict[tuple, tuple[pd.DataFrame, dict]] = {}
+
+    def production_versions(self) -> dict[str, str]:
+        return {r["model_name"]: r["version"] for r in self.registry.records() if r["status"] == "production"}
+
+    def models(self) -> dict[str, tuple[str, object]]:
+        """{name: (version, model)} of the production models, reloaded when a version changes."""
+        versions = self.production_versions()
+        missing = [name for name in (ENSEMBLE, "regime_rf") if name not in versions]
+        if missing:
+            raise ServiceUnavailable(f"no production version of {', '.join(missing)}; run `trading-ml run` (or deploy) until one is promoted")
+        with self._lock:
+            for name in (ENSEMBLE, "regime_rf", *VOLATILITY_MODELS):
+                version = versions.get(name)
+                if version is None:
+                    self._models.pop(name, None)
+                elif self._models.get(name, (None,))[0] != version:
+                    log.info("loading %s %s", name, version)
+                    self._models[name] = (version, self.registry.load_model(name, version))
+            return dict(self._models)
+
+    def stored_bars(self) -> dict[str, pd.DataFrame]:
+        """The universe's stored bars, re-read at most every BARS_REFRESH_SECONDS (ingestion adds bars)."""
+        now = time.monotonic()
+        if self._bars is None or now - self._bars[0] > BARS_REFRESH_SECONDS:
+            documents = self.store.find("market_data", {"timeframe": self.timeframe})  # one read for every symbol
+            by_symbol: dict[str, list[dict]] = {}
+            for document in documents:
+                by_symbol.setdefault(document["symbol"], []).append(document)
+            self._bars = (now, {s: documents_to_bars(by_symbol[s]) for s in self.settings.symbols if s in by_symbol})
+        if not self._bars[1]:
+            raise ServiceUnavailable(f"no {self.timeframe} bars in the store; run `trading-ml ingest` first")
+        return self._bars[1]
+
+    def signal_frame(self, as_of: dt.date | None) -> tuple[pd.DataFrame, dict]:
+        """Every model's output on the features of the whole universe (breadth and benchmark features
+        need it) up to as_of, and the models used; cached per as-of, bars and model versions."""
+        models = self.models()
+        bars = self.stored_bars()
+        newest = max(frame.index.max() for frame in bars.values())
+        end = pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1) if as_of else newest + pd.Timedelta(seconds=1)
+        key = (end, newest, tuple(sorted((name, version) for name, (version, _) in models.items())))
+        with self._lock:
+            if key not in self._signals:
+                table = self._build(bars, end)
+                volatility, volatility_source = self._volatility(table, models)
+                frame = pd.concat([models[ENSEMBLE][1].predict(table), models["regime_rf"][1].predict(table)], axis=1)
+                used = {"direction": {"model": ENSEMBLE, "version": models[ENSEMBLE][0]}, "volatility": volatility_source,
+                        "regime": {"model": "regime_rf", "version": models["regime_rf"][0]}}
+                self._signals = {key: (frame.assign(volatility=volatility), used)}  # the newest as-of is what is asked for
+            return self._signals[key]
+
+    def _build(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp) -> pd.DataFrame:
+        start, clean = end - HISTORY, {}
+        for symbol, frame in bars.items():
+            window = frame[(frame.index >= start) & (frame.index < end)]
+            instrument = self.settings.instrument(symbol)
+            expected = expected_timestamps(instrument.exchange, self.timeframe, start, end)
+            report, cleaned = validate_bars(window, instrument, self.timeframe, expected, self.settings.validation)
+            if not report.quarantined and len(cleaned):
+                clean[symbol] = cleaned
+        instruments = {symbol: self.settings.instrument(symbol) for symbol in clean}
+        built = build_timeframe(clean, instruments, self.timeframe, self.settings.features)
+        tables = [result.table.assign(symbol=symbol).set_index("symbol", append=True) for symbol, result in built.symbols.items() if len(result.table)]
+        if not tables:
+            raise HTTPException(422, f"the store has no {self.timeframe} bars past the feature warm-up before {end.date()}; use a later as_of")
+        return pd.concat(tables).sort_index(level=["timestamp", "symbol"])
+
+    def generate(self, request: SignalRequest) -> dict:
+        unknown = [s for s in request.symbols if s not in self.settings.universe]
+        if unknown:
+            raise HTTPException(404, f"unknown symbol(s) {', '.join(unknown)}; the universe is {', '.join(self.settings.symbols)}")
+        frame, used = self.signal_frame(request.as_of)
+        signals = []
+        for symbol, index in self._latest_rows(frame, request.symbols).items():
+            row = frame.loc[index]
+            signals.append({
+                "symbol": symbol,
+                "bar": index[0].isoformat(),
+                "direction": {"probabilities": {label: float(row[column]) for column, label in DIRECTION_CLASSES.items()},
+                              "class": DIRECTION_CLASSES[row[list(DIRECTION_CLASSES)].astype(float).idxmax()]},
+                "volatility": {"forecast": float(row["volatility"])},
+                "regime": {"now": str(row["regime_now"]), "ahead": str(row["regime_ahead"])},
+            })
+        return {"timeframe": self.timeframe, "models": used, "signals": signals}
+
+    def _latest_rows(self, table: pd.DataFrame, symbols: list[str]) -> dict[str, tuple]:
+        rows, present = {}, table.index.get_level_values("symbol")
+        for symbol in symbols:
+            stamps = table.index[present == symbol]
+            if len(stamps) < MIN_SEQUENCE_ROWS:
+                raise HTTPException(422, f"{symbol}: {len(stamps)} bars with complete features up to this as-of; the models need "
+                                         f"{MIN_SEQUENCE_ROWS} after the warm-up; use a later as_of or ingest more history")
+            rows[symbol] = stamps[-1]
+        return rows
+
+    def _volatility(self, table: pd.DataFrame, models: dict) -> tuple[pd.Series, dict]:
+        production = [name for name in VOLATILITY_MODELS if name in models]
+        if production:
+            name = production[0]
+            return models[name][1].predict(table)["volatility"], {"model": name, "version": models[name][0]}
+        window, decay = self.settings.features.volatility_window, self.settings.models.ewma_lambda
+        return ewma_forecast(table, window, decay), {
+            "model": "ewma_baseline", "version": None,
+            "note": f"no volatility model is in production (they did not beat their baselines); this is the RiskMetrics EWMA (lambda {decay})",
+        }
+
+    def list_models(self) -> list[dict]:
+        fields = ("model_name", "version", "status", "trained_date", "run_id", "test_metrics", "deploy_decision")
+        return [{f: r.get(f) for f in fields} for r in self.registry.records()]
+
+
+class ServiceUnavailable(Exception):
+    """What the API answers with 503: no production model or no stored bars."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    service = SignalService(settings)
+    app = FastAPI(title="trading-ml signals", description="Direction, volatility and regime signals from the production models.")
+
+    @app.exception_handler(ServiceUnavailable)
+    async def unavailable(_, error: ServiceUnavailable):
+        return JSONResponse(status_code=503, content={"detail": str(error)})
+
+    @app.exception_handler(DataError)
+    async def bad_model(_, error: DataError):
+        status = 404 if isinstance(error, ModelNotFound) else 503
+        return JSONResponse(status_code=status, content={"detail": str(error)})
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "store": service.store_choice.kind, "production": service.production_versions()}
+
+    @app.get("/models")
+    def models() -> list[dict]:
+        return service.list_models()
+
+    @app.post("/signals/generate")
+    def generate(request: SignalRequest) -> dict:
+        return service.generate(request)
+
+    app.state.service = service
+    return app
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port)
