@@ -5,6 +5,8 @@
 Airflow runs the DAG with ``dag.test()`` in this process (SQLite metadata DB in a temp AIRFLOW_HOME):
 every task goes through Airflow's task runner, XCom and state updates, but not through the
 scheduler's polling or a worker process per task, which ``airflow standalone`` or Celery add on top.
+Beyond 26 symbols the universe grows with synthetic equities (``benchmarks/universe.py``), so
+``--symbols 200`` shows hundreds of mapped ingestion tasks going through the pool.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ os.environ.update(
 )
 os.environ.pop("AIRFLOW_CONN_MONGO_DEFAULT", None)
 
+from benchmarks.universe import grow_universe  # noqa: E402
 from tests.dags.conftest import write_config  # noqa: E402
 from trading_ml import pipeline  # noqa: E402
 from trading_ml.config import RunContext, load_settings  # noqa: E402
@@ -55,17 +58,21 @@ def airflow_run(config: Path, as_of: str, symbols: list[str], timeframes: list[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=26, help="the first N symbols of config.yaml")
+    parser.add_argument("--symbols", type=int, default=26, help="config.yaml's first N symbols, grown with synthetic equities past 26")
     parser.add_argument("--timeframes", default="1d")
     parser.add_argument("--as-of", default="2026-11-20")
     args = parser.parse_args()
     os.environ.pop("TRADING_ML_MONGO_URI", None)
-    symbols, timeframes = load_settings(REPO / "config.yaml").symbols[: args.symbols], args.timeframes.split(",")
+    timeframes = args.timeframes.split(",")
     with tempfile.TemporaryDirectory() as folder:
-        cli_folder, airflow_folder = Path(folder) / "cli", Path(folder) / "airflow"
-        cli_folder.mkdir(), airflow_folder.mkdir()
-        cli_seconds = cli_run(write_config(cli_folder), args.as_of, symbols, timeframes)
-        airflow_seconds, state, tasks = airflow_run(write_config(airflow_folder), args.as_of, symbols, timeframes)
+        configs = []
+        for name in ("cli", "airflow"):
+            (Path(folder) / name).mkdir()
+            configs.append(write_config(Path(folder) / name))
+            grow_universe(configs[-1], args.symbols)
+        symbols = load_settings(configs[0]).symbols[: args.symbols]
+        cli_seconds = cli_run(configs[0], args.as_of, symbols, timeframes)
+        airflow_seconds, state, tasks = airflow_run(configs[1], args.as_of, symbols, timeframes)
     print(f"== {len(symbols)} symbols, {args.timeframes}, as of {args.as_of}, synthetic, TinyDB ==")
     print(f"  CLI (stage calls in one process)   {cli_seconds:7.1f}s")
     print(f"  Airflow dag.test ({tasks} tasks, {state})  {airflow_seconds:7.1f}s")

@@ -28,7 +28,7 @@ def test_run_ingests_and_validates_and_prints_a_summary(tmp_path, capsys):
     assert "plan target" in out and "regime_rf" in out and "direction_xgboost 1.0:" in out  # the metrics table
     assert (tmp_path / "fallback" / "ml_models.json").is_file()
     assert (tmp_path / "runs" / "2026-11-20" / "validated" / "AAPL_1d.csv").is_file()
-    assert (tmp_path / "fallback" / "market_data.json").is_file()
+    assert {p.name for p in (tmp_path / "fallback" / "market_data").glob("*.json")} == {"AAPL_1d.json", "^VIX_1d.json"}
 
 
 def test_ingest_then_validate_as_separate_commands(tmp_path, capsys):

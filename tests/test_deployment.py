@@ -62,3 +62,11 @@ def test_no_secret_is_written_in_the_file_and_the_env_example_names_them_all():
 def test_the_ui_is_published_on_loopback_by_default_and_mongodb_is_not_published():
     assert SERVICES["airflow-apiserver"]["ports"] == ["${AIRFLOW_UI_BIND:-127.0.0.1:8080}:8080"]
     assert all("ports" not in SERVICES[name] for name in ("mongodb", "postgres", "redis"))
+
+
+def test_both_deployments_map_an_sp500_universe_on_two_timeframes():
+    s_and_p_pairs = (503 + 6) * 2  # one ingest task per symbol x timeframe; Airflow's default cap is 1024
+    standalone = re.search(r'MAX_MAP_LENGTH:-(\d+)', (REPO / "scripts" / "airflow-standalone").read_text())
+    assert int(standalone.group(1)) >= s_and_p_pairs
+    for name in AIRFLOW_SERVICES:
+        assert int(environment(SERVICES[name])["AIRFLOW__CORE__MAX_MAP_LENGTH"]) >= s_and_p_pairs

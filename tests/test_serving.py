@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
 from tests.conftest import make_settings
-from trading_ml.registry import ModelRegistry
+from trading_ml.registry import ModelRegistry, artifacts
+from trading_ml.storage import TinyStore
 from trading_ml.serving import create_app
 
 REGIMES = {"bull", "bear", "sideways", "high_vol"}
@@ -95,3 +99,39 @@ def test_no_production_model_is_a_503_and_a_promotion_is_picked_up(trained_run, 
     finally:
         registry.update("regime_rf", "1.0", status="production")
     assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).status_code == 200
+
+
+def new_version_of(good: dict, folder, altered: str) -> dict:
+    """regime_rf 2.0 made from 1.0's files: its record's sha256 altered, or (copied under new names,
+    recorded with their true sha256) a file altered on disk afterwards."""
+    if altered == "record":
+        return {**good, "version": "2.0", "artifacts": [{**a, "sha256": "0" * 64} for a in good["artifacts"]]}
+    folder.mkdir()
+    copies = [folder / Path(a["path"]).name.replace("v1.0", "v2.0") for a in good["artifacts"]]
+    for artifact, copy in zip(good["artifacts"], copies):
+        shutil.copyfile(artifact["path"], copy)
+    record = {**good, "version": "2.0", "stem": str(folder / Path(good["stem"]).name.replace("v1.0", "v2.0")), "artifacts": artifacts(copies)}
+    with copies[0].open("ab") as file:
+        file.write(b"\0")
+    return record
+
+
+@pytest.mark.parametrize("altered", ["record", "file"])
+def test_a_tampered_new_production_version_is_refused_and_the_previous_one_keeps_serving(trained_run, start_api, tmp_path, altered):
+    """A copy of the run's registry where regime_rf 2.0 is promoted with a record whose sha256 does
+    not match its files, or with a file altered on disk: the API refuses it, keeps serving 1.0 and
+    says so."""
+    ctx, _, _ = trained_run
+    fallback = tmp_path / "fallback"
+    shutil.copytree(ctx.settings.storage.fallback_dir, fallback)
+    settings = dataclasses.replace(ctx.settings, storage=dataclasses.replace(ctx.settings.storage, fallback_dir=fallback))
+    client = start_api(settings)
+    assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).json()["models"]["regime"]["version"] == "1.0"
+    registry = ModelRegistry(TinyStore(fallback))
+    registry.register({**new_version_of(registry.record("regime_rf", "1.0"), tmp_path / "models", altered), "status": "candidate"})
+    registry.promote("regime_rf", "2.0", f"a tampered {altered}, promoted by the test")
+    answer = client.post("/signals/generate", json={"symbols": ["AAPL"]})
+    assert answer.status_code == 200 and answer.json()["models"]["regime"]["version"] == "1.0"
+    health = client.get("/health").json()
+    assert health["production"]["regime_rf"] == "2.0" and health["serving"]["regime_rf"] == "1.0"
+    assert "does not match its registry sha256" in health["refused"]["regime_rf"]

@@ -115,6 +115,7 @@ class ModelSettings:
     lstm_batch: int = 256
     lstm_learning_rate: float = 0.001
     forest_trees: int = 100
+    forest_max_samples: int = 100_000  # rows each tree draws; bounds fit time and model size on large universes
     ewma_lambda: float = 0.94  # RiskMetrics
     costs_bps: float = 5.0  # per unit of turnover in the long-short backtest
     long_short_share: float = 0.2  # long the top and short the bottom fifth by P(up) - P(down)

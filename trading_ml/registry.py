@@ -27,6 +27,7 @@ MODEL_CLASSES = {cls.name: cls for cls in (XGBoostDirection, LSTMDirection, Garc
 ENSEMBLE = "direction"
 MODEL_NAMES = (*MODEL_CLASSES, ENSEMBLE)
 COLLECTION = "ml_models"
+VERSIONS = "model_versions"
 
 
 class ModelNotFound(DataError):
@@ -57,12 +58,16 @@ class ModelRegistry:
         return wanted[0]
 
     def version_for_run(self, name: str, run_id: str) -> str:
-        """This run's version of the model: the one it already has, or one more than the highest."""
-        records = self.records(name)
-        same_run = [r for r in records if r["run_id"] == run_id]
-        if same_run:
-            return same_run[0]["version"]
-        return f"{max((_major(r['version']) for r in records), default=0) + 1}.0"
+        """This run's version of the model: the one it already has, or the next free one, claimed
+        atomically (``model_versions``) so two runs at the same time never get the same version."""
+        while True:
+            taken = self.records(name) + self.store.find(VERSIONS, {"model_name": name})
+            same_run = [r for r in taken if r["run_id"] == run_id]
+            if same_run:
+                return same_run[0]["version"]
+            version = f"{max((_major(r['version']) for r in taken), default=0) + 1}.0"
+            if self.store.insert_new(VERSIONS, {"model_name": name, "version": version, "run_id": run_id}):
+                return version
 
     def register(self, record: dict) -> dict:
         """Upsert a record (status candidate unless it says otherwise); copy its files to GridFS."""

@@ -25,7 +25,7 @@ from trading_ml.data.validation import validate_bars
 from trading_ml.errors import DataError
 from trading_ml.features.build import build_timeframe
 from trading_ml.models.volatility import ewma_forecast
-from trading_ml.registry import ENSEMBLE, ModelNotFound, ModelRegistry
+from trading_ml.registry import ENSEMBLE, ModelRegistry
 from trading_ml.storage import open_store
 from trading_ml.storage.base import documents_to_bars
 
@@ -53,6 +53,7 @@ class SignalService:
         self.timeframe = settings.models.timeframe
         self._lock = threading.Lock()
         self._models: dict[str, tuple[str, object]] = {}
+        self.refused: dict[str, str] = {}  # model: "version: why" of a production version that failed to load
         self._bars: tuple[float, dict[str, pd.DataFrame]] | None = None
         self._signals: dict[tuple, tuple[pd.DataFrame, dict]] = {}
 
@@ -70,10 +71,22 @@ class SignalService:
                 version = versions.get(name)
                 if version is None:
                     self._models.pop(name, None)
-                elif self._models.get(name, (None,))[0] != version:
-                    log.info("loading %s %s", name, version)
-                    self._models[name] = (version, self.registry.load_model(name, version))
+                elif self._models.get(name, (None,))[0] != version and self.refused.get(name, "").split(":")[0] != version:
+                    self._load(name, version)
             return dict(self._models)
+
+    def _load(self, name: str, version: str) -> None:
+        """Load a production version; if its files or record fail the sha256 check, keep serving the
+        version already loaded (say so in /health and the log), or fail when there is none."""
+        log.info("loading %s %s", name, version)
+        try:
+            self._models[name] = (version, self.registry.load_model(name, version))
+            self.refused.pop(name, None)
+        except DataError as error:
+            if name not in self._models:
+                raise
+            self.refused[name] = f"{version}: {error}"
+            log.error("%s %s refused, still serving %s: %s", name, version, self._models[name][0], error)
 
     def stored_bars(self) -> dict[str, pd.DataFrame]:
         """The universe's stored bars, re-read at most every BARS_REFRESH_SECONDS (ingestion adds bars)."""
@@ -161,6 +174,9 @@ class SignalService:
             "note": f"no volatility model is in production (they did not beat their baselines); this is the RiskMetrics EWMA (lambda {decay})",
         }
 
+    def loaded_versions(self) -> dict[str, str]:
+        return {name: version for name, (version, _) in self._models.items()}
+
     def list_models(self) -> list[dict]:
         fields = ("model_name", "version", "status", "trained_date", "run_id", "test_metrics", "deploy_decision")
         return [{f: r.get(f) for f in fields} for r in self.registry.records()]
@@ -179,13 +195,13 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(status_code=503, content={"detail": str(error)})
 
     @app.exception_handler(DataError)
-    async def bad_model(_, error: DataError):
-        status = 404 if isinstance(error, ModelNotFound) else 503
-        return JSONResponse(status_code=status, content={"detail": str(error)})
+    async def bad_model(_, error: DataError):  # e.g. a production model whose files fail their sha256
+        return JSONResponse(status_code=503, content={"detail": str(error)})
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "store": service.store_choice.kind, "production": service.production_versions()}
+        return {"status": "ok", "store": service.store_choice.kind, "production": service.production_versions(),
+                "serving": service.loaded_versions(), "refused": service.refused}
 
     @app.get("/models")
     def models() -> list[dict]:

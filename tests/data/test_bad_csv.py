@@ -17,6 +17,9 @@ CASES = {
     "string price": (HEADER + GOOD + "2024-01-03,ten,11,9,10.5,100\n", "column 'open' at data row 2 .* 'ten', which is not a number"),
     "negative price": (HEADER + GOOD + "2024-01-03,10,11,-9,10.5,100\n", "column 'low' at data row 2 .* prices must be positive"),
     "NaN price": (HEADER + GOOD + "2024-01-03,10,11,9,,100\n", "column 'close' at data row 2 .* prices must be positive"),
+    "overflowing value": (HEADER + GOOD + "2024-01-03,10,1e400,9,10.5,100\n", "column 'high' at data row 2 .* is inf; prices must be positive finite"),
+    "enormous value": (HEADER + GOOD + "2024-01-03,10,1e300,9,10.5,100\n", "column 'high' at data row 2 .* is 1e\\+300, more than 10x away"),
+    "infinite volume": (HEADER + GOOD + "2024-01-03,10,11,9,10.5,inf\n", "volume at data row 2 .* is missing, negative or infinite"),
     "out of order": (HEADER + "2024-01-03,10,11,9,10.5,100\n" + GOOD, "timestamps out of order at data row 2"),
     "bad timestamp": (HEADER + GOOD + "yesterday,10,11,9,10.5,100\n", "data row 2 has timestamp 'yesterday'"),
     "semicolons": ("timestamp;open;high;low;close;volume\n2024-01-02;10;11;9;10.5;100\n", "not separated by commas"),
@@ -42,6 +45,35 @@ def test_not_utf8_is_named(tmp_path):
     (tmp_path / "AAPL_1d.csv").write_bytes(HEADER.encode("utf-16"))
     with pytest.raises(DataError, match="not UTF-8 text"):
         CsvSource(tmp_path).fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+
+
+def test_mixed_time_zones_are_refused(tmp_path):
+    (tmp_path / "AAPL_1h.csv").write_text(HEADER + "2024-01-02T14:30:00+00:00,10,11,9,10.5,100\n2024-01-02 15:30,10,11,9,10.5,100\n")
+    with pytest.raises(DataError, match="timestamps mix time zones or mix zoned and unzoned values"):
+        CsvSource(tmp_path).fetch(SETTINGS.instrument("AAPL"), "1h", START, END)
+
+
+def test_a_malformed_file_leaves_nothing_half_written_in_the_run(tmp_path):
+    """Through the pipeline: the pair fails at ingest with the reason, no raw file or temp file is
+    written for it, and validation quarantines it while the good pair passes."""
+    from tests.conftest import make_settings
+    from trading_ml import pipeline
+    from trading_ml.config import RunContext
+    from trading_ml.data.sources import SyntheticSource
+    from trading_ml.io import write_bars_csv
+
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    (folder / "AAPL_1d.csv").write_text(HEADER + GOOD + "2024-01-03,ten,11,9,10.5,100\n")
+    ctx = RunContext.create(make_settings(tmp_path / "data", min_pass_share=0.5), "2024-01-10", ["AAPL", "XOM"], ["1d"], f"csv:{folder}")
+    write_bars_csv(folder / "XOM_1d.csv", SyntheticSource().fetch(SETTINGS.instrument("XOM"), "1d", *ctx.window("1d")))
+    resources = pipeline.StageResources.open(ctx)
+    manifests = {m["symbol"]: m for m in pipeline.ingest_all(ctx, resources)}
+    assert manifests["AAPL"]["status"] == "failed" and "'ten', which is not a number" in manifests["AAPL"]["error"]
+    assert not (ctx.run_root / "raw" / "AAPL_1d.csv").exists() and list(ctx.run_root.rglob("*.tmp")) == []
+    assert resources.store.count("market_data", {"symbol": "AAPL"}) == 0
+    validated = pipeline.validate(ctx, list(manifests.values()), resources)
+    assert [q["symbol"] for q in validated["quarantined"]] == ["AAPL"] and [p["symbol"] for p in validated["passed"]] == ["XOM"]
 
 
 def test_intraday_without_timezone_is_refused(tmp_path):

@@ -155,3 +155,18 @@ def test_regime_forest_nowcast_beats_persistence_and_survives_save_and_load(tmp_
     model.save(tmp_path / "regime_rf_v1.0")
     again = RegimeForest.load(tmp_path / "regime_rf_v1.0")
     pd.testing.assert_frame_equal(model.predict(table), again.predict(table))
+
+
+def test_regime_trees_draw_at_most_forest_max_samples_rows_and_all_rows_below_it():
+    table = planted_regime_table(symbols=4)
+    split = split_by_time(table, SETTINGS, FeatureSettings())
+    train_rows = int((split.mask("train") & table[NOWCAST].notna().to_numpy()).sum())
+    capped = RegimeForest.fit(table, split, REGIME_FEATURES, dataclasses.replace(SETTINGS, forest_max_samples=300))
+    uncapped = RegimeForest.fit(table, split, REGIME_FEATURES, dataclasses.replace(SETTINGS, forest_max_samples=train_rows + 1))
+    assert train_rows > 1000 and capped.forests[NOWCAST].max_samples == 300
+    assert uncapped.forests[NOWCAST].max_samples is None  # below the cap: the plain bootstrap of every row
+    nodes = {name: np.mean([tree.tree_.node_count for tree in model.forests[FORECAST].estimators_])
+             for name, model in (("capped", capped), ("uncapped", uncapped))}
+    assert nodes["capped"] < 0.5 * nodes["uncapped"], nodes
+    now = evaluate_regime(table, split, capped.predict(table))["nowcast"]
+    assert now["metrics"]["accuracy"] > now["persistence"]["accuracy"] + 0.2, now

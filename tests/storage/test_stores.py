@@ -1,5 +1,6 @@
 """Both backends behave alike: round trip, idempotent upserts, fallback and sync."""
 
+import json
 import threading
 
 import pandas as pd
@@ -10,6 +11,7 @@ from trading_ml.config import load_settings
 from trading_ml.data.synthetic import SyntheticMarket
 from trading_ml.errors import StoreError
 from trading_ml.storage import MongoStore, TinyStore, bars_to_documents, open_store, sync_to_mongo
+from trading_ml.storage import tiny
 from trading_ml.storage.base import mask_uri
 
 SETTINGS = load_settings(env={})
@@ -71,6 +73,36 @@ def test_tinydb_parallel_writers_lose_nothing(tmp_path):
     for thread in threads:
         thread.join()
     assert store.count("market_data") == sum(len(d) for d in batches.values())
+
+
+def test_tinydb_writes_one_pair_without_touching_the_others(tmp_path):
+    """market_data has a file per symbol and timeframe, so an ingest task's write costs the same
+    however many pairs are stored (one shared file made N per-pair writes cost O(N²))."""
+    store = TinyStore(tmp_path)
+    store.upsert_many("market_data", bars_to_documents("AAPL", "1d", sample_bars("AAPL"), "synthetic"))
+    aapl = (tmp_path / "market_data" / "AAPL_1d.json").read_bytes()
+    store.upsert_many("market_data", bars_to_documents("^GSPC", "1d", sample_bars("^GSPC"), "synthetic"))
+    store.upsert_many("market_data", bars_to_documents("AAPL", "1h", sample_bars("AAPL", "1h", days=5), "synthetic"))
+    assert (tmp_path / "market_data" / "AAPL_1d.json").read_bytes() == aapl
+    assert sorted(p.name for p in (tmp_path / "market_data").glob("*.json")) == ["AAPL_1d.json", "AAPL_1h.json", "^GSPC_1d.json"]
+    assert {d["symbol"] for d in store.find("market_data", {"timeframe": "1d"})} == {"AAPL", "^GSPC"}
+    assert len(store.read_bars("AAPL", "1h")) == store.count("market_data", {"symbol": "AAPL", "timeframe": "1h"}) > 0
+
+
+def test_tinydb_moves_a_fallback_written_before_partitioning_into_its_pairs(tmp_path):
+    """A market_data.json of an older version is split into per-pair files on first use: every bar
+    kept once, a re-upsert adds none."""
+    bars = {s: sample_bars(s) for s in ("AAPL", "XOM")}
+    documents = [d for s, b in bars.items() for d in bars_to_documents(s, "1d", b, "synthetic")]
+    (tmp_path / "fallback").mkdir()
+    encoded = json.dumps({"market_data": {str(i + 1): tiny._encode(d) for i, d in enumerate(documents)}})
+    (tmp_path / "fallback" / "market_data.json").write_text(encoded)
+    store = TinyStore(tmp_path / "fallback")
+    assert store.count("market_data") == len(documents)
+    assert not (tmp_path / "fallback" / "market_data.json").exists()
+    store.upsert_many("market_data", documents[:10])
+    assert store.count("market_data") == len(documents)
+    pd.testing.assert_frame_equal(store.read_bars("XOM", "1d"), bars["XOM"], check_freq=False)
 
 
 def test_open_store_prefers_mongodb_when_it_answers(tmp_path, mongo_uri):

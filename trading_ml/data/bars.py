@@ -7,6 +7,7 @@ adj_close and volume.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from trading_ml.errors import DataError
@@ -96,18 +97,27 @@ def _numeric_column(values: pd.Series, column: str, origin: str) -> pd.Series:
     return numbers.astype("float64")
 
 
+MAX_INTRABAR_RATIO = 10  # open, high or low this many times above or below the close: a broken row
+
+
 def _reject_bad_values(bars: pd.DataFrame, origin: str) -> None:
     prices = bars[PRICE_COLUMNS]
     for column in PRICE_COLUMNS:
-        bad = prices[column].isna() | (prices[column] <= 0)
+        bad = prices[column].isna() | (prices[column] <= 0) | ~np.isfinite(prices[column])
         if bad.any():
             raise DataError(
                 f"{origin}: column {column!r} at {_row(bars.index, bad)} is {prices[column][bad].iloc[0]}; "
-                "prices must be positive numbers (remove or fix that row)"
+                "prices must be positive finite numbers (remove or fix that row)"
             )
-    bad_volume = bars["volume"].isna() | (bars["volume"] < 0)
+        absurd = (prices[column] > MAX_INTRABAR_RATIO * prices["close"]) | (prices[column] * MAX_INTRABAR_RATIO < prices["close"])
+        if absurd.any():
+            raise DataError(
+                f"{origin}: column {column!r} at {_row(bars.index, absurd)} is {prices[column][absurd].iloc[0]:g}, more than "
+                f"{MAX_INTRABAR_RATIO}x away from that bar's close {prices['close'][absurd].iloc[0]:g}; fix that row"
+            )
+    bad_volume = bars["volume"].isna() | (bars["volume"] < 0) | ~np.isfinite(bars["volume"])
     if bad_volume.any():
-        raise DataError(f"{origin}: volume at {_row(bars.index, bad_volume)} is missing or negative; use 0 or more")
+        raise DataError(f"{origin}: volume at {_row(bars.index, bad_volume)} is missing, negative or infinite; use a finite 0 or more")
 
 
 def _row(index: pd.Index, mask: pd.Series) -> str:

@@ -27,24 +27,26 @@ class LSTMNet(nn.Module):
 
 
 class Sequences:
-    """Windows of ``length`` rows ending at each row, per symbol, over a (timestamp, symbol) table."""
+    """Windows of ``length`` rows ending at each row, per symbol, over a (timestamp, symbol) table.
+
+    The values are copied once, grouped by symbol (in order of first appearance, table order
+    within), so a window is ``length`` consecutive grouped rows and a batch is one gather.
+    """
 
     def __init__(self, table: pd.DataFrame, values: np.ndarray, length: int):
-        symbols = table.index.get_level_values("symbol")
-        self.length = length
-        self.windows, self.ends = [], []  # per symbol: a view of its windows, and the table rows they end at
-        for symbol in pd.unique(symbols):
-            rows = np.flatnonzero(symbols == symbol)
-            if len(rows) >= length:
-                self.windows.append(np.lib.stride_tricks.sliding_window_view(values[rows], length, axis=0))
-                self.ends.append(rows[length - 1:])
-        self.row_of = np.concatenate(self.ends) if self.ends else np.array([], dtype=int)
-        self._where = [(i, j) for i, ends in enumerate(self.ends) for j in range(len(ends))]
+        codes, _ = pd.factorize(table.index.get_level_values("symbol"))
+        order = np.argsort(codes, kind="stable")
+        group_starts = np.flatnonzero(np.diff(codes[order], prepend=-1))
+        rank = np.arange(len(order)) - np.repeat(group_starts, np.diff(np.append(group_starts, len(order))))
+        ends = np.flatnonzero(rank >= length - 1)  # grouped positions with a full window behind them
+        self.length, self.grouped = length, values[order]
+        self.starts = ends - (length - 1)
+        self.row_of = order[ends]  # the table row each window ends at
 
     def batch(self, positions: np.ndarray) -> torch.Tensor:
         """Windows at these positions (indices into row_of), as (batch, length, features)."""
-        stacked = np.stack([self.windows[i][j] for i, j in (self._where[p] for p in positions)])
-        return torch.from_numpy(np.ascontiguousarray(stacked.transpose(0, 2, 1)))
+        rows = self.starts[positions][:, None] + np.arange(self.length)
+        return torch.from_numpy(self.grouped[rows])
 
 
 def load_net(config: dict, outputs: int, weights) -> tuple[LSTMNet, dict]:

@@ -52,7 +52,10 @@ class RegimeForest:
         forests = {}
         for target in (NOWCAST, FORECAST):
             rows = split.mask("train") & table[target].notna().to_numpy()
-            forest = RandomForestClassifier(n_estimators=settings.forest_trees, min_samples_leaf=5, random_state=settings.seed, n_jobs=2)
+            draws = settings.forest_max_samples if rows.sum() > settings.forest_max_samples else None
+            forest = RandomForestClassifier(
+                n_estimators=settings.forest_trees, min_samples_leaf=5, max_samples=draws, random_state=settings.seed, n_jobs=2
+            )
             forests[target] = forest.fit(features[rows], table[target].to_numpy()[rows].astype(str))
         return cls(names, forests)
 

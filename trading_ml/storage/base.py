@@ -16,6 +16,7 @@ NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "validation_reports": ("run_id", "symbol", "timeframe"),
     "pipeline_runs": ("run_id",),
     "ml_models": ("model_name", "version"),
+    "model_versions": ("model_name", "version"),  # version claims: one run per version, even at the same time
 }
 
 
@@ -24,6 +25,9 @@ class Store(Protocol):
 
     def upsert_many(self, collection: str, documents: list[dict]) -> int:
         """Insert or replace documents by the collection's natural key; returns how many."""
+
+    def insert_new(self, collection: str, document: dict) -> bool:
+        """Insert unless a document with the same natural key exists; atomic. True if inserted."""
 
     def find(self, collection: str, match: dict | None = None) -> list[dict]:
         """Documents whose fields equal every value in match (without store ids)."""

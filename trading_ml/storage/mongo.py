@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import gridfs
 import pandas as pd
 from pymongo import ASCENDING, MongoClient, UpdateOne
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from trading_ml.errors import StoreError
 from trading_ml.storage.base import NATURAL_KEYS, documents_to_bars, mask_uri, natural_key
@@ -62,6 +62,15 @@ class MongoStore:
             except PyMongoError as error:
                 raise StoreError(f"writing {collection} to MongoDB at {self.uri} failed: {error}") from error
         return len(documents)
+
+    def insert_new(self, collection: str, document: dict) -> bool:
+        try:
+            self._collection(collection).insert_one(dict(document))  # the unique natural-key index decides
+        except DuplicateKeyError:
+            return False
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB insert into {collection} failed: {type(error).__name__}") from error
+        return True
 
     def find(self, collection: str, match: dict | None = None) -> list[dict]:
         return list(self._collection(collection).find(match or {}, {"_id": False}))

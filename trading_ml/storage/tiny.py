@@ -1,15 +1,20 @@
-"""TinyDB, the embedded fallback: one JSON file per collection under data/fallback/.
+"""TinyDB, the embedded fallback: JSON files in TinyDB's format under data/fallback/.
 
+One file per collection, except ``market_data``, which has one file per symbol and timeframe
+(``market_data/AAPL_1d.json``): an ingest task rewrites only its own pair's file, so a write costs
+the same however large the universe (with one shared file, N per-pair writes cost O(N²)).
 TinyDB's own upsert scans the table on every call, so writes merge by natural key in memory and
-write the file once. Each write holds an exclusive file lock (parallel Airflow tasks share the
-files) and lands through a temp file and rename, so a crash never leaves half a file.
+write each file once. Each write holds an exclusive lock on its file (parallel Airflow tasks share
+them) and lands through a temp file and rename, so a crash never leaves half a file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import glob
 import json
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +45,9 @@ def _decode(value):
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return value
+
+
+PARTITIONS: dict[str, tuple[str, ...]] = {"market_data": ("symbol", "timeframe")}  # one file per value of these
 
 
 def _stored_key(collection: str, encoded: dict) -> tuple:
@@ -76,61 +84,99 @@ class TinyStore:
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def path(self, collection: str) -> Path:
+        """The collection's file; for a partitioned collection, the one file it had before partitioning."""
         return self.directory / f"{collection}.json"
 
+    def _file_of(self, collection: str, document: dict) -> Path:
+        if collection not in PARTITIONS:
+            return self.path(collection)
+        return self.directory / collection / ("_".join(str(document[f]) for f in PARTITIONS[collection]) + ".json")
+
+    def _files(self, collection: str, match: dict | None = None) -> list[Path]:
+        """The files that can hold documents equal to ``match`` (all of the collection's without one)."""
+        if collection not in PARTITIONS:
+            return [self.path(collection)] if self.path(collection).exists() else []
+        self._split_unpartitioned(collection)
+        pattern = "_".join(glob.escape(str(match[f])) if f in (match or {}) else "*" for f in PARTITIONS[collection])
+        return sorted((self.directory / collection).glob(f"{pattern}.json"))
+
+    def _split_unpartitioned(self, collection: str) -> None:
+        """Move a fallback written before partitioning (one market_data.json) into its partitions."""
+        if not self.path(collection).exists():
+            return
+        with self._locked(self.path(collection)):
+            if self.path(collection).exists():
+                documents = (AtomicJSONStorage(self.path(collection)).read() or {}).get(collection, {})
+                self._merge(collection, list(documents.values()))
+                self.path(collection).unlink()
+
     @contextmanager
-    def _locked(self, collection: str):
-        """An exclusive lock for a whole read-modify-write: parallel Airflow tasks share the files."""
-        lock_path = self.directory / f".{collection}.lock"
-        with lock_path.open("w") as lock:
+    def _locked(self, path: Path):
+        """An exclusive lock on one file for a whole read-modify-write: parallel Airflow tasks share the files."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.with_name(f".{path.stem}.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    @contextmanager
-    def _table(self, collection: str):
-        with self._locked(collection):
-            database = TinyDB(str(self.path(collection)), storage=AtomicJSONStorage)
-            try:
-                yield database.table(collection)
-            finally:
-                database.close()
-
     def upsert_many(self, collection: str, documents: list[dict]) -> int:
-        """Merge by natural key in memory and write the file once (TinyDB's upsert scans per call).
-
-        Works on TinyDB's file format ({table: {doc_id: document}}) directly, so the cost is one
-        parse and one write of the file, not one Document object per stored row.
-        """
-        if not documents:
-            return 0
-        with self._locked(collection):
-            storage = AtomicJSONStorage(self.path(collection))
-            data = storage.read() or {}
-            table = data.setdefault(collection, {})
-            ids = {_stored_key(collection, stored): doc_id for doc_id, stored in table.items()}
-            next_id = max(map(int, table), default=0) + 1
-            for document in documents:
-                encoded = _encode(document)
-                key = _stored_key(collection, encoded)
-                if key not in ids:
-                    ids[key], next_id = str(next_id), next_id + 1
-                table[ids[key]] = encoded
-            storage.write(data)
+        """Merge by natural key in memory and write each touched file once (TinyDB's upsert scans per call)."""
+        if collection in PARTITIONS:
+            self._split_unpartitioned(collection)
+        self._merge(collection, [_encode(document) for document in documents])
         return len(documents)
 
+    def _merge(self, collection: str, encoded: list[dict]) -> None:
+        """Works on TinyDB's file format ({table: {doc_id: document}}) directly, so the cost is one
+        parse and one write of each file, not one Document object per stored row."""
+        by_file = defaultdict(list)
+        for document in encoded:
+            by_file[self._file_of(collection, document)].append(document)
+        for path, documents in by_file.items():
+            with self._locked(path):
+                storage = AtomicJSONStorage(path)
+                data = storage.read() or {}
+                table = data.setdefault(collection, {})
+                ids = {_stored_key(collection, stored): doc_id for doc_id, stored in table.items()}
+                next_id = max(map(int, table), default=0) + 1
+                for document in documents:
+                    key = _stored_key(collection, document)
+                    if key not in ids:
+                        ids[key], next_id = str(next_id), next_id + 1
+                    table[ids[key]] = document
+                storage.write(data)
+
+    def insert_new(self, collection: str, document: dict) -> bool:
+        encoded = _encode(document)
+        path = self._file_of(collection, encoded)
+        with self._locked(path):
+            storage = AtomicJSONStorage(path)
+            data = storage.read() or {}
+            table = data.setdefault(collection, {})
+            if any(_stored_key(collection, stored) == _stored_key(collection, encoded) for stored in table.values()):
+                return False
+            table[str(max(map(int, table), default=0) + 1)] = encoded
+            storage.write(data)
+        return True
+
     def iter_documents(self, collection: str) -> Iterator[dict]:
-        if not self.path(collection).exists():
-            return iter(())
-        with self._table(collection) as table:
-            documents = [_decode(dict(d)) for d in table.all()]
-        return iter(documents)
+        return iter(self._documents(collection))
 
     def find(self, collection: str, match: dict | None = None) -> list[dict]:
         match = match or {}
-        return [d for d in self.iter_documents(collection) if all(d.get(k) == v for k, v in match.items())]
+        return [d for d in self._documents(collection, match) if all(d.get(k) == v for k, v in match.items())]
+
+    def _documents(self, collection: str, match: dict | None = None) -> list[dict]:
+        """Every document of the files that can hold ``match`` (the whole collection without one)."""
+        documents = []
+        for path in self._files(collection, match):
+            with self._locked(path):
+                database = TinyDB(str(path), storage=AtomicJSONStorage)
+                documents += [_decode(dict(d)) for d in database.table(collection).all()]
+                database.close()
+        return documents
 
     def count(self, collection: str, match: dict | None = None) -> int:
         return len(self.find(collection, match))

@@ -1,0 +1,136 @@
+"""How cost grows with the universe: the pipeline at 26, 100 and 500 symbols (1d, 5 years, synthetic,
+TinyDB), wall time and peak memory per stage, and cost growth over universe growth.
+
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 26,100,500] [--as-of YYYY-MM-DD]
+
+Each size runs in its own process, so peak memory is that run's. "ingest, a task per pair" is
+ingestion as Airflow's mapped tasks do it (one store write per pair, into an empty fallback of its
+own); it is not part of the CLI's end to end. Beyond the plan's 26 symbols the universe grows with
+synthetic equities (SYN0001, ...) spread over the plan's five sectors (``benchmarks/universe.py``).
+A ratio near 1.0 means linear; above 1.0 grows faster than the universe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+for name in ("TRADING_ML_MONGO_URI", "TRADING_ML_DATA_DIR", "TRADING_ML_CONFIG"):  # TinyDB in a temp folder
+    os.environ.pop(name, None)
+
+from benchmarks.universe import grow_universe  # noqa: E402
+from tests.dags.conftest import write_config  # noqa: E402
+from trading_ml import pipeline  # noqa: E402
+from trading_ml.config import RunContext, load_settings  # noqa: E402
+
+
+PER_PAIR = "ingest, a task per pair"  # not a CLI stage: left out of "end to end"
+
+
+class PeakMemory:
+    """Peak resident memory (MB) of this process while a stage runs, sampled every 20 ms."""
+
+    def __init__(self):
+        self.peak, self._running = 0.0, False
+
+    @staticmethod
+    def resident_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def __enter__(self):
+        self.peak, self._running = self.resident_mb(), True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while self._running:
+            self.peak = max(self.peak, self.resident_mb())
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        self._running = False
+        self._thread.join()
+
+
+def ingest_per_pair(settings, ctx: RunContext, data_dir: Path) -> None:
+    """Ingestion as Airflow's mapped tasks do it, one store write per pair, into its own empty fallback."""
+    own = dataclasses.replace(settings, data_dir=data_dir, storage=dataclasses.replace(settings.storage, fallback_dir=data_dir / "fallback"))
+    own_ctx = RunContext.create(own, ctx.as_of.isoformat(), ctx.symbols, ctx.timeframes, ctx.source)
+    resources = pipeline.StageResources.open(own_ctx)
+    for symbol, timeframe in own_ctx.pairs:
+        pipeline.ingest(own_ctx, symbol, timeframe, resources)
+
+
+def run_size(size: int, as_of: str) -> dict:
+    figures = {}
+
+    def stage(label, action):
+        start = time.perf_counter()
+        with PeakMemory() as memory:
+            result = action()
+        figures[label] = {"seconds": time.perf_counter() - start, "peak_mb": memory.peak}
+        print(f"  {size:>4} {label:<26} {figures[label]['seconds']:8.1f}s {memory.peak:8.0f} MB", file=sys.stderr, flush=True)
+        return result
+
+    with tempfile.TemporaryDirectory() as folder:
+        config = write_config(Path(folder))
+        grow_universe(config, size)
+        settings = load_settings(config)
+        ctx = RunContext.create(settings, as_of, settings.symbols[:size], ["1d"], "synthetic")
+        resources = pipeline.StageResources.open(ctx)
+        stage(PER_PAIR, lambda: ingest_per_pair(settings, ctx, Path(folder) / "per-pair"))
+        ingested = stage("ingest", lambda: pipeline.ingest_all(ctx, resources))
+        validated = stage("validate", lambda: pipeline.validate(ctx, ingested, resources))
+        features = stage("features", lambda: pipeline.build_features(ctx, validated, resources))
+        trained = [stage(f"train {name}", lambda n=name: pipeline.train(ctx, n, features, resources)) for name in pipeline.MODELS]
+        evaluated = stage("evaluate", lambda: pipeline.evaluate(ctx, trained, resources))
+        stage("deploy", lambda: pipeline.deploy(ctx, evaluated, resources))
+        stage("report", lambda: pipeline.report(ctx, resources))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="26,100,500")
+    parser.add_argument("--as-of", default="2026-11-20")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_size(args.one, args.as_of)))
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = {}
+    for size in sizes:
+        done = subprocess.run([sys.executable, __file__, "--one", str(size), "--as-of", args.as_of], capture_output=True, text=True)
+        sys.stderr.write(done.stderr[-2000:] if done.returncode else "")
+        results[size] = json.loads(done.stdout.strip().splitlines()[-1])
+    stages = list(results[sizes[0]])
+    header = "".join(f"{f'{n} sym':>18}" for n in sizes)
+    growth = "".join(f"{f'x{n / sizes[0]:.1f} ratio':>14}" for n in sizes[1:])
+    print(f"{'stage':<26}{header}{growth}")
+    for label in [*stages, "end to end"]:
+        cli_stages = {n: [v for name, v in results[n].items() if name != PER_PAIR] for n in sizes}
+        seconds = {n: sum(v["seconds"] for v in cli_stages[n]) if label == "end to end" else results[n][label]["seconds"] for n in sizes}
+        peaks = {n: max(v["peak_mb"] for v in cli_stages[n]) if label == "end to end" else results[n][label]["peak_mb"] for n in sizes}
+        cells = "".join(f"{seconds[n]:8.1f}s {peaks[n]:6.0f}MB" for n in sizes)
+        ratios = "".join(f"{(seconds[n] / seconds[sizes[0]]) / (n / sizes[0]):14.2f}" for n in sizes[1:])
+        print(f"{label:<26}{cells}{ratios}")
+    print("ratio = (time growth) / (universe growth): 1.0 is linear, above 1.0 grows faster than the universe")
+
+
+if __name__ == "__main__":
+    main()

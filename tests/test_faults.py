@@ -1,0 +1,182 @@
+"""Faults: a process that dies between writing a file and renaming it into place, two runs at the
+same time, and a data provider that rate-limits, answers empty or answers garbage. Each test counts
+what is there before and after: nothing lost, nothing half-written, nothing duplicated."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pandas as pd
+import pytest
+
+from tests.conftest import AS_OF, make_settings
+from secantus import SecantusDBServer
+from yfinance.exceptions import YFRateLimitError
+
+from trading_ml import io, pipeline
+from trading_ml.config import RunContext, load_settings
+from trading_ml.data.sources import SyntheticSource, YahooSource
+from trading_ml.registry import ModelNotFound, ModelRegistry
+from trading_ml.storage import open_store, sync_to_mongo
+
+
+class Killed(Exception):
+    """Stands for the process dying."""
+
+
+def kill_when_renaming(monkeypatch, name: str) -> None:
+    """The rename into ``name`` never happens: the process 'dies' with the temp file written."""
+    real_replace = os.replace
+
+    def replace(source, target):
+        if os.path.basename(target) == name:
+            raise Killed(f"killed before {name} was renamed into place")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(io.os, "replace", replace)
+
+
+@pytest.fixture
+def validated_run(tmp_path):
+    ctx = RunContext.create(make_settings(tmp_path / "data"), AS_OF, ["^GSPC", "^VIX", "AAPL", "XOM"], ["1d"], "synthetic")
+    resources = pipeline.StageResources.open(ctx)
+    return ctx, resources, pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources)
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*.tmp"))
+
+
+def test_killed_while_writing_features_leaves_nothing_half_written_and_the_rerun_completes(validated_run, monkeypatch):
+    ctx, resources, validated = validated_run
+    kill_when_renaming(monkeypatch, "training_1d.parquet")
+    with pytest.raises(Killed):
+        pipeline.build_features(ctx, validated, resources)
+    features = ctx.run_root / "features"
+    assert not (features / "training_1d.parquet").exists() and not (ctx.run_root / pipeline.FEATURES_MANIFEST).exists()
+    assert leftovers(ctx.run_root) == []
+    monkeypatch.undo()
+    manifest = pipeline.build_features(ctx, validated, resources)
+    table = pd.read_parquet(features / "training_1d.parquet")
+    assert len(table) == manifest["timeframes"]["1d"]["training_table"]["rows"] > 0
+
+
+def test_killed_while_saving_a_model_registers_nothing_and_the_rerun_completes(validated_run, monkeypatch):
+    ctx, resources, validated = validated_run
+    features = pipeline.build_features(ctx, validated, resources)
+    kill_when_renaming(monkeypatch, "regime_rf_v1.0.skops")
+    with pytest.raises(Killed):
+        pipeline.train(ctx, "regime_rf", features, resources)
+    registry = ModelRegistry(resources.store)
+    assert not (ctx.run_root / "models" / "regime_rf_v1.0.skops").exists() and leftovers(ctx.run_root) == []
+    with pytest.raises(ModelNotFound):
+        registry.record("regime_rf", "1.0")  # a model is registered only after all its files are in place
+    monkeypatch.undo()
+    trained = pipeline.train(ctx, "regime_rf", features, resources)
+    assert trained["version"] == "1.0" and registry.load_model("regime_rf", "1.0") is not None
+
+
+@pytest.mark.parametrize("backend", ["tinydb", "mongodb"])
+def test_two_runs_at_the_same_time_overwrite_nothing_of_each_other(tmp_path, request, backend):
+    """Runs as-of a quarter apart train the same model at the same time (threads): each gets its own
+    version, record, files and run root."""
+    uri = request.getfixturevalue("mongo_uri") if backend == "mongodb" else None
+    settings = make_settings(tmp_path / "data", uri)
+    prepared = []
+    for as_of in ("2026-08-20", "2026-11-20"):
+        ctx = RunContext.create(settings, as_of, ["^GSPC", "^VIX", "AAPL", "XOM"], ["1d"], "synthetic")
+        resources = pipeline.StageResources.open(ctx)
+        validated = pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources)
+        prepared.append((ctx, pipeline.build_features(ctx, validated, resources)))
+    results, errors = {}, []
+
+    def train(ctx, features):
+        try:  # each thread opens its own store, as two processes would
+            results[ctx.run_id] = pipeline.train(ctx, "regime_rf", features, pipeline.StageResources.open(ctx))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=train, args=item) for item in prepared]
+    [thread.start() for thread in threads]
+    [thread.join() for thread in threads]
+    assert errors == []
+    assert sorted(r["version"] for r in results.values()) == ["1.0", "2.0"]
+    registry = ModelRegistry(pipeline.StageResources.open(prepared[0][0]).store)
+    for ctx, _ in prepared:
+        record = registry.record("regime_rf", results[ctx.run_id]["version"])
+        assert record["run_id"] == ctx.run_id and all(a["path"].startswith(str(ctx.run_root)) for a in record["artifacts"])
+        assert registry.load_model("regime_rf", record["version"]) is not None
+
+
+class FlakyYahoo:
+    """yfinance's boundary for a whole run: every symbol is rate limited (429) twice, then answers
+    with the synthetic market's bars shaped as yfinance shapes them; except ``empty`` (an empty
+    frame) and ``malformed`` (prices as text)."""
+
+    def __init__(self, empty: str, malformed: str, limited_calls: int = 2):
+        self.market, self.settings = SyntheticSource(), load_settings(env={})
+        self.empty, self.malformed, self.limited_calls = empty, malformed, limited_calls
+        self.calls: dict[str, int] = {}
+
+    def __call__(self, symbol, start, end, interval):
+        self.calls[symbol] = self.calls.get(symbol, 0) + 1
+        if self.calls[symbol] <= self.limited_calls:
+            raise YFRateLimitError()
+        if symbol == self.empty:
+            return pd.DataFrame()
+        bars = self.market.fetch(self.settings.instrument(symbol), interval, start, end)
+        frame = bars.rename(columns=str.title).set_index(pd.DatetimeIndex(bars.index.date, name="Date").tz_localize("America/New_York"))
+        if symbol == self.malformed:
+            frame["Close"] = frame["Close"].map(lambda price: f"{price:.2f} USD")
+        return frame
+
+
+def test_yahoo_rate_limits_then_an_empty_and_a_malformed_answer_quarantine_two_and_the_run_completes(tmp_path):
+    settings = make_settings(tmp_path / "data", min_pass_share=0.6)  # two of six will fail
+    symbols = ["^GSPC", "^VIX", "AAPL", "MSFT", "JPM", "XOM"]
+    ctx = RunContext.create(settings, AS_OF, symbols, ["1d"], "yahoo")
+    fake = FlakyYahoo(empty="JPM", malformed="XOM")
+    store, choice = open_store(settings)
+    resources = pipeline.StageResources(YahooSource(fetch=fake, retries=3, backoff_seconds=0.01, sleep=lambda s: None), store, choice)
+    validated = pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources)
+    assert all(count == 3 for count in fake.calls.values())  # two 429s retried, then an answer
+    reasons = {q["symbol"]: " ".join(q["reasons"]) for q in validated["quarantined"]}
+    assert set(reasons) == {"JPM", "XOM"}
+    assert "Yahoo returned no bars" in reasons["JPM"] and "XOM" in reasons["XOM"] and "close" in reasons["XOM"].lower()
+    expected_rows = {s: len(fake.market.fetch(settings.instrument(s), "1d", *ctx.window("1d"))) for s in symbols}
+    assert {p["symbol"]: p["rows"] for p in validated["passed"]} == {s: expected_rows[s] for s in ("^GSPC", "^VIX", "AAPL", "MSFT")}
+    assert store.count("market_data") == sum(expected_rows[s] for s in ("^GSPC", "^VIX", "AAPL", "MSFT"))  # nothing of the bad two
+    features = pipeline.build_features(ctx, validated, resources)
+    assert features["timeframes"]["1d"]["training_table"]["rows"] > 0
+
+
+def test_mongodb_stopping_mid_ingest_then_sync_leaves_every_bar_in_mongodb_once(tmp_path):
+    """A real server stopped between two symbols: the stage finishes on TinyDB and says so; once the
+    server is back (same port, same data), `sync` leaves every bar in MongoDB exactly once."""
+    storage = str(tmp_path / "secantus")
+    server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=storage, durable=True)
+    server.start()
+    host, port = server.address[:2]
+    settings = make_settings(tmp_path / "data", server.uri)
+    ctx = RunContext.create(settings, AS_OF, ["AAPL", "XOM", "JPM"], ["1d"], "synthetic")
+    resources = pipeline.StageResources.open(ctx)
+    first = pipeline.ingest(ctx, "AAPL", "1d", resources)
+    server.stop()
+    rest = [pipeline.ingest(ctx, symbol, "1d", resources) for symbol in ("XOM", "JPM")]
+    assert first["store"]["kind"] == "mongodb" and all(m["store"]["kind"] == "tinydb" for m in rest)
+    assert "fell back to TinyDB mid-run" in rest[0]["store"]["reason"]
+    total = first["rows"] + sum(m["rows"] for m in rest)
+    again = SecantusDBServer(host=host, port=port, storage_path=storage, durable=True)
+    again.start()
+    try:
+        summary = sync_to_mongo(settings)
+        assert summary["market_data"]["in_mongodb"] == total  # AAPL from before the stop, XOM and JPM from the fallback
+        sync_to_mongo(settings)  # a second sync adds nothing
+        mongo, _ = open_store(settings)
+        assert mongo.count("market_data") == total
+        for symbol, manifest in zip(("AAPL", "XOM", "JPM"), (first, *rest)):
+            assert len(mongo.read_bars(symbol, "1d")) == manifest["rows"]
+        mongo.close()
+    finally:
+        again.stop()
