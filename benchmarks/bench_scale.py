@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 for name in ("TRADING_ML_MONGO_URI", "TRADING_ML_DATA_DIR", "TRADING_ML_CONFIG"):  # TinyDB in a temp folder
@@ -45,10 +47,7 @@ class PeakMemory:
 
     @staticmethod
     def resident_mb() -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return psutil.Process().memory_info().rss / 2**20
 
     def __enter__(self):
         self.peak, self._running = self.resident_mb(), True

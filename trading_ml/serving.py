@@ -71,7 +71,7 @@ class SignalService:
                 version = versions.get(name)
                 if version is None:
                     self._models.pop(name, None)
-                elif self._models.get(name, (None,))[0] != version and self.refused.get(name, "").split(":")[0] != version:
+                elif self._models.get(name, (None,))[0] != version and not self.refused.get(name, "").startswith(f"{version}: "):
                     self._load(name, version)
             return dict(self._models)
 

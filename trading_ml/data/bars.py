@@ -103,7 +103,7 @@ MAX_INTRABAR_RATIO = 10  # open, high or low this many times above or below the 
 def _reject_bad_values(bars: pd.DataFrame, origin: str) -> None:
     prices = bars[PRICE_COLUMNS]
     for column in PRICE_COLUMNS:
-        bad = prices[column].isna() | (prices[column] <= 0) | ~np.isfinite(prices[column])
+        bad = ~np.isfinite(prices[column]) | (prices[column] <= 0)
         if bad.any():
             raise DataError(
                 f"{origin}: column {column!r} at {_row(bars.index, bad)} is {prices[column][bad].iloc[0]}; "
@@ -115,7 +115,7 @@ def _reject_bad_values(bars: pd.DataFrame, origin: str) -> None:
                 f"{origin}: column {column!r} at {_row(bars.index, absurd)} is {prices[column][absurd].iloc[0]:g}, more than "
                 f"{MAX_INTRABAR_RATIO}x away from that bar's close {prices['close'][absurd].iloc[0]:g}; fix that row"
             )
-    bad_volume = bars["volume"].isna() | (bars["volume"] < 0) | ~np.isfinite(bars["volume"])
+    bad_volume = ~np.isfinite(bars["volume"]) | (bars["volume"] < 0)
     if bad_volume.any():
         raise DataError(f"{origin}: volume at {_row(bars.index, bad_volume)} is missing, negative or infinite; use a finite 0 or more")
 

@@ -47,6 +47,11 @@ def _decode(value):
     return value
 
 
+def _next_id(table: dict) -> int:
+    """The doc id after the highest in a TinyDB table ({doc_id: document}, ids as strings)."""
+    return max(map(int, table), default=0) + 1
+
+
 PARTITIONS: dict[str, tuple[str, ...]] = {"market_data": ("symbol", "timeframe")}  # one file per value of these
 
 
@@ -135,31 +140,32 @@ class TinyStore:
         for document in encoded:
             by_file[self._file_of(collection, document)].append(document)
         for path, documents in by_file.items():
-            with self._locked(path):
-                storage = AtomicJSONStorage(path)
-                data = storage.read() or {}
-                table = data.setdefault(collection, {})
+            with self._table_for_update(path, collection) as table:
                 ids = {_stored_key(collection, stored): doc_id for doc_id, stored in table.items()}
-                next_id = max(map(int, table), default=0) + 1
+                next_id = _next_id(table)
                 for document in documents:
                     key = _stored_key(collection, document)
                     if key not in ids:
                         ids[key], next_id = str(next_id), next_id + 1
                     table[ids[key]] = document
-                storage.write(data)
 
     def insert_new(self, collection: str, document: dict) -> bool:
         encoded = _encode(document)
-        path = self._file_of(collection, encoded)
+        key = _stored_key(collection, encoded)
+        with self._table_for_update(self._file_of(collection, encoded), collection) as table:
+            if any(_stored_key(collection, stored) == key for stored in table.values()):
+                return False
+            table[str(_next_id(table))] = encoded
+        return True
+
+    @contextmanager
+    def _table_for_update(self, path: Path, collection: str):
+        """The collection's table in one file, locked; written back through a temp file on exit."""
         with self._locked(path):
             storage = AtomicJSONStorage(path)
             data = storage.read() or {}
-            table = data.setdefault(collection, {})
-            if any(_stored_key(collection, stored) == _stored_key(collection, encoded) for stored in table.values()):
-                return False
-            table[str(max(map(int, table), default=0) + 1)] = encoded
+            yield data.setdefault(collection, {})
             storage.write(data)
-        return True
 
     def iter_documents(self, collection: str) -> Iterator[dict]:
         return iter(self._documents(collection))
