@@ -31,7 +31,8 @@ os.environ.pop("AIRFLOW_CONN_MONGO_DEFAULT", None)
 from benchmarks.universe import grow_universe  # noqa: E402
 from tests.dags.conftest import write_config  # noqa: E402
 from trading_ml import pipeline  # noqa: E402
-from trading_ml.config import RunContext, load_settings  # noqa: E402
+from trading_ml.config import load_settings  # noqa: E402
+from trading_ml.run import RunContext  # noqa: E402
 
 
 def cli_run(config: Path, as_of: str, symbols: list[str], timeframes: list[str]) -> float:

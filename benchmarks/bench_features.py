@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings  # noqa: E402
 from trading_ml import pipeline  # noqa: E402
-from trading_ml.config import RunContext  # noqa: E402
+from trading_ml.run import RunContext  # noqa: E402
 from trading_ml.data.sources import make_source  # noqa: E402
 from trading_ml.features.build import build_timeframe  # noqa: E402
 from trading_ml.features.indicators import symbol_features  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
         resources = pipeline.StageResources.open(ctx)
         validated = pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources)
         manifest, seconds = timed(lambda: pipeline.build_features(ctx, validated, resources))
-        files = sorted((ctx.run_root / "features").iterdir())
+        files = sorted(ctx.layout.features_manifest.parent.iterdir())
         size = sum(p.stat().st_size for p in files) / 2**20
         rows = {tf: e["training_table"]["rows"] for tf, e in manifest["timeframes"].items()}
         print(f"stage 1d+1h: {seconds:5.2f}s; training rows {rows}; {len(files)} files, {size:,.0f} MB on disk")

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings  # noqa: E402
 from trading_ml import pipeline  # noqa: E402
-from trading_ml.config import RunContext  # noqa: E402
+from trading_ml.run import RunContext  # noqa: E402
 from trading_ml.data.synthetic import SyntheticMarket  # noqa: E402
 from trading_ml.storage import MongoStore, TinyStore, bars_to_documents  # noqa: E402
 

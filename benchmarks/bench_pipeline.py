@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings  # noqa: E402
 from trading_ml import pipeline  # noqa: E402
-from trading_ml.config import RunContext  # noqa: E402
+from trading_ml.run import RunContext  # noqa: E402
 
 
 def timed(label: str, action, times: dict):

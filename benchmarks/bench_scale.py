@@ -31,9 +31,10 @@ for name in ("TRADING_ML_MONGO_URI", "TRADING_ML_DATA_DIR", "TRADING_ML_CONFIG")
     os.environ.pop(name, None)
 
 from benchmarks.universe import grow_universe  # noqa: E402
-from tests.dags.conftest import write_config  # noqa: E402
+from tests.conftest import write_config  # noqa: E402
 from trading_ml import pipeline  # noqa: E402
-from trading_ml.config import RunContext, load_settings  # noqa: E402
+from trading_ml.config import load_settings  # noqa: E402
+from trading_ml.run import RunContext  # noqa: E402
 
 
 PER_PAIR = "ingest, a task per pair"  # not a CLI stage: left out of "end to end"

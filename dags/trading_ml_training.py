@@ -10,19 +10,25 @@ the registry: MongoDB from the `mongo_default` connection, else TinyDB) → **re
 
 Each task calls one function of `trading_ml.pipeline`; XCom carries only their small manifests
 (paths, counts, sha256, metrics). The run's as-of date is the end of its data interval (scheduled
-and backfill runs), the trigger day (manual runs), or the `as_of` Param when set. Every window,
-file and model version belongs to that as-of: `data/runs/<as-of>/`.
+and backfill runs), the trigger day (manual runs), or the `as_of` Param when set; every window
+derives from it. Every file and model version belongs to this DAG run: `data/runs/<as-of>/<run id>/`,
+so two runs on the same day never touch each other's files, and a retried task keeps its version.
+An error that retrying cannot cure (bad input, failed validation) fails its task at once; a store
+or data provider that did not answer is retried.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from trading_ml.config import RunContext, load_settings
+from trading_ml.config import load_settings
+from trading_ml.errors import SourceUnavailable, StoreError, TradingMLError
 from trading_ml.models import TRAINED_MODELS
+from trading_ml.run import RunContext
 from trading_ml_airflow import mongo_uri  # plugins/: shared with the plugin
 
 SETTINGS = load_settings()  # config.yaml (or TRADING_ML_CONFIG): schedule, pool, retries, universe
@@ -43,15 +49,34 @@ def run_context(run: dict) -> RunContext:
     return RunContext.from_dict(run["context"], mongo_uri(AIRFLOW.mongo_conn_id))
 
 
+@contextmanager
+def failing_fast():
+    """A store or provider that did not answer raises as it is (Airflow retries the task); any other
+    error of the library (bad input, failed validation) cannot be cured by retrying: fail now."""
+    try:
+        yield
+    except (StoreError, SourceUnavailable):
+        raise
+    except TradingMLError as error:
+        raise AirflowFailException(f"{type(error).__name__}: {error}") from error
+
+
+def call(stage: str, *args):
+    """Run one function of trading_ml.pipeline, failing fast where retrying cannot help."""
+    with failing_fast():
+        return getattr(stages(), stage)(*args)
+
+
 @task(doc_md="Resolve the run: as-of date, symbols, timeframes, source and models from config.yaml and the Params.")
 def plan():
     context = get_current_context()
     params, dag_run = context["params"], context["dag_run"]
-    as_of = stages().as_of_for_run(
-        params.get("as_of"), dag_run.run_type == "manual", dag_run.data_interval_end, dag_run.run_after
-    )
-    ctx = RunContext.create(SETTINGS, as_of, params["symbols"], params["timeframes"], params["source"])
-    return stages().plan_run(ctx, params["models"], params["deploy"])
+    with failing_fast():
+        as_of = stages().as_of_for_run(
+            params.get("as_of"), dag_run.run_type == "manual", dag_run.data_interval_end, dag_run.run_after
+        )
+        ctx = RunContext.create(SETTINGS, as_of, params["symbols"], params["timeframes"], params["source"], dag_run.run_id)
+        return stages().plan_run(ctx, params["models"], params["deploy"])
 
 
 @task(doc_md="The (symbol, timeframe) pairs the run ingests, one mapped ingest task each.")
@@ -70,7 +95,7 @@ def pairs(run: dict) -> list[list[str]]:
     map_index_template="{{ task.op_kwargs['pair'] | join(' ') }}",
 )
 def ingest(run: dict, pair: list[str]):
-    return stages().ingest(run_context(run), *pair)
+    return call("ingest", run_context(run), *pair)
 
 
 @task(
@@ -79,12 +104,12 @@ def ingest(run: dict, pair: list[str]):
 )
 def validate(run: dict, ingested: list[dict]):
     manifests = ingested[:]  # one slice request; iterating would probe past the end and log an error
-    return stages().validate(run_context(run), [m for m in manifests if m])
+    return call("validate", run_context(run), [m for m in manifests if m])
 
 
 @task(doc_md="Engineer the 128 features and the targets; write per-symbol CSVs and one training table per timeframe.")
 def features(run: dict, validated: dict):
-    return stages().build_features(run_context(run), validated)
+    return call("build_features", run_context(run), validated)
 
 
 @task.branch(doc_md="Pick the training tasks of the models the run's `models` Param names.")
@@ -94,7 +119,7 @@ def choose_models(run: dict) -> list[str]:
 
 @task(doc_md="Fit one model on the training segment, save its artifacts under models/ and register a candidate.")
 def train(run: dict, dataset: dict, model_name: str):
-    return stages().train(run_context(run), model_name, dataset)
+    return call("train", run_context(run), model_name, dataset)
 
 
 @task(
@@ -104,14 +129,14 @@ def train(run: dict, dataset: dict, model_name: str):
 def evaluate(run: dict):
     context = get_current_context()
     trained = context["ti"].xcom_pull(task_ids=[TRAIN_TASK.format(name) for name in run["models"]])
-    return stages().evaluate(run_context(run), [m for m in trained if m])
+    return call("evaluate", run_context(run), [m for m in trained if m])
 
 
 @task(doc_md="Promote each model that beats its baselines and the production version; record every decision.")
 def deploy(run: dict, evaluated: dict):
     if not run["deploy"]:
         raise AirflowSkipException("deploy is off for this run (Param 'deploy'); the models stay candidates")
-    return stages().deploy(run_context(run), evaluated)
+    return call("deploy", run_context(run), evaluated)
 
 
 @task(
@@ -119,7 +144,7 @@ def deploy(run: dict, evaluated: dict):
     trigger_rule="none_failed",  # also when deploy is off (skipped)
 )
 def report(run: dict):
-    return stages().report(run_context(run))
+    return call("report", run_context(run))
 
 
 @dag(
@@ -130,7 +155,13 @@ def report(run: dict):
     max_active_runs=2,
     doc_md=__doc__,
     tags=["trading-ml", "training"],
-    default_args={"owner": "trading-ml"},
+    default_args={
+        "owner": "trading-ml",
+        "retries": AIRFLOW.stage_retries,
+        "retry_delay": dt.timedelta(seconds=AIRFLOW.retry_delay_seconds),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(seconds=AIRFLOW.max_retry_delay_seconds),
+    },
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Blank: the end of the data interval (the trigger day for a manual run)."),
         "symbols": Param(SETTINGS.symbols, type="array", items={"type": "string"}, description="Tickers to ingest (default: the configured universe)."),

@@ -10,7 +10,9 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 
 from trading_ml.config import load_settings
+from trading_ml.errors import StoreError
 from trading_ml.registry import ModelRegistry
+from trading_ml.run import find_runs
 from trading_ml.storage import open_store
 from trading_ml_airflow import mongo_uri
 
@@ -19,8 +21,9 @@ app = FastAPI(title="trading-ml in Airflow")
 
 
 def newest_report(settings):
-    reports = sorted((settings.data_dir / "runs").glob("*/report.html"))
-    return reports[-1] if reports else None
+    """The newest run (by as-of, then start) that has a report: (run, path), or None."""
+    reported = [run for run in find_runs(settings.data_dir) if run.layout.report_html.is_file()]
+    return reported[-1] if reported else None
 
 
 @app.get("/", response_class=HTMLResponse)
@@ -28,7 +31,9 @@ def registry_page() -> str:
     settings = load_settings()
     store, choice = open_store(settings, mongo_uri())
     try:
-        records = ModelRegistry(store).records()
+        records = ModelRegistry(store, settings.data_dir).records()
+    except StoreError as error:
+        raise HTTPException(503, str(error)) from error
     finally:
         store.close()
     rows = "".join(
@@ -40,7 +45,7 @@ def registry_page() -> str:
         for r in records
     )
     report = newest_report(settings)
-    link = f"<a href='{URL_PREFIX}/report'>newest report ({html.escape(report.parent.name)})</a>" if report else "no report yet"
+    link = f"<a href='{URL_PREFIX}/report'>newest report ({html.escape(report.as_of.isoformat())}, run {html.escape(report.run_id)})</a>" if report else "no report yet"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>trading-ml registry</title>
 <style>body {{ font-family: system-ui, sans-serif; margin: 1.5em; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }}</style></head><body>
@@ -54,7 +59,7 @@ def report_page() -> FileResponse:
     report = newest_report(load_settings())
     if report is None:
         raise HTTPException(404, "no run has a report yet; trigger trading_ml_training")
-    return FileResponse(report, media_type="text/html")
+    return FileResponse(report.layout.report_html, media_type="text/html")
 
 
 class TradingMLPlugin(AirflowPlugin):

@@ -8,12 +8,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from secantus import SecantusDBServer
 
-from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, RunContext, Settings, load_settings
+from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, Settings, load_settings
+from trading_ml.run import RunContext
 
 AS_OF = "2026-11-20"
 SMALL_UNIVERSE = ["^GSPC", "^VIX", "^NSEI", "AAPL", "XOM"]
+REPO = Path(__file__).resolve().parent.parent
+QUICK_MODELS = {"lstm_epochs": 2, "xgboost_rounds": 60, "forest_trees": 30}  # whole runs in seconds; fault tests judge custody, not skill
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +43,48 @@ def make_settings(data_dir: Path, mongo_uri: str | None = None, **validation) ->
     )
     checks = dataclasses.replace(settings.validation, **validation)
     return dataclasses.replace(settings, storage=storage, validation=checks)
+
+
+def quick(settings: Settings) -> Settings:
+    """The same settings with small models (QUICK_MODELS)."""
+    return dataclasses.replace(settings, models=dataclasses.replace(settings.models, **QUICK_MODELS))
+
+
+def write_config(folder: Path, **sections) -> Path:
+    """The repo's config.yaml rooted in folder, with sections (e.g. airflow=...) merged in."""
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["data_dir"] = str(folder / "data")
+    for name, values in sections.items():
+        raw[name] = {**(raw.get(name) or {}), **values}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+class RestartableMongo:
+    """A SecantusDB server on loopback that a test can stop and start again on the same port and data."""
+
+    def __init__(self, storage: Path):
+        self.storage, self.server, self.address = str(storage), None, None
+
+    def start(self) -> str:
+        host, port = self.address or ("127.0.0.1", 0)
+        self.server = SecantusDBServer(host=host, port=port, storage_path=self.storage, durable=True)
+        self.server.start()
+        self.address = self.server.address[:2]
+        return self.server.uri
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+@pytest.fixture
+def restartable_mongo(tmp_path):
+    mongo = RestartableMongo(tmp_path / "secantus")
+    yield mongo
+    mongo.stop()
 
 
 @pytest.fixture
@@ -70,10 +116,10 @@ def train_and_promote(settings: Settings, symbols: list[str] | None = None) -> t
     features = pipeline.build_features(ctx, pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources), resources)
     trained = [pipeline.train(ctx, name, features, resources) for name in pipeline.MODELS]
     pipeline.deploy(ctx, pipeline.evaluate(ctx, trained, resources), resources)
-    registry = ModelRegistry(resources.store)
+    registry = ModelRegistry(resources.store, settings.data_dir)
     for name in ("direction", "direction_xgboost", "direction_lstm", "regime_rf"):
-        if registry.record(name, "1.0")["status"] != "production":
-            registry.promote(name, "1.0", "promoted to serve (test set-up)")
+        if registry.record_for_run(name, ctx.run_id)["status"] != "production":
+            registry.promote(name, ctx.run_id, "promoted to serve (test set-up)")
     return ctx, resources
 
 

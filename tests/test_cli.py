@@ -9,6 +9,7 @@ from pathlib import Path
 from trading_ml import pipeline
 from trading_ml.cli import main
 from trading_ml.registry import ModelRegistry
+from trading_ml.run import find_run, find_runs
 from trading_ml.storage.tiny import TinyStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,7 +28,8 @@ def test_run_ingests_and_validates_and_prints_a_summary(tmp_path, capsys):
     assert "ingest: 2/2 pairs" in out and "validate: 2/2 pairs passed" in out and "store tinydb" in out
     assert "plan target" in out and "regime_rf" in out and "direction_xgboost 1.0:" in out  # the metrics table
     assert (tmp_path / "fallback" / "ml_models.json").is_file()
-    assert (tmp_path / "runs" / "2026-11-20" / "validated" / "AAPL_1d.csv").is_file()
+    [root] = (tmp_path / "runs" / "2026-11-20").iterdir()  # the run's own folder, named by its run id
+    assert root.name.startswith("cli__") and (root / "validated" / "AAPL_1d.csv").is_file()
     assert {p.name for p in (tmp_path / "fallback" / "market_data").glob("*.json")} == {"AAPL_1d.json", "^VIX_1d.json"}
 
 
@@ -42,7 +44,8 @@ def test_sample_source_runs_through_features_on_what_it_ships(tmp_path, capsys):
     code, out, _ = cli(capsys, "run", "--source", "sample", "--as-of", "2019-01-01", "--data-dir", str(tmp_path))
     assert code == 0 and "ingest: 3/3 pairs" in out and "^VIX" in out
     assert "without breadth_above_sma_50: no equities" in out
-    features = tmp_path / "runs" / "2019-01-01" / "features"
+    [root] = (tmp_path / "runs" / "2019-01-01").iterdir()
+    features = root / "features"
     assert {p.name for p in features.glob("*.csv")} == {f"{s}_1d_features.csv" for s in ("^GSPC", "^IXIC", "^VIX")}
     assert (features / "training_1d.parquet").is_file()
 
@@ -50,12 +53,15 @@ def test_sample_source_runs_through_features_on_what_it_ships(tmp_path, capsys):
 def test_features_as_its_own_command_and_a_clear_error_without_validation(tmp_path, capsys):
     common = ["--symbols", "AAPL,^GSPC,^VIX", "--timeframes", "1d", "--data-dir", str(tmp_path)]
     code, _, err = cli(capsys, "features", *common, "--as-of", "2026-11-19")
-    assert code == 2 and "validated/manifest.json not found: run `trading-ml validate --as-of 2026-11-19`" in err
+    assert code == 2 and "no run matches as-of 2026-11-19" in err and "start one with `trading-ml run`" in err
     assert cli(capsys, "ingest", *common, "--as-of", "2026-11-20")[0] == 0
+    code, _, err = cli(capsys, "features", *common, "--as-of", "2026-11-20")
+    assert code == 2 and "validated/manifest.json not found: run `trading-ml validate --run-id cli__" in err
     assert cli(capsys, "validate", *common, "--as-of", "2026-11-20")[0] == 0
     code, out, _ = cli(capsys, "features", *common, "--as-of", "2026-11-20")
     assert code == 0 and "features 1d: 128 (trend 27, momentum 17" in out
     assert "training table 2,110 rows" in out
+    assert len(list((tmp_path / "runs" / "2026-11-20").iterdir())) == 1  # every stage continued the one run
 
 
 def test_future_as_of_is_an_error_that_says_what_to_do(tmp_path, capsys):
@@ -89,15 +95,35 @@ def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
     full = subprocess.run([*script, "--full-pipeline", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert full.returncode == 0, full.stderr
     assert "validate: 1/1 pairs passed" in full.stdout
-    run = json.loads((tmp_path / "runs" / "2026-11-20" / "run_manifest.json").read_text())
+    run = json.loads(find_run(tmp_path, "2026-11-20").layout.run_manifest.read_text())  # the full pipeline's run
     assert run["stages"]["validate"]["passed"] == 1 and run["stages"]["features"]["1d"]["training_rows"] > 1000
     assert "test metric" in full.stdout and "volatility_garch" in full.stdout
     again = subprocess.run([*script, "--stage", "validate", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert again.returncode == 0 and "test metric" in again.stdout, again.stderr  # the plan's 'validate' judges models
     later = [*script, "--full-pipeline", *common[:-1], "2026-11-23"]
     assert subprocess.run(later, env=env, capture_output=True, text=True, cwd=tmp_path).returncode == 0
-    registry = ModelRegistry(TinyStore(tmp_path / "fallback"))
+    registry = ModelRegistry(TinyStore(tmp_path / "fallback"), tmp_path)
     versions = {(r["model_name"], r["version"]): r for r in registry.records()}
     assert set(versions) == {(name, v) for name in (*pipeline.MODELS, "direction") for v in ("1.0", "2.0")}
     assert versions[("regime_rf", "1.0")]["run_id"] != versions[("regime_rf", "2.0")]["run_id"]
     assert registry.load_model("regime_rf", "1.0") is not None  # the first run's files are untouched
+
+
+def test_two_runs_on_one_day_with_different_symbols_keep_their_own_files_and_records(tmp_path, capsys):
+    """What a second manual trigger on the same day did before: reuse version 1.0 and rewrite the
+    first run's models in place. Now each run has its own folder, versions and records."""
+    common = ["--timeframes", "1d", "--as-of", "2026-11-20", "--data-dir", str(tmp_path)]
+    assert cli(capsys, "run", "--symbols", "^GSPC,^VIX,AAPL", *common)[0] == 0
+    first = find_runs(tmp_path)[0]
+    files = {path: path.read_bytes() for path in first.layout.root.rglob("*") if path.is_file()}
+    assert cli(capsys, "run", "--symbols", "^GSPC,^VIX,XOM", *common)[0] == 0
+    runs = find_runs(tmp_path)
+    assert [r.as_of.isoformat() for r in runs] == ["2026-11-20"] * 2 and runs[0].layout.root != runs[1].layout.root
+    assert {path: path.read_bytes() for path in first.layout.root.rglob("*") if path.is_file()} == files  # not a byte changed
+    registry = ModelRegistry(TinyStore(tmp_path / "fallback"), tmp_path)
+    for name in (*pipeline.MODELS, "direction"):
+        records = {r["run_id"]: r for r in registry.records(name)}
+        assert sorted(r["version"] for r in records.values()) == ["1.0", "2.0"]
+        assert records[runs[0].run_id]["symbols"] == ["AAPL", "^GSPC"] and records[runs[1].run_id]["symbols"] == ["XOM", "^GSPC"]
+        for record in records.values():
+            assert registry.load_record(record) is not None  # every file of both runs intact (sha256 checked)

@@ -3,7 +3,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, RunContext, load_settings, parse_as_of, parse_lookback
+from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, load_settings, parse_as_of, parse_lookback
+from trading_ml.run import RunContext
 from trading_ml.errors import ConfigError
 
 
@@ -35,9 +36,9 @@ def test_windows_are_derived_from_the_as_of_date(settings):
     ctx = RunContext.create(settings, "2024-03-15")
     assert ctx.window("1d") == (pd.Timestamp("2019-03-15", tz="UTC"), pd.Timestamp("2024-03-15", tz="UTC"))
     assert ctx.window("1h") == (pd.Timestamp("2023-09-15", tz="UTC"), pd.Timestamp("2024-03-15", tz="UTC"))
-    assert ctx.run_root == settings.data_dir / "runs" / "2024-03-15"
+    assert ctx.run_root.parent == settings.data_dir / "runs" / "2024-03-15"
     older = RunContext.create(settings, "2023-12-31")
-    assert older.run_root != ctx.run_root and older.window("1d")[1] < ctx.window("1d")[1]
+    assert older.run_root.parent.name == "2023-12-31" and older.window("1d")[1] < ctx.window("1d")[1]
 
 
 def test_as_of_in_the_future_or_malformed_is_refused():
@@ -97,6 +98,7 @@ def test_airflow_options_are_typed_and_a_context_survives_the_trip_through_xcom(
         load_settings(bad, env={})
     ctx = RunContext.create(settings, "2024-01-02", ["AAPL", "^GSPC"], ["1d"], "synthetic")
     again = RunContext.from_dict(ctx.to_dict(), mongo_uri="mongodb://u:secret@127.0.0.1:1/db")
-    assert (again.as_of, again.symbols, again.timeframes, again.source, again.run_root) == (ctx.as_of, ctx.symbols, ctx.timeframes, ctx.source, ctx.run_root)
+    assert (again.run_id, again.as_of, again.symbols, again.timeframes, again.source, again.run_root) == (
+        ctx.run_id, ctx.as_of, ctx.symbols, ctx.timeframes, ctx.source, ctx.run_root)
     assert again.settings.storage.mongo_uri == "mongodb://u:secret@127.0.0.1:1/db"
     assert "secret" not in str(ctx.to_dict())

@@ -4,21 +4,24 @@ what is there before and after: nothing lost, nothing half-written, nothing dupl
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
 import pandas as pd
 import pytest
-
-from tests.conftest import AS_OF, make_settings
 from secantus import SecantusDBServer
 from yfinance.exceptions import YFRateLimitError
 
+from tests.conftest import AS_OF, QUICK_MODELS, RestartableMongo, make_settings, write_config
 from trading_ml import io, pipeline
-from trading_ml.config import RunContext, load_settings
+from trading_ml.config import load_settings
 from trading_ml.data.sources import SyntheticSource, YahooSource
 from trading_ml.registry import ModelNotFound, ModelRegistry
-from trading_ml.storage import open_store, sync_to_mongo
+from trading_ml.run import RunContext, find_runs, runs_root
+from trading_ml.storage import MongoStore, TinyStore, open_stage_store, open_store
+from trading_ml.storage.base import NATURAL_KEYS
+from trading_ml.sync import sync_to_mongo
 
 
 class Killed(Exception):
@@ -54,7 +57,7 @@ def test_killed_while_writing_features_leaves_nothing_half_written_and_the_rerun
     with pytest.raises(Killed):
         pipeline.build_features(ctx, validated, resources)
     features = ctx.run_root / "features"
-    assert not (features / "training_1d.parquet").exists() and not (ctx.run_root / pipeline.FEATURES_MANIFEST).exists()
+    assert not (features / "training_1d.parquet").exists() and not ctx.layout.features_manifest.exists()
     assert leftovers(ctx.run_root) == []
     monkeypatch.undo()
     manifest = pipeline.build_features(ctx, validated, resources)
@@ -65,11 +68,11 @@ def test_killed_while_writing_features_leaves_nothing_half_written_and_the_rerun
 def test_killed_while_saving_a_model_registers_nothing_and_the_rerun_completes(validated_run, monkeypatch):
     ctx, resources, validated = validated_run
     features = pipeline.build_features(ctx, validated, resources)
-    kill_when_renaming(monkeypatch, "regime_rf_v1.0.skops")
+    kill_when_renaming(monkeypatch, "regime_rf.skops")
     with pytest.raises(Killed):
         pipeline.train(ctx, "regime_rf", features, resources)
-    registry = ModelRegistry(resources.store)
-    assert not (ctx.run_root / "models" / "regime_rf_v1.0.skops").exists() and leftovers(ctx.run_root) == []
+    registry = ModelRegistry(resources.store, ctx.settings.data_dir)
+    assert not ctx.layout.model_file("regime_rf", ".skops").exists() and leftovers(ctx.run_root) == []
     with pytest.raises(ModelNotFound):
         registry.record("regime_rf", "1.0")  # a model is registered only after all its files are in place
     monkeypatch.undo()
@@ -102,10 +105,11 @@ def test_two_runs_at_the_same_time_overwrite_nothing_of_each_other(tmp_path, req
     [thread.join() for thread in threads]
     assert errors == []
     assert sorted(r["version"] for r in results.values()) == ["1.0", "2.0"]
-    registry = ModelRegistry(pipeline.StageResources.open(prepared[0][0]).store)
+    registry = ModelRegistry(pipeline.StageResources.open(prepared[0][0]).store, settings.data_dir)
     for ctx, _ in prepared:
         record = registry.record("regime_rf", results[ctx.run_id]["version"])
-        assert record["run_id"] == ctx.run_id and all(a["path"].startswith(str(ctx.run_root)) for a in record["artifacts"])
+        assert record["run_id"] == ctx.run_id
+        assert all((runs_root(settings.data_dir) / a["path"]).parent.parent == ctx.run_root for a in record["artifacts"])
         assert registry.load_model("regime_rf", record["version"]) is not None
 
 
@@ -137,8 +141,8 @@ def test_yahoo_rate_limits_then_an_empty_and_a_malformed_answer_quarantine_two_a
     symbols = ["^GSPC", "^VIX", "AAPL", "MSFT", "JPM", "XOM"]
     ctx = RunContext.create(settings, AS_OF, symbols, ["1d"], "yahoo")
     fake = FlakyYahoo(empty="JPM", malformed="XOM")
-    store, choice = open_store(settings)
-    resources = pipeline.StageResources(YahooSource(fetch=fake, retries=3, backoff_seconds=0.01, sleep=lambda s: None), store, choice)
+    resources = pipeline.StageResources(YahooSource(fetch=fake, retries=3, backoff_seconds=0.01, sleep=lambda s: None), open_stage_store(settings))
+    store = resources.store
     validated = pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources)
     assert all(count == 3 for count in fake.calls.values())  # two 429s retried, then an answer
     reasons = {q["symbol"]: " ".join(q["reasons"]) for q in validated["quarantined"]}
@@ -180,3 +184,71 @@ def test_mongodb_stopping_mid_ingest_then_sync_leaves_every_bar_in_mongodb_once(
         mongo.close()
     finally:
         again.stop()
+
+
+STOP_POINTS = {  # where the server is stopped: just before this call runs
+    "ingest's first write": ("trading_ml.storage.mongo", "MongoStore", "upsert_many"),
+    "train's version claim": ("trading_ml.registry", "ModelRegistry", "version_for_run"),
+    "deploy's promote": ("trading_ml.registry", "ModelRegistry", "promote"),
+    "report": ("trading_ml.pipeline.model_stages", None, "write_report"),
+}
+
+
+def stop_mongodb_at(point: str, mongo: RestartableMongo, monkeypatch) -> list:
+    """Stop the server the first time the point's function is called; the list says whether it was."""
+    import importlib
+
+    module_name, class_name, function = STOP_POINTS[point]
+    owner = importlib.import_module(module_name)
+    owner = getattr(owner, class_name) if class_name else owner
+    real, fired = getattr(owner, function), []
+
+    def stop_then_call(*args, **kwargs):
+        if not fired:
+            fired.append(point)
+            mongo.stop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, function, stop_then_call)
+    return fired
+
+
+@pytest.mark.parametrize("point", list(STOP_POINTS))
+def test_mongodb_stopping_mid_run_ends_on_tinydb_or_in_one_line_and_sync_loses_nothing(point, tmp_path, restartable_mongo, monkeypatch, capsys):
+    """Before: a raw ServerSelectionTimeoutError traceback, nothing stored. Now: where the run can go on
+    (ingest, train) it finishes on TinyDB; where its models are in MongoDB (deploy, report) it stops
+    with one line and exit 3 (retry later). Then `trading-ml sync` leaves everything in MongoDB."""
+    from trading_ml.cli import main
+
+    monkeypatch.setenv("TRADING_ML_MONGO_URI", restartable_mongo.start())
+    config = str(write_config(tmp_path, models=QUICK_MODELS, storage={"database": "faults", "ping_timeout_ms": 1500}))
+    fired = stop_mongodb_at(point, restartable_mongo, monkeypatch)
+    code = main(["run", "--symbols", "^GSPC,^VIX,AAPL,XOM", "--timeframes", "1d", "--as-of", AS_OF, "--config", config])
+    err = capsys.readouterr().err
+    assert fired == [point] and "Traceback" not in err and "pymongo" not in err
+    [run] = find_runs(tmp_path / "data")
+    stages = json.loads(run.layout.run_manifest.read_text())
+    if point in ("ingest's first write", "train's version claim"):
+        assert code == 0 and run.layout.report_html.is_file()
+        assert stages["store"]["kind"] == "tinydb" and "fell back to TinyDB mid-run" in stages["store"]["reason"]
+    else:
+        messages = [line for line in err.splitlines() if line.startswith(("unavailable", "error", "stage failed"))]
+        assert code == 3 and len(messages) == 1 and messages[0].startswith("unavailable, retry later: ")
+        assert "MongoDB" in messages[0] and "re-run this stage when MongoDB answers" in messages[0]
+
+    restartable_mongo.start()
+    assert main(["sync", "--config", config]) == 0
+    settings = load_settings(config)
+    tiny, mongo = TinyStore(settings.storage.fallback_dir), MongoStore.connect(settings.storage.mongo_uri, "faults")
+    try:
+        for collection in ("market_data", "validation_reports", "pipeline_runs"):
+            keys = [{tuple(str(d[k]) for k in NATURAL_KEYS[collection]) for d in store.find(collection)} for store in (tiny, mongo)]
+            assert keys[0] <= keys[1], collection  # every document of the fallback
+        assert mongo.count("market_data") == sum(p["rows"] for p in json.loads(run.layout.validate_manifest.read_text())["passed"])
+        registry = ModelRegistry(mongo, settings.data_dir)
+        records = [r for r in registry.records() if r["run_id"] == run.run_id]
+        assert sorted(r["model_name"] for r in records) == sorted((*pipeline.MODELS, "direction"))
+        assert all(registry.load_record(record) is not None for record in records)
+        assert all(len([r for r in registry.records(name) if r["status"] == "production"]) <= 1 for name in registry.production_versions())
+    finally:
+        mongo.close()

@@ -8,13 +8,13 @@ import pytest
 
 from tests.conftest import AS_OF, SMALL_UNIVERSE, closed_port_uri, make_settings
 from trading_ml import pipeline
-from trading_ml.config import RunContext
+from trading_ml.run import RunContext
 from trading_ml.errors import DataError, SourceUnavailable, StageFailed
 from trading_ml.storage import open_store
 
 
-def context(settings, symbols=SMALL_UNIVERSE, timeframes=("1d", "1h"), as_of=AS_OF):
-    return RunContext.create(settings, as_of, list(symbols), list(timeframes), "synthetic")
+def context(settings, symbols=SMALL_UNIVERSE, timeframes=("1d", "1h"), as_of=AS_OF, run_id=None):
+    return RunContext.create(settings, as_of, list(symbols), list(timeframes), "synthetic", run_id)
 
 
 def with_faults(settings, faults):
@@ -51,7 +51,7 @@ def test_ingest_twice_leaves_counts_unchanged(tmp_path, request, backend):
 def test_run_writes_the_seeds_layout_under_a_root_per_as_of(small_context):
     manifests, result, _ = run_both(small_context)
     root = small_context.run_root
-    assert root.name == AS_OF
+    assert root.parent.name == AS_OF and (root / "run.json").is_file()
     assert (root / "raw" / "AAPL_1d.csv").is_file() and (root / "validated" / "^NSEI_1h.csv").is_file()
     assert (root / "validated" / "validation_report.json").is_file()
     assert len(result["passed"]) == 10 and result["quarantined"] == []
@@ -115,11 +115,11 @@ def test_unreachable_mongodb_falls_back_to_tinydb_and_sync_restores_everything(t
     assert all(m["store"]["kind"] == "tinydb" and "did not answer" in m["store"]["reason"] for m in manifests)
     bars = sum(m["rows"] for m in manifests)
 
-    from trading_ml.storage import sync_to_mongo
+    from trading_ml.sync import sync_to_mongo
 
     online = dataclasses.replace(offline, storage=dataclasses.replace(offline.storage, mongo_uri=mongo_uri))
     summary = sync_to_mongo(online)
-    assert summary["market_data"] == {"copied": bars, "in_mongodb": bars}
+    assert summary["market_data"] == {"copied": bars, "kept": 0, "in_mongodb": bars}
     mongo, choice = open_store(online)
     assert choice.kind == "mongodb" and mongo.count("market_data") == bars
     mongo.close()
@@ -130,7 +130,7 @@ def test_mongodb_failing_mid_ingest_finishes_on_tinydb(tmp_path, mongo_uri):
     resources = pipeline.StageResources.open(ctx)
     assert resources.store.kind == "mongodb"
     first = pipeline.ingest(ctx, "AAPL", "1d", resources)
-    resources.store.client.close()  # the server is gone for this client from here on
+    resources.store.active.client.close()  # the server is gone for this client from here on
     second = pipeline.ingest(ctx, "XOM", "1d", resources)
     assert first["store"]["kind"] == "mongodb" and second["store"]["kind"] == "tinydb"
     assert "fell back to TinyDB mid-run" in second["store"]["reason"]
@@ -189,7 +189,7 @@ def test_features_rerun_rewrites_the_same_bytes_and_drops_files_of_quarantined_s
     assert resources.store.count("pipeline_runs") == 1
     assert (ctx.run_root / "features" / "XOM_1d_features.csv").is_file()
 
-    broken = context(with_faults(settings, {"XOM": ["split"]}), symbols=ctx.symbols, timeframes=["1d"])
+    broken = context(with_faults(settings, {"XOM": ["split"]}), symbols=ctx.symbols, timeframes=["1d"], run_id=ctx.run_id)  # the same run again
     _, third, _ = run_to_features(broken)
     assert "XOM" not in third["timeframes"]["1d"]["symbols"]
     assert not (ctx.run_root / "features" / "XOM_1d_features.csv").exists()

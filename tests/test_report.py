@@ -31,9 +31,10 @@ def test_the_report_has_every_plot_and_the_registrys_numbers(trained_run):
     assert set(images) == expected
     assert all(base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n" for png in images.values())
     assert "http://" not in page and "https://" not in page  # nothing to fetch: it opens offline
-    registry = ModelRegistry(resources.store)
+    registry = ModelRegistry(resources.store, ctx.settings.data_dir)
     for name, model in summary["models"].items():
-        record = registry.record(name, model["version"])
+        record = registry.record_for_run(name, ctx.run_id)
+        assert record["version"] == model["version"]
         assert model["test_metrics"] == record["test_metrics"] and model["status"] == record["status"]
         assert f"{record['test_metrics']['primary']['value']:.5g}" in page
     assert {p["symbol"] for p in summary["data"]["pairs"]} == set(ctx.symbols) and summary["data"]["quarantined"] == []
@@ -49,8 +50,10 @@ def test_report_command_finds_the_newest_run_and_regenerates(trained_run, capsys
     assert str(path) in capsys.readouterr().out and path.stat().st_mtime_ns == before  # shown, not rewritten
     assert main(["report", ctx.as_of.isoformat(), "--regenerate", "--data-dir", str(ctx.settings.data_dir)]) == 0
     assert path.stat().st_mtime_ns > before
+    assert main(["report", ctx.run_id, "--data-dir", str(ctx.settings.data_dir)]) == 0
+    assert str(path) in capsys.readouterr().out
     assert main(["report", "1999-01-01", "--data-dir", str(ctx.settings.data_dir)]) == 2
-    assert "is not an evaluated run" in capsys.readouterr().err
+    assert "no run matches 1999-01-01" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it when run as root)")

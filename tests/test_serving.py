@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import shutil
 import socket
 import threading
@@ -14,7 +15,8 @@ import pytest
 import uvicorn
 
 from tests.conftest import make_settings
-from trading_ml.registry import ModelRegistry, artifacts
+from trading_ml.registry import ModelRegistry
+from trading_ml.run import RunLayout
 from trading_ml.storage import TinyStore
 from trading_ml.serving import create_app
 
@@ -57,7 +59,7 @@ def test_signals_have_probabilities_that_sum_to_one_and_the_registrys_versions(t
     answer = client.post("/signals/generate", json={"symbols": ["AAPL", "^GSPC", "XOM"]})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    registry = ModelRegistry(resources.store)
+    registry = ModelRegistry(resources.store, ctx.settings.data_dir)
     assert body["models"]["direction"] == {"model": "direction", "version": registry.record("direction")["version"]}
     assert body["models"]["regime"] == {"model": "regime_rf", "version": registry.record("regime_rf")["version"]}
     volatility = body["models"]["volatility"]
@@ -92,25 +94,29 @@ def test_no_production_model_is_a_503_and_a_promotion_is_picked_up(trained_run, 
     ctx, resources, _ = trained_run
     client = start_api(ctx.settings)
     assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).status_code == 200
-    registry = ModelRegistry(resources.store)
-    registry.update("regime_rf", "1.0", status="archived")
+    store = resources.store
+    pointer = store.find("model_production", {"model_name": "regime_rf"})[0]
+    assert store.replace_if("model_production", {**pointer, "run_id": "nobody", "revision": pointer["revision"] + 1}, pointer["revision"])
     try:
         assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).status_code == 503  # it reads the registry each time
     finally:
-        registry.update("regime_rf", "1.0", status="production")
+        assert store.replace_if("model_production", {**pointer, "revision": pointer["revision"] + 2}, pointer["revision"] + 1)
     assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).status_code == 200
 
 
-def new_version_of(good: dict, folder, altered: str) -> dict:
-    """regime_rf 2.0 made from 1.0's files: its record's sha256 altered, or (copied under new names,
-    recorded with their true sha256) a file altered on disk afterwards."""
+def new_version_of(registry: ModelRegistry, good: dict, altered: str) -> dict:
+    """regime_rf 2.0 of another run, made from 1.0's files copied into that run's folder: its
+    record's sha256 altered, or (recorded with their true sha256) a file altered on disk afterwards."""
+    layout = RunLayout.of(registry.models_root.parent, dt.date.fromisoformat(good["as_of"]), "manual__tampered")
+    copies = []
+    for artifact in good["artifacts"]:
+        suffix = Path(artifact["path"]).name.removeprefix("regime_rf")
+        copies.append(layout.model_file("regime_rf", suffix))
+        copies[-1].parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(registry.models_root / artifact["path"], copies[-1])
+    record = {**good, "version": "2.0", "run_id": "manual__tampered", "artifacts": registry.artifacts(copies)}
     if altered == "record":
-        return {**good, "version": "2.0", "artifacts": [{**a, "sha256": "0" * 64} for a in good["artifacts"]]}
-    folder.mkdir()
-    copies = [folder / Path(a["path"]).name.replace("v1.0", "v2.0") for a in good["artifacts"]]
-    for artifact, copy in zip(good["artifacts"], copies):
-        shutil.copyfile(artifact["path"], copy)
-    record = {**good, "version": "2.0", "stem": str(folder / Path(good["stem"]).name.replace("v1.0", "v2.0")), "artifacts": artifacts(copies)}
+        return {**record, "artifacts": [{**a, "sha256": "0" * 64} for a in record["artifacts"]]}
     with copies[0].open("ab") as file:
         file.write(b"\0")
     return record
@@ -122,14 +128,14 @@ def test_a_tampered_new_production_version_is_refused_and_the_previous_one_keeps
     not match its files, or with a file altered on disk: the API refuses it, keeps serving 1.0 and
     says so."""
     ctx, _, _ = trained_run
-    fallback = tmp_path / "fallback"
-    shutil.copytree(ctx.settings.storage.fallback_dir, fallback)
-    settings = dataclasses.replace(ctx.settings, storage=dataclasses.replace(ctx.settings.storage, fallback_dir=fallback))
+    shutil.copytree(ctx.settings.data_dir, tmp_path / "data")
+    fallback = tmp_path / "data" / "fallback"
+    settings = dataclasses.replace(ctx.settings, data_dir=tmp_path / "data", storage=dataclasses.replace(ctx.settings.storage, fallback_dir=fallback))
     client = start_api(settings)
     assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).json()["models"]["regime"]["version"] == "1.0"
-    registry = ModelRegistry(TinyStore(fallback))
-    registry.register({**new_version_of(registry.record("regime_rf", "1.0"), tmp_path / "models", altered), "status": "candidate"})
-    registry.promote("regime_rf", "2.0", f"a tampered {altered}, promoted by the test")
+    registry = ModelRegistry(TinyStore(fallback), settings.data_dir)
+    registry.register(new_version_of(registry, registry.record("regime_rf", "1.0"), altered))
+    registry.promote("regime_rf", "manual__tampered", f"a tampered {altered}, promoted by the test")
     answer = client.post("/signals/generate", json={"symbols": ["AAPL"]})
     assert answer.status_code == 200 and answer.json()["models"]["regime"]["version"] == "1.0"
     health = client.get("/health").json()

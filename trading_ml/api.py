@@ -22,7 +22,7 @@ class ModelManager:
 
     def __init__(self, settings: Settings):
         self.store, self.store_choice = open_store(settings)
-        self.registry = ModelRegistry(self.store)
+        self.registry = ModelRegistry(self.store, settings.data_dir)
 
     def load_model(self, name: str, version: str | None = None):
         """A model by name ('direction' is the ensemble); the production version unless one is given."""

@@ -1,8 +1,10 @@
 """`trading-ml`: the stages from the command line, in-process, with a progress bar.
 
-Every stage command takes the same options (--source, --symbols, --timeframes, --as-of,
---data-dir, --config), so scripts can rely on them. The plan's `train_production_models.py
---stage ... / --full-pipeline` runs the same functions through :func:`plan_main`.
+Every stage command takes the same options (--source, --symbols, --timeframes, --as-of, --run-id,
+--data-dir, --config), so scripts can rely on them. `run` and `ingest` start a new run (a fresh run
+id); the other stages continue the newest run of the as-of date, or the one --run-id names. The
+plan's `train_production_models.py --stage ... / --full-pipeline` runs the same functions through
+:func:`plan_main`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,21 @@ from pathlib import Path
 from tqdm import tqdm
 
 from trading_ml import pipeline
-from trading_ml.config import ENV_DATA_DIR, RunContext, Settings, load_settings
+from trading_ml.config import ENV_DATA_DIR, Settings, load_settings, parse_as_of
 from trading_ml.data.sources import SOURCE_KINDS, make_source
-from trading_ml.errors import ConfigError, StageFailed, TradingMLError
+from trading_ml.errors import (
+    ConfigError,
+    SourceUnavailable,
+    StageFailed,
+    StoreError,
+    TradingMLError,
+)
 from trading_ml.io import read_json
-from trading_ml.storage import sync_to_mongo
+from trading_ml.run import RunContext, find_run, find_runs, runs_root
+from trading_ml.sync import sync_to_mongo
 
 STAGES = ("ingest", "validate", "features", "train", "evaluate", "deploy", "report")
+EXIT_STAGE_FAILED, EXIT_BAD_INPUT, EXIT_RETRY_LATER = 1, 2, 3
 PLAN_STAGES = {  # the plan's script: its 'ingest' is Phase 1 (data), its 'validate' is model validation
     "ingest": ("ingest", "validate", "features"),
     "features": ("features",),
@@ -40,6 +50,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbols", help="comma-separated tickers (default: the config universe)")
     parser.add_argument("--timeframes", help="comma-separated, e.g. 1d,1h (default: config)")
     parser.add_argument("--as-of", help="YYYY-MM-DD; windows end here (default: today)")
+    parser.add_argument("--run-id", help="the run to continue (default: a new run for run/ingest, else the as-of's newest)")
     parser.add_argument("--data-dir", help="where runs and the fallback store live (default: config or TRADING_ML_DATA_DIR)")
     parser.add_argument("--config", help="config.yaml path (default: TRADING_ML_CONFIG or the repo's)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -57,18 +68,24 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, env)
 
 
-def build_context(args: argparse.Namespace) -> RunContext:
-    """Settings plus the run's selection; a source that offers only some symbols narrows the default."""
+def build_context(args: argparse.Namespace, stages: Sequence[str]) -> RunContext:
+    """Settings plus the run's selection. A command that starts with ingest starts a new run (unless
+    --run-id names one); a later stage continues a run and defaults to what that run selected. A
+    source that offers only some symbols narrows the default."""
     settings = settings_from_args(args)
-    source_spec = args.source or settings.source
+    run_id, recorded = args.run_id, {}
+    if stages[0] != "ingest":
+        earlier = find_run(settings.data_dir, args.run_id, None if args.run_id else parse_as_of(args.as_of))
+        run_id, recorded = earlier.run_id, earlier.selection
+    source_spec = args.source or recorded.get("source") or settings.source
     source = make_source(source_spec, settings)
-    symbols = split_list(args.symbols)
-    timeframes = split_list(args.timeframes)
+    symbols = split_list(args.symbols) or recorded.get("symbols")
+    timeframes = split_list(args.timeframes) or recorded.get("timeframes")
     if symbols is None and source.symbols is not None:
         symbols = [s for s in settings.symbols if s in source.symbols]
     if timeframes is None:
         timeframes = [t for t in settings.timeframes if t in source.timeframes]
-    return RunContext.create(settings, args.as_of, symbols, timeframes, source_spec)
+    return RunContext.create(settings, args.as_of or recorded.get("as_of"), symbols, timeframes, source_spec, run_id)
 
 
 def run_ingest(ctx: RunContext, resources: pipeline.StageResources) -> list[dict]:
@@ -83,9 +100,8 @@ def run_ingest(ctx: RunContext, resources: pipeline.StageResources) -> list[dict
 
 
 def load_ingest_manifests(ctx: RunContext) -> list[dict]:
-    """The manifests an earlier `ingest` left under the run root (missing pairs are quarantined)."""
-    raw = ctx.run_root / "raw"
-    paths = [raw / f"{pipeline.pair_name(s, t)}.manifest.json" for s, t in ctx.pairs]
+    """The manifests an earlier `ingest` of the run left (missing pairs are quarantined)."""
+    paths = [ctx.layout.ingest_manifest(s, t) for s, t in ctx.pairs]
     return [read_json(p) for p in paths if p.exists()]
 
 
@@ -93,9 +109,9 @@ def run_validate(ctx: RunContext, resources: pipeline.StageResources, manifests:
     try:
         result = pipeline.validate(ctx, manifests, resources)
     except StageFailed:
-        print_validate_summary(ctx, read_json(ctx.run_root / "validated" / "validation_report.json"))
+        print_validate_summary(ctx, read_json(ctx.layout.validation_report))
         raise
-    print_validate_summary(ctx, read_json(ctx.run_root / result["report_path"]))
+    print_validate_summary(ctx, read_json(ctx.layout.validation_report))
     return result
 
 
@@ -103,7 +119,7 @@ def print_ingest_summary(ctx: RunContext, manifests: list[dict], resources: pipe
     summary = pipeline.summarize_ingest(manifests)
     print(f"run {ctx.run_id}  source {resources.source.name}  store {resources.store_choice.kind}"
           f" ({resources.store_choice.reason})")
-    print(f"ingest: {summary['ok']}/{summary['pairs']} pairs, {summary['rows']:,} bars -> {ctx.run_root / 'raw'}")
+    print(f"ingest: {summary['ok']}/{summary['pairs']} pairs, {summary['rows']:,} bars -> {ctx.run_root}")
     for pair, error in summary["failed"].items():
         print(f"  failed {pair}: {error}")
 
@@ -116,7 +132,7 @@ def print_validate_summary(ctx: RunContext, report: dict) -> None:
     ]
     print(format_table(("symbol", "tf", "bars in", "bars out", "status", "notes"), rows))
     passed = sum(1 for r in report["reports"] if not r["quarantined"])
-    print(f"validate: {passed}/{len(rows)} pairs passed -> {ctx.run_root / 'validated'}")
+    print(f"validate: {passed}/{len(rows)} pairs passed -> {ctx.run_root}")
 
 
 def _repairs(report: dict) -> str:
@@ -130,17 +146,16 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def load_stage_manifest(ctx: RunContext, relative: str, stage: str) -> dict:
-    path = ctx.run_root / relative
+def load_stage_manifest(ctx: RunContext, path: Path, stage: str) -> dict:
     if not path.is_file():
-        raise ConfigError(f"{path} not found: run `trading-ml {stage} --as-of {ctx.as_of}` (or `run`) for this as-of first")
+        raise ConfigError(f"{path} not found: run `trading-ml {stage} --run-id {ctx.run_id}` (or `run`) first")
     return read_json(path)
 
 
 def load_trained(ctx: RunContext) -> list[dict]:
-    found = [ctx.run_root / pipeline.trained_manifest_path(name) for name in pipeline.MODELS]
+    found = [ctx.layout.trained_manifest(name) for name in pipeline.MODELS]
     if not any(path.is_file() for path in found):
-        raise ConfigError(f"no trained models under {ctx.run_root / 'models'}: run `trading-ml train --as-of {ctx.as_of}` first")
+        raise ConfigError(f"no trained models in run {ctx.run_id} ({ctx.run_root}): run `trading-ml train --run-id {ctx.run_id}` first")
     return [read_json(path) for path in found if path.is_file()]
 
 
@@ -153,7 +168,7 @@ def run_train(ctx: RunContext, resources: pipeline.StageResources, features: dic
             bar.update()
     for manifest in trained:
         print(f"trained {manifest['model_name']} v{manifest['version']}: {manifest['training_samples']:,} training rows "
-              f"-> {manifest['artifacts'][0]['path']}")
+              f"-> {runs_root(ctx.settings.data_dir) / manifest['artifacts'][0]['path']}")
     return trained
 
 
@@ -167,7 +182,7 @@ def print_model_table(ctx: RunContext, report: dict, deployed: dict | None) -> N
                      "met" if evaluation["plan_target"]["met"] else "NOT met", status))
     print(format_table(("model", "version", "test metric", "value", "baselines", "plan target", "status"), rows))
     split = report["split"]
-    print(f"test segment from {split['test_start'][:10]} ({split['rows']['test']:,} rows); full report {ctx.run_root / pipeline.EVALUATION_REPORT}")
+    print(f"test segment from {split['test_start'][:10]} ({split['rows']['test']:,} rows); full report {ctx.layout.evaluation_report}")
     for name, decision in (deployed or {}).get("decisions", {}).items():
         print(f"  {name} {decision['version']}: {decision['reason']}")
 
@@ -196,13 +211,15 @@ def print_features_summary(ctx: RunContext, manifest: dict) -> None:
         categories = ", ".join(f"{name} {count}" for name, count in entry["categories"].items())
         table = entry.get("training_table", {})
         print(f"features {timeframe}: {len(entry['feature_names'])} ({categories}); "
-              f"training table {table.get('rows', 0):,} rows -> {ctx.run_root / table.get('path', 'features')}")
+              f"training table {table.get('rows', 0):,} rows -> {ctx.layout.training_table(timeframe)}")
         for name, reason in entry["missing_market_features"].items():
             print(f"  without {name}: {reason}")
 
 
 def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
     resources = pipeline.StageResources.open(ctx)
+    if "ingest" not in stages:
+        print(f"run {ctx.run_id}  as-of {ctx.as_of}  store {resources.store_choice.kind}  -> {ctx.run_root}")
     try:
         manifests = run_ingest(ctx, resources) if "ingest" in stages else None
         validated = None
@@ -210,45 +227,44 @@ def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
             validated = run_validate(ctx, resources, manifests if manifests is not None else load_ingest_manifests(ctx))
         features = None
         if "features" in stages:
-            features = run_features(ctx, resources, validated or load_stage_manifest(ctx, pipeline.VALIDATE_MANIFEST, "validate"))
-        trained = run_train(ctx, resources, features or load_stage_manifest(ctx, pipeline.FEATURES_MANIFEST, "features")) if "train" in stages else None
+            features = run_features(ctx, resources, validated or load_stage_manifest(ctx, ctx.layout.validate_manifest, "validate"))
+        trained = run_train(ctx, resources, features or load_stage_manifest(ctx, ctx.layout.features_manifest, "features")) if "train" in stages else None
         evaluated = None
         if "evaluate" in stages:
             evaluated = pipeline.evaluate(ctx, trained or load_trained(ctx), resources)
         if "deploy" in stages:
-            deployed = pipeline.deploy(ctx, evaluated or load_stage_manifest(ctx, pipeline.EVALUATE_MANIFEST, "evaluate"), resources)
-            print_model_table(ctx, read_json(ctx.run_root / pipeline.EVALUATION_REPORT), deployed)
+            deployed = pipeline.deploy(ctx, evaluated or load_stage_manifest(ctx, ctx.layout.evaluate_manifest, "evaluate"), resources)
+            print_model_table(ctx, read_json(ctx.layout.evaluation_report), deployed)
         elif evaluated:
-            print_model_table(ctx, read_json(ctx.run_root / pipeline.EVALUATION_REPORT), None)
+            print_model_table(ctx, read_json(ctx.layout.evaluation_report), None)
         if "report" in stages:
             written = pipeline.report(ctx, resources)
-            print(f"report: {ctx.run_root / written['html']} ({len(written['figures'])} plots; `trading-ml report --open` shows it)")
+            print(f"report: {ctx.layout.report_html} ({len(written['figures'])} plots; `trading-ml report --open` shows it)")
     finally:
         resources.store.close()
 
 
-def find_run_root(settings: Settings, run: str | None) -> Path:
-    """RUN as an as-of date or a folder; by default the newest run that has been evaluated."""
-    runs = settings.data_dir / "runs"
-    if run:
-        root = Path(run) if Path(run).is_dir() else runs / run
-        if not (root / pipeline.EVALUATION_REPORT).is_file():
-            raise ConfigError(f"{root} is not an evaluated run; pass an as-of date under {runs} or run `trading-ml run` first")
-        return root
-    evaluated = sorted(path.parent.parent for path in runs.glob(f"*/{pipeline.EVALUATION_REPORT}"))
+def find_evaluated_run(settings: Settings, reference: str | None):
+    """RUN as a run id, an as-of date (its newest run) or a folder; by default the newest evaluated run."""
+    if reference:
+        run = find_run(settings.data_dir, reference)
+        if not run.layout.evaluation_report.is_file():
+            raise ConfigError(f"run {run.run_id} ({run.layout.root}) is not evaluated yet; run `trading-ml evaluate --run-id {run.run_id}`")
+        return run
+    evaluated = [run for run in find_runs(settings.data_dir) if run.layout.evaluation_report.is_file()]
     if not evaluated:
-        raise ConfigError(f"no evaluated run under {runs}; run `trading-ml run` first")
+        raise ConfigError(f"no evaluated run under {settings.data_dir / 'runs'}; run `trading-ml run` first")
     return evaluated[-1]
 
 
 def run_report(args: argparse.Namespace) -> None:
     """Show a run's report; write it first when it is missing or --regenerate is given."""
     settings = settings_from_args(args)
-    root = find_run_root(settings, args.run)
-    path = root / "report.html"
+    run = find_evaluated_run(settings, args.run)
+    path = run.layout.report_html
     if args.regenerate or not path.is_file():
-        run = read_json(root / "run_manifest.json")
-        ctx = RunContext.create(settings, run["as_of"], run["symbols"], run["timeframes"], run["source"])
+        chosen = run.selection
+        ctx = RunContext.create(settings, chosen["as_of"], chosen["symbols"], chosen["timeframes"], chosen["source"], run.run_id)
         resources = pipeline.StageResources.open(ctx)
         try:
             pipeline.report(ctx, resources)
@@ -268,7 +284,25 @@ def run_serve(args: argparse.Namespace) -> None:
 def run_sync(args: argparse.Namespace) -> None:
     summary = sync_to_mongo(settings_from_args(args), args.mongo_uri)
     for collection, counts in summary.items():
-        print(f"sync {collection}: {counts['copied']:,} from TinyDB; {counts['in_mongodb']:,} in MongoDB")
+        if isinstance(counts, dict) and "copied" in counts:
+            print(f"sync {collection}: {counts['copied']:,} copied from TinyDB, {counts['kept']:,} kept (MongoDB's copy is as new); "
+                  f"{counts['in_mongodb']:,} in MongoDB")
+    for change in summary["renumbered"]:
+        print(f"  renumbered {change['model_name']} {change['from']} of run {change['run_id']} -> {change['to']} "
+              f"({change['from']} belongs to another run in MongoDB)")
+    for name, pointer in summary["production"].items():
+        print(f"  production {name}: run {pointer['run_id']}{'' if pointer['changed'] else ' (unchanged)'}")
+
+
+def run_list(args: argparse.Namespace) -> None:
+    """Every run under the data directory: as-of, run id, folder and the stages it finished."""
+    runs = find_runs(settings_from_args(args).data_dir, parse_as_of(args.as_of) if args.as_of else None)
+    rows = []
+    for run in runs:
+        manifest = read_json(run.layout.run_manifest) if run.layout.run_manifest.is_file() else {}
+        finished = [stage for stage in STAGES if stage in manifest.get("stages", {})]
+        rows.append((run.as_of.isoformat(), run.run_id, ",".join(finished) or "-", str(run.layout.root)))
+    print(format_table(("as-of", "run id", "stages", "folder"), rows) if rows else "no runs yet; start one with `trading-ml run`")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -285,13 +319,15 @@ def parser() -> argparse.ArgumentParser:
     ):
         add_run_options(commands.add_parser(name, help=text, description=text))
     report = commands.add_parser("report", help="show (or regenerate) a run's HTML performance report")
-    report.add_argument("run", nargs="?", help="as-of date or run folder (default: the newest evaluated run)")
+    report.add_argument("run", nargs="?", help="run id, as-of date (its newest run) or run folder (default: the newest evaluated run)")
     report.add_argument("--regenerate", action="store_true", help="write it again from the run's files and the registry")
     report.add_argument("--open", action="store_true", help="open it in a browser")
     serve = commands.add_parser("serve", help="the signals API (FastAPI) over the production models")
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     serve.add_argument("--port", type=int, default=8000)
-    for command in (report, serve):
+    listing = commands.add_parser("runs", help="list the runs: as-of, run id, finished stages, folder")
+    listing.add_argument("--as-of", help="only the runs of this as-of date")
+    for command in (report, serve, listing):
         command.add_argument("--data-dir")
         command.add_argument("--config")
         command.add_argument("-v", "--verbose", action="store_true")
@@ -309,12 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> None:
-    commands = {"sync": run_sync, "report": run_report, "serve": run_serve}
+    commands = {"sync": run_sync, "report": run_report, "serve": run_serve, "runs": run_list}
     if args.command in commands:
         commands[args.command](args)
         return
     stages = STAGES if args.command == "run" else (args.command,)
-    run_stages(build_context(args), stages)
+    run_stages(build_context(args, stages), stages)
 
 
 def _run(args: argparse.Namespace, action) -> int:
@@ -326,10 +362,13 @@ def _run(args: argparse.Namespace, action) -> int:
         action()
     except StageFailed as error:
         print(f"stage failed: {error}", file=sys.stderr)
-        return 1
+        return EXIT_STAGE_FAILED
+    except (StoreError, SourceUnavailable) as error:
+        print(f"unavailable, retry later: {error}", file=sys.stderr)
+        return EXIT_RETRY_LATER
     except TradingMLError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     return 0
 
 
@@ -349,7 +388,7 @@ def plan_parser() -> argparse.ArgumentParser:
 def plan_main(argv: Sequence[str] | None = None) -> int:
     args = plan_parser().parse_args(argv)
     stages = STAGES if args.full_pipeline else PLAN_STAGES[args.stage]
-    return _run(args, lambda: run_stages(build_context(args), stages))
+    return _run(args, lambda: run_stages(build_context(args, stages), stages))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Settings (config.yaml plus environment overrides) and the RunContext every stage receives.
+"""Settings: config.yaml plus environment overrides, checked when read.
 
-Every date window is derived from the run's as-of date; nothing here hard-codes a year.
+Nothing here hard-codes a year: every date window is derived from a run's as-of date (trading_ml.run).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import datetime as dt
 import os
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +126,7 @@ class AirflowSettings:
 
     schedule: str = "0 6 1 1,4,7,10 *"  # quarterly: 06:00 UTC on the first day of each quarter
     ingest_retries: int = 4
+    stage_retries: int = 2  # every other task: a store that stopped answering may be back; bad input fails at once
     retry_delay_seconds: float = 30.0  # doubles on each retry, up to max_retry_delay_seconds
     max_retry_delay_seconds: float = 600.0
     source_pool: str = "market_data_source"  # caps concurrent calls to the data provider (Yahoo)
@@ -347,76 +347,3 @@ def parse_as_of(text: str | dt.date | None, today: dt.date | None = None) -> dt.
             "pass today or an earlier date"
         )
     return as_of
-
-
-@dataclass
-class RunContext:
-    """One run: its settings, as-of date, selection and where it writes.
-
-    The data window of every timeframe ends at the as-of date (exclusive) and reaches back by the
-    timeframe's lookback, so a backfill is just an older as-of.
-    """
-
-    settings: Settings
-    as_of: dt.date
-    symbols: list[str]
-    timeframes: list[str]
-    source: str
-
-    @classmethod
-    def create(
-        cls,
-        settings: Settings,
-        as_of: str | dt.date | None = None,
-        symbols: list[str] | None = None,
-        timeframes: list[str] | None = None,
-        source: str | None = None,
-    ) -> RunContext:
-        chosen_symbols = [check_ticker(s) for s in (symbols or settings.symbols)]
-        chosen_timeframes = [settings.timeframe(t).name for t in (timeframes or settings.timeframes)]
-        return cls(
-            settings=settings,
-            as_of=parse_as_of(as_of),
-            symbols=list(dict.fromkeys(chosen_symbols)),
-            timeframes=list(dict.fromkeys(chosen_timeframes)),
-            source=source or settings.source,
-        )
-
-    @property
-    def run_id(self) -> str:
-        return f"asof-{self.as_of.isoformat()}"
-
-    @property
-    def run_root(self) -> Path:
-        return self.settings.data_dir / "runs" / self.as_of.isoformat()
-
-    def window(self, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-        """[start, end) in UTC: end is the as-of date's midnight, start is end minus the lookback."""
-        end = pd.Timestamp(self.as_of, tz="UTC")
-        return end - self.settings.timeframe(timeframe).offset, end
-
-    @cached_property
-    def pairs(self) -> list[tuple[str, str]]:
-        """Every (symbol, timeframe) this run ingests."""
-        return [(s, t) for s in self.symbols for t in self.timeframes]
-
-    def to_dict(self) -> dict[str, Any]:
-        """What a driver needs to rebuild this context elsewhere (e.g. in another Airflow task)."""
-        return {
-            "as_of": self.as_of.isoformat(),
-            "symbols": self.symbols,
-            "timeframes": self.timeframes,
-            "source": self.source,
-            "config_path": str(self.settings.config_path),
-            "data_dir": str(self.settings.data_dir),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], mongo_uri: str | None = None) -> RunContext:
-        """The context :meth:`to_dict` describes, e.g. in another Airflow task. The MongoDB URI (it
-        may hold a password) is never in that dict; the driver passes it here."""
-        env = {**os.environ, ENV_DATA_DIR: data["data_dir"]}
-        if mongo_uri:
-            env[ENV_MONGO_URI] = mongo_uri
-        settings = load_settings(data["config_path"], env)
-        return cls(settings, dt.date.fromisoformat(data["as_of"]), list(data["symbols"]), list(data["timeframes"]), data["source"])

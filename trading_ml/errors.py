@@ -22,4 +22,9 @@ class StageFailed(TradingMLError):
 
 
 class StoreError(TradingMLError):
-    """The MongoDB or TinyDB store refused or could not be reached."""
+    """The MongoDB or TinyDB store refused or could not be reached; retrying later may help."""
+
+
+class ConflictError(TradingMLError):
+    """A write would replace a document another run owns (a registry record or version claim);
+    nothing was written. Retrying will not help; the message names both runs."""

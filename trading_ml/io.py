@@ -59,6 +59,10 @@ def write_parquet(path: Path, table: pd.DataFrame) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def sha256_bytes(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:

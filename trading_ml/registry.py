@@ -1,9 +1,19 @@
-"""The model registry: versions, metadata, sha256 of every file, status, and loading by name.
+"""The model registry: versions, metadata, sha256 of every file, production, and loading by name.
 
-Records live in the store's ``ml_models`` (MongoDB, or the TinyDB fallback), keyed by
-(model_name, version); under MongoDB the files are copied into GridFS too. A version is a string
-"N.0" that grows by one with each training run that registers the model; re-running a stage of the
-same run reuses its version. Statuses: candidate, production (at most one per model), archived.
+Records live in the store's ``ml_models`` (MongoDB, or the TinyDB fallback). A record belongs to one
+run: it is identified by (model, version, run id), and a run has one record per model. A version is
+a string "N.0", claimed atomically in ``model_versions`` for one run, so a retried task of that run
+gets the same version again and no other run ever gets it. Under MongoDB the files are copied into
+GridFS too, named by their path under the models root.
+
+Which version is in production is one document per model in ``model_production`` (the pointer),
+changed only by compare-and-set on its revision: at most one production version per model, whatever
+runs at the same time. A record's status is read from it: production (the pointer names its run),
+archived (it was production before), candidate (never promoted).
+
+Loading reads only files derived from a record: the model's exact file names inside its run's
+``models/`` folder under the models root (``<data_dir>/runs``), each checked against its sha256
+before its bytes are handed to the model, which never opens a path itself.
 """
 
 from __future__ import annotations
@@ -14,20 +24,25 @@ import json
 import logging
 from pathlib import Path
 
-from trading_ml.errors import DataError
+from trading_ml.errors import ConfigError, ConflictError, DataError
+from trading_ml.io import atomic_write_bytes, sha256_bytes
 from trading_ml.models.direction import DirectionEnsemble, LSTMDirection, XGBoostDirection
 from trading_ml.models.regime import RegimeForest
 from trading_ml.models.volatility import GarchVolatility, LSTMVolatility
-from trading_ml.io import atomic_write_bytes, sha256_file
+from trading_ml.run import RunLayout, check_run_id, runs_root
 from trading_ml.storage import Store
 
 log = logging.getLogger(__name__)
 
 MODEL_CLASSES = {cls.name: cls for cls in (XGBoostDirection, LSTMDirection, GarchVolatility, LSTMVolatility, RegimeForest)}
 ENSEMBLE = "direction"
+ENSEMBLE_MEMBERS = ("direction_xgboost", "direction_lstm")
+ENSEMBLE_FILES = (".json",)  # {"members": [...], "rule": ...}: the members are this run's records
 MODEL_NAMES = (*MODEL_CLASSES, ENSEMBLE)
 COLLECTION = "ml_models"
 VERSIONS = "model_versions"
+PRODUCTION = "model_production"
+PROMOTE_ATTEMPTS = 50  # compare-and-set retries under contention before giving up
 
 
 class ModelNotFound(DataError):
@@ -35,91 +50,188 @@ class ModelNotFound(DataError):
 
 
 class ModelRegistry:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, data_dir: Path):
         self.store = store
+        self.models_root = runs_root(data_dir)
+
+    # -- reading ---------------------------------------------------------------------------------
 
     def records(self, name: str | None = None) -> list[dict]:
-        found = self.store.find(COLLECTION, {"model_name": name} if name else None)
-        return sorted(found, key=lambda r: (r["model_name"], _major(r["version"])))
+        """Records (of one model, or all) with their status read from the production pointers."""
+        match = {"model_name": name} if name else None
+        pointers = {p["model_name"]: p for p in self.store.find(PRODUCTION, match)}
+        found = [with_status(r, pointers.get(r["model_name"])) for r in self.store.find(COLLECTION, match)]
+        return sorted(found, key=lambda r: (r["model_name"], major_version(r["version"])))
 
     def record(self, name: str, version: str | None = None) -> dict:
         """The record of a version, or of the production version when none is given."""
         _check_name(name)
-        records = self.records(name)
         if version is None:
-            production = [r for r in records if r["status"] == "production"]
-            if not production:
-                listed = ", ".join(f"{r['version']} ({r['status']})" for r in records) or "none"
+            pointer = self.production(name)
+            if pointer is None:
+                listed = ", ".join(f"{r['version']} ({r['status']})" for r in self.records(name)) or "none"
                 raise ModelNotFound(f"no production version of {name}; versions: {listed}. Deploy one, or pass version=")
-            return production[-1]
+            return self.record_for_run(name, pointer["run_id"])
+        records = self.records(name)
         wanted = [r for r in records if r["version"] == _normalize(version)]
         if not wanted:
             raise ModelNotFound(f"{name} has no version {version}; versions: {', '.join(r['version'] for r in records) or 'none'}")
         return wanted[0]
 
+    def record_for_run(self, name: str, run_id: str) -> dict:
+        """The record a run registered for a model, whatever version it has now (sync may renumber)."""
+        _check_name(name)
+        found = self.store.find(COLLECTION, {"model_name": name, "run_id": run_id})
+        if not found:
+            what = f"{name} of run {run_id}"
+            missing = getattr(self.store, "missing", lambda _: None)(what)
+            if missing:
+                raise missing
+            raise ModelNotFound(f"{what} is not registered in this store ({self.store.kind}); train it first, or if this run "
+                                "fell back to TinyDB earlier, run `trading-ml sync` and re-run this stage")
+        return with_status(found[0], self.production(name))
+
+    def production(self, name: str) -> dict | None:
+        """The production pointer of a model: run_id, as_of, reason, revision, history; or None."""
+        found = self.store.find(PRODUCTION, {"model_name": name})
+        return found[0] if found else None
+
+    def production_versions(self) -> dict[str, str]:
+        return {r["model_name"]: r["version"] for r in self.records() if r["status"] == "production"}
+
+    # -- writing ---------------------------------------------------------------------------------
+
     def version_for_run(self, name: str, run_id: str) -> str:
         """This run's version of the model: the one it already has, or the next free one, claimed
         atomically (``model_versions``) so two runs at the same time never get the same version."""
         while True:
-            taken = self.records(name) + self.store.find(VERSIONS, {"model_name": name})
+            taken = self.store.find(COLLECTION, {"model_name": name}) + self.store.find(VERSIONS, {"model_name": name})
             same_run = [r for r in taken if r["run_id"] == run_id]
             if same_run:
                 return same_run[0]["version"]
-            version = f"{max((_major(r['version']) for r in taken), default=0) + 1}.0"
+            version = f"{max((major_version(r['version']) for r in taken), default=0) + 1}.0"
             if self.store.insert_new(VERSIONS, {"model_name": name, "version": version, "run_id": run_id}):
                 return version
 
+    def publish(self, record: dict) -> dict:
+        """Claim this run's version and register the record under it. If the store falls back to
+        TinyDB on the way, both happen again there, so the record never carries a version that
+        store did not give it."""
+        while True:
+            kind = self.store.kind
+            version = self.version_for_run(record["model_name"], record["run_id"])
+            registered = self.register({**record, "version": version})
+            if self.store.kind == kind:
+                return registered
+
     def register(self, record: dict) -> dict:
-        """Upsert a record (status candidate unless it says otherwise); copy its files to GridFS."""
-        record = {"status": "candidate", **record, "updated_at": _now()}
+        """Insert or replace this run's record; copy its files to GridFS. A record of another run
+        under the same version is never replaced (ConflictError)."""
+        record = {k: v for k, v in record.items() if k != "status"}
+        check_run_id(record["run_id"])
         for artifact in record.get("artifacts", []):
-            path = Path(artifact["path"])
-            self.store.put_file(path.name, path.read_bytes(), {"model_name": record["model_name"], "version": record["version"], "sha256": artifact["sha256"]})
+            payload = (self.models_root / artifact["path"]).read_bytes()
+            self.store.put_file(artifact["path"], payload, {"model_name": record["model_name"], "run_id": record["run_id"], "sha256": artifact["sha256"]})
         self.store.upsert_many(COLLECTION, [record])
-        return record
+        return with_status(record, self.production(record["model_name"]))
 
-    def update(self, name: str, version: str, **fields) -> dict:
-        record = {**self.record(name, version), **fields, "updated_at": _now()}
-        self.store.upsert_many(COLLECTION, [record])
-        return record
+    def update(self, name: str, run_id: str, **fields) -> dict:
+        """Set fields on this run's record of a model (not its identity, not its status)."""
+        if {"model_name", "version", "run_id", "status"} & set(fields):
+            raise ValueError("update sets metadata only; versions come from publish, status from promote")
+        if not self.store.update_fields(COLLECTION, {"model_name": name, "run_id": run_id}, fields):
+            self.record_for_run(name, run_id)  # raises with the reason
+        return self.record_for_run(name, run_id)
 
-    def promote(self, name: str, version: str, reason: str) -> dict:
-        """Make this version production; the previous production version becomes archived."""
-        for record in self.records(name):
-            if record["status"] == "production" and record["version"] != version:
-                self.update(name, record["version"], status="archived", archived_reason=f"replaced by {version}")
-        return self.update(name, version, status="production", deploy_decision=reason)
+    def promote(self, name: str, run_id: str, reason: str, expected: str | None | object = ...) -> bool:
+        """Make this run's version production by compare-and-set on the pointer; the previous one
+        becomes archived. With ``expected`` (the production run id the decision was made against,
+        None for none) it promotes only if production is still that, and returns False otherwise."""
+        record = self.record_for_run(name, run_id)
+        for _ in range(PROMOTE_ATTEMPTS):
+            current = self.production(name)
+            if expected is not ... and (current["run_id"] if current else None) != expected:
+                return False
+            entry = {"run_id": run_id, "as_of": record["as_of"], "promoted_at": _now(), "reason": reason}
+            pointer = {"model_name": name, **entry, "revision": current["revision"] + 1 if current else 1,
+                       "history": [*(current["history"] if current else []), entry]}
+            if self.store.replace_if(PRODUCTION, pointer, current["revision"] if current else None):
+                self.update(name, run_id, deploy_decision=reason)
+                return True
+        raise ConflictError(f"promoting {name} of run {run_id}: the production pointer kept changing ({PROMOTE_ATTEMPTS} attempts); try again")
+
+    def artifacts(self, paths: list[Path]) -> list[dict]:
+        """Registry entries of files under the models root: path relative to it, and sha256."""
+        return [{"path": str(Path(path).relative_to(self.models_root)), "sha256": sha256_bytes(Path(path).read_bytes())} for path in paths]
+
+    # -- loading ---------------------------------------------------------------------------------
 
     def load_model(self, name: str, version: str | None = None):
         """The model object of a version (default: production), after checking every file's sha256.
 
-        ``load_model("direction")`` returns the XGBoost + LSTM ensemble of the versions it names.
+        ``load_model("direction")`` returns the XGBoost + LSTM ensemble of the run it belongs to.
         """
-        record = self.record(name, version)
-        if name == ENSEMBLE:
-            return DirectionEnsemble([self.load_model(member, v) for member, v in record["components"].items()])
-        for artifact in record["artifacts"]:
-            self._verified(Path(artifact["path"]), artifact["sha256"], record)
-        return MODEL_CLASSES[name].load(Path(record["stem"]))
+        return self.load_record(self.record(name, version))
 
-    def _verified(self, path: Path, expected: str, record: dict) -> None:
-        """Check a file against its recorded sha256; restore a missing file from GridFS first."""
-        if not path.exists():
-            payload = self.store.get_file(path.name)
-            if payload is None or hashlib.sha256(payload).hexdigest() != expected:
-                raise ModelNotFound(f"{path} of {record['model_name']} {record['version']} is missing and no intact copy is in the store")
+    def load_record(self, record: dict):
+        name = record["model_name"]
+        _check_name(name)
+        if name == ENSEMBLE:
+            spec = json.loads(self._verified_files(record, ENSEMBLE_FILES)[".json"])
+            if spec.get("members") != list(ENSEMBLE_MEMBERS):
+                raise DataError(f"{_label(record)}: its file names members {spec.get('members')!r}, not {list(ENSEMBLE_MEMBERS)}; refusing it")
+            return DirectionEnsemble([self.load_record(self.record_for_run(m, record["run_id"])) for m in ENSEMBLE_MEMBERS])
+        cls = MODEL_CLASSES[name]
+        return cls.from_files(self._verified_files(record, cls.FILES))
+
+    def expected_files(self, record: dict, suffixes: tuple[str, ...]) -> dict[str, str]:
+        """{path under the models root: suffix} of the files a record's model consists of, derived
+        from its model name, run id and as-of, never from paths the record gives."""
+        try:
+            layout = RunLayout.of(self.models_root.parent, dt.date.fromisoformat(str(record["as_of"])), record["run_id"])
+        except (KeyError, ValueError, ConfigError) as error:
+            raise DataError(f"{_label(record)}: the record's run id or as-of is not valid ({error}); refusing to load it") from error
+        return {str(layout.model_file(record["model_name"], s).relative_to(self.models_root)): s for s in suffixes}
+
+    def _verified_files(self, record: dict, suffixes: tuple[str, ...]) -> dict[str, bytes]:
+        """{suffix: bytes} of exactly the model's files, each matching the record's sha256."""
+        expected = self.expected_files(record, suffixes)
+        artifacts = record.get("artifacts") or []
+        listed = {a.get("path"): a.get("sha256") for a in artifacts}
+        if sorted(map(str, listed)) != sorted(expected) or len(artifacts) != len(expected):
+            raise DataError(f"{_label(record)}: the record lists {[a.get('path') for a in artifacts] or 'no files'}, but it consists of exactly "
+                            f"{sorted(expected)} under {self.models_root}; refusing to load it")
+        return {suffix: self._verified_bytes(relative, listed[relative], record) for relative, suffix in expected.items()}
+
+    def _verified_bytes(self, relative: str, expected: str, record: dict) -> bytes:
+        """A file's bytes if they match the recorded sha256 (a missing file is restored from GridFS)."""
+        path = self.models_root / relative
+        if not path.resolve().is_relative_to(self.models_root.resolve()):
+            raise DataError(f"{_label(record)}: {path} leads outside the models root {self.models_root}; refusing to load it")
+        if path.is_file():
+            payload = path.read_bytes()
+        else:
+            payload = self.store.get_file(relative)
+            if payload is None or sha256_bytes(payload) != expected:
+                raise ModelNotFound(f"{path} of {_label(record)} is missing and no intact copy is in the store")
             atomic_write_bytes(path, payload)
             log.warning("restored %s from GridFS", path)
-        actual = sha256_file(path)
+        actual = sha256_bytes(payload)
         if actual != expected:
-            raise DataError(
-                f"{path} of {record['model_name']} {record['version']} does not match its registry sha256 "
-                f"({actual[:12]}… != {expected[:12]}…): the file was altered; refusing to load it"
-            )
+            raise DataError(f"{path} of {_label(record)} does not match its registry sha256 "
+                            f"({actual[:12]}… != {str(expected)[:12]}…): the file was altered; refusing to load it")
+        return payload
 
 
-def artifacts(paths: list[Path]) -> list[dict]:
-    return [{"path": str(path), "sha256": sha256_file(path)} for path in paths]
+def with_status(record: dict, pointer: dict | None) -> dict:
+    """The record with its status: production, archived (production before) or candidate."""
+    if pointer and pointer["run_id"] == record["run_id"]:
+        status = "production"
+    elif pointer and record["run_id"] in {entry["run_id"] for entry in pointer.get("history", [])}:
+        status = "archived"
+    else:
+        status = "candidate"
+    return {**{k: v for k, v in record.items() if k != "status"}, "status": status}
 
 
 def config_hash(settings) -> str:
@@ -128,12 +240,17 @@ def config_hash(settings) -> str:
     return hashlib.sha256(json.dumps(relevant, default=repr, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _label(record: dict) -> str:
+    return f"{record.get('model_name')} {record.get('version')} (run {record.get('run_id')})"
+
+
 def _check_name(name: str) -> None:
     if name not in MODEL_NAMES:
         raise ModelNotFound(f"unknown model {name!r}; models are {', '.join(MODEL_NAMES)}")
 
 
-def _major(version: str) -> int:
+def major_version(version: str) -> int:
+    """1 of '1.0'."""
     return int(str(version).split(".")[0])
 
 
@@ -141,9 +258,8 @@ def _normalize(version: str | int | float) -> str:
     text = str(version)
     if not text.replace(".", "", 1).isdigit():
         raise ModelNotFound(f"version {version!r} is not like '1.0'")
-    return f"{_major(text)}.0"
+    return f"{major_version(text)}.0"
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
-
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")

@@ -7,7 +7,6 @@ import base64
 import datetime as dt
 import html
 import io
-from pathlib import Path
 
 import matplotlib
 
@@ -16,10 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from trading_ml.config import RunContext  # noqa: E402
+from trading_ml.run import RunContext  # noqa: E402
 from trading_ml.data.sources import read_bars_csv  # noqa: E402
 from trading_ml.io import atomic_write_bytes, read_json, write_json  # noqa: E402
-from trading_ml.models.base import load_config  # noqa: E402
+from trading_ml.models.base import CONFIG  # noqa: E402
 from trading_ml.models.dataset import TrainingData  # noqa: E402
 from trading_ml.models.regime import NOWCAST  # noqa: E402
 from trading_ml.models.volatility import TARGET as VOLATILITY_TARGET  # noqa: E402
@@ -32,27 +31,27 @@ REGIME_COLORS = {"bull": "#2e7d32", "bear": "#c62828", "sideways": "#9e9e9e", "h
 DIRECTION_LABELS = {"-1": "down", "0": "neutral", "1": "up"}
 
 
-def write_report(ctx: RunContext, registry: ModelRegistry, paths: dict[str, str]) -> dict:
-    """Write report.html and report.json under the run root; ``paths`` are the run's stage outputs
-    (validate and features manifests, evaluation report, deploy manifest) relative to the root."""
-    summary = report_data(ctx, registry, paths)
-    figures = report_figures(ctx, registry, paths, summary)
+def write_report(ctx: RunContext, registry: ModelRegistry) -> dict:
+    """Write the run's report.html and report.json from its validate and features manifests, its
+    evaluation report and the registry; their paths relative to the run folder."""
+    summary = report_data(ctx, registry)
+    figures = report_figures(ctx, summary)
     summary["figures"] = [{"id": key, "title": title} for key, (title, _) in figures.items()]
-    json_path = write_json(ctx.run_root / REPORT_JSON, summary)
-    html_path = atomic_write_bytes(ctx.run_root / REPORT_HTML, render_html(summary, figures).encode())
-    return {"html": str(html_path.relative_to(ctx.run_root)), "json": str(json_path.relative_to(ctx.run_root)), "figures": list(figures)}
+    json_path = write_json(ctx.layout.report_json, summary)
+    html_path = atomic_write_bytes(ctx.layout.report_html, render_html(summary, figures).encode())
+    return {"html": ctx.layout.relative(html_path), "json": ctx.layout.relative(json_path), "figures": list(figures)}
 
 
-def report_data(ctx: RunContext, registry: ModelRegistry, paths: dict[str, str]) -> dict:
+def report_data(ctx: RunContext, registry: ModelRegistry) -> dict:
     """The numbers: what went in, what validation quarantined, each model beside its baselines."""
-    validated = read_json(ctx.run_root / paths["validate"])
-    features = read_json(ctx.run_root / paths["features"])
-    evaluation = read_json(ctx.run_root / paths["evaluation"])
+    validated = read_json(ctx.layout.validate_manifest)
+    features = read_json(ctx.layout.features_manifest)
+    evaluation = read_json(ctx.layout.evaluation_report)
     models = {}
     for name, result in evaluation["models"].items():
-        record = registry.record(name, result["version"])
+        record = registry.record_for_run(name, ctx.run_id)
         models[name] = {
-            "version": result["version"],
+            "version": record["version"],
             "status": record["status"],
             "deploy_decision": record.get("deploy_decision", "not deployed yet"),
             "test_metrics": record["test_metrics"],
@@ -84,36 +83,30 @@ def _baseline_values(result: dict) -> dict[str, float]:
     return {name: values[metric] for name, values in result["baselines"].items()}
 
 
-def report_figures(ctx: RunContext, registry: ModelRegistry, paths: dict[str, str], summary: dict) -> dict[str, tuple[str, str]]:
-    """{id: (title, base64 PNG)} for every plot the run's models allow."""
-    evaluation = read_json(ctx.run_root / paths["evaluation"])["models"]
-    data = TrainingData.load(ctx, read_json(ctx.run_root / paths["features"]))
+def report_figures(ctx: RunContext, summary: dict) -> dict[str, tuple[str, str]]:
+    """{id: (title, base64 PNG)} for every plot the run's models allow, from the run's own files."""
+    evaluation = read_json(ctx.layout.evaluation_report)["models"]
+    data = TrainingData.load(ctx, read_json(ctx.layout.features_manifest))
     figures = {}
     for name, result in evaluation.items():
         matrix = result["metrics"]["confusion_matrix"] if "metrics" in result and "confusion_matrix" in result["metrics"] else None
         if "nowcast" in result:
             matrix = result["nowcast"]["metrics"]["confusion_matrix"]
         if matrix:
-            figures[f"confusion_{name}"] = (f"{name} {result['version']}: confusion matrix (test)", _confusion_png(matrix))
+            figures[f"confusion_{name}"] = (f"{name} {summary['models'][name]['version']}: confusion matrix (test)", _confusion_png(matrix))
         if "backtest" in result:
-            figures[f"equity_{name}"] = (f"{name} {result['version']}: long-short vs buy-and-hold (test, after costs)", _equity_png(result["backtest"]))
+            figures[f"equity_{name}"] = (f"{name} {summary['models'][name]['version']}: long-short vs buy-and-hold (test, after costs)", _equity_png(result["backtest"]))
     if "direction_xgboost" in evaluation:
-        stem = registry.record("direction_xgboost", evaluation["direction_xgboost"]["version"])["stem"]
-        importance = load_config(Path(stem))["feature_importance"]
+        importance = read_json(ctx.layout.model_file("direction_xgboost", CONFIG))["feature_importance"]
         figures["importance_direction_xgboost"] = (f"direction_xgboost: top {TOP_FEATURES} features by gain", _importance_png(importance))
     for name in ("volatility_garch", "volatility_lstm"):
         if name in evaluation:
-            predictions = _predictions(ctx, registry, name, evaluation[name]["version"])
+            predictions = pd.read_parquet(ctx.layout.predictions(name))
             figures[f"volatility_{name}"] = (f"{name}: predicted vs realized volatility (test)", _volatility_png(data, predictions, ctx))
     if "regime_rf" in evaluation:
-        predictions = _predictions(ctx, registry, "regime_rf", evaluation["regime_rf"]["version"])
+        predictions = pd.read_parquet(ctx.layout.predictions("regime_rf"))
         figures["regime_timeline"] = (f"regime_rf: regime nowcast over {ctx.settings.features.benchmark}", _regime_png(ctx, data, predictions))
     return figures
-
-
-def _predictions(ctx: RunContext, registry: ModelRegistry, name: str, version: str) -> pd.DataFrame:
-    stem = Path(registry.record(name, version)["stem"])
-    return pd.read_parquet(stem.with_name(stem.name + ".predictions.parquet"))
 
 
 def _png(figure) -> str:
@@ -181,7 +174,7 @@ def _volatility_png(data: TrainingData, predictions: pd.DataFrame, ctx: RunConte
 def _regime_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFrame) -> str:
     benchmark = ctx.settings.features.benchmark
     figure, axes = plt.subplots(figsize=(7.2, 3.2))
-    path = ctx.run_root / "validated" / f"{benchmark}_{data.timeframe}.csv"
+    path = ctx.layout.validated_bars(benchmark, data.timeframe)
     if benchmark in data.symbols and path.exists():
         regimes = predictions["regime_now"].xs(benchmark, level="symbol")
         close = read_bars_csv(path, data.timeframe)["close"].reindex(regimes.index)

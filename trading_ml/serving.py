@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from trading_ml.config import Settings
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.validation import validate_bars
-from trading_ml.errors import DataError
+from trading_ml.errors import DataError, StoreError
 from trading_ml.features.build import build_timeframe
 from trading_ml.models.volatility import ewma_forecast
 from trading_ml.registry import ENSEMBLE, ModelRegistry
@@ -49,7 +49,7 @@ class SignalService:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store, self.store_choice = open_store(settings)
-        self.registry = ModelRegistry(self.store)
+        self.registry = ModelRegistry(self.store, settings.data_dir)
         self.timeframe = settings.models.timeframe
         self._lock = threading.Lock()
         self._models: dict[str, tuple[str, object]] = {}
@@ -58,7 +58,7 @@ class SignalService:
         self._signals: dict[tuple, tuple[pd.DataFrame, dict]] = {}
 
     def production_versions(self) -> dict[str, str]:
-        return {r["model_name"]: r["version"] for r in self.registry.records() if r["status"] == "production"}
+        return self.registry.production_versions()
 
     def models(self) -> dict[str, tuple[str, object]]:
         """{name: (version, model)} of the production models, reloaded when a version changes."""
@@ -196,6 +196,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(DataError)
     async def bad_model(_, error: DataError):  # e.g. a production model whose files fail their sha256
+        return JSONResponse(status_code=503, content={"detail": str(error)})
+
+    @app.exception_handler(StoreError)
+    async def store_down(_, error: StoreError):  # MongoDB stopped answering: say so, try again later
         return JSONResponse(status_code=503, content={"detail": str(error)})
 
     @app.get("/health")

@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.conftest import write_config  # noqa: F401 - the DAG tests' config writer
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="trading-ml-airflow-"))
@@ -29,14 +30,3 @@ def airflow_db():
     db.resetdb()
     yield AIRFLOW_HOME
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
-
-
-def write_config(folder: Path, **sections) -> Path:
-    """The repo's config.yaml rooted in folder, with sections (e.g. airflow=...) merged in."""
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["data_dir"] = str(folder / "data")
-    for name, values in sections.items():
-        raw[name] = {**(raw.get(name) or {}), **values}
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path

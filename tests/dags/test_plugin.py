@@ -23,7 +23,7 @@ def test_the_plugin_serves_the_registry_and_the_newest_report(airflow_db, traine
     plugin = load_plugin()
     client = TestClient(plugin.app)
     page = client.get("/").text
-    assert "Model registry (tinydb)" in page and ctx.run_root.name in page
+    assert "Model registry (tinydb)" in page and f"run {ctx.run_id}" in page
     for name in ("direction_xgboost", "direction_lstm", "volatility_garch", "volatility_lstm", "regime_rf"):
         assert f"<td>{name}</td><td>1.0</td>" in page
     assert client.get("/report").text == (ctx.run_root / written["html"]).read_text()

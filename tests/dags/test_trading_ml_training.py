@@ -13,6 +13,7 @@ from tests.dags.conftest import REPO, write_config
 from trading_ml import pipeline
 from trading_ml.config import load_settings
 from trading_ml.registry import ModelRegistry
+from trading_ml.run import find_runs, folder_name, runs_root
 from trading_ml.storage import MongoStore, TinyStore
 
 DAG_ID = "trading_ml_training"
@@ -132,12 +133,13 @@ def test_a_whole_run_through_airflow_registers_the_five_models_in_mongodb(two_ai
     assert run.state == "success"
     assert {ti.state for ti in instances.values()} == {"success"}
     assert len([key for key in instances if key[0] == "ingest"]) == len(SYMBOLS)
-    registry = ModelRegistry(store)
-    run_root = data_dir / "runs" / "2026-08-20"
+    registry = ModelRegistry(store, data_dir)
+    run_root = data_dir / "runs" / "2026-08-20" / folder_name(run.run_id)
+    assert xcoms(run)[("plan", -1, "return_value")]["run_root"] == str(run_root)
     for name in pipeline.MODELS:
         record = registry.record(name, "1.0")
-        assert record["run_id"] == "asof-2026-08-20"
-        assert all(a["path"].startswith(str(run_root / "models")) for a in record["artifacts"])
+        assert record["run_id"] == run.run_id  # Airflow's DAG run id
+        assert all((runs_root(data_dir) / a["path"]).parent == run_root / "models" for a in record["artifacts"])
     deployed = xcoms(run)[("deploy", -1, "return_value")]
     assert deployed["store"]["kind"] == "mongodb" and set(deployed["decisions"]) == {*pipeline.MODELS, "direction"}
     trained = xcoms(run)[("train_regime_rf", -1, "return_value")]
@@ -160,11 +162,11 @@ def test_runs_with_different_as_of_dates_have_their_own_roots_and_versions(two_a
     store, data_dir = two_airflow_runs[1], two_airflow_runs[2]
     assert second.state == "success"
     plans = [xcoms(run)[("plan", -1, "return_value")] for run in (first, second)]
-    assert [p["run_root"] for p in plans] == [str(data_dir / "runs" / d) for d in ("2026-08-20", "2026-11-20")]
-    registry = ModelRegistry(store)
+    assert [p["run_root"] for p in plans] == [str(data_dir / "runs" / d / folder_name(r.run_id)) for d, r in (("2026-08-20", first), ("2026-11-20", second))]
+    registry = ModelRegistry(store, data_dir)
     for name in pipeline.MODELS:
         versions = {r["version"]: r["run_id"] for r in registry.records(name)}
-        assert versions == {"1.0": "asof-2026-08-20", "2.0": "asof-2026-11-20"}
+        assert versions == {"1.0": first.run_id, "2.0": second.run_id}
 
 
 def test_one_symbol_failing_to_ingest_is_quarantined_and_the_run_succeeds(airflow_db, tmp_path, monkeypatch):
@@ -185,8 +187,8 @@ def test_one_symbol_failing_to_ingest_is_quarantined_and_the_run_succeeds(airflo
     states = {task: ti.state for (task, _), ti in instances.items() if task != "ingest"}
     assert states["train_volatility_garch"] == "success" and states["evaluate"] == "success"
     assert states["train_direction_xgboost"] == "skipped" and states["deploy"] == "skipped"
-    assert states["report"] == "success" and (tmp_path / "data" / "runs" / "2026-11-20" / "report.html").is_file()
-    registry = ModelRegistry(TinyStore(tmp_path / "data" / "fallback"))
+    assert states["report"] == "success" and (tmp_path / "data" / "runs" / "2026-11-20" / folder_name(run.run_id) / "report.html").is_file()
+    registry = ModelRegistry(TinyStore(tmp_path / "data" / "fallback"), tmp_path / "data")
     assert registry.record("volatility_garch", "1.0")["status"] == "candidate"
     assert "JPM" not in registry.record("volatility_garch", "1.0")["symbols"]
 
@@ -198,3 +200,41 @@ def test_the_mongo_uri_comes_from_the_airflow_connection_with_its_options(airflo
     assert trading_ml_airflow.mongo_uri() is None  # no connection: the library falls back to TinyDB
     monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", "mongo://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true")
     assert trading_ml_airflow.mongo_uri() == "mongodb://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true"
+
+
+def test_two_dag_runs_on_one_day_keep_their_own_files_and_records_and_a_retried_train_keeps_its_version(airflow_db, tmp_path, monkeypatch):
+    """Two manual triggers on the same day with different symbols: two run folders, two versions,
+    both intact. In the second, train_regime_rf fails once after registering (as when MongoDB stops
+    answering): Airflow retries it and the retry reuses the run's version."""
+    from trading_ml.errors import StoreError
+    from trading_ml.pipeline import model_stages
+
+    monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
+    dag = load_dag(write_config(tmp_path, airflow={"stage_retries": 1, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1}), monkeypatch)
+    models = ["volatility_garch", "regime_rf"]
+    first, _ = run_dag(dag, as_of="2026-11-20", symbols=["^GSPC", "^VIX", "AAPL", "XOM"], models=models)
+    files = {path: path.read_bytes() for path in find_runs(tmp_path / "data")[0].layout.root.rglob("*") if path.is_file()}
+
+    publish, failed = model_stages.ModelRegistry.publish, []
+
+    def publish_then_fail_once(registry, record):
+        published = publish(registry, record)
+        if record["model_name"] == "regime_rf" and not failed:
+            failed.append(published["version"])
+            raise StoreError("MongoDB at mongodb://db/ did not answer (injected after the record was written)")
+        return published
+
+    monkeypatch.setattr(model_stages.ModelRegistry, "publish", publish_then_fail_once)
+    second, instances = run_dag(dag, as_of="2026-11-20", symbols=["^GSPC", "^VIX", "JPM", "MSFT"], models=models)
+    assert first.state == second.state == "success" and first.run_id != second.run_id
+    assert instances[("train_regime_rf", -1)].try_number == 2 and failed == ["2.0"]
+    runs = find_runs(tmp_path / "data")
+    assert [r.run_id for r in runs] == [first.run_id, second.run_id] and {r.as_of.isoformat() for r in runs} == {"2026-11-20"}
+    assert {path: path.read_bytes() for path in runs[0].layout.root.rglob("*") if path.is_file()} == files  # the first run untouched
+    registry = ModelRegistry(TinyStore(tmp_path / "data" / "fallback"), tmp_path / "data")
+    for name in models:
+        records = {r["run_id"]: r for r in registry.records(name)}
+        assert {run_id: r["version"] for run_id, r in records.items()} == {first.run_id: "1.0", second.run_id: "2.0"}  # no third
+        assert "AAPL" in records[first.run_id]["symbols"] and "JPM" in records[second.run_id]["symbols"]
+        assert all(registry.load_record(r) is not None for r in records.values())
+    assert len(registry.store.find("model_versions", {"model_name": "regime_rf"})) == 2

@@ -58,7 +58,7 @@ def test_a_malformed_file_leaves_nothing_half_written_in_the_run(tmp_path):
     written for it, and validation quarantines it while the good pair passes."""
     from tests.conftest import make_settings
     from trading_ml import pipeline
-    from trading_ml.config import RunContext
+    from trading_ml.run import RunContext
     from trading_ml.data.sources import SyntheticSource
     from trading_ml.io import write_bars_csv
 

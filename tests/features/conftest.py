@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import AS_OF
-from trading_ml.config import RunContext
+from trading_ml.run import RunContext
 from trading_ml.data.sources import make_source
 
 FEATURE_UNIVERSE = ["^GSPC", "^VIX", "^NSEI", "AAPL", "XOM", "JPM"]

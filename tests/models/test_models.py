@@ -74,17 +74,16 @@ def test_garch_beats_the_naive_forecast_on_clustered_volatility():
 
 
 @pytest.mark.parametrize("model_class", [XGBoostDirection, LSTMDirection, LSTMVolatility, GarchVolatility])
-def test_save_and_load_give_identical_predictions(model_class, tmp_path):
+def test_save_and_load_give_identical_predictions(model_class):
     table = planted_table(signal=1.0, days=300, symbols=4)
     split = split_by_time(table, SETTINGS, FeatureSettings())
     if model_class is GarchVolatility:
         model = model_class.fit(table, split, SETTINGS, 20)
     else:
         model = model_class.fit(table, split, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES, SETTINGS)
-    stem = tmp_path / f"{model_class.name}_v1.0"
-    files = model.save(stem)
-    assert all(path.is_file() and path.name.startswith(stem.name) for path in files)
-    again = model_class.load(stem)
+    files = model.to_files()
+    assert tuple(files) == model_class.FILES and all(isinstance(payload, bytes) and payload for payload in files.values())
+    again = model_class.from_files(files)
     pd.testing.assert_frame_equal(model.predict(table), again.predict(table))
 
 
@@ -144,7 +143,7 @@ def planted_regime_table(days: int = 700, symbols: int = 6, seed: int = 4) -> pd
     return pd.concat(frames).sort_index(level=["timestamp", "symbol"])
 
 
-def test_regime_forest_nowcast_beats_persistence_and_survives_save_and_load(tmp_path):
+def test_regime_forest_nowcast_beats_persistence_and_survives_save_and_load():
     table = planted_regime_table()
     split = split_by_time(table, SETTINGS, FeatureSettings())
     model = RegimeForest.fit(table, split, REGIME_FEATURES, SETTINGS)
@@ -152,8 +151,7 @@ def test_regime_forest_nowcast_beats_persistence_and_survives_save_and_load(tmp_
     now = result["nowcast"]
     assert now["metrics"]["accuracy"] > now["persistence"]["accuracy"] + 0.3, now
     assert result["beats_baselines"]
-    model.save(tmp_path / "regime_rf_v1.0")
-    again = RegimeForest.load(tmp_path / "regime_rf_v1.0")
+    again = RegimeForest.from_files(model.to_files())
     pd.testing.assert_frame_equal(model.predict(table), again.predict(table))
 
 

@@ -1,4 +1,4 @@
-"""Both backends behave alike: round trip, idempotent upserts, fallback and sync."""
+"""Both backends behave alike: round trip, idempotent upserts, owners, compare-and-set, fallback and sync."""
 
 import json
 import threading
@@ -9,8 +9,9 @@ import pytest
 from tests.conftest import closed_port_uri, make_settings
 from trading_ml.config import load_settings
 from trading_ml.data.synthetic import SyntheticMarket
-from trading_ml.errors import StoreError
-from trading_ml.storage import MongoStore, TinyStore, bars_to_documents, open_store, sync_to_mongo
+from trading_ml.errors import ConflictError, StoreError
+from trading_ml.storage import MongoStore, TinyStore, bars_to_documents, open_store
+from trading_ml.sync import sync_to_mongo
 from trading_ml.storage import tiny
 from trading_ml.storage.base import mask_uri
 
@@ -61,6 +62,38 @@ def test_documents_are_found_by_field(store):
     ])
     assert [d["symbol"] for d in store.find("validation_reports", {"quarantined": True})] == ["MSFT"]
     assert store.count("validation_reports", {"run_id": "r1"}) == 2
+
+
+def test_a_record_of_another_run_is_never_replaced(store):
+    store.upsert_many("ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-a", "symbols": ["AAPL"]}])
+    store.upsert_many("ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-a", "symbols": ["AAPL", "XOM"]}])
+    with pytest.raises(ConflictError, match="another run|belongs to"):
+        store.upsert_many("ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-b", "symbols": ["MSFT"]}])
+    assert store.upsert_newer("ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-b", "updated_at": "9999"}]) == 0
+    [record] = store.find("ml_models")
+    assert record["run_id"] == "run-a" and record["symbols"] == ["AAPL", "XOM"]
+
+
+def test_upsert_newer_keeps_the_newer_copy_of_each_document(store):
+    store.upsert_newer("pipeline_runs", [{"run_id": "r1", "stage": "old", "updated_at": "2026-01-02"},
+                                         {"run_id": "r2", "stage": "old", "updated_at": "2026-01-02"}])
+    written = store.upsert_newer("pipeline_runs", [{"run_id": "r1", "stage": "older", "updated_at": "2026-01-01"},
+                                                   {"run_id": "r2", "stage": "newer", "updated_at": "2026-01-03"},
+                                                   {"run_id": "r3", "stage": "new", "updated_at": "2026-01-01"}])
+    assert written == 2
+    assert {d["run_id"]: d["stage"] for d in store.find("pipeline_runs")} == {"r1": "old", "r2": "newer", "r3": "new"}
+
+
+def test_replace_if_is_a_compare_and_set_on_the_revision(store):
+    pointer = {"model_name": "regime_rf", "run_id": "a", "revision": 1}
+    assert store.replace_if("model_production", pointer, None)
+    assert not store.replace_if("model_production", {**pointer, "run_id": "b"}, None)  # one exists already
+    assert not store.replace_if("model_production", {**pointer, "run_id": "b", "revision": 2}, 5)  # stale revision
+    assert store.replace_if("model_production", {**pointer, "run_id": "b", "revision": 2}, 1)
+    assert [(d["run_id"], d["revision"]) for d in store.find("model_production")] == [("b", 2)]
+    assert store.update_fields("model_production", {"model_name": "regime_rf"}, {"note": "x"})
+    assert not store.update_fields("model_production", {"model_name": "momentum"}, {"note": "x"})
+    assert store.find("model_production")[0]["note"] == "x"
 
 
 def test_tinydb_parallel_writers_lose_nothing(tmp_path):
@@ -133,7 +166,8 @@ def test_sync_copies_the_fallback_into_mongodb_exactly_once(tmp_path, mongo_uri)
     second = sync_to_mongo(settings)
 
     total = sum(len(f) for f in bars.values())
-    assert first["market_data"] == {"copied": total, "in_mongodb": total} == second["market_data"]
+    assert first["market_data"] == {"copied": total - 5, "kept": 5, "in_mongodb": total}  # MongoDB's 5 bars were written later
+    assert second["market_data"] == {"copied": 0, "kept": total, "in_mongodb": total}
     for symbol, frame in bars.items():
         pd.testing.assert_frame_equal(mongo.read_bars(symbol, "1d"), frame, check_freq=False)
     assert mongo.count("pipeline_runs") == 1
@@ -150,3 +184,30 @@ def test_sync_without_a_reachable_mongodb_is_a_clear_error(tmp_path):
 def test_mask_uri_hides_passwords_only():
     assert mask_uri("mongodb://alice:s3cr3t@db:27017/x?authSource=admin") == "mongodb://alice:***@db:27017/x?authSource=admin"
     assert mask_uri("mongodb://127.0.0.1:27017/") == "mongodb://127.0.0.1:27017/"
+
+
+@pytest.mark.parametrize("operation", [
+    ("find", ("ml_models", {"model_name": "regime_rf"})), ("count", ("market_data",)), ("read_bars", ("AAPL", "1d")),
+    ("insert_new", ("model_versions", {"model_name": "regime_rf", "version": "1.0", "run_id": "r1"})),
+    ("update_fields", ("ml_models", {"model_name": "regime_rf", "run_id": "r1"}, {"note": "x"})),
+    ("replace_if", ("model_production", {"model_name": "regime_rf", "run_id": "r1", "revision": 1}, None)),
+    ("put_file", ("a/models/regime_rf.skops", b"bytes", {})), ("get_file", ("a/models/regime_rf.skops",)),
+    ("upsert_many", ("pipeline_runs", [{"run_id": "r1"}])), ("upsert_newer", ("pipeline_runs", [{"run_id": "r1"}])),
+], ids=lambda operation: operation[0])
+def test_every_store_operation_falls_back_to_tinydb_when_mongodb_stops_answering(operation, tmp_path, mongo_uri):
+    from trading_ml.storage import open_stage_store
+
+    settings = make_settings(tmp_path, mongo_uri)
+    store = open_stage_store(settings)
+    assert store.kind == "mongodb"
+    store.active.client.close()  # from here on every driver call fails
+    name, arguments = operation
+    getattr(store, name)(*arguments)
+    assert store.kind == "tinydb" and store.fell_back and "fell back to TinyDB mid-run" in store.choice.reason
+    assert "\n" not in store.choice.reason and "MongoDB at" in store.choice.reason
+
+
+def test_a_damaged_tinydb_file_is_one_clear_error(tmp_path):
+    (tmp_path / "ml_models.json").write_text('{"ml_models": {"1": ')
+    with pytest.raises(StoreError, match="ml_models.json cannot be read .*restore it or move it aside"):
+        TinyStore(tmp_path).find("ml_models")

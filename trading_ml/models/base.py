@@ -1,36 +1,31 @@
 """What every model shares: a name, the features it reads, predict over a table, and safe files.
 
-A model saves to ``{stem}.config.json`` (feature names, settings, fitted scalers) plus one binary in
-a format that cannot run code on load; :func:`load_config` and each model's ``load`` read them back.
+A model turns itself into files (``to_files``: suffix -> bytes, e.g. ``.config.json`` with feature
+names, settings and fitted scalers, plus one binary in a format that cannot run code on load) and
+is rebuilt from exactly those bytes (``from_files``); it never opens a path. The pipeline writes the
+files where the run's layout says; the registry reads them back after checking their sha256.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from trading_ml.errors import DataError
-from trading_ml.io import write_json
 
 
-def artifact_path(stem: Path, extension: str) -> Path:
-    """stem plus an extension; stems hold versions ('direction_xgboost_v1.0'), so no with_suffix."""
-    return stem.with_name(stem.name + extension)
+CONFIG = ".config.json"
 
 
-def config_path(stem: Path) -> Path:
-    return artifact_path(stem, ".config.json")
+def config_bytes(config: dict) -> bytes:
+    return (json.dumps(config, indent=2, sort_keys=True, default=str) + "\n").encode()
 
 
-def save_config(stem: Path, config: dict) -> Path:
-    return write_json(config_path(stem), config)
-
-
-def load_config(stem: Path) -> dict:
-    return json.loads(config_path(stem).read_text())
+def read_config(files: Mapping[str, bytes]) -> dict:
+    return json.loads(files[CONFIG])
 
 
 def feature_matrix(table: pd.DataFrame, names: list[str], model: str) -> np.ndarray:

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from trading_ml.config import RunContext
-from trading_ml.errors import ConfigError
+from trading_ml.errors import ConfigError, DataError
 from trading_ml.features.registry import model_features
+from trading_ml.io import sha256_file
 from trading_ml.models.splits import Split, split_by_time
+from trading_ml.run import RunContext
 
 
 @dataclass
@@ -18,7 +19,7 @@ class TrainingData:
     split: Split
     feature_names: list[str]  # the scale-free features of the table
     timeframe: str
-    path: str  # relative to the run root
+    path: str  # relative to the run folder
 
     @classmethod
     def load(cls, ctx: RunContext, features_manifest: dict) -> TrainingData:
@@ -27,10 +28,13 @@ class TrainingData:
         if "training_table" not in entry:
             raise ConfigError(
                 f"run {ctx.run_id} has no {timeframe} training table (models.timeframe); "
-                f"run `trading-ml features --as-of {ctx.as_of} --timeframes {timeframe}` first"
+                f"run `trading-ml features --run-id {ctx.run_id} --timeframes {timeframe}` first"
             )
         path = entry["training_table"]["path"]
-        table = pd.read_parquet(ctx.run_root / path)
+        resolved = ctx.layout.resolve(path)
+        if not resolved.is_file() or sha256_file(resolved) != entry["training_table"]["sha256"]:
+            raise DataError(f"{resolved} is missing or changed since the features stage wrote it; re-run `trading-ml features --run-id {ctx.run_id}`")
+        table = pd.read_parquet(resolved)
         split = split_by_time(table, ctx.settings.models, ctx.settings.features)
         return cls(table, split, model_features(entry["feature_names"]), timeframe, path)
 

@@ -7,7 +7,7 @@ P(neutral), P(up) for every row it can (the LSTM needs ``sequence_length`` bars 
 from __future__ import annotations
 
 import io
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -16,9 +16,8 @@ import xgboost as xgb
 from torch import nn
 
 from trading_ml.config import ModelSettings
-from trading_ml.io import atomic_write_bytes
 from trading_ml.models import lstm
-from trading_ml.models.base import Standardizer, artifact_path, feature_matrix, load_config, save_config
+from trading_ml.models.base import CONFIG, Standardizer, config_bytes, feature_matrix, read_config
 from trading_ml.models.splits import Split
 
 TARGET = "target_direction"
@@ -36,6 +35,7 @@ def probabilities_frame(index: pd.Index, values: np.ndarray) -> pd.DataFrame:
 
 class XGBoostDirection:
     name = "direction_xgboost"
+    FILES = (".json", CONFIG)  # XGBoost's own JSON model format, and the feature names
 
     def __init__(self, feature_names: list[str], booster: xgb.XGBClassifier, info: dict | None = None):
         self.feature_names, self.booster, self.info = feature_names, booster, info or {}
@@ -67,20 +67,21 @@ class XGBoostDirection:
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         return probabilities_frame(table.index, self.booster.predict_proba(feature_matrix(table, self.feature_names, self.name)))
 
-    def save(self, stem: Path) -> list[Path]:
-        model_path = atomic_write_bytes(artifact_path(stem, ".json"), bytes(self.booster.get_booster().save_raw(raw_format="json")))
-        return [model_path, save_config(stem, {"feature_names": self.feature_names, **self.info})]
+    def to_files(self) -> dict[str, bytes]:
+        model = bytes(self.booster.get_booster().save_raw(raw_format="json"))
+        return {".json": model, CONFIG: config_bytes({"feature_names": self.feature_names, **self.info})}
 
     @classmethod
-    def load(cls, stem: Path) -> XGBoostDirection:
+    def from_files(cls, files: Mapping[str, bytes]) -> XGBoostDirection:
         booster = xgb.XGBClassifier()
-        booster.load_model(artifact_path(stem, ".json"))
-        config = load_config(stem)
+        booster.load_model(bytearray(files[".json"]))
+        config = read_config(files)
         return cls(config["feature_names"], booster, {k: v for k, v in config.items() if k != "feature_names"})
 
 
 class LSTMDirection:
     name = "direction_lstm"
+    FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), the scaler and shape
 
     def __init__(self, feature_names: list[str], net: lstm.LSTMNet, scaler: Standardizer, settings: dict, info: dict | None = None):
         self.feature_names, self.net, self.scaler, self.settings, self.info = feature_names, net, scaler, settings, info or {}
@@ -112,15 +113,14 @@ class LSTMDirection:
             probabilities[sequences.row_of] = torch.softmax(logits, dim=1).numpy()
         return probabilities_frame(table.index, probabilities)
 
-    def save(self, stem: Path) -> list[Path]:
-        return [save_state_dict(self.net, stem), save_config(stem, {
-            "feature_names": self.feature_names, "scaler": self.scaler.to_dict(), **self.settings, **self.info,
-        })]
+    def to_files(self) -> dict[str, bytes]:
+        config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), **self.settings, **self.info}
+        return {".pt": state_dict_bytes(self.net), CONFIG: config_bytes(config)}
 
     @classmethod
-    def load(cls, stem: Path) -> LSTMDirection:
-        config = load_config(stem)
-        net, shape = lstm.load_net(config, 3, artifact_path(stem, ".pt"))
+    def from_files(cls, files: Mapping[str, bytes]) -> LSTMDirection:
+        config = read_config(files)
+        net, shape = lstm.load_net(config, 3, files[".pt"])
         return cls(config["feature_names"], net, Standardizer.from_dict(config["scaler"]), shape)
 
 
@@ -142,7 +142,7 @@ def average_probabilities(members: list[pd.DataFrame]) -> pd.DataFrame:
     return probabilities_frame(members[0].index, np.nanmean(np.stack([m.to_numpy() for m in members]), axis=0))
 
 
-def save_state_dict(net: nn.Module, stem: Path) -> Path:
+def state_dict_bytes(net: nn.Module) -> bytes:
     buffer = io.BytesIO()
     torch.save(net.state_dict(), buffer)
-    return atomic_write_bytes(artifact_path(stem, ".pt"), buffer.getvalue())
+    return buffer.getvalue()

@@ -8,6 +8,7 @@ runs deterministic algorithms, so the same data gives the same weights.
 from __future__ import annotations
 
 import copy
+import io
 
 import numpy as np
 import pandas as pd
@@ -49,10 +50,11 @@ class Sequences:
         return torch.from_numpy(self.grouped[rows])
 
 
-def load_net(config: dict, outputs: int, weights) -> tuple[LSTMNet, dict]:
-    """A saved net (state_dict, read with weights_only) and its shape settings from its config."""
+def load_net(config: dict, outputs: int, weights: bytes) -> tuple[LSTMNet, dict]:
+    """A saved net (state_dict bytes, read with weights_only) and its shape settings from its config."""
     net = LSTMNet(len(config["feature_names"]), config["hidden"], outputs)
-    net.load_state_dict(torch.load(weights, weights_only=True))
+    state = io.BytesIO(weights)
+    net.load_state_dict(torch.load(state, weights_only=True))
     return net, {"sequence_length": config["sequence_length"], "hidden": config["hidden"]}
 
 

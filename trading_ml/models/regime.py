@@ -1,22 +1,26 @@
 """Regime (bull / bear / sideways / high_vol): a random forest on the plan's regime features.
 
 Evaluated as a nowcast (the label at t) and as a forecast (the label ``horizon`` bars ahead), each
-against persistence. Saved with skops, which refuses to load types it does not trust.
+against persistence. Saved with skops; loading reads the file's schema first and refuses every node
+whose type (or loader) is not on an exact list of what a fitted random forest holds, so a crafted
+file cannot call anything.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import warnings
+import zipfile
+from collections.abc import Mapping
 from contextlib import contextmanager
-from pathlib import Path
 
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
 from trading_ml.config import ModelSettings
 from trading_ml.errors import DataError
-from trading_ml.io import atomic_write_bytes
-from trading_ml.models.base import artifact_path, feature_matrix, load_config, save_config
+from trading_ml.models.base import CONFIG, config_bytes, feature_matrix, read_config
 from trading_ml.models.splits import Split
 
 NOWCAST, FORECAST = "target_regime", "target_regime_ahead"
@@ -24,7 +28,12 @@ REGIME_FEATURES = [  # the plan's: 50/200 crossover, VIX, trend strength, breadt
     "sma_50_to_sma_200", "adx_14", "plus_di_14", "minus_di_14", "return_20", "volatility_20",
     "vix_level", "vix_change_5", "breadth_above_sma_50", "advance_decline_10", "benchmark_return_20",
 ]
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+# Exactly what a fitted RandomForestClassifier (in a dict by target) is made of, as skops writes it.
+FOREST_TYPES = frozenset({
+    "builtins.dict", "builtins.list", "builtins.str", "builtins.tuple", "numpy.int64", "numpy.ndarray",
+    "sklearn.ensemble._forest.RandomForestClassifier", "sklearn.tree._classes.DecisionTreeClassifier", "sklearn.tree._tree.Tree",
+})
+FOREST_LOADERS = frozenset({"DictNode", "JsonNode", "ListNode", "NdArrayNode", "ObjectNode", "TreeNode", "TupleNode", "TypeNode"})
 
 
 @contextmanager
@@ -41,6 +50,7 @@ def quiet_skops():
 
 class RegimeForest:
     name = "regime_rf"
+    FILES = (".skops", CONFIG)  # the two forests (skops), and their feature names
 
     def __init__(self, feature_names: list[str], forests: dict[str, RandomForestClassifier]):
         self.feature_names, self.forests = feature_names, forests
@@ -66,22 +76,43 @@ class RegimeForest:
             "regime_ahead": self.forests[FORECAST].predict(features),
         }, index=table.index)
 
-    def save(self, stem: Path) -> list[Path]:
+    def to_files(self) -> dict[str, bytes]:
         with quiet_skops() as sio:
             payload = sio.dumps(self.forests)
-        path = atomic_write_bytes(artifact_path(stem, ".skops"), payload)
-        return [path, save_config(stem, {"feature_names": self.feature_names, "targets": [NOWCAST, FORECAST]})]
+        return {".skops": payload, CONFIG: config_bytes({"feature_names": self.feature_names, "targets": [NOWCAST, FORECAST]})}
 
     @classmethod
-    def load(cls, stem: Path) -> RegimeForest:
-        payload = artifact_path(stem, ".skops").read_bytes()
+    def from_files(cls, files: Mapping[str, bytes]) -> RegimeForest:
+        payload = files[".skops"]
         with quiet_skops() as sio:
-            untrusted = sio.get_untrusted_types(data=payload)
-            unexpected = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-            if unexpected:
-                raise DataError(f"{stem}: the skops file holds unexpected types {unexpected}; refusing to load it")
-            forests = sio.loads(payload, trusted=untrusted)
-        return cls(load_config(stem)["feature_names"], forests)
+            refused = sorted((node_types(payload) | set(sio.get_untrusted_types(data=payload))) - FOREST_TYPES)
+            if refused:
+                raise DataError(f"{cls.name}: the skops file holds {', '.join(refused)}, which a random forest does not; refusing to load it")
+            forests = sio.loads(payload, trusted=sorted(FOREST_TYPES))
+        if set(forests) != {NOWCAST, FORECAST} or not all(isinstance(f, RandomForestClassifier) for f in forests.values()):
+            raise DataError(f"{cls.name}: the skops file does not hold the two forests ({NOWCAST}, {FORECAST}); refusing it")
+        return cls(read_config(files)["feature_names"], forests)
+
+
+def node_types(payload: bytes) -> set[str]:
+    """Every type a skops file names (module.class), with a node loader outside FOREST_LOADERS
+    reported as 'loader <name>'; a file that is not a skops archive is a DataError."""
+    try:
+        schema = json.loads(zipfile.ZipFile(io.BytesIO(payload)).read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise DataError(f"regime_rf: the model file is not a skops archive ({error}); refusing to load it") from error
+    found, pending = set(), [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if "__loader__" in node:
+                found.add(f"{node.get('__module__')}.{node.get('__class__')}")
+                if node["__loader__"] not in FOREST_LOADERS:
+                    found.add(f"loader {node['__loader__']}")
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return found
 
 
 def persistence(table: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,7 @@ the naive baseline is today's value. Every forecast at t uses returns up to t on
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -18,10 +18,9 @@ from arch import arch_model
 from torch import nn
 
 from trading_ml.config import ModelSettings
-from trading_ml.io import write_json
 from trading_ml.models import lstm
-from trading_ml.models.base import Standardizer, artifact_path, feature_matrix, load_config, save_config
-from trading_ml.models.direction import save_state_dict
+from trading_ml.models.base import CONFIG, Standardizer, config_bytes, feature_matrix, read_config
+from trading_ml.models.direction import state_dict_bytes
 from trading_ml.models.splits import Split
 from trading_ml.features.registry import FEATURES
 
@@ -70,6 +69,7 @@ class GarchVolatility:
 
     name = "volatility_garch"
     feature_names = [RETURN]
+    FILES = (".json",)  # the fitted parameters per symbol
 
     def __init__(self, parameters: dict[str, dict[str, float]], window: int):
         self.parameters, self.window = parameters, window
@@ -103,12 +103,12 @@ class GarchVolatility:
         names = next(iter(self.parameters.values())).keys()
         return {name: float(np.median([p[name] for p in self.parameters.values()])) for name in names}
 
-    def save(self, stem: Path) -> list[Path]:
-        return [write_json(artifact_path(stem, ".json"), {"parameters": self.parameters, "window": self.window, "scale": GARCH_SCALE})]
+    def to_files(self) -> dict[str, bytes]:
+        return {".json": config_bytes({"parameters": self.parameters, "window": self.window, "scale": GARCH_SCALE})}
 
     @classmethod
-    def load(cls, stem: Path) -> GarchVolatility:
-        data = json.loads(artifact_path(stem, ".json").read_text())
+    def from_files(cls, files: Mapping[str, bytes]) -> GarchVolatility:
+        data = json.loads(files[".json"])
         return cls(data["parameters"], data["window"])
 
 
@@ -122,6 +122,7 @@ class LSTMVolatility:
     """An LSTM on sequences of volatility features, predicting log(target), fitted with MSE."""
 
     name = "volatility_lstm"
+    FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), scalers and shape
 
     def __init__(self, feature_names, net, scaler: Standardizer, target_scale: dict, settings: dict, info: dict | None = None):
         self.feature_names, self.net, self.scaler = feature_names, net, scaler
@@ -158,14 +159,13 @@ class LSTMVolatility:
             forecast[sequences.row_of] = np.exp(outputs[:, 0].numpy() * self.target_scale["std"] + self.target_scale["mean"])
         return pd.DataFrame({"volatility": forecast}, index=table.index)
 
-    def save(self, stem: Path) -> list[Path]:
-        return [save_state_dict(self.net, stem), save_config(stem, {
-            "feature_names": self.feature_names, "scaler": self.scaler.to_dict(), "target_scale": self.target_scale,
-            **self.settings, **self.info,
-        })]
+    def to_files(self) -> dict[str, bytes]:
+        config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), "target_scale": self.target_scale,
+                  **self.settings, **self.info}
+        return {".pt": state_dict_bytes(self.net), CONFIG: config_bytes(config)}
 
     @classmethod
-    def load(cls, stem: Path) -> LSTMVolatility:
-        config = load_config(stem)
-        net, shape = lstm.load_net(config, 1, artifact_path(stem, ".pt"))
+    def from_files(cls, files: Mapping[str, bytes]) -> LSTMVolatility:
+        config = read_config(files)
+        net, shape = lstm.load_net(config, 1, files[".pt"])
         return cls(config["feature_names"], net, Standardizer.from_dict(config["scaler"]), config["target_scale"], shape)

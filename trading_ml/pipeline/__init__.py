@@ -1,8 +1,8 @@
 """The stage functions both drivers (CLI and Airflow DAG) call.
 
-A stage reads its inputs from files under the run root and the store, writes its outputs, and
-returns a small JSON-able manifest (paths relative to the run root, row counts, sha256). Re-running a
-stage with the same inputs rewrites the same files and upserts the same documents.
+A stage reads its inputs from files in the run's folder and the store, writes its outputs, and
+returns a small JSON-able manifest (paths relative to the run folder, row counts, sha256). Re-running
+a stage of the same run rewrites the same files and upserts the same documents.
 
 The data stages (plan, ingest, validate, features) live in :mod:`.data_stages`; the model stages (train,
 evaluate, deploy, report) in :mod:`.model_stages`, which imports torch, xgboost and arch and is loaded on first
@@ -10,26 +10,23 @@ use: an Airflow ingestion task then starts in about a second instead of five.
 """
 
 from trading_ml.pipeline.data_stages import (
-    FEATURES_MANIFEST,
     MODELS,
-    VALIDATE_MANIFEST,
     StageResources,
     as_of_for_run,
     build_features,
     ingest,
     ingest_all,
-    pair_name,
     plan_run,
     record_stage,
     summarize_ingest,
     validate,
 )
 
-MODEL_STAGES = ("train", "evaluate", "deploy", "report", "trained_manifest_path", "EVALUATION_REPORT", "EVALUATE_MANIFEST", "DEPLOY_MANIFEST")
+MODEL_STAGES = ("train", "evaluate", "deploy", "report")
 
 __all__ = [
-    "FEATURES_MANIFEST", "MODELS", "VALIDATE_MANIFEST", "StageResources", "as_of_for_run", "build_features", "ingest",
-    "ingest_all", "pair_name", "plan_run", "record_stage", "summarize_ingest", "validate", *MODEL_STAGES,
+    "MODELS", "StageResources", "as_of_for_run", "build_features", "ingest", "ingest_all", "plan_run", "record_stage",
+    "summarize_ingest", "validate", *MODEL_STAGES,
 ]
 
 

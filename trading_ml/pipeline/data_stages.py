@@ -1,8 +1,9 @@
 """The data stages: plan a run, ingest, validate, engineer features; and the run manifest.
 
-A stage reads its inputs from files under the run root and the store, writes its outputs, and
-returns a small JSON-able manifest (paths relative to the run root, row counts, sha256). Re-running a
-stage with the same inputs rewrites the same files and upserts the same documents.
+A stage reads its inputs from files under the run's folder and the store, writes its outputs, and
+returns a small JSON-able manifest (paths relative to the run folder, row counts, sha256). Re-running
+a stage of the same run rewrites the same files and upserts the same documents; every path comes from
+the run's layout (trading_ml.run), every store call goes through a FallbackStore.
 """
 
 from __future__ import annotations
@@ -14,58 +15,49 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from trading_ml.config import RunContext, parse_as_of
+from trading_ml.config import parse_as_of
+from trading_ml.run import RunContext, pair_name
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.sources import MarketDataSource, make_source, read_bars_csv
 from trading_ml.data.validation import validate_bars
-from trading_ml.errors import ConfigError, DataError, StageFailed, StoreError
+from trading_ml.errors import ConfigError, DataError, StageFailed
 from trading_ml.features import registry
 from trading_ml.features.build import SymbolFeatures, TimeframeFeatures, build_timeframe
 from trading_ml.features.market import missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
 from trading_ml.io import read_json, sha256_file, write_bars_csv, write_json, write_parquet, write_table_csv
 from trading_ml.models import TRAINED_MODELS
-from trading_ml.storage import Store, StoreChoice, TinyStore, bars_to_documents, open_store
+from trading_ml.storage import FallbackStore, StoreChoice, bars_to_documents, open_stage_store
 
 log = logging.getLogger(__name__)
 
-VALIDATE_MANIFEST = "validated/manifest.json"
-FEATURES_MANIFEST = "features/manifest.json"
 MODELS = TRAINED_MODELS  # the five trained models, in training order
 
 
 @dataclass
 class StageResources:
-    """What stages share within one process: the data source and the open store."""
+    """What stages share within one process: the data source and the store (MongoDB, falling back
+    to TinyDB for the rest of the process if it stops answering)."""
 
     source: MarketDataSource
-    store: Store
-    store_choice: StoreChoice
+    store: FallbackStore
 
     @classmethod
     def open(cls, ctx: RunContext) -> StageResources:
-        store, choice = open_store(ctx.settings)
-        return cls(make_source(ctx.source, ctx.settings), store, choice)
+        return cls(make_source(ctx.source, ctx.settings), open_stage_store(ctx.settings))
 
-    def upsert(self, ctx: RunContext, collection: str, documents: list[dict]) -> None:
-        """Upsert into the store; if MongoDB fails mid-run, finish on TinyDB (`trading-ml sync` later)."""
-        try:
-            self.store.upsert_many(collection, documents)
-        except StoreError as error:
-            log.warning("%s; continuing on TinyDB", error)
-            self.store = TinyStore(ctx.settings.storage.fallback_dir)
-            self.store_choice = StoreChoice("tinydb", f"{error}; fell back to TinyDB mid-run")
-            self.store.upsert_many(collection, documents)
+    @property
+    def store_choice(self) -> StoreChoice:
+        return self.store.choice
 
 
 def plan_run(ctx: RunContext, models: list[str] | None = None, deploy_models: bool = True) -> dict:
     """What an orchestrated run will do: its context (to rebuild in each task), the (symbol,
-    timeframe) pairs to ingest, the models to train and whether to deploy. Creates the run root."""
+    timeframe) pairs to ingest, the models to train and whether to deploy. Claims the run's folder."""
     chosen = list(models) if models else list(MODELS)
     unknown = [m for m in chosen if m not in MODELS]
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
-    ctx.run_root.mkdir(parents=True, exist_ok=True)
     return {
         "context": ctx.to_dict(),
         "run_id": ctx.run_id,
@@ -84,10 +76,6 @@ def as_of_for_run(requested: str | None, manual: bool, data_interval_end: dt.dat
         return parse_as_of(requested)
     moment = triggered_at if manual or data_interval_end is None else data_interval_end
     return parse_as_of(moment.astimezone(dt.UTC).date())
-
-
-def pair_name(symbol: str, timeframe: str) -> str:
-    return f"{symbol}_{timeframe}"
 
 
 def ingest(ctx: RunContext, symbol: str, timeframe: str, resources: StageResources | None = None) -> dict:
@@ -138,11 +126,11 @@ def fetch_to_raw(ctx: RunContext, symbol: str, timeframe: str, source: MarketDat
     except DataError as error:
         manifest.update(status="failed", error=str(error))
         return manifest, None
-    raw_path = write_bars_csv(ctx.run_root / "raw" / f"{pair_name(symbol, timeframe)}.csv", bars)
+    raw_path = write_bars_csv(ctx.layout.raw_bars(symbol, timeframe), bars)
     manifest.update(
         status="ok",
         rows=len(bars),
-        path=str(raw_path.relative_to(ctx.run_root)),
+        path=ctx.layout.relative(raw_path),
         sha256=sha256_file(raw_path),
         first=bars.index[0].isoformat(),
         last=bars.index[-1].isoformat(),
@@ -158,13 +146,12 @@ def store_and_record(ctx: RunContext, resources: StageResources, fetched: list[t
         if bars is not None
         for document in bars_to_documents(manifest["symbol"], manifest["timeframe"], bars, manifest["source"])
     ]
-    resources.upsert(ctx, "market_data", documents)
+    resources.store.upsert_many("market_data", documents)
     manifests = []
     for manifest, bars in fetched:
         if bars is not None:
             manifest["store"] = resources.store_choice.to_dict()
-        name = pair_name(manifest["symbol"], manifest["timeframe"])
-        write_json(ctx.run_root / "raw" / f"{name}.manifest.json", manifest)
+        write_json(ctx.layout.ingest_manifest(manifest["symbol"], manifest["timeframe"]), manifest)
         manifests.append(manifest)
     return manifests
 
@@ -193,8 +180,8 @@ def validate(ctx: RunContext, ingested: list[dict], resources: StageResources | 
         report, validated = _validate_pair(ctx, symbol, timeframe, by_pair.get((symbol, timeframe)))
         reports.append(report)
         (passed if validated else quarantined).append(validated or _quarantine(ctx, report))
-    report_path = write_json(ctx.run_root / "validated" / "validation_report.json", {"run_id": ctx.run_id, "reports": reports})
-    resources.upsert(ctx, "validation_reports", reports)
+    report_path = write_json(ctx.layout.validation_report, {"run_id": ctx.run_id, "reports": reports})
+    resources.store.upsert_many("validation_reports", reports)
     pass_share = len(passed) / max(len(ctx.pairs), 1)
     manifest = {
         "stage": "validate",
@@ -202,10 +189,10 @@ def validate(ctx: RunContext, ingested: list[dict], resources: StageResources | 
         "passed": passed,
         "quarantined": quarantined,
         "pass_share": round(pass_share, 4),
-        "report_path": str(report_path.relative_to(ctx.run_root)),
+        "report_path": ctx.layout.relative(report_path),
         "store": resources.store_choice.to_dict(),
     }
-    write_json(ctx.run_root / VALIDATE_MANIFEST, manifest)
+    write_json(ctx.layout.validate_manifest, manifest)
     record_stage(ctx, "validate", _summarize_validate(manifest), resources)
     if pass_share < ctx.settings.validation.min_pass_share:
         reasons = "; ".join(f"{q['symbol']} {q['timeframe']}: {q['reasons'][0]}" for q in quarantined[:5])
@@ -219,28 +206,27 @@ def validate(ctx: RunContext, ingested: list[dict], resources: StageResources | 
 
 def _validate_pair(ctx: RunContext, symbol: str, timeframe: str, ingested: dict | None) -> tuple[dict, dict | None]:
     """(report document, validated-file entry or None when quarantined)."""
-    name = pair_name(symbol, timeframe)
     base = {"run_id": ctx.run_id, "symbol": symbol, "timeframe": timeframe}
+    validated_path = ctx.layout.validated_bars(symbol, timeframe)
     problem = _ingest_problem(ctx, ingested)
     if problem:
-        (ctx.run_root / "validated" / f"{name}.csv").unlink(missing_ok=True)
+        validated_path.unlink(missing_ok=True)
         return {**base, "quarantined": True, "reasons": [problem], "checks": []}, None
     instrument = ctx.settings.instrument(symbol)
-    bars = read_bars_csv(ctx.run_root / ingested["path"], timeframe)
+    bars = read_bars_csv(ctx.layout.resolve(ingested["path"]), timeframe)
     expected = expected_timestamps(instrument.exchange, timeframe, *ctx.window(timeframe))
     report, clean = validate_bars(bars, instrument, timeframe, expected, ctx.settings.validation)
     document = {**base, **report.to_dict()}
-    validated_path = ctx.run_root / "validated" / f"{name}.csv"
     if report.quarantined:
         validated_path.unlink(missing_ok=True)
         return document, None
-    (ctx.run_root / "quarantine" / f"{name}.json").unlink(missing_ok=True)
+    ctx.layout.quarantine_report(symbol, timeframe).unlink(missing_ok=True)
     write_bars_csv(validated_path, clean)
     entry = {
         "symbol": symbol,
         "timeframe": timeframe,
         "rows": len(clean),
-        "path": str(validated_path.relative_to(ctx.run_root)),
+        "path": ctx.layout.relative(validated_path),
         "sha256": sha256_file(validated_path),
     }
     return document, entry
@@ -251,7 +237,7 @@ def _ingest_problem(ctx: RunContext, ingested: dict | None) -> str | None:
         return "ingestion did not finish: no manifest for this pair (see the ingest task's log)"
     if ingested.get("status") != "ok":
         return f"ingestion failed: {ingested.get('error')}"
-    raw_path = ctx.run_root / ingested["path"]
+    raw_path = ctx.layout.resolve(ingested["path"])
     if not _intact(raw_path, ingested["sha256"]):
         return f"{raw_path} is missing or changed since ingestion; re-run ingest for this pair"
     return None
@@ -264,9 +250,8 @@ def _intact(path, sha256: str) -> bool:
 
 def _quarantine(ctx: RunContext, report: dict) -> dict:
     entry = {k: report[k] for k in ("symbol", "timeframe", "reasons")}
-    path = ctx.run_root / "quarantine" / f"{pair_name(report['symbol'], report['timeframe'])}.json"
-    write_json(path, report)
-    return {**entry, "path": str(path.relative_to(ctx.run_root))}
+    path = write_json(ctx.layout.quarantine_report(report["symbol"], report["timeframe"]), report)
+    return {**entry, "path": ctx.layout.relative(path)}
 
 
 def _summarize_validate(manifest: dict) -> dict:
@@ -298,18 +283,18 @@ def build_features(ctx: RunContext, validated: dict, resources: StageResources |
     if not any(t.get("training_table") for t in timeframes.values()):
         raise StageFailed(
             f"no training rows for run {ctx.run_id}: every validated symbol is shorter than the "
-            f"200-bar warm-up or has no volume; lengthen the lookback or add symbols ({ctx.run_root / FEATURES_MANIFEST})"
+            f"200-bar warm-up or has no volume; lengthen the lookback or add symbols ({ctx.layout.features_manifest})"
         )
     manifest = {
         "stage": "features",
         "run_id": ctx.run_id,
-        "path": FEATURES_MANIFEST,
+        "path": ctx.layout.relative(ctx.layout.features_manifest),
         "timeframes": timeframes,
         "targets": list(TARGET_COLUMNS),
         "target_definitions": _target_definitions(ctx),
         "store": resources.store_choice.to_dict(),
     }
-    write_json(ctx.run_root / FEATURES_MANIFEST, {**manifest, "catalog": registry.describe(list(registry.FEATURES))})
+    write_json(ctx.layout.features_manifest, {**manifest, "catalog": registry.describe(list(registry.FEATURES))})
     record_stage(ctx, "features", _summarize_features(manifest), resources)
     return manifest
 
@@ -317,7 +302,7 @@ def build_features(ctx: RunContext, validated: dict, resources: StageResources |
 def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFrame]:
     bars = {}
     for entry in entries:
-        path = ctx.run_root / entry["path"]
+        path = ctx.layout.resolve(entry["path"])
         if not _intact(path, entry["sha256"]):
             raise DataError(f"{path} is missing or changed since validation; re-run validate for {entry['symbol']} {entry['timeframe']}")
         bars[entry["symbol"]] = read_bars_csv(path, entry["timeframe"])
@@ -326,12 +311,11 @@ def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFr
 
 def _write_timeframe(ctx: RunContext, built: TimeframeFeatures) -> dict:
     """Per-symbol CSVs and the training table of one timeframe; the manifest entry describing them."""
-    folder = ctx.run_root / "features"
     symbols, excluded, training = {}, {}, []
     for symbol, result in built.symbols.items():
-        path = write_table_csv(folder / f"{symbol}_{built.timeframe}_features.csv", result.table)
+        path = write_table_csv(ctx.layout.features_csv(symbol, built.timeframe), result.table)
         symbols[symbol] = {
-            "path": str(path.relative_to(ctx.run_root)),
+            "path": ctx.layout.relative(path),
             "sha256": sha256_file(path),
             "bars": result.bars,
             "rows": len(result.table),
@@ -355,9 +339,9 @@ def _write_timeframe(ctx: RunContext, built: TimeframeFeatures) -> dict:
     }
     if training:
         table = pd.concat(training).sort_index(level=["timestamp", "symbol"])[names + list(TARGET_COLUMNS)]
-        path = write_parquet(folder / f"training_{built.timeframe}.parquet", table)
+        path = write_parquet(ctx.layout.training_table(built.timeframe), table)
         entry["training_table"] = {
-            "path": str(path.relative_to(ctx.run_root)),
+            "path": ctx.layout.relative(path),
             "sha256": sha256_file(path),
             "rows": len(table),
             "symbols": sorted(table.index.get_level_values("symbol").unique()),
@@ -377,10 +361,10 @@ def _remove_stale_feature_files(ctx: RunContext, written: dict) -> None:
     """Drop feature files of this run's pairs that this build did not write (e.g. now quarantined)."""
     for symbol, timeframe in ctx.pairs:
         if symbol not in written.get(timeframe, {}).get("symbols", {}):
-            (ctx.run_root / "features" / f"{symbol}_{timeframe}_features.csv").unlink(missing_ok=True)
+            ctx.layout.features_csv(symbol, timeframe).unlink(missing_ok=True)
     for timeframe in ctx.timeframes:
         if "training_table" not in written.get(timeframe, {}):
-            (ctx.run_root / "features" / f"training_{timeframe}.parquet").unlink(missing_ok=True)
+            ctx.layout.training_table(timeframe).unlink(missing_ok=True)
 
 
 def _target_definitions(ctx: RunContext) -> dict:
@@ -408,12 +392,12 @@ def _summarize_features(manifest: dict) -> dict:
 
 
 def record_stage(ctx: RunContext, stage: str, summary: dict, resources: StageResources) -> dict:
-    """Update run_manifest.json under the run root and the store's pipeline_runs document."""
-    path = ctx.run_root / "run_manifest.json"
+    """Update the run's run_manifest.json and the store's pipeline_runs document."""
+    path = ctx.layout.run_manifest
     run = read_json(path) if path.exists() else {"run_id": ctx.run_id, "stages": {}}
     run.update(ctx.to_dict())
     run["stages"][stage] = {**summary, "finished_at": dt.datetime.now(dt.UTC).isoformat()}
     run["store"] = resources.store_choice.to_dict()
     write_json(path, run)
-    resources.upsert(ctx, "pipeline_runs", [run])
+    resources.store.upsert_many("pipeline_runs", [run])
     return run

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 
 from trading_ml.config import Settings
 from trading_ml.errors import StoreError
-from trading_ml.storage.base import NATURAL_KEYS, Store, bars_to_documents, mask_uri
+from trading_ml.storage.base import Store, StoreChoice, bars_to_documents, mask_uri
+from trading_ml.storage.fallback import FallbackStore
 from trading_ml.storage.mongo import MongoStore
 from trading_ml.storage.tiny import TinyStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Store", "StoreChoice", "MongoStore", "TinyStore", "open_store", "sync_to_mongo", "bars_to_documents"]
-
-
-@dataclass(frozen=True)
-class StoreChoice:
-    """Which backend a stage used and why; goes into the run manifest."""
-
-    kind: str
-    reason: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["Store", "StoreChoice", "FallbackStore", "MongoStore", "TinyStore", "open_store", "open_stage_store", "bars_to_documents"]
 
 
 def open_store(settings: Settings, mongo_uri: str | None = None) -> tuple[Store, StoreChoice]:
@@ -41,19 +30,7 @@ def open_store(settings: Settings, mongo_uri: str | None = None) -> tuple[Store,
     return store, StoreChoice("mongodb", f"MongoDB at {mask_uri(uri)} answered")
 
 
-def sync_to_mongo(settings: Settings, mongo_uri: str | None = None) -> dict[str, dict[str, int]]:
-    """Copy every TinyDB fallback document into MongoDB by natural key: nothing lost, none twice."""
-    uri = mongo_uri or settings.storage.mongo_uri
-    if not uri:
-        raise StoreError("sync needs a MongoDB URI: set TRADING_ML_MONGO_URI or storage.mongo_uri")
-    tiny = TinyStore(settings.storage.fallback_dir)
-    mongo = MongoStore.connect(uri, settings.storage.database, settings.storage.ping_timeout_ms)
-    summary = {}
-    try:
-        for collection in NATURAL_KEYS:
-            documents = list(tiny.iter_documents(collection))
-            mongo.upsert_many(collection, documents)
-            summary[collection] = {"copied": len(documents), "in_mongodb": mongo.count(collection)}
-    finally:
-        mongo.close()
-    return summary
+def open_stage_store(settings: Settings, mongo_uri: str | None = None) -> FallbackStore:
+    """The store a stage works with: :func:`open_store`, falling back to TinyDB if MongoDB fails later."""
+    store, choice = open_store(settings, mongo_uri)
+    return FallbackStore(store, choice, settings.storage.fallback_dir)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import pandas as pd
@@ -17,17 +19,46 @@ NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "pipeline_runs": ("run_id",),
     "ml_models": ("model_name", "version"),
     "model_versions": ("model_name", "version"),  # version claims: one run per version, even at the same time
+    "model_production": ("model_name",),  # the production pointer: one document per model
 }
+# Collections read and written in parts: market_data per symbol and timeframe (TinyDB: a file each).
+PARTITIONS: dict[str, tuple[str, ...]] = {"market_data": ("symbol", "timeframe")}
+# The field that says which run owns a document: a write never replaces another owner's document.
+OWNERS: dict[str, str] = {"ml_models": "run_id", "model_versions": "run_id"}
+STAMP = "updated_at"  # every write sets it; sync keeps whichever copy of a document is newer
+
+
+@dataclass(frozen=True)
+class StoreChoice:
+    """Which backend a stage used and why; goes into the run manifest."""
+
+    kind: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 class Store(Protocol):
     kind: str  # "mongodb" or "tinydb"
 
     def upsert_many(self, collection: str, documents: list[dict]) -> int:
-        """Insert or replace documents by the collection's natural key; returns how many."""
+        """Insert or replace documents by the collection's natural key, stamped with updated_at;
+        returns how many. Raises ConflictError (writing none) for a key another run owns."""
+
+    def upsert_newer(self, collection: str, documents: list[dict]) -> int:
+        """Like upsert_many, but keeps each document's own updated_at and replaces only an older
+        stored copy (or none); a key another run owns is kept. Returns how many were written."""
 
     def insert_new(self, collection: str, document: dict) -> bool:
         """Insert unless a document with the same natural key exists; atomic. True if inserted."""
+
+    def update_fields(self, collection: str, match: dict, fields: dict) -> bool:
+        """Set fields (and updated_at) on the one document equal to ``match``; True if it exists."""
+
+    def replace_if(self, collection: str, document: dict, revision: int | None) -> bool:
+        """Compare and set: replace the document with this natural key if its ``revision`` equals
+        ``revision`` (insert it if ``revision`` is None and there is none); atomic. True if written."""
 
     def find(self, collection: str, match: dict | None = None) -> list[dict]:
         """Documents whose fields equal every value in match (without store ids)."""
@@ -44,6 +75,37 @@ class Store(Protocol):
     def get_file(self, name: str) -> bytes | None: ...
 
     def close(self) -> None: ...
+
+
+def replaces(collection: str, incoming: dict, stored: dict | None) -> bool:
+    """Whether upsert_newer writes ``incoming`` over ``stored``: nothing stored, or a stored copy of
+    the same owner that differs and is older (or has no stamp)."""
+    if stored is None:
+        return True
+    owner = OWNERS.get(collection)
+    if owner and stored.get(owner) != incoming.get(owner):
+        return False
+    if {k: v for k, v in stored.items() if k != STAMP} == {k: v for k, v in incoming.items() if k != STAMP}:
+        return False
+    return STAMP not in stored or stored[STAMP] < incoming.get(STAMP, "")
+
+
+def partitions(collection: str, documents: list[dict]) -> list[tuple[dict, list[dict]]]:
+    """[(match, documents)] grouping documents by the collection's partition fields (one group if none)."""
+    fields, groups = PARTITIONS.get(collection, ()), {}
+    for document in documents:
+        groups.setdefault(tuple(document[f] for f in fields), []).append(document)
+    return [(dict(zip(fields, values)), group) for values, group in groups.items()]
+
+
+def now_stamp() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def stamped(documents: list[dict]) -> list[dict]:
+    """Copies of the documents with updated_at set to now."""
+    stamp = now_stamp()
+    return [{**document, STAMP: stamp} for document in documents]
 
 
 def natural_key(collection: str, document: dict) -> tuple:

@@ -1,18 +1,33 @@
-"""MongoDB through pymongo: database `trading_system`, unique indexes on every natural key."""
+"""MongoDB through pymongo: database `trading_system`, unique indexes on every natural key.
+
+Every driver error becomes a one-line StoreError (the URI's password masked), so a stage can fall
+back to TinyDB or stop with a clear message; no pymongo traceback reaches a user.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gridfs
 import pandas as pd
-from pymongo import ASCENDING, MongoClient, UpdateOne
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import ASCENDING, MongoClient, ReplaceOne, UpdateOne
+from pymongo.errors import BulkWriteError, ConfigurationError, DuplicateKeyError, PyMongoError
 
-from trading_ml.errors import StoreError
-from trading_ml.storage.base import NATURAL_KEYS, documents_to_bars, mask_uri, natural_key
+from trading_ml.errors import ConfigError, ConflictError, StoreError
+from trading_ml.storage.base import (
+    NATURAL_KEYS, OWNERS, STAMP, documents_to_bars, mask_uri, natural_key, now_stamp, partitions, replaces, stamped,
+)
 
 BATCH_SIZE = 5000
+DUPLICATE_KEY = 11000
+
+
+def brief(error: Exception) -> str:
+    """A driver error in one short line (server selection errors carry a whole topology)."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    text = text.split(", Timeout:")[0].split(" (configured timeouts")[0]
+    return f"{type(error).__name__}: {text[:160]}"
 
 
 class MongoStore:
@@ -30,10 +45,11 @@ class MongoStore:
 
         A database named in the URI (``mongodb://host/NAME``) wins over ``database``.
         """
-        client = MongoClient(
-            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
-        )
-        database = client.get_default_database(database).name
+        try:
+            client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True)
+            database = client.get_default_database(database).name
+        except (ConfigurationError, ValueError) as error:
+            raise ConfigError(f"MongoDB URI {mask_uri(uri)} is not valid ({brief(error)}); write it as mongodb://HOST:PORT/DATABASE, with USER:PASSWORD@ before HOST when it needs a login") from error
         try:
             client.admin.command("ping")
         except PyMongoError as error:
@@ -41,65 +57,127 @@ class MongoStore:
             raise StoreError(f"MongoDB at {mask_uri(uri)} did not answer: {type(error).__name__}") from error
         return cls(client, database, uri)
 
+    @contextmanager
+    def _driver_errors(self, action: str):
+        try:
+            yield
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB at {self.uri}: {action} failed: {brief(error)}") from error
+
     def _collection(self, name: str):
         collection = self.database[name]
         if name not in self._indexed and name in NATURAL_KEYS:
             keys = [(field, ASCENDING) for field in NATURAL_KEYS[name]]
-            collection.create_index(keys, unique=True, name="natural_key")
+            with self._driver_errors(f"creating the index of {name}"):
+                collection.create_index(keys, unique=True, name="natural_key")
             self._indexed.add(name)
         return collection
 
-    def upsert_many(self, collection: str, documents: list[dict]) -> int:
+    def _key_filter(self, collection: str, document: dict) -> dict:
+        """The natural key, plus the owner: an upsert then never matches another run's document,
+        and the unique index refuses to insert a second one beside it."""
+        match = dict(zip(NATURAL_KEYS[collection], natural_key(collection, document)))
+        owner = OWNERS.get(collection)
+        return {**match, owner: document[owner]} if owner else match
+
+    def _bulk(self, collection: str, operations: list) -> tuple[int, int]:
+        """(written, refused as duplicate keys) for a batch of upserts."""
         target = self._collection(collection)
+        try:
+            result = target.bulk_write(operations, ordered=False)
+        except BulkWriteError as error:
+            details = error.details
+            others = [e for e in details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+            if others:
+                raise StoreError(f"MongoDB at {self.uri}: writing {collection} failed: {others[0].get('errmsg', '')[:160]}") from error
+            return details.get("nUpserted", 0) + details.get("nModified", 0), len(details.get("writeErrors", []))
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB at {self.uri}: writing {collection} failed: {brief(error)}") from error
+        return result.upserted_count + result.modified_count, 0
+
+    def upsert_many(self, collection: str, documents: list[dict]) -> int:
         for start in range(0, len(documents), BATCH_SIZE):
-            batch = documents[start : start + BATCH_SIZE]
-            operations = [
-                UpdateOne(dict(zip(NATURAL_KEYS[collection], natural_key(collection, d))), {"$set": d}, upsert=True)
-                for d in batch
-            ]
-            try:
-                target.bulk_write(operations, ordered=False)
-            except PyMongoError as error:
-                raise StoreError(f"writing {collection} to MongoDB at {self.uri} failed: {error}") from error
+            batch = stamped(documents[start : start + BATCH_SIZE])
+            operations = [UpdateOne(self._key_filter(collection, d), {"$set": d}, upsert=True) for d in batch]
+            _, refused = self._bulk(collection, operations)
+            if refused:
+                raise ConflictError(f"{collection}: {refused} document(s) have the natural key of another run's document; nothing of theirs was replaced")
         return len(documents)
 
+    def upsert_newer(self, collection: str, documents: list[dict]) -> int:
+        """Compares with the stored copies (read a partition at a time through the key's index), then
+        inserts what is missing ($setOnInsert, so a copy written meanwhile is kept) and replaces an
+        older copy only if it is still the one read (its stamp in the filter)."""
+        written = 0
+        for match, group in partitions(collection, documents):
+            stored = {natural_key(collection, d): d for d in self.find(collection, match)}
+            operations = []
+            for document in group:
+                old = stored.get(natural_key(collection, document))
+                if not replaces(collection, document, old):
+                    continue
+                key = dict(zip(NATURAL_KEYS[collection], natural_key(collection, document)))
+                if old is None:
+                    operations.append(UpdateOne(key, {"$setOnInsert": document}, upsert=True))
+                else:
+                    operations.append(ReplaceOne({**key, STAMP: old.get(STAMP, {"$exists": False})}, document))
+            for start in range(0, len(operations), BATCH_SIZE):
+                written += self._bulk(collection, operations[start : start + BATCH_SIZE])[0]
+        return written
+
     def insert_new(self, collection: str, document: dict) -> bool:
+        target = self._collection(collection)
         try:
-            self._collection(collection).insert_one(dict(document))  # the unique natural-key index decides
+            target.insert_one(dict(document))  # the unique natural-key index decides
         except DuplicateKeyError:
             return False
         except PyMongoError as error:
-            raise StoreError(f"MongoDB insert into {collection} failed: {type(error).__name__}") from error
+            raise StoreError(f"MongoDB at {self.uri}: inserting into {collection} failed: {brief(error)}") from error
         return True
 
+    def update_fields(self, collection: str, match: dict, fields: dict) -> bool:
+        with self._driver_errors(f"updating {collection}"):
+            result = self._collection(collection).update_one(match, {"$set": {**fields, STAMP: now_stamp()}})
+        return result.matched_count == 1
+
+    def replace_if(self, collection: str, document: dict, revision: int | None) -> bool:
+        document = stamped([document])[0]
+        if revision is None:
+            return self.insert_new(collection, document)
+        match = {**dict(zip(NATURAL_KEYS[collection], natural_key(collection, document))), "revision": revision}
+        with self._driver_errors(f"replacing in {collection}"):
+            return self._collection(collection).replace_one(match, document).matched_count == 1
+
     def find(self, collection: str, match: dict | None = None) -> list[dict]:
-        return list(self._collection(collection).find(match or {}, {"_id": False}))
+        with self._driver_errors(f"reading {collection}"):
+            return list(self._collection(collection).find(match or {}, {"_id": False}))
 
     def count(self, collection: str, match: dict | None = None) -> int:
-        return self._collection(collection).count_documents(match or {})
+        with self._driver_errors(f"counting {collection}"):
+            return self._collection(collection).count_documents(match or {})
 
     def iter_documents(self, collection: str) -> Iterator[dict]:
-        return self._collection(collection).find({}, {"_id": False})
+        return iter(self.find(collection))
 
     def read_bars(self, symbol: str, timeframe: str) -> pd.DataFrame:
-        cursor = self._collection("market_data").find(
-            {"symbol": symbol, "timeframe": timeframe}, {"_id": False}
-        ).sort("timestamp", ASCENDING)
-        return documents_to_bars(cursor)
+        with self._driver_errors(f"reading {symbol} {timeframe} bars"):
+            cursor = self._collection("market_data").find(
+                {"symbol": symbol, "timeframe": timeframe}, {"_id": False}
+            ).sort("timestamp", ASCENDING)
+            return documents_to_bars(cursor)
 
     def put_file(self, name: str, payload: bytes, metadata: dict) -> None:
         """Keep a copy of a model file in GridFS under its name (replacing an earlier copy)."""
         files = gridfs.GridFS(self.database)
-        try:
+        with self._driver_errors(f"writing {name} to GridFS"):
             for old in files.find({"filename": name}):
                 files.delete(old._id)
             files.put(payload, filename=name, metadata=metadata)
-        except PyMongoError as error:
-            raise StoreError(f"writing {name} to GridFS at {self.uri} failed: {error}") from error
 
     def get_file(self, name: str) -> bytes | None:
-        latest = gridfs.GridFS(self.database).find_one({"filename": name}, sort=[("uploadDate", -1)])
-        return latest.read() if latest else None
+        with self._driver_errors(f"reading {name} from GridFS"):
+            latest = gridfs.GridFS(self.database).find_one({"filename": name}, sort=[("uploadDate", -1)])
+            return latest.read() if latest else None
 
     def close(self) -> None:
         self.client.close()

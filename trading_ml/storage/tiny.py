@@ -23,8 +23,9 @@ import pandas as pd
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
+from trading_ml.errors import ConflictError, StoreError
 from trading_ml.io import atomic_write_bytes
-from trading_ml.storage.base import NATURAL_KEYS, documents_to_bars
+from trading_ml.storage.base import NATURAL_KEYS, OWNERS, PARTITIONS, STAMP, documents_to_bars, now_stamp, replaces, stamped
 
 
 def _encode(value):
@@ -52,7 +53,6 @@ def _next_id(table: dict) -> int:
     return max(map(int, table), default=0) + 1
 
 
-PARTITIONS: dict[str, tuple[str, ...]] = {"market_data": ("symbol", "timeframe")}  # one file per value of these
 
 
 def _stored_key(collection: str, encoded: dict) -> tuple:
@@ -68,10 +68,13 @@ class AtomicJSONStorage(Storage):
         self.path = Path(path)
 
     def read(self):
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return None
-        with self.path.open(encoding="utf-8") as handle:
-            return json.load(handle)
+        try:
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                return None
+            with self.path.open(encoding="utf-8") as handle:
+                return json.load(handle)
+        except (OSError, ValueError) as error:
+            raise StoreError(f"the TinyDB fallback file {self.path} cannot be read ({error}); restore it or move it aside") from error
 
     def write(self, data) -> None:
         # json.dumps (not dump) uses the C encoder
@@ -130,13 +133,19 @@ class TinyStore:
         """Merge by natural key in memory and write each touched file once (TinyDB's upsert scans per call)."""
         if collection in PARTITIONS:
             self._split_unpartitioned(collection)
-        self._merge(collection, [_encode(document) for document in documents])
+        self._merge(collection, [_encode(document) for document in stamped(documents)])
         return len(documents)
 
-    def _merge(self, collection: str, encoded: list[dict]) -> None:
+    def upsert_newer(self, collection: str, documents: list[dict]) -> int:
+        if collection in PARTITIONS:
+            self._split_unpartitioned(collection)
+        return self._merge(collection, [_encode(document) for document in documents], newer_only=True)
+
+    def _merge(self, collection: str, encoded: list[dict], newer_only: bool = False) -> int:
         """Works on TinyDB's file format ({table: {doc_id: document}}) directly, so the cost is one
-        parse and one write of each file, not one Document object per stored row."""
-        by_file = defaultdict(list)
+        parse and one write of each file, not one Document object per stored row. A document of
+        another owner is never replaced: upsert_many refuses (writing nothing), upsert_newer keeps it."""
+        by_file, written, owner = defaultdict(list), 0, OWNERS.get(collection)
         for document in encoded:
             by_file[self._file_of(collection, document)].append(document)
         for path, documents in by_file.items():
@@ -145,9 +154,16 @@ class TinyStore:
                 next_id = _next_id(table)
                 for document in documents:
                     key = _stored_key(collection, document)
+                    stored = table.get(ids.get(key, ""))
+                    if newer_only and not replaces(collection, document, stored):
+                        continue
+                    if stored is not None and owner and stored.get(owner) != document.get(owner):
+                        raise ConflictError(f"{collection} {key} belongs to {owner} {stored.get(owner)!r}, not {document.get(owner)!r}; nothing was written")
                     if key not in ids:
                         ids[key], next_id = str(next_id), next_id + 1
                     table[ids[key]] = document
+                    written += 1
+        return written
 
     def insert_new(self, collection: str, document: dict) -> bool:
         encoded = _encode(document)
@@ -156,6 +172,25 @@ class TinyStore:
             if any(_stored_key(collection, stored) == key for stored in table.values()):
                 return False
             table[str(_next_id(table))] = encoded
+        return True
+
+    def update_fields(self, collection: str, match: dict, fields: dict) -> bool:
+        wanted = _encode(match)
+        with self._table_for_update(self._file_of(collection, wanted), collection) as table:
+            for doc_id, stored in table.items():
+                if all(stored.get(k) == v for k, v in wanted.items()):
+                    table[doc_id] = {**stored, **_encode(fields), STAMP: now_stamp()}
+                    return True
+        return False
+
+    def replace_if(self, collection: str, document: dict, revision: int | None) -> bool:
+        encoded = _encode(stamped([document])[0])
+        key = _stored_key(collection, encoded)
+        with self._table_for_update(self._file_of(collection, encoded), collection) as table:
+            current = next((doc_id for doc_id, stored in table.items() if _stored_key(collection, stored) == key), None)
+            if (table[current].get("revision") if current else None) != revision:
+                return False
+            table[current or str(_next_id(table))] = encoded
         return True
 
     @contextmanager
