@@ -238,3 +238,15 @@ def test_two_dag_runs_on_one_day_keep_their_own_files_and_records_and_a_retried_
         assert "AAPL" in records[first.run_id]["symbols"] and "JPM" in records[second.run_id]["symbols"]
         assert all(registry.load_record(r) is not None for r in records.values())
     assert len(registry.store.find("model_versions", {"model_name": "regime_rf"})) == 2
+
+
+def test_an_error_retrying_cannot_cure_fails_its_task_at_once(airflow_db, tmp_path, monkeypatch):
+    """Validation below its bar is not a store outage: no retry although stage_retries allows two."""
+    monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
+    config = write_config(tmp_path, airflow={"stage_retries": 2, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1},
+                          validation={"min_pass_share": 1.0},
+                          sources={"synthetic": {"seed": 42, "epoch": "2000-01-03", "faults": {"AAPL": ["split"]}}})
+    run, instances = run_dag(load_dag(config, monkeypatch), as_of="2026-11-20", models=["volatility_garch"], deploy=False)
+    assert run.state == "failed"
+    validate = instances[("validate", -1)]
+    assert validate.state == "failed" and validate.try_number == 1

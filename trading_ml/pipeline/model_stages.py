@@ -12,7 +12,7 @@ import logging
 
 import pandas as pd
 
-from trading_ml.errors import DataError
+from trading_ml.errors import ConflictError, DataError
 from trading_ml.io import atomic_write_bytes, read_json, write_json, write_parquet
 from trading_ml.models import evaluation as judge
 from trading_ml.models.dataset import TrainingData
@@ -159,7 +159,7 @@ def _deploy_one(ctx: RunContext, registry: ModelRegistry, data: TrainingData, na
             return registry.update(name, ctx.run_id, deploy_decision=reason)["status"], reason
         if registry.promote(name, ctx.run_id, reason, expected=incumbent["run_id"] if incumbent else None):
             return "production", reason
-    raise DataError(f"deploy {name}: production changed {DEPLOY_ATTEMPTS} times while deciding; re-run deploy")
+    raise ConflictError(f"deploy {name}: production changed {DEPLOY_ATTEMPTS} times while deciding; re-run deploy")
 
 
 def _deploy_decision(ctx: RunContext, registry: ModelRegistry, data: TrainingData, name: str, summary: dict, incumbent: dict | None) -> tuple[bool, str]:
