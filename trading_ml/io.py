@@ -30,9 +30,13 @@ def atomic_write_bytes(path: Path, payload: bytes) -> Path:
     return path
 
 
+def json_bytes(document: dict) -> bytes:
+    """A document as the project writes JSON: indented, keys sorted, a newline at the end."""
+    return (json.dumps(document, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
 def write_json(path: Path, document: dict) -> Path:
-    text = json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
-    return atomic_write_bytes(path, text.encode())
+    return atomic_write_bytes(path, json_bytes(document))
 
 
 def read_json(path: Path) -> dict:
@@ -61,6 +65,11 @@ def write_parquet(path: Path, table: pd.DataFrame) -> Path:
 
 def sha256_bytes(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
+
+
+def intact(path: Path, sha256: str) -> bool:
+    """The file exists and is byte for byte what a manifest recorded."""
+    return Path(path).is_file() and sha256_file(path) == sha256
 
 
 def sha256_file(path: Path) -> str:

@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 
 from trading_ml.errors import ConfigError, ConflictError, DataError
-from trading_ml.io import atomic_write_bytes, sha256_bytes
+from trading_ml.io import atomic_write_bytes, sha256_bytes, sha256_file
 from trading_ml.models.direction import DirectionEnsemble, LSTMDirection, XGBoostDirection
 from trading_ml.models.regime import RegimeForest
 from trading_ml.models.volatility import GarchVolatility, LSTMVolatility
@@ -162,7 +162,7 @@ class ModelRegistry:
 
     def artifacts(self, paths: list[Path]) -> list[dict]:
         """Registry entries of files under the models root: path relative to it, and sha256."""
-        return [{"path": str(Path(path).relative_to(self.models_root)), "sha256": sha256_bytes(Path(path).read_bytes())} for path in paths]
+        return [{"path": str(Path(path).relative_to(self.models_root)), "sha256": sha256_file(path)} for path in paths]
 
     # -- loading ---------------------------------------------------------------------------------
 

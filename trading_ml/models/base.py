@@ -20,10 +20,6 @@ from trading_ml.errors import DataError
 CONFIG = ".config.json"
 
 
-def config_bytes(config: dict) -> bytes:
-    return (json.dumps(config, indent=2, sort_keys=True, default=str) + "\n").encode()
-
-
 def read_config(files: Mapping[str, bytes]) -> dict:
     return json.loads(files[CONFIG])
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from trading_ml.errors import ConfigError, DataError
 from trading_ml.features.registry import model_features
-from trading_ml.io import sha256_file
+from trading_ml.io import intact
 from trading_ml.models.splits import Split, split_by_time
 from trading_ml.run import RunContext
 
@@ -32,7 +32,7 @@ class TrainingData:
             )
         path = entry["training_table"]["path"]
         resolved = ctx.layout.resolve(path)
-        if not resolved.is_file() or sha256_file(resolved) != entry["training_table"]["sha256"]:
+        if not intact(resolved, entry["training_table"]["sha256"]):
             raise DataError(f"{resolved} is missing or changed since the features stage wrote it; re-run `trading-ml features --run-id {ctx.run_id}`")
         table = pd.read_parquet(resolved)
         split = split_by_time(table, ctx.settings.models, ctx.settings.features)

@@ -16,8 +16,9 @@ import xgboost as xgb
 from torch import nn
 
 from trading_ml.config import ModelSettings
+from trading_ml.io import json_bytes
 from trading_ml.models import lstm
-from trading_ml.models.base import CONFIG, Standardizer, config_bytes, feature_matrix, read_config
+from trading_ml.models.base import CONFIG, Standardizer, feature_matrix, read_config
 from trading_ml.models.splits import Split
 
 TARGET = "target_direction"
@@ -69,7 +70,7 @@ class XGBoostDirection:
 
     def to_files(self) -> dict[str, bytes]:
         model = bytes(self.booster.get_booster().save_raw(raw_format="json"))
-        return {".json": model, CONFIG: config_bytes({"feature_names": self.feature_names, **self.info})}
+        return {".json": model, CONFIG: json_bytes({"feature_names": self.feature_names, **self.info})}
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes]) -> XGBoostDirection:
@@ -115,7 +116,7 @@ class LSTMDirection:
 
     def to_files(self) -> dict[str, bytes]:
         config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), **self.settings, **self.info}
-        return {".pt": state_dict_bytes(self.net), CONFIG: config_bytes(config)}
+        return {".pt": state_dict_bytes(self.net), CONFIG: json_bytes(config)}
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes]) -> LSTMDirection:

@@ -19,8 +19,9 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
 from trading_ml.config import ModelSettings
+from trading_ml.io import json_bytes
 from trading_ml.errors import DataError
-from trading_ml.models.base import CONFIG, config_bytes, feature_matrix, read_config
+from trading_ml.models.base import CONFIG, feature_matrix, read_config
 from trading_ml.models.splits import Split
 
 NOWCAST, FORECAST = "target_regime", "target_regime_ahead"
@@ -79,7 +80,7 @@ class RegimeForest:
     def to_files(self) -> dict[str, bytes]:
         with quiet_skops() as sio:
             payload = sio.dumps(self.forests)
-        return {".skops": payload, CONFIG: config_bytes({"feature_names": self.feature_names, "targets": [NOWCAST, FORECAST]})}
+        return {".skops": payload, CONFIG: json_bytes({"feature_names": self.feature_names, "targets": [NOWCAST, FORECAST]})}
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes]) -> RegimeForest:

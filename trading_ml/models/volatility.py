@@ -18,8 +18,9 @@ from arch import arch_model
 from torch import nn
 
 from trading_ml.config import ModelSettings
+from trading_ml.io import json_bytes
 from trading_ml.models import lstm
-from trading_ml.models.base import CONFIG, Standardizer, config_bytes, feature_matrix, read_config
+from trading_ml.models.base import CONFIG, Standardizer, feature_matrix, read_config
 from trading_ml.models.direction import state_dict_bytes
 from trading_ml.models.splits import Split
 from trading_ml.features.registry import FEATURES
@@ -104,7 +105,7 @@ class GarchVolatility:
         return {name: float(np.median([p[name] for p in self.parameters.values()])) for name in names}
 
     def to_files(self) -> dict[str, bytes]:
-        return {".json": config_bytes({"parameters": self.parameters, "window": self.window, "scale": GARCH_SCALE})}
+        return {".json": json_bytes({"parameters": self.parameters, "window": self.window, "scale": GARCH_SCALE})}
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes]) -> GarchVolatility:
@@ -162,7 +163,7 @@ class LSTMVolatility:
     def to_files(self) -> dict[str, bytes]:
         config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), "target_scale": self.target_scale,
                   **self.settings, **self.info}
-        return {".pt": state_dict_bytes(self.net), CONFIG: config_bytes(config)}
+        return {".pt": state_dict_bytes(self.net), CONFIG: json_bytes(config)}
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes]) -> LSTMVolatility:

@@ -25,7 +25,7 @@ from trading_ml.features import registry
 from trading_ml.features.build import SymbolFeatures, TimeframeFeatures, build_timeframe
 from trading_ml.features.market import missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
-from trading_ml.io import read_json, sha256_file, write_bars_csv, write_json, write_parquet, write_table_csv
+from trading_ml.io import intact, read_json, sha256_file, write_bars_csv, write_json, write_parquet, write_table_csv
 from trading_ml.models import TRAINED_MODELS
 from trading_ml.storage import FallbackStore, StoreChoice, bars_to_documents, open_stage_store
 
@@ -238,14 +238,9 @@ def _ingest_problem(ctx: RunContext, ingested: dict | None) -> str | None:
     if ingested.get("status") != "ok":
         return f"ingestion failed: {ingested.get('error')}"
     raw_path = ctx.layout.resolve(ingested["path"])
-    if not _intact(raw_path, ingested["sha256"]):
+    if not intact(raw_path, ingested["sha256"]):
         return f"{raw_path} is missing or changed since ingestion; re-run ingest for this pair"
     return None
-
-
-def _intact(path, sha256: str) -> bool:
-    """The file exists and is byte for byte what a manifest recorded."""
-    return path.is_file() and sha256_file(path) == sha256
 
 
 def _quarantine(ctx: RunContext, report: dict) -> dict:
@@ -303,7 +298,7 @@ def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFr
     bars = {}
     for entry in entries:
         path = ctx.layout.resolve(entry["path"])
-        if not _intact(path, entry["sha256"]):
+        if not intact(path, entry["sha256"]):
             raise DataError(f"{path} is missing or changed since validation; re-run validate for {entry['symbol']} {entry['timeframe']}")
         bars[entry["symbol"]] = read_bars_csv(path, entry["timeframe"])
     return bars

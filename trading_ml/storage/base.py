@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -64,8 +64,6 @@ class Store(Protocol):
         """Documents whose fields equal every value in match (without store ids)."""
 
     def count(self, collection: str, match: dict | None = None) -> int: ...
-
-    def iter_documents(self, collection: str) -> Iterator[dict]: ...
 
     def read_bars(self, symbol: str, timeframe: str) -> pd.DataFrame: ...
 

@@ -10,7 +10,6 @@ run registered in MongoDB) makes the stage stop with a one-line StoreError that 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -67,9 +66,6 @@ class FallbackStore:
 
     def count(self, collection: str, match: dict | None = None) -> int:
         return self._call("count", collection, match)
-
-    def iter_documents(self, collection: str) -> Iterator[dict]:
-        return iter(self._call("find", collection))
 
     def read_bars(self, symbol: str, timeframe: str) -> pd.DataFrame:
         return self._call("read_bars", symbol, timeframe)

@@ -6,7 +6,6 @@ back to TinyDB or stop with a clear message; no pymongo traceback reaches a user
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import contextmanager
 
 import gridfs
@@ -83,16 +82,14 @@ class MongoStore:
     def _bulk(self, collection: str, operations: list) -> tuple[int, int]:
         """(written, refused as duplicate keys) for a batch of upserts."""
         target = self._collection(collection)
-        try:
-            result = target.bulk_write(operations, ordered=False)
-        except BulkWriteError as error:
-            details = error.details
-            others = [e for e in details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-            if others:
-                raise StoreError(f"MongoDB at {self.uri}: writing {collection} failed: {others[0].get('errmsg', '')[:160]}") from error
-            return details.get("nUpserted", 0) + details.get("nModified", 0), len(details.get("writeErrors", []))
-        except PyMongoError as error:
-            raise StoreError(f"MongoDB at {self.uri}: writing {collection} failed: {brief(error)}") from error
+        with self._driver_errors(f"writing {collection}"):
+            try:
+                result = target.bulk_write(operations, ordered=False)
+            except BulkWriteError as error:
+                errors = error.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                return error.details.get("nUpserted", 0) + error.details.get("nModified", 0), len(errors)
         return result.upserted_count + result.modified_count, 0
 
     def upsert_many(self, collection: str, documents: list[dict]) -> int:
@@ -127,12 +124,11 @@ class MongoStore:
 
     def insert_new(self, collection: str, document: dict) -> bool:
         target = self._collection(collection)
-        try:
-            target.insert_one(dict(document))  # the unique natural-key index decides
-        except DuplicateKeyError:
-            return False
-        except PyMongoError as error:
-            raise StoreError(f"MongoDB at {self.uri}: inserting into {collection} failed: {brief(error)}") from error
+        with self._driver_errors(f"inserting into {collection}"):
+            try:
+                target.insert_one(dict(document))  # the unique natural-key index decides
+            except DuplicateKeyError:
+                return False
         return True
 
     def update_fields(self, collection: str, match: dict, fields: dict) -> bool:
@@ -155,9 +151,6 @@ class MongoStore:
     def count(self, collection: str, match: dict | None = None) -> int:
         with self._driver_errors(f"counting {collection}"):
             return self._collection(collection).count_documents(match or {})
-
-    def iter_documents(self, collection: str) -> Iterator[dict]:
-        return iter(self.find(collection))
 
     def read_bars(self, symbol: str, timeframe: str) -> pd.DataFrame:
         with self._driver_errors(f"reading {symbol} {timeframe} bars"):

@@ -15,7 +15,6 @@ import fcntl
 import glob
 import json
 from collections import defaultdict
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -201,9 +200,6 @@ class TinyStore:
             data = storage.read() or {}
             yield data.setdefault(collection, {})
             storage.write(data)
-
-    def iter_documents(self, collection: str) -> Iterator[dict]:
-        return iter(self._documents(collection))
 
     def find(self, collection: str, match: dict | None = None) -> list[dict]:
         match = match or {}
