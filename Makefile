@@ -38,6 +38,7 @@ bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_pipeline.py
 	$(VENV)/bin/python benchmarks/bench_airflow.py
 	$(VENV)/bin/python benchmarks/bench_api.py
+	$(VENV)/bin/python benchmarks/bench_gate.py
 	$(VENV)/bin/python benchmarks/bench_scale.py
 
 clean:

@@ -5,8 +5,10 @@ Trains the direction, volatility and regime models on a diversified universe and
 
 **plan** → **pairs** → **ingest** (one mapped task per symbol × timeframe) → **validate** (joins them; a failed
 symbol is quarantined and the run goes on) → **features** → **choose_models** → the five training
-tasks in parallel → **evaluate** (test metrics beside baselines) → **deploy** (promote winners in
-the registry: MongoDB from the `mongo_default` connection, else TinyDB) → **report** (HTML with plots).
+tasks in parallel (each walk-forward over 4 folds) → **evaluate** (out-of-sample metrics with 95%
+block-bootstrap intervals beside baselines) → **deploy** (promote only significant skill that is not
+worse than production, in the registry: MongoDB from the `mongo_default` connection, else TinyDB)
+→ **report** (HTML with plots).
 
 Each task calls one function of `trading_ml.pipeline`; XCom carries only their small manifests
 (paths, counts, sha256, metrics). The run's as-of date is the end of its data interval (scheduled
@@ -24,12 +26,12 @@ from contextlib import contextmanager
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from trading_ml_airflow import mongo_uri  # plugins/: shared with the plugin
 
 from trading_ml.config import load_settings
 from trading_ml.errors import SourceUnavailable, StoreError, TradingMLError
 from trading_ml.models import TRAINED_MODELS
 from trading_ml.run import RunContext
-from trading_ml_airflow import mongo_uri  # plugins/: shared with the plugin
 
 SETTINGS = load_settings()  # config.yaml (or TRADING_ML_CONFIG): schedule, pool, retries, universe
 AIRFLOW = SETTINGS.airflow
@@ -168,7 +170,7 @@ def report(run: dict):
         "timeframes": Param(list(SETTINGS.timeframes), type="array", items={"type": "string", "enum": list(SETTINGS.timeframes)}),
         "source": Param(SETTINGS.source, type="string", description="yahoo | synthetic | sample | csv:DIR"),
         "models": Param(list(TRAINED_MODELS), type="array", items={"type": "string", "enum": list(TRAINED_MODELS)}),
-        "deploy": Param(True, type="boolean", description="Promote models that beat their baselines and production."),
+        "deploy": Param(True, type="boolean", description="Promote models whose skill over their baselines is significant and not worse than production."),
     },
 )
 def trading_ml_training():

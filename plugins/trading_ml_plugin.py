@@ -8,13 +8,13 @@ import html
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
+from trading_ml_airflow import mongo_uri
 
 from trading_ml.config import load_settings
 from trading_ml.errors import StoreError
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_runs
 from trading_ml.storage import open_store
-from trading_ml_airflow import mongo_uri
 
 URL_PREFIX = "/trading-ml"
 app = FastAPI(title="trading-ml in Airflow")
@@ -39,7 +39,7 @@ def registry_page() -> str:
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in (
             r["model_name"], r["version"], r["status"], r.get("run_id"),
-            f"{r['test_metrics']['primary']['metric']} {r['test_metrics']['primary']['value']:.5g}" if r.get("test_metrics") else "not evaluated",
+            _metric(r.get("test_metrics")),
             r.get("deploy_decision", ""),
         )) + "</tr>"
         for r in records
@@ -50,7 +50,7 @@ def registry_page() -> str:
 <style>body {{ font-family: system-ui, sans-serif; margin: 1.5em; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }}</style></head><body>
 <h2>Model registry ({html.escape(choice.kind)})</h2><p>{link}</p>
-<table><tr><th>model</th><th>version</th><th>status</th><th>run</th><th>test metric</th><th>deploy decision</th></tr>{rows}</table>
+<table><tr><th>model</th><th>version</th><th>status</th><th>run</th><th>out-of-sample metric</th><th>deploy decision</th></tr>{rows}</table>
 </body></html>"""
 
 
@@ -60,6 +60,15 @@ def report_page() -> FileResponse:
     if report is None:
         raise HTTPException(404, "no run has a report yet; trigger trading_ml_training")
     return FileResponse(report.layout.report_html, media_type="text/html")
+
+
+def _metric(summary: dict | None) -> str:
+    """The out-of-sample primary metric, and the one-sided lower bound of its skill over the best baseline."""
+    if not summary:
+        return "not evaluated"
+    primary, skill = summary["primary"], summary.get("skill")
+    bound = f"; skill over {skill['baseline']} lower bound {skill['lower_bound']:+.3g}" if skill else ""
+    return f"{primary['metric']} {primary['value']:.4g}{bound}"
 
 
 class TradingMLPlugin(AirflowPlugin):

@@ -7,7 +7,7 @@ import json
 import zipfile
 
 
-def skops_with_exec(payload: bytes, code: str, key: str = "target_regime") -> bytes:
+def skops_with_exec(payload: bytes, code: str, key: str = "target_regime_ahead") -> bytes:
     """A copy of a skops archive of a dict whose ``key`` entry is replaced by a node that skops
     constructs as ``builtins.exec(code)``: loading it runs ``code`` unless its types are refused."""
     archive = zipfile.ZipFile(io.BytesIO(payload))

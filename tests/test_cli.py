@@ -8,6 +8,7 @@ from pathlib import Path
 
 from trading_ml import pipeline
 from trading_ml.cli import main
+from trading_ml.loading import ModelLoader
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_run, find_runs
 from trading_ml.storage.tiny import TinyStore
@@ -97,16 +98,16 @@ def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
     assert "validate: 1/1 pairs passed" in full.stdout
     run = json.loads(find_run(tmp_path, "2026-11-20").layout.run_manifest.read_text())  # the full pipeline's run
     assert run["stages"]["validate"]["passed"] == 1 and run["stages"]["features"]["1d"]["training_rows"] > 1000
-    assert "test metric" in full.stdout and "volatility_garch" in full.stdout
+    assert "skill lower bound" in full.stdout and "volatility_garch" in full.stdout
     again = subprocess.run([*script, "--stage", "validate", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
-    assert again.returncode == 0 and "test metric" in again.stdout, again.stderr  # the plan's 'validate' judges models
+    assert again.returncode == 0 and "skill lower bound" in again.stdout, again.stderr  # the plan's 'validate' judges models
     later = [*script, "--full-pipeline", *common[:-1], "2026-11-23"]
     assert subprocess.run(later, env=env, capture_output=True, text=True, cwd=tmp_path).returncode == 0
     registry = ModelRegistry(TinyStore(tmp_path / "fallback"), tmp_path)
     versions = {(r["model_name"], r["version"]): r for r in registry.records()}
     assert set(versions) == {(name, v) for name in (*pipeline.MODELS, "direction") for v in ("1.0", "2.0")}
     assert versions[("regime_rf", "1.0")]["run_id"] != versions[("regime_rf", "2.0")]["run_id"]
-    assert registry.load_model("regime_rf", "1.0") is not None  # the first run's files are untouched
+    assert ModelLoader(registry).load_model("regime_rf", "1.0") is not None  # the first run's files are untouched
 
 
 def test_two_runs_on_one_day_with_different_symbols_keep_their_own_files_and_records(tmp_path, capsys):
@@ -126,4 +127,4 @@ def test_two_runs_on_one_day_with_different_symbols_keep_their_own_files_and_rec
         assert sorted(r["version"] for r in records.values()) == ["1.0", "2.0"]
         assert records[runs[0].run_id]["symbols"] == ["AAPL", "^GSPC"] and records[runs[1].run_id]["symbols"] == ["XOM", "^GSPC"]
         for record in records.values():
-            assert registry.load_record(record) is not None  # every file of both runs intact (sha256 checked)
+            assert ModelLoader(registry).load_record(record) is not None  # every file of both runs intact (sha256 checked)

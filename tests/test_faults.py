@@ -13,10 +13,17 @@ import pytest
 from secantus import SecantusDBServer
 from yfinance.exceptions import YFRateLimitError
 
-from tests.conftest import AS_OF, QUICK_MODELS, RestartableMongo, make_settings, write_config
+from tests.conftest import (
+    AS_OF,
+    QUICK_MODELS,
+    RestartableMongo,
+    make_settings,
+    write_config,
+)
 from trading_ml import io, pipeline
 from trading_ml.config import load_settings
 from trading_ml.data.sources import SyntheticSource, YahooSource
+from trading_ml.loading import ModelLoader
 from trading_ml.registry import ModelNotFound, ModelRegistry
 from trading_ml.run import RunContext, find_runs, runs_root
 from trading_ml.storage import MongoStore, TinyStore, open_stage_store, open_store
@@ -77,7 +84,7 @@ def test_killed_while_saving_a_model_registers_nothing_and_the_rerun_completes(v
         registry.record("regime_rf", "1.0")  # a model is registered only after all its files are in place
     monkeypatch.undo()
     trained = pipeline.train(ctx, "regime_rf", features, resources)
-    assert trained["version"] == "1.0" and registry.load_model("regime_rf", "1.0") is not None
+    assert trained["version"] == "1.0" and ModelLoader(registry).load_model("regime_rf", "1.0") is not None
 
 
 @pytest.mark.parametrize("backend", ["tinydb", "mongodb"])
@@ -110,7 +117,7 @@ def test_two_runs_at_the_same_time_overwrite_nothing_of_each_other(tmp_path, req
         record = registry.record("regime_rf", results[ctx.run_id]["version"])
         assert record["run_id"] == ctx.run_id
         assert all((runs_root(settings.data_dir) / a["path"]).parent.parent == ctx.run_root for a in record["artifacts"])
-        assert registry.load_model("regime_rf", record["version"]) is not None
+        assert ModelLoader(registry).load_model("regime_rf", record["version"]) is not None
 
 
 class FlakyYahoo:
@@ -189,7 +196,7 @@ def test_mongodb_stopping_mid_ingest_then_sync_leaves_every_bar_in_mongodb_once(
 STOP_POINTS = {  # where the server is stopped: just before this call runs
     "ingest's first write": ("trading_ml.storage.mongo", "MongoStore", "upsert_many"),
     "train's version claim": ("trading_ml.registry", "ModelRegistry", "version_for_run"),
-    "deploy's promote": ("trading_ml.registry", "ModelRegistry", "promote"),
+    "deploy's decision": ("trading_ml.pipeline.model_stages", None, "_deploy_one"),
     "report": ("trading_ml.pipeline.model_stages", None, "write_report"),
 }
 
@@ -248,7 +255,7 @@ def test_mongodb_stopping_mid_run_ends_on_tinydb_or_in_one_line_and_sync_loses_n
         registry = ModelRegistry(mongo, settings.data_dir)
         records = [r for r in registry.records() if r["run_id"] == run.run_id]
         assert sorted(r["model_name"] for r in records) == sorted((*pipeline.MODELS, "direction"))
-        assert all(registry.load_record(record) is not None for record in records)
+        assert all(ModelLoader(registry).load_record(record) is not None for record in records)
         assert all(len([r for r in registry.records(name) if r["status"] == "production"]) <= 1 for name in registry.production_versions())
     finally:
         mongo.close()

@@ -36,8 +36,12 @@ def test_the_report_has_every_plot_and_the_registrys_numbers(trained_run):
         record = registry.record_for_run(name, ctx.run_id)
         assert record["version"] == model["version"]
         assert model["test_metrics"] == record["test_metrics"] and model["status"] == record["status"]
-        assert f"{record['test_metrics']['primary']['value']:.5g}" in page
+        assert f"{record['test_metrics']['primary']['value']:.4g} [" in page  # the value, then its interval
+        assert f"{record['test_metrics']['skill']['lower_bound']:+.4g}" in page
     assert {p["symbol"] for p in summary["data"]["pairs"]} == set(ctx.symbols) and summary["data"]["quarantined"] == []
+    planted = summary["planted_signal"]
+    assert planted["information_coefficient"] == ctx.settings.sources["synthetic"].get("signal_strength")
+    assert set(planted["recovered_rank_ic"]) == {"direction", "direction_xgboost", "direction_lstm"} and "id='planted-signal'" in page
 
 
 def test_report_command_finds_the_newest_run_and_regenerates(trained_run, capsys):

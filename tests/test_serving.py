@@ -17,8 +17,8 @@ import uvicorn
 from tests.conftest import make_settings
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunLayout
-from trading_ml.storage import TinyStore
 from trading_ml.serving import create_app
+from trading_ml.storage import TinyStore
 
 REGIMES = {"bull", "bear", "sideways", "high_vol"}
 
@@ -55,16 +55,15 @@ def start_api():
 def test_signals_have_probabilities_that_sum_to_one_and_the_registrys_versions(trained_run, start_api):
     ctx, resources, _ = trained_run
     client = start_api(ctx.settings)
-    assert client.get("/health").json()["status"] == "ok"
     answer = client.post("/signals/generate", json={"symbols": ["AAPL", "^GSPC", "XOM"]})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     registry = ModelRegistry(resources.store, ctx.settings.data_dir)
-    assert body["models"]["direction"] == {"model": "direction", "version": registry.record("direction")["version"]}
-    assert body["models"]["regime"] == {"model": "regime_rf", "version": registry.record("regime_rf")["version"]}
+    assert body["models"]["direction"] == {"source": "model", "model": "direction", "version": registry.record("direction")["version"]}
+    assert body["models"]["regime"] == {"source": "model", "model": "regime_rf", "version": registry.record("regime_rf")["version"]}
     volatility = body["models"]["volatility"]
     production = [r for r in registry.records() if r["model_name"].startswith("volatility") and r["status"] == "production"]
-    assert volatility["model"] == (production[0]["model_name"] if production else "ewma_baseline")
+    assert volatility["model"] == (production[0]["model_name"] if production else "ewma")
     assert [s["symbol"] for s in body["signals"]] == ["AAPL", "^GSPC", "XOM"]
     for signal in body["signals"]:
         probabilities = signal["direction"]["probabilities"]
@@ -87,21 +86,25 @@ def test_bad_requests_get_a_4xx_that_says_what_to_fix(trained_run, start_api):
     assert early.status_code == 422 and "use a later as_of" in early.json()["detail"]
 
 
-def test_no_production_model_is_a_503_and_a_promotion_is_picked_up(trained_run, start_api, tmp_path):
+def test_without_a_production_model_a_task_is_served_by_its_baseline_and_a_promotion_is_picked_up(trained_run, start_api, tmp_path):
     empty = start_api(make_settings(tmp_path / "empty"))
     answer = empty.post("/signals/generate", json={"symbols": ["AAPL"]})
-    assert answer.status_code == 503 and "no production version of direction, regime_rf" in answer.json()["detail"]
+    assert answer.status_code == 503 and "no 1d bars in the store; run `trading-ml ingest` first" in answer.json()["detail"]
     ctx, resources, _ = trained_run
     client = start_api(ctx.settings)
-    assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).status_code == 200
+    assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).json()["models"]["regime"]["source"] == "model"
     store = resources.store
     pointer = store.find("model_production", {"model_name": "regime_rf"})[0]
     assert store.replace_if("model_production", {**pointer, "run_id": "nobody", "revision": pointer["revision"] + 1}, pointer["revision"])
     try:
-        assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).status_code == 503  # it reads the registry each time
+        answer = client.post("/signals/generate", json={"symbols": ["AAPL"]})  # it reads the registry each time
+        assert answer.status_code == 200 and answer.json()["models"]["regime"]["source"] == "baseline"
+        signal = answer.json()["signals"][0]["regime"]
+        assert signal["ahead"] == signal["now"]  # persistence: the rules' regime now
+        assert "degraded: regime served by its baseline" in client.get("/health").json()["status"]
     finally:
         assert store.replace_if("model_production", {**pointer, "revision": pointer["revision"] + 2}, pointer["revision"] + 1)
-    assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).status_code == 200
+    assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).json()["models"]["regime"]["source"] == "model"
 
 
 def new_version_of(registry: ModelRegistry, good: dict, altered: str) -> dict:

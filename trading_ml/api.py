@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from trading_ml.config import Settings, load_settings
+from trading_ml.loading import ModelLoader
 from trading_ml.registry import ModelRegistry
 from trading_ml.storage import open_store
 
@@ -26,7 +27,7 @@ class ModelManager:
 
     def load_model(self, name: str, version: str | None = None):
         """A model by name ('direction' is the ensemble); the production version unless one is given."""
-        return self.registry.load_model(name, version)
+        return ModelLoader(self.registry).load_model(name, version)
 
     def list_models(self) -> list[dict]:
         return self.registry.records()

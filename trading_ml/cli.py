@@ -173,25 +173,32 @@ def run_train(ctx: RunContext, resources: pipeline.StageResources, features: dic
 
 
 def print_model_table(ctx: RunContext, report: dict, deployed: dict | None) -> None:
-    """One row per model: its test metric, the baselines beside it, the plan's target, the decision."""
+    """One row per model: its out-of-sample metric with its interval, the baselines beside it, the
+    skill's lower bound, the plan's target, the decision."""
     rows = []
     for name, evaluation in report["models"].items():
-        primary = evaluation["primary"]
+        primary, skill = evaluation["primary"], evaluation["skill"]
         status = deployed["decisions"][name]["status"] if deployed else "candidate"
-        rows.append((name, evaluation["version"], primary["metric"], f"{primary['value']:.5g}", _baselines(evaluation),
-                     "met" if evaluation["plan_target"]["met"] else "NOT met", status))
-    print(format_table(("model", "version", "test metric", "value", "baselines", "plan target", "status"), rows))
-    split = report["split"]
-    print(f"test segment from {split['test_start'][:10]} ({split['rows']['test']:,} rows); full report {ctx.layout.evaluation_report}")
+        rows.append((name, evaluation["version"], primary["metric"], _with_interval(primary), _baselines(evaluation),
+                     f"{skill['lower_bound']:+.3g}", "met" if evaluation["plan_target"]["met"] else "NOT met", status))
+    print(format_table(("model", "version", "metric", "value [95% interval]", "baselines", "skill lower bound", "plan target", "status"), rows))
+    folds = report["folds"]
+    print(f"walk-forward: {len(folds)} test segments from {folds[0]['test_start'][:10]} ({sum(f['rows']['test'] for f in folds):,} rows); "
+          f"full report {ctx.layout.evaluation_report}")
+    if report.get("planted_signal") is not None:
+        recovered = ", ".join(f"{name} {m['metrics']['rank_ic']['value']:.3g}" for name, m in report["models"].items() if m["task"] == "direction")
+        print(f"planted signal: information coefficient {report['planted_signal']:.3g}; recovered rank IC: {recovered}")
     for name, decision in (deployed or {}).get("decisions", {}).items():
         print(f"  {name} {decision['version']}: {decision['reason']}")
 
 
+def _with_interval(values: dict) -> str:
+    return f"{values['value']:.4g} [{values['low']:.4g}, {values['high']:.4g}]"
+
+
 def _baselines(evaluation: dict) -> str:
-    if "nowcast" in evaluation:
-        return f"persistence {evaluation['nowcast']['persistence']['accuracy']:.5g}"
     metric = evaluation["primary"]["metric"]
-    return ", ".join(f"{name} {b[metric]:.5g}" for name, b in evaluation["baselines"].items())
+    return ", ".join(f"{name} {b[metric]['value']:.4g}" for name, b in evaluation["baselines"].items())
 
 
 def run_features(ctx: RunContext, resources: pipeline.StageResources, validated: dict) -> dict:
@@ -294,6 +301,25 @@ def run_sync(args: argparse.Namespace) -> None:
         print(f"  production {name}: run {pointer['run_id']}{'' if pointer['changed'] else ' (unchanged)'}")
 
 
+def run_promote(args: argparse.Namespace) -> None:
+    """A person's decision: make a version production, whatever the gate said; the reason is stored."""
+    from trading_ml.registry import ModelRegistry
+    from trading_ml.storage import open_stage_store
+
+    settings = settings_from_args(args)
+    store = open_stage_store(settings)
+    try:
+        registry = ModelRegistry(store, settings.data_dir)
+        record = registry.record(args.model, args.version)
+        before = registry.production(args.model)
+        reason = f"promoted by hand (trading-ml promote): {args.reason}" if args.reason else "promoted by hand (trading-ml promote)"
+        registry.promote(args.model, record["run_id"], reason)
+        previous = f"; {registry.record_for_run(args.model, before['run_id'])['version']} is archived" if before and before["run_id"] != record["run_id"] else ""
+        print(f"{args.model} {record['version']} (run {record['run_id']}) is production{previous}")
+    finally:
+        store.close()
+
+
 def run_list(args: argparse.Namespace) -> None:
     """Every run under the data directory: as-of, run id, folder and the stages it finished."""
     runs = find_runs(settings_from_args(args).data_dir, parse_as_of(args.as_of) if args.as_of else None)
@@ -313,8 +339,8 @@ def parser() -> argparse.ArgumentParser:
         ("validate", "run the six checks on an ingested run; clean into validated/, quarantine failures"),
         ("features", "indicators, market-wide features and targets of a validated run; training tables"),
         ("train", "fit the five models on the run's training table; register them as candidates"),
-        ("evaluate", "test-segment metrics of the trained models beside their baselines and the plan's targets"),
-        ("deploy", "promote the candidates that beat their baselines and the production model"),
+        ("evaluate", "walk-forward out-of-sample metrics with intervals, beside the baselines and the plan's targets"),
+        ("deploy", "promote the candidates whose skill over their baselines is significant and not worse than production"),
         ("run", "the full pipeline: ingest, validate, features, train, evaluate, deploy, report"),
     ):
         add_run_options(commands.add_parser(name, help=text, description=text))
@@ -327,7 +353,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     listing = commands.add_parser("runs", help="list the runs: as-of, run id, finished stages, folder")
     listing.add_argument("--as-of", help="only the runs of this as-of date")
-    for command in (report, serve, listing):
+    promote = commands.add_parser("promote", help="make a registered version production by hand (the gate is not asked)")
+    promote.add_argument("model", help="direction, direction_xgboost, direction_lstm, volatility_garch, volatility_lstm or regime_rf")
+    promote.add_argument("version", help="the version, e.g. 3.0 (see GET /models or the Airflow registry page)")
+    promote.add_argument("--reason", help="why, kept in the record and the production history")
+    for command in (report, serve, listing, promote):
         command.add_argument("--data-dir")
         command.add_argument("--config")
         command.add_argument("-v", "--verbose", action="store_true")
@@ -345,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> None:
-    commands = {"sync": run_sync, "report": run_report, "serve": run_serve, "runs": run_list}
+    commands = {"sync": run_sync, "report": run_report, "serve": run_serve, "runs": run_list, "promote": run_promote}
     if args.command in commands:
         commands[args.command](args)
         return

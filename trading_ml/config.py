@@ -102,8 +102,9 @@ class ModelSettings:
 
     timeframe: str = "1d"  # the training table the models learn from
     seed: int = 42
-    train_share: float = 0.8  # oldest 80% of the table's time span; then validation_share; the rest is test
-    validation_share: float = 0.1
+    folds: int = 4  # walk-forward: this many test segments at the end of the table, judged pooled
+    test_share: float = 0.1  # each test segment's share of the table's time span
+    validation_share: float = 0.1  # early stopping on this share just before each test segment
     sequence_length: int = 20  # LSTM input: this many bars
     xgboost_rounds: int = 400
     xgboost_depth: int = 4
@@ -118,6 +119,10 @@ class ModelSettings:
     ewma_lambda: float = 0.94  # RiskMetrics
     costs_bps: float = 5.0  # per unit of turnover in the long-short backtest
     long_short_share: float = 0.2  # long the top and short the bottom fifth by P(up) - P(down)
+    confidence: float = 0.95  # intervals, and the one-sided level the deploy gate demands
+    bootstrap_block_days: int = 20  # block bootstrap over dates: blocks this many dates long
+    bootstrap_samples: int = 1000
+    min_compare_days: int = 20  # production is compared on this run's rows it never saw: at least this many dates
 
 
 @dataclass(frozen=True)
@@ -292,8 +297,13 @@ def _parse_features(raw: dict, config_path: Path) -> FeatureSettings:
 
 def _parse_models(raw: dict, config_path: Path) -> ModelSettings:
     models = ModelSettings(**_typed_options(ModelSettings, raw, f"{config_path}: models"))
-    if not (0 < models.train_share and 0 < models.validation_share and models.train_share + models.validation_share < 1):
-        raise ConfigError(f"{config_path}: models.train_share + validation_share must leave a test segment (e.g. 0.8 + 0.1)")
+    if models.folds < 1 or not (0 < models.test_share and 0 < models.validation_share):
+        raise ConfigError(f"{config_path}: models.folds must be at least 1 and test_share, validation_share above 0")
+    if models.folds * models.test_share + models.validation_share >= 0.8:
+        raise ConfigError(f"{config_path}: models.folds x test_share + validation_share must leave at least 20% of the span "
+                          "for the first fold's training (e.g. 4 x 0.1 + 0.1)")
+    if not 0.5 < models.confidence < 1 or models.bootstrap_block_days < 1 or models.bootstrap_samples < 100:
+        raise ConfigError(f"{config_path}: models.confidence must be in (0.5, 1), bootstrap_block_days at least 1, bootstrap_samples at least 100")
     if models.timeframe not in ("1d", "1h"):
         raise ConfigError(f"{config_path}: models.timeframe {models.timeframe!r} must be 1d or 1h")
     return models

@@ -1,4 +1,4 @@
-"""The model registry: versions, metadata, sha256 of every file, production, and loading by name.
+"""The model registry: records, versions, metadata, sha256 of every file, and production.
 
 Records live in the store's ``ml_models`` (MongoDB, or the TinyDB fallback). A record belongs to one
 run: it is identified by (model, version, run id), and a run has one record per model. A version is
@@ -11,9 +11,7 @@ changed only by compare-and-set on its revision: at most one production version 
 runs at the same time. A record's status is read from it: production (the pointer names its run),
 archived (it was production before), candidate (never promoted).
 
-Loading reads only files derived from a record: the model's exact file names inside its run's
-``models/`` folder under the models root (``<data_dir>/runs``), each checked against its sha256
-before its bytes are handed to the model, which never opens a path itself.
+Loading a model from its record, reading only verified bytes, is :mod:`trading_ml.loading`.
 """
 
 from __future__ import annotations
@@ -24,21 +22,15 @@ import json
 import logging
 from pathlib import Path
 
-from trading_ml.errors import ConfigError, ConflictError, DataError
-from trading_ml.io import atomic_write_bytes, sha256_bytes, sha256_file
-from trading_ml.models.direction import DirectionEnsemble, LSTMDirection, XGBoostDirection
-from trading_ml.models.regime import RegimeForest
-from trading_ml.models.volatility import GarchVolatility, LSTMVolatility
-from trading_ml.run import RunLayout, check_run_id, runs_root
+from trading_ml.errors import ConflictError, DataError
+from trading_ml.io import sha256_file
+from trading_ml.models.catalogue import MODEL_NAMES
+from trading_ml.run import check_run_id, runs_root
 from trading_ml.storage import Store
 
 log = logging.getLogger(__name__)
 
-MODEL_CLASSES = {cls.name: cls for cls in (XGBoostDirection, LSTMDirection, GarchVolatility, LSTMVolatility, RegimeForest)}
-ENSEMBLE = "direction"
-ENSEMBLE_MEMBERS = ("direction_xgboost", "direction_lstm")
 ENSEMBLE_FILES = (".json",)  # {"members": [...], "rule": ...}: the members are this run's records
-MODEL_NAMES = (*MODEL_CLASSES, ENSEMBLE)
 COLLECTION = "ml_models"
 VERSIONS = "model_versions"
 PRODUCTION = "model_production"
@@ -65,7 +57,7 @@ class ModelRegistry:
 
     def record(self, name: str, version: str | None = None) -> dict:
         """The record of a version, or of the production version when none is given."""
-        _check_name(name)
+        check_name(name)
         if version is None:
             pointer = self.production(name)
             if pointer is None:
@@ -80,7 +72,7 @@ class ModelRegistry:
 
     def record_for_run(self, name: str, run_id: str) -> dict:
         """The record a run registered for a model, whatever version it has now (sync may renumber)."""
-        _check_name(name)
+        check_name(name)
         found = self.store.find(COLLECTION, {"model_name": name, "run_id": run_id})
         if not found:
             what = f"{name} of run {run_id}"
@@ -164,64 +156,6 @@ class ModelRegistry:
         """Registry entries of files under the models root: path relative to it, and sha256."""
         return [{"path": str(Path(path).relative_to(self.models_root)), "sha256": sha256_file(path)} for path in paths]
 
-    # -- loading ---------------------------------------------------------------------------------
-
-    def load_model(self, name: str, version: str | None = None):
-        """The model object of a version (default: production), after checking every file's sha256.
-
-        ``load_model("direction")`` returns the XGBoost + LSTM ensemble of the run it belongs to.
-        """
-        return self.load_record(self.record(name, version))
-
-    def load_record(self, record: dict):
-        name = record["model_name"]
-        _check_name(name)
-        if name == ENSEMBLE:
-            spec = json.loads(self._verified_files(record, ENSEMBLE_FILES)[".json"])
-            if spec.get("members") != list(ENSEMBLE_MEMBERS):
-                raise DataError(f"{_label(record)}: its file names members {spec.get('members')!r}, not {list(ENSEMBLE_MEMBERS)}; refusing it")
-            return DirectionEnsemble([self.load_record(self.record_for_run(m, record["run_id"])) for m in ENSEMBLE_MEMBERS])
-        cls = MODEL_CLASSES[name]
-        return cls.from_files(self._verified_files(record, cls.FILES))
-
-    def expected_files(self, record: dict, suffixes: tuple[str, ...]) -> dict[str, str]:
-        """{path under the models root: suffix} of the files a record's model consists of, derived
-        from its model name, run id and as-of, never from paths the record gives."""
-        try:
-            layout = RunLayout.of(self.models_root.parent, dt.date.fromisoformat(str(record["as_of"])), record["run_id"])
-        except (KeyError, ValueError, ConfigError) as error:
-            raise DataError(f"{_label(record)}: the record's run id or as-of is not valid ({error}); refusing to load it") from error
-        return {str(layout.model_file(record["model_name"], s).relative_to(self.models_root)): s for s in suffixes}
-
-    def _verified_files(self, record: dict, suffixes: tuple[str, ...]) -> dict[str, bytes]:
-        """{suffix: bytes} of exactly the model's files, each matching the record's sha256."""
-        expected = self.expected_files(record, suffixes)
-        artifacts = record.get("artifacts") or []
-        listed = {a.get("path"): a.get("sha256") for a in artifacts}
-        if sorted(map(str, listed)) != sorted(expected) or len(artifacts) != len(expected):
-            raise DataError(f"{_label(record)}: the record lists {[a.get('path') for a in artifacts] or 'no files'}, but it consists of exactly "
-                            f"{sorted(expected)} under {self.models_root}; refusing to load it")
-        return {suffix: self._verified_bytes(relative, listed[relative], record) for relative, suffix in expected.items()}
-
-    def _verified_bytes(self, relative: str, expected: str, record: dict) -> bytes:
-        """A file's bytes if they match the recorded sha256 (a missing file is restored from GridFS)."""
-        path = self.models_root / relative
-        if not path.resolve().is_relative_to(self.models_root.resolve()):
-            raise DataError(f"{_label(record)}: {path} leads outside the models root {self.models_root}; refusing to load it")
-        if path.is_file():
-            payload = path.read_bytes()
-        else:
-            payload = self.store.get_file(relative)
-            if payload is None or sha256_bytes(payload) != expected:
-                raise ModelNotFound(f"{path} of {_label(record)} is missing and no intact copy is in the store")
-            atomic_write_bytes(path, payload)
-            log.warning("restored %s from GridFS", path)
-        actual = sha256_bytes(payload)
-        if actual != expected:
-            raise DataError(f"{path} of {_label(record)} does not match its registry sha256 "
-                            f"({actual[:12]}… != {str(expected)[:12]}…): the file was altered; refusing to load it")
-        return payload
-
 
 def with_status(record: dict, pointer: dict | None) -> dict:
     """The record with its status: production, archived (production before) or candidate."""
@@ -240,11 +174,11 @@ def config_hash(settings) -> str:
     return hashlib.sha256(json.dumps(relevant, default=repr, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _label(record: dict) -> str:
+def label(record: dict) -> str:
     return f"{record.get('model_name')} {record.get('version')} (run {record.get('run_id')})"
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if name not in MODEL_NAMES:
         raise ModelNotFound(f"unknown model {name!r}; models are {', '.join(MODEL_NAMES)}")
 

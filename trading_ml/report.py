@@ -15,14 +15,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from trading_ml.run import RunContext  # noqa: E402
 from trading_ml.data.sources import read_bars_csv  # noqa: E402
 from trading_ml.io import atomic_write_bytes, read_json, write_json  # noqa: E402
 from trading_ml.models.base import CONFIG  # noqa: E402
 from trading_ml.models.dataset import TrainingData  # noqa: E402
-from trading_ml.models.regime import NOWCAST  # noqa: E402
-from trading_ml.models.volatility import TARGET as VOLATILITY_TARGET  # noqa: E402
+from trading_ml.models.evaluation import REGIME_NOW, VOLATILITY_TARGET  # noqa: E402
+from trading_ml.models.splits import out_of_sample_fold  # noqa: E402
 from trading_ml.registry import ModelRegistry  # noqa: E402
+from trading_ml.run import RunContext  # noqa: E402
 
 REPORT_HTML, REPORT_JSON = "report.html", "report.json"
 VOLATILITY_SYMBOLS = 3  # predicted vs realized volatility for the benchmark and the next two symbols
@@ -56,6 +56,7 @@ def report_data(ctx: RunContext, registry: ModelRegistry) -> dict:
             "deploy_decision": record.get("deploy_decision", "not deployed yet"),
             "test_metrics": record["test_metrics"],
             "baselines": _baseline_values(result),
+            "metrics": {metric: values for metric, values in result["metrics"].items() if not metric.startswith("recall_")},
             "training_samples": record["training_samples"],
             "trained_date": record["trained_date"],
         }
@@ -70,17 +71,25 @@ def report_data(ctx: RunContext, registry: ModelRegistry) -> dict:
             "pass_share": validated["pass_share"],
             "training_rows": {tf: entry.get("training_table", {}).get("rows") for tf, entry in features["timeframes"].items()},
         },
-        "split": evaluation["split"],
+        "folds": evaluation["folds"],
+        "confidence": ctx.settings.models.confidence,
+        "planted_signal": _planted_vs_recovered(evaluation),
         "models": models,
     }
 
 
-def _baseline_values(result: dict) -> dict[str, float]:
-    """Each baseline's value of the model's primary metric."""
+def _baseline_values(result: dict) -> dict[str, dict]:
+    """Each baseline's value of the model's primary metric, with its interval."""
     metric = result["primary"]["metric"]
-    if "nowcast" in result:
-        return {"persistence": result["nowcast"]["persistence"]["accuracy"]}
     return {name: values[metric] for name, values in result["baselines"].items()}
+
+
+def _planted_vs_recovered(evaluation: dict) -> dict | None:
+    """The synthetic market's planted information coefficient beside each direction model's rank IC."""
+    if evaluation.get("planted_signal") is None:
+        return None
+    recovered = {name: result["metrics"]["rank_ic"] for name, result in evaluation["models"].items() if result["task"] == "direction"}
+    return {"information_coefficient": evaluation["planted_signal"], "recovered_rank_ic": recovered}
 
 
 def report_figures(ctx: RunContext, summary: dict) -> dict[str, tuple[str, str]]:
@@ -89,23 +98,23 @@ def report_figures(ctx: RunContext, summary: dict) -> dict[str, tuple[str, str]]
     data = TrainingData.load(ctx, read_json(ctx.layout.features_manifest))
     figures = {}
     for name, result in evaluation.items():
-        matrix = result["metrics"]["confusion_matrix"] if "metrics" in result and "confusion_matrix" in result["metrics"] else None
-        if "nowcast" in result:
-            matrix = result["nowcast"]["metrics"]["confusion_matrix"]
-        if matrix:
-            figures[f"confusion_{name}"] = (f"{name} {summary['models'][name]['version']}: confusion matrix (test)", _confusion_png(matrix))
+        if "confusion_matrix" in result:
+            figures[f"confusion_{name}"] = (f"{name} {summary['models'][name]['version']}: confusion matrix (out of sample)",
+                                            _confusion_png(result["confusion_matrix"]))
         if "backtest" in result:
-            figures[f"equity_{name}"] = (f"{name} {summary['models'][name]['version']}: long-short vs buy-and-hold (test, after costs)", _equity_png(result["backtest"]))
+            figures[f"equity_{name}"] = (f"{name} {summary['models'][name]['version']}: long-short vs buy-and-hold (out of sample, after costs)",
+                                         _equity_png(result["backtest"]))
     if "direction_xgboost" in evaluation:
         importance = read_json(ctx.layout.model_file("direction_xgboost", CONFIG))["feature_importance"]
         figures["importance_direction_xgboost"] = (f"direction_xgboost: top {TOP_FEATURES} features by gain", _importance_png(importance))
     for name in ("volatility_garch", "volatility_lstm"):
         if name in evaluation:
             predictions = pd.read_parquet(ctx.layout.predictions(name))
-            figures[f"volatility_{name}"] = (f"{name}: predicted vs realized volatility (test)", _volatility_png(data, predictions, ctx))
+            figures[f"volatility_{name}"] = (f"{name}: predicted vs realized volatility (out of sample)", _volatility_png(data, predictions, ctx))
     if "regime_rf" in evaluation:
         predictions = pd.read_parquet(ctx.layout.predictions("regime_rf"))
-        figures["regime_timeline"] = (f"regime_rf: regime nowcast over {ctx.settings.features.benchmark}", _regime_png(ctx, data, predictions))
+        figures["regime_timeline"] = (f"regime_rf: the rules' regime over {ctx.settings.features.benchmark}, and the forecast's hits",
+                                      _regime_png(ctx, data, predictions))
     return figures
 
 
@@ -157,7 +166,7 @@ def _volatility_symbols(ctx: RunContext, data: TrainingData) -> list[str]:
 
 
 def _volatility_png(data: TrainingData, predictions: pd.DataFrame, ctx: RunContext) -> str:
-    test = data.split.segment == "test"
+    test = out_of_sample_fold(data.folds) >= 0
     symbols = _volatility_symbols(ctx, data)
     figure, axes_list = plt.subplots(len(symbols), 1, figsize=(6.4, 2.2 * len(symbols)), sharex=True, squeeze=False)
     for axes, symbol in zip(axes_list[:, 0], symbols):
@@ -176,15 +185,18 @@ def _regime_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFrame) 
     figure, axes = plt.subplots(figsize=(7.2, 3.2))
     path = ctx.layout.validated_bars(benchmark, data.timeframe)
     if benchmark in data.symbols and path.exists():
-        regimes = predictions["regime_now"].xs(benchmark, level="symbol")
+        regimes = data.table[REGIME_NOW].xs(benchmark, level="symbol").dropna()
         close = read_bars_csv(path, data.timeframe)["close"].reindex(regimes.index)
         axes.plot(regimes.index, close.to_numpy(), color="black", linewidth=1)
         spans = (regimes != regimes.shift()).cumsum()
         for _, block in regimes.groupby(spans):
             axes.axvspan(block.index[0], block.index[-1], color=REGIME_COLORS.get(block.iloc[0], "#ffffff"), alpha=0.25, linewidth=0)
-        truth = data.table[NOWCAST].xs(benchmark, level="symbol").reindex(regimes.index)
-        agreement = float((truth == regimes).mean())
-        axes.set_title(f"{benchmark} close, shaded by predicted regime (agrees with the rule label {agreement:.0%} of bars)", fontsize=9)
+        forecast = predictions["regime_ahead"].xs(benchmark, level="symbol").dropna()
+        ahead = data.table["target_regime_ahead"].xs(benchmark, level="symbol").reindex(forecast.index)
+        hits = forecast[(forecast == ahead) & ahead.notna()].index
+        axes.plot(hits, close.reindex(hits).to_numpy(), "|", color="#1565c0", markersize=6, label="forecast right")
+        agreement = float((forecast[ahead.notna()] == ahead.dropna()).mean()) if ahead.notna().any() else float("nan")
+        axes.set_title(f"{benchmark} close, shaded by the rules' regime; out-of-sample forecast right on {agreement:.0%} of bars", fontsize=9)
         handles = [plt.Rectangle((0, 0), 1, 1, color=color, alpha=0.4) for color in REGIME_COLORS.values()]
         axes.legend(handles, REGIME_COLORS.keys(), loc="upper left", fontsize=7, ncol=4)
     else:
@@ -193,20 +205,39 @@ def _regime_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFrame) 
     return _png(figure)
 
 
+def with_interval(values: dict) -> str:
+    return f"{values['value']:.4g} [{values['low']:.4g}, {values['high']:.4g}]"
+
+
+def planted_html(planted: dict | None) -> str:
+    """The planted-versus-recovered line of a synthetic run."""
+    if not planted:
+        return ""
+    recovered = "; ".join(f"{html.escape(name)} {with_interval(ic)}" for name, ic in planted["recovered_rank_ic"].items())
+    return (f"<p id='planted-signal'><b>Planted signal</b> (synthetic market): information coefficient {planted['information_coefficient']:.3g}. "
+            f"<b>Recovered</b> out-of-sample rank IC: {recovered}. Models see total returns, so what they recover is below what was planted.</p>")
+
+
 def render_html(summary: dict, figures: dict[str, tuple[str, str]]) -> str:
     """The report page: plain HTML and CSS, every image inline, nothing fetched over the network."""
     escape = html.escape
     rows = []
     for name, model in summary["models"].items():
         metrics = model["test_metrics"]
-        primary, target = metrics["primary"], metrics["plan_target"]
-        baselines = ", ".join(f"{escape(b)} {v:.5g}" for b, v in model["baselines"].items())
+        primary, target, skill = metrics["primary"], metrics["plan_target"], metrics["skill"]
+        baselines = ", ".join(f"{escape(b)} {with_interval(v)}" for b, v in model["baselines"].items())
         rows.append(
             f"<tr><td>{escape(name)}</td><td>{escape(model['version'])}</td><td>{escape(primary['metric'])}</td>"
-            f"<td>{primary['value']:.5g}</td><td>{baselines}</td><td>{escape(target['rule'])}: "
-            f"<b class='{'met' if target['met'] else 'missed'}'>{'met' if target['met'] else 'NOT met'}</b></td>"
+            f"<td>{with_interval(primary)}</td><td>{baselines}</td>"
+            f"<td>{skill['value']:+.4g} over {escape(skill['baseline'])}; lower bound <b class='{'met' if skill['better'] else 'missed'}'>"
+            f"{skill['lower_bound']:+.4g}</b></td><td>{escape(target['rule'])}: "
+            f"<b class='{'met' if target['met'] else 'missed'}'>{'met' if target['met'] else 'NOT met'}</b> ({target['value']:.4g})</td>"
             f"<td>{escape(model['status'])}</td><td>{escape(model['deploy_decision'])}</td></tr>"
         )
+    details = "".join(
+        f"<tr><td>{escape(name)}</td>" + "".join(f"<td>{escape(metric)} {with_interval(values)}</td>" for metric, values in model["metrics"].items()) + "</tr>"
+        for name, model in summary["models"].items()
+    )
     data = summary["data"]
     quarantined = "".join(
         f"<li>{escape(q['symbol'])} {escape(q['timeframe'])}: {escape('; '.join(q['reasons']))}</li>" for q in data["quarantined"]
@@ -226,14 +257,20 @@ figure {{ display: inline-block; margin: 1em; vertical-align: top; }} figcaption
 </style></head><body>
 <h1>trading-ml report: {escape(summary['run_id'])}</h1>
 <p>As of {escape(summary['as_of'])}, source {escape(summary['source'])}, generated {escape(summary['generated_at'])}.
-Test segment from {escape(summary['split']['test_start'][:10])} ({summary['split']['rows']['test']:,} rows).</p>
+Walk-forward: {len(summary['folds'])} test segments from {escape(summary['folds'][0]['test_start'][:10])} to the end
+({sum(f['rows']['test'] for f in summary['folds']):,} out-of-sample rows), each predicted by a model trained only on the data before it.
+Intervals are {summary['confidence']:.0%} block-bootstrap intervals over dates.</p>
+{planted_html(summary['planted_signal'])}
 <h2>Data</h2>
 <p>{len(data['pairs'])} symbol/timeframe pairs passed validation ({data['pass_share']:.0%}); {len(symbols)} symbols:
 {escape(', '.join(symbols))}. Training rows: {escape(', '.join(f'{tf} {n:,}' for tf, n in data['training_rows'].items() if n))}.</p>
 <p>Quarantined:</p><ul>{quarantined}</ul>
-<h2>Models against their baselines (test segment)</h2>
-<table><tr><th>model</th><th>version</th><th>metric</th><th>value</th><th>baselines</th><th>plan target</th><th>status</th><th>deploy decision</th></tr>
+<h2>Models against their baselines (pooled out-of-sample rows)</h2>
+<table><tr><th>model</th><th>version</th><th>primary metric</th><th>value [interval]</th><th>baselines</th><th>skill over the best baseline</th>
+<th>plan target</th><th>status</th><th>deploy decision</th></tr>
 {''.join(rows)}</table>
+<h3>Every metric</h3>
+<table>{details}</table>
 <h2>Plots</h2>
 <p id="image-check">{len(figures)} plots</p>
 {images}

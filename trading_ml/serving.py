@@ -3,8 +3,10 @@
 
 Signals come from the bars in the store (the ones ingestion wrote), cleaned by the same validation and
 turned into features by the same code as training. Models load once and reload when the registry's
-production version changes. With no production volatility model, the forecast is the EWMA baseline
-that beat them, and the response says so.
+production version changes. A valid request is always answered: each task uses its production model
+when there is one, else its declared baseline (the class prior for direction, the RiskMetrics EWMA
+for volatility, persistence for the regime ahead), and every response and ``/health`` say which.
+The current regime is always the plan's rules applied to the newest bar; it needs no model.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import DataError, StoreError
 from trading_ml.features.build import build_timeframe
-from trading_ml.models.volatility import ewma_forecast
-from trading_ml.registry import ENSEMBLE, ModelRegistry
+from trading_ml.features.targets import DIRECTIONS
+from trading_ml.loading import ModelLoader
+from trading_ml.models.baselines import ewma_forecast
+from trading_ml.models.catalogue import ENSEMBLE, ENSEMBLE_MEMBERS
+from trading_ml.registry import ModelRegistry
 from trading_ml.storage import open_store
 from trading_ml.storage.base import documents_to_bars
 
@@ -33,7 +38,16 @@ log = logging.getLogger(__name__)
 
 BARS_REFRESH_SECONDS = 60
 HISTORY = pd.DateOffset(years=2)  # bars read per request: the 200-bar warm-up plus sequences, with room
-VOLATILITY_MODELS = ("volatility_garch", "volatility_lstm")
+SERVED = {  # each task's models in order of preference; the first in production serves
+    "direction": (ENSEMBLE, *ENSEMBLE_MEMBERS),
+    "volatility": ("volatility_garch", "volatility_lstm"),
+    "regime": ("regime_rf",),
+}
+BASELINES = {
+    "direction": "class_prior: the frequencies of down, neutral and up over the stored history",
+    "volatility": "ewma: the RiskMetrics EWMA of squared returns",
+    "regime": "persistence: the regime ahead is the rules' regime now",
+}
 DIRECTION_CLASSES = {"p_down": "down", "p_neutral": "neutral", "p_up": "up"}
 MIN_SEQUENCE_ROWS = 20
 
@@ -50,6 +64,7 @@ class SignalService:
         self.settings = settings
         self.store, self.store_choice = open_store(settings)
         self.registry = ModelRegistry(self.store, settings.data_dir)
+        self.loader = ModelLoader(self.registry)
         self.timeframe = settings.models.timeframe
         self._lock = threading.Lock()
         self._models: dict[str, tuple[str, object]] = {}
@@ -61,13 +76,10 @@ class SignalService:
         return self.registry.production_versions()
 
     def models(self) -> dict[str, tuple[str, object]]:
-        """{name: (version, model)} of the production models, reloaded when a version changes."""
+        """{name: (version, model)} of the production models that serve, reloaded when a version changes."""
         versions = self.production_versions()
-        missing = [name for name in (ENSEMBLE, "regime_rf") if name not in versions]
-        if missing:
-            raise ServiceUnavailable(f"no production version of {', '.join(missing)}; run `trading-ml run` (or deploy) until one is promoted")
         with self._lock:
-            for name in (ENSEMBLE, "regime_rf", *VOLATILITY_MODELS):
+            for name in (n for names in SERVED.values() for n in names):
                 version = versions.get(name)
                 if version is None:
                     self._models.pop(name, None)
@@ -77,16 +89,20 @@ class SignalService:
 
     def _load(self, name: str, version: str) -> None:
         """Load a production version; if its files or record fail the sha256 check, keep serving the
-        version already loaded (say so in /health and the log), or fail when there is none."""
+        version already loaded, or the task's baseline when there is none (say so in /health and the log)."""
         log.info("loading %s %s", name, version)
         try:
-            self._models[name] = (version, self.registry.load_model(name, version))
+            self._models[name] = (version, self.loader.load_model(name, version))
             self.refused.pop(name, None)
         except DataError as error:
-            if name not in self._models:
-                raise
             self.refused[name] = f"{version}: {error}"
-            log.error("%s %s refused, still serving %s: %s", name, version, self._models[name][0], error)
+            kept = f"still serving {self._models[name][0]}" if name in self._models else "serving without it"
+            log.error("%s %s refused, %s: %s", name, version, kept, error)
+
+    @staticmethod
+    def serving_models(models: dict) -> dict[str, str | None]:
+        """Each task's serving model name, or None for its baseline."""
+        return {task: next((n for n in names if n in models), None) for task, names in SERVED.items()}
 
     def stored_bars(self) -> dict[str, pd.DataFrame]:
         """The universe's stored bars, re-read at most every BARS_REFRESH_SECONDS (ingestion adds bars)."""
@@ -102,8 +118,8 @@ class SignalService:
         return self._bars[1]
 
     def signal_frame(self, as_of: dt.date | None) -> tuple[pd.DataFrame, dict]:
-        """Every model's output on the features of the whole universe (breadth and benchmark features
-        need it) up to as_of, and the models used; cached per as-of, bars and model versions."""
+        """Every task's output on the features of the whole universe (breadth and benchmark features
+        need it) up to as_of, and what produced each; cached per as-of, bars and model versions."""
         models = self.models()
         bars = self.stored_bars()
         newest = max(frame.index.max() for frame in bars.values())
@@ -112,12 +128,38 @@ class SignalService:
         with self._lock:
             if key not in self._signals:
                 table = self._build(bars, end)
-                volatility, volatility_source = self._volatility(table, models)
-                frame = pd.concat([models[ENSEMBLE][1].predict(table), models["regime_rf"][1].predict(table)], axis=1)
-                used = {"direction": {"model": ENSEMBLE, "version": models[ENSEMBLE][0]}, "volatility": volatility_source,
-                        "regime": {"model": "regime_rf", "version": models["regime_rf"][0]}}
-                self._signals = {key: (frame.assign(volatility=volatility), used)}  # the newest as-of is what is asked for
+                serving = self.serving_models(models)
+                outputs = [self._direction(table, models, serving["direction"]), self._volatility(table, models, serving["volatility"]),
+                           self._regime(table, models, serving["regime"])]
+                frame = pd.concat([output for output, _ in outputs], axis=1)
+                used = dict(zip(SERVED, (source for _, source in outputs), strict=True))
+                self._signals = {key: (frame, used)}  # the newest as-of is what is asked for
             return self._signals[key]
+
+    @staticmethod
+    def _source(models: dict, name: str | None, task: str) -> dict:
+        if name is None:
+            return {"source": "baseline", "model": BASELINES[task].split(":")[0], "version": None,
+                    "note": f"no {task} model is in production; serving its baseline ({BASELINES[task]})"}
+        return {"source": "model", "model": name, "version": models[name][0]}
+
+    def _direction(self, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
+        if name is not None:
+            return models[name][1].predict(table)[list(DIRECTION_CLASSES)], self._source(models, name, "direction")
+        prior = table["target_direction"].dropna().astype(int).value_counts(normalize=True).reindex(sorted(DIRECTIONS), fill_value=0.0)
+        frame = pd.DataFrame([prior.to_numpy()] * len(table), index=table.index, columns=list(DIRECTION_CLASSES))
+        return frame, self._source(models, None, "direction")
+
+    def _volatility(self, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
+        if name is not None:
+            return models[name][1].predict(table)[["volatility"]], self._source(models, name, "volatility")
+        window, decay = self.settings.features.volatility_window, self.settings.models.ewma_lambda
+        return ewma_forecast(table, window, decay).to_frame("volatility"), self._source(models, None, "volatility")
+
+    def _regime(self, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
+        now = table["target_regime"].rename("regime_now")
+        ahead = models[name][1].predict(table)["regime_ahead"] if name is not None else now.rename("regime_ahead")
+        return pd.concat([now, ahead], axis=1), self._source(models, name, "regime")
 
     def _build(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp) -> pd.DataFrame:
         start, clean = end - HISTORY, {}
@@ -163,16 +205,12 @@ class SignalService:
             rows[symbol] = stamps[-1]
         return rows
 
-    def _volatility(self, table: pd.DataFrame, models: dict) -> tuple[pd.Series, dict]:
-        production = [name for name in VOLATILITY_MODELS if name in models]
-        if production:
-            name = production[0]
-            return models[name][1].predict(table)["volatility"], {"model": name, "version": models[name][0]}
-        window, decay = self.settings.features.volatility_window, self.settings.models.ewma_lambda
-        return ewma_forecast(table, window, decay), {
-            "model": "ewma_baseline", "version": None,
-            "note": f"no volatility model is in production (they did not beat their baselines); this is the RiskMetrics EWMA (lambda {decay})",
-        }
+    def health(self) -> dict:
+        """'ok' when every task is served by a production model, else 'degraded: <task> served by its baseline'."""
+        serving = self.serving_models(self.models())
+        on_baseline = [task for task, name in serving.items() if name is None]
+        status = "ok" if not on_baseline else "degraded: " + "; ".join(f"{task} served by its baseline" for task in on_baseline)
+        return {"status": status, "serving_by_task": {task: name or f"baseline ({BASELINES[task].split(':')[0]})" for task, name in serving.items()}}
 
     def loaded_versions(self) -> dict[str, str]:
         return {name: version for name, (version, _) in self._models.items()}
@@ -183,7 +221,7 @@ class SignalService:
 
 
 class ServiceUnavailable(Exception):
-    """What the API answers with 503: no production model or no stored bars."""
+    """What the API answers with 503: no stored bars to compute signals from."""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -204,7 +242,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "store": service.store_choice.kind, "production": service.production_versions(),
+        return {**service.health(), "store": service.store_choice.kind, "production": service.production_versions(),
                 "serving": service.loaded_versions(), "refused": service.refused}
 
     @app.get("/models")

@@ -21,7 +21,14 @@ import logging
 from trading_ml.config import Settings
 from trading_ml.errors import ConflictError, StoreError
 from trading_ml.io import sha256_bytes
-from trading_ml.registry import COLLECTION, ENSEMBLE, PRODUCTION, VERSIONS, ModelRegistry, major_version
+from trading_ml.models.catalogue import ENSEMBLE
+from trading_ml.registry import (
+    COLLECTION,
+    PRODUCTION,
+    VERSIONS,
+    ModelRegistry,
+    major_version,
+)
 from trading_ml.storage import MongoStore, Store, TinyStore
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import pytest
 from tests.dags.conftest import REPO, write_config
 from trading_ml import pipeline
 from trading_ml.config import load_settings
+from trading_ml.loading import ModelLoader
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_runs, folder_name, runs_root
 from trading_ml.storage import MongoStore, TinyStore
@@ -236,7 +237,7 @@ def test_two_dag_runs_on_one_day_keep_their_own_files_and_records_and_a_retried_
         records = {r["run_id"]: r for r in registry.records(name)}
         assert {run_id: r["version"] for run_id, r in records.items()} == {first.run_id: "1.0", second.run_id: "2.0"}  # no third
         assert "AAPL" in records[first.run_id]["symbols"] and "JPM" in records[second.run_id]["symbols"]
-        assert all(registry.load_record(r) is not None for r in records.values())
+        assert all(ModelLoader(registry).load_record(r) is not None for r in records.values())
     assert len(registry.store.find("model_versions", {"model_name": "regime_rf"})) == 2
 
 

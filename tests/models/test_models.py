@@ -1,25 +1,64 @@
-"""Each model against its baseline on planted data, and a guard against leakage on pure noise."""
+"""Each model against its baseline on planted data, and a guard against leakage on pure noise.
+
+Every model is fitted through the one protocol, ``fit(dataset, settings)``, on the last walk-forward
+fold of the table, and judged on that fold's test segment.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from trading_ml.config import FeatureSettings, ModelSettings
+from trading_ml.config import Settings, load_settings
 from trading_ml.features.registry import model_features, symbol_feature_names
 from trading_ml.features.targets import direction_labels
-from trading_ml.models import metrics
+from trading_ml.models.baselines import ewma_forecast, naive_forecast
+from trading_ml.models.catalogue import CATALOGUE, TRAINED_MODELS
+from trading_ml.models.catalogue import model_class as class_of
 from trading_ml.models.direction import LSTMDirection, XGBoostDirection
-from trading_ml.models.evaluation import evaluate_regime
+from trading_ml.models.evaluation import persistence
 from trading_ml.models.regime import FORECAST, NOWCAST, REGIME_FEATURES, RegimeForest
-from trading_ml.models.splits import split_by_time
-from trading_ml.models.volatility import GarchVolatility, LSTMVolatility, ewma_forecast, naive_forecast
+from trading_ml.models.splits import Split, walk_forward
+from trading_ml.models.volatility import GarchVolatility, LSTMVolatility
 
-SETTINGS = dataclasses.replace(ModelSettings(), lstm_epochs=4, xgboost_rounds=200)
+BASE = load_settings()
+SETTINGS = dataclasses.replace(BASE, models=dataclasses.replace(BASE.models, lstm_epochs=4, xgboost_rounds=200))
 FEATURES = model_features(symbol_feature_names())[:12]  # real feature names, synthetic values
+
+
+@dataclass
+class Data:
+    table: pd.DataFrame
+    split: Split
+    feature_names: list[str]
+
+
+def with_models(**changes) -> Settings:
+    return dataclasses.replace(SETTINGS, models=dataclasses.replace(SETTINGS.models, **changes))
+
+
+def last_fold(table: pd.DataFrame, settings: Settings = SETTINGS) -> Split:
+    return walk_forward(table, settings.models, settings.features)[-1]
+
+
+def fitted(model_class, table, names, settings: Settings = SETTINGS):
+    split = last_fold(table, settings)
+    return model_class.fit(Data(table, split, names), settings), split
+
+
+def rmse(truth, forecast) -> float:
+    return float(np.sqrt(np.mean((truth - forecast) ** 2)))
+
+
+def test_every_catalogued_model_names_its_task_and_target_and_offers_the_protocol():
+    for name in TRAINED_MODELS:
+        cls = class_of(name)
+        assert (cls.name, cls.task, cls.target) == (name, CATALOGUE[name].task, CATALOGUE[name].target)
+        assert all(callable(getattr(cls, method)) for method in ("fit", "predict", "save", "load"))
 
 
 def planted_table(signal: float, days: int = 600, symbols: int = 8, seed: int = 0) -> pd.DataFrame:
@@ -44,12 +83,11 @@ def planted_table(signal: float, days: int = 600, symbols: int = 8, seed: int = 
 
 
 def direction_accuracy(model_class, table):
-    split = split_by_time(table, SETTINGS, FeatureSettings())
-    model = model_class.fit(table, split, FEATURES, SETTINGS)
+    model, split = fitted(model_class, table, FEATURES)
     probabilities = model.predict(table)
     rows = split.mask("test") & table["target_direction"].notna().to_numpy() & probabilities.notna().all(axis=1).to_numpy()
     truth = table["target_direction"].to_numpy()[rows].astype(int)
-    accuracy = metrics.direction_metrics(truth, probabilities.to_numpy()[rows])["accuracy"]
+    accuracy = float((np.array([-1, 0, 1])[probabilities.to_numpy()[rows].argmax(axis=1)] == truth).mean())
     best_constant = pd.Series(truth).value_counts(normalize=True).max()  # the best single class, known in hindsight
     return accuracy, float(best_constant), model
 
@@ -64,34 +102,27 @@ def test_direction_models_learn_a_planted_signal_and_not_noise(model_class):
 
 def test_garch_beats_the_naive_forecast_on_clustered_volatility():
     table = planted_table(signal=0.0, seed=2)
-    split = split_by_time(table, SETTINGS, FeatureSettings())
-    forecast = GarchVolatility.fit(table, split, SETTINGS, 20).predict(table)["volatility"]
+    model, split = fitted(GarchVolatility, table, ["return_1"])
+    forecast = model.predict(table)["volatility"]
     rows = split.mask("test") & table["target_volatility"].notna().to_numpy()
     truth = table["target_volatility"].to_numpy()[rows]
-    garch = metrics.volatility_metrics(truth, forecast.to_numpy()[rows])
-    naive = metrics.volatility_metrics(truth, naive_forecast(table, 20).to_numpy()[rows])
-    assert garch["rmse"] < 0.9 * naive["rmse"] and garch["qlike"] < naive["qlike"]
+    assert rmse(truth, forecast.to_numpy()[rows]) < 0.9 * rmse(truth, naive_forecast(table, 20).to_numpy()[rows])
 
 
 @pytest.mark.parametrize("model_class", [XGBoostDirection, LSTMDirection, LSTMVolatility, GarchVolatility])
 def test_save_and_load_give_identical_predictions(model_class):
     table = planted_table(signal=1.0, days=300, symbols=4)
-    split = split_by_time(table, SETTINGS, FeatureSettings())
-    if model_class is GarchVolatility:
-        model = model_class.fit(table, split, SETTINGS, 20)
-    else:
-        model = model_class.fit(table, split, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES, SETTINGS)
-    files = model.to_files()
+    model, _ = fitted(model_class, table, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES)
+    files = model.save()
     assert tuple(files) == model_class.FILES and all(isinstance(payload, bytes) and payload for payload in files.values())
-    again = model_class.from_files(files)
+    again = model_class.load(files)
     pd.testing.assert_frame_equal(model.predict(table), again.predict(table))
 
 
 def test_two_fits_on_the_same_data_give_the_same_predictions():
     table = planted_table(signal=1.0, days=300, symbols=4)
-    split = split_by_time(table, SETTINGS, FeatureSettings())
-    first = LSTMDirection.fit(table, split, FEATURES, SETTINGS).predict(table)
-    second = LSTMDirection.fit(table, split, FEATURES, SETTINGS).predict(table)
+    first = fitted(LSTMDirection, table, FEATURES)[0].predict(table)
+    second = fitted(LSTMDirection, table, FEATURES)[0].predict(table)
     pd.testing.assert_frame_equal(first, second)
 
 
@@ -111,22 +142,21 @@ def planted_volatility_table(days: int = 600, symbols: int = 6, seed: int = 3) -
 
 def test_volatility_lstm_learns_a_planted_driver_and_beats_naive_and_ewma():
     table = planted_volatility_table()
-    settings = dataclasses.replace(SETTINGS, lstm_epochs=10, lstm_learning_rate=0.005)  # a small table learns faster
-    split = split_by_time(table, settings, FeatureSettings())
-    model = LSTMVolatility.fit(table, split, ["atr_14_pct", "return_1"], settings)
+    settings = with_models(lstm_epochs=10, lstm_learning_rate=0.005)  # a small table learns faster
+    model, split = fitted(LSTMVolatility, table, ["atr_14_pct", "return_1"], settings)
     assert model.feature_names == ["atr_14_pct", "return_1"]
     forecast = model.predict(table)["volatility"].to_numpy()
     naive = naive_forecast(table, 20).to_numpy()
     ewma = ewma_forecast(table, 20, 0.94).to_numpy()
     rows = split.mask("test") & np.isfinite(forecast) & np.isfinite(naive)
     truth = table["target_volatility"].to_numpy()[rows]
-    lstm_rmse = metrics.volatility_metrics(truth, forecast[rows])["rmse"]
     for baseline in (naive, ewma):
-        assert lstm_rmse < 0.5 * metrics.volatility_metrics(truth, baseline[rows])["rmse"]
+        assert rmse(truth, forecast[rows]) < 0.5 * rmse(truth, baseline[rows])
 
 
 def planted_regime_table(days: int = 700, symbols: int = 6, seed: int = 4) -> pd.DataFrame:
-    """Regime labels that follow the plan's rule on fast-moving features, so persistence is weak."""
+    """Today's features decide the regime 5 bars ahead (the plan's rule on fast-moving features), so
+    the label now, decided 5 bars ago, says little about it: persistence is weak, a forecast is not."""
     rng = np.random.default_rng(seed)
     stamps = pd.date_range("2020-01-01", periods=days, freq="B", tz="UTC", name="timestamp")
     frames = []
@@ -137,34 +167,37 @@ def planted_regime_table(days: int = 700, symbols: int = 6, seed: int = 4) -> pd
             [frame["vix_level"] > 30, frame["sma_50_to_sma_200"] > 0.3, frame["sma_50_to_sma_200"] < -0.3],
             ["high_vol", "bull", "bear"], "sideways",
         )
-        frame[NOWCAST] = label
-        frame[FORECAST] = frame[NOWCAST].shift(-5)
+        frame[FORECAST] = label
+        frame[NOWCAST] = frame[FORECAST].shift(5)
         frames.append(frame.assign(symbol=f"S{number}").set_index("symbol", append=True))
     return pd.concat(frames).sort_index(level=["timestamp", "symbol"])
 
 
-def test_regime_forest_nowcast_beats_persistence_and_survives_save_and_load():
+def forecast_accuracy(table, split, forecast: pd.Series) -> float:
+    rows = split.mask("test") & table[FORECAST].notna().to_numpy() & table[NOWCAST].notna().to_numpy()
+    return float((forecast.to_numpy()[rows] == table[FORECAST].to_numpy()[rows]).mean())
+
+
+def test_regime_forest_forecast_beats_persistence_and_survives_save_and_load():
     table = planted_regime_table()
-    split = split_by_time(table, SETTINGS, FeatureSettings())
-    model = RegimeForest.fit(table, split, REGIME_FEATURES, SETTINGS)
-    result = evaluate_regime(table, split, model.predict(table))
-    now = result["nowcast"]
-    assert now["metrics"]["accuracy"] > now["persistence"]["accuracy"] + 0.3, now
-    assert result["beats_baselines"]
-    again = RegimeForest.from_files(model.to_files())
-    pd.testing.assert_frame_equal(model.predict(table), again.predict(table))
+    model, split = fitted(RegimeForest, table, REGIME_FEATURES)
+    forecast = model.predict(table)
+    assert list(forecast.columns) == ["regime_ahead"]  # the regime now is the rules', not the forest's
+    ours, theirs = forecast_accuracy(table, split, forecast["regime_ahead"]), forecast_accuracy(table, split, persistence(table)["regime_ahead"])
+    assert ours > theirs + 0.3, (ours, theirs)
+    again = RegimeForest.load(model.save())
+    pd.testing.assert_frame_equal(forecast, again.predict(table))
 
 
 def test_regime_trees_draw_at_most_forest_max_samples_rows_and_all_rows_below_it():
     table = planted_regime_table(symbols=4)
-    split = split_by_time(table, SETTINGS, FeatureSettings())
-    train_rows = int((split.mask("train") & table[NOWCAST].notna().to_numpy()).sum())
-    capped = RegimeForest.fit(table, split, REGIME_FEATURES, dataclasses.replace(SETTINGS, forest_max_samples=300))
-    uncapped = RegimeForest.fit(table, split, REGIME_FEATURES, dataclasses.replace(SETTINGS, forest_max_samples=train_rows + 1))
-    assert train_rows > 1000 and capped.forests[NOWCAST].max_samples == 300
-    assert uncapped.forests[NOWCAST].max_samples is None  # below the cap: the plain bootstrap of every row
+    split = last_fold(table)
+    train_rows = int((split.mask("train") & table[FORECAST].notna().to_numpy()).sum())
+    capped, _ = fitted(RegimeForest, table, REGIME_FEATURES, with_models(forest_max_samples=300))
+    uncapped, _ = fitted(RegimeForest, table, REGIME_FEATURES, with_models(forest_max_samples=train_rows + 1))
+    assert train_rows > 1000 and capped.forests[FORECAST].max_samples == 300
+    assert uncapped.forests[FORECAST].max_samples is None  # below the cap: the plain bootstrap of every row
     nodes = {name: np.mean([tree.tree_.node_count for tree in model.forests[FORECAST].estimators_])
              for name, model in (("capped", capped), ("uncapped", uncapped))}
     assert nodes["capped"] < 0.5 * nodes["uncapped"], nodes
-    now = evaluate_regime(table, split, capped.predict(table))["nowcast"]
-    assert now["metrics"]["accuracy"] > now["persistence"]["accuracy"] + 0.2, now
+    assert forecast_accuracy(table, split, capped.predict(table)["regime_ahead"]) > forecast_accuracy(table, split, persistence(table)["regime_ahead"]) + 0.2

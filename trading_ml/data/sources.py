@@ -18,8 +18,13 @@ from typing import Protocol
 import pandas as pd
 
 from trading_ml.config import Instrument, Settings
-from trading_ml.data.bars import BAR_COLUMNS, canonical_column, empty_bars, normalize_bars
-from trading_ml.data.synthetic import SyntheticMarket
+from trading_ml.data.bars import (
+    BAR_COLUMNS,
+    canonical_column,
+    empty_bars,
+    normalize_bars,
+)
+from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH, SyntheticMarket
 from trading_ml.errors import ConfigError, DataError, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,7 @@ def make_source(spec: str, settings: Settings) -> MarketDataSource:
             seed=options.get("seed", 42),
             epoch=options.get("epoch", "2000-01-03"),
             faults=options.get("faults"),
+            signal_strength=options.get("signal_strength", DEFAULT_SIGNAL_STRENGTH),
         )
     if kind == "sample":
         return SampleSource()
@@ -72,8 +78,8 @@ class SyntheticSource:
     timeframes = ("1d", "1h")
     symbols = None
 
-    def __init__(self, seed: int = 42, epoch: str = "2000-01-03", faults=None):
-        self.market = SyntheticMarket(seed=seed, epoch=epoch, faults=faults)
+    def __init__(self, seed: int = 42, epoch: str = "2000-01-03", faults=None, signal_strength: float = DEFAULT_SIGNAL_STRENGTH):
+        self.market = SyntheticMarket(seed=seed, epoch=epoch, faults=faults, signal_strength=signal_strength)
         self.name = f"synthetic(seed={self.market.seed})"
 
     def fetch(self, instrument, timeframe, start, end):

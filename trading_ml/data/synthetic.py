@@ -9,7 +9,11 @@ What it models, and why:
 - volume that rises with the size of the move; a VIX-like index that tracks the market's
   conditional volatility;
 - exchange calendars (sessions, holidays, trading hours) for daily and hourly bars; hourly bars
-  aggregate exactly to the daily bar.
+  aggregate exactly to the daily bar;
+- a planted, known signal: a short-term reversal of each symbol's own (idiosyncratic) return over
+  the last week, of strength ``signal_strength``: the correlation of the planted expected return
+  with the symbol's own next-day move, about its information coefficient (0 gives none). The models
+  see total returns (market and sector included), so what they can recover is somewhat lower.
 
 Determinism: every random stream is keyed by (seed, what it drives) and simulated from a fixed
 epoch, day by day, so a symbol's bar at a timestamp is the same whatever window or universe is asked
@@ -49,6 +53,8 @@ OVERNIGHT_SHARE = 0.3  # share of a session's move that happens between the clos
 FAULT_KINDS = ("gap", "duplicates", "ohlc", "split", "zero_volume", "outage")  # outage: the source does not answer
 VIX_HALFLIFE_DAYS = 3  # implied volatility reacts to a new regime within days, not at once
 GAP_SHARE = 0.08  # a 'gap' fault removes this share of the window's bars (over the 5% limit)
+DEFAULT_SIGNAL_STRENGTH = 0.10  # the planted reversal's information coefficient (see the module docstring)
+REVERSAL_DAYS = 7  # calendar days (about five sessions) of own moves the planted reversal looks back on
 
 INDEX_PROFILES = {  # symbol: (start price, market beta, sector or factor, own volatility, volume)
     "^GSPC": (1450.0, 1.0, None, 0.001, 3.5e9),
@@ -117,9 +123,13 @@ def symbol_profile(seed: int, instrument: Instrument) -> SymbolProfile:
 class SyntheticMarket:
     """Bars for any symbol of a seeded simulated market; see the module docstring."""
 
-    def __init__(self, seed: int = 42, epoch: str | pd.Timestamp = "2000-01-03", faults=None):
+    def __init__(self, seed: int = 42, epoch: str | pd.Timestamp = "2000-01-03", faults=None,
+                 signal_strength: float = DEFAULT_SIGNAL_STRENGTH):
         self.seed = int(seed)
         self.epoch = pd.Timestamp(epoch).normalize()
+        self.signal_strength = float(signal_strength)
+        if not 0 <= self.signal_strength < 0.5:
+            raise ConfigError(f"sources.synthetic.signal_strength {signal_strength!r} must be in [0, 0.5); 0 plants no signal")
         self.faults = {s: list(kinds) for s, kinds in (faults or {}).items()}
         for symbol, kinds in self.faults.items():
             unknown = sorted(set(kinds) - set(FAULT_KINDS))
@@ -173,7 +183,8 @@ class SyntheticMarket:
             factor_vol = SECTOR_VOL.get(profile.sector, DEFAULT_SECTOR_VOL)
             factor = stream(self.seed, f"sector:{profile.sector}").standard_normal(days)
             returns = returns + factor_vol * relative_vol * factor * news_scale
-        returns = returns + profile.idio_vol * relative_vol * own[:, 0] * news_scale
+        own_move = profile.idio_vol * relative_vol * news_scale
+        returns = returns + own_move * (own[:, 0] + planted_reversal(own[:, 0], news_scale, self.signal_strength))
         # Convexity: without it, own and sector noise alone would drag every price towards zero.
         own_variance = (profile.idio_vol * relative_vol) ** 2
         if profile.sector:
@@ -280,6 +291,19 @@ class SyntheticMarket:
         prices = np.exp(np.column_stack([opens, highs, lows, closes]))
         prices[0, 0], prices[-1, 3] = day["open"], day["close"]
         return np.column_stack([prices, prices[:, 3], volume])
+
+
+def planted_reversal(shocks: np.ndarray, news_scale: np.ndarray, strength: float) -> np.ndarray:
+    """Each day's planted expected own move, in units of that day's own volatility: minus ``strength``
+    times the symbol's own moves over the previous REVERSAL_DAYS days, standardized (it uses only
+    earlier days, so it is known the evening before)."""
+    if strength == 0:
+        return np.zeros_like(shocks)
+    weights = np.ones(REVERSAL_DAYS)
+    past_moves = np.convolve(shocks * news_scale, weights)[: len(shocks)]
+    past_scale = np.sqrt(np.convolve(news_scale**2, weights)[: len(shocks)])
+    standardized = np.concatenate([[0.0], (past_moves / past_scale)[:-1]])
+    return -strength * standardized
 
 
 def inject_fault(bars: pd.DataFrame, kind: str) -> pd.DataFrame:

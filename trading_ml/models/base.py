@@ -1,23 +1,48 @@
-"""What every model shares: a name, the features it reads, predict over a table, and safe files.
+"""The one model protocol, and what models share.
 
-A model turns itself into files (``to_files``: suffix -> bytes, e.g. ``.config.json`` with feature
-names, settings and fitted scalers, plus one binary in a format that cannot run code on load) and
-is rebuilt from exactly those bytes (``from_files``); it never opens a path. The pipeline writes the
-files where the run's layout says; the registry reads them back after checking their sha256.
+Every model class names its ``name``, ``task`` (direction, volatility, regime) and ``target``
+column, and offers ``fit(dataset, settings)`` (a dataset is a table, one walk-forward fold and the
+feature names), ``predict(table)``, ``save()`` and ``load(files)``. ``save`` turns the model into
+files (suffix -> bytes: ``.config.json`` with feature names, settings and fitted scalers, plus one
+binary in a format that cannot run code on load); ``load`` rebuilds it from exactly those bytes. A
+model never opens a path: the pipeline writes the files where the run's layout says, and the
+registry reads them back after checking their sha256.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from trading_ml.errors import DataError
 
-
 CONFIG = ".config.json"
+
+
+class Dataset(Protocol):
+    """What a model is fitted on: the training table, one fold of it, and the features it may use."""
+
+    table: pd.DataFrame
+    split: object  # trading_ml.models.splits.Split
+    feature_names: list[str]
+
+
+class Model(Protocol):
+    name: str
+    task: str
+    target: str
+    FILES: tuple[str, ...]
+
+    @classmethod
+    def fit(cls, dataset: Dataset, settings) -> Model: ...
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame: ...
+    def save(self) -> dict[str, bytes]: ...
+    @classmethod
+    def load(cls, files: Mapping[str, bytes]) -> Model: ...
 
 
 def read_config(files: Mapping[str, bytes]) -> dict:

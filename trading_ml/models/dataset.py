@@ -1,22 +1,23 @@
-"""The training table a run's models learn from, its split, and the features they may use."""
+"""The training table a run's models learn from, its walk-forward folds, and the features they may use."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from trading_ml.errors import ConfigError, DataError
 from trading_ml.features.registry import model_features
 from trading_ml.io import intact
-from trading_ml.models.splits import Split, split_by_time
+from trading_ml.models.splits import Split, walk_forward
 from trading_ml.run import RunContext
 
 
 @dataclass
 class TrainingData:
     table: pd.DataFrame
-    split: Split
+    folds: list[Split]  # oldest first
+    split: Split  # the fold a model is fitted on (the last one unless for_fold says otherwise)
     feature_names: list[str]  # the scale-free features of the table
     timeframe: str
     path: str  # relative to the run folder
@@ -35,8 +36,11 @@ class TrainingData:
         if not intact(resolved, entry["training_table"]["sha256"]):
             raise DataError(f"{resolved} is missing or changed since the features stage wrote it; re-run `trading-ml features --run-id {ctx.run_id}`")
         table = pd.read_parquet(resolved)
-        split = split_by_time(table, ctx.settings.models, ctx.settings.features)
-        return cls(table, split, model_features(entry["feature_names"]), timeframe, path)
+        folds = walk_forward(table, ctx.settings.models, ctx.settings.features)
+        return cls(table, folds, folds[-1], model_features(entry["feature_names"]), timeframe, path)
+
+    def for_fold(self, split: Split) -> TrainingData:
+        return replace(self, split=split)
 
     def window(self) -> list[str]:
         stamps = self.table.index.get_level_values("timestamp")

@@ -6,7 +6,6 @@ P(neutral), P(up) for every row it can (the LSTM needs ``sequence_length`` bars 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 
 import numpy as np
@@ -15,11 +14,16 @@ import torch
 import xgboost as xgb
 from torch import nn
 
-from trading_ml.config import ModelSettings
+from trading_ml.config import Settings
 from trading_ml.io import json_bytes
 from trading_ml.models import lstm
-from trading_ml.models.base import CONFIG, Standardizer, feature_matrix, read_config
-from trading_ml.models.splits import Split
+from trading_ml.models.base import (
+    CONFIG,
+    Dataset,
+    Standardizer,
+    feature_matrix,
+    read_config,
+)
 
 TARGET = "target_direction"
 PROBABILITY_COLUMNS = ["p_down", "p_neutral", "p_up"]
@@ -35,14 +39,15 @@ def probabilities_frame(index: pd.Index, values: np.ndarray) -> pd.DataFrame:
 
 
 class XGBoostDirection:
-    name = "direction_xgboost"
+    name, task, target = "direction_xgboost", "direction", TARGET
     FILES = (".json", CONFIG)  # XGBoost's own JSON model format, and the feature names
 
     def __init__(self, feature_names: list[str], booster: xgb.XGBClassifier, info: dict | None = None):
         self.feature_names, self.booster, self.info = feature_names, booster, info or {}
 
     @classmethod
-    def fit(cls, table: pd.DataFrame, split: Split, feature_names: list[str], settings: ModelSettings) -> XGBoostDirection:
+    def fit(cls, dataset: Dataset, settings: Settings) -> XGBoostDirection:
+        table, split, feature_names, settings = dataset.table, dataset.split, dataset.feature_names, settings.models
         labelled = table[TARGET].notna().to_numpy()
         train, validation = split.mask("train") & labelled, split.mask("validation") & labelled
         features = feature_matrix(table, feature_names, cls.name)
@@ -68,12 +73,12 @@ class XGBoostDirection:
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         return probabilities_frame(table.index, self.booster.predict_proba(feature_matrix(table, self.feature_names, self.name)))
 
-    def to_files(self) -> dict[str, bytes]:
+    def save(self) -> dict[str, bytes]:
         model = bytes(self.booster.get_booster().save_raw(raw_format="json"))
         return {".json": model, CONFIG: json_bytes({"feature_names": self.feature_names, **self.info})}
 
     @classmethod
-    def from_files(cls, files: Mapping[str, bytes]) -> XGBoostDirection:
+    def load(cls, files: Mapping[str, bytes]) -> XGBoostDirection:
         booster = xgb.XGBClassifier()
         booster.load_model(bytearray(files[".json"]))
         config = read_config(files)
@@ -81,14 +86,15 @@ class XGBoostDirection:
 
 
 class LSTMDirection:
-    name = "direction_lstm"
+    name, task, target = "direction_lstm", "direction", TARGET
     FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), the scaler and shape
 
     def __init__(self, feature_names: list[str], net: lstm.LSTMNet, scaler: Standardizer, settings: dict, info: dict | None = None):
         self.feature_names, self.net, self.scaler, self.settings, self.info = feature_names, net, scaler, settings, info or {}
 
     @classmethod
-    def fit(cls, table: pd.DataFrame, split: Split, feature_names: list[str], settings: ModelSettings) -> LSTMDirection:
+    def fit(cls, dataset: Dataset, settings: Settings) -> LSTMDirection:
+        table, split, feature_names, settings = dataset.table, dataset.split, dataset.feature_names, settings.models
         features = feature_matrix(table, feature_names, cls.name)
         scaler = Standardizer.fit(features[split.mask("train")])
         sequences = lstm.Sequences(table, scaler.transform(features), settings.sequence_length)
@@ -114,21 +120,22 @@ class LSTMDirection:
             probabilities[sequences.row_of] = torch.softmax(logits, dim=1).numpy()
         return probabilities_frame(table.index, probabilities)
 
-    def to_files(self) -> dict[str, bytes]:
+    def save(self) -> dict[str, bytes]:
         config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), **self.settings, **self.info}
-        return {".pt": state_dict_bytes(self.net), CONFIG: json_bytes(config)}
+        return {".pt": lstm.state_dict_bytes(self.net), CONFIG: json_bytes(config)}
 
     @classmethod
-    def from_files(cls, files: Mapping[str, bytes]) -> LSTMDirection:
+    def load(cls, files: Mapping[str, bytes]) -> LSTMDirection:
         config = read_config(files)
         net, shape = lstm.load_net(config, 3, files[".pt"])
         return cls(config["feature_names"], net, Standardizer.from_dict(config["scaler"]), shape)
 
 
 class DirectionEnsemble:
-    """The average of the XGBoost and LSTM probabilities (XGBoost alone where the LSTM has no history)."""
+    """The average of the XGBoost and LSTM probabilities (XGBoost alone where the LSTM has no history).
+    It has no files of its own beyond the list of its members; the registry loads those."""
 
-    name = "direction"
+    name, task, target = "direction", "direction", TARGET
 
     def __init__(self, members: list):
         self.members = members
@@ -140,10 +147,8 @@ class DirectionEnsemble:
 
 def average_probabilities(members: list[pd.DataFrame]) -> pd.DataFrame:
     """The ensemble rule: the mean of the members' probabilities, ignoring a member without one."""
-    return probabilities_frame(members[0].index, np.nanmean(np.stack([m.to_numpy() for m in members]), axis=0))
+    stacked = np.stack([m.to_numpy(dtype=float) for m in members])
+    present = np.isfinite(stacked).sum(axis=0)
+    mean = np.nansum(stacked, axis=0) / np.where(present > 0, present, 1)
+    return probabilities_frame(members[0].index, np.where(present > 0, mean, np.nan))
 
-
-def state_dict_bytes(net: nn.Module) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(net.state_dict(), buffer)
-    return buffer.getvalue()

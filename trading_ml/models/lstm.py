@@ -58,6 +58,12 @@ def load_net(config: dict, outputs: int, weights: bytes) -> tuple[LSTMNet, dict]
     return net, {"sequence_length": config["sequence_length"], "hidden": config["hidden"]}
 
 
+def state_dict_bytes(net: nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    return buffer.getvalue()
+
+
 def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)

@@ -1,9 +1,12 @@
-"""Train / validation / test by time, with a purge gap so no training label reaches into a later segment.
+"""Walk-forward folds by time, with a purge gap so no training label reaches into a later segment.
 
-The segments are the oldest ``train_share`` of the table's time span, the next ``validation_share``
-and the rest. Per symbol, the last ``gap`` bars before each boundary belong to no segment: their
-labels (up to ``horizon`` bars ahead) or the sequences built on them (``sequence_length`` bars)
-would straddle it.
+The newest ``folds`` x ``test_share`` of the table's time span is cut into ``folds`` test segments
+in time order. Fold k trains on everything before its validation segment (an expanding window),
+stops early on the ``validation_share`` just before its test segment, and predicts its test segment;
+rows after it belong to later folds. Per symbol, the last ``gap`` bars before each boundary belong
+to no segment: their labels (up to ``horizon`` bars ahead) or the sequences built on them
+(``sequence_length`` bars) would straddle it. The pooled test segments are the out-of-sample rows
+every model is judged on; the model of the last fold is the one registered.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ SEGMENTS = ("train", "validation", "test")
 
 @dataclass(frozen=True)
 class Split:
-    """Each row's segment ('train', 'validation', 'test' or '' for purged), and the boundaries."""
+    """One fold: each row's segment ('train', 'validation', 'test' or '' for purged or later), and
+    the boundaries (test_end None for the last fold, which runs to the end of the table)."""
 
     segment: pd.Series
     validation_start: pd.Timestamp
     test_start: pd.Timestamp
+    test_end: pd.Timestamp | None
     gap: int
+    fold: int = 0
 
     def mask(self, name: str) -> np.ndarray:
         return (self.segment == name).to_numpy()
@@ -33,11 +39,12 @@ class Split:
     def to_dict(self) -> dict:
         counts = self.segment.value_counts()
         return {
+            "fold": self.fold,
             "validation_start": self.validation_start.isoformat(),
             "test_start": self.test_start.isoformat(),
+            "test_end": self.test_end.isoformat() if self.test_end is not None else None,
             "purge_gap_bars": self.gap,
             "rows": {name: int(counts.get(name, 0)) for name in SEGMENTS},
-            "purged_rows": int(counts.get("", 0)),
         }
 
 
@@ -47,19 +54,34 @@ def purge_gap(models: ModelSettings, features: FeatureSettings) -> int:
     return horizon + models.sequence_length
 
 
-def split_by_time(table: pd.DataFrame, models: ModelSettings, features: FeatureSettings) -> Split:
-    """Segments of a (timestamp, symbol)-indexed table."""
+def walk_forward(table: pd.DataFrame, models: ModelSettings, features: FeatureSettings) -> list[Split]:
+    """The folds of a (timestamp, symbol)-indexed table, oldest first."""
     stamps = table.index.get_level_values("timestamp")
     first, last = stamps.min(), stamps.max()
-    validation_start = first + (last - first) * models.train_share
-    test_start = first + (last - first) * (models.train_share + models.validation_share)
-    segment = np.where(stamps >= test_start, "test", np.where(stamps >= validation_start, "validation", "train"))
+    span = last - first
     gap = purge_gap(models, features)
-    purged = np.zeros(len(table), dtype=bool)
-    for boundary in (validation_start, test_start):
-        purged |= _last_bars_before(table, stamps, boundary, gap)
-    segment = np.where(purged, "", segment)
-    return Split(pd.Series(segment, index=table.index), validation_start, test_start, gap)
+    folds = []
+    for fold in range(models.folds):
+        test_start = first + span * (1 - models.test_share * (models.folds - fold))
+        test_end = None if fold == models.folds - 1 else test_start + span * models.test_share
+        validation_start = test_start - span * models.validation_share
+        segment = np.where(stamps >= test_start, "test", np.where(stamps >= validation_start, "validation", "train"))
+        if test_end is not None:
+            segment = np.where(stamps >= test_end, "", segment)
+        purged = np.zeros(len(table), dtype=bool)
+        for boundary in (validation_start, test_start):
+            purged |= _last_bars_before(table, stamps, boundary, gap)
+        segment = np.where(purged, "", segment)
+        folds.append(Split(pd.Series(segment, index=table.index), validation_start, test_start, test_end, gap, fold))
+    return folds
+
+
+def out_of_sample_fold(folds: list[Split]) -> np.ndarray:
+    """Each row's fold when it is in that fold's test segment, else -1."""
+    fold_of = np.full(len(folds[0].segment), -1)
+    for split in folds:
+        fold_of[split.mask("test")] = split.fold
+    return fold_of
 
 
 def _last_bars_before(table: pd.DataFrame, stamps: pd.DatetimeIndex, boundary: pd.Timestamp, bars: int) -> np.ndarray:

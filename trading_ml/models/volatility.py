@@ -1,10 +1,5 @@
-"""Volatility of the next bar: GARCH(1,1) per symbol, an LSTM, and the naive and EWMA baselines.
-
-The target is the plan's: the ``window``-bar standard deviation of returns one bar ahead. It shares
-all but one return with today's value, so GARCH and EWMA forecast that one missing return's variance
-σ²(t+1) and combine it with the ``window``-1 returns already known (:func:`rolling_std_with_next`);
-the naive baseline is today's value. Every forecast at t uses returns up to t only.
-"""
+"""Volatility of the next bar: GARCH(1,1) per symbol and an LSTM; their baselines (naive, EWMA) and
+the target's definition are in :mod:`trading_ml.models.baselines`."""
 
 from __future__ import annotations
 
@@ -17,58 +12,35 @@ import torch
 from arch import arch_model
 from torch import nn
 
-from trading_ml.config import ModelSettings
+from trading_ml.config import Settings
+from trading_ml.features.registry import FEATURES
 from trading_ml.io import json_bytes
 from trading_ml.models import lstm
-from trading_ml.models.base import CONFIG, Standardizer, feature_matrix, read_config
-from trading_ml.models.direction import state_dict_bytes
-from trading_ml.models.splits import Split
-from trading_ml.features.registry import FEATURES
+from trading_ml.models.base import (
+    CONFIG,
+    Dataset,
+    Standardizer,
+    feature_matrix,
+    read_config,
+)
+from trading_ml.models.baselines import (
+    RETURN,
+    TARGET,
+    align,
+    rolling_std_with_next,
+    symbol_returns,
+)
 
-TARGET = "target_volatility"
-RETURN = "return_1"
 GARCH_SCALE = 100.0  # arch fits percent returns
 MIN_TRAIN_RETURNS = 100
 PARAMETERS = ("mu", "omega", "alpha[1]", "beta[1]")  # arch's order for a constant-mean GARCH(1,1)
 EXTRA_LSTM_INPUTS = ["return_1", "downside_vol_20", "volume_ratio_20", "vix_level", "vix_change_1", "benchmark_volatility_20"]
 
 
-def symbol_returns(table: pd.DataFrame) -> dict[str, pd.Series]:
-    return {symbol: rows[RETURN].droplevel("symbol") for symbol, rows in table.groupby(level="symbol", sort=False)}
-
-
-def rolling_std_with_next(returns: pd.Series, next_variance: pd.Series, window: int) -> pd.Series:
-    """Expected sample std of the ``window`` returns ending at t+1, given returns up to t and E[r²(t+1)]."""
-    known_squares = (returns**2).rolling(window - 1).sum()
-    known_sum = returns.rolling(window - 1).sum()
-    variance = (known_squares + next_variance - (known_sum**2 + next_variance) / window) / (window - 1)
-    return np.sqrt(variance.clip(lower=0))
-
-
-def naive_forecast(table: pd.DataFrame, window: int) -> pd.Series:
-    """Yesterday's value of the target: today's ``window``-bar std."""
-    parts = [r.rolling(window).std().to_frame("volatility").assign(symbol=s) for s, r in symbol_returns(table).items()]
-    return _align(table, parts)
-
-
-def ewma_forecast(table: pd.DataFrame, window: int, decay: float) -> pd.Series:
-    """RiskMetrics: σ²(t+1) = λ σ²(t) + (1 - λ) r²(t), put into the target's window."""
-    parts = []
-    for symbol, returns in symbol_returns(table).items():
-        next_variance = (returns**2).ewm(alpha=1 - decay, adjust=False).mean()
-        parts.append(rolling_std_with_next(returns, next_variance, window).to_frame("volatility").assign(symbol=symbol))
-    return _align(table, parts)
-
-
-def _align(table: pd.DataFrame, parts: list[pd.DataFrame]) -> pd.Series:
-    frame = pd.concat(parts).set_index("symbol", append=True)
-    return frame["volatility"].reindex(table.index)
-
-
 class GarchVolatility:
     """GARCH(1,1) with a constant mean, fitted per symbol on its training returns only."""
 
-    name = "volatility_garch"
+    name, task, target = "volatility_garch", "volatility", TARGET
     feature_names = [RETURN]
     FILES = (".json",)  # the fitted parameters per symbol
 
@@ -76,8 +48,9 @@ class GarchVolatility:
         self.parameters, self.window = parameters, window
 
     @classmethod
-    def fit(cls, table: pd.DataFrame, split: Split, settings: ModelSettings, window: int) -> GarchVolatility:
-        train = split.segment == "train"
+    def fit(cls, dataset: Dataset, settings: Settings) -> GarchVolatility:
+        table, window = dataset.table, settings.features.volatility_window
+        train = dataset.split.segment == "train"
         parameters = {}
         for symbol, returns in symbol_returns(table).items():
             in_train = train.xs(symbol, level="symbol").to_numpy()
@@ -98,17 +71,17 @@ class GarchVolatility:
             forecast = model.fix([parameters[name] for name in PARAMETERS]).forecast(horizon=1, start=0, reindex=True)
             next_variance = pd.Series(forecast.variance.to_numpy()[:, 0] / GARCH_SCALE**2, index=returns.index)
             parts.append(rolling_std_with_next(returns, next_variance, self.window).to_frame("volatility").assign(symbol=symbol))
-        return _align(table, parts).to_frame()
+        return align(table, parts).to_frame()
 
     def pooled_parameters(self) -> dict[str, float]:
         names = next(iter(self.parameters.values())).keys()
         return {name: float(np.median([p[name] for p in self.parameters.values()])) for name in names}
 
-    def to_files(self) -> dict[str, bytes]:
+    def save(self) -> dict[str, bytes]:
         return {".json": json_bytes({"parameters": self.parameters, "window": self.window, "scale": GARCH_SCALE})}
 
     @classmethod
-    def from_files(cls, files: Mapping[str, bytes]) -> GarchVolatility:
+    def load(cls, files: Mapping[str, bytes]) -> GarchVolatility:
         data = json.loads(files[".json"])
         return cls(data["parameters"], data["window"])
 
@@ -122,7 +95,7 @@ def lstm_inputs(feature_names: list[str]) -> list[str]:
 class LSTMVolatility:
     """An LSTM on sequences of volatility features, predicting log(target), fitted with MSE."""
 
-    name = "volatility_lstm"
+    name, task, target = "volatility_lstm", "volatility", TARGET
     FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), scalers and shape
 
     def __init__(self, feature_names, net, scaler: Standardizer, target_scale: dict, settings: dict, info: dict | None = None):
@@ -130,8 +103,9 @@ class LSTMVolatility:
         self.target_scale, self.settings, self.info = target_scale, settings, info or {}
 
     @classmethod
-    def fit(cls, table: pd.DataFrame, split: Split, feature_names: list[str], settings: ModelSettings) -> LSTMVolatility:
-        names = lstm_inputs(feature_names)
+    def fit(cls, dataset: Dataset, settings: Settings) -> LSTMVolatility:
+        table, split, settings = dataset.table, dataset.split, settings.models
+        names = lstm_inputs(dataset.feature_names)
         features = feature_matrix(table, names, cls.name)
         scaler = Standardizer.fit(features[split.mask("train")])
         sequences = lstm.Sequences(table, scaler.transform(features), settings.sequence_length)
@@ -160,13 +134,13 @@ class LSTMVolatility:
             forecast[sequences.row_of] = np.exp(outputs[:, 0].numpy() * self.target_scale["std"] + self.target_scale["mean"])
         return pd.DataFrame({"volatility": forecast}, index=table.index)
 
-    def to_files(self) -> dict[str, bytes]:
+    def save(self) -> dict[str, bytes]:
         config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), "target_scale": self.target_scale,
                   **self.settings, **self.info}
-        return {".pt": state_dict_bytes(self.net), CONFIG: json_bytes(config)}
+        return {".pt": lstm.state_dict_bytes(self.net), CONFIG: json_bytes(config)}
 
     @classmethod
-    def from_files(cls, files: Mapping[str, bytes]) -> LSTMVolatility:
+    def load(cls, files: Mapping[str, bytes]) -> LSTMVolatility:
         config = read_config(files)
         net, shape = lstm.load_net(config, 1, files[".pt"])
         return cls(config["feature_names"], net, Standardizer.from_dict(config["scaler"]), config["target_scale"], shape)

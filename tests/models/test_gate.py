@@ -1,0 +1,78 @@
+"""The deploy gate's statistic on simulated prediction streams: noise must not pass, skill must."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trading_ml.config import load_settings
+from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH
+from trading_ml.features.targets import REGIMES
+from trading_ml.models.evaluation import judge
+from trading_ml.models.simulation import direction_stream, promotion_rate
+from trading_ml.models.statistics import improvement, interval, resample_dates
+
+SETTINGS = load_settings()
+
+
+def test_pure_noise_is_promoted_in_at_most_7_percent_of_300_trials():
+    result = promotion_rate(SETTINGS, strength=0.0, trials=300, seed=1000)
+    assert result["rate"] <= 0.07, result
+    assert result["median_lower_bound"] < 0
+
+
+def test_the_default_planted_strength_is_promoted_in_at_least_80_percent_of_trials():
+    result = promotion_rate(SETTINGS, strength=DEFAULT_SIGNAL_STRENGTH, trials=60, seed=5000)
+    assert result["rate"] >= 0.80, result
+
+
+def test_the_skill_interval_covers_the_planted_information_coefficient():
+    table, candidates = direction_stream(0.08, days=500, symbols=25, seed=3)
+    _, model, baselines, skill = judge("direction", table, np.ones(len(table), dtype=bool), candidates, SETTINGS)
+    assert model["rank_ic"]["low"] < 0.08 < model["rank_ic"]["high"]
+    assert baselines["class_prior"]["rank_ic"]["value"] == 0.0  # a constant score ranks nothing
+    assert skill["better"] and skill["lower_bound"] > 0
+
+
+def test_blocks_of_dates_widen_the_interval_of_serially_correlated_days():
+    """Overlapping labels make neighbouring days alike; resampling single days would understate the spread."""
+    rng = np.random.default_rng(4)
+    values = np.empty(500)
+    values[0] = 0.0
+    for day in range(1, 500):
+        values[day] = 0.9 * values[day - 1] + rng.standard_normal()
+    per_day = pd.DataFrame({"value": values, "rows": 1.0})
+    widths = {}
+    for block in (1, 20):
+        resampled = resample_dates(per_day, block, 1000, seed=0)
+        means = resampled.samples["value"] / resampled.samples["rows"]
+        found = interval(resampled.point["value"] / resampled.point["rows"], means, 0.95)
+        widths[block] = found["high"] - found["low"]
+    assert widths[20] > 2 * widths[1], widths
+
+
+def regime_stream(hit_rate_model: float, hit_rate_persistence: float, days=400, symbols=10, seed=0):
+    """Labels ahead, and two forecasts that match them on the given share of rows."""
+    rng = np.random.default_rng(seed)
+    index = pd.MultiIndex.from_product([pd.date_range("2021-01-01", periods=days, freq="B", tz="UTC"), range(symbols)], names=["timestamp", "symbol"])
+    truth = rng.choice(REGIMES, size=len(index))
+    table = pd.DataFrame({"target_regime_ahead": truth}, index=index)
+
+    def forecast(hit_rate):
+        wrong = np.array([REGIMES[(REGIMES.index(label) + 1) % 4] for label in truth])
+        return pd.DataFrame({"regime_ahead": np.where(rng.random(len(truth)) < hit_rate, truth, wrong)}, index=index)
+
+    return table, {"model": forecast(hit_rate_model), "persistence": forecast(hit_rate_persistence)}
+
+
+@pytest.mark.parametrize("model_hits, promoted", [(0.85, True), (0.80, False), (0.78, False)])
+def test_the_regime_forecast_must_beat_persistence(model_hits, promoted):
+    table, candidates = regime_stream(model_hits, 0.80)
+    _, model, baselines, skill = judge("regime", table, np.ones(len(table), dtype=bool), candidates, SETTINGS)
+    assert skill["baseline"] == "persistence" and skill["better"] is promoted
+
+
+def test_improvement_bounds_are_one_sided_quantiles():
+    samples = np.linspace(-1, 3, 401)
+    result = improvement(1.0, samples, 0.95)
+    assert result["lower_bound"] == pytest.approx(-0.8) and result["upper_bound"] == pytest.approx(2.8)
+    assert not result["better"] and not result["worse"]

@@ -1,0 +1,91 @@
+"""Model objects built from registry records, reading only verified bytes.
+
+The files a model consists of are derived from its record (model name, run id, as-of): its exact
+file names inside its run's ``models/`` folder under the models root (``<data_dir>/runs``), never
+paths the record gives. The record's artifact list must name exactly those; each file's bytes must
+match its sha256, and those same bytes (never a path) are what the model class (from the catalogue)
+is built from. A missing file is restored from GridFS only if the copy there matches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+from trading_ml.errors import ConfigError, DataError
+from trading_ml.io import atomic_write_bytes, sha256_bytes
+from trading_ml.models.catalogue import ENSEMBLE, ENSEMBLE_MEMBERS, model_class
+from trading_ml.registry import (
+    ENSEMBLE_FILES,
+    ModelNotFound,
+    ModelRegistry,
+    check_name,
+    label,
+)
+from trading_ml.run import RunLayout
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoader:
+    """Loads the models of one registry."""
+
+    def __init__(self, registry: ModelRegistry):
+        self.registry, self.store, self.models_root = registry, registry.store, registry.models_root
+
+    def load_model(self, name: str, version: str | None = None):
+        """The model object of a version (default: production), after checking every file's sha256.
+
+        ``load_model("direction")`` returns the XGBoost + LSTM ensemble of the run it belongs to.
+        """
+        return self.load_record(self.registry.record(name, version))
+
+    def load_record(self, record: dict):
+        name = record["model_name"]
+        check_name(name)
+        if name == ENSEMBLE:
+            spec = json.loads(self._verified_files(record, ENSEMBLE_FILES)[".json"])
+            if spec.get("members") != list(ENSEMBLE_MEMBERS):
+                raise DataError(f"{label(record)}: its file names members {spec.get('members')!r}, not {list(ENSEMBLE_MEMBERS)}; refusing it")
+            return model_class(ENSEMBLE)([self.load_record(self.registry.record_for_run(m, record["run_id"])) for m in ENSEMBLE_MEMBERS])
+        cls = model_class(name)
+        return cls.load(self._verified_files(record, cls.FILES))
+
+    def expected_files(self, record: dict, suffixes: tuple[str, ...]) -> dict[str, str]:
+        """{path under the models root: suffix} of the files a record's model consists of, derived
+        from its model name, run id and as-of, never from paths the record gives."""
+        try:
+            layout = RunLayout.of(self.models_root.parent, dt.date.fromisoformat(str(record["as_of"])), record["run_id"])
+        except (KeyError, ValueError, ConfigError) as error:
+            raise DataError(f"{label(record)}: the record's run id or as-of is not valid ({error}); refusing to load it") from error
+        return {str(layout.model_file(record["model_name"], s).relative_to(self.models_root)): s for s in suffixes}
+
+    def _verified_files(self, record: dict, suffixes: tuple[str, ...]) -> dict[str, bytes]:
+        """{suffix: bytes} of exactly the model's files, each matching the record's sha256."""
+        expected = self.expected_files(record, suffixes)
+        artifacts = record.get("artifacts") or []
+        listed = {a.get("path"): a.get("sha256") for a in artifacts}
+        if sorted(map(str, listed)) != sorted(expected) or len(artifacts) != len(expected):
+            raise DataError(f"{label(record)}: the record lists {[a.get('path') for a in artifacts] or 'no files'}, but it consists of exactly "
+                            f"{sorted(expected)} under {self.models_root}; refusing to load it")
+        return {suffix: self._verified_bytes(relative, listed[relative], record) for relative, suffix in expected.items()}
+
+    def _verified_bytes(self, relative: str, expected: str, record: dict) -> bytes:
+        """A file's bytes if they match the recorded sha256 (a missing file is restored from GridFS)."""
+        path = self.models_root / relative
+        if not path.resolve().is_relative_to(self.models_root.resolve()):
+            raise DataError(f"{label(record)}: {path} leads outside the models root {self.models_root}; refusing to load it")
+        if path.is_file():
+            payload = path.read_bytes()
+        else:
+            payload = self.store.get_file(relative)
+            if payload is None or sha256_bytes(payload) != expected:
+                raise ModelNotFound(f"{path} of {label(record)} is missing and no intact copy is in the store")
+            atomic_write_bytes(path, payload)
+            log.warning("restored %s from GridFS", path)
+        actual = sha256_bytes(payload)
+        if actual != expected:
+            raise DataError(f"{path} of {label(record)} does not match its registry sha256 "
+                            f"({actual[:12]}… != {str(expected)[:12]}…): the file was altered; refusing to load it")
+        return payload

@@ -1,0 +1,56 @@
+"""Which model names exist, their task and target, and the class behind each name.
+
+The classes are imported only when asked for (:func:`model_class`), so code that lists or reports
+models (the DAG file, the Airflow plugin, the report) never loads torch or xgboost.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from trading_ml.errors import DataError
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    task: str  # direction | volatility | regime
+    target: str  # the training table's column it predicts
+    module: str
+    class_name: str
+
+
+ENSEMBLE = "direction"
+ENSEMBLE_MEMBERS = ("direction_xgboost", "direction_lstm")
+CATALOGUE = {entry.name: entry for entry in (
+    Entry("direction_xgboost", "direction", "target_direction", "trading_ml.models.direction", "XGBoostDirection"),
+    Entry("direction_lstm", "direction", "target_direction", "trading_ml.models.direction", "LSTMDirection"),
+    Entry("volatility_garch", "volatility", "target_volatility", "trading_ml.models.volatility", "GarchVolatility"),
+    Entry("volatility_lstm", "volatility", "target_volatility", "trading_ml.models.volatility", "LSTMVolatility"),
+    Entry("regime_rf", "regime", "target_regime_ahead", "trading_ml.models.regime", "RegimeForest"),
+    Entry(ENSEMBLE, "direction", "target_direction", "trading_ml.models.direction", "DirectionEnsemble"),
+)}
+TRAINED_MODELS = tuple(name for name in CATALOGUE if name != ENSEMBLE)  # in training order
+MODEL_NAMES = tuple(CATALOGUE)
+TASKS = ("direction", "volatility", "regime")
+
+
+def entry(name: str) -> Entry:
+    if name not in CATALOGUE:
+        raise DataError(f"unknown model {name!r}; models are {', '.join(MODEL_NAMES)}")
+    return CATALOGUE[name]
+
+
+def model_class(name: str) -> type:
+    """The class of a model name (imported now)."""
+    found = entry(name)
+    return getattr(importlib.import_module(found.module), found.class_name)
+
+
+def task_of(name: str) -> str:
+    return entry(name).task
+
+
+def models_of(task: str) -> tuple[str, ...]:
+    return tuple(name for name, found in CATALOGUE.items() if found.task == task)
