@@ -5,6 +5,7 @@ by hand, and the signals API answers for every symbol whatever is in production.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -63,6 +64,8 @@ def test_the_planted_signal_is_found_and_promoted_with_an_interval_that_excludes
     for name in promoted:  # the gate's one-sided bound is above zero
         assert evaluated["models"][name]["primary"]["metric"] == "rank_ic" and evaluated["models"][name]["skill"]["lower_bound"] > 0
     assert any(evaluated["models"][name]["primary"]["low"] > 0 for name in promoted)  # and a two-sided 95% interval excludes it
+    strict = json.loads(ctx.layout.evaluation_report.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in evaluation.json"))
+    assert strict["planted_signal"] == ctx.settings.sources["synthetic"]["signal_strength"]
     report = pipeline.report(ctx, resources)
     page = (ctx.run_root / report["html"]).read_text()
     assert "Planted signal" in page and "Recovered" in page

@@ -56,7 +56,7 @@ def report_data(ctx: RunContext, registry: ModelRegistry) -> dict:
             "deploy_decision": record.get("deploy_decision", "not deployed yet"),
             "test_metrics": record["test_metrics"],
             "baselines": _baseline_values(result),
-            "metrics": {metric: values for metric, values in result["metrics"].items() if not metric.startswith("recall_")},
+            "metrics": result["metrics"],
             "training_samples": record["training_samples"],
             "trained_date": record["trained_date"],
         }
@@ -213,7 +213,8 @@ def planted_html(planted: dict | None) -> str:
     """The planted-versus-recovered line of a synthetic run."""
     if not planted:
         return ""
-    recovered = "; ".join(f"{html.escape(name)} {with_interval(ic)}" for name, ic in planted["recovered_rank_ic"].items())
+    recovered = "; ".join(f"{html.escape(name)} {with_interval(ic)} (t {ic.get('t_stat', float('nan')):.2g})"
+                          for name, ic in planted["recovered_rank_ic"].items())
     return (f"<p id='planted-signal'><b>Planted signal</b> (synthetic market): information coefficient {planted['information_coefficient']:.3g}. "
             f"<b>Recovered</b> out-of-sample rank IC: {recovered}. Models see total returns, so what they recover is below what was planted.</p>")
 

@@ -73,7 +73,7 @@ TASKS = {
     "direction": Task("rank_ic", True, "test accuracy > 55%", {
         "rank_ic": lambda s, c: _ratio(s, f"{c}.ic", "ic_days"),
         **_classification(CLASSES),
-        "log_loss": lambda s, c: _ratio(s, f"{c}.log_loss", "rows") if f"{c}.log_loss" in s else pd.Series(np.nan, index=s.index),
+        "log_loss": lambda s, c: _ratio(s, f"{c}.log_loss", "rows"),
     }),
     "volatility": Task("rmse", False, "test RMSE below the naive forecast (yesterday's value)", {
         "rmse": lambda s, c: np.sqrt(_ratio(s, f"{c}.se", "rows")),
@@ -264,8 +264,10 @@ def _samples(spec: Task, resampled, name: str, metric: str) -> pd.Series:
 
 
 def _scored(spec: Task, resampled, name: str, confidence: float) -> dict:
+    """Every metric the candidate has (one-hot baselines have no log loss), with its interval."""
     point = resampled.point.to_frame().T
-    return {metric: interval(float(fn(point, name).iloc[0]), fn(resampled.samples, name), confidence) for metric, fn in spec.metrics.items()}
+    return {metric: interval(float(fn(point, name).iloc[0]), fn(resampled.samples, name), confidence) for metric, fn in spec.metrics.items()
+            if metric != "log_loss" or f"{name}.log_loss" in point}
 
 
 def _oriented(spec: Task, value: float) -> float:
