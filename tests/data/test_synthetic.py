@@ -5,7 +5,7 @@ import pytest
 from trading_ml.config import load_settings
 from trading_ml.data.bars import BAR_COLUMNS
 from trading_ml.data.synthetic import REGIMES, SyntheticMarket
-from trading_ml.errors import DataError, SourceUnavailable
+from trading_ml.errors import ConfigError, DataError, SourceUnavailable
 
 SETTINGS = load_settings(env={})
 END = pd.Timestamp("2026-11-20", tz="UTC")
@@ -98,3 +98,27 @@ def test_an_outage_fault_makes_the_source_not_answer():
     with pytest.raises(SourceUnavailable, match="JPM 1d: the source did not answer"):
         market.bars(settings.instrument("JPM"), "1d", end - pd.DateOffset(months=3), end)
     assert len(market.bars(settings.instrument("XOM"), "1d", end - pd.DateOffset(months=3), end)) > 50
+
+
+def reversal_ic(market, years=5) -> float:
+    """Mean daily cross-sectional rank correlation of minus the last 5 sessions' return with the next return."""
+    equities = [s for s, i in SETTINGS.universe.items() if i.kind == "equity"]
+    closes = pd.DataFrame({s: daily(market, s, str(END.year - years) + "-11-20")["close"] for s in equities})
+    signal, following = -np.log(closes).diff(5), closes.pct_change().shift(-1)
+    return float(signal.rank(axis=1).corrwith(following.rank(axis=1), axis=1).mean())
+
+
+def test_the_planted_reversal_is_there_at_its_strength_and_absent_at_zero():
+    planted, none = reversal_ic(SyntheticMarket(seed=42, signal_strength=0.10)), reversal_ic(SyntheticMarket(seed=42, signal_strength=0.0))
+    assert planted > 0.06 and abs(none) < 0.03, (planted, none)
+    with pytest.raises(ConfigError, match="signal_strength"):
+        SyntheticMarket(signal_strength=0.7)
+
+
+def test_the_planted_signal_moves_only_the_own_component():
+    """The market (its regimes, the fear gauge) is the same with and without the planted signal."""
+    calm, planted = SyntheticMarket(seed=3, signal_strength=0.0), SyntheticMarket(seed=3, signal_strength=0.10)
+    assert calm.regimes(END).equals(planted.regimes(END))
+    vix_calm, vix_planted = daily(calm, "^VIX"), daily(planted, "^VIX")
+    pd.testing.assert_frame_equal(vix_calm, vix_planted)  # the fear gauge follows the market alone
+    assert not daily(calm, "AAPL").equals(daily(planted, "AAPL"))
