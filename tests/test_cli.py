@@ -78,7 +78,10 @@ def test_unknown_symbol_is_quarantined_and_named(tmp_path, capsys):
                          "--as-of", "2026-11-20", "--data-dir", str(tmp_path))
     assert code == 1
     assert "failed FOO_1d: no file for FOO 1d: expected" in out
-    assert "only 0 of 1" in err and "FOO 1d: ingestion failed" in err
+    assert "ingest: 0 of 1 pairs ingested, nothing to validate (FOO_1d: no file for FOO 1d" in err
+    code, _, err = cli(capsys, "ingest", "--source", f"csv:{csv_dir}", "--symbols", "FOO", "--timeframes", "1d",
+                       "--as-of", "2026-11-20", "--data-dir", str(tmp_path))
+    assert code == 1 and "ingest: 0 of 1 pairs ingested" in err  # `ingest` alone no longer exits 0 on nothing
 
 
 def test_malformed_ticker_and_unknown_source_exit_2(tmp_path, capsys):

@@ -94,7 +94,11 @@ def run_ingest(ctx: RunContext, resources: pipeline.StageResources) -> list[dict
             bar.set_postfix_str(f"{manifest['symbol']} {manifest['timeframe']}")
             bar.update()
 
-        manifests = pipeline.ingest_all(ctx, resources, on_done=advance)
+        try:
+            manifests = pipeline.ingest_all(ctx, resources, on_done=advance)
+        except StageFailed:
+            print_ingest_summary(ctx, load_ingest_manifests(ctx), resources)
+            raise
     print_ingest_summary(ctx, manifests, resources)
     return manifests
 

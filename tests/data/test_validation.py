@@ -84,11 +84,11 @@ def test_broken_ohlc_bars_are_caught_and_dropped():
     assert report.rows_out == report.rows_in - 2 and not report.quarantined
 
 
-def test_split_like_jump_is_caught_and_quarantines():
+def test_an_unadjusted_split_is_caught_and_quarantines_with_its_date_and_factor():
     report, _ = run(faults=["split"])
-    check = by_check(report)["price_sanity"]
-    assert not check.passed and check.rows_affected == 1 and "first -66." in check.detail
-    assert report.quarantined and "split" in report.reasons[0]
+    check = by_check(report)["corporate_actions"]
+    assert not check.passed and check.rows_affected == 1 and "unadjusted split 3:1 at " in check.detail and "volume x3" in check.detail
+    assert report.quarantined and report.reasons[0].startswith("corporate_actions: unadjusted split 3:1")
 
 
 def test_zero_volume_bars_are_caught_and_dropped():
@@ -106,6 +106,6 @@ def test_volume_check_does_not_apply_to_a_series_without_volume():
 
 
 def test_price_sanity_threshold_is_a_setting():
-    bars = pd.DataFrame({"close": [100.0, 140.0, 100.0]}, index=pd.date_range("2024-01-02", periods=3, tz="UTC"))
+    bars = pd.DataFrame({"adj_close": [100.0, 140.0, 100.0]}, index=pd.date_range("2024-01-02", periods=3, tz="UTC"))
     assert check_price_sanity(bars, 0.5).passed
     assert not check_price_sanity(bars, 0.3).passed

@@ -109,6 +109,8 @@ def _reject_bad_values(bars: pd.DataFrame, origin: str) -> None:
                 f"{origin}: column {column!r} at {_row(bars.index, bad)} is {prices[column][bad].iloc[0]}; "
                 "prices must be positive finite numbers (remove or fix that row)"
             )
+        if column == "adj_close":  # its ratio to the close is the adjustment factor: 31x for old rows is true
+            continue
         absurd = (prices[column] > MAX_INTRABAR_RATIO * prices["close"]) | (prices[column] * MAX_INTRABAR_RATIO < prices["close"])
         if absurd.any():
             raise DataError(

@@ -23,6 +23,7 @@ from trading_ml.data.bars import (
     canonical_column,
     empty_bars,
     normalize_bars,
+    to_utc_index,
 )
 from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH, SyntheticMarket
 from trading_ml.errors import ConfigError, DataError, SourceUnavailable
@@ -154,11 +155,12 @@ class CsvSource:
                 f"no file for {instrument.symbol} {timeframe}: expected {path} "
                 f"(name files SYMBOL_TIMEFRAME.csv)"
             )
-        return within(read_bars_csv(path, timeframe), start, end)
+        return read_bars_csv(path, timeframe, start, end)
 
 
-def read_bars_csv(path: Path, timeframe: str) -> pd.DataFrame:
-    """Parse one bars CSV into the normalized frame, or raise DataError naming what to fix."""
+def read_bars_csv(path: Path, timeframe: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Parse one bars CSV into the normalized frame (the rows in [start, end) when given: rows outside
+    the window are never checked), or raise DataError naming what to fix."""
     header = _read_header(path)
     frame = _read_table(path)
     time_column = next((c for c in frame.columns if canonical_column(c) in CsvSource.TIME_COLUMNS), None)
@@ -169,6 +171,12 @@ def read_bars_csv(path: Path, timeframe: str) -> pd.DataFrame:
         )
     stamps = _parse_timestamps(frame[time_column], path)
     bars = frame.drop(columns=[time_column]).set_axis(stamps, axis=0)
+    if start is not None and end is not None:
+        utc = to_utc_index(stamps, timeframe, str(path))
+        inside = (utc >= start) & (utc < end)
+        if not inside.any():
+            raise DataError(f"{path}: no rows in [{start}, {end}); the file covers {utc.min()} to {utc.max()}")
+        bars = bars[inside]
     return normalize_bars(bars, timeframe, origin=str(path))
 
 

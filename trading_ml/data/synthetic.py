@@ -324,9 +324,10 @@ def inject_fault(bars: pd.DataFrame, kind: str) -> pd.DataFrame:
         bars.iloc[middle, high] = bars.iloc[middle, low] * 0.98
         bars.iloc[middle + 5, bars.columns.get_loc("close")] = bars.iloc[middle + 5, high] * 1.02
         return bars
-    if kind == "split":
+    if kind == "split":  # an unadjusted 3:1 split: prices fall to a third, share volume triples
         prices = ["open", "high", "low", "close", "adj_close"]
         bars.loc[bars.index[middle:], prices] = bars.loc[bars.index[middle:], prices] / 3.0
+        bars.loc[bars.index[middle:], "volume"] = bars.loc[bars.index[middle:], "volume"] * 3.0
         return bars
     if kind == "zero_volume":
         bars.iloc[[middle, middle + 3, middle + 7], bars.columns.get_loc("volume")] = 0.0

@@ -2,8 +2,9 @@
 
 Each check is a function returning a :class:`CheckResult` (check, passed, rows affected, detail) and
 the rows it removes. Soft checks repair (duplicates, broken OHLC rows and zero-volume bars are
-dropped, never filled); hard checks (completeness, price sanity) quarantine the symbol. The sixth
-check of the plan, no look-ahead in features, lives with the features.
+dropped, never filled; splits the adjusted close confirms are adjusted for); hard checks
+(completeness, unadjusted splits, price sanity) quarantine the symbol. Every check sees the run's
+window only. The sixth check of the plan, no look-ahead in features, lives with the features.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 
 from trading_ml.config import Instrument, ValidationSettings
 from trading_ml.data.bars import BAR_COLUMNS
+from trading_ml.data.corporate_actions import CorporateAction, adjusted, find_actions
 
 PRICE_TOLERANCE = 1e-9  # relative slack for float rounding in OHLC comparisons
 
@@ -97,17 +99,37 @@ def check_ohlc_logic(bars: pd.DataFrame) -> tuple[CheckResult, pd.Series]:
     return CheckResult("ohlc_logic", count == 0, count, detail), broken
 
 
+def check_corporate_actions(bars: pd.DataFrame, actions: list[CorporateAction]) -> CheckResult:
+    """Splits the adjusted close confirms are repaired (the window goes on the adjusted scale, as are
+    dividends); a split only volume confirms cannot be, and quarantines the symbol."""
+    repaired = [a for a in actions if a.confirmed_by == "adjustment"]
+    unadjusted = [a for a in actions if a.confirmed_by == "volume"]
+    factor = bars["adj_close"] / bars["close"]
+    other = int((np.abs(np.log(factor / factor.shift())) > 1e-9).sum()) - len(repaired)
+    parts = [f"repaired {a.describe()}: prices before it scaled by 1/{a.factor:.3g}, volume by {a.factor:.3g}" for a in repaired]
+    if other > 0:
+        parts.append(f"{other} other adjustment(s) (dividends) applied from adj_close")
+    if unadjusted:
+        first = unadjusted[0]
+        parts.insert(0, f"unadjusted {first.describe()}, and adj_close does not adjust for it: supply split-adjusted "
+                        f"adj_close (as Yahoo's Adj Close), or start the window after {first.timestamp.date()}")
+    detail = "; ".join(parts) or "no split, reverse split or other adjustment in the window"
+    return CheckResult("corporate_actions", not unadjusted, len(actions), detail, hard=True)
+
+
 def check_price_sanity(bars: pd.DataFrame, max_abs_return: float) -> CheckResult:
-    """No bar-to-bar close move above the limit: such a jump is usually an unadjusted split."""
-    moves = bars["close"].pct_change()
+    """No bar-to-bar move of the adjusted close above the limit: what is left after splits are told
+    apart is a crash or a bad print, which a person must look at."""
+    moves = bars["adj_close"].pct_change()
     jumps = moves.abs() > max_abs_return
     count = int(jumps.sum())
-    detail = f"no close-to-close move above {max_abs_return:.0%}"
+    detail = f"no adjusted close-to-close move above {max_abs_return:.0%}"
     if count:
         when = _first(jumps)
         detail = (
-            f"{count} move(s) above {max_abs_return:.0%}, first {moves[jumps].iloc[0]:+.1%} at {when}: "
-            "looks like a split or bad print; fetch split-adjusted prices or fix the file"
+            f"{count} move(s) above {max_abs_return:.0%}, first {moves[jumps].iloc[0]:+.1%} at {when}, that are not splits "
+            "(no standard split factor confirmed by the adjusted close or by volume): a crash or a bad print; if it is real, "
+            "raise validation.max_abs_return (or the symbol's max_abs_return), else fix that row"
         )
     return CheckResult("price_sanity", count == 0, count, detail, hard=True)
 
@@ -150,10 +172,13 @@ def validate_bars(
     clean = clean[~broken]
     volume, empty = check_volume_sanity(clean, instrument)
     clean = clean[~empty]
+    actions = check_corporate_actions(clean, find_actions(clean))
+    clean = adjusted(clean)
     limit = instrument.max_abs_return or settings.max_abs_return
     report.checks = [
         check_completeness(clean, expected, settings.max_missing_share),
         ohlc,
+        actions,
         check_price_sanity(clean, limit),
         volume,
         temporal,

@@ -95,14 +95,19 @@ def ingest_all(
     resources: StageResources | None = None,
     on_done: Callable[[dict], None] = lambda manifest: None,
 ) -> list[dict]:
-    """ingest() for every (symbol, timeframe) of the run, with one store write for all of them."""
+    """ingest() for every (symbol, timeframe) of the run, with one store write for all of them; a
+    StageFailed (exit 1) when not one pair could be ingested."""
     resources = resources or StageResources.open(ctx)
     fetched = []
     for symbol, timeframe in ctx.pairs:
         fetched.append(fetch_to_raw(ctx, symbol, timeframe, resources.source))
         on_done(fetched[-1][0])
     manifests = store_and_record(ctx, resources, fetched)
-    record_stage(ctx, "ingest", summarize_ingest(manifests), resources)
+    summary = summarize_ingest(manifests)
+    record_stage(ctx, "ingest", summary, resources)
+    if manifests and not summary["ok"]:
+        failures = "; ".join(f"{pair}: {error}" for pair, error in list(summary["failed"].items())[:3])
+        raise StageFailed(f"ingest: 0 of {len(manifests)} pairs ingested, nothing to validate ({failures})")
     return manifests
 
 
