@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_gate.py [--trials 1000]
 
-Each trial is a direction model's pooled out-of-sample period (420 dates x 25 symbols, about the
+Each trial is a direction model's pooled out-of-sample period (420 dates x 25 symbols, a little less than the
 README's run) judged exactly as deploy judges it: the one-sided lower bound of its rank-IC
 improvement over the best baseline must be above zero. Strength 0 is a model with no skill (the
 rate is the gate's false-positive rate; the level is 95%, so about 5% is expected); the others are

@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from trading_ml import pipeline
 from trading_ml.cli import main
+from trading_ml.data.calendars import expected_timestamps
 from trading_ml.loading import ModelLoader
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_run, find_runs
@@ -61,7 +64,8 @@ def test_features_as_its_own_command_and_a_clear_error_without_validation(tmp_pa
     assert cli(capsys, "validate", *common, "--as-of", "2026-11-20")[0] == 0
     code, out, _ = cli(capsys, "features", *common, "--as-of", "2026-11-20")
     assert code == 0 and "features 1d: 128 (trend 27, momentum 17" in out
-    assert "training table 2,110 rows" in out
+    sessions = len(expected_timestamps("XNYS", "1d", pd.Timestamp("2021-11-20", tz="UTC"), pd.Timestamp("2026-11-20", tz="UTC")))
+    assert f"training table {2 * sessions:,} rows" in out  # AAPL and ^GSPC, every session of the window: the warm-up came before it
     assert len(list((tmp_path / "runs" / "2026-11-20").iterdir())) == 1  # every stage continued the one run
 
 

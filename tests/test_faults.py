@@ -155,7 +155,7 @@ def test_yahoo_rate_limits_then_an_empty_and_a_malformed_answer_quarantine_two_a
     reasons = {q["symbol"]: " ".join(q["reasons"]) for q in validated["quarantined"]}
     assert set(reasons) == {"JPM", "XOM"}
     assert "Yahoo returned no bars" in reasons["JPM"] and "XOM" in reasons["XOM"] and "close" in reasons["XOM"].lower()
-    expected_rows = {s: len(fake.market.fetch(settings.instrument(s), "1d", *ctx.window("1d"))) for s in symbols}
+    expected_rows = {s: len(fake.market.fetch(settings.instrument(s), "1d", *ctx.fetch_window(s, "1d"))) for s in symbols}  # with the warm-up
     assert {p["symbol"]: p["rows"] for p in validated["passed"]} == {s: expected_rows[s] for s in ("^GSPC", "^VIX", "AAPL", "MSFT")}
     assert store.count("market_data") == sum(expected_rows[s] for s in ("^GSPC", "^VIX", "AAPL", "MSFT"))  # nothing of the bad two
     features = pipeline.build_features(ctx, validated, resources)

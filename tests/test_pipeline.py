@@ -66,7 +66,7 @@ def test_faulty_symbols_are_quarantined_with_reasons_and_the_run_goes_on(tmp_pat
     _, result, resources = run_both(ctx)
     quarantined = {q["symbol"]: q["reasons"] for q in result["quarantined"]}
     assert set(quarantined) == {"AAPL", "XOM"}
-    assert "price_sanity" in quarantined["AAPL"][0] and "completeness" in quarantined["XOM"][0]
+    assert "corporate_actions: unadjusted split 3:1" in quarantined["AAPL"][0] and "completeness" in quarantined["XOM"][0]
     assert {p["symbol"] for p in result["passed"]} == {"^GSPC", "^VIX", "^NSEI"}
     assert (ctx.run_root / "quarantine" / "AAPL_1d.json").is_file()
     assert not (ctx.run_root / "validated" / "AAPL_1d.csv").exists()
@@ -79,7 +79,7 @@ def test_validate_fails_with_a_summary_below_the_minimum_pass_share(tmp_path):
     ctx = context(settings, timeframes=["1d"])
     resources = pipeline.StageResources.open(ctx)
     manifests = pipeline.ingest_all(ctx, resources)
-    with pytest.raises(StageFailed, match="only 4 of 5 .* AAPL 1d: price_sanity"):
+    with pytest.raises(StageFailed, match="only 4 of 5 .* AAPL 1d: corporate_actions: unadjusted split 3:1"):
         pipeline.validate(ctx, manifests, resources)
     assert (ctx.run_root / "validated" / "validation_report.json").is_file()
 
@@ -203,12 +203,17 @@ def test_features_refuse_a_validated_file_changed_since_validation(small_context
         pipeline.build_features(small_context, validated, resources)
 
 
-def test_a_window_shorter_than_the_warm_up_fails_the_stage_and_says_why(tmp_path):
+def test_a_short_window_gets_its_warm_up_from_the_margin_and_fails_only_without_one(tmp_path):
     settings = make_settings(tmp_path)
     short = dataclasses.replace(settings, timeframes={"1d": dataclasses.replace(settings.timeframes["1d"], lookback="6mo")})
     ctx = context(short, symbols=["^GSPC", "AAPL"], timeframes=["1d"])
     validated, resources = run_both(ctx)[1:]
-    with pytest.raises(StageFailed, match="no training rows .* 200-bar warm-up"):
+    built = pipeline.build_features(ctx, validated, resources)["timeframes"]["1d"]
+    assert built["training_table"]["rows"] > 2 * 100  # six months of both symbols, none lost to the warm-up
+    early = context(short, symbols=["^GSPC", "AAPL"], timeframes=["1d"], as_of="2000-08-01")  # no margin before the epoch
+    validated, resources = run_both(early)[1:]
+    ctx = early
+    with pytest.raises(StageFailed, match=r"no training rows .* features.warmup_bars \(500\) bars before its rows"):
         pipeline.build_features(ctx, validated, resources)
     manifest = json.loads((ctx.run_root / "run_manifest.json").read_text())
     assert "features" not in manifest["stages"]

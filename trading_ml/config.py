@@ -93,6 +93,7 @@ class FeatureSettings:
     direction_threshold: float = 0.001  # Up above +0.1%, Down below -0.1%, Neutral between
     volatility_window: int = 20  # the plan's volatility target: this rolling std, one bar ahead
     forward_volatility_bars: int = 5  # realized volatility over the next h bars
+    warmup_bars: int = 500  # bars fetched before each window so every recursive indicator has converged
     regime: RegimeRules = field(default_factory=RegimeRules)
 
 
@@ -145,6 +146,7 @@ class Settings:
 
     config_path: Path
     universe: dict[str, Instrument]
+    default_exchange: str  # the calendar of a symbol not in the universe (universe.default_exchange), always stated
     timeframes: dict[str, Timeframe]
     data_dir: Path
     source: str
@@ -162,9 +164,11 @@ class Settings:
         check_ticker(symbol)
         return Instrument(symbol=symbol, kind="equity", exchange=self.default_exchange)
 
-    @property
-    def default_exchange(self) -> str:
-        return next(i.exchange for i in self.universe.values() if i.kind == "equity")
+    def calendar_source(self, symbol: str) -> str:
+        """Where a symbol's calendar comes from: its config entry, or the declared default."""
+        if symbol in self.universe:
+            return f"{self.universe[symbol].exchange} (config.yaml)"
+        return f"{self.default_exchange} (not in config.yaml: universe.default_exchange)"
 
     @property
     def symbols(self) -> list[str]:
@@ -224,6 +228,7 @@ def _settings_from_mapping(raw: dict, config_path: Path, env) -> Settings:
     return Settings(
         config_path=config_path,
         universe=_parse_universe(raw.get("universe"), config_path),
+        default_exchange=str((raw.get("universe") or {}).get("default_exchange") or "XNYS"),
         timeframes=_parse_timeframes(raw.get("timeframes"), config_path),
         data_dir=data_dir,
         source=str(env.get(ENV_SOURCE) or raw.get("source") or "synthetic"),
@@ -280,6 +285,9 @@ def _parse_universe(raw: dict | None, config_path: Path) -> dict[str, Instrument
             instruments[check_ticker(symbol)] = Instrument(
                 symbol=symbol, kind="equity", exchange=exchange, sector=sector
             )
+    for kind, calendar_name, has_volume in (("fx", "FX", False), ("crypto", "CRYPTO", True)):
+        for symbol in raw.get(kind) or []:
+            instruments[check_ticker(symbol)] = Instrument(symbol=symbol, kind=kind, exchange=calendar_name, has_volume=has_volume)
     return instruments
 
 

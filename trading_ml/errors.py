@@ -13,6 +13,10 @@ class DataError(TradingMLError):
     """Input data is missing or malformed; re-running will not help until the input changes."""
 
 
+class OutsideCoverage(DataError):
+    """The source has no bars that far back (or forward): the sample series, the synthetic epoch."""
+
+
 class SourceUnavailable(TradingMLError):
     """A data source did not answer (rate limit, network); retrying later may help."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
 import secrets
@@ -25,7 +26,10 @@ from typing import Any
 import pandas as pd
 
 from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, Settings, check_ticker, load_settings, parse_as_of
+from trading_ml.data.calendars import bars_before
 from trading_ml.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~:+-]{0,249}")  # Airflow's allowed run ids, and the CLI's
 UNSAFE_IN_FOLDER = re.compile(r"[^A-Za-z0-9_.-]")
@@ -254,6 +258,8 @@ class RunContext:
         """A new run (a fresh id) unless ``run_id`` names one: a retried Airflow task, or a CLI stage
         continuing an earlier stage's run."""
         chosen_symbols = [check_ticker(s) for s in (symbols or settings.symbols)]
+        for symbol in (s for s in chosen_symbols if s not in settings.universe):
+            log.warning("%s is not in config.yaml: it follows the calendar %s", symbol, settings.calendar_source(symbol))
         chosen_timeframes = [settings.timeframe(t).name for t in (timeframes or settings.timeframes)]
         return cls(
             settings=settings,
@@ -279,6 +285,12 @@ class RunContext:
         """[start, end) in UTC: end is the as-of date's midnight, start is end minus the lookback."""
         end = pd.Timestamp(self.as_of, tz="UTC")
         return end - self.settings.timeframe(timeframe).offset, end
+
+    def fetch_window(self, symbol: str, timeframe: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """The window with ``features.warmup_bars`` bars of the symbol's calendar before it."""
+        start, end = self.window(timeframe)
+        exchange = self.settings.instrument(symbol).exchange
+        return bars_before(exchange, timeframe, start, self.settings.features.warmup_bars), end
 
     @cached_property
     def pairs(self) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from trading_ml.config import Settings
-from trading_ml.data.calendars import expected_timestamps
+from trading_ml.data.calendars import bars_before, expected_timestamps
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import DataError, StoreError
 from trading_ml.features.build import build_timeframe
@@ -37,7 +37,7 @@ from trading_ml.storage.base import documents_to_bars
 log = logging.getLogger(__name__)
 
 BARS_REFRESH_SECONDS = 60
-HISTORY = pd.DateOffset(years=2)  # bars read per request: the 200-bar warm-up plus sequences, with room
+SERVED_ROWS = 260  # rows kept past the warm-up per symbol: the LSTM's sequences and the volatility windows, with room
 SERVED = {  # each task's models in order of preference; the first in production serves
     "direction": (ENSEMBLE, *ENSEMBLE_MEMBERS),
     "volatility": ("volatility_garch", "volatility_lstm"),
@@ -162,7 +162,9 @@ class SignalService:
         return pd.concat([now, ahead], axis=1), self._source(models, name, "regime")
 
     def _build(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp) -> pd.DataFrame:
-        start, clean = end - HISTORY, {}
+        benchmark = self.settings.instrument(self.settings.features.benchmark).exchange
+        start = bars_before(benchmark, self.timeframe, end, self.settings.features.warmup_bars + SERVED_ROWS) - pd.Timedelta(days=7)
+        clean = {}
         for symbol, frame in bars.items():
             window = frame[(frame.index >= start) & (frame.index < end)]
             instrument = self.settings.instrument(symbol)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -141,3 +144,62 @@ def test_a_bar_without_range_has_no_body_or_shadows(column):
     bars = random_bars(30)
     bars.iloc[10, :4] = bars.iloc[10]["close"]  # open = high = low = close
     assert symbol_features(bars)[column].iloc[10] == 0.0
+
+
+def textbook_mfi(high, low, close, volume, length: int = 14) -> list[float]:
+    """Money flow index by hand: flow counts positive on a rising typical price, negative on a falling
+    one, and not at all when it is unchanged."""
+    typical = [(h + lo + c) / 3 for h, lo, c in zip(high, low, close, strict=True)]
+    values = [float("nan")] * len(typical)
+    for t in range(length, len(typical)):
+        positive = negative = 0.0
+        for i in range(t - length + 1, t + 1):
+            if typical[i] > typical[i - 1]:
+                positive += typical[i] * volume[i]
+            elif typical[i] < typical[i - 1]:
+                negative += typical[i] * volume[i]
+        values[t] = 100 * positive / (positive + negative)
+    return values
+
+
+def test_mfi_is_the_textbook_one_even_when_the_typical_price_does_not_change():
+    bars = random_bars(120)
+    flat = bars.index[40:46]  # six bars whose typical price repeats the one before
+    for stamp in flat:
+        bars.loc[stamp, ["high", "low", "close"]] = bars.loc[bars.index[39], ["high", "low", "close"]].to_numpy()
+    ours = symbol_features(bars)["mfi_14"].to_numpy()
+    expected = textbook_mfi(*(bars[c].to_list() for c in ("high", "low", "close", "volume")))
+    np.testing.assert_allclose(ours[14:], expected[14:], rtol=1e-9)
+    import pandas_ta as ta
+
+    theirs = ta.mfi(bars["high"], bars["low"], bars["close"], bars["volume"], 14, talib=False).to_numpy()
+    assert np.nanmax(np.abs(theirs[14:] - ours[14:])) > 1  # pandas-ta counts the flat bars as negative flow
+
+
+class FakeTalib(types.ModuleType):
+    """An importable 'talib' whose every function returns 12345: any feature computed through it shows."""
+
+    MA_Type = types.SimpleNamespace(SMA=0, EMA=1, WMA=2, DEMA=3, TEMA=4, TRIMA=5, KAMA=6, MAMA=7, T3=8)
+    OUTPUTS = {"MACD": 3, "BBANDS": 3, "STOCH": 2, "STOCHRSI": 2, "STOCHF": 2, "AROON": 2, "MAMA": 2}
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def constant(first, *args, **kwargs):
+            out = pd.Series(12345.0, index=first.index)
+            count = self.OUTPUTS.get(name, 1)
+            return out if count == 1 else tuple(out.copy() for _ in range(count))
+
+        return constant
+
+
+def test_features_do_not_change_when_talib_is_importable(monkeypatch):
+    import pandas_ta as ta
+
+    bars = random_bars(400)
+    before = symbol_features(bars)
+    monkeypatch.setitem(sys.modules, "talib", FakeTalib("talib"))
+    monkeypatch.setitem(ta.Imports, "talib", True)  # what pandas-ta finds at import where TA-Lib is installed
+    assert ta.sma(bars["close"], 5).iloc[-1] == 12345.0  # the fake is live for a caller that does not pin
+    pd.testing.assert_frame_equal(symbol_features(bars), before)

@@ -69,7 +69,7 @@ def test_volatility_targets_look_one_and_h_bars_ahead(synthetic_daily):
     aapl = bars["AAPL"]
     features = pd.DataFrame({"sma_50_to_sma_200": 0.01, "adx_14": 25.0, "vix_level": 18.0}, index=aapl.index)
     options = FeatureSettings()
-    targets = make_targets(aapl, features, options, "1d")
+    targets = make_targets(aapl, features, options, "1d", 252)
     returns = aapl["adj_close"].pct_change()
     row = 300
     assert targets["target_return"].iloc[row] == pytest.approx(returns.iloc[row + 1])
@@ -82,6 +82,6 @@ def test_volatility_targets_look_one_and_h_bars_ahead(synthetic_daily):
 
 def test_fear_gauge_is_the_vix_or_else_annualized_benchmark_volatility():
     index = pd.RangeIndex(2)
-    assert fear_gauge(pd.DataFrame({"vix_level": [22.0, 18.0], "volatility_20": [0.1, 0.1]}, index), "1d").tolist() == [22.0, 18.0]
-    proxy = fear_gauge(pd.DataFrame({"benchmark_volatility_20": [0.01, 0.02], "volatility_20": [0.5, 0.5]}, index), "1d")
+    assert fear_gauge(pd.DataFrame({"vix_level": [22.0, 18.0], "volatility_20": [0.1, 0.1]}, index), 252).tolist() == [22.0, 18.0]
+    proxy = fear_gauge(pd.DataFrame({"benchmark_volatility_20": [0.01, 0.02], "volatility_20": [0.5, 0.5]}, index), 252)
     assert proxy.tolist() == pytest.approx([0.01 * np.sqrt(252) * 100, 0.02 * np.sqrt(252) * 100])

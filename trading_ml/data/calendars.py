@@ -1,4 +1,10 @@
-"""Exchange calendars: which bars a symbol should have in a window, so holidays are not 'missing'."""
+"""Calendars: which bars a symbol should have in a window, so holidays and weekends are not 'missing'.
+
+Exchanges come from ``exchange_calendars`` (XNYS, XBOM, ...). Two calendars are this project's own,
+because no exchange keeps them: ``FX``, the foreign-exchange week from Sunday 17:00 to Friday 17:00
+New York time (daylight saving included), one daily bar per weekday; and ``CRYPTO``, every hour of
+every day. Bars per year, for annualizing, are counted from the calendar, never assumed.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,16 @@ from trading_ml.data.bars import bar_index
 from trading_ml.errors import ConfigError
 
 CALENDAR_START = "2000-01-01"
+FX, CRYPTO = "FX", "CRYPTO"
+FX_TIMEZONE = "America/New_York"
+FX_DAY_SHIFT = pd.Timedelta(hours=7)  # New York 17:00 + 7 h = midnight: the FX trading day's date
 
 
 @lru_cache(maxsize=None)
 def calendar(exchange: str) -> exchange_calendars.ExchangeCalendar:
     """The exchange_calendars calendar (e.g. XNYS, XBOM), built once per process."""
+    if exchange in (FX, CRYPTO):
+        raise ConfigError(f"{exchange} is not an exchange calendar; use the functions of trading_ml.data.calendars for it")
     try:
         return exchange_calendars.get_calendar(exchange, start=CALENDAR_START)
     except exchange_calendars.errors.InvalidCalendarName as error:
@@ -33,6 +44,8 @@ def expected_timestamps(
     Daily bars are stamped at midnight UTC of the session date; hourly bars at the start of each
     hour from the open, the last one cut at the close (as Yahoo labels them).
     """
+    if exchange in (FX, CRYPTO):
+        return _round_the_clock(exchange, timeframe, start, end)
     cal = calendar(exchange)
     first = max(_naive_day(start), cal.first_session)
     last = min(_naive_day(end - pd.Timedelta(1, "ns")), cal.last_session)
@@ -47,6 +60,58 @@ def expected_timestamps(
         stamps = stamps[(stamps >= start) & (stamps < end)]
         return bar_index(stamps)
     raise ConfigError(f"timeframe {timeframe!r} is not supported; use 1d or 1h")
+
+
+def _round_the_clock(exchange: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
+    """FX: the hours of the Sunday-17:00-to-Friday-17:00 New York week, and its weekdays; CRYPTO: every
+    hour, every day."""
+    if timeframe not in ("1d", "1h"):
+        raise ConfigError(f"timeframe {timeframe!r} is not supported; use 1d or 1h")
+    start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+    if timeframe == "1d":
+        stamps = pd.date_range(start.ceil("D"), end - pd.Timedelta(1, "ns"), freq="D")
+        return bar_index(stamps if exchange == CRYPTO else stamps[stamps.day_of_week < 5])
+    stamps = pd.date_range(start.ceil("h"), end - pd.Timedelta(1, "ns"), freq="h")
+    if exchange == FX:
+        stamps = stamps[(fx_days(stamps).day_of_week < 5)]
+    return bar_index(stamps)
+
+
+def fx_days(stamps: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """The FX trading day of each UTC time: New York time + 7 hours, so Sunday 17:00 opens Monday."""
+    local = pd.DatetimeIndex(stamps).tz_convert(FX_TIMEZONE).tz_localize(None)
+    return (local + FX_DAY_SHIFT).normalize()
+
+
+def session_days(exchange: str, stamps: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """The session date (tz-naive) each intraday bar belongs to."""
+    if exchange == FX:
+        return fx_days(stamps)
+    if exchange == CRYPTO:
+        return pd.DatetimeIndex(stamps).tz_convert("UTC").tz_localize(None).normalize()
+    return pd.DatetimeIndex(stamps).tz_convert(calendar(exchange).tz).tz_localize(None).normalize()
+
+
+def bars_per_year(exchange: str, timeframe: str, end: pd.Timestamp) -> int:
+    """How many bars the calendar has in the year before ``end``'s day (about 252 sessions and 1,750
+    hours on XNYS, 260 and 6,260 for FX, 365 and 8,760 for CRYPTO)."""
+    end = pd.Timestamp(end)
+    end = (end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")).normalize()
+    return _bars_per_year(exchange, timeframe, end)
+
+
+@lru_cache(maxsize=256)
+def _bars_per_year(exchange: str, timeframe: str, end: pd.Timestamp) -> int:
+    return max(1, len(expected_timestamps(exchange, timeframe, end - pd.DateOffset(years=1), end)))
+
+
+def bars_before(exchange: str, timeframe: str, start: pd.Timestamp, count: int) -> pd.Timestamp:
+    """The timestamp ``count`` bars of the calendar before ``start`` (start itself when count is 0)."""
+    if count <= 0:
+        return pd.Timestamp(start)
+    span = pd.Timedelta(days=int(count / bars_per_year(exchange, timeframe, start) * 366 * 1.3) + 10)
+    stamps = expected_timestamps(exchange, timeframe, pd.Timestamp(start) - span, start)
+    return stamps[-count] if len(stamps) >= count else pd.Timestamp(start) - span
 
 
 def sessions(exchange: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
@@ -64,8 +129,10 @@ def _naive_day(stamp: pd.Timestamp) -> pd.Timestamp:
 def bar_close_times(exchange: str, timeframe: str, index: pd.DatetimeIndex) -> pd.DatetimeIndex:
     """When each bar is complete, in UTC: its session's close (1d), or an hour after its start but
     no later than that close (1h). Bars on dates the calendar does not know end with their UTC day
-    (1d) or hour (1h), which never claims data earlier than it existed.
+    (1d) or hour (1h), which never claims data earlier than it existed; so do FX and CRYPTO bars.
     """
+    if exchange in (FX, CRYPTO):
+        return bar_index(pd.DatetimeIndex(index) + pd.Timedelta(days=1 if timeframe == "1d" else 0, hours=0 if timeframe == "1d" else 1))
     cal = calendar(exchange)
     days = pd.DatetimeIndex(index).tz_convert("UTC").tz_localize(None).normalize()
     closes = bar_index(cal.closes.reindex(days))

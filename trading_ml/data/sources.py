@@ -26,7 +26,7 @@ from trading_ml.data.bars import (
     to_utc_index,
 )
 from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH, SyntheticMarket
-from trading_ml.errors import ConfigError, DataError, SourceUnavailable
+from trading_ml.errors import ConfigError, DataError, OutsideCoverage, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class SampleSource:
         bars = self.load(instrument.symbol)
         first, last = bars.index[0], bars.index[-1]
         if start < first - self.SLACK or end > last + self.SLACK:
-            raise DataError(
+            raise OutsideCoverage(
                 f"sample {instrument.symbol} covers {first.date()} to {last.date()}, but the "
                 f"window is {start.date()} to {end.date()}; pick an --as-of so the window fits"
             )

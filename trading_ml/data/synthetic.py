@@ -32,7 +32,7 @@ import pandas as pd
 from trading_ml.config import Instrument
 from trading_ml.data import calendars
 from trading_ml.data.bars import BAR_COLUMNS, bar_index, empty_bars
-from trading_ml.errors import ConfigError, DataError, SourceUnavailable
+from trading_ml.errors import ConfigError, DataError, OutsideCoverage, SourceUnavailable
 
 REGIMES = ("bull", "bear", "sideways", "high_vol")
 # Per regime: daily drift of the market factor and multiplier on its GARCH volatility.
@@ -53,7 +53,7 @@ OVERNIGHT_SHARE = 0.3  # share of a session's move that happens between the clos
 FAULT_KINDS = ("gap", "duplicates", "ohlc", "split", "zero_volume", "outage")  # outage: the source does not answer
 VIX_HALFLIFE_DAYS = 3  # implied volatility reacts to a new regime within days, not at once
 GAP_SHARE = 0.08  # a 'gap' fault removes this share of the window's bars (over the 5% limit)
-DEFAULT_SIGNAL_STRENGTH = 0.10  # the planted reversal's information coefficient (see the module docstring)
+DEFAULT_SIGNAL_STRENGTH = 0.15  # the planted reversal's information coefficient (see the module docstring)
 REVERSAL_DAYS = 7  # calendar days (about five sessions) of own moves the planted reversal looks back on
 
 INDEX_PROFILES = {  # symbol: (start price, market beta, sector or factor, own volatility, volume)
@@ -144,7 +144,7 @@ class SyntheticMarket:
     ) -> pd.DataFrame:
         """The normalized bars of one symbol in [start, end), with any configured faults."""
         if pd.Timestamp(start).tz_localize(None) < self.epoch:
-            raise DataError(
+            raise OutsideCoverage(
                 f"synthetic {instrument.symbol} {timeframe}: the window starts {start.date()}, "
                 f"before the simulated market's epoch {self.epoch.date()}; use a later as-of or "
                 "an earlier sources.synthetic.epoch"
@@ -252,18 +252,21 @@ class SyntheticMarket:
         return daily[(daily.index >= start) & (daily.index < end)]
 
     def _hourly(self, instrument: Instrument, start, end) -> pd.DataFrame:
-        """Hourly bars that aggregate exactly to the daily bar of their session."""
-        stamps = calendars.expected_timestamps(instrument.exchange, "1h", start, end)
+        """Hourly bars that aggregate exactly to the daily bar of their session. Each touched session
+        is simulated whole and then cut to the window, so a bar is the same whatever window cuts its
+        session (FX sessions run from Sunday evening, across midnight UTC)."""
+        around = pd.Timedelta(days=3)
+        stamps = calendars.expected_timestamps(instrument.exchange, "1h", start - around, end + around)
         if stamps.empty:
             return empty_bars()
-        daily = self._daily_all(instrument, end)
-        local_days = stamps.tz_convert(calendars.calendar(instrument.exchange).tz).normalize()
-        session_keys = pd.DatetimeIndex(local_days.tz_localize(None)).tz_localize("UTC")
+        daily = self._daily_all(instrument, end + around)
+        session_keys = calendars.session_days(instrument.exchange, stamps).tz_localize("UTC")
         pieces, stamps_kept = [], []
         for session, hours in pd.Series(stamps, index=session_keys).groupby(level=0):
-            if session in daily.index:
-                pieces.append(self._session_hours(instrument.symbol, daily.loc[session], len(hours)))
-                stamps_kept.append(hours.dt.tz_convert(None).to_numpy())
+            inside = ((hours >= start) & (hours < end)).to_numpy()
+            if session in daily.index and inside.any():
+                pieces.append(self._session_hours(instrument.symbol, daily.loc[session], len(hours))[inside])
+                stamps_kept.append(hours[inside].dt.tz_convert(None).to_numpy())
         if not pieces:
             return empty_bars()
         return pd.DataFrame(np.vstack(pieces), index=bar_index(np.concatenate(stamps_kept)), columns=BAR_COLUMNS)

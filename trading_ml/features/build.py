@@ -1,17 +1,20 @@
 """One timeframe's feature tables, from validated bars to rows ready for training (no file I/O).
 
-Per symbol: indicators, then the market columns as of the bar's close, then the targets. Rows
-whose features are not all known yet (the warm-up of the longest window, 200 bars) are dropped and
-counted, never filled.
+Per symbol: indicators, then the market columns as of the bar's close, then the targets. Only rows
+with ``features.warmup_bars`` bars before them are kept (every recursive indicator has converged
+there, so a bar's features do not depend on where the data starts), and only rows inside the
+window when one is given; rows whose features are not all known are dropped and counted, never filled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from trading_ml.config import FeatureSettings, Instrument
+from trading_ml.data.calendars import bars_per_year
 from trading_ml.features.indicators import symbol_features
 from trading_ml.features.market import MarketPanel, attach_market, build_market_panel
 from trading_ml.features.registry import symbol_feature_names
@@ -26,7 +29,7 @@ class SymbolFeatures:
     table: pd.DataFrame
     feature_names: list[str]
     bars: int
-    warmup_rows: int  # leading rows before every feature is known
+    warmup_rows: int  # leading rows dropped: the warm-up margin, and rows before every feature is known
     incomplete_rows: int  # later rows with a feature missing (e.g. a stale market input)
 
 
@@ -42,31 +45,36 @@ def build_timeframe(
     instruments: dict[str, Instrument],
     timeframe: str,
     options: FeatureSettings,
+    window_start: pd.Timestamp | None = None,
 ) -> TimeframeFeatures:
-    """Features and targets of every symbol of one timeframe."""
+    """Features and targets of every symbol of one timeframe, for its rows from ``window_start``."""
     market = build_market_panel(bars_by_symbol, instruments, timeframe, options)
     symbols = {
-        symbol: build_symbol(symbol, bars, instruments[symbol], market, options)
+        symbol: build_symbol(symbol, bars, instruments[symbol], market, options, window_start)
         for symbol, bars in bars_by_symbol.items()
     }
     return TimeframeFeatures(timeframe, symbols, market)
 
 
 def build_symbol(
-    symbol: str, bars: pd.DataFrame, instrument: Instrument, market: MarketPanel, options: FeatureSettings
+    symbol: str, bars: pd.DataFrame, instrument: Instrument, market: MarketPanel, options: FeatureSettings,
+    window_start: pd.Timestamp | None = None,
 ) -> SymbolFeatures:
     names = symbol_feature_names(instrument.has_volume) + market.feature_names
     indicators = symbol_features(bars, instrument.has_volume, options.direction_threshold)
     features = attach_market(indicators, instrument, market)[names]
-    targets = make_targets(bars, features, options, market.timeframe)
-    complete = features.notna().all(axis=1)
-    warmup = int(complete.to_numpy().argmax()) if complete.any() else len(complete)
-    table = pd.concat([features, targets], axis=1)[complete]
+    per_year = bars_per_year(instrument.exchange, market.timeframe, bars.index[-1]) if len(bars) else 1
+    targets = make_targets(bars, features, options, market.timeframe, per_year)
+    warmed = np.arange(len(bars)) >= options.warmup_bars
+    if window_start is not None:
+        warmed &= np.asarray(bars.index >= window_start)
+    keep = features.notna().all(axis=1).to_numpy() & warmed
+    first = int(keep.argmax()) if keep.any() else len(keep)
     return SymbolFeatures(
         symbol=symbol,
-        table=table,
+        table=pd.concat([features, targets], axis=1)[keep],
         feature_names=names,
         bars=len(bars),
-        warmup_rows=warmup,
-        incomplete_rows=int(len(bars) - warmup - complete.sum()),
+        warmup_rows=first,
+        incomplete_rows=int(len(bars) - first - keep.sum()),
     )

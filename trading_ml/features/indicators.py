@@ -3,6 +3,11 @@
 Every value at bar t uses bars up to and including t only (the look-ahead test proves it). Prices
 for indicators are the bar's open/high/low/close; returns use the adjusted close, so dividends do not
 look like drops. Where a ratio's denominator can be zero, the registry says what the value is.
+
+pandas-ta switches to TA-Lib, silently, whenever ``talib`` is importable, and some TA-Lib functions
+differ (its +DI / -DI are raw directional movement in price units). :func:`symbol_features` pins
+pandas-ta to its own code paths, so installing TA-Lib changes nothing. The money flow index is the
+textbook one (:func:`money_flow_index`): pandas-ta counts an unchanged typical price as negative flow.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pandas_ta as ta
+from scipy import stats
 
 from trading_ml.errors import DataError
 from trading_ml.features.registry import symbol_feature_names
@@ -17,6 +23,7 @@ from trading_ml.features.registry import symbol_feature_names
 
 def symbol_features(bars: pd.DataFrame, has_volume: bool = True, flat_return: float = 0.001) -> pd.DataFrame:
     """All per-symbol features of one bar frame, columns in registry order; warm-up rows are NaN."""
+    use_pandas_ta_code()
     parts = [trend(bars), momentum(bars, has_volume), volatility(bars), pattern(bars), statistical(bars, flat_return)]
     if has_volume:
         parts.append(volume(bars))
@@ -26,6 +33,44 @@ def symbol_features(bars: pd.DataFrame, has_volume: bool = True, flat_return: fl
         raise DataError(f"feature code and registry disagree: {sorted(set(columns) ^ set(expected))}")
     frame = pd.DataFrame({name: _float(columns[name], bars.index) for name in expected}, index=bars.index)
     return frame.replace([np.inf, -np.inf], np.nan)
+
+
+def use_pandas_ta_code() -> None:
+    """Make pandas-ta run its own implementations even where TA-Lib is installed: it asks
+    ``Imports["talib"]`` before every TA-Lib call, including the ones its indicators make inside."""
+    ta.Imports["talib"] = False
+
+
+def money_flow_index(high: pd.Series, low: pd.Series, close: pd.Series, volume: pd.Series, length: int) -> pd.Series:
+    """The textbook MFI: 100 x positive / (positive + negative) money flow over ``length`` bars, where
+    a bar's flow (typical price x volume) is positive when the typical price rose, negative when it
+    fell, and neither when it did not change."""
+    typical = (high + low + close) / 3
+    flow, change = typical * volume, typical.diff()
+    positive = flow.where(change > 0, 0.0).rolling(length).sum()
+    negative = flow.where(change < 0, 0.0).rolling(length).sum()
+    return (100 * positive / (positive + negative)).where(change.notna().rolling(length).sum() == length)
+
+
+def windows(values: pd.Series, length: int) -> np.ndarray:
+    """Each row's last ``length`` values (NaN-padded at the start), one row per bar."""
+    padded = np.concatenate([np.full(length - 1, np.nan), values.to_numpy(dtype=float)])
+    return np.lib.stride_tricks.sliding_window_view(padded, length)
+
+
+def window_std(values: pd.Series, length: int, ddof: int = 1) -> pd.Series:
+    """The rolling standard deviation computed afresh in every window. pandas' rolling moments update
+    running sums, so their last digits depend on where the series starts; these do not."""
+    return pd.Series(windows(values, length).std(axis=1, ddof=ddof), index=values.index)
+
+
+def window_mean(values: pd.Series, length: int) -> pd.Series:
+    return pd.Series(windows(values, length).mean(axis=1), index=values.index)
+
+
+def window_zscore(values: pd.Series, length: int) -> pd.Series:
+    """(value - its rolling mean) / its rolling population standard deviation, as pandas-ta's zscore."""
+    return (values - window_mean(values, length)) / window_std(values, length, ddof=0)
 
 
 def trend(bars: pd.DataFrame) -> dict[str, pd.Series]:
@@ -76,17 +121,17 @@ def momentum(bars: pd.DataFrame, has_volume: bool) -> dict[str, pd.Series]:
         "ao_pct": 100 * _series(ta.ao(high, low, 5, 34), bars.index) / close,
     }
     if has_volume:
-        features["mfi_14"] = _series(ta.mfi(high, low, close, bars["volume"], 14), close.index)
+        features["mfi_14"] = money_flow_index(high, low, close, bars["volume"], 14)
     return features
 
 
 def volatility(bars: pd.DataFrame) -> dict[str, pd.Series]:
     high, low, close = bars["high"], bars["low"], bars["close"]
     returns = bars["adj_close"].pct_change()
-    bands = _frame(ta.bbands(close, length=20, lower_std=2.0, upper_std=2.0, ddof=0), bars.index, 5)
+    bands = bollinger(close, 20, 2.0)
     keltner = _frame(ta.kc(high, low, close, length=20, scalar=2.0), bars.index, 3)
     donchian = _frame(ta.donchian(high, low, lower_length=20, upper_length=20), bars.index, 3)
-    vol = {n: returns.rolling(n).std() for n in (5, 20, 60)}
+    vol = {n: window_std(returns, n) for n in (5, 20, 60)}
     atr = _series(ta.atr(high, low, close, 14), close.index)
     return {
         "bb_lower_20": bands.iloc[:, 0],
@@ -113,6 +158,15 @@ def volatility(bars: pd.DataFrame) -> dict[str, pd.Series]:
     }
 
 
+def bollinger(close: pd.Series, length: int, width: float) -> pd.DataFrame:
+    """pandas-ta's bbands (lower, middle, upper, bandwidth in % of the middle, %B) from exact window
+    moments (population standard deviation)."""
+    middle, spread = window_mean(close, length), width * window_std(close, length, ddof=0)
+    lower, upper = middle - spread, middle + spread
+    return pd.DataFrame({0: lower, 1: middle, 2: upper, 3: 100 * (upper - lower) / middle,
+                         4: (close - lower) / (upper - lower).where(upper > lower)}, index=close.index)
+
+
 def volume(bars: pd.DataFrame) -> dict[str, pd.Series]:
     high, low, close, shares = bars["high"], bars["low"], bars["close"], bars["volume"]
     obv = _series(ta.obv(close, shares), close.index)
@@ -130,7 +184,7 @@ def volume(bars: pd.DataFrame) -> dict[str, pd.Series]:
         "volume_ratio_5": shares / average[5],
         "volume_ratio_20": shares / average[20],
         "volume_trend_5_20": average[5] / average[20],
-        "volume_zscore_20": _series(ta.zscore(shares, 20), bars.index),
+        "volume_zscore_20": window_zscore(shares, 20),
         "obv_change_20": obv.diff(20) / traded_20,
         "volume_weighted_return_20": (bars["adj_close"].pct_change() * shares).rolling(20).sum() / traded_20,
         "cmf_20": _series(ta.cmf(high, low, close, shares, length=20), close.index),
@@ -173,24 +227,39 @@ def statistical(bars: pd.DataFrame, flat_return: float) -> dict[str, pd.Series]:
     price = bars["adj_close"]
     returns = price.pct_change()
     lagged = returns.shift()
-    window = {n: returns.rolling(n) for n in (20, 60)}
+    window = {n: windows(returns, n) for n in (20, 60)}
     return {
         **{f"return_{n}": price.pct_change(n) for n in (1, 5, 20, 60)},
         "log_return_1": np.log(price).diff(),
-        "zscore_20": _series(ta.zscore(bars["close"], 20), bars.index),
-        "zscore_50": _series(ta.zscore(bars["close"], 50), bars.index),
-        "autocorr_1_20": returns.rolling(20).corr(lagged),
-        "autocorr_1_60": returns.rolling(60).corr(lagged),
+        "zscore_20": window_zscore(bars["close"], 20),
+        "zscore_50": window_zscore(bars["close"], 50),
+        "autocorr_1_20": window_correlation(returns, lagged, 20),
+        "autocorr_1_60": window_correlation(returns, lagged, 60),
         "entropy_20": _sign_entropy(returns, 20, flat_return),
-        "skew_20": window[20].skew(),
-        "skew_60": window[60].skew(),
-        "kurtosis_20": window[20].kurt(),
-        "kurtosis_60": window[60].kurt(),
-        "sharpe_20": window[20].mean() / window[20].std(),
+        "skew_20": _moment(stats.skew, window[20], bars.index),
+        "skew_60": _moment(stats.skew, window[60], bars.index),
+        "kurtosis_20": _moment(stats.kurtosis, window[20], bars.index),
+        "kurtosis_60": _moment(stats.kurtosis, window[60], bars.index),
+        "sharpe_20": window_mean(returns, 20) / window_std(returns, 20),
         "downside_vol_20": np.sqrt((returns.clip(upper=0) ** 2).rolling(20).mean()),
         "drawdown_20": bars["close"] / bars["close"].rolling(20).max() - 1,
         "percentile_rank_60": bars["close"].rolling(60).rank(pct=True),
     }
+
+
+def window_correlation(first: pd.Series, second: pd.Series, length: int) -> pd.Series:
+    """The rolling Pearson correlation, computed afresh in every window."""
+    a, b = windows(first, length), windows(second, length)
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    return pd.Series(values, index=first.index)
+
+
+def _moment(function, values: np.ndarray, index: pd.Index) -> pd.Series:
+    """scipy's bias-corrected skewness or excess kurtosis of each window (what pandas' rolling gives)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.Series(function(values, axis=1, bias=False), index=index)
 
 
 def commodity_channel_index(high: pd.Series, low: pd.Series, close: pd.Series, length: int) -> pd.Series:

@@ -22,7 +22,6 @@ from trading_ml.config import FeatureSettings, RegimeRules
 
 REGIMES = ("bull", "bear", "sideways", "high_vol")
 DIRECTIONS = {-1: "down", 0: "neutral", 1: "up"}
-BARS_PER_YEAR = {"1d": 252, "1h": 252 * 7}  # seven hourly bars per US or Indian session
 TARGET_COLUMNS = (
     "target_return",
     "target_direction",
@@ -33,12 +32,13 @@ TARGET_COLUMNS = (
 )
 
 
-def make_targets(bars: pd.DataFrame, features: pd.DataFrame, options: FeatureSettings, timeframe: str) -> pd.DataFrame:
-    """Every target of one symbol, aligned with its bars; NaN where the future is not in the data."""
+def make_targets(bars: pd.DataFrame, features: pd.DataFrame, options: FeatureSettings, timeframe: str, bars_per_year: int) -> pd.DataFrame:
+    """Every target of one symbol, aligned with its bars; NaN where the future is not in the data.
+    ``bars_per_year`` (from the symbol's calendar) annualizes the fear gauge when there is no VIX."""
     returns = bars["adj_close"].pct_change()
     next_return = returns.shift(-1)
     horizon = options.forward_volatility_bars
-    regime = regime_labels(regime_inputs(bars, features, options.regime, timeframe), options.regime)
+    regime = regime_labels(regime_inputs(bars, features, options.regime, bars_per_year), options.regime)
     return pd.DataFrame({
         "target_return": next_return,
         "target_direction": direction_labels(next_return, options.direction_threshold),
@@ -55,23 +55,23 @@ def direction_labels(next_return: pd.Series, threshold: float) -> pd.Series:
     return pd.Series(labels, index=next_return.index, dtype="Int8").where(next_return.notna())
 
 
-def regime_inputs(bars: pd.DataFrame, features: pd.DataFrame, rules: RegimeRules, timeframe: str) -> pd.DataFrame:
+def regime_inputs(bars: pd.DataFrame, features: pd.DataFrame, rules: RegimeRules, bars_per_year: int) -> pd.DataFrame:
     """The rule inputs at each bar: trend (SMA 50 vs 200), return, ADX and the fear gauge."""
     return pd.DataFrame({
         "trend": np.sign(features["sma_50_to_sma_200"]),
         "returns": bars["adj_close"].pct_change(rules.return_bars),
         "adx": features["adx_14"],
-        "fear": fear_gauge(features, timeframe),
+        "fear": fear_gauge(features, bars_per_year),
     }, index=bars.index)
 
 
-def fear_gauge(features: pd.DataFrame, timeframe: str) -> pd.Series:
+def fear_gauge(features: pd.DataFrame, bars_per_year: int) -> pd.Series:
     """The VIX level when the run has it; otherwise the benchmark's (or, without one, the symbol's
     own) 20-bar volatility, annualized and in percent, which is what the VIX quotes."""
     if "vix_level" in features:
         return features["vix_level"]
     column = "benchmark_volatility_20" if "benchmark_volatility_20" in features else "volatility_20"
-    return features[column] * np.sqrt(BARS_PER_YEAR[timeframe]) * 100
+    return features[column] * np.sqrt(bars_per_year) * 100
 
 
 def regime_labels(inputs: pd.DataFrame, rules: RegimeRules) -> pd.Series:

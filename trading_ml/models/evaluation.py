@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from trading_ml.config import Settings
+from trading_ml.data.calendars import bars_per_year
 from trading_ml.errors import DataError
 from trading_ml.features.targets import REGIMES, direction_labels
 from trading_ml.models import metrics
@@ -110,7 +111,10 @@ def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd
     if task == "direction":
         result["metrics"]["rank_ic"]["t_stat"] = bootstrap_t(model["rank_ic"]["value"], _samples(spec, resampled, "model", "rank_ic"))
         score = predictions["p_up"] - predictions["p_down"]
-        result["backtest"] = metrics.long_short_backtest(score[rows], table["target_return"][rows], settings.models.long_short_share, settings.models.costs_bps)
+        per_year = bars_per_year(settings.instrument(settings.features.benchmark).exchange, settings.models.timeframe,
+                                 table.index.get_level_values("timestamp").max())
+        result["backtest"] = metrics.long_short_backtest(score[rows], table["target_return"][rows], settings.models.long_short_share,
+                                                         settings.models.costs_bps, per_year)
     return result
 
 

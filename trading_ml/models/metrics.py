@@ -9,9 +9,10 @@ DIRECTION_CLASSES = [-1, 0, 1]
 QLIKE_FLOOR = 1e-12
 
 
-def long_short_backtest(score: pd.Series, next_return: pd.Series, share: float, costs_bps: float) -> dict:
+def long_short_backtest(score: pd.Series, next_return: pd.Series, share: float, costs_bps: float, bars_per_year: int) -> dict:
     """Each bar: long the top ``share`` of symbols by score, short the bottom, equal weights, costs
-    of ``costs_bps`` per unit of turnover; against buy-and-hold of every symbol, equally weighted."""
+    of ``costs_bps`` per unit of turnover; against buy-and-hold of every symbol, equally weighted.
+    Sharpe ratios are annualized with the calendar's ``bars_per_year``."""
     frame = pd.DataFrame({"score": score, "next": next_return}).dropna()
     weights = frame.groupby(level="timestamp", group_keys=False)["score"].apply(lambda day: _long_short_weights(day, share))
     frame["weight"] = weights
@@ -21,8 +22,8 @@ def long_short_backtest(score: pd.Series, next_return: pd.Series, share: float, 
     strategy = gross - turnover * costs_bps / 1e4
     hold = frame["next"].groupby(level="timestamp").mean()
     return {
-        "long_short": _performance(strategy),
-        "buy_and_hold": _performance(hold),
+        "long_short": _performance(strategy, bars_per_year),
+        "buy_and_hold": _performance(hold, bars_per_year),
         "costs_bps": costs_bps,
         "mean_turnover": float(turnover.mean()),
         "equity_curve": {
@@ -44,7 +45,7 @@ def _long_short_weights(day: pd.Series, share: float) -> pd.Series:
     return weights
 
 
-def _performance(returns: pd.Series, bars_per_year: int = 252) -> dict:
+def _performance(returns: pd.Series, bars_per_year: int) -> dict:
     equity = (1 + returns).cumprod()
     volatility = returns.std()
     return {

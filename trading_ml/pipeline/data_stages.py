@@ -20,7 +20,7 @@ from trading_ml.run import RunContext, pair_name
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.sources import MarketDataSource, make_source, read_bars_csv
 from trading_ml.data.validation import validate_bars
-from trading_ml.errors import ConfigError, DataError, StageFailed
+from trading_ml.errors import ConfigError, DataError, OutsideCoverage, StageFailed
 from trading_ml.features import registry
 from trading_ml.features.build import SymbolFeatures, TimeframeFeatures, build_timeframe
 from trading_ml.features.market import missing_market_features
@@ -112,8 +112,10 @@ def ingest_all(
 
 
 def fetch_to_raw(ctx: RunContext, symbol: str, timeframe: str, source: MarketDataSource) -> tuple[dict, pd.DataFrame | None]:
-    """(manifest, bars) with bars written to raw/; (failed manifest, None) for bad input."""
+    """(manifest, bars) with bars written to raw/; (failed manifest, None) for bad input. The bars
+    reach ``features.warmup_bars`` bars before the window when the source has them."""
     start, end = ctx.window(timeframe)
+    warmup_from, _ = ctx.fetch_window(symbol, timeframe)
     manifest = {
         "stage": "ingest",
         "run_id": ctx.run_id,
@@ -121,11 +123,12 @@ def fetch_to_raw(ctx: RunContext, symbol: str, timeframe: str, source: MarketDat
         "timeframe": timeframe,
         "source": source.name,
         "window": [start.isoformat(), end.isoformat()],
+        "warmup_from": warmup_from.isoformat(),
     }
     try:
         if timeframe not in source.timeframes:
             raise DataError(f"source {source.name} has no {timeframe} bars for {symbol}")
-        bars = source.fetch(ctx.settings.instrument(symbol), timeframe, start, end)
+        bars = fetch_with_warmup(source, ctx.settings.instrument(symbol), timeframe, warmup_from, start, end)
         if bars.empty:
             raise DataError(f"{source.name} {symbol} {timeframe}: no bars in {start.date()}..{end.date()}")
     except DataError as error:
@@ -141,6 +144,17 @@ def fetch_to_raw(ctx: RunContext, symbol: str, timeframe: str, source: MarketDat
         last=bars.index[-1].isoformat(),
     )
     return manifest, bars
+
+
+def fetch_with_warmup(source: MarketDataSource, instrument, timeframe: str, warmup_from, start, end) -> pd.DataFrame:
+    """The bars from the warm-up start; a source that cannot reach that far back (the sample series,
+    the synthetic epoch) gives the window alone, and the features stage then drops the rows that
+    lack a full warm-up."""
+    try:
+        return source.fetch(instrument, timeframe, warmup_from, end)
+    except OutsideCoverage as error:
+        log.info("%s %s: no warm-up margin before %s (%s); fetching the window alone", instrument.symbol, timeframe, start.date(), error)
+        return source.fetch(instrument, timeframe, start, end)
 
 
 def store_and_record(ctx: RunContext, resources: StageResources, fetched: list[tuple[dict, pd.DataFrame | None]]) -> list[dict]:
@@ -219,7 +233,10 @@ def _validate_pair(ctx: RunContext, symbol: str, timeframe: str, ingested: dict 
         return {**base, "quarantined": True, "reasons": [problem], "checks": []}, None
     instrument = ctx.settings.instrument(symbol)
     bars = read_bars_csv(ctx.layout.resolve(ingested["path"]), timeframe)
-    expected = expected_timestamps(instrument.exchange, timeframe, *ctx.window(timeframe))
+    start, end = ctx.window(timeframe)
+    warmup_from, _ = ctx.fetch_window(symbol, timeframe)
+    first = min(bars.index.min(), start) if len(bars) else start  # a margin the source did not have is not 'missing'
+    expected = expected_timestamps(instrument.exchange, timeframe, max(warmup_from, first), end)
     report, clean = validate_bars(bars, instrument, timeframe, expected, ctx.settings.validation)
     document = {**base, **report.to_dict()}
     if report.quarantined:
@@ -277,13 +294,14 @@ def build_features(ctx: RunContext, validated: dict, resources: StageResources |
         if entries:
             bars = _read_validated(ctx, entries)
             instruments = {symbol: ctx.settings.instrument(symbol) for symbol in bars}
-            built = build_timeframe(bars, instruments, timeframe, ctx.settings.features)
+            built = build_timeframe(bars, instruments, timeframe, ctx.settings.features, ctx.window(timeframe)[0])
             timeframes[timeframe] = _write_timeframe(ctx, built)
     _remove_stale_feature_files(ctx, timeframes)
     if not any(t.get("training_table") for t in timeframes.values()):
         raise StageFailed(
-            f"no training rows for run {ctx.run_id}: every validated symbol is shorter than the "
-            f"200-bar warm-up or has no volume; lengthen the lookback or add symbols ({ctx.layout.features_manifest})"
+            f"no training rows for run {ctx.run_id}: no validated symbol with volume has features.warmup_bars "
+            f"({ctx.settings.features.warmup_bars}) bars before its rows (the source had no margin before the window); "
+            f"use a later as-of or a source with more history, or add symbols ({ctx.layout.features_manifest})"
         )
     manifest = {
         "stage": "features",
@@ -396,6 +414,7 @@ def record_stage(ctx: RunContext, stage: str, summary: dict, resources: StageRes
     path = ctx.layout.run_manifest
     run = read_json(path) if path.exists() else {"run_id": ctx.run_id, "stages": {}}
     run.update(ctx.to_dict())
+    run["calendars"] = {symbol: ctx.settings.calendar_source(symbol) for symbol in ctx.symbols}
     run["stages"][stage] = {**summary, "finished_at": dt.datetime.now(dt.UTC).isoformat()}
     run["store"] = resources.store_choice.to_dict()
     write_json(path, run)

@@ -1,0 +1,60 @@
+"""A bar's features do not depend on where the data starts: the warm-up margin is fetched before every
+window and before every served bar, and rolling moments are computed afresh in each window."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import AS_OF, make_settings
+from trading_ml import pipeline
+from trading_ml.features.registry import model_features
+from trading_ml.run import RunContext
+from trading_ml.serving import SignalService
+
+SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM", "JPM"]
+
+
+def training_table(settings, lookback: str) -> tuple[RunContext, pd.DataFrame, list[str]]:
+    settings = dataclasses.replace(settings, timeframes={"1d": dataclasses.replace(settings.timeframes["1d"], lookback=lookback)})
+    ctx = RunContext.create(settings, AS_OF, SYMBOLS, ["1d"], "synthetic")
+    resources = pipeline.StageResources.open(ctx)
+    manifest = pipeline.build_features(ctx, pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources), resources)
+    entry = manifest["timeframes"]["1d"]
+    return ctx, pd.read_parquet(ctx.layout.resolve(entry["training_table"]["path"])), model_features(entry["feature_names"])
+
+
+def relative_gap(first: pd.DataFrame, second: pd.DataFrame) -> pd.Series:
+    """The largest |a - b| / max(|a|, 1e-6) per feature: below 1e-6 in size, values must agree to 1e-15
+    absolutely (a mean of +1s and -1s that is 0 in one window may be 4e-17 in another)."""
+    return ((first - second).abs() / first.abs().clip(lower=1e-6)).max()
+
+
+@pytest.fixture(scope="module")
+def two_windows(tmp_path_factory):
+    settings = make_settings(tmp_path_factory.mktemp("window_start") / "data")
+    return training_table(settings, "5y"), training_table(settings, "54mo")
+
+
+def test_two_windows_six_months_apart_agree_on_every_model_feature(two_windows):
+    (_, longer, names), (_, shorter, _) = two_windows
+    shared = longer.index.intersection(shorter.index)
+    assert len(shared) == len(shorter) > 4000  # the later window's every row, none lost to a warm-up
+    gaps = relative_gap(longer.loc[shared, names], shorter.loc[shared, names])
+    assert (gaps <= 1e-9).all(), gaps[gaps > 1e-9].to_dict()
+    assert shorter.index.get_level_values("timestamp").min() >= pd.Timestamp(AS_OF, tz="UTC") - pd.DateOffset(months=54)
+
+
+def test_serving_computes_the_same_features_for_a_bar_as_training(two_windows):
+    (ctx, table, names), _ = two_windows
+    service = SignalService(ctx.settings)
+    served = service._build(service.stored_bars(), pd.Timestamp(AS_OF, tz="UTC"))
+    shared = served.index.intersection(table.index)
+    assert len(shared) > 200 * 4
+    gaps = relative_gap(table.loc[shared, names], served.loc[shared, names])
+    assert (gaps <= 1e-9).all(), gaps[gaps > 1e-9].to_dict()
+    assert np.isfinite(served.loc[shared, names].to_numpy()).all()
+
