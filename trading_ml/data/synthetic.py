@@ -32,7 +32,7 @@ import pandas as pd
 from trading_ml.config import Instrument
 from trading_ml.data import calendars
 from trading_ml.data.bars import BAR_COLUMNS, bar_index, empty_bars
-from trading_ml.errors import ConfigError, DataError, OutsideCoverage, SourceUnavailable
+from trading_ml.errors import ConfigError, OutsideCoverage, SourceUnavailable
 
 REGIMES = ("bull", "bear", "sideways", "high_vol")
 # Per regime: daily drift of the market factor and multiplier on its GARCH volatility.
