@@ -203,3 +203,12 @@ def test_features_do_not_change_when_talib_is_importable(monkeypatch):
     monkeypatch.setitem(ta.Imports, "talib", True)  # what pandas-ta finds at import where TA-Lib is installed
     assert ta.sma(bars["close"], 5).iloc[-1] == 12345.0  # the fake is live for a caller that does not pin
     pd.testing.assert_frame_equal(symbol_features(bars), before)
+
+
+def test_window_moments_are_the_bias_corrected_skew_and_kurtosis_pandas_gives():
+    from trading_ml.features.indicators import window_kurtosis, window_skew, windows
+
+    returns = random_bars(300)["close"].pct_change()
+    for length in (20, 60):
+        np.testing.assert_allclose(window_skew(windows(returns, length), returns.index), returns.rolling(length).skew(), rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(window_kurtosis(windows(returns, length), returns.index), returns.rolling(length).kurt(), rtol=1e-7, atol=1e-10)

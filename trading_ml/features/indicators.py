@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pandas_ta as ta
-from scipy import stats
 
 from trading_ml.errors import DataError
 from trading_ml.features.registry import symbol_feature_names
@@ -236,10 +235,10 @@ def statistical(bars: pd.DataFrame, flat_return: float) -> dict[str, pd.Series]:
         "autocorr_1_20": window_correlation(returns, lagged, 20),
         "autocorr_1_60": window_correlation(returns, lagged, 60),
         "entropy_20": _sign_entropy(returns, 20, flat_return),
-        "skew_20": _moment(stats.skew, window[20], bars.index),
-        "skew_60": _moment(stats.skew, window[60], bars.index),
-        "kurtosis_20": _moment(stats.kurtosis, window[20], bars.index),
-        "kurtosis_60": _moment(stats.kurtosis, window[60], bars.index),
+        "skew_20": window_skew(window[20], bars.index),
+        "skew_60": window_skew(window[60], bars.index),
+        "kurtosis_20": window_kurtosis(window[20], bars.index),
+        "kurtosis_60": window_kurtosis(window[60], bars.index),
         "sharpe_20": window_mean(returns, 20) / window_std(returns, 20),
         "downside_vol_20": np.sqrt((returns.clip(upper=0) ** 2).rolling(20).mean()),
         "drawdown_20": bars["close"] / bars["close"].rolling(20).max() - 1,
@@ -256,10 +255,27 @@ def window_correlation(first: pd.Series, second: pd.Series, length: int) -> pd.S
     return pd.Series(values, index=first.index)
 
 
-def _moment(function, values: np.ndarray, index: pd.Index) -> pd.Series:
-    """scipy's bias-corrected skewness or excess kurtosis of each window (what pandas' rolling gives)."""
+def window_skew(values: np.ndarray, index: pd.Index) -> pd.Series:
+    """Bias-corrected skewness (G1, what pandas' rolling skew gives) of each window row."""
+    n, m2, m3, _ = _central_moments(values)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return pd.Series(function(values, axis=1, bias=False), index=index)
+        return pd.Series(m3 / m2**1.5 * np.sqrt(n * (n - 1)) / (n - 2), index=index)
+
+
+def window_kurtosis(values: np.ndarray, index: pd.Index) -> pd.Series:
+    """Bias-corrected excess kurtosis (G2, what pandas' rolling kurt gives) of each window row."""
+    n, m2, _, m4 = _central_moments(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = m4 / m2**2 - 3
+        return pd.Series(((n + 1) * excess + 6) * (n - 1) / ((n - 2) * (n - 3)), index=index)
+
+
+def _central_moments(values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """(n, m2, m3, m4) of each row, NaN for a row with a NaN; m2 = 0 (a flat window) gives NaN moments."""
+    deviations = values - values.mean(axis=1, keepdims=True)
+    m2 = (deviations**2).mean(axis=1)
+    m2 = np.where(m2 > 0, m2, np.nan)
+    return values.shape[1], m2, (deviations**3).mean(axis=1), (deviations**4).mean(axis=1)
 
 
 def commodity_channel_index(high: pd.Series, low: pd.Series, close: pd.Series, length: int) -> pd.Series:
