@@ -212,3 +212,72 @@ def test_window_moments_are_the_bias_corrected_skew_and_kurtosis_pandas_gives():
     for length in (20, 60):
         np.testing.assert_allclose(window_skew(windows(returns, length), returns.index), returns.rolling(length).skew(), rtol=1e-7, atol=1e-10)
         np.testing.assert_allclose(window_kurtosis(windows(returns, length), returns.index), returns.rolling(length).kurt(), rtol=1e-7, atol=1e-10)
+
+
+AFTER_WARM_UP = 500  # features.warmup_bars: rows the feature stage keeps
+
+
+def wilder_average(values: np.ndarray, length: int) -> np.ndarray:
+    """Wilder's smoothing, seeded with the first value: s += (x - s) / length."""
+    out, level = np.full(len(values), np.nan), np.nan
+    for i, value in enumerate(values):
+        if np.isnan(value):
+            continue
+        level = value if np.isnan(level) else level + (value - level) / length
+        out[i] = level
+    return out
+
+
+def textbook_ema(values: np.ndarray, span: int) -> np.ndarray:
+    out, level, alpha = np.full(len(values), np.nan), np.nan, 2 / (span + 1)
+    for i, value in enumerate(values):
+        if np.isnan(value):
+            continue
+        level = value if np.isnan(level) else level + alpha * (value - level)
+        out[i] = level
+    return out
+
+
+def assert_after_warm_up(ours, expected, rtol: float = 1e-9):
+    np.testing.assert_allclose(np.asarray(ours, dtype=float)[AFTER_WARM_UP:], np.asarray(expected, dtype=float)[AFTER_WARM_UP:], rtol=rtol)
+
+
+@pytest.fixture(scope="module")
+def long_bars():
+    bars = random_bars(900, seed=11)
+    return bars, symbol_features(bars)
+
+
+def test_adx_and_the_directional_indicators_are_wilders(long_bars):
+    bars, features = long_bars
+    high, low, close = (bars[c].to_numpy() for c in ("high", "low", "close"))
+    up, down = np.diff(high, prepend=np.nan), -np.diff(low, prepend=np.nan)
+    plus = np.where((up > down) & (up > 0), up, 0.0)
+    minus = np.where((down > up) & (down > 0), down, 0.0)
+    plus[0] = minus[0] = np.nan
+    previous = np.concatenate([[np.nan], close[:-1]])
+    true_range = np.fmax(high - low, np.fmax(np.abs(high - previous), np.abs(low - previous)))
+    true_range[0] = np.nan
+    atr = wilder_average(true_range, 14)
+    plus_di, minus_di = 100 * wilder_average(plus, 14) / atr, 100 * wilder_average(minus, 14) / atr
+    adx = wilder_average(100 * np.abs(plus_di - minus_di) / (plus_di + minus_di), 14)
+    assert_after_warm_up(features["plus_di_14"], plus_di)
+    assert_after_warm_up(features["minus_di_14"], minus_di)
+    assert_after_warm_up(features["adx_14"], adx)
+
+
+def test_cmo_is_chandes_roc_tsi_and_donchian_follow_their_definitions(long_bars):
+    bars, features = long_bars
+    close, high, low = bars["close"].to_numpy(), bars["high"], bars["low"]
+    moves = np.diff(close, prepend=np.nan)
+    up = pd.Series(np.where(moves > 0, moves, 0.0)).rolling(14).sum().to_numpy()
+    down = pd.Series(np.where(moves < 0, -moves, 0.0)).rolling(14).sum().to_numpy()
+    assert_after_warm_up(features["cmo_14"], 100 * (up - down) / (up + down))
+    for n in (5, 10, 20):
+        assert_after_warm_up(features[f"roc_{n}"], 100 * (close / np.concatenate([np.full(n, np.nan), close[:-n]]) - 1))
+    tsi = 100 * textbook_ema(textbook_ema(moves, 25), 13) / textbook_ema(textbook_ema(np.abs(moves), 25), 13)
+    assert_after_warm_up(features["tsi_13_25"], tsi)
+    assert_after_warm_up(features["tsi_signal_13"], textbook_ema(tsi, 13))
+    lowest, highest = low.rolling(20).min().to_numpy(), high.rolling(20).max().to_numpy()
+    assert_after_warm_up(features["dc_width_20"], (highest - lowest) / close)
+    assert_after_warm_up(features["dc_position_20"], (close - lowest) / (highest - lowest))

@@ -6,8 +6,10 @@ look like drops. Where a ratio's denominator can be zero, the registry says what
 
 pandas-ta switches to TA-Lib, silently, whenever ``talib`` is importable, and some TA-Lib functions
 differ (its +DI / -DI are raw directional movement in price units). :func:`symbol_features` pins
-pandas-ta to its own code paths, so installing TA-Lib changes nothing. The money flow index is the
-textbook one (:func:`money_flow_index`): pandas-ta counts an unchanged typical price as negative flow.
+pandas-ta to its own code paths, so installing TA-Lib changes nothing. The money flow index and
+the Chande momentum oscillator are the textbook ones (:func:`money_flow_index`,
+:func:`chande_momentum`): pandas-ta counts an unchanged typical price as negative flow, and smooths
+the CMO's moves with Wilder's average.
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ def window_zscore(values: pd.Series, length: int) -> pd.Series:
     return (values - window_mean(values, length)) / window_std(values, length, ddof=0)
 
 
+def chande_momentum(close: pd.Series, length: int) -> pd.Series:
+    """Chande's CMO: 100 x (sum of up moves - sum of down moves) / (their total) over ``length`` bars.
+    pandas-ta's ``cmo`` smooths the moves with Wilder's average instead (up to 18 points apart)."""
+    moves = close.diff()
+    up, down = windows(moves.clip(lower=0), length).sum(axis=1), windows((-moves).clip(lower=0), length).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.Series(100 * (up - down) / (up + down), index=close.index)
+
+
 def trend(bars: pd.DataFrame) -> dict[str, pd.Series]:
     high, low, close = bars["high"], bars["low"], bars["close"]
     sma = {n: _series(ta.sma(close, n), close.index) for n in (5, 10, 20, 50, 200)}
@@ -112,7 +123,7 @@ def momentum(bars: pd.DataFrame, has_volume: bool) -> dict[str, pd.Series]:
         "williams_r_14": _series(ta.willr(high, low, close, 14), close.index),
         **{f"roc_{n}": _series(ta.roc(close, n), close.index) for n in (5, 10, 20)},
         "uo_7_14_28": _series(ta.uo(high, low, close, 7, 14, 28), close.index),
-        "cmo_14": _series(ta.cmo(close, 14), close.index),
+        "cmo_14": chande_momentum(close, 14),
         "stochrsi_k_14": stochrsi.iloc[:, 0],
         "stochrsi_d_14": stochrsi.iloc[:, 1],
         "tsi_13_25": tsi.iloc[:, 0],
