@@ -175,8 +175,7 @@ def test_deploy_keeps_a_loser_as_candidate_and_production_untouched(two_runs, re
     registry, name = restore_production, "regime_rf"
     registry.promote(name, first[0].run_id, "production for the test")
     summary = evaluated["models"][name]
-    no_skill = {**summary, "skill": {**summary["skill"], "better": False}}
-    decision = pipeline.deploy(ctx, {"models": {name: no_skill}}, resources)["decisions"][name]
+    decision = pipeline.deploy(ctx, {"models": {name: with_skill(summary, False)}}, resources)["decisions"][name]
     assert decision["status"] != "production" and "no significant skill" in decision["reason"], decision
     assert registry.record_for_run(name, ctx.run_id)["deploy_decision"] == decision["reason"]
 
@@ -187,13 +186,17 @@ def test_deploy_keeps_a_loser_as_candidate_and_production_untouched(two_runs, re
     predictions["regime_ahead"] = ctx_table_labels(ctx).map(rotate).where(predictions["regime_ahead"].notna())  # always wrong
     try:
         predictions.to_parquet(path)
-        skilled = {**summary, "skill": {**summary["skill"], "better": True}}
-        decision = pipeline.deploy(ctx, {"models": {name: skilled}}, resources)["decisions"][name]
+        decision = pipeline.deploy(ctx, {"models": {name: with_skill(summary, True)}}, resources)["decisions"][name]
     finally:
         path.write_bytes(original)
     assert decision["status"] != "production" and "significantly worse than production" in decision["reason"], decision
     assert "vs production 1.0 on" in decision["reason"] and decision["evidence"]["versus_production"]["worse"]
     assert registry.record(name)["version"] == "1.0"
+
+
+def with_skill(summary: dict, better: bool) -> dict:
+    """An evaluation summary whose skill the gate reads as significant (or not), everything else as measured."""
+    return {**summary, "skill": {**summary["skill"], "better": better}}
 
 
 def ctx_table_labels(ctx) -> pd.Series:
@@ -208,9 +211,7 @@ def test_an_older_run_does_not_replace_a_model_fitted_on_its_rows(two_runs, rest
     _, (ctx, resources, _, evaluated, _), second = two_runs
     registry, name = restore_production, "regime_rf"
     registry.promote(name, second[0].run_id, "production for the test")
-    summary = evaluated["models"][name]
-    skilled = {**summary, "skill": {**summary["skill"], "better": True}}
-    decision = pipeline.deploy(ctx, {"models": {name: skilled}}, resources)["decisions"][name]
+    decision = pipeline.deploy(ctx, {"models": {name: with_skill(evaluated["models"][name], True)}}, resources)["decisions"][name]
     assert decision["status"] != "production" and "an older run does not replace a newer model" in decision["reason"], decision
     assert f"`trading-ml promote {name} 1.0`" in decision["reason"]
     assert registry.record(name)["version"] == "2.0"

@@ -25,7 +25,7 @@ from trading_ml.data.bars import (
     normalize_bars,
     to_utc_index,
 )
-from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH, SyntheticMarket
+from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH, SyntheticMarket, configured_strength
 from trading_ml.errors import ConfigError, DataError, OutsideCoverage, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def make_source(spec: str, settings: Settings) -> MarketDataSource:
             seed=options.get("seed", 42),
             epoch=options.get("epoch", "2000-01-03"),
             faults=options.get("faults"),
-            signal_strength=options.get("signal_strength", DEFAULT_SIGNAL_STRENGTH),
+            signal_strength=configured_strength(options),
         )
     if kind == "sample":
         return SampleSource()

@@ -296,6 +296,11 @@ class SyntheticMarket:
         return np.column_stack([prices, prices[:, 3], volume])
 
 
+def configured_strength(options: dict) -> float:
+    """The planted signal's strength from ``sources.synthetic`` options (the default when unset)."""
+    return float(options.get("signal_strength", DEFAULT_SIGNAL_STRENGTH))
+
+
 def planted_reversal(shocks: np.ndarray, news_scale: np.ndarray, strength: float) -> np.ndarray:
     """Each day's planted expected own move, in units of that day's own volatility: minus ``strength``
     times the symbol's own moves over the previous REVERSAL_DAYS days, standardized (it uses only

@@ -149,9 +149,9 @@ def planted_signal(ctx: RunContext) -> float | None:
     """The information coefficient the synthetic market planted (None for real data)."""
     if ctx.source != "synthetic":
         return None
-    from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH
+    from trading_ml.data.synthetic import configured_strength
 
-    return float(ctx.settings.source_options("synthetic").get("signal_strength", DEFAULT_SIGNAL_STRENGTH))
+    return configured_strength(ctx.settings.source_options("synthetic"))
 
 
 def _register_ensemble(ctx: RunContext, registry: ModelRegistry, data: TrainingData, predictions: dict) -> pd.DataFrame:
