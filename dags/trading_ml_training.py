@@ -109,7 +109,7 @@ def validate(run: dict, ingested: list[dict]):
     return call("validate", run_context(run), [m for m in manifests if m])
 
 
-@task(doc_md="Engineer the 128 features and the targets; write per-symbol CSVs and one training table per timeframe.")
+@task(doc_md="Engineer the 126 features and the targets; write per-symbol CSVs and one training table per timeframe.")
 def features(run: dict, validated: dict):
     return call("build_features", run_context(run), validated)
 

@@ -89,11 +89,14 @@ def test_atr_is_wilders_average_true_range():
     assert np.allclose(features["atr_14_pct"].to_numpy()[13:], 100 * np.array(atr) / close[13:], rtol=1e-12)
 
 
-def test_obv_adds_volume_on_up_closes_and_subtracts_it_on_down_closes():
-    close = [10, 11, 11, 10.5, 12, 12.5, 12.0, 12.0, 13.0]
-    volume = [100.0, 200, 300, 400, 500, 600, 700, 800, 900]
-    obv = symbol_features(bars_frame(close, volume=np.array(volume)))["obv"].tolist()
-    assert obv[1:] == [200, 200, -200, 300, 900, 200, 200, 1100]
+def test_obv_change_adds_volume_on_up_closes_and_subtracts_it_on_down_closes():
+    close = [10, 11, 11, 10.5, 12, 12.5, 12.0, 12.0, 13.0] * 3
+    volume = np.arange(1.0, 28.0) * 100
+    features = symbol_features(bars_frame(close, volume=volume))
+    signed = [v * np.sign(close[i] - close[i - 1]) for i, v in enumerate(volume) if i > 0]
+    expected = [sum(signed[end - 20:end]) / volume[end - 19:end + 1].sum() for end in range(20, 27)]
+    np.testing.assert_allclose(features["obv_change_20"].to_numpy()[20:], expected, rtol=1e-12)
+    assert not {"obv", "ad"} & set(features.columns)  # cumulative levels depend on where the data starts
 
 
 def test_cci_is_lamberts_formula():
@@ -239,6 +242,7 @@ def textbook_ema(values: np.ndarray, span: int) -> np.ndarray:
 
 
 def assert_after_warm_up(ours, expected, rtol: float = 1e-9):
+    assert np.isfinite(np.asarray(ours, dtype=float)[AFTER_WARM_UP:]).all()
     np.testing.assert_allclose(np.asarray(ours, dtype=float)[AFTER_WARM_UP:], np.asarray(expected, dtype=float)[AFTER_WARM_UP:], rtol=rtol)
 
 
@@ -281,3 +285,191 @@ def test_cmo_is_chandes_roc_tsi_and_donchian_follow_their_definitions(long_bars)
     lowest, highest = low.rolling(20).min().to_numpy(), high.rolling(20).max().to_numpy()
     assert_after_warm_up(features["dc_width_20"], (highest - lowest) / close)
     assert_after_warm_up(features["dc_position_20"], (close - lowest) / (highest - lowest))
+
+
+def trailing(values, length: int, summary) -> np.ndarray:
+    """summary(window) of each bar's last ``length`` values, NaN before there are ``length``."""
+    values = np.asarray(values, dtype=float)
+    out = np.full(len(values), np.nan)
+    for end in range(length, len(values) + 1):
+        out[end - 1] = summary(values[end - length:end])
+    return out
+
+
+def true_range(high, low, close) -> np.ndarray:
+    previous = np.concatenate([[np.nan], close[:-1]])
+    return np.fmax(high - low, np.fmax(np.abs(high - previous), np.abs(low - previous)))
+
+
+def test_oscillators_follow_their_authors_definitions(long_bars):
+    """Williams' ultimate oscillator, Bill Williams' awesome oscillator, Chande's Aroon (25 bars) and
+    stochastic RSI, and the vortex indicator of Botes and Siepman."""
+    bars, features = long_bars
+    high, low, close = (bars[c].to_numpy() for c in ("high", "low", "close"))
+    previous = np.concatenate([[np.nan], close[:-1]])
+    buying = close - np.fmin(low, previous)
+    ranges = np.fmax(high, previous) - np.fmin(low, previous)
+    average = {n: trailing(buying, n, np.sum) / trailing(ranges, n, np.sum) for n in (7, 14, 28)}
+    assert_after_warm_up(features["uo_7_14_28"], 100 * (4 * average[7] + 2 * average[14] + average[28]) / 7)
+
+    median = (high + low) / 2
+    assert_after_warm_up(features["ao_pct"], 100 * (trailing(median, 5, np.mean) - trailing(median, 34, np.mean)) / close)
+
+    def bars_since(window, pick):  # the most recent extreme counts, as in Chande's and TA-Lib's Aroon
+        return len(window) - 1 - np.flatnonzero(window == pick(window))[-1]
+
+    aroon_up = 100 * (25 - trailing(high, 26, lambda w: bars_since(w, np.max))) / 25
+    aroon_down = 100 * (25 - trailing(low, 26, lambda w: bars_since(w, np.min))) / 25
+    assert_after_warm_up(features["aroon_osc_25"], aroon_up - aroon_down)
+
+    moves = np.diff(close, prepend=np.nan)
+    gains, losses = wilder_average(np.clip(moves, 0, None), 14), wilder_average(np.clip(-moves, 0, None), 14)
+    rsi = 100 - 100 * losses / (losses + gains)
+    stoch = 100 * (rsi - trailing(rsi, 14, np.min)) / (trailing(rsi, 14, np.max) - trailing(rsi, 14, np.min))
+    k = trailing(stoch, 3, np.mean)
+    assert_after_warm_up(features["stochrsi_k_14"], k)
+    assert_after_warm_up(features["stochrsi_d_14"], trailing(k, 3, np.mean))
+
+    plus_movement = np.abs(high - np.concatenate([[np.nan], low[:-1]]))
+    minus_movement = np.abs(low - np.concatenate([[np.nan], high[:-1]]))
+    span = trailing(true_range(high, low, close), 14, np.sum)
+    expected = (trailing(plus_movement, 14, np.sum) - trailing(minus_movement, 14, np.sum)) / span
+    assert_after_warm_up(features["vortex_spread_14"], expected)
+
+
+def test_keltner_channel_is_an_ema_of_close_with_two_emas_of_true_range(long_bars):
+    bars, features = long_bars
+    high, low, close = (bars[c].to_numpy() for c in ("high", "low", "close"))
+    basis, band = textbook_ema(close, 20), textbook_ema(true_range(high, low, close), 20)
+    lower, upper = basis - 2 * band, basis + 2 * band
+    assert_after_warm_up(features["kc_width_20"], (upper - lower) / basis)
+    assert_after_warm_up(features["kc_position_20"], (close - lower) / (upper - lower))
+
+
+def test_chaikin_and_elder_volume_indicators_follow_their_definitions(long_bars):
+    """Chaikin's money flow and A/D oscillator (EMA 3 - EMA 10 of the A/D line) and Elder's force
+    index, each scaled by average volume as the registry says."""
+    bars, features = long_bars
+    high, low, close, shares = (bars[c].to_numpy() for c in ("high", "low", "close", "volume"))
+    flow_volume = ((close - low) - (high - close)) / (high - low) * shares
+    assert_after_warm_up(features["cmf_20"], trailing(flow_volume, 20, np.sum) / trailing(shares, 20, np.sum))
+    line = np.cumsum(flow_volume)
+    oscillator = textbook_ema(line, 3) - textbook_ema(line, 10)
+    assert_after_warm_up(features["adosc_3_10"], oscillator / trailing(shares, 10, np.mean), rtol=1e-8)
+    force = textbook_ema(np.diff(close, prepend=np.nan) * shares, 13)
+    assert_after_warm_up(features["efi_13"], force / (close * trailing(shares, 13, np.mean)))
+
+
+def test_averages_ratios_and_volume_features_follow_their_definitions(long_bars):
+    bars, features = long_bars
+    high, low, close, shares = (bars[c].to_numpy() for c in ("high", "low", "close", "volume"))
+    returns = np.diff(close, prepend=np.nan) / np.concatenate([[np.nan], close[:-1]])
+    sma = {n: trailing(close, n, np.mean) for n in (5, 10, 20, 50, 200)}
+    ema = {n: textbook_ema(close, n) for n in (12, 26)}
+    expected = {
+        **{f"close_to_sma_{n}": close / sma[n] - 1 for n in sma},
+        **{f"close_to_ema_{n}": close / ema[n] - 1 for n in ema},
+        "sma_50_to_sma_200": sma[50] / sma[200] - 1,
+        "ema_12_to_ema_26": ema[12] / ema[26] - 1,
+        "sma_20_slope_5": sma[20] / np.concatenate([np.full(5, np.nan), sma[20][:-5]]) - 1,
+        "sma_50_slope_10": sma[50] / np.concatenate([np.full(10, np.nan), sma[50][:-10]]) - 1,
+        "macd_signal_pct": 100 * textbook_ema(ema[12] - ema[26], 9) / close,
+        "macd_hist_pct": 100 * (ema[12] - ema[26] - textbook_ema(ema[12] - ema[26], 9)) / close,
+        **{f"volatility_{n}": trailing(returns, n, lambda w: np.std(w, ddof=1)) for n in (5, 20, 60)},
+        "parkinson_vol_20": np.sqrt(trailing(np.log(high / low) ** 2, 20, np.mean) / (4 * np.log(2))),
+        "hl_range_pct": (high - low) / close,
+        "volume_ratio_5": shares / trailing(shares, 5, np.mean),
+        "volume_trend_5_20": trailing(shares, 5, np.mean) / trailing(shares, 20, np.mean),
+        "volume_zscore_20": (shares - trailing(shares, 20, np.mean)) / trailing(shares, 20, np.std),
+        "close_to_vwap_20": close / (trailing((high + low + close) / 3 * shares, 20, np.sum) / trailing(shares, 20, np.sum)) - 1,
+        "volume_weighted_return_20": trailing(returns * shares, 20, np.sum) / trailing(shares, 20, np.sum),
+        "up_volume_share_20": trailing(np.where(returns > 0, shares, 0.0), 20, np.sum) / trailing(shares, 20, np.sum),
+    }
+    for name, values in expected.items():
+        assert_after_warm_up(features[name], values, rtol=1e-9)
+
+
+def test_statistical_and_pattern_features_follow_their_definitions(long_bars):
+    bars, features = long_bars
+    high, low, close = (bars[c].to_numpy() for c in ("high", "low", "close"))
+    returns = np.diff(close, prepend=np.nan) / np.concatenate([[np.nan], close[:-1]])
+
+    def lagged(values, bars_back=1):
+        return np.concatenate([np.full(bars_back, np.nan), values[:-bars_back]])
+
+    expected = {
+        "zscore_20": (close - trailing(close, 20, np.mean)) / trailing(close, 20, np.std),
+        "autocorr_1_20": np.array([np.corrcoef(returns[t - 19:t + 1], returns[t - 20:t])[0, 1] if t >= 21 else np.nan for t in range(len(close))]),
+        "sharpe_20": trailing(returns, 20, np.mean) / trailing(returns, 20, lambda w: np.std(w, ddof=1)),
+        "downside_vol_20": np.sqrt(trailing(np.fmin(returns, 0) ** 2, 20, np.mean)),
+        "drawdown_20": close / trailing(close, 20, np.max) - 1,
+        "percentile_rank_60": trailing(close, 60, lambda w: (w <= w[-1]).mean()),
+        "dist_to_support_50": close / trailing(low, 50, np.min) - 1,
+        "dist_to_resistance_20": close / trailing(high, 20, np.max) - 1,
+        "range_position_50": (close - trailing(low, 50, np.min)) / (trailing(high, 50, np.max) - trailing(low, 50, np.min)),
+        "breakout_up_20": (close > lagged(trailing(high, 20, np.max))).astype(float),
+        "breakout_down_20": (close < lagged(trailing(low, 20, np.min))).astype(float),
+        "inside_bar": ((high <= lagged(high)) & (low >= lagged(low))).astype(float),
+        "higher_highs_5": trailing(((high > lagged(high)) & (low > lagged(low))).astype(float), 5, np.sum),
+        "gap_pct": bars["open"].to_numpy() / lagged(close) - 1,
+    }
+    for name, values in expected.items():
+        assert_after_warm_up(features[name], values, rtol=1e-9)
+    entropy = trailing(returns, 20, lambda w: -sum(p * np.log2(p) for p in (np.mean(w > 0.001), np.mean(np.abs(w) <= 0.001), np.mean(w < -0.001)) if p > 0))
+    assert_after_warm_up(features["entropy_20"], entropy, rtol=1e-9)
+
+
+def test_the_remaining_model_features_follow_their_definitions(long_bars):
+    """Wilder's RSI 7/14/21 to 1e-9, Bollinger ratios, returns, the 60-bar moments and the rest."""
+    bars, features = long_bars
+    high, low, close, shares = (bars[c].to_numpy() for c in ("high", "low", "close", "volume"))
+    moves = np.diff(close, prepend=np.nan)
+
+    def back(values, bars_back):
+        return np.concatenate([np.full(bars_back, np.nan), values[:-bars_back]])
+
+    def rsi(length):
+        gains, losses = wilder_average(np.clip(moves, 0, None), length), wilder_average(np.clip(-moves, 0, None), length)
+        return 100 - 100 * losses / (gains + losses)
+
+    def moment(window, power):
+        deviations = window - window.mean()
+        return (deviations**power).mean()
+
+    def skew(window):  # the adjusted Fisher-Pearson coefficient G1
+        n = len(window)
+        return moment(window, 3) / moment(window, 2) ** 1.5 * np.sqrt(n * (n - 1)) / (n - 2)
+
+    def kurtosis(window):  # the bias-corrected excess kurtosis G2
+        n = len(window)
+        excess = moment(window, 4) / moment(window, 2) ** 2 - 3
+        return ((n + 1) * excess + 6) * (n - 1) / ((n - 2) * (n - 3))
+
+    returns = moves / back(close, 1)
+    middle, spread = trailing(close, 20, np.mean), 2 * trailing(close, 20, np.std)
+    price_move, rsi_move = np.sign(close - back(close, 14)), np.sign(rsi(14) - back(rsi(14), 14))
+    streak = np.zeros(len(close))
+    for t in range(2, len(close)):
+        direction = np.sign(moves[t])
+        streak[t] = streak[t - 1] + direction if direction and np.sign(streak[t - 1]) == direction else direction
+    expected = {
+        **{f"rsi_{n}": rsi(n) for n in (7, 14, 21)},
+        "bb_width_20": 100 * 2 * spread / middle,
+        "close_to_bb_upper_20": close / (middle + spread) - 1,
+        "close_to_bb_lower_20": close / (middle - spread) - 1,
+        "volatility_ratio_5_60": trailing(returns, 5, lambda w: np.std(w, ddof=1)) / trailing(returns, 60, lambda w: np.std(w, ddof=1)),
+        "volume_ratio_20": shares / trailing(shares, 20, np.mean),
+        "dist_to_support_20": close / trailing(low, 20, np.min) - 1,
+        "dist_to_resistance_50": close / trailing(high, 50, np.max) - 1,
+        "rsi_divergence_14": np.where(price_move * rsi_move < 0, rsi_move, 0.0),
+        "lower_lows_5": trailing(((high < back(high, 1)) & (low < back(low, 1))).astype(float), 5, np.sum),
+        "close_streak": streak,
+        **{f"return_{n}": close / back(close, n) - 1 for n in (1, 5, 20, 60)},
+        "log_return_1": np.log(close / back(close, 1)),
+        "zscore_50": (close - trailing(close, 50, np.mean)) / trailing(close, 50, np.std),
+        "autocorr_1_60": np.array([np.corrcoef(returns[t - 59:t + 1], returns[t - 60:t])[0, 1] if t >= 61 else np.nan for t in range(len(close))]),
+        **{f"skew_{n}": trailing(returns, n, skew) for n in (20, 60)},
+        **{f"kurtosis_{n}": trailing(returns, n, kurtosis) for n in (20, 60)},
+    }
+    for name, values in expected.items():
+        assert_after_warm_up(features[name], values, rtol=1e-9)

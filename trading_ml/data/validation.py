@@ -117,11 +117,12 @@ def check_corporate_actions(bars: pd.DataFrame, actions: list[CorporateAction]) 
     return CheckResult("corporate_actions", not unadjusted, len(actions), detail, hard=True)
 
 
-def check_price_sanity(bars: pd.DataFrame, max_abs_return: float) -> CheckResult:
+def check_price_sanity(bars: pd.DataFrame, max_abs_return: float, unadjusted_splits: list[pd.Timestamp] = ()) -> CheckResult:
     """No bar-to-bar move of the adjusted close above the limit: what is left after splits are told
-    apart is a crash or a bad print, which a person must look at."""
+    apart is a crash or a bad print, which a person must look at. The days of unadjusted splits
+    (reported by the corporate-actions check) are not counted twice."""
     moves = bars["adj_close"].pct_change()
-    jumps = moves.abs() > max_abs_return
+    jumps = (moves.abs() > max_abs_return) & ~bars.index.isin(unadjusted_splits)
     count = int(jumps.sum())
     detail = f"no adjusted close-to-close move above {max_abs_return:.0%}"
     if count:
@@ -172,14 +173,15 @@ def validate_bars(
     clean = clean[~broken]
     volume, empty = check_volume_sanity(clean, instrument)
     clean = clean[~empty]
-    actions = check_corporate_actions(clean, find_actions(clean))
+    found = find_actions(clean)
+    actions = check_corporate_actions(clean, found)
     clean = adjusted(clean)
     limit = instrument.max_abs_return or settings.max_abs_return
     report.checks = [
         check_completeness(clean, expected, settings.max_missing_share),
         ohlc,
         actions,
-        check_price_sanity(clean, limit),
+        check_price_sanity(clean, limit, [a.timestamp for a in found if a.confirmed_by == "volume"]),
         volume,
         temporal,
     ]

@@ -179,23 +179,20 @@ def bollinger(close: pd.Series, length: int, width: float) -> pd.DataFrame:
 
 def volume(bars: pd.DataFrame) -> dict[str, pd.Series]:
     high, low, close, shares = bars["high"], bars["low"], bars["close"], bars["volume"]
-    obv = _series(ta.obv(close, shares), close.index)
-    accumulation = _series(ta.ad(high, low, close, shares), close.index)
     traded_20 = shares.rolling(20).sum()
     average = {n: shares.rolling(n).mean() for n in (5, 10, 13, 20)}
     typical = (high + low + close) / 3
     vwap = (typical * shares).rolling(20).sum() / traded_20
     up_volume = shares.where(close.diff() > 0, 0.0).rolling(20).sum()
+    # No cumulative levels (OBV, the A/D line): their value depends on the bar the data starts at.
     return {
-        "obv": obv,
-        "ad": accumulation,
         "vwap_20": vwap,
         "close_to_vwap_20": close / vwap - 1,
         "volume_ratio_5": shares / average[5],
         "volume_ratio_20": shares / average[20],
         "volume_trend_5_20": average[5] / average[20],
         "volume_zscore_20": window_zscore(shares, 20),
-        "obv_change_20": obv.diff(20) / traded_20,
+        "obv_change_20": (np.sign(close.diff()) * shares).rolling(20).sum() / traded_20,
         "volume_weighted_return_20": (bars["adj_close"].pct_change() * shares).rolling(20).sum() / traded_20,
         "cmf_20": _series(ta.cmf(high, low, close, shares, length=20), close.index),
         "adosc_3_10": _series(ta.adosc(high, low, close, shares, fast=3, slow=10), bars.index) / average[10],

@@ -3,7 +3,7 @@
 Windows are counted in bars (a 20-bar average is 20 days on 1d and 20 hours on 1h). A feature is
 *scale-free* when it does not depend on the symbol's price or volume level (ratios, percentages,
 oscillators), so a model trained across symbols can use it; price-level columns (``sma_50``,
-``bb_upper_20``, ``obv``) are kept in the per-symbol files for people and plots. Models use
+``bb_upper_20``, ``atr_14``) are kept in the per-symbol files for people and plots. Models use
 :func:`model_features`.
 """
 
@@ -109,15 +109,13 @@ VOLATILITY = _features("volatility", [
 ])
 
 VOLUME = _features("volume", [
-    ("obv", "on-balance volume", LEVEL),
-    ("ad", "accumulation/distribution line", LEVEL),
     ("vwap_20", "20-bar volume-weighted average of the typical price", LEVEL),
     ("close_to_vwap_20", "close / VWAP(20) - 1"),
     ("volume_ratio_5", "volume / its 5-bar average"),
     ("volume_ratio_20", "volume / its 20-bar average"),
     ("volume_trend_5_20", "5-bar average volume / 20-bar average volume"),
     ("volume_zscore_20", "z-score of volume over 20 bars"),
-    ("obv_change_20", "OBV change over 20 bars / volume traded in them"),
+    ("obv_change_20", "on-balance volume added over 20 bars (volume signed by the close's move) / volume traded in them"),
     ("volume_weighted_return_20", "volume-weighted mean of the 1-bar returns over 20 bars"),
     ("cmf_20", "Chaikin money flow"),
     ("adosc_3_10", "Chaikin A/D oscillator / 10-bar average volume"),
