@@ -16,7 +16,9 @@ and backfill runs), the trigger day (manual runs), or the `as_of` Param when set
 derives from it. Every file and model version belongs to this DAG run: `data/runs/<as-of>/<run id>/`,
 so two runs on the same day never touch each other's files, and a retried task keeps its version.
 An error that retrying cannot cure (bad input, failed validation) fails its task at once; a store
-or data provider that did not answer is retried.
+or data provider that did not answer, or a lost worker, is retried. A training task that still
+fails does not stop the others: evaluate, deploy and report go on with the models that trained, and
+the report names the rest.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_conte
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from trading_ml_airflow import mongo_uri  # plugins/: shared with the plugin
 
-from trading_ml.config import load_settings
+from trading_ml.config import SOURCE_PATTERN, TICKER_PATTERN, load_settings
 from trading_ml.errors import SourceUnavailable, StoreError, TradingMLError
 from trading_ml.models import TRAINED_MODELS
 from trading_ml.run import RunContext
@@ -125,13 +127,20 @@ def train(run: dict, dataset: dict, model_name: str):
 
 
 @task(
-    doc_md="Score every trained model (and the direction ensemble) on the test segment beside its baselines.",
-    trigger_rule="none_failed_min_one_success",
+    doc_md="Score every model that trained (and the direction ensemble) out of sample beside its baselines; "
+    "a model whose training task failed is named in the report and the others go on.",
+    trigger_rule="all_done",  # after every chosen training task, whatever its outcome; none trained is an error
 )
-def evaluate(run: dict):
+def evaluate():
     context = get_current_context()
-    trained = context["ti"].xcom_pull(task_ids=[TRAIN_TASK.format(name) for name in run["models"]])
-    return call("evaluate", run_context(run), [m for m in trained if m])
+    run = context["ti"].xcom_pull(task_ids="plan")  # pulled here: with all_done, a failed plan must not be retried into
+    if not run:
+        raise AirflowFailException("evaluate: the run was never planned (the plan task failed); nothing was trained")
+    task_ids = [TRAIN_TASK.format(name) for name in run["models"]]
+    trained = context["ti"].xcom_pull(task_ids=task_ids)
+    done = {m["model_name"] for m in trained if m}
+    missing = {name: f"its task {TRAIN_TASK.format(name)} failed; see that task's log" for name in run["models"] if name not in done}
+    return call("evaluate", run_context(run), [m for m in trained if m], None, missing)
 
 
 @task(doc_md="Promote each model that beats its baselines and the production version; record every decision.")
@@ -166,10 +175,12 @@ def report(run: dict):
     },
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Blank: the end of the data interval (the trigger day for a manual run)."),
-        "symbols": Param(SETTINGS.symbols, type="array", items={"type": "string"}, description="Tickers to ingest (default: the configured universe)."),
-        "timeframes": Param(list(SETTINGS.timeframes), type="array", items={"type": "string", "enum": list(SETTINGS.timeframes)}),
-        "source": Param(SETTINGS.source, type="string", description="yahoo | synthetic | sample | csv:DIR"),
-        "models": Param(list(TRAINED_MODELS), type="array", items={"type": "string", "enum": list(TRAINED_MODELS)}),
+        "symbols": Param(SETTINGS.symbols, type="array", minItems=1, maxItems=1000,
+                         items={"type": "string", "pattern": TICKER_PATTERN.pattern}, description="Tickers to ingest (default: the configured universe)."),
+        "timeframes": Param(list(SETTINGS.timeframes), type="array", minItems=1, uniqueItems=True,
+                            items={"type": "string", "enum": list(SETTINGS.timeframes)}),
+        "source": Param(SETTINGS.source, type="string", pattern=SOURCE_PATTERN.pattern, description="yahoo | synthetic | sample | csv:DIR"),
+        "models": Param(list(TRAINED_MODELS), type="array", minItems=1, uniqueItems=True, items={"type": "string", "enum": list(TRAINED_MODELS)}),
         "deploy": Param(True, type="boolean", description="Promote models whose skill over their baselines is significant and not worse than production."),
     },
 )
@@ -179,7 +190,7 @@ def trading_ml_training():
     dataset = features(run, validate(run, ingested))
     trained = [train.override(task_id=TRAIN_TASK.format(name))(run, dataset, model_name=name) for name in TRAINED_MODELS]
     dataset >> choose_models(run) >> trained
-    evaluated = evaluate(run)
+    evaluated = evaluate()
     trained >> evaluated
     deploy(run, evaluated) >> report(run)
 

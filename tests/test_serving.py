@@ -145,3 +145,42 @@ def test_a_tampered_new_production_version_is_refused_and_the_previous_one_keeps
     health = client.get("/health").json()
     assert health["production"]["regime_rf"] == "2.0" and health["serving"]["regime_rf"] == "1.0"
     assert "does not match its registry sha256" in health["refused"]["regime_rf"]
+
+
+def test_the_signal_cache_builds_each_key_once_and_never_blocks_other_keys():
+    from trading_ml.serving import SignalCache
+
+    cache, builds, release = SignalCache(size=2), [], threading.Event()
+
+    def build(key, wait=False):
+        def run():
+            builds.append(key)
+            if wait:
+                assert release.wait(10)
+            return key, {}
+        return run
+
+    slow = [threading.Thread(target=cache.get, args=(("a",), build(("a",), wait=True))) for _ in range(8)]
+    for thread in slow:
+        thread.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert cache.get(("b",), build(("b",))) == (("b",), {})  # not held up by a's build
+    assert time.monotonic() - started < 1 and builds.count(("a",)) == 1
+    release.set()
+    for thread in slow:
+        thread.join(10)
+    assert builds.count(("a",)) == 1 and builds.count(("b",)) == 1  # eight requests for a, one build
+    cache.get(("c",), build(("c",)))  # b (stored before a finished) is the least recently used: out
+    cache.get(("a",), build(("a",)))
+    cache.get(("b",), build(("b",)))
+    assert builds.count(("a",)) == 1 and builds.count(("b",)) == 2 and len(cache) == 2
+
+
+def test_health_says_unavailable_with_the_reason_when_nothing_can_be_served(tmp_path):
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(make_settings(tmp_path / "empty"))) as client:
+        answer = client.get("/health")
+    assert answer.status_code == 503
+    assert answer.json()["status"] == "unavailable: no 1d bars in the store; run `trading-ml ingest` first"

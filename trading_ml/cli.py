@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from trading_ml import pipeline
-from trading_ml.config import ENV_DATA_DIR, Settings, load_settings, parse_as_of
+from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, Settings, load_settings, parse_as_of, shorten
 from trading_ml.data.sources import SOURCE_KINDS, make_source
 from trading_ml.errors import (
     ConfigError,
@@ -56,16 +56,43 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
 
 
-def split_list(text: str | None) -> list[str] | None:
-    items = [item.strip() for item in (text or "").split(",") if item.strip()]
-    return items or None
+def split_list(text: str | None, option: str = "--symbols") -> list[str] | None:
+    """A comma-separated option's items; None when the option is absent; an empty list is an error
+    (it never means "everything")."""
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ConfigError(f"{option} {shorten(text)} lists nothing; name at least one (e.g. {option} {EXAMPLES[option]}) "
+                          "or leave the option out for the configured ones")
+    return items
+
+
+EXAMPLES = {"--symbols": "AAPL,^GSPC", "--timeframes": "1d"}
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     env = dict(os.environ)
-    if args.data_dir:
+    if args.data_dir is not None:
+        if not args.data_dir.strip():
+            raise ConfigError("--data-dir is empty; pass a folder (e.g. --data-dir data)")
         env[ENV_DATA_DIR] = args.data_dir
+    if getattr(args, "mongo_uri", None):
+        env[ENV_MONGO_URI] = args.mongo_uri
     return load_settings(args.config, env)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (exit 2) instead of the usage block and the error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{shorten(text)} is not a port; use 1-65535")
+    return int(text)
 
 
 def build_context(args: argparse.Namespace, stages: Sequence[str]) -> RunContext:
@@ -79,8 +106,8 @@ def build_context(args: argparse.Namespace, stages: Sequence[str]) -> RunContext
         run_id, recorded = earlier.run_id, earlier.selection
     source_spec = args.source or recorded.get("source") or settings.source
     source = make_source(source_spec, settings)
-    symbols = split_list(args.symbols) or recorded.get("symbols")
-    timeframes = split_list(args.timeframes) or recorded.get("timeframes")
+    symbols = split_list(args.symbols, "--symbols") or recorded.get("symbols")
+    timeframes = split_list(args.timeframes, "--timeframes") or recorded.get("timeframes")
     if symbols is None and source.symbols is not None:
         symbols = [s for s in settings.symbols if s in source.symbols]
     if timeframes is None:
@@ -89,7 +116,7 @@ def build_context(args: argparse.Namespace, stages: Sequence[str]) -> RunContext
 
 
 def run_ingest(ctx: RunContext, resources: pipeline.StageResources) -> list[dict]:
-    with tqdm(total=len(ctx.pairs), desc="ingest", unit="pair", file=sys.stderr) as bar:
+    with tqdm(total=len(ctx.pairs), desc="ingest", unit="pair", file=sys.stderr, disable=None) as bar:
         def advance(manifest: dict) -> None:
             bar.set_postfix_str(f"{manifest['symbol']} {manifest['timeframe']}")
             bar.update()
@@ -165,7 +192,7 @@ def load_trained(ctx: RunContext) -> list[dict]:
 
 def run_train(ctx: RunContext, resources: pipeline.StageResources, features: dict) -> list[dict]:
     trained = []
-    with tqdm(total=len(pipeline.MODELS), desc="train", unit="model", file=sys.stderr) as bar:
+    with tqdm(total=len(pipeline.MODELS), desc="train", unit="model", file=sys.stderr, disable=None) as bar:
         for name in pipeline.MODELS:
             bar.set_postfix_str(name)
             trained.append(pipeline.train(ctx, name, features, resources))
@@ -336,7 +363,7 @@ def run_list(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="trading-ml", description="Market data to registered trading models.")
+    root = OneLineParser(prog="trading-ml", description="Market data to registered trading models.")
     commands = root.add_subparsers(dest="command", required=True)
     for name, text in (
         ("ingest", "fetch every symbol and timeframe into raw/ and the store"),
@@ -354,7 +381,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--open", action="store_true", help="open it in a browser")
     serve = commands.add_parser("serve", help="the signals API (FastAPI) over the production models")
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port_number, default=8000)
     listing = commands.add_parser("runs", help="list the runs: as-of, run id, finished stages, folder")
     listing.add_argument("--as-of", help="only the runs of this as-of date")
     promote = commands.add_parser("promote", help="make a registered version production by hand (the gate is not asked)")
@@ -403,11 +430,15 @@ def _run(args: argparse.Namespace, action) -> int:
     except TradingMLError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as error:  # a --data-dir that cannot be written (under /proc, read-only, a file in the path)
+        print(f"error: cannot use {error.filename or 'a path'}: {error.strerror or error}; pass --data-dir a folder you can write to",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 
 def plan_parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = OneLineParser(
         prog="train_production_models.py",
         description="The plan's entry point: run one stage, or the full pipeline.",
     )

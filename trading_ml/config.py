@@ -1,19 +1,26 @@
-"""Settings: config.yaml plus environment overrides, checked when read.
+"""Settings: config.yaml plus environment overrides, checked when read against one typed schema.
 
-Nothing here hard-codes a year: every date window is derived from a run's as-of date (trading_ml.run).
+Every key has a type and bounds (pydantic v2); unknown keys are refused with the nearest valid name;
+the environment overrides go through the same schema. Any error is one line naming the key (or the
+environment variable) and what to write instead. Nothing here hard-codes a year: every date window
+is derived from a run's as-of date (trading_ml.run).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass as checked
 
 from trading_ml.errors import ConfigError
 
@@ -27,6 +34,53 @@ ENV_SOURCE = "TRADING_ML_SOURCE"
 
 TICKER_PATTERN = re.compile(r"^[\^A-Z0-9][A-Z0-9.\-=^]{0,19}$")
 LOOKBACK_PATTERN = re.compile(r"^(\d+)(y|mo|w|d)$")
+SOURCE_PATTERN = re.compile(r"^(yahoo|synthetic|sample|csv:.+)$")
+TIMEFRAMES = ("1d", "1h")
+STRICT = ConfigDict(extra="forbid")
+
+
+def _ticker(value: str) -> str:
+    if not TICKER_PATTERN.match(value):
+        raise ValueError("is not a ticker: use upper-case letters, digits and . - = ^ (for example AAPL, ^GSPC, BRK-B)")
+    return value
+
+
+def _lookback(value: str) -> str:
+    if not LOOKBACK_PATTERN.match(value.strip()) or int(LOOKBACK_PATTERN.match(value.strip()).group(1)) < 1:
+        raise ValueError("is not a lookback: write e.g. 5y, 6mo, 4w or 30d")
+    return value.strip()
+
+
+def _source(value: str) -> str:
+    if not SOURCE_PATTERN.match(value):
+        raise ValueError("is not a source: write yahoo, synthetic, sample or csv:DIR")
+    return value
+
+
+def _mongo_uri(value: str) -> str:
+    """A mongodb:// URI pymongo can parse (host, port, options), or mongodb+srv:// with a host."""
+    from pymongo.errors import PyMongoError
+    from pymongo.uri_parser import parse_uri
+
+    if value.startswith("mongodb+srv://"):
+        if not re.match(r"^mongodb\+srv://([^@/]+@)?[A-Za-z0-9.-]+\.[A-Za-z]{2,}(/[^ ]*)?$", value):
+            raise ValueError("is not a MongoDB URI: write mongodb+srv://USER:PASSWORD@CLUSTER.example.net/")
+        return value
+    try:
+        parse_uri(value)
+    except (PyMongoError, ValueError, TypeError) as error:
+        reason = re.split(r"[:.](?:\s|$)", str(error))[0][:80]  # the first clause: never the URI itself (it may hold a password)
+        raise ValueError(f"is not a MongoDB URI ({reason}): write mongodb://HOST:PORT/ or mongodb+srv://CLUSTER/") from None
+    return value
+
+
+Count = Annotated[int, Field(ge=1)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Positive = Annotated[float, Field(gt=0)]
+Rate = Annotated[float, Field(gt=0, le=1)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
+Ticker = Annotated[str, AfterValidator(_ticker)]
+Calendar = Annotated[str, Field(pattern=r"^[A-Z0-9_/]{2,12}$")]
 
 
 @dataclass(frozen=True)
@@ -66,78 +120,101 @@ class StorageSettings:
     fallback_dir: Path
 
 
-@dataclass(frozen=True)
+@checked(frozen=True, config=STRICT)
 class ValidationSettings:
-    max_missing_share: float
-    max_abs_return: float
-    min_pass_share: float
+    max_missing_share: Share = 0.05  # completeness: at most this share of expected bars missing
+    max_abs_return: Positive = 0.5  # price sanity: a bigger bar-to-bar move is a crash or a bad print
+    min_pass_share: Annotated[float, Field(gt=0, le=1)] = 0.8  # the validate stage fails below this share
 
 
-@dataclass(frozen=True)
+@checked(frozen=True, config=STRICT)
 class RegimeRules:
     """Thresholds of the plan's regime rules (see trading_ml.features.targets.regime_labels)."""
 
-    calm_vix: float = 20.0  # Bull needs the fear gauge below this
-    fear_vix: float = 30.0  # Bear and High-Vol need it above this
-    trend_adx: float = 20.0  # below this the market is choppy: Sideways
-    return_bars: int = 20  # the 'returns' of the rules: the return over this many bars
-    horizon: int = 5  # the forecast target is the label this many bars ahead
+    calm_vix: Positive = 20.0  # Bull needs the fear gauge below this
+    fear_vix: Positive = 30.0  # Bear and High-Vol need it above this
+    trend_adx: Annotated[float, Field(ge=0, le=100)] = 20.0  # below this the market is choppy: Sideways
+    return_bars: Count = 20  # the 'returns' of the rules: the return over this many bars
+    horizon: Count = 5  # the forecast target is the label this many bars ahead
+
+    @model_validator(mode="after")
+    def fear_above_calm(self):
+        if self.fear_vix < self.calm_vix:
+            raise ValueError(f"fear_vix {self.fear_vix} is below calm_vix {self.calm_vix}; make fear_vix at least calm_vix")
+        return self
 
 
-@dataclass(frozen=True)
+@checked(frozen=True, config=STRICT)
 class FeatureSettings:
     """What the feature stage needs beyond the bars: market inputs and target definitions."""
 
-    benchmark: str = "^GSPC"
-    volatility_index: str = "^VIX"
-    direction_threshold: float = 0.001  # Up above +0.1%, Down below -0.1%, Neutral between
-    volatility_window: int = 20  # the plan's volatility target: this rolling std, one bar ahead
-    forward_volatility_bars: int = 5  # realized volatility over the next h bars
-    warmup_bars: int = 500  # bars fetched before each window so every recursive indicator has converged
+    benchmark: Ticker = "^GSPC"
+    volatility_index: Ticker = "^VIX"
+    direction_threshold: Annotated[float, Field(ge=0, lt=0.1)] = 0.001  # Up above +0.1%, Down below -0.1%, Neutral between
+    volatility_window: Annotated[int, Field(ge=2)] = 20  # the plan's volatility target: this rolling std, one bar ahead
+    forward_volatility_bars: Count = 5  # realized volatility over the next h bars
+    warmup_bars: Annotated[int, Field(ge=0)] = 500  # bars fetched before each window so every recursive indicator has converged
     regime: RegimeRules = field(default_factory=RegimeRules)
 
 
-@dataclass(frozen=True)
+@checked(frozen=True, config=STRICT)
 class ModelSettings:
     """Training, splits and evaluation (trading_ml.models)."""
 
-    timeframe: str = "1d"  # the training table the models learn from
-    seed: int = 42
-    folds: int = 4  # walk-forward: this many test segments at the end of the table, judged pooled
-    test_share: float = 0.1  # each test segment's share of the table's time span
-    validation_share: float = 0.1  # early stopping on this share just before each test segment
-    sequence_length: int = 20  # LSTM input: this many bars
-    xgboost_rounds: int = 400
-    xgboost_depth: int = 4
-    xgboost_learning_rate: float = 0.05
-    early_stopping_rounds: int = 30
-    lstm_hidden: int = 32
-    lstm_epochs: int = 8
-    lstm_batch: int = 256
-    lstm_learning_rate: float = 0.001
-    forest_trees: int = 100
-    forest_max_samples: int = 100_000  # rows each tree draws; bounds fit time and model size on large universes
-    ewma_lambda: float = 0.94  # RiskMetrics
-    costs_bps: float = 5.0  # per unit of turnover in the long-short backtest
-    long_short_share: float = 0.2  # long the top and short the bottom fifth by P(up) - P(down)
-    confidence: float = 0.95  # intervals, and the one-sided level the deploy gate demands
-    bootstrap_block_days: int = 20  # block bootstrap over dates: blocks this many dates long
-    bootstrap_samples: int = 1000
-    min_compare_days: int = 20  # production is compared on this run's rows it never saw: at least this many dates
+    timeframe: Literal["1d", "1h"] = "1d"  # the training table the models learn from
+    seed: Annotated[int, Field(ge=0)] = 42
+    folds: Count = 4  # walk-forward: this many test segments at the end of the table, judged pooled
+    test_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1  # each test segment's share of the table's time span
+    validation_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1  # early stopping on this share just before each test segment
+    sequence_length: Count = 20  # LSTM input: this many bars
+    xgboost_rounds: Count = 400
+    xgboost_depth: Count = 4
+    xgboost_learning_rate: Rate = 0.05
+    early_stopping_rounds: Count = 30
+    lstm_hidden: Count = 32
+    lstm_epochs: Count = 8
+    lstm_batch: Count = 256
+    lstm_learning_rate: Rate = 0.001
+    forest_trees: Count = 100
+    forest_max_samples: Count = 100_000  # rows each tree draws; bounds fit time and model size on large universes
+    ewma_lambda: Annotated[float, Field(gt=0, lt=1)] = 0.94  # RiskMetrics
+    costs_bps: Annotated[float, Field(ge=0)] = 5.0  # per unit of turnover in the long-short backtest
+    long_short_share: Annotated[float, Field(gt=0, le=0.5)] = 0.2  # long the top and short the bottom fifth by P(up) - P(down)
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95  # intervals, and the one-sided level the deploy gate demands
+    bootstrap_block_days: Count = 20  # block bootstrap over dates: blocks this many dates long
+    bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
+    min_compare_days: Count = 20  # production is compared on this run's rows it never saw: at least this many dates
+
+    @model_validator(mode="after")
+    def room_to_train(self):
+        if self.folds * self.test_share + self.validation_share >= 0.8:
+            raise ValueError(
+                f"folds x test_share + validation_share is {self.folds * self.test_share + self.validation_share:.2f}; "
+                "keep it below 0.8 so the first fold trains on at least 20% of the span (e.g. 4 x 0.1 + 0.1)"
+            )
+        return self
 
 
-@dataclass(frozen=True)
+@checked(frozen=True, config=STRICT)
 class AirflowSettings:
     """How the DAG (dags/trading_ml_training.py) schedules and retries the stages."""
 
-    schedule: str = "0 6 1 1,4,7,10 *"  # quarterly: 06:00 UTC on the first day of each quarter
-    ingest_retries: int = 4
-    stage_retries: int = 2  # every other task: a store that stopped answering may be back; bad input fails at once
-    retry_delay_seconds: float = 30.0  # doubles on each retry, up to max_retry_delay_seconds
-    max_retry_delay_seconds: float = 600.0
-    source_pool: str = "market_data_source"  # caps concurrent calls to the data provider (Yahoo)
-    source_pool_slots: int = 4
-    mongo_conn_id: str = "mongo_default"
+    schedule: Annotated[str, Field(min_length=9)] = "0 6 1 1,4,7,10 *"  # quarterly: 06:00 UTC on the first day of each quarter
+    ingest_retries: Annotated[int, Field(ge=0)] = 4
+    stage_retries: Annotated[int, Field(ge=0)] = 2  # every other task: a lost worker or a store that stopped answering
+    retry_delay_seconds: Positive = 30.0  # doubles on each retry, up to max_retry_delay_seconds
+    max_retry_delay_seconds: Positive = 600.0
+    source_pool: Name = "market_data_source"  # caps concurrent calls to the data provider (Yahoo)
+    source_pool_slots: Count = 4
+    mongo_conn_id: Name = "mongo_default"
+
+
+@checked(frozen=True, config=STRICT)
+class ApiSettings:
+    """The signals API (trading_ml.serving)."""
+
+    max_body_bytes: Count = 1_000_000  # larger request bodies get 413
+    cached_as_of: Count = 8  # signal tables kept (least recently used first out), one per as-of
 
 
 @dataclass(frozen=True)
@@ -156,6 +233,7 @@ class Settings:
     features: FeatureSettings = field(default_factory=FeatureSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
     airflow: AirflowSettings = field(default_factory=AirflowSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     def instrument(self, symbol: str) -> Instrument:
         """The configured instrument, or an equity on the default exchange for symbols outside it."""
@@ -199,150 +277,252 @@ def parse_lookback(text: str) -> pd.DateOffset:
 def check_ticker(symbol: str) -> str:
     if not isinstance(symbol, str) or not TICKER_PATTERN.match(symbol):
         raise ConfigError(
-            f"{symbol!r} is not a ticker: use upper-case letters, digits and . - = ^ "
+            f"{shorten(symbol)} is not a ticker: use upper-case letters, digits and . - = ^ "
             "(for example AAPL, ^GSPC, BRK-B)"
         )
     return symbol
 
 
+class IndexEntry(BaseModel):
+    model_config = STRICT
+    symbol: Ticker
+    name: str | None = None
+    exchange: Calendar = "XNYS"
+    has_volume: bool = True
+    max_abs_return: Positive | None = None
+
+
+class EquitiesSection(BaseModel):
+    model_config = STRICT
+    exchange: Calendar = "XNYS"
+    sectors: dict[str, list[Ticker]] = {}
+
+
+class UniverseSection(BaseModel):
+    model_config = STRICT
+    indices: list[IndexEntry] = []
+    equities: EquitiesSection = EquitiesSection()
+    fx: list[Ticker] = []
+    crypto: list[Ticker] = []
+    default_exchange: Calendar = "XNYS"
+
+    @model_validator(mode="after")
+    def not_empty(self):
+        if not (self.indices or any(self.equities.sectors.values()) or self.fx or self.crypto):
+            raise ValueError("lists no symbol: add indices, equities.sectors, fx or crypto")
+        return self
+
+
+class TimeframeEntry(BaseModel):
+    model_config = STRICT
+    lookback: Annotated[str, AfterValidator(_lookback)]
+
+
+class StorageSection(BaseModel):
+    model_config = STRICT
+    mongo_uri: Annotated[str, AfterValidator(_mongo_uri)] | None = None
+    database: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,60}$")] = "trading_system"
+    ping_timeout_ms: Annotated[int, Field(ge=1, le=600_000)] = 2000
+    fallback_dir: Annotated[str, Field(min_length=1)] = "fallback"
+
+
+class SyntheticOptions(BaseModel):
+    model_config = STRICT
+    seed: Annotated[int, Field(ge=0)] = 42
+    epoch: dt.date = dt.date(2000, 1, 3)
+    signal_strength: Annotated[float, Field(ge=0, lt=0.5)] = 0.15  # 0 plants no signal
+    faults: dict[Ticker, list[str]] | None = None  # tests' injected faults; kinds checked by the synthetic market
+
+
+class YahooOptions(BaseModel):
+    model_config = STRICT
+    retries: Count = 5
+    backoff_seconds: Annotated[float, Field(ge=0)] = 2.0
+
+
+class SourcesSection(BaseModel):
+    model_config = STRICT
+    synthetic: SyntheticOptions = SyntheticOptions()
+    yahoo: YahooOptions = YahooOptions()
+
+
+class ConfigFile(BaseModel):
+    """The shape of config.yaml, every key typed and bounded."""
+
+    model_config = STRICT
+    universe: UniverseSection
+    timeframes: Annotated[dict[Literal["1d", "1h"], TimeframeEntry], Field(min_length=1)]
+    data_dir: Annotated[str, Field(min_length=1)] = "data"
+    source: Annotated[str, AfterValidator(_source)] = "synthetic"
+    storage: StorageSection = StorageSection()
+    validation: ValidationSettings = ValidationSettings()
+    sources: SourcesSection = SourcesSection()
+    features: FeatureSettings = FeatureSettings()
+    models: ModelSettings = ModelSettings()
+    airflow: AirflowSettings = AirflowSettings()
+    api: ApiSettings = ApiSettings()
+
+
+ENVIRONMENT_KEYS = {ENV_DATA_DIR: ("data_dir",), ENV_MONGO_URI: ("storage", "mongo_uri"), ENV_SOURCE: ("source",)}
+SECRET_KEYS = {("storage", "mongo_uri")}
+
+
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Read config.yaml (or TRADING_ML_CONFIG) and apply the environment overrides."""
+    """Read config.yaml (or TRADING_ML_CONFIG), apply the environment overrides, check both against
+    the schema; any error is a ConfigError of one line."""
     env = os.environ if env is None else env
     config_path = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG).resolve()
+    raw = _read_yaml(config_path)
+    overridden = {}
+    for variable, key in ENVIRONMENT_KEYS.items():
+        if env.get(variable):
+            section = raw
+            for part in key[:-1]:
+                section = section.setdefault(part, {}) if isinstance(section.get(part, {}), dict) else section
+            section[key[-1]] = env[variable]
+            overridden[key] = variable
+    try:
+        checked_file = ConfigFile.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(describe_error(error, str(config_path), overridden)) from None
+    return _settings(checked_file, config_path)
+
+
+def _read_yaml(config_path: Path) -> dict:
     if not config_path.is_file():
         raise ConfigError(f"config file {config_path} not found; set {ENV_CONFIG} or pass --config")
     try:
-        raw = yaml.safe_load(config_path.read_text()) or {}
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{config_path}: not a text file (byte {error.start} is not UTF-8); pass a YAML config") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{config_path} is not valid YAML: {error}") from error
-    return _settings_from_mapping(raw, config_path, env)
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{config_path}: not valid YAML{where}: {problem}; fix that line") from None
+    if raw is None:
+        raise ConfigError(f"{config_path} is empty; start from the repo's config.yaml")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path} must be a mapping of settings (universe:, timeframes:, ...), not a {type(raw).__name__}")
+    return raw
 
 
-def _settings_from_mapping(raw: dict, config_path: Path, env) -> Settings:
-    _reject_unknown_keys(raw, config_path)
-    data_dir = Path(env.get(ENV_DATA_DIR) or raw.get("data_dir") or "data")
+def _settings(config: ConfigFile, config_path: Path) -> Settings:
+    data_dir = Path(config.data_dir).expanduser()
     if not data_dir.is_absolute():
         data_dir = (Path.cwd() / data_dir).resolve()
-    storage = raw.get("storage") or {}
-    validation = raw.get("validation") or {}
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"data_dir {data_dir} is a file, not a folder; pass --data-dir (or {ENV_DATA_DIR}) a folder")
+    storage = config.storage
     return Settings(
         config_path=config_path,
-        universe=_parse_universe(raw.get("universe"), config_path),
-        default_exchange=str((raw.get("universe") or {}).get("default_exchange") or "XNYS"),
-        timeframes=_parse_timeframes(raw.get("timeframes"), config_path),
+        universe=_instruments(config.universe),
+        default_exchange=config.universe.default_exchange,
+        timeframes={name: Timeframe(name=name, lookback=entry.lookback) for name, entry in config.timeframes.items()},
         data_dir=data_dir,
-        source=str(env.get(ENV_SOURCE) or raw.get("source") or "synthetic"),
-        storage=StorageSettings(
-            mongo_uri=env.get(ENV_MONGO_URI) or storage.get("mongo_uri") or None,
-            database=str(storage.get("database", "trading_system")),
-            ping_timeout_ms=int(storage.get("ping_timeout_ms", 2000)),
-            fallback_dir=data_dir / str(storage.get("fallback_dir", "fallback")),
-        ),
-        validation=ValidationSettings(
-            max_missing_share=float(validation.get("max_missing_share", 0.05)),
-            max_abs_return=float(validation.get("max_abs_return", 0.5)),
-            min_pass_share=float(validation.get("min_pass_share", 0.8)),
-        ),
-        sources=dict(raw.get("sources") or {}),
-        features=_parse_features(raw.get("features") or {}, config_path),
-        models=_parse_models(raw.get("models") or {}, config_path),
-        airflow=AirflowSettings(**_typed_options(AirflowSettings, raw.get("airflow") or {}, f"{config_path}: airflow")),
+        source=config.source,
+        storage=StorageSettings(storage.mongo_uri, storage.database, storage.ping_timeout_ms, data_dir / storage.fallback_dir),
+        validation=config.validation,
+        sources=config.sources.model_dump(exclude_none=True),
+        features=config.features,
+        models=config.models,
+        airflow=config.airflow,
+        api=config.api,
     )
 
 
-KNOWN_KEYS = {"universe", "timeframes", "data_dir", "source", "storage", "validation", "sources", "features", "models", "airflow"}
-
-
-def _reject_unknown_keys(raw: dict, config_path: Path) -> None:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{config_path} must be a mapping of settings")
-    unknown = sorted(set(raw) - KNOWN_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{config_path}: unknown key(s) {', '.join(unknown)}; known keys are "
-            f"{', '.join(sorted(KNOWN_KEYS))}"
-        )
-
-
-def _parse_universe(raw: dict | None, config_path: Path) -> dict[str, Instrument]:
-    if not raw or "equities" not in raw:
-        raise ConfigError(f"{config_path}: `universe` needs `indices` and `equities`")
-    instruments: dict[str, Instrument] = {}
-    for entry in raw.get("indices") or []:
-        symbol = check_ticker(entry["symbol"])
-        instruments[symbol] = Instrument(
-            symbol=symbol,
-            kind="index",
-            exchange=str(entry.get("exchange", "XNYS")),
-            name=entry.get("name"),
-            has_volume=bool(entry.get("has_volume", True)),
-            max_abs_return=entry.get("max_abs_return"),
-        )
-    equities = raw["equities"]
-    exchange = str(equities.get("exchange", "XNYS"))
-    for sector, symbols in (equities.get("sectors") or {}).items():
+def _instruments(universe: UniverseSection) -> dict[str, Instrument]:
+    instruments = {
+        entry.symbol: Instrument(symbol=entry.symbol, kind="index", exchange=entry.exchange, name=entry.name,
+                                 has_volume=entry.has_volume, max_abs_return=entry.max_abs_return)
+        for entry in universe.indices
+    }
+    for sector, symbols in universe.equities.sectors.items():
         for symbol in symbols:
-            instruments[check_ticker(symbol)] = Instrument(
-                symbol=symbol, kind="equity", exchange=exchange, sector=sector
-            )
-    for kind, calendar_name, has_volume in (("fx", "FX", False), ("crypto", "CRYPTO", True)):
-        for symbol in raw.get(kind) or []:
-            instruments[check_ticker(symbol)] = Instrument(symbol=symbol, kind=kind, exchange=calendar_name, has_volume=has_volume)
+            instruments[symbol] = Instrument(symbol=symbol, kind="equity", exchange=universe.equities.exchange, sector=sector)
+    for symbol in universe.fx:
+        instruments[symbol] = Instrument(symbol=symbol, kind="fx", exchange="FX", has_volume=False)
+    for symbol in universe.crypto:
+        instruments[symbol] = Instrument(symbol=symbol, kind="crypto", exchange="CRYPTO")
     return instruments
 
 
-def _parse_features(raw: dict, config_path: Path) -> FeatureSettings:
-    """`features:` of config.yaml; unknown keys or wrong types are refused by name, missing ones default."""
-    regime = _typed_options(RegimeRules, dict(raw.get("regime") or {}), f"{config_path}: features.regime")
-    options = {k: v for k, v in raw.items() if k != "regime"}
-    features = FeatureSettings(**_typed_options(FeatureSettings, options, f"{config_path}: features"), regime=RegimeRules(**regime))
-    for name in ("benchmark", "volatility_index"):
-        check_ticker(getattr(features, name))
-    if not 0 <= features.direction_threshold < 0.1:
-        raise ConfigError(f"{config_path}: features.direction_threshold {features.direction_threshold} must be in [0, 0.1)")
-    return features
+def describe_error(error: ValidationError, where: str, overridden: dict[tuple, str] | None = None) -> str:
+    """The first error of a validation as one line: the key (or environment variable), the value as
+    written (never a secret's), and what to write instead."""
+    first = error.errors()[0]
+    location = tuple(str(part) for part in first["loc"] if part not in ("[key]",))
+    name = (overridden or {}).get(location) or f"{where}: {'.'.join(location) or 'the file'}"
+    shown = first.get("input")
+    hidden = location in SECRET_KEYS or first["type"] in ("missing",) or isinstance(shown, dict | list)
+    value = "" if hidden else f" = {shorten(shown)}"
+    return f"{name}{value}: {_advice(first, location)}"
 
 
-def _parse_models(raw: dict, config_path: Path) -> ModelSettings:
-    models = ModelSettings(**_typed_options(ModelSettings, raw, f"{config_path}: models"))
-    if models.folds < 1 or not (0 < models.test_share and 0 < models.validation_share):
-        raise ConfigError(f"{config_path}: models.folds must be at least 1 and test_share, validation_share above 0")
-    if models.folds * models.test_share + models.validation_share >= 0.8:
-        raise ConfigError(f"{config_path}: models.folds x test_share + validation_share must leave at least 20% of the span "
-                          "for the first fold's training (e.g. 4 x 0.1 + 0.1)")
-    if not 0.5 < models.confidence < 1 or models.bootstrap_block_days < 1 or models.bootstrap_samples < 100:
-        raise ConfigError(f"{config_path}: models.confidence must be in (0.5, 1), bootstrap_block_days at least 1, bootstrap_samples at least 100")
-    if models.timeframe not in ("1d", "1h"):
-        raise ConfigError(f"{config_path}: models.timeframe {models.timeframe!r} must be 1d or 1h")
-    return models
+def shorten(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _typed_options(kind: type, raw: dict, where: str) -> dict:
-    """raw's values converted to the types of kind's defaults; unknown keys raise ConfigError."""
-    defaults = {name: f.default for name, f in kind.__dataclass_fields__.items() if not callable(f.default_factory)}
-    unknown = sorted(set(raw) - set(defaults))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(defaults)}")
-    typed = {}
-    for name, value in raw.items():
-        try:
-            typed[name] = type(defaults[name])(value)
-        except (TypeError, ValueError) as error:
-            kind_name = {"int": "an integer", "float": "a number"}.get(type(defaults[name]).__name__, "a string")
-            raise ConfigError(f"{where}.{name}: {value!r} is not {kind_name}") from error
-    return typed
+def _advice(error: dict, location: tuple[str, ...]) -> str:
+    kind, context = error["type"], error.get("ctx") or {}
+    bounds = {"greater_than_equal": ">= {ge}", "greater_than": "> {gt}", "less_than_equal": "<= {le}", "less_than": "< {lt}"}
+    if kind in bounds:
+        return f"must be {bounds[kind].format(**context)}"
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        known = _field_names(location[:-1])
+        nearest = difflib.get_close_matches(location[-1], known, n=1)
+        return f"unknown key; did you mean {nearest[0]!r}?" if nearest else f"unknown key; known keys here: {', '.join(known)}"
+    if kind == "missing":
+        return "is missing; add it (see the repo's config.yaml)"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    if kind.startswith("date"):
+        return "must be a date YYYY-MM-DD"
+    if kind == "literal_error":
+        return f"must be one of {context.get('expected')}"
+    if kind in ("dict_type", "list_type", "model_type", "dataclass_type", "model_attributes_type", "dataclass_args_type"):
+        return f"must be a {'list' if kind == 'list_type' else 'mapping'}"
+    if kind == "string_type":
+        return "must be text"
+    if kind == "string_pattern_mismatch":
+        return f"must match {context.get('pattern')}"
+    if kind in ("too_short", "string_too_short"):
+        return "must not be empty"
+    return error["msg"].removeprefix("Value error, ")
 
 
-def _parse_timeframes(raw: dict | None, config_path: Path) -> dict[str, Timeframe]:
-    if not raw:
-        raise ConfigError(f"{config_path}: `timeframes` is empty; expected e.g. 1d: {{lookback: 5y}}")
-    timeframes = {}
-    for name, spec in raw.items():
-        if name not in ("1d", "1h"):
-            raise ConfigError(f"{config_path}: timeframe {name!r} is not supported; use 1d or 1h")
-        timeframes[name] = Timeframe(name=name, lookback=str((spec or {}).get("lookback", "")))
-        timeframes[name].offset  # noqa: B018 - validates the lookback now, not mid-run
-    return timeframes
+def _field_names(location: tuple[str, ...]) -> list[str]:
+    """The keys the schema allows at a location of the file."""
+    kind: Any = ConfigFile
+    for part in location:
+        fields = _fields_of(kind)
+        if part in fields:
+            kind = fields[part]
+        else:  # a dict key or a list index: the value type
+            kind = next((arg for arg in typing.get_args(kind) if _fields_of(arg)), kind)
+        kind = _model_in(kind)
+    return list(_fields_of(kind))
+
+
+def _model_in(kind: Any) -> Any:
+    """The model or dataclass inside an annotation (Optional[X], list[X], dict[K, X], Annotated[X, ...])."""
+    if _fields_of(kind):
+        return kind
+    for arg in typing.get_args(kind):
+        found = _model_in(arg)
+        if _fields_of(found):
+            return found
+    return kind
+
+
+def _fields_of(kind: Any) -> dict[str, Any]:
+    fields = getattr(kind, "model_fields", None) or getattr(kind, "__pydantic_fields__", None)
+    return {name: info.annotation for name, info in fields.items()} if isinstance(fields, dict) else {}
 
 
 def parse_as_of(text: str | dt.date | None, today: dt.date | None = None) -> dt.date:

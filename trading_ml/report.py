@@ -75,6 +75,7 @@ def report_data(ctx: RunContext, registry: ModelRegistry) -> dict:
         "confidence": ctx.settings.models.confidence,
         "planted_signal": _planted_vs_recovered(evaluation),
         "models": models,
+        "not_trained": evaluation.get("not_trained", {}),
     }
 
 
@@ -248,6 +249,8 @@ def render_html(summary: dict, figures: dict[str, tuple[str, str]]) -> str:
         for key, (title, png) in figures.items()
     )
     symbols = sorted({p["symbol"] for p in data["pairs"]})
+    not_trained = "".join(f"<li>{escape(name)}: {escape(why)}</li>" for name, why in summary.get("not_trained", {}).items())
+    not_trained = f"<p class='missed'>Not trained (their tasks failed; the rest went on):</p><ul>{not_trained}</ul>" if not_trained else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>trading-ml report {escape(summary['run_id'])}</title>
 <style>
@@ -270,6 +273,7 @@ Intervals are {summary['confidence']:.0%} block-bootstrap intervals over dates.<
 <table><tr><th>model</th><th>version</th><th>primary metric</th><th>value [interval]</th><th>baselines</th><th>skill over the best baseline</th>
 <th>plan target</th><th>status</th><th>deploy decision</th></tr>
 {''.join(rows)}</table>
+{not_trained}
 <h3>Every metric</h3>
 <table>{details}</table>
 <h2>Plots</h2>

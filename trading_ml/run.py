@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, Settings, check_ticker, load_settings, parse_as_of
+from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, SOURCE_PATTERN, Settings, check_ticker, load_settings, parse_as_of, shorten
 from trading_ml.data.calendars import bars_before
 from trading_ml.errors import ConfigError
 
@@ -45,7 +45,7 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 def check_run_id(run_id: object) -> str:
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
         raise ConfigError(
-            f"run id {run_id!r} is not valid: use letters, digits and _ . ~ : + - (at most 250, starting "
+            f"run id {shorten(run_id)} is not valid: use letters, digits and _ . ~ : + - (at most 250, starting "
             "with a letter or digit), e.g. manual__2026-11-25T09:00:00+00:00"
         )
     return run_id
@@ -257,6 +257,11 @@ class RunContext:
     ) -> RunContext:
         """A new run (a fresh id) unless ``run_id`` names one: a retried Airflow task, or a CLI stage
         continuing an earlier stage's run."""
+        for name, chosen in (("symbols", symbols), ("timeframes", timeframes)):
+            if chosen is not None and not list(chosen):
+                raise ConfigError(f"{name} is an empty list; name at least one, or leave it unset for the configured {name}")
+        if source is not None and not SOURCE_PATTERN.match(str(source)):
+            raise ConfigError(f"source {shorten(source)} is not a source: write yahoo, synthetic, sample or csv:DIR")
         chosen_symbols = [check_ticker(s) for s in (symbols or settings.symbols)]
         for symbol in (s for s in chosen_symbols if s not in settings.universe):
             log.warning("%s is not in config.yaml: it follows the calendar %s", symbol, settings.calendar_source(symbol))

@@ -12,14 +12,18 @@ The current regime is always the plan's rules applied to the newest bar; it need
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
+from collections import OrderedDict
+from typing import Annotated
 
 import pandas as pd
 from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from trading_ml.config import Settings
 from trading_ml.data.calendars import bars_before, expected_timestamps
@@ -53,8 +57,45 @@ MIN_SEQUENCE_ROWS = 20
 
 
 class SignalRequest(BaseModel):
-    symbols: list[str] = Field(min_length=1, max_length=500, description="tickers of the configured universe")
+    model_config = ConfigDict(extra="forbid")
+    symbols: list[Annotated[str, Field(max_length=20)]] = Field(min_length=1, max_length=500, description="tickers of the configured universe")
     as_of: dt.date | None = Field(None, description="signals from bars up to this date (default: the newest stored bar)")
+
+
+class SignalCache:
+    """Signal tables by key (as-of, newest bar, production versions), least recently used out first.
+    Each key is built once: concurrent requests for it wait for that one build, and requests for
+    other keys are not blocked by it."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._tables: OrderedDict[tuple, tuple] = OrderedDict()
+        self._building: dict[tuple, threading.Lock] = {}
+        self._lock = threading.Lock()  # guards the two dicts only, never held while building
+
+    def get(self, key: tuple, build) -> tuple:
+        with self._lock:
+            if key in self._tables:
+                self._tables.move_to_end(key)
+                return self._tables[key]
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                if key in self._tables:  # built while this request waited
+                    return self._tables[key]
+            try:
+                value = build()
+                with self._lock:
+                    self._tables[key] = value
+                    while len(self._tables) > self.size:
+                        self._tables.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._building.pop(key, None)
+            return value
+
+    def __len__(self) -> int:
+        return len(self._tables)
 
 
 class SignalService:
@@ -66,11 +107,12 @@ class SignalService:
         self.registry = ModelRegistry(self.store, settings.data_dir)
         self.loader = ModelLoader(self.registry)
         self.timeframe = settings.models.timeframe
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # model loading
+        self._bars_lock = threading.Lock()  # one re-read of the stored bars at a time
         self._models: dict[str, tuple[str, object]] = {}
         self.refused: dict[str, str] = {}  # model: "version: why" of a production version that failed to load
-        self._bars: tuple[float, dict[str, pd.DataFrame]] | None = None
-        self._signals: dict[tuple, tuple[pd.DataFrame, dict]] = {}
+        self._bars: tuple[float, dict[str, pd.DataFrame], tuple | None] | None = None  # when read, bars, (first, newest)
+        self.signals = SignalCache(settings.api.cached_as_of)
 
     def production_versions(self) -> dict[str, str]:
         return self.registry.production_versions()
@@ -105,36 +147,50 @@ class SignalService:
         return {task: next((n for n in names if n in models), None) for task, names in SERVED.items()}
 
     def stored_bars(self) -> dict[str, pd.DataFrame]:
-        """The universe's stored bars, re-read at most every BARS_REFRESH_SECONDS (ingestion adds bars)."""
-        now = time.monotonic()
-        if self._bars is None or now - self._bars[0] > BARS_REFRESH_SECONDS:
-            documents = self.store.find("market_data", {"timeframe": self.timeframe})  # one read for every symbol
-            by_symbol: dict[str, list[dict]] = {}
-            for document in documents:
-                by_symbol.setdefault(document["symbol"], []).append(document)
-            self._bars = (now, {s: documents_to_bars(by_symbol[s]) for s in self.settings.symbols if s in by_symbol})
+        """The universe's stored bars, re-read at most every BARS_REFRESH_SECONDS (ingestion adds bars).
+        One request re-reads them; the others go on with the bars already read meanwhile."""
+        current = self._bars
+        stale = current is None or time.monotonic() - current[0] > BARS_REFRESH_SECONDS
+        if stale and self._bars_lock.acquire(blocking=current is None):
+            try:
+                if self._bars is current:  # nobody refreshed while this request waited
+                    self._bars = self._read_bars()
+            finally:
+                self._bars_lock.release()
         if not self._bars[1]:
             raise ServiceUnavailable(f"no {self.timeframe} bars in the store; run `trading-ml ingest` first")
         return self._bars[1]
 
-    def signal_frame(self, as_of: dt.date | None) -> tuple[pd.DataFrame, dict]:
+    def _read_bars(self) -> tuple[float, dict[str, pd.DataFrame], tuple | None]:
+        """(when, bars by symbol, (first, newest) stamp) from one read of the store."""
+        documents = self.store.find("market_data", {"timeframe": self.timeframe})  # one read for every symbol
+        by_symbol: dict[str, list[dict]] = {}
+        for document in documents:
+            by_symbol.setdefault(document["symbol"], []).append(document)
+        bars = {s: documents_to_bars(by_symbol[s]) for s in self.settings.symbols if s in by_symbol}
+        span = (min(f.index.min() for f in bars.values()), max(f.index.max() for f in bars.values())) if bars else None
+        return time.monotonic(), bars, span
+
+    def signal_frame(self, as_of: dt.date | None) -> tuple[pd.DataFrame, dict, dict]:
         """Every task's output on the features of the whole universe (breadth and benchmark features
         need it) up to as_of, and what produced each; cached per as-of, bars and model versions."""
         models = self.models()
-        bars = self.stored_bars()
-        newest = max(frame.index.max() for frame in bars.values())
-        end = pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1) if as_of else newest + pd.Timedelta(seconds=1)
+        self.stored_bars()
+        _, bars, (first, newest) = self._bars  # one snapshot: the bars and their span together
+        check_as_of(as_of, first, newest, self.timeframe)
+        end = newest + pd.Timedelta(seconds=1)
+        if as_of is not None:
+            end = min(end, pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1))  # an as-of past the newest bar is the newest
         key = (end, newest, tuple(sorted((name, version) for name, (version, _) in models.items())))
-        with self._lock:
-            if key not in self._signals:
-                table = self._build(bars, end)
-                serving = self.serving_models(models)
-                outputs = [self._direction(table, models, serving["direction"]), self._volatility(table, models, serving["volatility"]),
-                           self._regime(table, models, serving["regime"])]
-                frame = pd.concat([output for output, _ in outputs], axis=1)
-                used = dict(zip(SERVED, (source for _, source in outputs), strict=True))
-                self._signals = {key: (frame, used)}  # the newest as-of is what is asked for
-            return self._signals[key]
+        return self.signals.get(key, lambda: self._signals_at(bars, end, models))
+
+    def _signals_at(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp, models: dict) -> tuple[pd.DataFrame, dict, dict]:
+        table = self._build(bars, end)
+        serving = self.serving_models(models)
+        outputs = [self._direction(table, models, serving["direction"]), self._volatility(table, models, serving["volatility"]),
+                   self._regime(table, models, serving["regime"])]
+        frame = pd.concat([output for output, _ in outputs], axis=1)
+        return frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), self._latest_signals(frame)
 
     @staticmethod
     def _source(models: dict, name: str | None, task: str) -> dict:
@@ -182,36 +238,50 @@ class SignalService:
     def generate(self, request: SignalRequest) -> dict:
         unknown = [s for s in request.symbols if s not in self.settings.universe]
         if unknown:
-            raise HTTPException(404, f"unknown symbol(s) {', '.join(unknown)}; the universe is {', '.join(self.settings.symbols)}")
-        frame, used = self.signal_frame(request.as_of)
+            named = ", ".join(s for s in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise HTTPException(404, f"unknown symbol(s) {named}; the universe is {', '.join(self.settings.symbols)}")
+        _, used, latest = self.signal_frame(request.as_of)
         signals = []
-        for symbol, index in self._latest_rows(frame, request.symbols).items():
-            row = frame.loc[index]
-            signals.append({
-                "symbol": symbol,
-                "bar": index[0].isoformat(),
-                "direction": {"probabilities": {label: float(row[column]) for column, label in DIRECTION_CLASSES.items()},
-                              "class": DIRECTION_CLASSES[row[list(DIRECTION_CLASSES)].astype(float).idxmax()]},
-                "volatility": {"forecast": float(row["volatility"])},
-                "regime": {"now": str(row["regime_now"]), "ahead": str(row["regime_ahead"])},
-            })
+        for symbol in request.symbols:
+            signal = latest.get(symbol, f"{symbol}: no bars with complete features up to this as-of; use a later as_of or ingest it")
+            if isinstance(signal, str):
+                raise HTTPException(422, signal)
+            signals.append(signal)
         return {"timeframe": self.timeframe, "models": used, "signals": signals}
 
-    def _latest_rows(self, table: pd.DataFrame, symbols: list[str]) -> dict[str, tuple]:
-        rows, present = {}, table.index.get_level_values("symbol")
-        for symbol in symbols:
-            stamps = table.index[present == symbol]
-            if len(stamps) < MIN_SEQUENCE_ROWS:
-                raise HTTPException(422, f"{symbol}: {len(stamps)} bars with complete features up to this as-of; the models need "
-                                         f"{MIN_SEQUENCE_ROWS} after the warm-up; use a later as_of or ingest more history")
-            rows[symbol] = stamps[-1]
-        return rows
+    @staticmethod
+    def _latest_signals(frame: pd.DataFrame) -> dict[str, dict | str]:
+        """Each symbol's answer from its newest row (built once per cached table), or why there is none."""
+        latest, present = {}, frame.index.get_level_values("symbol")
+        for symbol in present.unique():
+            rows = frame[present == symbol]
+            if len(rows) < MIN_SEQUENCE_ROWS:
+                latest[symbol] = (f"{symbol}: {len(rows)} bars with complete features up to this as-of; the models need "
+                                  f"{MIN_SEQUENCE_ROWS} after the warm-up; use a later as_of or ingest more history")
+                continue
+            row = rows.iloc[-1]
+            probabilities = {label: float(row[column]) for column, label in DIRECTION_CLASSES.items()}
+            latest[symbol] = {
+                "symbol": symbol,
+                "bar": rows.index[-1][0].isoformat(),
+                "direction": {"probabilities": probabilities, "class": max(probabilities, key=probabilities.get)},
+                "volatility": {"forecast": float(row["volatility"])},
+                "regime": {"now": str(row["regime_now"]), "ahead": str(row["regime_ahead"])},
+            }
+        return latest
 
     def health(self) -> dict:
-        """'ok' when every task is served by a production model, else 'degraded: <task> served by its baseline'."""
-        serving = self.serving_models(self.models())
-        on_baseline = [task for task, name in serving.items() if name is None]
-        status = "ok" if not on_baseline else "degraded: " + "; ".join(f"{task} served by its baseline" for task in on_baseline)
+        """'ok' when every task is served by a production model; 'degraded: <why>' when a task is
+        served by its baseline or a production version was refused; 'unavailable: <why>' when no
+        signal can be served (no stored bars, the store not answering)."""
+        try:
+            self.stored_bars()
+            serving = self.serving_models(self.models())
+        except (ServiceUnavailable, StoreError) as error:
+            return {"status": f"unavailable: {error}", "serving_by_task": {}}
+        problems = [f"{task} served by its baseline" for task, name in serving.items() if name is None]
+        problems += [f"{name} {why.split(':')[0]} refused (files fail their checks)" for name, why in self.refused.items()]
+        status = "ok" if not problems else "degraded: " + "; ".join(problems)
         return {"status": status, "serving_by_task": {task: name or f"baseline ({BASELINES[task].split(':')[0]})" for task, name in serving.items()}}
 
     def loaded_versions(self) -> dict[str, str]:
@@ -226,9 +296,71 @@ class ServiceUnavailable(Exception):
     """What the API answers with 503: no stored bars to compute signals from."""
 
 
+def check_as_of(as_of: dt.date | None, first: pd.Timestamp, newest: pd.Timestamp, timeframe: str) -> None:
+    """An as-of before the stored bars or in the future is a 422 that says which dates exist."""
+    if as_of is None:
+        return
+    today = dt.datetime.now(dt.UTC).date()
+    if as_of < first.date() or as_of > today:
+        raise HTTPException(422, f"as_of {as_of} is outside the stored {timeframe} bars, which run from {first.date()} to "
+                                 f"{newest.date()}; ask for a date in that range (signals need the feature warm-up "
+                                 "after the first), or leave as_of out for the newest bar")
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before it is read in full."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await self._too_large(send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except BodyTooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send):
+        body = json.dumps({"detail": f"request body over {self.limit:,} bytes (api.max_body_bytes); send fewer symbols"}).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def first_error(error: RequestValidationError) -> str:
+    """A request's first validation error in one line, without echoing the input."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    if first.get("type") == "json_invalid":
+        where = f"the body is not JSON (at character {where})"
+    return f"{where}: {first.get('msg', 'invalid')}; send {{\"symbols\": [\"AAPL\"], \"as_of\": \"YYYY-MM-DD\"}} (as_of optional)"
+
+
 def create_app(settings: Settings) -> FastAPI:
     service = SignalService(settings)
     app = FastAPI(title="trading-ml signals", description="Direction, volatility and regime signals from the production models.")
+    app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_, error: RequestValidationError):
+        return JSONResponse(status_code=422, content={"detail": first_error(error)})
 
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(_, error: ServiceUnavailable):
@@ -243,9 +375,15 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(status_code=503, content={"detail": str(error)})
 
     @app.get("/health")
-    def health() -> dict:
-        return {**service.health(), "store": service.store_choice.kind, "production": service.production_versions(),
-                "serving": service.loaded_versions(), "refused": service.refused}
+    def health():
+        state = service.health()
+        try:
+            production = service.production_versions()
+        except StoreError:
+            production = {}
+        body = {**state, "store": service.store_choice.kind, "production": production, "serving": service.loaded_versions(),
+                "refused": service.refused, "cached_signal_tables": len(service.signals)}
+        return JSONResponse(status_code=503 if state["status"].startswith("unavailable") else 200, content=body)
 
     @app.get("/models")
     def models() -> list[dict]:

@@ -77,7 +77,7 @@ def test_the_graph_reads_like_the_plan(default_dag):
     for name in TRAIN_TASKS:
         assert tasks[name].upstream_task_ids == {"plan", "features", "choose_models"}
         assert tasks[name].downstream_task_ids == {"evaluate"}
-    assert tasks["evaluate"].trigger_rule == "none_failed_min_one_success"
+    assert tasks["evaluate"].trigger_rule == "all_done"  # after every chosen training task, whatever its outcome
     assert [t.task_id for t in default_dag.leaves] == ["report"] and tasks["report"].upstream_task_ids == {"plan", "deploy"}
     assert tasks["report"].trigger_rule == "none_failed"  # a run with deploy off still gets its report
     assert all(t.doc_md for t in tasks.values())
@@ -251,3 +251,67 @@ def test_an_error_retrying_cannot_cure_fails_its_task_at_once(airflow_db, tmp_pa
     assert run.state == "failed"
     validate = instances[("validate", -1)]
     assert validate.state == "failed" and validate.try_number == 1
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"symbols": []}, "param symbols: [] should be non-empty"),
+    ({"symbols": ["aapl;rm"]}, "param symbols: 'aapl;rm' does not match"),
+    ({"timeframes": []}, "param timeframes: [] should be non-empty"),
+    ({"timeframes": ["4h"]}, "param timeframes: '4h' is not one of"),
+    ({"models": []}, "param models: [] should be non-empty"),
+    ({"models": ["direction_random"]}, "param models: 'direction_random' is not one of"),
+    ({"source": "nonsense"}, "param source: 'nonsense' does not match"),
+    ({"as_of": 20261120}, "param as_of: 20261120 is not of type"),
+], ids=["no symbols", "bad ticker", "no timeframes", "unknown timeframe", "no models", "unknown model", "unknown source", "as_of a number"])
+def test_the_trigger_form_refuses_what_cannot_run(default_dag, conf, message):
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(default_dag.params)
+    with pytest.raises(ParamValidationError, match=f"Invalid input for {message}".replace("[", "\\[").replace("]", "\\]")):
+        params.update(conf)
+
+
+def test_a_source_that_cannot_work_fails_the_run_at_once_with_its_line_in_the_log(airflow_db, tmp_path, monkeypatch, capfd):
+    """csv:/nonexistent passes the form's pattern; the plan task fails on its first try, nothing is ingested."""
+    monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
+    dag = load_dag(write_config(tmp_path, airflow={"stage_retries": 3, "ingest_retries": 4, "retry_delay_seconds": 5}), monkeypatch)
+    run, instances = run_dag(dag, as_of="2026-11-20", source=f"csv:{tmp_path / 'nonexistent'}")
+    assert run.state == "failed" and (run.end_date - run.start_date).total_seconds() < 30
+    plan = instances[("plan", -1)]
+    assert plan.state == "failed" and plan.try_number == 1
+    ran = {task: (ti.state, ti.try_number) for (task, _), ti in instances.items() if ti.state not in ("upstream_failed", None)}
+    assert ran == {"plan": ("failed", 1), "evaluate": ("failed", 1)}  # evaluate (all_done) stops at once: nothing was planned
+    out, err = capfd.readouterr()
+    assert f"ConfigError: csv source folder {tmp_path / 'nonexistent'} does not exist" in out + err
+
+
+def test_a_lost_worker_is_retried_and_a_model_that_never_trains_leaves_the_others_registered(airflow_db, tmp_path, monkeypatch):
+    """train_volatility_garch dies once (as when its worker is lost) and is retried; train_regime_rf
+    fails on every try. evaluate, deploy and report go on with what trained, the report names
+    regime_rf, and the run succeeds."""
+    from trading_ml import pipeline
+
+    monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
+    dag = load_dag(write_config(tmp_path, airflow={"stage_retries": 1, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1}), monkeypatch)
+    train, lost = pipeline.train, []
+
+    def flaky_train(ctx, name, dataset, *rest):
+        if name == "regime_rf":
+            raise RuntimeError("worker lost: regime_rf's process was killed")
+        if name == "volatility_garch" and not lost:
+            lost.append(name)
+            raise RuntimeError("worker lost: the task's process was killed")
+        return train(ctx, name, dataset, *rest)
+
+    monkeypatch.setattr(pipeline, "train", flaky_train, raising=False)
+    run, instances = run_dag(dag, as_of="2026-11-20", symbols=["^GSPC", "^VIX", "AAPL", "XOM"], models=["volatility_garch", "regime_rf"])
+    assert run.state == "success"
+    assert instances[("train_volatility_garch", -1)].state == "success" and instances[("train_volatility_garch", -1)].try_number == 2
+    assert instances[("train_regime_rf", -1)].state == "failed" and instances[("train_regime_rf", -1)].try_number == 2
+    assert {task: instances[(task, -1)].state for task in ("evaluate", "deploy", "report")} == dict.fromkeys(("evaluate", "deploy", "report"), "success")
+    evaluated = xcoms(run)[("evaluate", -1, "return_value")]
+    assert list(evaluated["models"]) == ["volatility_garch"] and "train_regime_rf failed" in evaluated["not_trained"]["regime_rf"]
+    report = (find_runs(tmp_path / "data")[0].layout.root / "report.html").read_text()
+    assert "Not trained" in report and "regime_rf: its task train_regime_rf failed" in report

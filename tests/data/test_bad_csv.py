@@ -19,6 +19,7 @@ CASES = {
     "NaN price": (HEADER + GOOD + "2024-01-03,10,11,9,,100\n", "column 'close' at data row 2 .* prices must be positive"),
     "overflowing value": (HEADER + GOOD + "2024-01-03,10,1e400,9,10.5,100\n", "column 'high' at data row 2 .* is inf; prices must be positive finite"),
     "enormous value": (HEADER + GOOD + "2024-01-03,10,1e300,9,10.5,100\n", "column 'high' at data row 2 .* is 1e\\+300, more than 10x away"),
+    "infinite close": (HEADER + GOOD + "2024-01-03,10,11,9,inf,100\n", "column 'close' at data row 2 .* is inf; prices must be positive"),
     "infinite volume": (HEADER + GOOD + "2024-01-03,10,11,9,10.5,inf\n", "volume at data row 2 .* is missing, negative or infinite"),
     "out of order": (HEADER + "2024-01-03,10,11,9,10.5,100\n" + GOOD, "timestamps out of order at data row 2"),
     "bad timestamp": (HEADER + GOOD + "yesterday,10,11,9,10.5,100\n", "data row 2 has timestamp 'yesterday'"),
@@ -49,8 +50,37 @@ def test_not_utf8_is_named(tmp_path):
 
 def test_mixed_time_zones_are_refused(tmp_path):
     (tmp_path / "AAPL_1h.csv").write_text(HEADER + "2024-01-02T14:30:00+00:00,10,11,9,10.5,100\n2024-01-02 15:30,10,11,9,10.5,100\n")
-    with pytest.raises(DataError, match="timestamps mix time zones or mix zoned and unzoned values"):
+    with pytest.raises(DataError, match="timestamps mix zoned and unzoned values: data row 2 has no UTC offset"):
         CsvSource(tmp_path).fetch(SETTINGS.instrument("AAPL"), "1h", START, END)
+    (tmp_path / "AAPL_1h.csv").write_text(HEADER + "2024-01-02T09:30:00-05:00,10,11,9,10.5,100\n2024-01-02T16:30:00+01:00,10,11,9,10.5,100\n")
+    with pytest.raises(DataError, match="data row 2 has \\+01:00, but America/New_York .* is at -05:00 then"):
+        CsvSource(tmp_path).fetch(SETTINGS.instrument("AAPL"), "1h", START, END)
+
+
+def test_an_hourly_file_in_new_york_time_across_a_dst_change_ingests_and_validates(tmp_path):
+    """-05:00 before 2024-03-10, -04:00 after: one zone (the exchange's), converted to UTC."""
+    from trading_ml.data.calendars import expected_timestamps
+    from trading_ml.data.validation import validate_bars
+
+    start, end = pd.Timestamp("2024-03-04", tz="UTC"), pd.Timestamp("2024-03-16", tz="UTC")
+    hours = expected_timestamps("XNYS", "1h", start, end)
+    local = [stamp.tz_convert("America/New_York").isoformat() for stamp in hours]
+    assert {text[-6:] for text in local} == {"-05:00", "-04:00"}
+    rows = "".join(f"{text},10,11,9,10.5,100\n" for text in local)
+    (tmp_path / "AAPL_1h.csv").write_text(HEADER + rows)
+    bars = CsvSource(tmp_path).fetch(SETTINGS.instrument("AAPL"), "1h", start, end)
+    assert (bars.index == hours).all() and str(bars.index.tz) == "UTC"
+    report, _ = validate_bars(bars, SETTINGS.instrument("AAPL"), "1h", hours, SETTINGS.validation)
+    assert not report.quarantined and report.checks[0].detail.startswith("0 of")
+
+
+def test_an_absurd_move_prints_a_readable_percentage():
+    from trading_ml.data.validation import check_price_sanity
+
+    index = pd.date_range("2024-01-02", periods=3, freq="D", tz="UTC")
+    bars = pd.DataFrame({"adj_close": [10.0, 1e300, 1e300]}, index=index)
+    detail = check_price_sanity(bars, 0.5).detail
+    assert "first +1e+301%" in detail and len(detail) < 400
 
 
 def test_a_malformed_file_leaves_nothing_half_written_in_the_run(tmp_path):

@@ -101,25 +101,36 @@ MAX_INTRABAR_RATIO = 10  # open, high or low this many times above or below the 
 
 
 def _reject_bad_values(bars: pd.DataFrame, origin: str) -> None:
+    """Every price finite and positive (each column named for its own fault), then no open, high or
+    low absurdly far from its close."""
     prices = bars[PRICE_COLUMNS]
     for column in PRICE_COLUMNS:
         bad = ~np.isfinite(prices[column]) | (prices[column] <= 0)
         if bad.any():
             raise DataError(
-                f"{origin}: column {column!r} at {_row(bars.index, bad)} is {prices[column][bad].iloc[0]}; "
+                f"{origin}: column {column!r} at {_row(bars.index, bad)} is {number(prices[column][bad].iloc[0])}; "
                 "prices must be positive finite numbers (remove or fix that row)"
             )
-        if column == "adj_close":  # its ratio to the close is the adjustment factor: 31x for old rows is true
-            continue
+    for column in ("open", "high", "low"):  # adj_close's ratio to the close is the adjustment factor: 31x for old rows is true
         absurd = (prices[column] > MAX_INTRABAR_RATIO * prices["close"]) | (prices[column] * MAX_INTRABAR_RATIO < prices["close"])
         if absurd.any():
             raise DataError(
-                f"{origin}: column {column!r} at {_row(bars.index, absurd)} is {prices[column][absurd].iloc[0]:g}, more than "
-                f"{MAX_INTRABAR_RATIO}x away from that bar's close {prices['close'][absurd].iloc[0]:g}; fix that row"
+                f"{origin}: column {column!r} at {_row(bars.index, absurd)} is {number(prices[column][absurd].iloc[0])}, more than "
+                f"{MAX_INTRABAR_RATIO}x away from that bar's close {number(prices['close'][absurd].iloc[0])}; fix that row"
             )
     bad_volume = ~np.isfinite(bars["volume"]) | (bars["volume"] < 0)
     if bad_volume.any():
         raise DataError(f"{origin}: volume at {_row(bars.index, bad_volume)} is missing, negative or infinite; use a finite 0 or more")
+
+
+def number(value: float) -> str:
+    """A value as a person reads it: 6 significant digits, 1.2e+308 rather than 309 digits."""
+    return f"{value:.6g}"
+
+
+def percent(value: float) -> str:
+    """A move as a signed percentage, readable at any size: -49.6%, +3.2e+306%."""
+    return f"{value:+.1%}" if abs(value) < 100 else f"{value * 100:+.3g}%"
 
 
 def _row(index: pd.Index, mask: pd.Series) -> str:

@@ -36,6 +36,15 @@ def calendar(exchange: str) -> exchange_calendars.ExchangeCalendar:
         ) from error
 
 
+def time_zone(exchange: str) -> str:
+    """The local time zone of a calendar: the exchange's, New York for FX, UTC for crypto."""
+    if exchange == FX:
+        return FX_TIMEZONE
+    if exchange == CRYPTO:
+        return "UTC"
+    return str(calendar(exchange).tz)
+
+
 def expected_timestamps(
     exchange: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
 ) -> pd.DatetimeIndex:

@@ -8,6 +8,7 @@ and :class:`SourceUnavailable` when the provider did not answer (retrying later 
 from __future__ import annotations
 
 import csv
+import re
 import importlib
 import logging
 import time
@@ -17,7 +18,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from trading_ml.config import Instrument, Settings
+from trading_ml.config import Instrument, Settings, shorten
 from trading_ml.data.bars import (
     BAR_COLUMNS,
     canonical_column,
@@ -25,6 +26,7 @@ from trading_ml.data.bars import (
     normalize_bars,
     to_utc_index,
 )
+from trading_ml.data.calendars import time_zone
 from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH, SyntheticMarket, configured_strength
 from trading_ml.errors import ConfigError, DataError, OutsideCoverage, SourceUnavailable
 
@@ -155,12 +157,14 @@ class CsvSource:
                 f"no file for {instrument.symbol} {timeframe}: expected {path} "
                 f"(name files SYMBOL_TIMEFRAME.csv)"
             )
-        return read_bars_csv(path, timeframe, start, end)
+        return read_bars_csv(path, timeframe, start, end, time_zone(instrument.exchange))
 
 
-def read_bars_csv(path: Path, timeframe: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+def read_bars_csv(path: Path, timeframe: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
+                  zone: str = "UTC") -> pd.DataFrame:
     """Parse one bars CSV into the normalized frame (the rows in [start, end) when given: rows outside
-    the window are never checked), or raise DataError naming what to fix."""
+    the window are never checked), or raise DataError naming what to fix. Timestamps whose UTC
+    offsets change with daylight saving are accepted when they follow ``zone`` (the exchange's)."""
     header = _read_header(path)
     frame = _read_table(path)
     time_column = next((c for c in frame.columns if canonical_column(c) in CsvSource.TIME_COLUMNS), None)
@@ -169,7 +173,7 @@ def read_bars_csv(path: Path, timeframe: str, start: pd.Timestamp | None = None,
             f"{path}: no timestamp column; name one of {', '.join(CsvSource.TIME_COLUMNS)} "
             f"(found {', '.join(header)})"
         )
-    stamps = _parse_timestamps(frame[time_column], path)
+    stamps = _parse_timestamps(frame[time_column], path, zone)
     bars = frame.drop(columns=[time_column]).set_axis(stamps, axis=0)
     if start is not None and end is not None:
         utc = to_utc_index(stamps, timeframe, str(path))
@@ -210,22 +214,61 @@ def _read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _parse_timestamps(values: pd.Series, path: Path) -> pd.DatetimeIndex:
-    try:
-        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
-    except (ValueError, TypeError) as error:
-        raise DataError(
-            f"{path}: timestamps mix time zones or mix zoned and unzoned values ({error}); "
-            "write them all in UTC, e.g. 2024-08-01T13:30:00Z"
-        ) from error
+OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+
+
+def _parse_timestamps(values: pd.Series, path: Path, zone: str = "UTC") -> pd.DatetimeIndex:
+    """ISO 8601 timestamps; several UTC offsets are fine when they are one zone's across daylight
+    saving (-05:00 in winter, -04:00 in summer in New York), and converted to UTC."""
+    text = values.astype(str).str.strip()
+    offsets = text.str.extract(OFFSET, expand=False)
+    mixed = offsets.notna().any() and (offsets.isna().any() or offsets.nunique() > 1)
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=bool(mixed))
     bad = parsed.isna()
     if bad.any():
         row = int(bad.to_numpy().argmax())
         raise DataError(
-            f"{path}: data row {row + 1} has timestamp {values.iloc[row]!r}, which is not a "
+            f"{path}: data row {row + 1} has timestamp {shorten(values.iloc[row])}, which is not a "
             "date or time; use ISO 8601 (2024-08-01 or 2024-08-01T13:30:00Z)"
         )
+    if mixed:
+        _check_one_zone(parsed, offsets, path, zone)
     return pd.DatetimeIndex(parsed)
+
+
+def _check_one_zone(utc: pd.Series, offsets: pd.Series, path: Path, zone: str) -> None:
+    """Refuse offsets that are not ``zone``'s at their instants (genuinely different zones, or
+    zoned and unzoned values mixed), naming the first row that breaks the rule."""
+    if offsets.isna().any():
+        row = int(offsets.isna().to_numpy().argmax())
+        raise DataError(f"{path}: timestamps mix zoned and unzoned values: data row {row + 1} has no UTC offset while others do; "
+                        "write every timestamp in UTC (2024-08-01T13:30:00Z) or all with their offsets")
+    stamps = pd.DatetimeIndex(utc)
+    expected = (stamps.tz_convert(zone).tz_localize(None) - stamps.tz_localize(None)) // pd.Timedelta(minutes=1)
+    written = offsets.map(_offset_minutes).to_numpy()
+    wrong = ~(written == expected.to_numpy())
+    if wrong.any():
+        row = int(wrong.argmax())
+        raise DataError(
+            f"{path}: timestamps mix time zones: data row {row + 1} has {offsets.iloc[row]}, but {zone} (the exchange's zone) "
+            f"is at {_offset_text(expected[row])} then; write every timestamp in UTC (2024-08-01T13:30:00Z) "
+            "or all in the exchange's local time with its offsets"
+        )
+
+
+def _offset_minutes(text) -> float:
+    if not isinstance(text, str):
+        return float("nan")
+    if text == "Z":
+        return 0.0
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    return sign * (int(digits[:2]) * 60 + int(digits[2:]))
+
+
+def _offset_text(minutes: int) -> str:
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 YahooFetch = Callable[[str, pd.Timestamp, pd.Timestamp, str], pd.DataFrame]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from trading_ml.config import Instrument, ValidationSettings
-from trading_ml.data.bars import BAR_COLUMNS
+from trading_ml.data.bars import BAR_COLUMNS, percent
 from trading_ml.data.corporate_actions import CorporateAction, adjusted, find_actions
 
 PRICE_TOLERANCE = 1e-9  # relative slack for float rounding in OHLC comparisons
@@ -128,7 +128,7 @@ def check_price_sanity(bars: pd.DataFrame, max_abs_return: float, unadjusted_spl
     if count:
         when = _first(jumps)
         detail = (
-            f"{count} move(s) above {max_abs_return:.0%}, first {moves[jumps].iloc[0]:+.1%} at {when}, that are not splits "
+            f"{count} move(s) above {max_abs_return:.0%}, first {percent(moves[jumps].iloc[0])} at {when}, that are not splits "
             "(no standard split factor confirmed by the adjusted close or by volume): a crash or a bad print; if it is real, "
             "raise validation.max_abs_return (or the symbol's max_abs_return), else fix that row"
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from trading_ml.config import parse_as_of
+from trading_ml.config import parse_as_of, shorten
 from trading_ml.run import RunContext, pair_name
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.sources import MarketDataSource, make_source, read_bars_csv
@@ -54,10 +54,13 @@ class StageResources:
 def plan_run(ctx: RunContext, models: list[str] | None = None, deploy_models: bool = True) -> dict:
     """What an orchestrated run will do: its context (to rebuild in each task), the (symbol,
     timeframe) pairs to ingest, the models to train and whether to deploy. Claims the run's folder."""
+    if models is not None and not list(models):
+        raise ConfigError(f"models is an empty list; name at least one of {', '.join(MODELS)}, or leave it unset for all")
     chosen = list(models) if models else list(MODELS)
     unknown = [m for m in chosen if m not in MODELS]
     if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model(s) {', '.join(map(shorten, unknown))}; choose from {', '.join(MODELS)}")
+    make_source(ctx.source, ctx.settings)  # a source that cannot work (csv:/nonexistent) fails the plan, not every ingest
     return {
         "context": ctx.to_dict(),
         "run_id": ctx.run_id,

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from trading_ml.errors import ConflictError, DataError
+from trading_ml.errors import ConflictError, DataError, StageFailed
 from trading_ml.io import atomic_write_bytes, read_json, write_json, write_parquet
 from trading_ml.loading import ModelLoader
 from trading_ml.models import evaluation as judge
@@ -117,13 +117,17 @@ def _metadata(ctx: RunContext, registry: ModelRegistry, name: str, files, data: 
     }
 
 
-def evaluate(ctx: RunContext, trained: list[dict], resources: StageResources | None = None) -> dict:
+def evaluate(ctx: RunContext, trained: list[dict], resources: StageResources | None = None,
+             not_trained: dict[str, str] | None = None) -> dict:
     """Every trained model (and the direction ensemble) on the pooled out-of-sample rows, beside its
-    baselines, with block-bootstrap intervals and its skill over the best baseline.
+    baselines, with block-bootstrap intervals and its skill over the best baseline. Models whose
+    training failed (``not_trained``: name -> why) are named in the report; the rest go on.
 
     Writes models/evaluation.json (everything, equity curves included) and stores each model's
     summary in its registry record.
     """
+    if not trained:
+        raise StageFailed(f"evaluate: no model trained, nothing to evaluate ({'; '.join(f'{n}: {w}' for n, w in (not_trained or {}).items())})")
     resources = resources or StageResources.open(ctx)
     registry = registry_of(ctx, resources)
     data = TrainingData.load(ctx, read_json(ctx.layout.features_manifest))
@@ -138,8 +142,11 @@ def evaluate(ctx: RunContext, trained: list[dict], resources: StageResources | N
         accuracy = report[name]["metrics"].get("accuracy", {}).get("value")
         registry.update(name, ctx.run_id, test_metrics=models[name], test_accuracy=accuracy)
     folds = [split.to_dict() for split in data.folds]
-    write_json(ctx.layout.evaluation_report, {"run_id": ctx.run_id, "folds": folds, "planted_signal": planted_signal(ctx), "models": report})
-    manifest = {"stage": "evaluate", "run_id": ctx.run_id, "report": ctx.layout.relative(ctx.layout.evaluation_report), "models": models}
+    missing = dict(not_trained or {})
+    write_json(ctx.layout.evaluation_report, {"run_id": ctx.run_id, "folds": folds, "planted_signal": planted_signal(ctx),
+                                              "models": report, "not_trained": missing})
+    manifest = {"stage": "evaluate", "run_id": ctx.run_id, "report": ctx.layout.relative(ctx.layout.evaluation_report),
+                "models": models, "not_trained": missing}
     write_json(ctx.layout.evaluate_manifest, manifest)
     record_stage(ctx, "evaluate", {name: m["primary"] for name, m in models.items()}, resources)
     return manifest
