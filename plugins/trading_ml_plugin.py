@@ -3,8 +3,9 @@ and the newest run's performance report, under Browse → trading-ml (served at 
 
 from __future__ import annotations
 
-import html
+from pathlib import Path
 
+import jinja2
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
@@ -18,6 +19,8 @@ from trading_ml.storage import open_store
 
 URL_PREFIX = "/trading-ml"
 app = FastAPI(title="trading-ml in Airflow")
+TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                               autoescape=jinja2.select_autoescape(["html"], default=True))
 
 
 def newest_report(settings):
@@ -36,22 +39,8 @@ def registry_page() -> str:
         raise HTTPException(503, str(error)) from error
     finally:
         store.close()
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in (
-            r["model_name"], r["version"], r["status"], r.get("run_id"),
-            _metric(r.get("test_metrics")),
-            r.get("deploy_decision", ""),
-        )) + "</tr>"
-        for r in records
-    )
-    report = newest_report(settings)
-    link = f"<a href='{URL_PREFIX}/report'>newest report ({html.escape(report.as_of.isoformat())}, run {html.escape(report.run_id)})</a>" if report else "no report yet"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>trading-ml registry</title>
-<style>body {{ font-family: system-ui, sans-serif; margin: 1.5em; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }}</style></head><body>
-<h2>Model registry ({html.escape(choice.kind)})</h2><p>{link}</p>
-<table><tr><th>model</th><th>version</th><th>status</th><th>run</th><th>out-of-sample metric</th><th>deploy decision</th></tr>{rows}</table>
-</body></html>"""
+    return TEMPLATES.get_template("registry.html").render(
+        store=choice.kind, records=records, report=newest_report(settings), prefix=URL_PREFIX)
 
 
 @app.get("/report")
@@ -69,6 +58,9 @@ def _metric(summary: dict | None) -> str:
     primary, skill = summary["primary"], summary.get("skill")
     bound = f"; skill over {skill['baseline']} lower bound {skill['lower_bound']:+.3g}" if skill else ""
     return f"{primary['metric']} {primary['value']:.4g}{bound}"
+
+
+TEMPLATES.filters["metric"] = _metric
 
 
 class TradingMLPlugin(AirflowPlugin):

@@ -211,3 +211,12 @@ def test_a_malformed_body_gets_422_and_one_over_the_limit_413_before_it_is_read(
     body = json.dumps({"symbols": ["AAPL"] * 8_000_000}).encode()  # about 64 MB
     answer = api.post("/signals/generate", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 413 and "request body over 1,000,000 bytes (api.max_body_bytes)" in answer.json()["detail"]
+
+
+def test_a_market_input_is_answered_as_not_served_with_the_reason(api):
+    """^VIX is left out of the feature panel in training and in serving alike: named, not predicted."""
+    answer = api.post("/signals/generate", json={"symbols": ["AAPL", "^VIX"]})
+    assert answer.status_code == 200, answer.text
+    aapl, vix = answer.json()["signals"]
+    assert "direction" in aapl and vix == {"symbol": "^VIX", "served": False,
+                                           "reason": "market input only (no volume): no model learns from it, so none predicts it"}

@@ -27,7 +27,7 @@ def test_the_report_has_every_plot_and_the_registrys_numbers(trained_run):
                 "equity_direction", "equity_direction_xgboost", "equity_direction_lstm", "importance_direction_xgboost",
                 "volatility_volatility_garch", "volatility_volatility_lstm", "regime_timeline"}
     assert {f["id"] for f in summary["figures"]} == expected == set(written["figures"])
-    images = dict(re.findall(r"<figure id='([a-z_]+)'>.*?src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page))
+    images = dict(re.findall(r"<figure id=[\"']([a-z_]+)[\"']>.*?src=[\"']data:image/png;base64,([A-Za-z0-9+/=]+)[\"']", page))
     assert set(images) == expected
     assert all(base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n" for png in images.values())
     assert "http://" not in page and "https://" not in page  # nothing to fetch: it opens offline
@@ -41,7 +41,7 @@ def test_the_report_has_every_plot_and_the_registrys_numbers(trained_run):
     assert {p["symbol"] for p in summary["data"]["pairs"]} == set(ctx.symbols) and summary["data"]["quarantined"] == []
     planted = summary["planted_signal"]
     assert planted["information_coefficient"] == ctx.settings.sources["synthetic"].get("signal_strength")
-    assert set(planted["recovered_rank_ic"]) == {"direction", "direction_xgboost", "direction_lstm"} and "id='planted-signal'" in page
+    assert set(planted["recovered_rank_ic"]) == {"direction", "direction_xgboost", "direction_lstm"} and 'id="planted-signal"' in page
 
 
 def test_report_command_finds_the_newest_run_and_regenerates(trained_run, capsys):
@@ -71,3 +71,16 @@ def test_the_report_renders_in_headless_chromium_with_every_image_loaded(trained
     subprocess.run([*common, "--window-size=1400,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[:2] == (2400, 1400) and pixels[..., :3].std() > 0.05  # a page with content, not a blank one
+
+
+def test_the_template_escapes_what_the_data_says(trained_run):
+    """A quarantine reason or a run id holding markup is shown as text, never run (the template autoescapes)."""
+    from trading_ml.report import render_html
+
+    ctx, _, written = trained_run
+    summary = json.loads((ctx.run_root / written["json"]).read_text())
+    summary["run_id"] = "<script>alert(1)</script>"
+    summary["data"]["quarantined"] = [{"symbol": "EVIL", "timeframe": "1d", "reasons": ["<img src=x onerror=alert(2)>"]}]
+    page = render_html(summary, {})
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page

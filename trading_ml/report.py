@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import io
 
+import jinja2
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
@@ -210,80 +210,21 @@ def with_interval(values: dict) -> str:
     return f"{values['value']:.4g} [{values['low']:.4g}, {values['high']:.4g}]"
 
 
-def planted_html(planted: dict | None) -> str:
-    """The planted-versus-recovered line of a synthetic run."""
-    if not planted:
-        return ""
-    recovered = "; ".join(f"{html.escape(name)} {with_interval(ic)} (t {ic.get('t_stat', float('nan')):.2g})"
-                          for name, ic in planted["recovered_rank_ic"].items())
-    return (f"<p id='planted-signal'><b>Planted signal</b> (synthetic market): information coefficient {planted['information_coefficient']:.3g}. "
-            f"<b>Recovered</b> out-of-sample rank IC: {recovered}. Models see total returns, so what they recover is below what was planted.</p>")
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("trading_ml", "templates"),
+    autoescape=jinja2.select_autoescape(["html"], default=True),
+    undefined=jinja2.StrictUndefined,
+)
+TEMPLATES.filters["interval"] = with_interval
 
 
 def render_html(summary: dict, figures: dict[str, tuple[str, str]]) -> str:
-    """The report page: plain HTML and CSS, every image inline, nothing fetched over the network."""
-    escape = html.escape
-    rows = []
-    for name, model in summary["models"].items():
-        metrics = model["test_metrics"]
-        primary, target, skill = metrics["primary"], metrics["plan_target"], metrics["skill"]
-        baselines = ", ".join(f"{escape(b)} {with_interval(v)}" for b, v in model["baselines"].items())
-        rows.append(
-            f"<tr><td>{escape(name)}</td><td>{escape(model['version'])}</td><td>{escape(primary['metric'])}</td>"
-            f"<td>{with_interval(primary)}</td><td>{baselines}</td>"
-            f"<td>{skill['value']:+.4g} over {escape(skill['baseline'])}; lower bound <b class='{'met' if skill['better'] else 'missed'}'>"
-            f"{skill['lower_bound']:+.4g}</b></td><td>{escape(target['rule'])}: "
-            f"<b class='{'met' if target['met'] else 'missed'}'>{'met' if target['met'] else 'NOT met'}</b> ({target['value']:.4g})</td>"
-            f"<td>{escape(model['status'])}</td><td>{escape(model['deploy_decision'])}</td></tr>"
-        )
-    details = "".join(
-        f"<tr><td>{escape(name)}</td>" + "".join(f"<td>{escape(metric)} {with_interval(values)}</td>" for metric, values in model["metrics"].items()) + "</tr>"
-        for name, model in summary["models"].items()
+    """The report page (templates/report.html, autoescaped): plain HTML and CSS, every image inline,
+    nothing fetched over the network."""
+    return TEMPLATES.get_template("report.html").render(
+        summary=summary,
+        figures=figures,
+        symbols=sorted({p["symbol"] for p in summary["data"]["pairs"]}),
+        test_rows=sum(f["rows"]["test"] for f in summary["folds"]),
+        nan=float("nan"),
     )
-    data = summary["data"]
-    quarantined = "".join(
-        f"<li>{escape(q['symbol'])} {escape(q['timeframe'])}: {escape('; '.join(q['reasons']))}</li>" for q in data["quarantined"]
-    ) or "<li>none</li>"
-    images = "".join(
-        f"<figure id='{key}'><figcaption>{escape(title)}</figcaption><img alt='{escape(title)}' src='data:image/png;base64,{png}'></figure>"
-        for key, (title, png) in figures.items()
-    )
-    symbols = sorted({p["symbol"] for p in data["pairs"]})
-    not_trained = "".join(f"<li>{escape(name)}: {escape(why)}</li>" for name, why in summary.get("not_trained", {}).items())
-    not_trained = f"<p class='missed'>Not trained (their tasks failed; the rest went on):</p><ul>{not_trained}</ul>" if not_trained else ""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>trading-ml report {escape(summary['run_id'])}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
-.met {{ color: #2e7d32; }} .missed {{ color: #c62828; }}
-figure {{ display: inline-block; margin: 1em; vertical-align: top; }} figcaption {{ font-size: 0.9em; margin-bottom: 4px; }}
-</style></head><body>
-<h1>trading-ml report: {escape(summary['run_id'])}</h1>
-<p>As of {escape(summary['as_of'])}, source {escape(summary['source'])}, generated {escape(summary['generated_at'])}.
-Walk-forward: {len(summary['folds'])} test segments from {escape(summary['folds'][0]['test_start'][:10])} to the end
-({sum(f['rows']['test'] for f in summary['folds']):,} out-of-sample rows), each predicted by a model trained only on the data before it.
-Intervals are {summary['confidence']:.0%} block-bootstrap intervals over dates.</p>
-{planted_html(summary['planted_signal'])}
-<h2>Data</h2>
-<p>{len(data['pairs'])} symbol/timeframe pairs passed validation ({data['pass_share']:.0%}); {len(symbols)} symbols:
-{escape(', '.join(symbols))}. Training rows: {escape(', '.join(f'{tf} {n:,}' for tf, n in data['training_rows'].items() if n))}.</p>
-<p>Quarantined:</p><ul>{quarantined}</ul>
-<h2>Models against their baselines (pooled out-of-sample rows)</h2>
-<table><tr><th>model</th><th>version</th><th>primary metric</th><th>value [interval]</th><th>baselines</th><th>skill over the best baseline</th>
-<th>plan target</th><th>status</th><th>deploy decision</th></tr>
-{''.join(rows)}</table>
-{not_trained}
-<h3>Every metric</h3>
-<table>{details}</table>
-<h2>Plots</h2>
-<p id="image-check">{len(figures)} plots</p>
-{images}
-<script>
-window.addEventListener("load", () => {{
-  const images = [...document.images], shown = images.filter(image => image.complete && image.naturalWidth > 0);
-  document.getElementById("image-check").textContent = `${{shown.length}} of ${{images.length}} plots rendered`;
-}});
-</script>
-</body></html>
-"""

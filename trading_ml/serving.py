@@ -29,7 +29,7 @@ from trading_ml.config import Settings
 from trading_ml.data.calendars import bars_before, expected_timestamps
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import DataError, StoreError
-from trading_ml.features.build import build_timeframe
+from trading_ml.features.build import build_timeframe, feature_panel
 from trading_ml.features.targets import DIRECTIONS
 from trading_ml.loading import ModelLoader
 from trading_ml.models.baselines import ewma_forecast
@@ -185,12 +185,14 @@ class SignalService:
         return self.signals.get(key, lambda: self._signals_at(bars, end, models))
 
     def _signals_at(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp, models: dict) -> tuple[pd.DataFrame, dict, dict]:
-        table = self._build(bars, end)
+        table, excluded = self.feature_panel_at(bars, end)
         serving = self.serving_models(models)
         outputs = [self._direction(table, models, serving["direction"]), self._volatility(table, models, serving["volatility"]),
                    self._regime(table, models, serving["regime"])]
         frame = pd.concat([output for output, _ in outputs], axis=1)
-        return frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), self._latest_signals(frame)
+        latest = {symbol: {"symbol": symbol, "served": False, "reason": f"{why}: no model learns from it, so none predicts it"}
+                  for symbol, why in excluded.items()}
+        return frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), {**latest, **self._latest_signals(frame)}
 
     @staticmethod
     def _source(models: dict, name: str | None, task: str) -> dict:
@@ -217,7 +219,9 @@ class SignalService:
         ahead = models[name][1].predict(table)["regime_ahead"] if name is not None else now.rename("regime_ahead")
         return pd.concat([now, ahead], axis=1), self._source(models, name, "regime")
 
-    def _build(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp) -> pd.DataFrame:
+    def feature_panel_at(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, str]]:
+        """The feature panel (the same builder as training's) of the bars before ``end``, and the
+        symbols left out of it with why (e.g. ^VIX: a market input only)."""
         benchmark = self.settings.instrument(self.settings.features.benchmark).exchange
         start = bars_before(benchmark, self.timeframe, end, self.settings.features.warmup_bars + SERVED_ROWS) - pd.Timedelta(days=7)
         clean = {}
@@ -229,11 +233,10 @@ class SignalService:
             if not report.quarantined and len(cleaned):
                 clean[symbol] = cleaned
         instruments = {symbol: self.settings.instrument(symbol) for symbol in clean}
-        built = build_timeframe(clean, instruments, self.timeframe, self.settings.features)
-        tables = [result.table.assign(symbol=symbol).set_index("symbol", append=True) for symbol, result in built.symbols.items() if len(result.table)]
-        if not tables:
+        panel, excluded = feature_panel(build_timeframe(clean, instruments, self.timeframe, self.settings.features), instruments)
+        if panel is None:
             raise HTTPException(422, f"the store has no {self.timeframe} bars past the feature warm-up before {end.date()}; use a later as_of")
-        return pd.concat(tables).sort_index(level=["timestamp", "symbol"])
+        return panel, excluded
 
     def generate(self, request: SignalRequest) -> dict:
         unknown = [s for s in request.symbols if s not in self.settings.universe]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import AS_OF, make_settings
 from trading_ml import pipeline
-from trading_ml.features.registry import model_features
+from trading_ml.features.catalogue import model_features
 from trading_ml.run import RunContext
 from trading_ml.serving import SignalService
 
@@ -51,7 +51,10 @@ def test_two_windows_six_months_apart_agree_on_every_model_feature(two_windows):
 def test_serving_computes_the_same_features_for_a_bar_as_training(two_windows):
     (ctx, table, names), _ = two_windows
     service = SignalService(ctx.settings)
-    served = service._build(service.stored_bars(), pd.Timestamp(AS_OF, tz="UTC"))
+    served, excluded = service.feature_panel_at(service.stored_bars(), pd.Timestamp(AS_OF, tz="UTC"))
+    assert excluded == {"^VIX": "market input only (no volume)"}  # left out of both, as in training
+    assert set(served.index.get_level_values("symbol")) == set(table.index.get_level_values("symbol"))
+    assert list(served.columns) == list(table.columns)
     shared = served.index.intersection(table.index)
     assert len(shared) > 200 * 4
     gaps = relative_gap(table.loc[shared, names], served.loc[shared, names])

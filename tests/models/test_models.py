@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from trading_ml.config import Settings, load_settings
-from trading_ml.features.registry import model_features, symbol_feature_names
+from trading_ml.features.catalogue import model_features, symbol_feature_names
 from trading_ml.features.targets import direction_labels
 from trading_ml.models.baselines import ewma_forecast, naive_forecast
 from trading_ml.models.catalogue import CATALOGUE, TRAINED_MODELS

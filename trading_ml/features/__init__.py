@@ -1,1 +1,1 @@
-"""Feature engineering: per-symbol indicators, market-wide features and targets (see registry)."""
+"""Feature engineering: per-symbol indicators, market-wide features and targets (see catalogue)."""

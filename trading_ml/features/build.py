@@ -17,8 +17,8 @@ from trading_ml.config import FeatureSettings, Instrument
 from trading_ml.data.calendars import bars_per_year
 from trading_ml.features.indicators import symbol_features
 from trading_ml.features.market import MarketPanel, attach_market, build_market_panel
-from trading_ml.features.registry import symbol_feature_names
-from trading_ml.features.targets import make_targets
+from trading_ml.features.catalogue import symbol_feature_names
+from trading_ml.features.targets import TARGET_COLUMNS, make_targets
 
 
 @dataclass
@@ -78,3 +78,29 @@ def build_symbol(
         warmup_rows=first,
         incomplete_rows=int(len(bars) - first - keep.sum()),
     )
+
+
+def feature_panel(built: TimeframeFeatures, instruments: dict[str, Instrument]) -> tuple[pd.DataFrame | None, dict[str, str]]:
+    """The one table models learn from and are served on: every symbol with volume and rows past the
+    warm-up, indexed by (timestamp, symbol), features then targets; and each symbol left out, with why.
+    Training and serving both call this, so a bar gets the same row in both."""
+    tables, excluded = [], {}
+    for symbol, result in built.symbols.items():
+        reason = panel_exclusion(instruments[symbol], result)
+        if reason:
+            excluded[symbol] = reason
+        else:
+            tables.append(result.table.assign(symbol=symbol).set_index("symbol", append=True))
+    if not tables:
+        return None, excluded
+    names = symbol_feature_names(True) + built.market.feature_names
+    return pd.concat(tables).sort_index(level=["timestamp", "symbol"])[names + list(TARGET_COLUMNS)], excluded
+
+
+def panel_exclusion(instrument: Instrument, result: SymbolFeatures) -> str | None:
+    """Why a symbol is not in the feature panel, or None."""
+    if not instrument.has_volume:
+        return "market input only (no volume)"
+    if result.table.empty:
+        return f"no rows past the warm-up: {result.bars} bars, {result.warmup_rows} needed before every feature is known"
+    return None

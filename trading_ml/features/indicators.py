@@ -2,7 +2,7 @@
 
 Every value at bar t uses bars up to and including t only (the look-ahead test proves it). Prices
 for indicators are the bar's open/high/low/close; returns use the adjusted close, so dividends do not
-look like drops. Where a ratio's denominator can be zero, the registry says what the value is.
+look like drops. Where a ratio's denominator can be zero, the catalogue says what the value is.
 
 pandas-ta switches to TA-Lib, silently, whenever ``talib`` is importable, and some TA-Lib functions
 differ (its +DI / -DI are raw directional movement in price units). :func:`symbol_features` pins
@@ -19,11 +19,11 @@ import pandas as pd
 import pandas_ta as ta
 
 from trading_ml.errors import DataError
-from trading_ml.features.registry import symbol_feature_names
+from trading_ml.features.catalogue import symbol_feature_names
 
 
 def symbol_features(bars: pd.DataFrame, has_volume: bool = True, flat_return: float = 0.001) -> pd.DataFrame:
-    """All per-symbol features of one bar frame, columns in registry order; warm-up rows are NaN."""
+    """All per-symbol features of one bar frame, columns in catalogue order; warm-up rows are NaN."""
     use_pandas_ta_code()
     parts = [trend(bars), momentum(bars, has_volume), volatility(bars), pattern(bars), statistical(bars, flat_return)]
     if has_volume:
@@ -31,7 +31,7 @@ def symbol_features(bars: pd.DataFrame, has_volume: bool = True, flat_return: fl
     columns = {name: values for part in parts for name, values in part.items()}
     expected = symbol_feature_names(has_volume)
     if set(columns) != set(expected):
-        raise DataError(f"feature code and registry disagree: {sorted(set(columns) ^ set(expected))}")
+        raise DataError(f"feature code and the feature catalogue disagree: {sorted(set(columns) ^ set(expected))}")
     frame = pd.DataFrame({name: _float(columns[name], bars.index) for name in expected}, index=bars.index)
     return frame.replace([np.inf, -np.inf], np.nan)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from trading_ml.errors import ConfigError, DataError
-from trading_ml.features.registry import model_features
+from trading_ml.features.catalogue import model_features
 from trading_ml.io import intact
 from trading_ml.models.splits import Split, walk_forward
 from trading_ml.run import RunContext

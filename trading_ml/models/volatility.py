@@ -13,7 +13,7 @@ from arch import arch_model
 from torch import nn
 
 from trading_ml.config import Settings
-from trading_ml.features.registry import FEATURES
+from trading_ml.features.catalogue import FEATURES
 from trading_ml.io import json_bytes
 from trading_ml.models import lstm
 from trading_ml.models.base import (

@@ -21,8 +21,8 @@ from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.sources import MarketDataSource, make_source, read_bars_csv
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import ConfigError, DataError, OutsideCoverage, StageFailed
-from trading_ml.features import registry
-from trading_ml.features.build import SymbolFeatures, TimeframeFeatures, build_timeframe
+from trading_ml.features import catalogue
+from trading_ml.features.build import TimeframeFeatures, build_timeframe, feature_panel
 from trading_ml.features.market import missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
 from trading_ml.io import intact, read_json, sha256_file, write_bars_csv, write_json, write_parquet, write_table_csv
@@ -315,7 +315,7 @@ def build_features(ctx: RunContext, validated: dict, resources: StageResources |
         "target_definitions": _target_definitions(ctx),
         "store": resources.store_choice.to_dict(),
     }
-    write_json(ctx.layout.features_manifest, {**manifest, "catalog": registry.describe(list(registry.FEATURES))})
+    write_json(ctx.layout.features_manifest, {**manifest, "catalog": catalogue.describe(list(catalogue.FEATURES))})
     record_stage(ctx, "features", _summarize_features(manifest), resources)
     return manifest
 
@@ -331,8 +331,8 @@ def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFr
 
 
 def _write_timeframe(ctx: RunContext, built: TimeframeFeatures) -> dict:
-    """Per-symbol CSVs and the training table of one timeframe; the manifest entry describing them."""
-    symbols, excluded, training = {}, {}, []
+    """Per-symbol CSVs and the training table (the feature panel) of one timeframe; the manifest entry."""
+    symbols = {}
     for symbol, result in built.symbols.items():
         path = write_table_csv(ctx.layout.features_csv(symbol, built.timeframe), result.table)
         symbols[symbol] = {
@@ -344,38 +344,25 @@ def _write_timeframe(ctx: RunContext, built: TimeframeFeatures) -> dict:
             "incomplete_rows": result.incomplete_rows,
             "features": len(result.feature_names),
         }
-        reason = _training_exclusion(ctx, symbol, result)
-        if reason:
-            excluded[symbol] = reason
-        else:
-            training.append(result.table.assign(symbol=symbol).set_index("symbol", append=True))
-    names = registry.symbol_feature_names(True) + built.market.feature_names
+    panel, excluded = feature_panel(built, {symbol: ctx.settings.instrument(symbol) for symbol in built.symbols})
+    names = catalogue.symbol_feature_names(True) + built.market.feature_names
     entry = {
         "symbols": symbols,
         "excluded_from_training": excluded,
         "feature_names": names,
-        "model_features": registry.model_features(names),
-        "categories": {c: sum(registry.FEATURES[n].category == c for n in names) for c in (*registry.SYMBOL_CATEGORIES, registry.MARKET_CATEGORY)},
+        "model_features": catalogue.model_features(names),
+        "categories": {c: sum(catalogue.FEATURES[n].category == c for n in names) for c in (*catalogue.SYMBOL_CATEGORIES, catalogue.MARKET_CATEGORY)},
         "missing_market_features": missing_market_features(built.market),
     }
-    if training:
-        table = pd.concat(training).sort_index(level=["timestamp", "symbol"])[names + list(TARGET_COLUMNS)]
-        path = write_parquet(ctx.layout.training_table(built.timeframe), table)
+    if panel is not None:
+        path = write_parquet(ctx.layout.training_table(built.timeframe), panel)
         entry["training_table"] = {
             "path": ctx.layout.relative(path),
             "sha256": sha256_file(path),
-            "rows": len(table),
-            "symbols": sorted(table.index.get_level_values("symbol").unique()),
+            "rows": len(panel),
+            "symbols": sorted(panel.index.get_level_values("symbol").unique()),
         }
     return entry
-
-
-def _training_exclusion(ctx: RunContext, symbol: str, result: SymbolFeatures) -> str | None:
-    if not ctx.settings.instrument(symbol).has_volume:
-        return "market input only (no volume)"
-    if result.table.empty:
-        return f"no rows past the warm-up: {result.bars} bars, {result.warmup_rows} needed before every feature is known"
-    return None
 
 
 def _remove_stale_feature_files(ctx: RunContext, written: dict) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 from trading_ml.errors import ConflictError, DataError, StageFailed
 from trading_ml.io import atomic_write_bytes, read_json, write_json, write_parquet
 from trading_ml.loading import ModelLoader
-from trading_ml.models import evaluation as judge
+from trading_ml.models import evaluation
 from trading_ml.models.catalogue import (
     ENSEMBLE,
     ENSEMBLE_MEMBERS,
@@ -137,8 +137,8 @@ def evaluate(ctx: RunContext, trained: list[dict], resources: StageResources | N
     report, models = {}, {}
     for name, values in predictions.items():
         version = registry.record_for_run(name, ctx.run_id)["version"]
-        report[name] = {"version": version, **judge.evaluate(task_of(name), data.table, data.folds, values, ctx.settings)}
-        models[name] = {"version": version, **judge.summary(report[name])}
+        report[name] = {"version": version, **evaluation.evaluate(task_of(name), data.table, data.folds, values, ctx.settings)}
+        models[name] = {"version": version, **evaluation.summary(report[name])}
         accuracy = report[name]["metrics"].get("accuracy", {}).get("value")
         registry.update(name, ctx.run_id, test_metrics=models[name], test_accuracy=accuracy)
     folds = [split.to_dict() for split in data.folds]
@@ -236,7 +236,7 @@ def _deploy_decision(ctx: RunContext, registry: ModelRegistry, data: TrainingDat
     except DataError as error:
         return False, f"stays candidate: production {record['version']} cannot be scored on this run's rows ({error}); {by_hand}", evidence
     ours = pd.read_parquet(ctx.layout.predictions(name))
-    versus = judge.versus(task_of(name), data.table, data.folds, ours, theirs, rows, ctx.settings)
+    versus = evaluation.versus(task_of(name), data.table, data.folds, ours, theirs, rows, ctx.settings)
     evidence["versus_production"] = {"version": record["version"], "run_id": record["run_id"], **versus}
     against = (f"vs production {record['version']} on {versus['days']} dates it never saw: {versus['metric']} {versus['value']:+.4g} "
                f"({level} interval {versus['low']:+.4g} to {versus['high']:+.4g})")

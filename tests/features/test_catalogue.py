@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from trading_ml.features import registry
+from trading_ml.features import catalogue
 from trading_ml.features.build import build_timeframe
 from trading_ml.features.indicators import symbol_features
 
 
 def test_at_least_70_features_in_six_categories_most_of_them_scale_free():
-    names = registry.symbol_feature_names()
-    categories = {registry.FEATURES[n].category for n in names}
+    names = catalogue.symbol_feature_names()
+    categories = {catalogue.FEATURES[n].category for n in names}
     assert len(names) >= 70 and len(set(names)) == len(names)
-    assert categories == set(registry.SYMBOL_CATEGORIES)
-    for category in registry.SYMBOL_CATEGORIES:
-        assert sum(registry.FEATURES[n].category == category for n in names) >= 10, category
-    assert len(registry.model_features(names)) >= 70
-    assert not any(n.startswith(registry.TARGET_PREFIX) for n in registry.FEATURES)
+    assert categories == set(catalogue.SYMBOL_CATEGORIES)
+    for category in catalogue.SYMBOL_CATEGORIES:
+        assert sum(catalogue.FEATURES[n].category == category for n in names) >= 10, category
+    assert len(catalogue.model_features(names)) >= 70
+    assert not any(n.startswith(catalogue.TARGET_PREFIX) for n in catalogue.FEATURES)
 
 
-def test_the_code_computes_exactly_the_registry_with_and_without_volume(synthetic_daily):
+def test_the_code_computes_exactly_the_catalogue_with_and_without_volume(synthetic_daily):
     bars, _ = synthetic_daily
-    assert list(symbol_features(bars["AAPL"]).columns) == registry.symbol_feature_names(True)
+    assert list(symbol_features(bars["AAPL"]).columns) == catalogue.symbol_feature_names(True)
     without_volume = symbol_features(bars["^VIX"], has_volume=False)
-    assert list(without_volume.columns) == registry.symbol_feature_names(False)
-    assert not any(registry.FEATURES[c].category == "volume" for c in without_volume.columns)
+    assert list(without_volume.columns) == catalogue.symbol_feature_names(False)
+    assert not any(catalogue.FEATURES[c].category == "volume" for c in without_volume.columns)
 
 
 def test_no_feature_is_constant_or_empty_after_warm_up_on_real_sample_data(sample_daily, feature_settings):
