@@ -99,7 +99,7 @@ def pairs(run: dict) -> list[list[str]]:
     map_index_template="{{ task.op_kwargs['pair'] | join(' ') }}",
 )
 def ingest(run: dict, pair: list[str]):
-    return call("ingest", run_context(run), *pair)
+    return call("ingest", run_context(run), *pair, None, 0)  # one retry layer: Airflow's (the source tries once per call)
 
 
 @task(

@@ -217,3 +217,18 @@ def test_a_short_window_gets_its_warm_up_from_the_margin_and_fails_only_without_
         pipeline.build_features(ctx, validated, resources)
     manifest = json.loads((ctx.run_root / "run_manifest.json").read_text())
     assert "features" not in manifest["stages"]
+
+
+def test_a_stage_gets_a_source_only_when_it_fetches_and_airflow_owns_the_retries(tmp_path):
+    """The model stages never build a source; under Airflow (source_retries=0) Yahoo tries once per
+    call and the task's retries are the one retry layer."""
+    from trading_ml.errors import ConfigError
+
+    settings = make_settings(tmp_path / "data")
+    missing = RunContext.create(settings, "2026-11-20", ["AAPL"], ["1d"], f"csv:{tmp_path / 'nowhere'}")
+    resources = pipeline.StageResources.open(missing)  # a stage that does not fetch never notices
+    with pytest.raises(ConfigError, match="does not exist"):
+        resources.source  # noqa: B018 - the first fetch builds it
+    yahoo = RunContext.create(settings, "2026-11-20", ["AAPL"], ["1d"], "yahoo")
+    assert pipeline.StageResources.open(yahoo, source_retries=0).source.retries == 0
+    assert pipeline.StageResources.open(yahoo).source.retries == settings.source_options("yahoo")["retries"] == 5

@@ -45,8 +45,9 @@ class MarketDataSource(Protocol):
     ) -> pd.DataFrame: ...
 
 
-def make_source(spec: str, settings: Settings) -> MarketDataSource:
-    """Build a source from its spec: 'yahoo', 'csv:DIR', 'sample' or 'synthetic'."""
+def make_source(spec: str, settings: Settings, retries: int | None = None) -> MarketDataSource:
+    """Build a source from its spec: 'yahoo', 'csv:DIR', 'sample' or 'synthetic'. ``retries``
+    overrides the configured in-call retries of a provider (0 when an orchestrator retries)."""
     kind, _, argument = spec.partition(":")
     if kind == "synthetic":
         options = settings.source_options("synthetic")
@@ -65,7 +66,7 @@ def make_source(spec: str, settings: Settings) -> MarketDataSource:
     if kind == "yahoo":
         options = settings.source_options("yahoo")
         return YahooSource(
-            retries=int(options.get("retries", 5)),
+            retries=int(options.get("retries", 5)) if retries is None else retries,
             backoff_seconds=float(options.get("backoff_seconds", 2.0)),
         )
     raise ConfigError(f"unknown source {spec!r}; use one of {', '.join(SOURCE_KINDS)}")

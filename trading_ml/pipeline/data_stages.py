@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pandas as pd
 
@@ -34,17 +33,29 @@ log = logging.getLogger(__name__)
 MODELS = TRAINED_MODELS  # the five trained models, in training order
 
 
-@dataclass
 class StageResources:
-    """What stages share within one process: the data source and the store (MongoDB, falling back
-    to TinyDB for the rest of the process if it stops answering)."""
+    """What stages share within one process: the store (MongoDB, falling back to TinyDB for the rest
+    of the process if it stops answering) and, for the stages that fetch, the data source: it is
+    made on first use, so the model stages never build one (the synthetic simulator included)."""
 
-    source: MarketDataSource
-    store: FallbackStore
+    def __init__(self, source: MarketDataSource | None, store: FallbackStore, make: Callable[[], MarketDataSource] | None = None):
+        self._source, self._make, self.store = source, make, store
 
     @classmethod
-    def open(cls, ctx: RunContext) -> StageResources:
-        return cls(make_source(ctx.source, ctx.settings), open_stage_store(ctx.settings))
+    def open(cls, ctx: RunContext, source_retries: int | None = None) -> StageResources:
+        """``source_retries=0`` when an orchestrator owns the retries (Airflow's task retries), so
+        there is one retry layer: the source then makes one attempt per call."""
+        return cls(None, open_stage_store(ctx.settings), lambda: make_source(ctx.source, ctx.settings, source_retries))
+
+    @property
+    def source(self) -> MarketDataSource:
+        if self._source is None:
+            self._source = self._make()
+        return self._source
+
+    @source.setter
+    def source(self, source: MarketDataSource) -> None:
+        self._source = source
 
     @property
     def store_choice(self) -> StoreChoice:
@@ -81,14 +92,14 @@ def as_of_for_run(requested: str | None, manual: bool, data_interval_end: dt.dat
     return parse_as_of(moment.astimezone(dt.UTC).date())
 
 
-def ingest(ctx: RunContext, symbol: str, timeframe: str, resources: StageResources | None = None) -> dict:
+def ingest(ctx: RunContext, symbol: str, timeframe: str, resources: StageResources | None = None, source_retries: int | None = None) -> dict:
     """Fetch one symbol and timeframe for the run's window into raw/ and the store's market_data.
 
     Input that will stay bad (unknown symbol, malformed data) gives a manifest with status 'failed'
     and the reason, so the run goes on and validation quarantines it. A source that did not answer
-    raises SourceUnavailable, so a scheduler can retry.
+    raises SourceUnavailable, so a scheduler can retry (pass ``source_retries=0`` when it owns the retries).
     """
-    resources = resources or StageResources.open(ctx)
+    resources = resources or StageResources.open(ctx, source_retries)
     manifest, bars = fetch_to_raw(ctx, symbol, timeframe, resources.source)
     return store_and_record(ctx, resources, [(manifest, bars)])[0]
 
