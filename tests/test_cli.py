@@ -35,6 +35,8 @@ def test_run_ingests_and_validates_and_prints_a_summary(tmp_path, capsys):
     [root] = (tmp_path / "runs" / "2026-11-20").iterdir()  # the run's own folder, named by its run id
     assert root.name.startswith("cli__") and (root / "validated" / "AAPL_1d.csv").is_file()
     assert {p.name for p in (tmp_path / "fallback" / "market_data").glob("*.json")} == {"AAPL_1d.json", "^VIX_1d.json"}
+    stages = json.loads((root / "run_manifest.json").read_text())["stages"]
+    assert set(stages) == {"ingest", "validate", "features", "evaluate", "deploy", "report"}  # what a DAG run records
 
 
 def test_ingest_then_validate_as_separate_commands(tmp_path, capsys):

@@ -145,6 +145,9 @@ def test_a_whole_run_through_airflow_registers_the_five_models_in_mongodb(two_ai
     assert deployed["store"]["kind"] == "mongodb" and set(deployed["decisions"]) == {*pipeline.MODELS, "direction"}
     trained = xcoms(run)[("train_regime_rf", -1, "return_value")]
     assert trained["artifacts"] == registry.record("regime_rf", "1.0")["artifacts"]
+    stages = json.loads((run_root / "run_manifest.json").read_text())["stages"]
+    assert set(stages) == {"ingest", "validate", "features", "evaluate", "deploy", "report"}  # what a CLI run records
+    assert stages["ingest"]["ok"] == stages["ingest"]["pairs"] == len(SYMBOLS)
 
 
 def test_xcom_holds_small_manifests_not_data(two_airflow_runs):

@@ -207,6 +207,8 @@ def validate(ctx: RunContext, ingested: list[dict], resources: StageResources | 
     the run's pairs pass.
     """
     resources = resources or StageResources.open(ctx)
+    if "ingest" not in recorded_stages(ctx):  # the DAG ingests pair by pair: its join records the stage, as ingest_all does
+        record_stage(ctx, "ingest", summarize_ingest([m for m in ingested if m]), resources)
     by_pair = {(m["symbol"], m["timeframe"]): m for m in ingested if m}
     reports, passed, quarantined = [], [], []
     for symbol, timeframe in ctx.pairs:
@@ -408,6 +410,12 @@ def _summarize_features(manifest: dict) -> dict:
         }
         for timeframe, entry in manifest["timeframes"].items()
     }
+
+
+def recorded_stages(ctx: RunContext) -> dict:
+    """The stages run_manifest.json records as finished for this run."""
+    path = ctx.layout.run_manifest
+    return read_json(path).get("stages", {}) if path.exists() else {}
 
 
 def record_stage(ctx: RunContext, stage: str, summary: dict, resources: StageResources) -> dict:
