@@ -102,3 +102,14 @@ def test_airflow_options_are_typed_and_a_context_survives_the_trip_through_xcom(
         ctx.run_id, ctx.as_of, ctx.symbols, ctx.timeframes, ctx.source, ctx.run_root)
     assert again.settings.storage.mongo_uri == "mongodb://u:secret@127.0.0.1:1/db"
     assert "secret" not in str(ctx.to_dict())
+
+
+def test_an_empty_section_means_its_defaults_and_the_environment_still_applies(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("universe: {equities: {sectors: {Tech: [AAPL]}}}\ntimeframes: {1d: {lookback: 5y}}\nstorage:\nvalidation:\n")
+    settings = load_settings(path, env={ENV_MONGO_URI: "mongodb://db:27017/"})
+    assert settings.storage.mongo_uri == "mongodb://db:27017/" and settings.storage.database == "trading_system"
+    assert settings.validation.min_pass_share == 0.8
+    path.write_text("universe: {equities: {sectors: {Tech: [AAPL]}}}\ntimeframes: {1d: {lookback: 5y}}\nstorage: 5\n")
+    with pytest.raises(ConfigError, match="storage = 5: must be a mapping"):
+        load_settings(path, env={ENV_MONGO_URI: "mongodb://db:27017/"})

@@ -375,10 +375,10 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     raw = _read_yaml(config_path)
     overridden = {}
     for variable, key in ENVIRONMENT_KEYS.items():
-        if env.get(variable):
-            section = raw
-            for part in key[:-1]:
-                section = section.setdefault(part, {}) if isinstance(section.get(part, {}), dict) else section
+        section = raw
+        for part in key[:-1]:
+            section = section.setdefault(part, {})
+        if env.get(variable) and isinstance(section, dict):  # a section that is not a mapping is the schema's to report
             section[key[-1]] = env[variable]
             overridden[key] = variable
     try:
@@ -404,7 +404,7 @@ def _read_yaml(config_path: Path) -> dict:
         raise ConfigError(f"{config_path} is empty; start from the repo's config.yaml")
     if not isinstance(raw, dict):
         raise ConfigError(f"{config_path} must be a mapping of settings (universe:, timeframes:, ...), not a {type(raw).__name__}")
-    return raw
+    return {key: value for key, value in raw.items() if value is not None}  # an empty section (`storage:`) means its defaults
 
 
 def _settings(config: ConfigFile, config_path: Path) -> Settings:
