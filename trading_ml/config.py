@@ -35,25 +35,28 @@ ENV_SOURCE = "TRADING_ML_SOURCE"
 TICKER_PATTERN = re.compile(r"^[\^A-Z0-9][A-Z0-9.\-=^]{0,19}$")
 LOOKBACK_PATTERN = re.compile(r"^(\d+)(y|mo|w|d)$")
 SOURCE_PATTERN = re.compile(r"^(yahoo|synthetic|sample|csv:.+)$")
-TIMEFRAMES = ("1d", "1h")
+TICKER_RULE = "is not a ticker: use upper-case letters, digits and . - = ^ (for example AAPL, ^GSPC, BRK-B)"
+SOURCE_RULE = "is not a source: write yahoo, synthetic, sample or csv:DIR"
 STRICT = ConfigDict(extra="forbid")
 
 
 def _ticker(value: str) -> str:
     if not TICKER_PATTERN.match(value):
-        raise ValueError("is not a ticker: use upper-case letters, digits and . - = ^ (for example AAPL, ^GSPC, BRK-B)")
+        raise ValueError(TICKER_RULE)
     return value
 
 
 def _lookback(value: str) -> str:
-    if not LOOKBACK_PATTERN.match(value.strip()) or int(LOOKBACK_PATTERN.match(value.strip()).group(1)) < 1:
-        raise ValueError("is not a lookback: write e.g. 5y, 6mo, 4w or 30d")
+    try:
+        parse_lookback(value)
+    except ConfigError:
+        raise ValueError("is not a lookback: write e.g. 5y, 6mo, 4w or 30d") from None
     return value.strip()
 
 
 def _source(value: str) -> str:
     if not SOURCE_PATTERN.match(value):
-        raise ValueError("is not a source: write yahoo, synthetic, sample or csv:DIR")
+        raise ValueError(SOURCE_RULE)
     return value
 
 
@@ -267,7 +270,7 @@ class Settings:
 def parse_lookback(text: str) -> pd.DateOffset:
     """'5y' -> 5 years, '6mo' -> 6 months, '4w', '30d'."""
     match = LOOKBACK_PATTERN.match(str(text).strip())
-    if not match:
+    if not match or int(match.group(1)) < 1:
         raise ConfigError(f"lookback {text!r} is not like '5y', '6mo', '4w' or '30d'")
     amount, unit = int(match.group(1)), match.group(2)
     unit_name = {"y": "years", "mo": "months", "w": "weeks", "d": "days"}[unit]
@@ -276,11 +279,14 @@ def parse_lookback(text: str) -> pd.DateOffset:
 
 def check_ticker(symbol: str) -> str:
     if not isinstance(symbol, str) or not TICKER_PATTERN.match(symbol):
-        raise ConfigError(
-            f"{shorten(symbol)} is not a ticker: use upper-case letters, digits and . - = ^ "
-            "(for example AAPL, ^GSPC, BRK-B)"
-        )
+        raise ConfigError(f"{shorten(symbol)} {TICKER_RULE}")
     return symbol
+
+
+def check_source(spec: str) -> str:
+    if not isinstance(spec, str) or not SOURCE_PATTERN.match(spec):
+        raise ConfigError(f"source {shorten(spec)} {SOURCE_RULE}")
+    return spec
 
 
 class IndexEntry(BaseModel):

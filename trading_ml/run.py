@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, SOURCE_PATTERN, Settings, check_ticker, load_settings, parse_as_of, shorten
+from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, Settings, check_source, check_ticker, load_settings, parse_as_of, shorten
 from trading_ml.data.calendars import bars_before
 from trading_ml.errors import ConfigError
 
@@ -260,8 +260,8 @@ class RunContext:
         for name, chosen in (("symbols", symbols), ("timeframes", timeframes)):
             if chosen is not None and not list(chosen):
                 raise ConfigError(f"{name} is an empty list; name at least one, or leave it unset for the configured {name}")
-        if source is not None and not SOURCE_PATTERN.match(str(source)):
-            raise ConfigError(f"source {shorten(source)} is not a source: write yahoo, synthetic, sample or csv:DIR")
+        if source is not None:
+            check_source(source)
         chosen_symbols = [check_ticker(s) for s in (symbols or settings.symbols)]
         for symbol in (s for s in chosen_symbols if s not in settings.universe):
             log.warning("%s is not in config.yaml: it follows the calendar %s", symbol, settings.calendar_source(symbol))
