@@ -30,18 +30,29 @@ os.environ.pop("AIRFLOW_CONN_MONGO_DEFAULT", None)
 
 from benchmarks.universe import grow_universe  # noqa: E402
 from tests.dags.conftest import write_config  # noqa: E402
-from trading_ml import pipeline  # noqa: E402
 from trading_ml.config import load_settings  # noqa: E402
+from trading_ml.models import TRAINED_MODELS  # noqa: E402
+from trading_ml.pipeline.deploy import deploy  # noqa: E402
+from trading_ml.pipeline.evaluate import evaluate  # noqa: E402
+from trading_ml.pipeline.features import build_features  # noqa: E402
+from trading_ml.pipeline.ingest import ingest  # noqa: E402
+from trading_ml.pipeline.resources import StageResources  # noqa: E402
+from trading_ml.pipeline.train import train  # noqa: E402
+from trading_ml.pipeline.validate import validate  # noqa: E402
 from trading_ml.run import RunContext  # noqa: E402
 
 
 def cli_run(config: Path, as_of: str, symbols: list[str], timeframes: list[str]) -> float:
     start = time.perf_counter()
     ctx = RunContext.create(load_settings(config), as_of, symbols, timeframes, "synthetic")
-    resources = pipeline.StageResources.open(ctx)
-    features = pipeline.build_features(ctx, pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources), resources)
-    trained = [pipeline.train(ctx, name, features, resources) for name in pipeline.MODELS]
-    pipeline.deploy(ctx, pipeline.evaluate(ctx, trained, resources), resources)
+    resources = StageResources.open(ctx)
+    ingest(ctx, resources=resources)
+    validate(ctx, resources)
+    build_features(ctx, resources)
+    for name in TRAINED_MODELS:
+        train(ctx, name, resources)
+    evaluate(ctx, resources)
+    deploy(ctx, resources)
     return time.perf_counter() - start
 
 

@@ -22,11 +22,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings  # noqa: E402
-from trading_ml import pipeline  # noqa: E402
-from trading_ml.run import RunContext  # noqa: E402
 from trading_ml.data.sources import make_source  # noqa: E402
 from trading_ml.features.build import build_timeframe  # noqa: E402
 from trading_ml.features.indicators import symbol_features  # noqa: E402
+from trading_ml.pipeline.features import build_features  # noqa: E402
+from trading_ml.pipeline.ingest import ingest  # noqa: E402
+from trading_ml.pipeline.resources import StageResources  # noqa: E402
+from trading_ml.pipeline.validate import validate  # noqa: E402
+from trading_ml.run import RunContext  # noqa: E402
 
 
 def timed(action):
@@ -73,9 +76,10 @@ def main() -> None:
         print(f"python heap peak during a 1d build: {heap_peak:,.0f} MB")
 
         print("== features stage (validated CSVs in, feature CSVs + parquet out) ==")
-        resources = pipeline.StageResources.open(ctx)
-        validated = pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources)
-        manifest, seconds = timed(lambda: pipeline.build_features(ctx, validated, resources))
+        resources = StageResources.open(ctx)
+        ingest(ctx, resources=resources)
+        validate(ctx, resources)
+        manifest, seconds = timed(lambda: build_features(ctx, resources))
         files = sorted(ctx.layout.features_manifest.parent.iterdir())
         size = sum(p.stat().st_size for p in files) / 2**20
         rows = {tf: e["training_table"]["rows"] for tf, e in manifest["timeframes"].items()}

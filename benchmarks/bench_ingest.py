@@ -19,9 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings  # noqa: E402
-from trading_ml import pipeline  # noqa: E402
-from trading_ml.run import RunContext  # noqa: E402
 from trading_ml.data.synthetic import SyntheticMarket  # noqa: E402
+from trading_ml.pipeline.ingest import ingest  # noqa: E402
+from trading_ml.pipeline.resources import StageResources  # noqa: E402
+from trading_ml.pipeline.validate import validate  # noqa: E402
+from trading_ml.run import RunContext  # noqa: E402
 from trading_ml.storage import MongoStore, TinyStore, bars_to_documents  # noqa: E402
 
 
@@ -36,9 +38,9 @@ def peak_rss_mb() -> float:
 
 
 def bench_pipeline(label: str, ctx: RunContext) -> None:
-    resources = pipeline.StageResources.open(ctx)
-    manifests, ingest_s = timed(lambda: pipeline.ingest_all(ctx, resources))
-    result, validate_s = timed(lambda: pipeline.validate(ctx, manifests, resources))
+    resources = StageResources.open(ctx)
+    manifests, ingest_s = timed(lambda: ingest(ctx, resources=resources))
+    result, validate_s = timed(lambda: validate(ctx, resources))
     bars = sum(m.get("rows", 0) for m in manifests)
     print(f"{label:<34} pairs {len(ctx.pairs):>3}  bars {bars:>7,}  ingest {ingest_s:6.2f}s  "
           f"validate {validate_s:6.2f}s  passed {len(result['passed'])}/{len(ctx.pairs)}")

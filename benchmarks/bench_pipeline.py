@@ -20,7 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings  # noqa: E402
-from trading_ml import pipeline  # noqa: E402
+from trading_ml.models import TRAINED_MODELS  # noqa: E402
+from trading_ml.pipeline.deploy import deploy  # noqa: E402
+from trading_ml.pipeline.evaluate import evaluate  # noqa: E402
+from trading_ml.pipeline.features import build_features  # noqa: E402
+from trading_ml.pipeline.ingest import ingest  # noqa: E402
+from trading_ml.pipeline.resources import StageResources  # noqa: E402
+from trading_ml.pipeline.train import train  # noqa: E402
+from trading_ml.pipeline.validate import validate  # noqa: E402
 from trading_ml.run import RunContext  # noqa: E402
 
 
@@ -52,13 +59,14 @@ def run_once(args, folds: int) -> float:
         settings = dataclasses.replace(settings, models=dataclasses.replace(settings.models, folds=folds))
         ctx = RunContext.create(settings, args.as_of, None, args.timeframes.split(","), "synthetic")
         print(f"== 26 symbols, {args.timeframes}, as of {args.as_of}, TinyDB, {folds} walk-forward fold(s) ==")
-        resources = pipeline.StageResources.open(ctx)
-        ingested = timed("ingest", lambda: pipeline.ingest_all(ctx, resources), times)
-        validated = timed("validate", lambda: pipeline.validate(ctx, ingested, resources), times)
-        features = timed("features", lambda: pipeline.build_features(ctx, validated, resources), times)
-        trained = [timed(f"train {name}", lambda n=name: pipeline.train(ctx, n, features, resources), times) for name in pipeline.MODELS]
-        evaluated = timed("evaluate", lambda: pipeline.evaluate(ctx, trained, resources), times)
-        timed("deploy", lambda: pipeline.deploy(ctx, evaluated, resources), times)
+        resources = StageResources.open(ctx)
+        timed("ingest", lambda: ingest(ctx, resources=resources), times)
+        timed("validate", lambda: validate(ctx, resources), times)
+        timed("features", lambda: build_features(ctx, resources), times)
+        for name in TRAINED_MODELS:
+            timed(f"train {name}", lambda n=name: train(ctx, n, resources), times)
+        timed("evaluate", lambda: evaluate(ctx, resources), times)
+        timed("deploy", lambda: deploy(ctx, resources), times)
     print(f"end to end {sum(times.values()):.1f}s (training {sum(v for k, v in times.items() if k.startswith('train')):.1f}s)")
     return sum(times.values())
 

@@ -32,10 +32,17 @@ for name in ("TRADING_ML_MONGO_URI", "TRADING_ML_DATA_DIR", "TRADING_ML_CONFIG")
 
 from benchmarks.universe import grow_universe  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
-from trading_ml import pipeline  # noqa: E402
 from trading_ml.config import load_settings  # noqa: E402
+from trading_ml.models import TRAINED_MODELS  # noqa: E402
+from trading_ml.pipeline.deploy import deploy  # noqa: E402
+from trading_ml.pipeline.evaluate import evaluate  # noqa: E402
+from trading_ml.pipeline.features import build_features  # noqa: E402
+from trading_ml.pipeline.ingest import ingest  # noqa: E402
+from trading_ml.pipeline.report import report  # noqa: E402
+from trading_ml.pipeline.resources import StageResources  # noqa: E402
+from trading_ml.pipeline.train import train  # noqa: E402
+from trading_ml.pipeline.validate import validate  # noqa: E402
 from trading_ml.run import RunContext  # noqa: E402
-
 
 PER_PAIR = "ingest, a task per pair"  # not a CLI stage: left out of "end to end"
 
@@ -70,9 +77,9 @@ def ingest_per_pair(settings, ctx: RunContext, data_dir: Path) -> None:
     """Ingestion as Airflow's mapped tasks do it, one store write per pair, into its own empty fallback."""
     own = dataclasses.replace(settings, data_dir=data_dir, storage=dataclasses.replace(settings.storage, fallback_dir=data_dir / "fallback"))
     own_ctx = RunContext.create(own, ctx.as_of.isoformat(), ctx.symbols, ctx.timeframes, ctx.source)
-    resources = pipeline.StageResources.open(own_ctx)
+    resources = StageResources.open(own_ctx)
     for symbol, timeframe in own_ctx.pairs:
-        pipeline.ingest(own_ctx, symbol, timeframe, resources)
+        ingest(own_ctx, [(symbol, timeframe)], resources)
 
 
 def run_size(size: int, as_of: str) -> dict:
@@ -91,15 +98,16 @@ def run_size(size: int, as_of: str) -> dict:
         grow_universe(config, size)
         settings = load_settings(config)
         ctx = RunContext.create(settings, as_of, settings.symbols[:size], ["1d"], "synthetic")
-        resources = pipeline.StageResources.open(ctx)
+        resources = StageResources.open(ctx)
         stage(PER_PAIR, lambda: ingest_per_pair(settings, ctx, Path(folder) / "per-pair"))
-        ingested = stage("ingest", lambda: pipeline.ingest_all(ctx, resources))
-        validated = stage("validate", lambda: pipeline.validate(ctx, ingested, resources))
-        features = stage("features", lambda: pipeline.build_features(ctx, validated, resources))
-        trained = [stage(f"train {name}", lambda n=name: pipeline.train(ctx, n, features, resources)) for name in pipeline.MODELS]
-        evaluated = stage("evaluate", lambda: pipeline.evaluate(ctx, trained, resources))
-        stage("deploy", lambda: pipeline.deploy(ctx, evaluated, resources))
-        stage("report", lambda: pipeline.report(ctx, resources))
+        stage("ingest", lambda: ingest(ctx, resources=resources))
+        stage("validate", lambda: validate(ctx, resources))
+        stage("features", lambda: build_features(ctx, resources))
+        for name in TRAINED_MODELS:
+            stage(f"train {name}", lambda n=name: train(ctx, n, resources))
+        stage("evaluate", lambda: evaluate(ctx, resources))
+        stage("deploy", lambda: deploy(ctx, resources))
+        stage("report", lambda: report(ctx, resources))
     return figures
 
 

@@ -10,7 +10,8 @@ block-bootstrap intervals beside baselines) → **deploy** (promote only signifi
 worse than production, in the registry: MongoDB from the `mongo_default` connection, else TinyDB)
 → **report** (HTML with plots).
 
-Each task calls one function of `trading_ml.pipeline`; XCom carries only their small manifests
+Each task calls one stage of `trading_ml.pipeline` (a module each: `trading_ml.pipeline.validate`, ...);
+a stage finds its inputs in the run's folder, and XCom carries only the small manifests it returns
 (paths, counts, sha256, metrics). The run's as-of date is the end of its data interval (scheduled
 and backfill runs), the trigger day (manual runs), or the `as_of` Param when set; every window
 derives from it. Every file and model version belongs to this DAG run: `data/runs/<as-of>/<run id>/`,
@@ -40,15 +41,6 @@ AIRFLOW = SETTINGS.airflow
 TRAIN_TASK = "train_{}"
 
 
-def stages():
-    """trading_ml.pipeline, imported when a task runs, which keeps every parse of this file (the
-    dag-processor re-parses it every 30 s) free of pandas-ta and the exchange calendars; the
-    pipeline itself loads torch and xgboost only for the model stages."""
-    from trading_ml import pipeline
-
-    return pipeline
-
-
 def run_context(run: dict) -> RunContext:
     return RunContext.from_dict(run["context"], mongo_uri(AIRFLOW.mongo_conn_id))
 
@@ -65,22 +57,29 @@ def failing_fast():
         raise AirflowFailException(f"{type(error).__name__}: {error}") from error
 
 
-def call(stage: str, *args):
-    """Run one function of trading_ml.pipeline, failing fast where retrying cannot help."""
+def call(stage, run: dict, *args, source_retries: int | None = None):
+    """``stage(ctx, *args, resources=...)`` for this task's run, failing fast where retrying cannot help.
+    Each task imports its stage's module when it runs, so a parse of this file (every 30 s) loads
+    neither pandas-ta nor torch, and a data task never loads torch."""
+    from trading_ml.pipeline.resources import StageResources
+
     with failing_fast():
-        return getattr(stages(), stage)(*args)
+        ctx = run_context(run)
+        with StageResources.open(ctx, source_retries) as resources:
+            return stage(ctx, *args, resources=resources)
 
 
 @task(doc_md="Resolve the run: as-of date, symbols, timeframes, source and models from config.yaml and the Params.")
 def plan():
+    from trading_ml.pipeline.planning import RunRequest, as_of_for_run, plan_run
+
     context = get_current_context()
     params, dag_run = context["params"], context["dag_run"]
     with failing_fast():
-        as_of = stages().as_of_for_run(
-            params.get("as_of"), dag_run.run_type == "manual", dag_run.data_interval_end, dag_run.run_after
-        )
-        ctx = RunContext.create(SETTINGS, as_of, params["symbols"], params["timeframes"], params["source"], dag_run.run_id)
-        return stages().plan_run(ctx, params["models"], params["deploy"])
+        as_of = as_of_for_run(params.get("as_of"), dag_run.run_type == "manual", dag_run.data_interval_end, dag_run.run_after)
+        ctx = plan_run(SETTINGS, RunRequest(as_of, params["symbols"], params["timeframes"], params["source"], params["models"],
+                                            params["deploy"], dag_run.run_id))
+        return {"context": ctx.to_dict(), "run_root": str(ctx.run_root), "pairs": [list(pair) for pair in ctx.pairs]}
 
 
 @task(doc_md="The (symbol, timeframe) pairs the run ingests, one mapped ingest task each.")
@@ -99,31 +98,38 @@ def pairs(run: dict) -> list[list[str]]:
     map_index_template="{{ task.op_kwargs['pair'] | join(' ') }}",
 )
 def ingest(run: dict, pair: list[str]):
-    return call("ingest", run_context(run), *pair, None, 0)  # one retry layer: Airflow's (the source tries once per call)
+    from trading_ml.pipeline.ingest import ingest
+
+    return call(ingest, run, [pair], source_retries=0)[0]  # one retry layer: Airflow's (the source tries once per call)
 
 
 @task(
     doc_md="Join every ingestion (even failed ones) and run the six checks; quarantine what fails, with reasons.",
     trigger_rule="all_done_min_one_success",
 )
-def validate(run: dict, ingested: list[dict]):
-    manifests = ingested[:]  # one slice request; iterating would probe past the end and log an error
-    return call("validate", run_context(run), [m for m in manifests if m])
+def validate(run: dict):
+    from trading_ml.pipeline.validate import validate
+
+    return call(validate, run)
 
 
 @task(doc_md="Engineer the 126 features and the targets; write per-symbol CSVs and one training table per timeframe.")
-def features(run: dict, validated: dict):
-    return call("build_features", run_context(run), validated)
+def features(run: dict):
+    from trading_ml.pipeline.features import build_features
+
+    return call(build_features, run)
 
 
 @task.branch(doc_md="Pick the training tasks of the models the run's `models` Param names.")
 def choose_models(run: dict) -> list[str]:
-    return [TRAIN_TASK.format(name) for name in run["models"]]
+    return [TRAIN_TASK.format(name) for name in run["context"]["models"]]
 
 
 @task(doc_md="Fit one model on the training segment, save its artifacts under models/ and register a candidate.")
-def train(run: dict, dataset: dict, model_name: str):
-    return call("train", run_context(run), model_name, dataset)
+def train(run: dict, model_name: str):
+    from trading_ml.pipeline.train import train
+
+    return call(train, run, model_name)
 
 
 @task(
@@ -132,22 +138,21 @@ def train(run: dict, dataset: dict, model_name: str):
     trigger_rule="all_done",  # after every chosen training task, whatever its outcome; none trained is an error
 )
 def evaluate():
-    context = get_current_context()
-    run = context["ti"].xcom_pull(task_ids="plan")  # pulled here: with all_done, a failed plan must not be retried into
+    from trading_ml.pipeline.evaluate import evaluate
+
+    run = get_current_context()["ti"].xcom_pull(task_ids="plan")  # pulled here: with all_done, a failed plan must not be retried into
     if not run:
         raise AirflowFailException("evaluate: the run was never planned (the plan task failed); nothing was trained")
-    task_ids = [TRAIN_TASK.format(name) for name in run["models"]]
-    trained = context["ti"].xcom_pull(task_ids=task_ids)
-    done = {m["model_name"] for m in trained if m}
-    missing = {name: f"its task {TRAIN_TASK.format(name)} failed; see that task's log" for name in run["models"] if name not in done}
-    return call("evaluate", run_context(run), [m for m in trained if m], None, missing)
+    return call(evaluate, run)
 
 
 @task(doc_md="Promote each model that beats its baselines and the production version; record every decision.")
-def deploy(run: dict, evaluated: dict):
-    if not run["deploy"]:
+def deploy(run: dict):
+    from trading_ml.pipeline.deploy import deploy
+
+    if not run["context"]["deploy"]:
         raise AirflowSkipException("deploy is off for this run (Param 'deploy'); the models stay candidates")
-    return call("deploy", run_context(run), evaluated)
+    return call(deploy, run)
 
 
 @task(
@@ -155,7 +160,9 @@ def deploy(run: dict, evaluated: dict):
     trigger_rule="none_failed",  # also when deploy is off (skipped)
 )
 def report(run: dict):
-    return call("report", run_context(run))
+    from trading_ml.pipeline.report import report
+
+    return call(report, run)
 
 
 @dag(
@@ -176,7 +183,7 @@ def report(run: dict):
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="Blank: the end of the data interval (the trigger day for a manual run)."),
         "symbols": Param(SETTINGS.symbols, type="array", minItems=1, maxItems=1000,
-                         items={"type": "string", "pattern": TICKER_PATTERN.pattern}, description="Tickers to ingest (default: the configured universe)."),
+                         items={"type": "string", "pattern": TICKER_PATTERN.pattern}, description="Tickers to ingest (default: the configured universe; left as it is, it narrows to what the source has, as the CLI does)."),
         "timeframes": Param(list(SETTINGS.timeframes), type="array", minItems=1, uniqueItems=True,
                             items={"type": "string", "enum": list(SETTINGS.timeframes)}),
         "source": Param(SETTINGS.source, type="string", pattern=SOURCE_PATTERN.pattern, description="yahoo | synthetic | sample | csv:DIR"),
@@ -187,12 +194,16 @@ def report(run: dict):
 def trading_ml_training():
     run = plan()
     ingested = ingest.partial(run=run).expand(pair=pairs(run))
-    dataset = features(run, validate(run, ingested))
-    trained = [train.override(task_id=TRAIN_TASK.format(name))(run, dataset, model_name=name) for name in TRAINED_MODELS]
+    validated = validate(run)
+    ingested >> validated
+    dataset = features(run)
+    validated >> dataset
+    trained = [train.override(task_id=TRAIN_TASK.format(name))(run, model_name=name) for name in TRAINED_MODELS]
     dataset >> choose_models(run) >> trained
     evaluated = evaluate()
     trained >> evaluated
-    deploy(run, evaluated) >> report(run)
+    deployed = deploy(run)
+    evaluated >> deployed >> report(run)
 
 
 trading_ml_training()

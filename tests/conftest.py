@@ -108,14 +108,13 @@ def closed_port_uri() -> str:
 def train_and_promote(settings: Settings, symbols: list[str] | None = None) -> tuple[RunContext, object]:
     """A full pipeline run (1d, synthetic) into settings' store. Whatever deploy decided, the direction
     ensemble and the regime forest are then promoted, so there are production models to serve."""
-    from trading_ml import pipeline
+    from tests.stages import run_through
+    from trading_ml.pipeline.resources import StageResources
     from trading_ml.registry import ModelRegistry
 
     ctx = RunContext.create(settings, AS_OF, symbols, ["1d"], "synthetic")
-    resources = pipeline.StageResources.open(ctx)
-    features = pipeline.build_features(ctx, pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources), resources)
-    trained = [pipeline.train(ctx, name, features, resources) for name in pipeline.MODELS]
-    pipeline.deploy(ctx, pipeline.evaluate(ctx, trained, resources), resources)
+    resources = StageResources.open(ctx)
+    run_through(ctx, resources, "deploy")
     registry = ModelRegistry(resources.store, settings.data_dir)
     for name in ("direction", "direction_xgboost", "direction_lstm", "regime_rf"):
         if registry.record_for_run(name, ctx.run_id)["status"] != "production":
@@ -126,8 +125,8 @@ def train_and_promote(settings: Settings, symbols: list[str] | None = None) -> t
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """One full run with production models and its report, on a small universe into TinyDB."""
-    from trading_ml import pipeline
+    from trading_ml.pipeline.report import report
 
     settings = make_settings(tmp_path_factory.mktemp("trained") / "data")
     ctx, resources = train_and_promote(settings, ["^GSPC", "^VIX", "AAPL", "MSFT", "XOM", "JPM", "JNJ"])
-    return ctx, resources, pipeline.report(ctx, resources)
+    return ctx, resources, report(ctx, resources)

@@ -173,13 +173,15 @@ def test_a_bad_csv_file_fails_ingest_with_one_line_naming_the_file_and_column(ca
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     """The API over a store with stored bars and no trained model (every task on its baseline)."""
-    from trading_ml import pipeline
+    from trading_ml.pipeline.ingest import ingest
+    from trading_ml.pipeline.resources import StageResources
     from trading_ml.run import RunContext
     from trading_ml.serving import create_app
 
     settings = make_settings(tmp_path_factory.mktemp("api") / "data")
     ctx = RunContext.create(settings, "2026-11-20", ["^GSPC", "^VIX", "AAPL", "XOM"], ["1d"], "synthetic")
-    pipeline.ingest_all(ctx, pipeline.StageResources.open(ctx))
+    with StageResources.open(ctx) as resources:
+        ingest(ctx, resources=resources)
     with TestClient(create_app(settings)) as client:
         yield client
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from trading_ml import pipeline
 from trading_ml.cli import main
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.loading import ModelLoader
+from trading_ml.models import TRAINED_MODELS
+from trading_ml.pipeline import STAGES
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_run, find_runs
 from trading_ml.storage.tiny import TinyStore
@@ -36,7 +37,7 @@ def test_run_ingests_and_validates_and_prints_a_summary(tmp_path, capsys):
     assert root.name.startswith("cli__") and (root / "validated" / "AAPL_1d.csv").is_file()
     assert {p.name for p in (tmp_path / "fallback" / "market_data").glob("*.json")} == {"AAPL_1d.json", "^VIX_1d.json"}
     stages = json.loads((root / "run_manifest.json").read_text())["stages"]
-    assert set(stages) == {"ingest", "validate", "features", "evaluate", "deploy", "report"}  # what a DAG run records
+    assert set(stages) == set(STAGES)  # every stage, as a DAG run records them
 
 
 def test_ingest_then_validate_as_separate_commands(tmp_path, capsys):
@@ -114,7 +115,7 @@ def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
     assert subprocess.run(later, env=env, capture_output=True, text=True, cwd=tmp_path).returncode == 0
     registry = ModelRegistry(TinyStore(tmp_path / "fallback"), tmp_path)
     versions = {(r["model_name"], r["version"]): r for r in registry.records()}
-    assert set(versions) == {(name, v) for name in (*pipeline.MODELS, "direction") for v in ("1.0", "2.0")}
+    assert set(versions) == {(name, v) for name in (*TRAINED_MODELS, "direction") for v in ("1.0", "2.0")}
     assert versions[("regime_rf", "1.0")]["run_id"] != versions[("regime_rf", "2.0")]["run_id"]
     assert ModelLoader(registry).load_model("regime_rf", "1.0") is not None  # the first run's files are untouched
 
@@ -131,7 +132,7 @@ def test_two_runs_on_one_day_with_different_symbols_keep_their_own_files_and_rec
     assert [r.as_of.isoformat() for r in runs] == ["2026-11-20"] * 2 and runs[0].layout.root != runs[1].layout.root
     assert {path: path.read_bytes() for path in first.layout.root.rglob("*") if path.is_file()} == files  # not a byte changed
     registry = ModelRegistry(TinyStore(tmp_path / "fallback"), tmp_path)
-    for name in (*pipeline.MODELS, "direction"):
+    for name in (*TRAINED_MODELS, "direction"):
         records = {r["run_id"]: r for r in registry.records(name)}
         assert sorted(r["version"] for r in records.values()) == ["1.0", "2.0"]
         assert records[runs[0].run_id]["symbols"] == ["AAPL", "^GSPC"] and records[runs[1].run_id]["symbols"] == ["XOM", "^GSPC"]

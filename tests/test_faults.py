@@ -20,10 +20,16 @@ from tests.conftest import (
     make_settings,
     write_config,
 )
-from trading_ml import io, pipeline
+from tests.stages import run_through
+from trading_ml import io
 from trading_ml.config import load_settings
 from trading_ml.data.sources import SyntheticSource, YahooSource
 from trading_ml.loading import ModelLoader
+from trading_ml.models import TRAINED_MODELS
+from trading_ml.pipeline.features import build_features
+from trading_ml.pipeline.ingest import ingest
+from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.train import train
 from trading_ml.registry import ModelNotFound, ModelRegistry
 from trading_ml.run import RunContext, find_runs, runs_root
 from trading_ml.storage import MongoStore, TinyStore, open_stage_store, open_store
@@ -50,8 +56,8 @@ def kill_when_renaming(monkeypatch, name: str) -> None:
 @pytest.fixture
 def validated_run(tmp_path):
     ctx = RunContext.create(make_settings(tmp_path / "data"), AS_OF, ["^GSPC", "^VIX", "AAPL", "XOM"], ["1d"], "synthetic")
-    resources = pipeline.StageResources.open(ctx)
-    return ctx, resources, pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources)
+    resources = StageResources.open(ctx)
+    return ctx, resources, run_through(ctx, resources, "validate")["validate"]
 
 
 def leftovers(folder) -> list[str]:
@@ -62,28 +68,28 @@ def test_killed_while_writing_features_leaves_nothing_half_written_and_the_rerun
     ctx, resources, validated = validated_run
     kill_when_renaming(monkeypatch, "training_1d.parquet")
     with pytest.raises(Killed):
-        pipeline.build_features(ctx, validated, resources)
+        build_features(ctx, resources)
     features = ctx.run_root / "features"
     assert not (features / "training_1d.parquet").exists() and not ctx.layout.features_manifest.exists()
     assert leftovers(ctx.run_root) == []
     monkeypatch.undo()
-    manifest = pipeline.build_features(ctx, validated, resources)
+    manifest = build_features(ctx, resources)
     table = pd.read_parquet(features / "training_1d.parquet")
     assert len(table) == manifest["timeframes"]["1d"]["training_table"]["rows"] > 0
 
 
 def test_killed_while_saving_a_model_registers_nothing_and_the_rerun_completes(validated_run, monkeypatch):
     ctx, resources, validated = validated_run
-    features = pipeline.build_features(ctx, validated, resources)
+    build_features(ctx, resources)
     kill_when_renaming(monkeypatch, "regime_rf.skops")
     with pytest.raises(Killed):
-        pipeline.train(ctx, "regime_rf", features, resources)
+        train(ctx, "regime_rf", resources)
     registry = ModelRegistry(resources.store, ctx.settings.data_dir)
     assert not ctx.layout.model_file("regime_rf", ".skops").exists() and leftovers(ctx.run_root) == []
     with pytest.raises(ModelNotFound):
         registry.record("regime_rf", "1.0")  # a model is registered only after all its files are in place
     monkeypatch.undo()
-    trained = pipeline.train(ctx, "regime_rf", features, resources)
+    trained = train(ctx, "regime_rf", resources)
     assert trained["version"] == "1.0" and ModelLoader(registry).load_model("regime_rf", "1.0") is not None
 
 
@@ -96,24 +102,23 @@ def test_two_runs_at_the_same_time_overwrite_nothing_of_each_other(tmp_path, req
     prepared = []
     for as_of in ("2026-08-20", "2026-11-20"):
         ctx = RunContext.create(settings, as_of, ["^GSPC", "^VIX", "AAPL", "XOM"], ["1d"], "synthetic")
-        resources = pipeline.StageResources.open(ctx)
-        validated = pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources)
-        prepared.append((ctx, pipeline.build_features(ctx, validated, resources)))
+        run_through(ctx, StageResources.open(ctx), "features")
+        prepared.append(ctx)
     results, errors = {}, []
 
-    def train(ctx, features):
+    def train_in_thread(ctx):
         try:  # each thread opens its own store, as two processes would
-            results[ctx.run_id] = pipeline.train(ctx, "regime_rf", features, pipeline.StageResources.open(ctx))
+            results[ctx.run_id] = train(ctx, "regime_rf", StageResources.open(ctx))
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
-    threads = [threading.Thread(target=train, args=item) for item in prepared]
+    threads = [threading.Thread(target=train_in_thread, args=(ctx,)) for ctx in prepared]
     [thread.start() for thread in threads]
     [thread.join() for thread in threads]
     assert errors == []
     assert sorted(r["version"] for r in results.values()) == ["1.0", "2.0"]
-    registry = ModelRegistry(pipeline.StageResources.open(prepared[0][0]).store, settings.data_dir)
-    for ctx, _ in prepared:
+    registry = ModelRegistry(StageResources.open(prepared[0]).store, settings.data_dir)
+    for ctx in prepared:
         record = registry.record("regime_rf", results[ctx.run_id]["version"])
         assert record["run_id"] == ctx.run_id
         assert all((runs_root(settings.data_dir) / a["path"]).parent.parent == ctx.run_root for a in record["artifacts"])
@@ -148,9 +153,9 @@ def test_yahoo_rate_limits_then_an_empty_and_a_malformed_answer_quarantine_two_a
     symbols = ["^GSPC", "^VIX", "AAPL", "MSFT", "JPM", "XOM"]
     ctx = RunContext.create(settings, AS_OF, symbols, ["1d"], "yahoo")
     fake = FlakyYahoo(empty="JPM", malformed="XOM")
-    resources = pipeline.StageResources(YahooSource(fetch=fake, retries=3, backoff_seconds=0.01, sleep=lambda s: None), open_stage_store(settings))
+    resources = StageResources(YahooSource(fetch=fake, retries=3, backoff_seconds=0.01, sleep=lambda s: None), open_stage_store(settings))
     store = resources.store
-    validated = pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources)
+    validated = run_through(ctx, resources, "validate")["validate"]
     assert all(count == 3 for count in fake.calls.values())  # two 429s retried, then an answer
     reasons = {q["symbol"]: " ".join(q["reasons"]) for q in validated["quarantined"]}
     assert set(reasons) == {"JPM", "XOM"}
@@ -158,7 +163,7 @@ def test_yahoo_rate_limits_then_an_empty_and_a_malformed_answer_quarantine_two_a
     expected_rows = {s: len(fake.market.fetch(settings.instrument(s), "1d", *ctx.fetch_window(s, "1d"))) for s in symbols}  # with the warm-up
     assert {p["symbol"]: p["rows"] for p in validated["passed"]} == {s: expected_rows[s] for s in ("^GSPC", "^VIX", "AAPL", "MSFT")}
     assert store.count("market_data") == sum(expected_rows[s] for s in ("^GSPC", "^VIX", "AAPL", "MSFT"))  # nothing of the bad two
-    features = pipeline.build_features(ctx, validated, resources)
+    features = build_features(ctx, resources)
     assert features["timeframes"]["1d"]["training_table"]["rows"] > 0
 
 
@@ -171,10 +176,10 @@ def test_mongodb_stopping_mid_ingest_then_sync_leaves_every_bar_in_mongodb_once(
     host, port = server.address[:2]
     settings = make_settings(tmp_path / "data", server.uri)
     ctx = RunContext.create(settings, AS_OF, ["AAPL", "XOM", "JPM"], ["1d"], "synthetic")
-    resources = pipeline.StageResources.open(ctx)
-    first = pipeline.ingest(ctx, "AAPL", "1d", resources)
+    resources = StageResources.open(ctx)
+    [first] = ingest(ctx, [("AAPL", "1d")], resources)
     server.stop()
-    rest = [pipeline.ingest(ctx, symbol, "1d", resources) for symbol in ("XOM", "JPM")]
+    rest = [ingest(ctx, [(symbol, "1d")], resources)[0] for symbol in ("XOM", "JPM")]
     assert first["store"]["kind"] == "mongodb" and all(m["store"]["kind"] == "tinydb" for m in rest)
     assert "fell back to TinyDB mid-run" in rest[0]["store"]["reason"]
     total = first["rows"] + sum(m["rows"] for m in rest)
@@ -196,8 +201,8 @@ def test_mongodb_stopping_mid_ingest_then_sync_leaves_every_bar_in_mongodb_once(
 STOP_POINTS = {  # where the server is stopped: just before this call runs
     "ingest's first write": ("trading_ml.storage.mongo", "MongoStore", "upsert_many"),
     "train's version claim": ("trading_ml.registry", "ModelRegistry", "version_for_run"),
-    "deploy's decision": ("trading_ml.pipeline.model_stages", None, "_deploy_one"),
-    "report": ("trading_ml.pipeline.model_stages", None, "write_report"),
+    "deploy's decision": ("trading_ml.pipeline.deploy", None, "_deploy_one"),
+    "report": ("trading_ml.pipeline.report", None, "write_report"),
 }
 
 
@@ -254,7 +259,7 @@ def test_mongodb_stopping_mid_run_ends_on_tinydb_or_in_one_line_and_sync_loses_n
         assert mongo.count("market_data") == sum(p["rows"] for p in json.loads(run.layout.validate_manifest.read_text())["passed"])
         registry = ModelRegistry(mongo, settings.data_dir)
         records = [r for r in registry.records() if r["run_id"] == run.run_id]
-        assert sorted(r["model_name"] for r in records) == sorted((*pipeline.MODELS, "direction"))
+        assert sorted(r["model_name"] for r in records) == sorted((*TRAINED_MODELS, "direction"))
         assert all(ModelLoader(registry).load_record(record) is not None for record in records)
         assert all(len([r for r in registry.records(name) if r["status"] == "production"]) <= 1 for name in registry.production_versions())
     finally:

@@ -14,10 +14,13 @@ import pytest
 
 from tests.conftest import REPO, make_settings
 from tests.crafted import marker_code, skops_with_exec
-from trading_ml import pipeline
+from tests.stages import deploy_as_if_evaluated, run_through
 from trading_ml.errors import DataError
 from trading_ml.io import sha256_bytes
 from trading_ml.loading import ModelLoader
+from trading_ml.models import TRAINED_MODELS
+from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.train import train
 from trading_ml.registry import ModelNotFound, ModelRegistry
 from trading_ml.run import RunContext, folder_name, runs_root
 from trading_ml.storage import TinyStore
@@ -36,12 +39,9 @@ def test_the_registry_report_serving_and_airflow_plugin_load_without_torch():
 
 def full_run(settings, as_of, symbols=SYMBOLS):
     ctx = RunContext.create(settings, as_of, symbols, ["1d"], "synthetic")
-    resources = pipeline.StageResources.open(ctx)
-    validated = pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources)
-    features = pipeline.build_features(ctx, validated, resources)
-    trained = [pipeline.train(ctx, name, features, resources) for name in pipeline.MODELS]
-    evaluated = pipeline.evaluate(ctx, trained, resources)
-    return ctx, resources, trained, evaluated, pipeline.deploy(ctx, evaluated, resources)
+    resources = StageResources.open(ctx)
+    done = run_through(ctx, resources, "deploy")
+    return ctx, resources, done["train"], done["evaluate"], done["deploy"]
 
 
 def registry_of(resources, settings) -> ModelRegistry:
@@ -62,7 +62,7 @@ def test_every_model_is_registered_with_the_plans_metadata_in_mongodb(two_runs):
     assert resources.store.kind == "mongodb"
     registry = registry_of(resources, settings)
     names = {r["model_name"] for r in registry.records()}
-    assert names == set(pipeline.MODELS) | {"direction"}
+    assert names == set(TRAINED_MODELS) | {"direction"}
     record = registry.record("direction_xgboost", "1.0")
     for field in ("model_name", "version", "trained_date", "training_samples", "test_metrics", "symbols",
                   "feature_count", "timeframe", "artifacts", "feature_names", "data_window", "run_id", "config_hash", "status"):
@@ -90,8 +90,7 @@ def test_versions_increase_per_run_and_the_old_version_is_untouched(two_runs):
 
 def test_rerunning_a_stage_reuses_the_runs_version(two_runs):
     settings, _, (ctx, resources, trained, _, _) = two_runs
-    features = json.loads(ctx.layout.features_manifest.read_text())
-    again = pipeline.train(ctx, "regime_rf", features, resources)
+    again = train(ctx, "regime_rf", resources)
     assert again["version"] == "2.0"
     assert len(registry_of(resources, settings).records("regime_rf")) == 2
 
@@ -175,7 +174,7 @@ def test_deploy_keeps_a_loser_as_candidate_and_production_untouched(two_runs, re
     registry, name = restore_production, "regime_rf"
     registry.promote(name, first[0].run_id, "production for the test")
     summary = evaluated["models"][name]
-    decision = pipeline.deploy(ctx, {"models": {name: with_skill(summary, False)}}, resources)["decisions"][name]
+    decision = deploy_as_if_evaluated(ctx, resources, {name: with_skill(summary, False)})["decisions"][name]
     assert decision["status"] != "production" and "no significant skill" in decision["reason"], decision
     assert registry.record_for_run(name, ctx.run_id)["deploy_decision"] == decision["reason"]
 
@@ -186,7 +185,7 @@ def test_deploy_keeps_a_loser_as_candidate_and_production_untouched(two_runs, re
     predictions["regime_ahead"] = ctx_table_labels(ctx).map(rotate).where(predictions["regime_ahead"].notna())  # always wrong
     try:
         predictions.to_parquet(path)
-        decision = pipeline.deploy(ctx, {"models": {name: with_skill(summary, True)}}, resources)["decisions"][name]
+        decision = deploy_as_if_evaluated(ctx, resources, {name: with_skill(summary, True)})["decisions"][name]
     finally:
         path.write_bytes(original)
     assert decision["status"] != "production" and "significantly worse than production" in decision["reason"], decision
@@ -211,7 +210,7 @@ def test_an_older_run_does_not_replace_a_model_fitted_on_its_rows(two_runs, rest
     _, (ctx, resources, _, evaluated, _), second = two_runs
     registry, name = restore_production, "regime_rf"
     registry.promote(name, second[0].run_id, "production for the test")
-    decision = pipeline.deploy(ctx, {"models": {name: with_skill(evaluated["models"][name], True)}}, resources)["decisions"][name]
+    decision = deploy_as_if_evaluated(ctx, resources, {name: with_skill(evaluated["models"][name], True)})["decisions"][name]
     assert decision["status"] != "production" and "an older run does not replace a newer model" in decision["reason"], decision
     assert f"`trading-ml promote {name} 1.0`" in decision["reason"]
     assert registry.record(name)["version"] == "2.0"

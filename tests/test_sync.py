@@ -9,26 +9,26 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import RestartableMongo, make_settings, quick
-from trading_ml import pipeline
+from tests.stages import run_through
 from trading_ml.io import sha256_bytes
 from trading_ml.loading import ModelLoader
+from trading_ml.models import TRAINED_MODELS
 from trading_ml.models.catalogue import ENSEMBLE
+from trading_ml.pipeline.resources import StageResources
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunContext
 from trading_ml.storage import MongoStore, TinyStore
 from trading_ml.sync import sync_to_mongo
 
 SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM"]
-NAMES = (*pipeline.MODELS, ENSEMBLE)
+NAMES = (*TRAINED_MODELS, ENSEMBLE)
 FORCED = "volatility_garch"
 
 
 def whole_run(settings, as_of: str):
     ctx = RunContext.create(settings, as_of, SYMBOLS, ["1d"], "synthetic")
-    resources = pipeline.StageResources.open(ctx)
-    features = pipeline.build_features(ctx, pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources), resources)
-    trained = [pipeline.train(ctx, name, features, resources) for name in pipeline.MODELS]
-    deployed = pipeline.deploy(ctx, pipeline.evaluate(ctx, trained, resources), resources)
+    resources = StageResources.open(ctx)
+    deployed = run_through(ctx, resources, "deploy")["deploy"]
     if not promoted(deployed):  # 4 symbols rarely show significant skill; sync's production rule needs a promotion
         ModelRegistry(resources.store, settings.data_dir).promote(FORCED, ctx.run_id, "promoted by the test set-up")
         deployed["decisions"][FORCED]["status"] = "production"

@@ -15,13 +15,18 @@ import os
 import sys
 import webbrowser
 from collections.abc import Sequence
-from pathlib import Path
 
 from tqdm import tqdm
 
-from trading_ml import pipeline
-from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, Settings, load_settings, parse_as_of, shorten
-from trading_ml.data.sources import SOURCE_KINDS, make_source
+from trading_ml.config import (
+    ENV_DATA_DIR,
+    ENV_MONGO_URI,
+    Settings,
+    load_settings,
+    parse_as_of,
+    shorten,
+)
+from trading_ml.data.sources import SOURCE_KINDS
 from trading_ml.errors import (
     ConfigError,
     SourceUnavailable,
@@ -30,10 +35,16 @@ from trading_ml.errors import (
     TradingMLError,
 )
 from trading_ml.io import read_json
+from trading_ml.models.catalogue import chosen_models
+from trading_ml.pipeline import STAGES
+from trading_ml.pipeline.features import build_features
+from trading_ml.pipeline.ingest import ingest, summarize_ingest
+from trading_ml.pipeline.planning import RunRequest, plan_run
+from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.validate import validate
 from trading_ml.run import RunContext, find_run, find_runs, runs_root
 from trading_ml.sync import sync_to_mongo
 
-STAGES = ("ingest", "validate", "features", "train", "evaluate", "deploy", "report")
 EXIT_STAGE_FAILED, EXIT_BAD_INPUT, EXIT_RETRY_LATER = 1, 2, 3
 PLAN_STAGES = {  # the plan's script: its 'ingest' is Phase 1 (data), its 'validate' is model validation
     "ingest": ("ingest", "validate", "features"),
@@ -49,6 +60,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", help=f"{' | '.join(SOURCE_KINDS)} (default: config `source`)")
     parser.add_argument("--symbols", help="comma-separated tickers (default: the config universe)")
     parser.add_argument("--timeframes", help="comma-separated, e.g. 1d,1h (default: config)")
+    parser.add_argument("--models", help="comma-separated models to train, e.g. regime_rf (default: all five, or the run's)")
     parser.add_argument("--as-of", help="YYYY-MM-DD; windows end here (default: today)")
     parser.add_argument("--run-id", help="the run to continue (default: a new run for run/ingest, else the as-of's newest)")
     parser.add_argument("--data-dir", help="where runs and the fallback store live (default: config or TRADING_ML_DATA_DIR)")
@@ -68,7 +80,7 @@ def split_list(text: str | None, option: str = "--symbols") -> list[str] | None:
     return items
 
 
-EXAMPLES = {"--symbols": "AAPL,^GSPC", "--timeframes": "1d"}
+EXAMPLES = {"--symbols": "AAPL,^GSPC", "--timeframes": "1d", "--models": "regime_rf"}
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -96,61 +108,99 @@ def port_number(text: str) -> int:
 
 
 def build_context(args: argparse.Namespace, stages: Sequence[str]) -> RunContext:
-    """Settings plus the run's selection. A command that starts with ingest starts a new run (unless
-    --run-id names one); a later stage continues a run and defaults to what that run selected. A
-    source that offers only some symbols narrows the default."""
-    settings = settings_from_args(args)
-    run_id, recorded = args.run_id, {}
-    if stages[0] != "ingest":
-        earlier = find_run(settings.data_dir, args.run_id, None if args.run_id else parse_as_of(args.as_of))
-        run_id, recorded = earlier.run_id, earlier.selection
-    source_spec = args.source or recorded.get("source") or settings.source
-    source = make_source(source_spec, settings)
-    symbols = split_list(args.symbols, "--symbols") or recorded.get("symbols")
-    timeframes = split_list(args.timeframes, "--timeframes") or recorded.get("timeframes")
-    if symbols is None and source.symbols is not None:
-        symbols = [s for s in settings.symbols if s in source.symbols]
-    if timeframes is None:
-        timeframes = [t for t in settings.timeframes if t in source.timeframes]
-    return RunContext.create(settings, args.as_of or recorded.get("as_of"), symbols, timeframes, source_spec, run_id)
+    """The run the command works on, planned as the DAG plans it. A command that starts with ingest
+    starts a new run (unless --run-id names one); a later stage continues a run and defaults to what
+    that run selected."""
+    request = RunRequest(
+        as_of=args.as_of,
+        symbols=split_list(args.symbols, "--symbols"),
+        timeframes=split_list(args.timeframes, "--timeframes"),
+        source=args.source,
+        models=split_list(args.models, "--models"),
+        run_id=args.run_id,
+        continues=stages[0] != "ingest",
+    )
+    return plan_run(settings_from_args(args), request)
 
 
-def run_ingest(ctx: RunContext, resources: pipeline.StageResources) -> list[dict]:
+def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
+    """Each stage in order, with what it printed; they find their inputs in the run folder."""
+    with StageResources.open(ctx) as resources:
+        print(f"run {ctx.run_id}  as-of {ctx.as_of}  store {resources.store_choice.kind} ({resources.store_choice.reason})  -> {ctx.run_root}")
+        for stage in stages:
+            RUNNERS[stage](ctx, resources)
+    if {"evaluate", "deploy"} & set(stages):
+        deployed = ctx.stage_manifest("deploy") if "deploy" in stages else None
+        print_model_table(ctx, read_json(ctx.layout.evaluation_report), deployed)
+
+
+def run_ingest(ctx: RunContext, resources: StageResources) -> None:
     with tqdm(total=len(ctx.pairs), desc="ingest", unit="pair", file=sys.stderr, disable=None) as bar:
         def advance(manifest: dict) -> None:
             bar.set_postfix_str(f"{manifest['symbol']} {manifest['timeframe']}")
             bar.update()
 
         try:
-            manifests = pipeline.ingest_all(ctx, resources, on_done=advance)
-        except StageFailed:
-            print_ingest_summary(ctx, load_ingest_manifests(ctx), resources)
-            raise
-    print_ingest_summary(ctx, manifests, resources)
-    return manifests
+            ingest(ctx, resources=resources, on_done=advance)
+        finally:
+            print_ingest_summary(ctx, ctx.ingest_manifests())
 
 
-def load_ingest_manifests(ctx: RunContext) -> list[dict]:
-    """The manifests an earlier `ingest` of the run left (missing pairs are quarantined)."""
-    paths = [ctx.layout.ingest_manifest(s, t) for s, t in ctx.pairs]
-    return [read_json(p) for p in paths if p.exists()]
-
-
-def run_validate(ctx: RunContext, resources: pipeline.StageResources, manifests: list[dict]) -> dict:
+def run_validate(ctx: RunContext, resources: StageResources) -> None:
     try:
-        result = pipeline.validate(ctx, manifests, resources)
-    except StageFailed:
-        print_validate_summary(ctx, read_json(ctx.layout.validation_report))
-        raise
-    print_validate_summary(ctx, read_json(ctx.layout.validation_report))
-    return result
+        validate(ctx, resources)
+    finally:
+        if ctx.layout.validation_report.is_file():
+            print_validate_summary(ctx, read_json(ctx.layout.validation_report))
 
 
-def print_ingest_summary(ctx: RunContext, manifests: list[dict], resources: pipeline.StageResources) -> None:
-    summary = pipeline.summarize_ingest(manifests)
-    print(f"run {ctx.run_id}  source {resources.source.name}  store {resources.store_choice.kind}"
-          f" ({resources.store_choice.reason})")
-    print(f"ingest: {summary['ok']}/{summary['pairs']} pairs, {summary['rows']:,} bars -> {ctx.run_root}")
+def run_features(ctx: RunContext, resources: StageResources) -> None:
+    print_features_summary(ctx, build_features(ctx, resources))
+
+
+def run_train(ctx: RunContext, resources: StageResources) -> None:
+    from trading_ml.pipeline.train import (
+        train,  # the model stages import torch (4 s): only the commands that run them
+    )
+
+    trained = []
+    models = chosen_models(ctx.models)
+    with tqdm(total=len(models), desc="train", unit="model", file=sys.stderr, disable=None) as bar:
+        for name in models:
+            bar.set_postfix_str(name)
+            trained.append(train(ctx, name, resources))
+            bar.update()
+    for manifest in trained:
+        print(f"trained {manifest['model_name']} v{manifest['version']}: {manifest['training_samples']:,} training rows "
+              f"-> {runs_root(ctx.settings.data_dir) / manifest['artifacts'][0]['path']}")
+
+
+def run_evaluate(ctx: RunContext, resources: StageResources) -> None:
+    from trading_ml.pipeline.evaluate import evaluate
+
+    evaluate(ctx, resources)
+
+
+def run_deploy(ctx: RunContext, resources: StageResources) -> None:
+    from trading_ml.pipeline.deploy import deploy
+
+    deploy(ctx, resources)
+
+
+def run_report_stage(ctx: RunContext, resources: StageResources) -> None:
+    from trading_ml.pipeline.report import report
+
+    written = report(ctx, resources)
+    print(f"report: {ctx.layout.report_html} ({len(written['figures'])} plots; `trading-ml report --open` shows it)")
+
+
+RUNNERS = {"ingest": run_ingest, "validate": run_validate, "features": run_features, "train": run_train,
+           "evaluate": run_evaluate, "deploy": run_deploy, "report": run_report_stage}
+
+
+def print_ingest_summary(ctx: RunContext, manifests: list[dict]) -> None:
+    summary = summarize_ingest(manifests)
+    print(f"ingest: {summary['ok']}/{summary['pairs']} pairs from {ctx.source}, {summary['rows']:,} bars -> {ctx.run_root}")
     for pair, error in summary["failed"].items():
         print(f"  failed {pair}: {error}")
 
@@ -175,32 +225,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in cells]
     return "\n".join(line.rstrip() for line in lines)
-
-
-def load_stage_manifest(ctx: RunContext, path: Path, stage: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: run `trading-ml {stage} --run-id {ctx.run_id}` (or `run`) first")
-    return read_json(path)
-
-
-def load_trained(ctx: RunContext) -> list[dict]:
-    found = [ctx.layout.trained_manifest(name) for name in pipeline.MODELS]
-    if not any(path.is_file() for path in found):
-        raise ConfigError(f"no trained models in run {ctx.run_id} ({ctx.run_root}): run `trading-ml train --run-id {ctx.run_id}` first")
-    return [read_json(path) for path in found if path.is_file()]
-
-
-def run_train(ctx: RunContext, resources: pipeline.StageResources, features: dict) -> list[dict]:
-    trained = []
-    with tqdm(total=len(pipeline.MODELS), desc="train", unit="model", file=sys.stderr, disable=None) as bar:
-        for name in pipeline.MODELS:
-            bar.set_postfix_str(name)
-            trained.append(pipeline.train(ctx, name, features, resources))
-            bar.update()
-    for manifest in trained:
-        print(f"trained {manifest['model_name']} v{manifest['version']}: {manifest['training_samples']:,} training rows "
-              f"-> {runs_root(ctx.settings.data_dir) / manifest['artifacts'][0]['path']}")
-    return trained
 
 
 def print_model_table(ctx: RunContext, report: dict, deployed: dict | None) -> None:
@@ -232,12 +256,6 @@ def _baselines(evaluation: dict) -> str:
     return ", ".join(f"{name} {b[metric]['value']:.4g}" for name, b in evaluation["baselines"].items())
 
 
-def run_features(ctx: RunContext, resources: pipeline.StageResources, validated: dict) -> dict:
-    result = pipeline.build_features(ctx, validated, resources)
-    print_features_summary(ctx, result)
-    return result
-
-
 def print_features_summary(ctx: RunContext, manifest: dict) -> None:
     for timeframe, entry in manifest["timeframes"].items():
         rows = [
@@ -252,34 +270,6 @@ def print_features_summary(ctx: RunContext, manifest: dict) -> None:
               f"training table {table.get('rows', 0):,} rows -> {ctx.layout.training_table(timeframe)}")
         for name, reason in entry["missing_market_features"].items():
             print(f"  without {name}: {reason}")
-
-
-def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
-    resources = pipeline.StageResources.open(ctx)
-    if "ingest" not in stages:
-        print(f"run {ctx.run_id}  as-of {ctx.as_of}  store {resources.store_choice.kind}  -> {ctx.run_root}")
-    try:
-        manifests = run_ingest(ctx, resources) if "ingest" in stages else None
-        validated = None
-        if "validate" in stages:
-            validated = run_validate(ctx, resources, manifests if manifests is not None else load_ingest_manifests(ctx))
-        features = None
-        if "features" in stages:
-            features = run_features(ctx, resources, validated or load_stage_manifest(ctx, ctx.layout.validate_manifest, "validate"))
-        trained = run_train(ctx, resources, features or load_stage_manifest(ctx, ctx.layout.features_manifest, "features")) if "train" in stages else None
-        evaluated = None
-        if "evaluate" in stages:
-            evaluated = pipeline.evaluate(ctx, trained or load_trained(ctx), resources)
-        if "deploy" in stages:
-            deployed = pipeline.deploy(ctx, evaluated or load_stage_manifest(ctx, ctx.layout.evaluate_manifest, "evaluate"), resources)
-            print_model_table(ctx, read_json(ctx.layout.evaluation_report), deployed)
-        elif evaluated:
-            print_model_table(ctx, read_json(ctx.layout.evaluation_report), None)
-        if "report" in stages:
-            written = pipeline.report(ctx, resources)
-            print(f"report: {ctx.layout.report_html} ({len(written['figures'])} plots; `trading-ml report --open` shows it)")
-    finally:
-        resources.store.close()
 
 
 def find_evaluated_run(settings: Settings, reference: str | None):
@@ -301,13 +291,11 @@ def run_report(args: argparse.Namespace) -> None:
     run = find_evaluated_run(settings, args.run)
     path = run.layout.report_html
     if args.regenerate or not path.is_file():
-        chosen = run.selection
-        ctx = RunContext.create(settings, chosen["as_of"], chosen["symbols"], chosen["timeframes"], chosen["source"], run.run_id)
-        resources = pipeline.StageResources.open(ctx)
-        try:
-            pipeline.report(ctx, resources)
-        finally:
-            resources.store.close()
+        from trading_ml.pipeline.report import report
+
+        ctx = plan_run(settings, RunRequest(run_id=run.run_id, continues=True))
+        with StageResources.open(ctx) as resources:
+            report(ctx, resources)
     print(f"report: {path}")
     if args.open and not webbrowser.open(path.as_uri()):
         print("no browser found here; open the file above in one", file=sys.stderr)

@@ -25,7 +25,16 @@ from typing import Any
 
 import pandas as pd
 
-from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, Settings, check_source, check_ticker, load_settings, parse_as_of, shorten
+from trading_ml.config import (
+    ENV_DATA_DIR,
+    ENV_MONGO_URI,
+    Settings,
+    check_source,
+    check_ticker,
+    load_settings,
+    parse_as_of,
+    shorten,
+)
 from trading_ml.data.calendars import bars_before
 from trading_ml.errors import ConfigError
 
@@ -178,13 +187,22 @@ class RunLayout:
 
 
 def read_identity(path: Path) -> dict[str, Any]:
+    return read_object(path, "a run identity (with run_id and as_of)", "it names the run that owns its folder")
+
+
+def read_stage_manifest(path: Path) -> dict[str, Any]:
+    return read_object(path, "a stage manifest", "re-run the stage that writes it")
+
+
+def read_object(path: Path, what: str, advice: str) -> dict[str, Any]:
+    """The JSON object in ``path``, or a ConfigError naming the file, what it should be and what to do."""
     try:
-        identity = json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path} is unreadable ({error}); it names the run that owns its folder") from error
-    if not isinstance(identity, dict):
-        raise ConfigError(f"{path} is not a run identity (a JSON object with run_id and as_of)")
-    return identity
+        raise ConfigError(f"{path} is unreadable ({error}); {advice}") from error
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} is not {what} (a JSON object); {advice}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -244,6 +262,8 @@ class RunContext:
     timeframes: list[str]
     source: str
     run_id: str
+    models: list[str] | None = None  # the trained models it chose; None: all (models.catalogue.chosen_models)
+    deploy: bool = True
 
     @classmethod
     def create(
@@ -254,10 +274,12 @@ class RunContext:
         timeframes: list[str] | None = None,
         source: str | None = None,
         run_id: str | None = None,
+        models: list[str] | None = None,
+        deploy: bool = True,
     ) -> RunContext:
         """A new run (a fresh id) unless ``run_id`` names one: a retried Airflow task, or a CLI stage
-        continuing an earlier stage's run."""
-        for name, chosen in (("symbols", symbols), ("timeframes", timeframes)):
+        continuing an earlier stage's run. ``models``: the models it trains (None: all five)."""
+        for name, chosen in (("symbols", symbols), ("timeframes", timeframes), ("models", models)):
             if chosen is not None and not list(chosen):
                 raise ConfigError(f"{name} is an empty list; name at least one, or leave it unset for the configured {name}")
         if source is not None:
@@ -273,6 +295,8 @@ class RunContext:
             timeframes=list(dict.fromkeys(chosen_timeframes)),
             source=source or settings.source,
             run_id=check_run_id(run_id) if run_id else new_run_id(),
+            models=None if models is None else list(models),
+            deploy=bool(deploy),
         )
 
     @cached_property
@@ -310,6 +334,8 @@ class RunContext:
             "symbols": self.symbols,
             "timeframes": self.timeframes,
             "source": self.source,
+            "models": self.models,
+            "deploy": self.deploy,
             "config_path": str(self.settings.config_path),
             "data_dir": str(self.settings.data_dir),
         }
@@ -323,4 +349,19 @@ class RunContext:
             env[ENV_MONGO_URI] = mongo_uri
         settings = load_settings(data["config_path"], env)
         return cls(settings, dt.date.fromisoformat(data["as_of"]), list(data["symbols"]), list(data["timeframes"]),
-                   data["source"], check_run_id(data["run_id"]))
+                   data["source"], check_run_id(data["run_id"]), data.get("models"), bool(data.get("deploy", True)))
+
+    # the manifests the stages leave in the run folder: how each stage finds its inputs
+    def stage_manifest(self, stage: str) -> dict[str, Any]:
+        """The manifest the named stage (validate, features, evaluate, deploy) wrote in this run."""
+        path = {"validate": self.layout.validate_manifest, "features": self.layout.features_manifest,
+                "evaluate": self.layout.evaluate_manifest, "deploy": self.layout.deploy_manifest}[stage]
+        if not path.is_file():
+            raise ConfigError(f"{path} not found: run `trading-ml {stage} --run-id {self.run_id}` (or `run`) first; "
+                              f"the {stage} stage of run {self.run_id} has not finished")
+        return read_stage_manifest(path)
+
+    def ingest_manifests(self) -> list[dict[str, Any]]:
+        """The manifest of every pair whose ingestion finished (a pair without one did not)."""
+        paths = [self.layout.ingest_manifest(symbol, timeframe) for symbol, timeframe in self.pairs]
+        return [read_stage_manifest(path) for path in paths if path.is_file()]

@@ -10,15 +10,16 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.dags.conftest import REPO, write_config
-from trading_ml import pipeline
 from trading_ml.config import load_settings
 from trading_ml.loading import ModelLoader
+from trading_ml.models import TRAINED_MODELS
+from trading_ml.pipeline.planning import as_of_for_run
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_runs, folder_name, runs_root
 from trading_ml.storage import MongoStore, TinyStore
 
 DAG_ID = "trading_ml_training"
-TRAIN_TASKS = [f"train_{name}" for name in pipeline.MODELS]
+TRAIN_TASKS = [f"train_{name}" for name in TRAINED_MODELS]
 SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM", "JPM", "MSFT"]
 XCOM_LIMIT = 32_000  # bytes of JSON: manifests are a few kB; a frame of bars would be megabytes
 
@@ -75,7 +76,7 @@ def test_the_graph_reads_like_the_plan(default_dag):
     assert tasks["validate"].trigger_rule == "all_done_min_one_success"  # one failed symbol does not stop the run
     assert tasks["features"].upstream_task_ids == {"plan", "validate"}
     for name in TRAIN_TASKS:
-        assert tasks[name].upstream_task_ids == {"plan", "features", "choose_models"}
+        assert tasks[name].upstream_task_ids == {"plan", "choose_models"}  # choose_models runs after features
         assert tasks[name].downstream_task_ids == {"evaluate"}
     assert tasks["evaluate"].trigger_rule == "all_done"  # after every chosen training task, whatever its outcome
     assert [t.task_id for t in default_dag.leaves] == ["report"] and tasks["report"].upstream_task_ids == {"plan", "deploy"}
@@ -85,7 +86,7 @@ def test_the_graph_reads_like_the_plan(default_dag):
     assert default_dag.timetable.expression == settings.airflow.schedule
     defaults = {name: param.value for name, param in default_dag.params.items()}
     assert defaults["symbols"] == settings.symbols and defaults["timeframes"] == ["1d", "1h"]
-    assert defaults["models"] == list(pipeline.MODELS) and defaults["deploy"] is True
+    assert defaults["models"] == list(TRAINED_MODELS) and defaults["deploy"] is True
 
 
 def quarterly_runs(dag, start: dt.datetime, end: dt.datetime) -> list:
@@ -104,11 +105,11 @@ def quarterly_runs(dag, start: dt.datetime, end: dt.datetime) -> list:
 def test_a_backfill_year_is_four_quarterly_runs_each_with_its_own_as_of(default_dag):
     start, end = dt.datetime(2025, 1, 1, tzinfo=dt.UTC), dt.datetime(2025, 12, 31, tzinfo=dt.UTC)
     runs = quarterly_runs(default_dag, start, end)
-    as_ofs = [pipeline.as_of_for_run(None, False, info.data_interval.end, info.run_after) for info in runs]
+    as_ofs = [as_of_for_run(None, False, info.data_interval.end, info.run_after) for info in runs]
     assert [a.isoformat() for a in as_ofs] == ["2025-04-01", "2025-07-01", "2025-10-01", "2026-01-01"]
     triggered = dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC)
-    assert pipeline.as_of_for_run(None, True, dt.datetime(2026, 10, 1, 6, tzinfo=dt.UTC), triggered) == triggered.date()
-    assert pipeline.as_of_for_run("2026-08-20", True, None, triggered) == dt.date(2026, 8, 20)
+    assert as_of_for_run(None, True, dt.datetime(2026, 10, 1, 6, tzinfo=dt.UTC), triggered) == triggered.date()
+    assert as_of_for_run("2026-08-20", True, None, triggered) == dt.date(2026, 8, 20)
 
 
 @pytest.fixture(scope="module")
@@ -137,16 +138,16 @@ def test_a_whole_run_through_airflow_registers_the_five_models_in_mongodb(two_ai
     registry = ModelRegistry(store, data_dir)
     run_root = data_dir / "runs" / "2026-08-20" / folder_name(run.run_id)
     assert xcoms(run)[("plan", -1, "return_value")]["run_root"] == str(run_root)
-    for name in pipeline.MODELS:
+    for name in TRAINED_MODELS:
         record = registry.record(name, "1.0")
         assert record["run_id"] == run.run_id  # Airflow's DAG run id
         assert all((runs_root(data_dir) / a["path"]).parent == run_root / "models" for a in record["artifacts"])
     deployed = xcoms(run)[("deploy", -1, "return_value")]
-    assert deployed["store"]["kind"] == "mongodb" and set(deployed["decisions"]) == {*pipeline.MODELS, "direction"}
+    assert deployed["store"]["kind"] == "mongodb" and set(deployed["decisions"]) == {*TRAINED_MODELS, "direction"}
     trained = xcoms(run)[("train_regime_rf", -1, "return_value")]
     assert trained["artifacts"] == registry.record("regime_rf", "1.0")["artifacts"]
     stages = json.loads((run_root / "run_manifest.json").read_text())["stages"]
-    assert set(stages) == {"ingest", "validate", "features", "evaluate", "deploy", "report"}  # what a CLI run records
+    assert set(stages) == {"ingest", "validate", "features", "train", "evaluate", "deploy", "report"}  # what a CLI run records
     assert stages["ingest"]["ok"] == stages["ingest"]["pairs"] == len(SYMBOLS)
 
 
@@ -168,7 +169,7 @@ def test_runs_with_different_as_of_dates_have_their_own_roots_and_versions(two_a
     plans = [xcoms(run)[("plan", -1, "return_value")] for run in (first, second)]
     assert [p["run_root"] for p in plans] == [str(data_dir / "runs" / d / folder_name(r.run_id)) for d, r in (("2026-08-20", first), ("2026-11-20", second))]
     registry = ModelRegistry(store, data_dir)
-    for name in pipeline.MODELS:
+    for name in TRAINED_MODELS:
         versions = {r["version"]: r["run_id"] for r in registry.records(name)}
         assert versions == {"1.0": first.run_id, "2.0": second.run_id}
 
@@ -211,7 +212,6 @@ def test_two_dag_runs_on_one_day_keep_their_own_files_and_records_and_a_retried_
     both intact. In the second, train_regime_rf fails once after registering (as when MongoDB stops
     answering): Airflow retries it and the retry reuses the run's version."""
     from trading_ml.errors import StoreError
-    from trading_ml.pipeline import model_stages
 
     monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
     dag = load_dag(write_config(tmp_path, airflow={"stage_retries": 1, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1}), monkeypatch)
@@ -219,7 +219,7 @@ def test_two_dag_runs_on_one_day_keep_their_own_files_and_records_and_a_retried_
     first, _ = run_dag(dag, as_of="2026-11-20", symbols=["^GSPC", "^VIX", "AAPL", "XOM"], models=models)
     files = {path: path.read_bytes() for path in find_runs(tmp_path / "data")[0].layout.root.rglob("*") if path.is_file()}
 
-    publish, failed = model_stages.ModelRegistry.publish, []
+    publish, failed = ModelRegistry.publish, []
 
     def publish_then_fail_once(registry, record):
         published = publish(registry, record)
@@ -228,7 +228,7 @@ def test_two_dag_runs_on_one_day_keep_their_own_files_and_records_and_a_retried_
             raise StoreError("MongoDB at mongodb://db/ did not answer (injected after the record was written)")
         return published
 
-    monkeypatch.setattr(model_stages.ModelRegistry, "publish", publish_then_fail_once)
+    monkeypatch.setattr(ModelRegistry, "publish", publish_then_fail_once)
     second, instances = run_dag(dag, as_of="2026-11-20", symbols=["^GSPC", "^VIX", "JPM", "MSFT"], models=models)
     assert first.state == second.state == "success" and first.run_id != second.run_id
     assert instances[("train_regime_rf", -1)].try_number == 2 and failed == ["2.0"]
@@ -294,21 +294,21 @@ def test_a_lost_worker_is_retried_and_a_model_that_never_trains_leaves_the_other
     """train_volatility_garch dies once (as when its worker is lost) and is retried; train_regime_rf
     fails on every try. evaluate, deploy and report go on with what trained, the report names
     regime_rf, and the run succeeds."""
-    from trading_ml import pipeline
+    from trading_ml.pipeline import train as train_stage
 
     monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
     dag = load_dag(write_config(tmp_path, airflow={"stage_retries": 1, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1}), monkeypatch)
-    train, lost = pipeline.train, []
+    train, lost = train_stage.train, []
 
-    def flaky_train(ctx, name, dataset, *rest):
+    def flaky_train(ctx, name, **rest):
         if name == "regime_rf":
             raise RuntimeError("worker lost: regime_rf's process was killed")
         if name == "volatility_garch" and not lost:
             lost.append(name)
             raise RuntimeError("worker lost: the task's process was killed")
-        return train(ctx, name, dataset, *rest)
+        return train(ctx, name, **rest)
 
-    monkeypatch.setattr(pipeline, "train", flaky_train, raising=False)
+    monkeypatch.setattr(train_stage, "train", flaky_train)
     run, instances = run_dag(dag, as_of="2026-11-20", symbols=["^GSPC", "^VIX", "AAPL", "XOM"], models=["volatility_garch", "regime_rf"])
     assert run.state == "success"
     assert instances[("train_volatility_garch", -1)].state == "success" and instances[("train_volatility_garch", -1)].try_number == 2

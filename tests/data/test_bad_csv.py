@@ -87,22 +87,24 @@ def test_a_malformed_file_leaves_nothing_half_written_in_the_run(tmp_path):
     """Through the pipeline: the pair fails at ingest with the reason, no raw file or temp file is
     written for it, and validation quarantines it while the good pair passes."""
     from tests.conftest import make_settings
-    from trading_ml import pipeline
-    from trading_ml.run import RunContext
     from trading_ml.data.sources import SyntheticSource
     from trading_ml.io import write_bars_csv
+    from trading_ml.pipeline.ingest import ingest
+    from trading_ml.pipeline.resources import StageResources
+    from trading_ml.pipeline.validate import validate
+    from trading_ml.run import RunContext
 
     folder = tmp_path / "csv"
     folder.mkdir()
     (folder / "AAPL_1d.csv").write_text(HEADER + GOOD + "2024-01-03,ten,11,9,10.5,100\n")
     ctx = RunContext.create(make_settings(tmp_path / "data", min_pass_share=0.5), "2024-01-10", ["AAPL", "XOM"], ["1d"], f"csv:{folder}")
     write_bars_csv(folder / "XOM_1d.csv", SyntheticSource().fetch(SETTINGS.instrument("XOM"), "1d", *ctx.window("1d")))
-    resources = pipeline.StageResources.open(ctx)
-    manifests = {m["symbol"]: m for m in pipeline.ingest_all(ctx, resources)}
+    resources = StageResources.open(ctx)
+    manifests = {m["symbol"]: m for m in ingest(ctx, resources=resources)}
     assert manifests["AAPL"]["status"] == "failed" and "'ten', which is not a number" in manifests["AAPL"]["error"]
     assert not (ctx.run_root / "raw" / "AAPL_1d.csv").exists() and list(ctx.run_root.rglob("*.tmp")) == []
     assert resources.store.count("market_data", {"symbol": "AAPL"}) == 0
-    validated = pipeline.validate(ctx, list(manifests.values()), resources)
+    validated = validate(ctx, resources)
     assert [q["symbol"] for q in validated["quarantined"]] == ["AAPL"] and [p["symbol"] for p in validated["passed"]] == ["XOM"]
 
 

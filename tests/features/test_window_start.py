@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import AS_OF, make_settings
-from trading_ml import pipeline
+from tests.stages import run_through
 from trading_ml.features.catalogue import model_features
+from trading_ml.pipeline.resources import StageResources
 from trading_ml.run import RunContext
 from trading_ml.serving import SignalService
 
@@ -21,8 +22,8 @@ SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM", "JPM"]
 def training_table(settings, lookback: str) -> tuple[RunContext, pd.DataFrame, list[str]]:
     settings = dataclasses.replace(settings, timeframes={"1d": dataclasses.replace(settings.timeframes["1d"], lookback=lookback)})
     ctx = RunContext.create(settings, AS_OF, SYMBOLS, ["1d"], "synthetic")
-    resources = pipeline.StageResources.open(ctx)
-    manifest = pipeline.build_features(ctx, pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources), resources)
+    with StageResources.open(ctx) as resources:
+        manifest = run_through(ctx, resources, "features")["features"]
     entry = manifest["timeframes"]["1d"]
     return ctx, pd.read_parquet(ctx.layout.resolve(entry["training_table"]["path"])), model_features(entry["feature_names"])
 

@@ -138,8 +138,7 @@ class CsvSource:
     timestamps need a UTC offset. Errors name the file, the data row or column, and what is expected.
     """
 
-    timeframes = ("1d", "1h")
-    symbols = None
+    timeframes = ("1d", "1h")  # what it reads; a pair without its file fails at ingest, naming the file expected
     TIME_COLUMNS = ("timestamp", "datetime", "date", "time")
 
     def __init__(self, directory: Path):
@@ -147,6 +146,17 @@ class CsvSource:
         if not self.directory.is_dir():
             raise ConfigError(f"csv source folder {self.directory} does not exist")
         self.name = f"csv:{self.directory}"
+
+    def _files(self) -> list[tuple[str, str]]:
+        """(symbol, timeframe) of every SYMBOL_TIMEFRAME.csv in the folder."""
+        names = (path.name.removesuffix(".csv").rpartition("_") for path in self.directory.glob("*_*.csv"))
+        return [(symbol, timeframe) for symbol, _, timeframe in names if timeframe in self.timeframes]
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols the folder has a file for: a run's configured universe narrows to them."""
+        return tuple(sorted({symbol for symbol, _ in self._files()}))
+
 
     def path(self, symbol: str, timeframe: str) -> Path:
         return self.directory / f"{symbol}_{timeframe}.csv"

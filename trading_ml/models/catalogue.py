@@ -7,9 +7,10 @@ models (the DAG file, the Airflow plugin, the report) never loads torch or xgboo
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trading_ml.errors import DataError
+from trading_ml.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ def entry(name: str) -> Entry:
     if name not in CATALOGUE:
         raise DataError(f"unknown model {name!r}; models are {', '.join(MODEL_NAMES)}")
     return CATALOGUE[name]
+
+
+def chosen_models(names: Sequence[str] | None) -> list[str]:
+    """The trained models a run chose, in training order; all of them when it chose none."""
+    if names is None:
+        return list(TRAINED_MODELS)
+    unknown = [str(name)[:40] for name in names if name not in TRAINED_MODELS]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(TRAINED_MODELS)}")
+    return [name for name in TRAINED_MODELS if name in names]
 
 
 def model_class(name: str) -> type:

@@ -3,9 +3,11 @@
 One file per collection, except ``market_data``, which has one file per symbol and timeframe
 (``market_data/AAPL_1d.json``): an ingest task rewrites only its own pair's file, so a write costs
 the same however large the universe (with one shared file, N per-pair writes cost O(N²)).
-TinyDB's own upsert scans the table on every call, so writes merge by natural key in memory and
-write each file once. Each write holds an exclusive lock on its file (parallel Airflow tasks share
-them) and lands through a temp file and rename, so a crash never leaves half a file.
+Every read and write goes through TinyDB's API. A write opens the file's table behind TinyDB's
+CachingMiddleware, so the file is parsed once and written once whatever the batch; a batch is
+merged by natural key with one index of the table (TinyDB's ``upsert`` scans the table per
+document: O(N²) for a pair's bars). Each write holds an exclusive lock on its file (parallel Airflow
+tasks share them) and lands through a temp file and rename, so a crash never leaves half a file.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-from tinydb import TinyDB
+from tinydb import Query, TinyDB
+from tinydb.middlewares import CachingMiddleware
 from tinydb.storages import Storage
+from tinydb.table import Document, Table
 
 from trading_ml.errors import ConflictError, StoreError
 from trading_ml.io import atomic_write_bytes
@@ -47,17 +51,22 @@ def _decode(value):
     return value
 
 
-def _next_id(table: dict) -> int:
-    """The doc id after the highest in a TinyDB table ({doc_id: document}, ids as strings)."""
-    return max(map(int, table), default=0) + 1
-
-
-
-
 def _stored_key(collection: str, encoded: dict) -> tuple:
     """The natural key of an encoded document (dates stay in their ISO form, which is hashable)."""
     values = (encoded[field] for field in NATURAL_KEYS[collection])
     return tuple(v["$date"] if isinstance(v, dict) else v for v in values)
+
+
+def _same_key(collection: str, encoded: dict):
+    """A TinyDB query for the stored document with this document's natural key."""
+    return Query().fragment({field: encoded[field] for field in NATURAL_KEYS[collection]})
+
+
+def _replace_documents(table: Table, documents: dict[int, dict]) -> None:
+    """Replace whole documents, keeping their doc ids (TinyDB's update merges fields instead)."""
+    if documents:
+        table.remove(doc_ids=list(documents))
+        table.insert_multiple(Document(document, doc_id=doc_id) for doc_id, document in documents.items())
 
 
 class AtomicJSONStorage(Storage):
@@ -113,8 +122,10 @@ class TinyStore:
             return
         with self._locked(self.path(collection)):
             if self.path(collection).exists():
-                documents = (AtomicJSONStorage(self.path(collection)).read() or {}).get(collection, {})
-                self._merge(collection, list(documents.values()))
+                database = TinyDB(str(self.path(collection)), storage=AtomicJSONStorage)
+                documents = [dict(document) for document in database.table(collection).all()]
+                database.close()
+                self._merge(collection, documents)
                 self.path(collection).unlink()
 
     @contextmanager
@@ -141,65 +152,70 @@ class TinyStore:
         return self._merge(collection, [_encode(document) for document in documents], newer_only=True)
 
     def _merge(self, collection: str, encoded: list[dict], newer_only: bool = False) -> int:
-        """Works on TinyDB's file format ({table: {doc_id: document}}) directly, so the cost is one
-        parse and one write of each file, not one Document object per stored row. A document of
-        another owner is never replaced: upsert_many refuses (writing nothing), upsert_newer keeps it."""
+        """One read and one write per touched file: the batch is matched against one index of the
+        table by natural key; replaced documents keep their doc ids. A document of another owner
+        is never replaced: upsert_many refuses (writing nothing), upsert_newer keeps it."""
         by_file, written, owner = defaultdict(list), 0, OWNERS.get(collection)
         for document in encoded:
             by_file[self._file_of(collection, document)].append(document)
         for path, documents in by_file.items():
-            with self._table_for_update(path, collection) as table:
-                ids = {_stored_key(collection, stored): doc_id for doc_id, stored in table.items()}
-                next_id = _next_id(table)
+            with self._table(path, collection) as table:
+                stored = {_stored_key(collection, document): document for document in table.all()}
+                replaced, added = {}, {}
                 for document in documents:
                     key = _stored_key(collection, document)
-                    stored = table.get(ids.get(key, ""))
-                    if newer_only and not replaces(collection, document, stored):
+                    current = stored.get(key)
+                    if newer_only and not replaces(collection, document, current):
                         continue
-                    if stored is not None and owner and stored.get(owner) != document.get(owner):
-                        raise ConflictError(f"{collection} {key} belongs to {owner} {stored.get(owner)!r}, not {document.get(owner)!r}; nothing was written")
-                    if key not in ids:
-                        ids[key], next_id = str(next_id), next_id + 1
-                    table[ids[key]] = document
+                    if current is not None and owner and current.get(owner) != document.get(owner):
+                        raise ConflictError(f"{collection} {key} belongs to {owner} {current.get(owner)!r}, not {document.get(owner)!r}; nothing was written")
+                    if current is None:
+                        added[key] = document
+                    else:
+                        replaced[current.doc_id] = document
                     written += 1
+                _replace_documents(table, replaced)
+                table.insert_multiple(added.values())
         return written
 
     def insert_new(self, collection: str, document: dict) -> bool:
         encoded = _encode(document)
-        key = _stored_key(collection, encoded)
-        with self._table_for_update(self._file_of(collection, encoded), collection) as table:
-            if any(_stored_key(collection, stored) == key for stored in table.values()):
+        with self._table(self._file_of(collection, encoded), collection) as table:
+            if table.contains(_same_key(collection, encoded)):
                 return False
-            table[str(_next_id(table))] = encoded
+            table.insert(encoded)
         return True
 
     def update_fields(self, collection: str, match: dict, fields: dict) -> bool:
         wanted = _encode(match)
-        with self._table_for_update(self._file_of(collection, wanted), collection) as table:
-            for doc_id, stored in table.items():
-                if all(stored.get(k) == v for k, v in wanted.items()):
-                    table[doc_id] = {**stored, **_encode(fields), STAMP: now_stamp()}
-                    return True
-        return False
+        with self._table(self._file_of(collection, wanted), collection) as table:
+            current = table.get(Query().fragment(wanted))
+            if current is None:
+                return False
+            table.update({**_encode(fields), STAMP: now_stamp()}, doc_ids=[current.doc_id])
+        return True
 
     def replace_if(self, collection: str, document: dict, revision: int | None) -> bool:
         encoded = _encode(stamped([document])[0])
-        key = _stored_key(collection, encoded)
-        with self._table_for_update(self._file_of(collection, encoded), collection) as table:
-            current = next((doc_id for doc_id, stored in table.items() if _stored_key(collection, stored) == key), None)
-            if (table[current].get("revision") if current else None) != revision:
+        with self._table(self._file_of(collection, encoded), collection) as table:
+            current = table.get(_same_key(collection, encoded))
+            if (current.get("revision") if current else None) != revision:
                 return False
-            table[current or str(_next_id(table))] = encoded
+            if current is None:
+                table.insert(encoded)
+            else:
+                _replace_documents(table, {current.doc_id: encoded})
         return True
 
     @contextmanager
-    def _table_for_update(self, path: Path, collection: str):
-        """The collection's table in one file, locked; written back through a temp file on exit."""
+    def _table(self, path: Path, collection: str):
+        """The collection's TinyDB table in one file, locked for the whole read-modify-write. Behind
+        CachingMiddleware the file is read once and written once, when the block ends without an
+        error (an error leaves the file as it was)."""
         with self._locked(path):
-            storage = AtomicJSONStorage(path)
-            data = storage.read() or {}
-            yield data.setdefault(collection, {})
-            storage.write(data)
+            database = TinyDB(str(path), storage=CachingMiddleware(AtomicJSONStorage))
+            yield database.table(collection, cache_size=0)
+            database.close()  # flushes the cache: one atomic write, if anything changed
 
     def find(self, collection: str, match: dict | None = None) -> list[dict]:
         match = match or {}

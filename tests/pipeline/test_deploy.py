@@ -10,10 +10,12 @@ import json
 import pytest
 
 from tests.conftest import AS_OF, make_settings, quick
+from tests.stages import deploy_as_if_evaluated, run_through
 from tests.test_serving import start_api  # noqa: F401 - the fixture
-from trading_ml import pipeline
 from trading_ml.cli import main
 from trading_ml.models.catalogue import models_of
+from trading_ml.pipeline.report import report as write_run_report
+from trading_ml.pipeline.resources import StageResources
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunContext
 
@@ -28,11 +30,9 @@ def with_strength(settings, strength: float):
 
 def full_run(settings, symbols):
     ctx = RunContext.create(settings, AS_OF, symbols, ["1d"], "synthetic")
-    resources = pipeline.StageResources.open(ctx)
-    features = pipeline.build_features(ctx, pipeline.validate(ctx, pipeline.ingest_all(ctx, resources), resources), resources)
-    trained = [pipeline.train(ctx, name, features, resources) for name in pipeline.MODELS]
-    evaluated = pipeline.evaluate(ctx, trained, resources)
-    return ctx, resources, evaluated, pipeline.deploy(ctx, evaluated, resources)
+    resources = StageResources.open(ctx)
+    done = run_through(ctx, resources, "deploy")
+    return ctx, resources, done["evaluate"], done["deploy"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_the_planted_signal_is_found_and_promoted_with_an_interval_that_excludes
     assert any(evaluated["models"][name]["primary"]["low"] > 0 for name in promoted)  # and a two-sided 95% interval excludes it
     strict = json.loads(ctx.layout.evaluation_report.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in evaluation.json"))
     assert strict["planted_signal"] == ctx.settings.sources["synthetic"]["signal_strength"]
-    report = pipeline.report(ctx, resources)
+    report = write_run_report(ctx, resources)
     page = (ctx.run_root / report["html"]).read_text()
     assert "Planted signal" in page and "Recovered" in page
 
@@ -86,7 +86,7 @@ def test_a_run_on_another_universe_leaves_production_untouched(planted):
     in_production = [name for name, pointer in before.items() if pointer]
     assert in_production
     skilled = {name: {**other_evaluated["models"][name], "skill": {**other_evaluated["models"][name]["skill"], "better": True}} for name in in_production}
-    forced = pipeline.deploy(other_ctx, {"models": skilled}, other_resources)  # as if each had shown skill
+    forced = deploy_as_if_evaluated(other_ctx, other_resources, skilled)  # as if each had shown skill
     assert {name: registry.production(name) for name in in_production} == {name: before[name] for name in in_production}
     for name, decision in forced["decisions"].items():
         assert decision["status"] == "candidate" and "it serves another universe: only in production" in decision["reason"], decision

@@ -1,0 +1,76 @@
+"""The features stage: per-symbol files, one training table per timeframe, re-runs and changed inputs."""
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import make_settings
+from tests.stages import context, run_both, run_to_features, with_faults
+from trading_ml.errors import DataError, StageFailed
+from trading_ml.pipeline.features import build_features
+
+
+def test_features_stage_writes_the_plans_csvs_and_one_training_table_per_timeframe(small_context):
+    validated, manifest, resources = run_to_features(small_context)
+    root = small_context.run_root
+    frame = pd.read_csv(root / "features" / "AAPL_1d_features.csv")  # the plan's verification
+    assert {"rsi_14", "macd_pct", "bb_upper_20", "vix_level", "target_direction"} <= set(frame.columns)
+    daily = manifest["timeframes"]["1d"]
+    assert daily["excluded_from_training"] == {"^VIX": "market input only (no volume)"}
+    table = pd.read_parquet(root / daily["training_table"]["path"])
+    assert table.index.names == ["timestamp", "symbol"]
+    assert sorted(table.index.get_level_values("symbol").unique()) == ["AAPL", "XOM", "^GSPC", "^NSEI"]
+    assert len(table) == daily["training_table"]["rows"] == sum(
+        s["rows"] for sym, s in daily["symbols"].items() if sym != "^VIX")
+    for symbol, entry in daily["symbols"].items():
+        assert entry["bars"] == entry["warmup_rows"] + entry["incomplete_rows"] + entry["rows"]
+        assert entry["warmup_rows"] >= 199
+    assert len(frame) == daily["symbols"]["AAPL"]["rows"]
+    assert list(table.columns[: len(daily["feature_names"])]) == daily["feature_names"]
+    assert len(daily["feature_names"]) >= 70 and daily["categories"]["market"] == 13
+    assert set(manifest["timeframes"]) == {"1d", "1h"}
+    assert len(json.dumps(manifest)) < 20_000  # small enough for XCom: names and paths, no data
+    assert json.loads((root / "features" / "manifest.json").read_text())["catalog"][0]["category"] == "trend"
+    run = json.loads((root / "run_manifest.json").read_text())
+    assert run["stages"]["features"]["1d"]["training_rows"] == len(table)
+
+
+def test_features_rerun_rewrites_the_same_bytes_and_drops_files_of_quarantined_symbols(tmp_path):
+    settings = make_settings(tmp_path, min_pass_share=0.5)
+    ctx = context(settings, symbols=["^GSPC", "^VIX", "AAPL", "XOM"], timeframes=["1d"])
+    _, first, resources = run_to_features(ctx)
+    _, second, _ = run_to_features(ctx)
+    assert second["timeframes"] == first["timeframes"]
+    assert resources.store.count("pipeline_runs") == 1
+    assert (ctx.run_root / "features" / "XOM_1d_features.csv").is_file()
+
+    broken = context(with_faults(settings, {"XOM": ["split"]}), symbols=ctx.symbols, timeframes=["1d"], run_id=ctx.run_id)  # the same run again
+    _, third, _ = run_to_features(broken)
+    assert "XOM" not in third["timeframes"]["1d"]["symbols"]
+    assert not (ctx.run_root / "features" / "XOM_1d_features.csv").exists()
+
+
+def test_features_refuse_a_validated_file_changed_since_validation(small_context):
+    _, validated, resources = run_both(small_context)
+    path = small_context.run_root / validated["passed"][0]["path"]
+    path.write_text(path.read_text() + "\n")
+    with pytest.raises(DataError, match="changed since validation; re-run validate"):
+        build_features(small_context, resources)
+
+
+def test_a_short_window_gets_its_warm_up_from_the_margin_and_fails_only_without_one(tmp_path):
+    settings = make_settings(tmp_path)
+    short = dataclasses.replace(settings, timeframes={"1d": dataclasses.replace(settings.timeframes["1d"], lookback="6mo")})
+    ctx = context(short, symbols=["^GSPC", "AAPL"], timeframes=["1d"])
+    validated, resources = run_both(ctx)[1:]
+    built = build_features(ctx, resources)["timeframes"]["1d"]
+    assert built["training_table"]["rows"] > 2 * 100  # six months of both symbols, none lost to the warm-up
+    early = context(short, symbols=["^GSPC", "AAPL"], timeframes=["1d"], as_of="2000-08-01")  # no margin before the epoch
+    validated, resources = run_both(early)[1:]
+    ctx = early
+    with pytest.raises(StageFailed, match=r"no training rows .* features.warmup_bars \(500\) bars before its rows"):
+        build_features(ctx, resources)
+    manifest = json.loads((ctx.run_root / "run_manifest.json").read_text())
+    assert "features" not in manifest["stages"]

@@ -1,0 +1,121 @@
+"""Stage 6, deploy: promote only measured skill: significant over the best baseline and not
+significantly worse than the production version; every decision and its evidence is recorded."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from trading_ml.errors import ConflictError, DataError
+from trading_ml.io import write_json
+from trading_ml.loading import ModelLoader
+from trading_ml.models import evaluation
+from trading_ml.models.catalogue import task_of
+from trading_ml.models.dataset import TrainingData
+from trading_ml.models.splits import out_of_sample_fold
+from trading_ml.pipeline.resources import StageResources, resources_for
+from trading_ml.pipeline.run_manifest import record_stage
+from trading_ml.registry import ModelRegistry
+from trading_ml.run import RunContext
+
+log = logging.getLogger(__name__)
+
+DEPLOY_ATTEMPTS = 5  # decisions re-made when another deploy changed production in between
+
+
+def deploy(ctx: RunContext, resources: StageResources | None = None) -> dict:
+    """Promote each candidate the evaluate stage scored whose out-of-sample skill over its best baseline is significant (the
+    one-sided lower bound of the improvement above zero) and that is not significantly worse than
+    the current production version on rows that version never saw. A production version that cannot
+    be scored on this run's rows (another universe, newer data) is never replaced automatically.
+    Every decision, its interval and its reason is logged and stored in the model's record. A
+    promotion is a compare-and-set against the production version the decision was made on: if
+    another deploy changed it meanwhile, decide again."""
+    resources = resources_for(ctx, resources)
+    registry = resources.registry(ctx)
+    evaluated = ctx.stage_manifest("evaluate")
+    data = TrainingData.load(ctx, ctx.stage_manifest("features"))
+    decisions = {}
+    for name, summary in evaluated["models"].items():
+        version = registry.record_for_run(name, ctx.run_id)["version"]
+        status, reason, evidence = _deploy_one(ctx, registry, data, name, summary)
+        log.info("deploy %s %s: %s", name, version, reason)
+        decisions[name] = {"version": version, "status": status, "reason": reason, "evidence": evidence}
+    manifest = {"stage": "deploy", "run_id": ctx.run_id, "decisions": decisions, "store": resources.store_choice.to_dict()}
+    write_json(ctx.layout.deploy_manifest, manifest)
+    record_stage(ctx, "deploy", {n: d["status"] for n, d in decisions.items()}, resources)
+    return manifest
+
+
+def _deploy_one(ctx: RunContext, registry: ModelRegistry, data: TrainingData, name: str, summary: dict) -> tuple[str, str, dict]:
+    """(status, reason, evidence) after deciding, and promoting if the decision says so."""
+    for _ in range(DEPLOY_ATTEMPTS):
+        incumbent = registry.production(name)
+        promote, reason, evidence = _deploy_decision(ctx, registry, data, name, summary, incumbent)
+        already = bool(incumbent) and incumbent["run_id"] == ctx.run_id  # a re-run of this deploy
+        if not promote or already:
+            return registry.update(name, ctx.run_id, deploy_decision=reason, deploy_evidence=evidence)["status"], reason, evidence
+        if registry.promote(name, ctx.run_id, reason, expected=incumbent["run_id"] if incumbent else None):
+            registry.update(name, ctx.run_id, deploy_evidence=evidence)
+            return "production", reason, evidence
+    raise ConflictError(f"deploy {name}: production changed {DEPLOY_ATTEMPTS} times while deciding; re-run deploy")
+
+
+def _deploy_decision(ctx: RunContext, registry: ModelRegistry, data: TrainingData, name: str, summary: dict,
+                     incumbent: dict | None) -> tuple[bool, str, dict]:
+    skill = summary["skill"]
+    evidence = {"skill": skill}
+    level = f"{skill['confidence']:.0%}"
+    gain = (f"{skill['metric']} {skill['value']:+.4g} over {skill['baseline']} "
+            f"({level} interval {skill['low']:+.4g} to {skill['high']:+.4g}, one-sided lower bound {skill['lower_bound']:+.4g})")
+    if not skill["better"]:
+        return False, f"stays candidate: no significant skill: {gain}", evidence
+    if incumbent is None or incumbent["run_id"] == ctx.run_id:
+        return True, f"promoted: significant skill: {gain}; no other production version", evidence
+    record = registry.record_for_run(name, incumbent["run_id"])
+    by_hand = f"`trading-ml promote {name} {summary['version']}` decides by hand"
+    theirs_until, ours_until = pd.Timestamp(_trained_until(record)), data.split.test_start
+    if theirs_until > ours_until:
+        return False, (f"stays candidate: production {record['version']} learned from data up to {theirs_until.date()}, newer than this "
+                       f"model's (up to {ours_until.date()}); an older run does not replace a newer model; {by_hand}"), evidence
+    rows, why_not = _unseen_rows(ctx, data, record)
+    if why_not:
+        return False, f"stays candidate: production {record['version']} cannot be scored on this run's rows ({why_not}); {by_hand}", evidence
+    try:
+        theirs = ModelLoader(registry).load_record(record).predict(data.table)
+    except DataError as error:
+        return False, f"stays candidate: production {record['version']} cannot be scored on this run's rows ({error}); {by_hand}", evidence
+    ours = pd.read_parquet(ctx.layout.predictions(name))
+    versus = evaluation.versus(task_of(name), data.table, data.folds, ours, theirs, rows, ctx.settings)
+    evidence["versus_production"] = {"version": record["version"], "run_id": record["run_id"], **versus}
+    against = (f"vs production {record['version']} on {versus['days']} dates it never saw: {versus['metric']} {versus['value']:+.4g} "
+               f"({level} interval {versus['low']:+.4g} to {versus['high']:+.4g})")
+    if versus["worse"]:
+        return False, f"stays candidate: significantly worse than production: {against}", evidence
+    return True, f"promoted: significant skill: {gain}; not significantly worse {against}", evidence
+
+
+def _trained_until(record: dict) -> str:
+    """The first timestamp a registered model never saw (records before walk-forward: its test start)."""
+    return record.get("trained_until") or record["split"]["test_start"]
+
+
+def _unseen_rows(ctx: RunContext, data: TrainingData, record: dict) -> tuple[np.ndarray, str | None]:
+    """This run's rows the production model never saw, or why it cannot be scored on them."""
+    theirs, ours = sorted(record.get("symbols") or []), data.symbols
+    if theirs != ours:
+        only_theirs, only_ours = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+        return np.zeros(0, dtype=bool), (f"it serves another universe: only in production {', '.join(only_theirs) or 'none'}; "
+                                         f"only in this run {', '.join(only_ours) or 'none'}")
+    if record.get("timeframe") != data.timeframe:
+        return np.zeros(0, dtype=bool), f"it was trained on {record.get('timeframe')} bars, this run on {data.timeframe}"
+    seen_until = pd.Timestamp(_trained_until(record))
+    stamps = data.table.index.get_level_values("timestamp")
+    rows = np.asarray(stamps >= seen_until)
+    days = stamps[rows & (out_of_sample_fold(data.folds) >= 0)].nunique()
+    if days < ctx.settings.models.min_compare_days:
+        return rows, (f"it was trained on data up to {seen_until.date()}; this run has {days} out-of-sample dates after that, "
+                      f"fewer than models.min_compare_days ({ctx.settings.models.min_compare_days})")
+    return rows, None

@@ -1,0 +1,140 @@
+"""Stage 3, features: indicators, market-wide features and targets of every validated pair; the
+per-symbol feature files and one training table (the feature panel) per timeframe."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from trading_ml.data.sources import read_bars_csv
+from trading_ml.errors import DataError, StageFailed
+from trading_ml.features import catalogue
+from trading_ml.features.build import TimeframeFeatures, build_timeframe, feature_panel
+from trading_ml.features.market import missing_market_features
+from trading_ml.features.targets import TARGET_COLUMNS
+from trading_ml.io import (
+    intact,
+    sha256_file,
+    write_json,
+    write_parquet,
+    write_table_csv,
+)
+from trading_ml.pipeline.resources import StageResources, resources_for
+from trading_ml.pipeline.run_manifest import record_stage
+from trading_ml.run import RunContext
+
+
+def build_features(ctx: RunContext, resources: StageResources | None = None) -> dict:
+    """Features and targets for every validated pair: per-symbol CSVs and one training table per timeframe.
+
+    Writes features/{SYMBOL}_{tf}_features.csv, features/training_{tf}.parquet (every symbol with
+    volume; ^VIX is a market input only) and features/manifest.json. Raises StageFailed when no
+    symbol has a single row past the warm-up.
+    """
+    resources = resources_for(ctx, resources)
+    validated = ctx.stage_manifest("validate")
+    timeframes = {}
+    for timeframe in ctx.timeframes:
+        entries = [p for p in validated["passed"] if p["timeframe"] == timeframe and p["symbol"] in ctx.symbols]
+        if entries:
+            bars = _read_validated(ctx, entries)
+            instruments = {symbol: ctx.settings.instrument(symbol) for symbol in bars}
+            built = build_timeframe(bars, instruments, timeframe, ctx.settings.features, ctx.window(timeframe)[0])
+            timeframes[timeframe] = _write_timeframe(ctx, built)
+    _remove_stale_feature_files(ctx, timeframes)
+    if not any(t.get("training_table") for t in timeframes.values()):
+        raise StageFailed(
+            f"no training rows for run {ctx.run_id}: no validated symbol with volume has features.warmup_bars "
+            f"({ctx.settings.features.warmup_bars}) bars before its rows (the source had no margin before the window); "
+            f"use a later as-of or a source with more history, or add symbols ({ctx.layout.features_manifest})"
+        )
+    manifest = {
+        "stage": "features",
+        "run_id": ctx.run_id,
+        "path": ctx.layout.relative(ctx.layout.features_manifest),
+        "timeframes": timeframes,
+        "targets": list(TARGET_COLUMNS),
+        "target_definitions": _target_definitions(ctx),
+        "store": resources.store_choice.to_dict(),
+    }
+    write_json(ctx.layout.features_manifest, {**manifest, "catalog": catalogue.describe(list(catalogue.FEATURES))})
+    record_stage(ctx, "features", _summarize_features(manifest), resources)
+    return manifest
+
+
+def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFrame]:
+    bars = {}
+    for entry in entries:
+        path = ctx.layout.resolve(entry["path"])
+        if not intact(path, entry["sha256"]):
+            raise DataError(f"{path} is missing or changed since validation; re-run validate for {entry['symbol']} {entry['timeframe']}")
+        bars[entry["symbol"]] = read_bars_csv(path, entry["timeframe"])
+    return bars
+
+
+def _write_timeframe(ctx: RunContext, built: TimeframeFeatures) -> dict:
+    """Per-symbol CSVs and the training table (the feature panel) of one timeframe; the manifest entry."""
+    symbols = {}
+    for symbol, result in built.symbols.items():
+        path = write_table_csv(ctx.layout.features_csv(symbol, built.timeframe), result.table)
+        symbols[symbol] = {
+            "path": ctx.layout.relative(path),
+            "sha256": sha256_file(path),
+            "bars": result.bars,
+            "rows": len(result.table),
+            "warmup_rows": result.warmup_rows,
+            "incomplete_rows": result.incomplete_rows,
+            "features": len(result.feature_names),
+        }
+    panel, excluded = feature_panel(built, {symbol: ctx.settings.instrument(symbol) for symbol in built.symbols})
+    names = catalogue.symbol_feature_names(True) + built.market.feature_names
+    entry = {
+        "symbols": symbols,
+        "excluded_from_training": excluded,
+        "feature_names": names,
+        "model_features": catalogue.model_features(names),
+        "categories": {c: sum(catalogue.FEATURES[n].category == c for n in names) for c in (*catalogue.SYMBOL_CATEGORIES, catalogue.MARKET_CATEGORY)},
+        "missing_market_features": missing_market_features(built.market),
+    }
+    if panel is not None:
+        path = write_parquet(ctx.layout.training_table(built.timeframe), panel)
+        entry["training_table"] = {
+            "path": ctx.layout.relative(path),
+            "sha256": sha256_file(path),
+            "rows": len(panel),
+            "symbols": sorted(panel.index.get_level_values("symbol").unique()),
+        }
+    return entry
+
+
+def _remove_stale_feature_files(ctx: RunContext, written: dict) -> None:
+    """Drop feature files of this run's pairs that this build did not write (e.g. now quarantined)."""
+    for symbol, timeframe in ctx.pairs:
+        if symbol not in written.get(timeframe, {}).get("symbols", {}):
+            ctx.layout.features_csv(symbol, timeframe).unlink(missing_ok=True)
+    for timeframe in ctx.timeframes:
+        if "training_table" not in written.get(timeframe, {}):
+            ctx.layout.training_table(timeframe).unlink(missing_ok=True)
+
+
+def _target_definitions(ctx: RunContext) -> dict:
+    options = ctx.settings.features
+    return {
+        "target_return": "next bar's return of the adjusted close",
+        "target_direction": f"1 if target_return > {options.direction_threshold}, -1 if < -{options.direction_threshold}, else 0",
+        "target_volatility": f"{options.volatility_window}-bar rolling std of returns, one bar ahead",
+        "target_forward_volatility": f"sqrt(mean(r^2)) over the next {options.forward_volatility_bars} bars",
+        "target_regime": "bull | bear | sideways | high_vol at this bar (rules in trading_ml.features.targets)",
+        "target_regime_ahead": f"target_regime {options.regime.horizon} bars ahead",
+    }
+
+
+def _summarize_features(manifest: dict) -> dict:
+    return {
+        timeframe: {
+            "symbols": len(entry["symbols"]),
+            "features": len(entry["feature_names"]),
+            "training_rows": entry.get("training_table", {}).get("rows", 0),
+            "warmup_rows": sum(s["warmup_rows"] for s in entry["symbols"].values()),
+        }
+        for timeframe, entry in manifest["timeframes"].items()
+    }

@@ -1,0 +1,130 @@
+"""Stage 1, ingest: fetch each (symbol, timeframe) of the run's window, with its warm-up margin,
+into raw/ and the store's market_data."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pandas as pd
+
+from trading_ml.config import shorten
+from trading_ml.data.sources import MarketDataSource
+from trading_ml.errors import ConfigError, DataError, OutsideCoverage, StageFailed
+from trading_ml.io import sha256_file, write_bars_csv, write_json
+from trading_ml.pipeline.resources import StageResources, resources_for
+from trading_ml.pipeline.run_manifest import record_stage
+from trading_ml.run import RunContext, pair_name
+from trading_ml.storage import bars_to_documents
+
+log = logging.getLogger(__name__)
+
+
+def ingest(
+    ctx: RunContext,
+    pairs: list[tuple[str, str]] | None = None,
+    resources: StageResources | None = None,
+    on_done: Callable[[dict], None] = lambda manifest: None,
+) -> list[dict]:
+    """Fetch the given pairs (default: every pair of the run) with one store write; their manifests.
+
+    Input that will stay bad (unknown symbol, malformed data) gives a manifest with status 'failed'
+    and the reason, so the run goes on and validation quarantines it. A source that did not answer
+    raises SourceUnavailable, so a scheduler can retry. Ingesting the whole run records the stage,
+    and raises StageFailed (exit 1) when not one pair could be ingested; the DAG ingests a pair per
+    task and validation's join records the stage.
+    """
+    resources = resources_for(ctx, resources)
+    whole_run = pairs is None
+    chosen = ctx.pairs if whole_run else [tuple(pair) for pair in pairs]
+    outside = [pair_name(*pair) for pair in chosen if pair not in ctx.pairs]
+    if outside:
+        raise ConfigError(f"{', '.join(map(shorten, outside))} not in run {ctx.run_id}, which ingests {len(ctx.pairs)} pairs of "
+                          f"{', '.join(ctx.symbols[:5])}{' ...' if len(ctx.symbols) > 5 else ''} x {', '.join(ctx.timeframes)}")
+    fetched = []
+    for symbol, timeframe in chosen:
+        fetched.append(fetch_to_raw(ctx, symbol, timeframe, resources.source))
+        on_done(fetched[-1][0])
+    manifests = store_and_record(ctx, resources, fetched)
+    if whole_run:
+        summary = summarize_ingest(manifests)
+        record_stage(ctx, "ingest", summary, resources)
+        if manifests and not summary["ok"]:
+            failures = "; ".join(f"{pair}: {error}" for pair, error in list(summary["failed"].items())[:3])
+            raise StageFailed(f"ingest: 0 of {len(manifests)} pairs ingested, nothing to validate ({failures})")
+    return manifests
+
+
+def fetch_to_raw(ctx: RunContext, symbol: str, timeframe: str, source: MarketDataSource) -> tuple[dict, pd.DataFrame | None]:
+    """(manifest, bars) with bars written to raw/; (failed manifest, None) for bad input. The bars
+    reach ``features.warmup_bars`` bars before the window when the source has them."""
+    start, end = ctx.window(timeframe)
+    warmup_from, _ = ctx.fetch_window(symbol, timeframe)
+    manifest = {
+        "stage": "ingest",
+        "run_id": ctx.run_id,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "source": source.name,
+        "window": [start.isoformat(), end.isoformat()],
+        "warmup_from": warmup_from.isoformat(),
+    }
+    try:
+        if timeframe not in source.timeframes:
+            raise DataError(f"source {source.name} has no {timeframe} bars for {symbol}")
+        bars = fetch_with_warmup(source, ctx.settings.instrument(symbol), timeframe, warmup_from, start, end)
+        if bars.empty:
+            raise DataError(f"{source.name} {symbol} {timeframe}: no bars in {start.date()}..{end.date()}")
+    except DataError as error:
+        manifest.update(status="failed", error=str(error))
+        return manifest, None
+    raw_path = write_bars_csv(ctx.layout.raw_bars(symbol, timeframe), bars)
+    manifest.update(
+        status="ok",
+        rows=len(bars),
+        path=ctx.layout.relative(raw_path),
+        sha256=sha256_file(raw_path),
+        first=bars.index[0].isoformat(),
+        last=bars.index[-1].isoformat(),
+    )
+    return manifest, bars
+
+
+def fetch_with_warmup(source: MarketDataSource, instrument, timeframe: str, warmup_from, start, end) -> pd.DataFrame:
+    """The bars from the warm-up start; a source that cannot reach that far back (the sample series,
+    the synthetic epoch) gives the window alone, and the features stage then drops the rows that
+    lack a full warm-up."""
+    try:
+        return source.fetch(instrument, timeframe, warmup_from, end)
+    except OutsideCoverage as error:
+        log.info("%s %s: no warm-up margin before %s (%s); fetching the window alone", instrument.symbol, timeframe, start.date(), error)
+        return source.fetch(instrument, timeframe, start, end)
+
+
+def store_and_record(ctx: RunContext, resources: StageResources, fetched: list[tuple[dict, pd.DataFrame | None]]) -> list[dict]:
+    """Upsert the fetched bars into market_data in one write, then save each pair's manifest."""
+    documents = [
+        document
+        for manifest, bars in fetched
+        if bars is not None
+        for document in bars_to_documents(manifest["symbol"], manifest["timeframe"], bars, manifest["source"])
+    ]
+    resources.store.upsert_many("market_data", documents)
+    manifests = []
+    for manifest, bars in fetched:
+        if bars is not None:
+            manifest["store"] = resources.store_choice.to_dict()
+        write_json(ctx.layout.ingest_manifest(manifest["symbol"], manifest["timeframe"]), manifest)
+        manifests.append(manifest)
+    return manifests
+
+
+def summarize_ingest(manifests: list[dict]) -> dict:
+    ok = [m for m in manifests if m.get("status") == "ok"]
+    return {
+        "pairs": len(manifests),
+        "ok": len(ok),
+        "failed": {pair_name(m["symbol"], m["timeframe"]): m["error"] for m in manifests if m.get("status") != "ok"},
+        "rows": sum(m["rows"] for m in ok),
+        "stores": sorted({m["store"]["kind"] for m in ok}),
+    }

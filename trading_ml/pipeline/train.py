@@ -1,0 +1,96 @@
+"""Stage 4, train: fit one model walk-forward on the run's training table, save it and its
+out-of-sample predictions under models/, register it as a candidate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pandas as pd
+
+from trading_ml.config import shorten
+from trading_ml.errors import DataError
+from trading_ml.io import atomic_write_bytes, write_json, write_parquet
+from trading_ml.models.catalogue import chosen_models, entry, model_class
+from trading_ml.models.dataset import TrainingData
+from trading_ml.pipeline.resources import StageResources, resources_for
+from trading_ml.registry import ModelRegistry, config_hash
+from trading_ml.run import RunContext
+
+log = logging.getLogger(__name__)
+
+
+def train(ctx: RunContext, model_name: str, resources: StageResources | None = None) -> dict:
+    """Fit one model on every walk-forward fold of the features stage's training table, save the
+    last fold's model under models/ with the pooled out-of-sample predictions of all folds, and
+    register it as a candidate.
+
+    Returns the artifact paths, sha256, version and
+    what training found, never the model itself. A retried task of the same run rewrites the same
+    files and keeps its version.
+    """
+    if model_name not in chosen_models(ctx.models):
+        raise DataError(f"model {shorten(model_name)} is not one of run {ctx.run_id}'s models; train one of {', '.join(chosen_models(ctx.models))}")
+    resources = resources_for(ctx, resources)
+    data = TrainingData.load(ctx, ctx.stage_manifest("features"))
+    model, out_of_sample = fit_walk_forward(model_class(model_name), data, ctx)
+    files = [atomic_write_bytes(ctx.layout.model_file(model_name, suffix), payload) for suffix, payload in model.save().items()]
+    predictions = write_parquet(ctx.layout.predictions(model_name), out_of_sample)
+    registry = resources.registry(ctx)
+    record = registry.publish(model_metadata(ctx, registry, model_name, files, data, model.feature_names))
+    manifest = {
+        "stage": "train",
+        "run_id": ctx.run_id,
+        "model_name": model_name,
+        "version": record["version"],
+        "artifacts": record["artifacts"],
+        "predictions": ctx.layout.relative(predictions),
+        "training_samples": record["training_samples"],
+        "folds": len(data.folds),
+        "dataset": ctx.layout.relative(ctx.layout.features_manifest),
+        "store": resources.store_choice.to_dict(),
+    }
+    write_json(ctx.layout.trained_manifest(model_name), manifest)
+    return manifest
+
+
+def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[object, pd.DataFrame]:
+    """The model of the last fold, and every fold's predictions of its own test segment (NaN on
+    rows no fold tested), with a ``fold`` column."""
+    pooled = None
+    for split in data.folds:
+        log.info("%s: fold %d of %d, test from %s", cls.name, split.fold + 1, len(data.folds), split.test_start.date())
+        model = cls.fit(data.for_fold(split), ctx.settings)
+        predictions = model.predict(data.table)
+        if pooled is None:
+            pooled = pd.DataFrame(float("nan"), index=predictions.index, columns=predictions.columns).astype(predictions.dtypes)
+            pooled["fold"] = -1
+        tested = split.mask("test")
+        pooled.loc[tested, predictions.columns] = predictions[tested]
+        pooled.loc[tested, "fold"] = split.fold
+    return model, pooled
+
+
+def model_metadata(ctx: RunContext, registry: ModelRegistry, name: str, files, data: TrainingData, feature_names: list[str]) -> dict:
+    """The plan's metadata (model_name ... timeframe) plus what makes the model traceable; the
+    version comes from the registry when it is published."""
+    target = entry(name).target
+    return {
+        "model_name": name,
+        "task": entry(name).task,
+        "target": target,
+        "trained_date": dt.datetime.now(dt.UTC).date().isoformat(),
+        "training_samples": int((data.split.mask("train") & data.table[target].notna().to_numpy()).sum()),
+        "symbols": data.symbols,
+        "feature_count": len(feature_names),
+        "feature_names": list(feature_names),
+        "timeframe": data.timeframe,
+        "data_window": data.window(),
+        "split": data.split.to_dict(),
+        "walk_forward": [split.to_dict() for split in data.folds],
+        "trained_until": data.split.test_start.isoformat(),  # the registered model saw no row from here on
+        "run_id": ctx.run_id,
+        "as_of": ctx.as_of.isoformat(),
+        "config_hash": config_hash(ctx.settings),
+        "artifacts": registry.artifacts(files),
+    }

@@ -1,0 +1,112 @@
+"""Stage 2, validate: the six checks on every ingested pair; clean bars into validated/, quarantine
+what fails with its reasons."""
+
+from __future__ import annotations
+
+from trading_ml.data.calendars import expected_timestamps
+from trading_ml.data.sources import read_bars_csv
+from trading_ml.data.validation import validate_bars
+from trading_ml.errors import StageFailed
+from trading_ml.io import intact, sha256_file, write_bars_csv, write_json
+from trading_ml.pipeline.ingest import summarize_ingest
+from trading_ml.pipeline.resources import StageResources, resources_for
+from trading_ml.pipeline.run_manifest import record_stage, recorded_stages
+from trading_ml.run import RunContext, pair_name
+
+
+def validate(ctx: RunContext, resources: StageResources | None = None) -> dict:
+    """Join every ingestion of the run (the manifests in raw/): check, clean into validated/,
+    quarantine what fails; a pair without a manifest did not finish ingesting and is quarantined.
+
+    Raises StageFailed (after writing every report) when fewer than validation.min_pass_share of
+    the run's pairs pass.
+    """
+    resources = resources_for(ctx, resources)
+    ingested = ctx.ingest_manifests()
+    if "ingest" not in recorded_stages(ctx):  # the DAG ingests a pair per task: its join records the stage
+        record_stage(ctx, "ingest", summarize_ingest(ingested), resources)
+    by_pair = {(m["symbol"], m["timeframe"]): m for m in ingested}
+    reports, passed, quarantined = [], [], []
+    for symbol, timeframe in ctx.pairs:
+        report, validated = _validate_pair(ctx, symbol, timeframe, by_pair.get((symbol, timeframe)))
+        reports.append(report)
+        (passed if validated else quarantined).append(validated or _quarantine(ctx, report))
+    report_path = write_json(ctx.layout.validation_report, {"run_id": ctx.run_id, "reports": reports})
+    resources.store.upsert_many("validation_reports", reports)
+    pass_share = len(passed) / max(len(ctx.pairs), 1)
+    manifest = {
+        "stage": "validate",
+        "run_id": ctx.run_id,
+        "passed": passed,
+        "quarantined": quarantined,
+        "pass_share": round(pass_share, 4),
+        "report_path": ctx.layout.relative(report_path),
+        "store": resources.store_choice.to_dict(),
+    }
+    write_json(ctx.layout.validate_manifest, manifest)
+    record_stage(ctx, "validate", _summarize_validate(manifest), resources)
+    if pass_share < ctx.settings.validation.min_pass_share:
+        reasons = "; ".join(f"{q['symbol']} {q['timeframe']}: {q['reasons'][0]}" for q in quarantined[:5])
+        raise StageFailed(
+            f"only {len(passed)} of {len(ctx.pairs)} symbol/timeframe pairs passed validation "
+            f"({pass_share:.0%} < validation.min_pass_share {ctx.settings.validation.min_pass_share:.0%}); "
+            f"first reasons: {reasons}; full report in {report_path}"
+        )
+    return manifest
+
+
+def _validate_pair(ctx: RunContext, symbol: str, timeframe: str, ingested: dict | None) -> tuple[dict, dict | None]:
+    """(report document, validated-file entry or None when quarantined)."""
+    base = {"run_id": ctx.run_id, "symbol": symbol, "timeframe": timeframe}
+    validated_path = ctx.layout.validated_bars(symbol, timeframe)
+    problem = _ingest_problem(ctx, ingested)
+    if problem:
+        validated_path.unlink(missing_ok=True)
+        return {**base, "quarantined": True, "reasons": [problem], "checks": []}, None
+    instrument = ctx.settings.instrument(symbol)
+    bars = read_bars_csv(ctx.layout.resolve(ingested["path"]), timeframe)
+    start, end = ctx.window(timeframe)
+    warmup_from, _ = ctx.fetch_window(symbol, timeframe)
+    first = min(bars.index.min(), start) if len(bars) else start  # a margin the source did not have is not 'missing'
+    expected = expected_timestamps(instrument.exchange, timeframe, max(warmup_from, first), end)
+    report, clean = validate_bars(bars, instrument, timeframe, expected, ctx.settings.validation)
+    document = {**base, **report.to_dict()}
+    if report.quarantined:
+        validated_path.unlink(missing_ok=True)
+        return document, None
+    ctx.layout.quarantine_report(symbol, timeframe).unlink(missing_ok=True)
+    write_bars_csv(validated_path, clean)
+    entry = {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "rows": len(clean),
+        "path": ctx.layout.relative(validated_path),
+        "sha256": sha256_file(validated_path),
+    }
+    return document, entry
+
+
+def _ingest_problem(ctx: RunContext, ingested: dict | None) -> str | None:
+    if ingested is None:
+        return "ingestion did not finish: no manifest for this pair (see the ingest task's log)"
+    if ingested.get("status") != "ok":
+        return f"ingestion failed: {ingested.get('error')}"
+    raw_path = ctx.layout.resolve(ingested["path"])
+    if not intact(raw_path, ingested["sha256"]):
+        return f"{raw_path} is missing or changed since ingestion; re-run ingest for this pair"
+    return None
+
+
+def _quarantine(ctx: RunContext, report: dict) -> dict:
+    entry = {k: report[k] for k in ("symbol", "timeframe", "reasons")}
+    path = write_json(ctx.layout.quarantine_report(report["symbol"], report["timeframe"]), report)
+    return {**entry, "path": ctx.layout.relative(path)}
+
+
+def _summarize_validate(manifest: dict) -> dict:
+    return {
+        "passed": len(manifest["passed"]),
+        "quarantined": {pair_name(q["symbol"], q["timeframe"]): q["reasons"] for q in manifest["quarantined"]},
+        "pass_share": manifest["pass_share"],
+        "rows": sum(p["rows"] for p in manifest["passed"]),
+    }
