@@ -6,7 +6,7 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 RUN_ARGS ?=
 
-.PHONY: install run test browser bench airflow clean
+.PHONY: install run test browser services bench airflow clean
 
 install: $(INSTALLED)
 
@@ -14,13 +14,13 @@ $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else "Python 3.12 is needed (pandas-ta 0.4): pyenv install 3.12.1, or make PYTHON=/path/to/python3.12")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,celery]'
 	touch $(INSTALLED)
 
 run: $(INSTALLED)
 	$(VENV)/bin/trading-ml run $(RUN_ARGS)
 
-test: $(INSTALLED) browser
+test: $(INSTALLED) browser services
 	$(VENV)/bin/python -m pytest
 
 # Debian's chromium renders the HTML report in one test; installed when missing and we are root.
@@ -28,6 +28,13 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) ; } || \
 	  echo "chromium not installed (apt-get install chromium): the browser check of the report will be skipped"
+
+# Debian's PostgreSQL and Redis for the CeleryExecutor test (tests/dags/test_celery_executor.py starts
+# its own private servers on loopback); installed when missing and we are root, else that test is skipped.
+services:
+	@{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null ; } || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get install -y -q postgresql redis-server >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q postgresql redis-server >/dev/null)) ; } || \
+	  echo "PostgreSQL or redis-server not installed (apt-get install postgresql redis-server): the CeleryExecutor test will be skipped"
 
 airflow: $(INSTALLED)
 	scripts/airflow-standalone

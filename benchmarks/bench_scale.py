@@ -34,13 +34,9 @@ from benchmarks.universe import grow_universe  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
 from trading_ml.config import load_settings  # noqa: E402
 from trading_ml.models import TRAINED_MODELS  # noqa: E402
-from trading_ml.pipeline.deploy import deploy  # noqa: E402
-from trading_ml.pipeline.evaluate import evaluate  # noqa: E402
 from trading_ml.pipeline.features import build_features  # noqa: E402
 from trading_ml.pipeline.ingest import ingest  # noqa: E402
-from trading_ml.pipeline.report import report  # noqa: E402
 from trading_ml.pipeline.resources import StageResources  # noqa: E402
-from trading_ml.pipeline.train import train  # noqa: E402
 from trading_ml.pipeline.validate import validate  # noqa: E402
 from trading_ml.run import RunContext  # noqa: E402
 
@@ -103,6 +99,13 @@ def run_size(size: int, as_of: str) -> dict:
         stage("ingest", lambda: ingest(ctx, resources=resources))
         stage("validate", lambda: validate(ctx, resources))
         stage("features", lambda: build_features(ctx, resources))
+        # the model stages load torch and xgboost: imported here, as a training task does, so the data
+        # stages' memory is theirs alone
+        from trading_ml.pipeline.deploy import deploy
+        from trading_ml.pipeline.evaluate import evaluate
+        from trading_ml.pipeline.report import report
+        from trading_ml.pipeline.train import train
+
         for name in TRAINED_MODELS:
             stage(f"train {name}", lambda n=name: train(ctx, n, resources))
         stage("evaluate", lambda: evaluate(ctx, resources))

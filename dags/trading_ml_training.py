@@ -41,6 +41,15 @@ AIRFLOW = SETTINGS.airflow
 TRAIN_TASK = "train_{}"
 
 
+def this_run() -> dict:
+    """The plan task's XCom, pulled by each task that needs it: the graph then shows the pipeline's
+    order instead of an edge from plan to every task."""
+    run = get_current_context()["ti"].xcom_pull(task_ids="plan")
+    if not run:  # evaluate runs whatever came before it (all_done): a failed plan must fail it, not retry it
+        raise AirflowFailException("the run was never planned (the plan task failed); see the plan task's log")
+    return run
+
+
 def run_context(run: dict) -> RunContext:
     return RunContext.from_dict(run["context"], mongo_uri(AIRFLOW.mongo_conn_id))
 
@@ -57,14 +66,14 @@ def failing_fast():
         raise AirflowFailException(f"{type(error).__name__}: {error}") from error
 
 
-def call(stage, run: dict, *args, source_retries: int | None = None):
+def call(stage, *args, source_retries: int | None = None):
     """``stage(ctx, *args, resources=...)`` for this task's run, failing fast where retrying cannot help.
     Each task imports its stage's module when it runs, so a parse of this file (every 30 s) loads
     neither pandas-ta nor torch, and a data task never loads torch."""
     from trading_ml.pipeline.resources import StageResources
 
     with failing_fast():
-        ctx = run_context(run)
+        ctx = run_context(this_run())
         with StageResources.open(ctx, source_retries) as resources:
             return stage(ctx, *args, resources=resources)
 
@@ -97,39 +106,39 @@ def pairs(run: dict) -> list[list[str]]:
     max_retry_delay=dt.timedelta(seconds=AIRFLOW.max_retry_delay_seconds),
     map_index_template="{{ task.op_kwargs['pair'] | join(' ') }}",
 )
-def ingest(run: dict, pair: list[str]):
+def ingest(pair: list[str]):
     from trading_ml.pipeline.ingest import ingest
 
-    return call(ingest, run, [pair], source_retries=0)[0]  # one retry layer: Airflow's (the source tries once per call)
+    return call(ingest, [pair], source_retries=0)[0]  # one retry layer: Airflow's (the source tries once per call)
 
 
 @task(
     doc_md="Join every ingestion (even failed ones) and run the six checks; quarantine what fails, with reasons.",
     trigger_rule="all_done_min_one_success",
 )
-def validate(run: dict):
+def validate():
     from trading_ml.pipeline.validate import validate
 
-    return call(validate, run)
+    return call(validate)
 
 
 @task(doc_md="Engineer the 126 features and the targets; write per-symbol CSVs and one training table per timeframe.")
-def features(run: dict):
+def features():
     from trading_ml.pipeline.features import build_features
 
-    return call(build_features, run)
+    return call(build_features)
 
 
 @task.branch(doc_md="Pick the training tasks of the models the run's `models` Param names.")
-def choose_models(run: dict) -> list[str]:
-    return [TRAIN_TASK.format(name) for name in run["context"]["models"]]
+def choose_models() -> list[str]:
+    return [TRAIN_TASK.format(name) for name in this_run()["context"]["models"]]
 
 
 @task(doc_md="Fit one model on the training segment, save its artifacts under models/ and register a candidate.")
-def train(run: dict, model_name: str):
+def train(model_name: str):
     from trading_ml.pipeline.train import train
 
-    return call(train, run, model_name)
+    return call(train, model_name)
 
 
 @task(
@@ -140,29 +149,26 @@ def train(run: dict, model_name: str):
 def evaluate():
     from trading_ml.pipeline.evaluate import evaluate
 
-    run = get_current_context()["ti"].xcom_pull(task_ids="plan")  # pulled here: with all_done, a failed plan must not be retried into
-    if not run:
-        raise AirflowFailException("evaluate: the run was never planned (the plan task failed); nothing was trained")
-    return call(evaluate, run)
+    return call(evaluate)
 
 
 @task(doc_md="Promote each model that beats its baselines and the production version; record every decision.")
-def deploy(run: dict):
+def deploy():
     from trading_ml.pipeline.deploy import deploy
 
-    if not run["context"]["deploy"]:
+    if not this_run()["context"]["deploy"]:
         raise AirflowSkipException("deploy is off for this run (Param 'deploy'); the models stay candidates")
-    return call(deploy, run)
+    return call(deploy)
 
 
 @task(
     doc_md="Write the run's HTML performance report (plots inline) and its JSON twin under the run root.",
     trigger_rule="none_failed",  # also when deploy is off (skipped)
 )
-def report(run: dict):
+def report():
     from trading_ml.pipeline.report import report
 
-    return call(report, run)
+    return call(report)
 
 
 @dag(
@@ -192,18 +198,12 @@ def report(run: dict):
     },
 )
 def trading_ml_training():
-    run = plan()
-    ingested = ingest.partial(run=run).expand(pair=pairs(run))
-    validated = validate(run)
-    ingested >> validated
-    dataset = features(run)
-    validated >> dataset
-    trained = [train.override(task_id=TRAIN_TASK.format(name))(run, model_name=name) for name in TRAINED_MODELS]
-    dataset >> choose_models(run) >> trained
-    evaluated = evaluate()
-    trained >> evaluated
-    deployed = deploy(run)
-    evaluated >> deployed >> report(run)
+    """plan feeds pairs, the one task that needs its values as an argument; every other task pulls
+    the plan itself, so the graph's edges are the pipeline's order."""
+    ingested = ingest.expand(pair=pairs(plan()))
+    trained = [train.override(task_id=TRAIN_TASK.format(name))(model_name=name) for name in TRAINED_MODELS]
+    ingested >> validate() >> features() >> choose_models() >> trained
+    trained >> evaluate() >> deploy() >> report()
 
 
 trading_ml_training()

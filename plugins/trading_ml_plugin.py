@@ -1,14 +1,21 @@
 """The trading-ml pages inside the Airflow UI: the model registry (versions, status, test metrics)
-and the newest run's performance report, under Browse → trading-ml (served at /trading-ml/)."""
+and the newest run's performance report, under Browse → trading-ml (served at /trading-ml/).
+
+They need the same login as the rest of the UI: every request carries the JWT of Airflow's auth
+manager (the UI's session cookie, or a bearer token); a browser without one is sent to the login page."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import jinja2
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.core_api.security import requires_authenticated
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from trading_ml_airflow import mongo_uri
 
 from trading_ml.config import load_settings
@@ -18,9 +25,17 @@ from trading_ml.run import find_runs
 from trading_ml.storage import open_store
 
 URL_PREFIX = "/trading-ml"
-app = FastAPI(title="trading-ml in Airflow")
+app = FastAPI(title="trading-ml in Airflow", dependencies=[Depends(requires_authenticated())])
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                autoescape=jinja2.select_autoescape(["html"], default=True))
+
+
+@app.exception_handler(StarletteHTTPException)
+async def login_first(request: Request, error: StarletteHTTPException):
+    """A browser that is not logged in goes to Airflow's login page, and comes back after it."""
+    if error.status_code == 401 and "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
+    return await http_exception_handler(request, error)
 
 
 def newest_report(settings):

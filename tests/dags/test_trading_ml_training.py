@@ -69,17 +69,20 @@ def test_the_graph_reads_like_the_plan(default_dag):
     tasks = default_dag.task_dict
     assert set(tasks) == {"plan", "pairs", "ingest", "validate", "features", "choose_models", *TRAIN_TASKS, "evaluate", "deploy", "report"}
     ingest = tasks["ingest"]
-    assert isinstance(ingest, MappedOperator) and ingest.upstream_task_ids == {"plan", "pairs"}
+    assert tasks["plan"].downstream_task_ids == {"pairs"}  # plan feeds only pairs; the others pull it: no edge to every task
+    assert isinstance(ingest, MappedOperator) and ingest.upstream_task_ids == {"pairs"}
     assert ingest.pool == settings.airflow.source_pool and ingest.retries == settings.airflow.ingest_retries
     assert ingest.retry_exponential_backoff
-    assert tasks["validate"].upstream_task_ids == {"plan", "ingest"}
+    assert tasks["validate"].upstream_task_ids == {"ingest"}
     assert tasks["validate"].trigger_rule == "all_done_min_one_success"  # one failed symbol does not stop the run
-    assert tasks["features"].upstream_task_ids == {"plan", "validate"}
+    assert tasks["features"].upstream_task_ids == {"validate"}
+    assert tasks["choose_models"].upstream_task_ids == {"features"}
     for name in TRAIN_TASKS:
-        assert tasks[name].upstream_task_ids == {"plan", "choose_models"}  # choose_models runs after features
+        assert tasks[name].upstream_task_ids == {"choose_models"}
         assert tasks[name].downstream_task_ids == {"evaluate"}
     assert tasks["evaluate"].trigger_rule == "all_done"  # after every chosen training task, whatever its outcome
-    assert [t.task_id for t in default_dag.leaves] == ["report"] and tasks["report"].upstream_task_ids == {"plan", "deploy"}
+    assert [t.task_id for t in default_dag.leaves] == ["report"] and tasks["report"].upstream_task_ids == {"deploy"}
+    assert tasks["deploy"].upstream_task_ids == {"evaluate"}
     assert tasks["report"].trigger_rule == "none_failed"  # a run with deploy off still gets its report
     assert all(t.doc_md for t in tasks.values())
     assert isinstance(default_dag.timetable, CronDataIntervalTimetable) and default_dag.catchup is False

@@ -21,10 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-from tinydb import Query, TinyDB
+from tinydb import TinyDB
 from tinydb.middlewares import CachingMiddleware
 from tinydb.storages import Storage
-from tinydb.table import Document, Table
 
 from trading_ml.errors import ConflictError, StoreError
 from trading_ml.io import atomic_write_bytes
@@ -53,20 +52,50 @@ def _decode(value):
 
 def _stored_key(collection: str, encoded: dict) -> tuple:
     """The natural key of an encoded document (dates stay in their ISO form, which is hashable)."""
-    values = (encoded[field] for field in NATURAL_KEYS[collection])
-    return tuple(v["$date"] if isinstance(v, dict) else v for v in values)
+    return tuple(v["$date"] if isinstance(v := encoded[field], dict) else v for field in NATURAL_KEYS[collection])
 
 
 def _same_key(collection: str, encoded: dict):
-    """A TinyDB query for the stored document with this document's natural key."""
-    return Query().fragment({field: encoded[field] for field in NATURAL_KEYS[collection]})
+    """A TinyDB condition: the stored document with this document's natural key."""
+    key = _stored_key(collection, encoded)
+    return lambda stored: _stored_key(collection, stored) == key
 
 
-def _replace_documents(table: Table, documents: dict[int, dict]) -> None:
-    """Replace whole documents, keeping their doc ids (TinyDB's update merges fields instead)."""
-    if documents:
-        table.remove(doc_ids=list(documents))
-        table.insert_multiple(Document(document, doc_id=doc_id) for doc_id, document in documents.items())
+def _overwrite(stored: dict, document: dict) -> None:
+    """Replace a stored document's whole content in place (TinyDB's update with fields would merge)."""
+    stored.clear()
+    stored.update(document)
+
+
+class _Replacements:
+    """The condition and the update of one TinyDB ``update`` pass that replaces the stored documents
+    an incoming batch (natural key -> document) has a version of; what it matches leaves
+    ``incoming``, so what remains there is new."""
+
+    def __init__(self, collection: str, incoming: dict[tuple, dict], newer_only: bool):
+        self.collection, self.incoming, self.newer_only = collection, incoming, newer_only
+        self.owner, self.chosen = OWNERS.get(collection), {}
+
+    def matches(self, stored: dict) -> bool:
+        key = _stored_key(self.collection, stored)
+        document = self.incoming.pop(key, None)
+        if document is None:
+            return False
+        if self.newer_only:
+            if not replaces(self.collection, document, stored):
+                return False
+        elif self.owner and stored.get(self.owner) != document.get(self.owner):
+            raise ConflictError(f"{self.collection} {key} belongs to {self.owner} {stored.get(self.owner)!r}, "
+                                f"not {document.get(self.owner)!r}; nothing was written")
+        self.chosen[id(stored)] = document  # TinyDB hands the same dict to replace() next
+        return True
+
+    def replace(self, stored: dict) -> None:
+        _overwrite(stored, self.chosen[id(stored)])
+
+    @property
+    def count(self) -> int:
+        return len(self.chosen)
 
 
 class AtomicJSONStorage(Storage):
@@ -152,30 +181,22 @@ class TinyStore:
         return self._merge(collection, [_encode(document) for document in documents], newer_only=True)
 
     def _merge(self, collection: str, encoded: list[dict], newer_only: bool = False) -> int:
-        """One read and one write per touched file: the batch is matched against one index of the
-        table by natural key; replaced documents keep their doc ids. A document of another owner
-        is never replaced: upsert_many refuses (writing nothing), upsert_newer keeps it."""
-        by_file, written, owner = defaultdict(list), 0, OWNERS.get(collection)
+        """One read and one write per touched file, through TinyDB's API: one ``update`` pass over
+        the stored documents replaces those the batch has a newer version of (keeping their doc
+        ids), one ``insert_multiple`` adds the rest. A document of another owner is never
+        replaced: upsert_many refuses (writing nothing), upsert_newer keeps it."""
+        by_file, written = defaultdict(list), 0
         for document in encoded:
             by_file[self._file_of(collection, document)].append(document)
         for path, documents in by_file.items():
+            incoming = {_stored_key(collection, document): document for document in documents}
             with self._table(path, collection) as table:
-                stored = {_stored_key(collection, document): document for document in table.all()}
-                replaced, added = {}, {}
-                for document in documents:
-                    key = _stored_key(collection, document)
-                    current = stored.get(key)
-                    if newer_only and not replaces(collection, document, current):
-                        continue
-                    if current is not None and owner and current.get(owner) != document.get(owner):
-                        raise ConflictError(f"{collection} {key} belongs to {owner} {current.get(owner)!r}, not {document.get(owner)!r}; nothing was written")
-                    if current is None:
-                        added[key] = document
-                    else:
-                        replaced[current.doc_id] = document
-                    written += 1
-                _replace_documents(table, replaced)
-                table.insert_multiple(added.values())
+                replacing = _Replacements(collection, incoming, newer_only)
+                table.update(replacing.replace, replacing.matches)
+                added = [d for d in incoming.values() if not newer_only or replaces(collection, d, None)]
+                if added:
+                    table.insert_multiple(added)
+            written += replacing.count + len(added)
         return written
 
     def insert_new(self, collection: str, document: dict) -> bool:
@@ -189,7 +210,7 @@ class TinyStore:
     def update_fields(self, collection: str, match: dict, fields: dict) -> bool:
         wanted = _encode(match)
         with self._table(self._file_of(collection, wanted), collection) as table:
-            current = table.get(Query().fragment(wanted))
+            current = table.get(lambda stored: all(stored.get(k) == v for k, v in wanted.items()))
             if current is None:
                 return False
             table.update({**_encode(fields), STAMP: now_stamp()}, doc_ids=[current.doc_id])
@@ -204,7 +225,7 @@ class TinyStore:
             if current is None:
                 table.insert(encoded)
             else:
-                _replace_documents(table, {current.doc_id: encoded})
+                table.update(lambda stored: _overwrite(stored, encoded), doc_ids=[current.doc_id])
         return True
 
     @contextmanager

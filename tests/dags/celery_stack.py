@@ -1,0 +1,224 @@
+"""The distributed deployment, natively on loopback: PostgreSQL and Redis from Debian's packages with
+private data folders, and Airflow's services with the CeleryExecutor (api-server, scheduler,
+dag-processor, triggerer, Celery workers), configured as docker-compose.yaml configures them.
+
+Every process starts in its own session, writes its log under the stack's folder and is stopped
+(the whole process group) when the stack stops. Nothing listens beyond 127.0.0.1: the Celery
+workers and the triggerer skip Airflow's log server (it binds every interface); on one host every
+service reads the task logs from the shared log folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+REPO = Path(__file__).resolve().parents[2]
+POSTGRES_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name), default=Path("/usr/lib/postgresql/15/bin"))
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+class StackUnavailable(Exception):
+    """What this machine lacks to start the stack (the test is skipped with it)."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def missing_parts() -> list[str]:
+    """Why the stack cannot start here, or nothing."""
+    missing = []
+    if not (POSTGRES_BIN / "initdb").is_file():
+        missing.append(f"PostgreSQL ({POSTGRES_BIN}/initdb; apt-get install postgresql)")
+    if shutil.which("redis-server") is None:
+        missing.append("redis-server (apt-get install redis-server)")
+    try:
+        import airflow.providers.celery  # noqa: F401
+        import psycopg2  # noqa: F401
+    except ImportError as error:
+        missing.append(f"the project's celery extra ({error.name}; pip install -e '.[celery]')")
+    if os.geteuid() == 0 and not _user_exists("postgres"):
+        missing.append("a postgres user to run PostgreSQL as (root cannot)")
+    return missing
+
+
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+class Process:
+    """One service: started in its own session, its output in a log file, stopped with its children."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path):
+        self.name, self.log = name, log_dir / f"{name}.log"
+        with self.log.open("w") as output:
+            self.popen = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (a Celery worker and the task processes it forked)."""
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill(signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+
+class CeleryStack:
+    """PostgreSQL + Redis + Airflow (CeleryExecutor) on loopback, for one test module."""
+
+    def __init__(self, config: Path, heartbeat_timeout: int = 30):
+        self.root = Path(tempfile.mkdtemp(prefix="trading-ml-celery-"))  # under /tmp: the postgres user can reach it
+        self.logs = self.root / "service-logs"
+        self.logs.mkdir()
+        self.pg_port, self.redis_port, self.api_port = free_port(), free_port(), free_port()
+        self.processes: dict[str, Process] = {}
+        self.env = self._airflow_env(config, heartbeat_timeout)
+
+    # PostgreSQL and Redis
+    def _as_postgres(self, command: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+    def start_postgres(self) -> None:
+        data = self.root / "postgres"
+        data.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(data, "postgres")
+            shutil.chown(self.logs, "postgres")
+        subprocess.run(self._as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]),
+                       check=True, capture_output=True)
+        options = f"-c listen_addresses=127.0.0.1 -p {self.pg_port} -k {data} -c fsync=off"
+        subprocess.run(self._as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.logs / "postgres.log"),
+                                          "-w", "start"]), check=True, capture_output=True)
+        self._pg_data = data
+        subprocess.run([str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "airflow", "airflow"],
+                       check=True, capture_output=True)
+
+    def stop_postgres(self) -> None:
+        if getattr(self, "_pg_data", None):
+            subprocess.run(self._as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self._pg_data), "-m", "immediate", "stop"]),
+                           capture_output=True)
+
+    def start_redis(self) -> None:
+        (self.root / "redis").mkdir()
+        self.processes["redis"] = Process("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                                    "--save", "", "--appendonly", "no", "--dir", str(self.root / "redis")],
+                                          os.environ.copy(), self.logs)
+
+    # Airflow
+    @property
+    def database_url(self) -> str:
+        return f"postgresql+psycopg2://airflow@127.0.0.1:{self.pg_port}/airflow"
+
+    def _airflow_env(self, config: Path, heartbeat_timeout: int) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "TRADING_ML"))}
+        env.update({
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            "AIRFLOW_HOME": str(self.root / "airflow"),
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url,
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.database_url}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(heartbeat_timeout),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",  # a task the lost worker had taken but not started is re-queued
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "TRADING_ML_CONFIG": str(config),
+        })
+        return env
+
+    def airflow(self, *args: str, timeout: float = 180) -> str:
+        result = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed: {result.stderr[-2000:]}")
+        return result.stdout
+
+    def start_airflow(self, workers: int) -> None:
+        self.airflow("db", "migrate", timeout=600)
+        for name, command in (("api-server", ["api-server"]), ("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"]),
+                              ("triggerer", ["triggerer", "--skip-serve-logs"])):
+            self.processes[name] = Process(name, [AIRFLOW, *command], self.env, self.logs)
+        for number in range(1, workers + 1):
+            self.start_worker(number)
+
+    def start_worker(self, number: int) -> None:
+        """A Celery worker with its own name; its tasks report it as their hostname (two workers share
+        this host, and the test tells their tasks apart by it)."""
+        name = f"worker{number}"
+        env = {**self.env, "TRADING_ML_WORKER_NAME": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_name.hostname",
+               "PYTHONPATH": str(Path(__file__).parent / "celery_hostname")}
+        self.processes[name] = Process(name, [AIRFLOW, "celery", "worker", "--celery-hostname", f"{name}@%h", "--skip-serve-logs"],
+                                       env, self.logs)
+
+    def start(self, workers: int = 2) -> CeleryStack:
+        self.start_postgres()
+        self.start_redis()
+        self.start_airflow(workers)
+        return self
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        self.stop_postgres()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def query(self, sql: str, *params) -> list[tuple]:
+        import psycopg2
+
+        with psycopg2.connect(host="127.0.0.1", port=self.pg_port, user="airflow", dbname="airflow") as connection:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+
+    def wait_for(self, what: str, check, timeout: float, every: float = 1.0):
+        """check() until it returns something true; its value. On timeout, the services' last lines."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = check()
+            if found:
+                return found
+            dead = [name for name, p in self.processes.items() if p.popen.poll() is not None and not name.startswith("worker")]
+            if dead:
+                raise RuntimeError(f"waiting for {what}: {', '.join(dead)} stopped:\n" + "\n".join(self.processes[d].tail() for d in dead))
+            time.sleep(every)
+        tails = "\n".join(f"--- {name}\n{p.tail(15)}" for name, p in self.processes.items())
+        raise TimeoutError(f"{what} did not happen within {timeout:.0f} s\n{tails}")

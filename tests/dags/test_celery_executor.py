@@ -1,0 +1,74 @@
+"""The distributed deployment for real: PostgreSQL, Redis and Airflow's services with the
+CeleryExecutor and two workers on loopback (tests/dags/celery_stack.py). The DAG's scheduled run of a
+small universe runs on both workers; one worker is killed (SIGKILL, with the tasks it runs) while it
+trains a model, and the run still succeeds: the scheduler notices the lost heartbeat, the task is
+retried on the other worker."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.conftest import QUICK_MODELS
+from tests.dags.celery_stack import REPO, CeleryStack, missing_parts
+
+DAG_ID = "trading_ml_training"
+HEARTBEAT_TIMEOUT = 30  # seconds; Airflow's default (300) is what made the issue's run wait five minutes
+
+
+def small_config(folder) -> str:
+    """config.yaml with a five-symbol universe on 1d over two years, quick models and fast retries."""
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["universe"] = {"indices": [raw["universe"]["indices"][0], raw["universe"]["indices"][-1]],  # ^GSPC, ^VIX
+                       "equities": {"exchange": "XNYS", "sectors": {"Technology": ["AAPL", "MSFT"], "Energy": ["XOM"]}}}
+    raw["timeframes"] = {"1d": {"lookback": "2y"}}
+    raw["data_dir"], raw["source"] = str(folder / "data"), "synthetic"
+    raw["models"] = {**raw["models"], **QUICK_MODELS}
+    raw["airflow"] = {**raw["airflow"], "stage_retries": 2, "retry_delay_seconds": 2, "max_retry_delay_seconds": 5}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    missing = missing_parts()
+    if missing:
+        pytest.skip(f"the Celery stack cannot start on this machine: {'; '.join(missing)}")
+    stack = CeleryStack(small_config(tmp_path_factory.mktemp("celery")), HEARTBEAT_TIMEOUT)
+    try:
+        yield stack.start(workers=2)
+    finally:
+        stack.stop()
+
+
+def task_instances(stack: CeleryStack, run_id: str) -> dict[tuple[str, int], tuple[str, int, str]]:
+    rows = stack.query("SELECT task_id, map_index, state, try_number, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s",
+                       DAG_ID, run_id)
+    return {(task, index): (state, tries, host) for task, index, state, tries, host in rows}
+
+
+def test_a_worker_killed_while_training_does_not_fail_the_run(stack):
+    stack.wait_for("the DAG parsed into the database", lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300)
+    stack.airflow("dags", "unpause", DAG_ID)  # the scheduler starts the last quarter's run: the small universe of the config
+    [(run_id,)] = stack.wait_for("the scheduled run", lambda: stack.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID), 120)
+
+    def training_task():
+        return stack.query("SELECT task_id, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id LIKE 'train_%%' "
+                           "AND state = 'running' AND hostname LIKE 'worker%%'", DAG_ID, run_id)
+
+    killed_task, killed_worker = stack.wait_for("a training task running", training_task, 600, every=0.3)[0]
+    stack.processes[killed_worker].kill()  # SIGKILL to the worker and the task processes it forked, as a lost machine
+
+    def finished():
+        rows = stack.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
+        return rows[0][0] if rows[0][0] in ("success", "failed") else None
+
+    state = stack.wait_for("the run to finish", finished, 900, every=2)
+    instances = task_instances(stack, run_id)
+    assert state == "success", instances
+    assert all(ti[0] == "success" for ti in instances.values()), instances
+    assert len([key for key in instances if key[0] == "ingest"]) == 5  # one mapped task per symbol
+    state, tries, host = instances[(killed_task, -1)]
+    assert tries >= 2 and host != killed_worker, (killed_task, instances[(killed_task, -1)])  # retried on the other worker
+    assert {host for _, _, host in instances.values()} == {"worker1", "worker2"}  # both workers ran tasks
