@@ -6,15 +6,15 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 RUN_ARGS ?=
 
-.PHONY: install run test browser services bench airflow clean
+.PHONY: install run test browser services bench airflow constraints clean
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else "Python 3.12 is needed (pandas-ta 0.4): pyenv install 3.12.1, or make PYTHON=/path/to/python3.12")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test,celery]'
+	$(VENV)/bin/pip install --quiet --constraint constraints.txt -e '.[test,celery]'
 	touch $(INSTALLED)
 
 run: $(INSTALLED)
@@ -47,6 +47,10 @@ bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_api.py
 	$(VENV)/bin/python benchmarks/bench_gate.py
 	$(VENV)/bin/python benchmarks/bench_scale.py
+
+# constraints.txt from the tested environment (after a change of pins in pyproject.toml and a green `make test`)
+constraints: $(INSTALLED)
+	{ sed -n '1,3p' constraints.txt; $(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) data .airflow

@@ -21,12 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings  # noqa: E402
 from trading_ml.models import TRAINED_MODELS  # noqa: E402
-from trading_ml.pipeline.deploy import deploy  # noqa: E402
-from trading_ml.pipeline.evaluate import evaluate  # noqa: E402
 from trading_ml.pipeline.features import build_features  # noqa: E402
 from trading_ml.pipeline.ingest import ingest  # noqa: E402
 from trading_ml.pipeline.resources import StageResources  # noqa: E402
-from trading_ml.pipeline.train import train  # noqa: E402
 from trading_ml.pipeline.validate import validate  # noqa: E402
 from trading_ml.run import RunContext  # noqa: E402
 
@@ -63,6 +60,10 @@ def run_once(args, folds: int) -> float:
         timed("ingest", lambda: ingest(ctx, resources=resources), times)
         timed("validate", lambda: validate(ctx, resources), times)
         timed("features", lambda: build_features(ctx, resources), times)
+        from trading_ml.pipeline.deploy import deploy  # the model stages load torch: imported when training starts,
+        from trading_ml.pipeline.evaluate import evaluate  # as in a training task (the first run's first model pays it)
+        from trading_ml.pipeline.train import train
+
         for name in TRAINED_MODELS:
             timed(f"train {name}", lambda n=name: train(ctx, n, resources), times)
         timed("evaluate", lambda: evaluate(ctx, resources), times)

@@ -1,4 +1,5 @@
-"""docker-compose.yaml: every service of the distributed deployment, health checks, no literal secret."""
+"""docker-compose.yaml: every service of the distributed deployment, health checks, secrets only as Docker
+secrets, and the configuration the native CeleryExecutor test runs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ SERVICES = COMPOSE["services"]
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer"}
 ONE_SHOT = {"airflow-init"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN", re.IGNORECASE)
-FROM_ENV = re.compile(r"^\$\{[A-Z_]+:\?[^}]+\}$")  # ${NAME:?message}: compose refuses to start without it
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -31,7 +31,7 @@ def test_every_service_of_the_deployment_is_there_with_a_health_check():
         assert SERVICES[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
     assert "container_name" not in SERVICES["airflow-worker"]  # `--scale airflow-worker=N` needs unnamed containers
     assert environment(SERVICES["airflow-worker"])["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
-    assert "postgres" in environment(SERVICES["airflow-scheduler"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert "@postgres/airflow" in environment(SERVICES["airflow-scheduler"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"]
 
 
 def test_the_project_is_in_the_image_and_data_and_models_are_on_a_shared_volume():
@@ -46,17 +46,77 @@ def test_the_project_is_in_the_image_and_data_and_models_are_on_a_shared_volume(
     assert {"trading-ml-data", "mongo-data", "postgres-data"} <= set(COMPOSE["volumes"])
 
 
-def test_no_secret_is_written_in_the_file_and_the_env_example_names_them_all():
+def test_no_secret_is_in_the_file_or_an_environment_variable_only_docker_secrets():
+    """Before: passwords and the Fernet key were plain environment variables of every container. Now
+    each is a Docker secret file read through *_CMD, *_FILE or Airflow's local-file secrets backend."""
+    declared = set(COMPOSE["secrets"])
     for name, service in SERVICES.items():
         for key, value in environment(service).items():
-            if SECRET_NAME.search(key):
-                assert FROM_ENV.match(value), f"{name}: {key} must come from .env"
-            for password in re.findall(r"://(?:\$\{[^}]+\}|[^:@/]+):(\$\{[^}]+\}|[^@/]+)@", value):
-                assert FROM_ENV.match(password), f"{name}: {key} has a literal password"
+            if SECRET_NAME.search(key) and not key.startswith("AIRFLOW__SECRETS__BACKEND"):
+                assert key.endswith(("_CMD", "_FILE")), f"{name}: {key} must read a secret file"
+            assert not re.search(r"://[^/\s]*:[^@/{\s]+@", value), f"{name}: {key} has a literal password"
+            for secret in re.findall(r"/run/secrets/([\w.]+)", value) + re.findall(r"\{(\w+)\}", value):
+                assert secret in declared and secret in service.get("secrets", []), f"{name}: {key} reads {secret}"
+    assert all(spec["file"].startswith("./secrets/") for spec in COMPOSE["secrets"].values())
     used = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", (REPO / "docker-compose.yaml").read_text()))
     example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#"))
-    assert used <= set(example)
-    assert ".env" in (REPO / ".gitignore").read_text().split()
+    assert used <= set(example) and not any(SECRET_NAME.search(key) for key in example)
+    ignored = (REPO / ".gitignore").read_text().split()
+    assert ".env" in ignored and "/secrets/" in ignored
+
+
+def load_secrets_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deployment_secrets", REPO / "scripts" / "deployment_secrets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_secrets_are_generated_once_checked_for_format_and_a_placeholder_is_refused(tmp_path):
+    from cryptography.fernet import Fernet
+
+    script = load_secrets_script()
+    folder = tmp_path / "secrets"
+    written = script.generate(folder)
+    assert set(written) == {Path(spec["file"]).name for spec in COMPOSE["secrets"].values()}  # every secret compose mounts
+    assert script.problems(folder) == []
+    Fernet((folder / "airflow_fernet_key").read_text().strip())  # a key Airflow accepts
+    key = (folder / "airflow_fernet_key").read_text()
+    assert script.generate(folder) == [] and (folder / "airflow_fernet_key").read_text() == key  # never replaced
+    password = (folder / "postgres_password").read_text().strip()
+    assert script.url("db+postgresql+psycopg2://airflow:{postgres_password}@postgres/airflow", folder) == (
+        f"db+postgresql+psycopg2://airflow:{password}@postgres/airflow")
+
+    (folder / "airflow_fernet_key").write_text("change-me\n")  # the old .env.example's value: passed compose, failed at runtime
+    assert any("placeholder" in problem for problem in script.problems(folder))
+    (folder / "airflow_fernet_key").write_text("bm90IGEga2V5\n")
+    assert any("is not a Fernet key" in problem for problem in script.problems(folder))
+    (folder / "postgres_password").unlink()
+    assert any("postgres_password is missing" in problem for problem in script.problems(folder))
+    init = " ".join(SERVICES["airflow-init"]["command"])
+    assert init.index("deployment_secrets.py check") < init.index("airflow db migrate")  # checked before anything starts
+
+
+def test_the_compose_file_runs_what_the_native_celery_test_runs():
+    """tests/dags/celery_stack.py is the compose deployment on loopback: the same executor, broker,
+    result-backend driver, log servers skipped, a shortened heartbeat timeout."""
+    stack = (REPO / "tests" / "dags" / "celery_stack.py").read_text()
+    env = environment(SERVICES["airflow-scheduler"])
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor" and '"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"' in stack
+    assert "db+postgresql+psycopg2://" in env["AIRFLOW__CELERY__RESULT_BACKEND_CMD"] and '"AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.database_url}"' in stack
+    assert "postgresql+psycopg2" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] and "postgresql+psycopg2://" in stack
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and '"AIRFLOW__CELERY__BROKER_URL": f"redis://' in stack
+    for service, flag in (("airflow-worker", "--skip-serve-logs"), ("airflow-triggerer", "--skip-serve-logs")):
+        assert flag in SERVICES[service]["command"] and flag in stack
+    assert int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]) < 300
+    assert SERVICES["airflow-worker"]["mem_limit"].startswith("${AIRFLOW_WORKER_MEMORY:-")
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "--constraint /opt/trading-ml/constraints.txt" in dockerfile and '"/opt/trading-ml[celery]"' in dockerfile
+    assert "chown airflow:0 /opt/trading-ml/data" in dockerfile  # the data volume's mount point, owned by uid 50000
+    pins = {line.split("==")[0].lower() for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line}
+    assert {"apache-airflow", "apache-airflow-providers-celery", "celery", "psycopg2-binary", "asyncpg", "torch"} <= pins
 
 
 def test_the_ui_is_published_on_loopback_by_default_and_mongodb_is_not_published():

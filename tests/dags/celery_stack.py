@@ -173,7 +173,12 @@ class CeleryStack:
         return result.stdout
 
     def start_airflow(self, workers: int) -> None:
+        """As airflow-init and the services of docker-compose.yaml: migrate, create the pool, start."""
+        from trading_ml.config import load_settings
+
         self.airflow("db", "migrate", timeout=600)
+        settings = load_settings(self.env["TRADING_ML_CONFIG"]).airflow
+        self.airflow("pools", "set", settings.source_pool, str(settings.source_pool_slots), "concurrent calls to the market data provider")
         for name, command in (("api-server", ["api-server"]), ("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"]),
                               ("triggerer", ["triggerer", "--skip-serve-logs"])):
             self.processes[name] = Process(name, [AIRFLOW, *command], self.env, self.logs)

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""The docker-compose deployment's secrets, one file each under secrets/ (Docker secrets, mounted at
+/run/secrets/ in the containers; never committed).
+
+    python3 scripts/deployment_secrets.py generate [DIR]   # once, before `docker compose up`
+    python3 scripts/deployment_secrets.py check [DIR]      # what airflow-init runs before anything starts
+    python3 scripts/deployment_secrets.py url TEMPLATE     # for Airflow's *_CMD options: {name} -> that secret, URL-quoted
+
+`generate` never overwrites a secret that exists (a new Fernet key would make Airflow's stored
+connections unreadable); `check` names the first file that is missing, empty, a placeholder or, for
+the Fernet key, not 32 url-safe base64 bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import secrets
+import sys
+import urllib.parse
+from pathlib import Path
+
+MONGO_USER = "trading"
+PASSWORDS = ("postgres_password", "mongo_root_password", "airflow_api_secret_key", "airflow_jwt_secret")
+FERNET_KEY = "airflow_fernet_key"
+CONNECTIONS = "airflow_connections.json"  # Airflow's LocalFilesystemBackend: the mongo_default connection
+PLACEHOLDERS = {"change-me", "changeme", "secret", "password", ""}
+
+
+def fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def generate(folder: Path) -> list[str]:
+    """Write every missing secret; the names written."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    values = {name: secrets.token_urlsafe(32) for name in PASSWORDS} | {FERNET_KEY: fernet_key()}
+    written = []
+    for name, value in values.items():
+        if write_new(folder / name, value):
+            written.append(name)
+    password = urllib.parse.quote((folder / "mongo_root_password").read_text().strip(), safe="")
+    uri = f"mongo://{MONGO_USER}:{password}@mongodb:27017/trading_system?authSource=admin"
+    if write_new(folder / CONNECTIONS, json.dumps({"mongo_default": uri}) + "\n"):
+        written.append(CONNECTIONS)
+    return written
+
+
+def write_new(path: Path, value: str) -> bool:
+    if path.exists():
+        return False
+    path.write_text(value if value.endswith("\n") else value + "\n")
+    path.chmod(0o644)  # readable by the containers' users (uid 50000, postgres, mongodb); the folder is 0700
+    return True
+
+
+def problems(folder: Path) -> list[str]:
+    """Why the deployment must not start with these secrets (nothing when they are fine)."""
+    found = []
+    for name in (*PASSWORDS, FERNET_KEY, CONNECTIONS):
+        path = folder / name
+        if not path.is_file():
+            found.append(f"{path} is missing: run `python3 scripts/deployment_secrets.py generate` on the host")
+            continue
+        value = path.read_text().strip()
+        if value.lower() in PLACEHOLDERS:
+            found.append(f"{path} holds a placeholder ({value!r}): delete it and run `python3 scripts/deployment_secrets.py generate`")
+        elif name in PASSWORDS and len(value) < 16:
+            found.append(f"{path} is {len(value)} characters: use at least 16 (generate writes 43)")
+    fernet = folder / FERNET_KEY
+    if fernet.is_file() and not found:
+        try:
+            if len(base64.urlsafe_b64decode(fernet.read_text().strip().encode())) != 32:
+                raise ValueError("not 32 bytes")
+        except (binascii.Error, ValueError) as error:
+            found.append(f"{fernet} is not a Fernet key (32 url-safe base64-encoded bytes: {error}); "
+                         "delete it and run generate (a new key makes stored connections unreadable)")
+    return found
+
+
+def url(template: str, folder: Path = Path("/run/secrets")) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: urllib.parse.quote((folder / m.group(1)).read_text().strip(), safe=""), template)
+
+
+def main(argv: list[str]) -> int:
+    command, *rest = argv or ["help"]
+    if command == "generate":
+        folder = Path(rest[0] if rest else "secrets")
+        written = generate(folder)
+        print(f"{folder}: wrote {', '.join(written) or 'nothing (every secret exists)'}")
+        return 0
+    if command == "check":
+        found = problems(Path(rest[0] if rest else "/run/secrets"))
+        for problem in found:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1 if found else 0
+    if command == "url" and rest:
+        print(url(rest[0]))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
