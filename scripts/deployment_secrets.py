@@ -41,8 +41,9 @@ def generate(folder: Path) -> list[str]:
     for name, value in values.items():
         if write_new(folder / name, value):
             written.append(name)
-    password = urllib.parse.quote((folder / "mongo_root_password").read_text().strip(), safe="")
-    uri = f"mongo://{MONGO_USER}:{password}@mongodb:27017/trading_system?authSource=admin"
+    quoted = urllib.parse.quote((folder / "mongo_root_password").read_text().strip(), safe="")
+    netloc = f"{MONGO_USER}:{quoted}@mongodb:27017"
+    uri = f"mongo://{netloc}/trading_system?authSource=admin"
     if write_new(folder / CONNECTIONS, json.dumps({"mongo_default": uri}) + "\n"):
         written.append(CONNECTIONS)
     return written
