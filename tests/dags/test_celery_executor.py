@@ -72,3 +72,11 @@ def test_a_worker_killed_while_training_does_not_fail_the_run(stack):
     state, tries, host = instances[(killed_task, -1)]
     assert tries >= 2 and host != killed_worker, (killed_task, instances[(killed_task, -1)])  # retried on the other worker
     assert {host for _, _, host in instances.values()} == {"worker1", "worker2"}  # both workers ran tasks
+    for task, progress in (("train_direction_lstm", "direction_lstm: epoch 2 of 2"), ("train_direction_xgboost", "stopped after"),
+                           ("train_volatility_garch", "4 of 4 symbols done"), ("train_regime_rf", "30 trees fitted")):
+        assert progress in task_log(stack, run_id, task, instances[(task, -1)][1]), task  # what training said, in its task log
+
+
+def task_log(stack: CeleryStack, run_id: str, task: str, attempt: int) -> str:
+    """The log Airflow kept of one task attempt (Airflow's default log file layout)."""
+    return (stack.root / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task}" / f"attempt={attempt}.log").read_text()

@@ -7,6 +7,8 @@ fold of the table, and judged on that fold's test segment.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 from trading_ml.config import Settings, load_settings
 from trading_ml.features.catalogue import model_features, symbol_feature_names
 from trading_ml.features.targets import direction_labels
+from trading_ml.models.base import progress_due
 from trading_ml.models.baselines import ewma_forecast, naive_forecast
 from trading_ml.models.catalogue import CATALOGUE, TRAINED_MODELS
 from trading_ml.models.catalogue import model_class as class_of
@@ -201,3 +204,54 @@ def test_regime_trees_draw_at_most_forest_max_samples_rows_and_all_rows_below_it
              for name, model in (("capped", capped), ("uncapped", uncapped))}
     assert nodes["capped"] < 0.5 * nodes["uncapped"], nodes
     assert forecast_accuracy(table, split, capped.predict(table)["regime_ahead"]) > forecast_accuracy(table, split, persistence(table)["regime_ahead"]) + 0.2
+
+
+def logged(caplog, pattern: str) -> list[tuple[str, ...]]:
+    """The groups of every log message matching ``pattern``, in order."""
+    return [match.groups() for record in caplog.records if (match := re.search(pattern, record.getMessage()))]
+
+
+@pytest.mark.parametrize("model_class", [LSTMDirection, LSTMVolatility])
+def test_lstm_training_logs_every_epoch_with_its_losses(model_class, caplog):
+    caplog.set_level(logging.INFO, logger="trading_ml")
+    table = planted_table(signal=1.0, days=300, symbols=4)
+    model, _ = fitted(model_class, table, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES)
+    epochs = logged(caplog, rf"^{model_class.name}: epoch (\d+) of 4: training loss ([\d.]+), validation loss ([\d.]+)")
+    assert [int(epoch) for epoch, _, _ in epochs] == [1, 2, 3, 4]
+    assert [round(float(loss), 5) for _, _, loss in epochs] == [round(loss, 5) for loss in model.info["validation_loss_by_epoch"]]
+    assert logged(caplog, rf"^{model_class.name}: 4 epochs over (\d+) training and (\d+) validation sequences")
+
+
+def test_xgboost_logs_its_rounds_and_where_it_stopped(caplog):
+    caplog.set_level(logging.INFO, logger="trading_ml")
+    model, _ = fitted(XGBoostDirection, planted_table(signal=1.0, days=300, symbols=4), FEATURES)
+    rounds = [int(r) for (r,) in logged(caplog, r"^direction_xgboost: round (\d+) of at most 200: validation mlogloss [\d.]+$")]
+    [(stopped,)] = logged(caplog, r"^direction_xgboost: stopped after (\d+) rounds$")
+    assert rounds == list(range(20, int(stopped) + 1, 20))  # a tenth of the 200 rounds each, up to where early stopping ended
+    assert int(stopped) == model.booster.get_booster().num_boosted_rounds()
+    assert logged(caplog, r"^direction_xgboost: best round (\d+)$") == [(str(model.info["best_iteration"] + 1),)]
+
+
+def test_garch_logs_symbols_done_and_the_ones_too_short_to_fit(caplog):
+    caplog.set_level(logging.INFO, logger="trading_ml")
+    table = planted_table(signal=0.0, days=300, symbols=4)
+    short = table.drop(table.xs("S3", level="symbol", drop_level=False).index[:-120])  # S3: its last 120 bars only
+    fitted(GarchVolatility, short, ["return_1"])
+    assert [int(done) for (done,) in logged(caplog, r"^volatility_garch: (\d+) of 4 symbols done$")] == [1, 2, 3, 4]
+    assert logged(caplog, r"^volatility_garch: (S\d) has \d+ training returns \(fewer than 100\)") == [("S3",)]
+
+
+def test_the_forest_logs_its_rows_and_when_it_is_done(caplog):
+    caplog.set_level(logging.INFO, logger="trading_ml")
+    table = planted_regime_table()
+    split = last_fold(table)
+    RegimeForest.fit(Data(table, split, REGIME_FEATURES), with_models(forest_trees=20))
+    rows = int((split.mask("train") & table[FORECAST].notna().to_numpy()).sum())
+    assert logged(caplog, r"^regime_rf: 20 trees on (\d+) training rows x 11 features") == [(str(rows),)]
+    assert logged(caplog, r"^regime_rf: 20 trees fitted in [\d.]+ s$")
+
+
+def test_progress_is_logged_about_every_tenth_and_at_the_end():
+    assert [done for done in range(1, 27) if progress_due(done, 26)] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26]
+    assert [done for done in range(1, 5) if progress_due(done, 4)] == [1, 2, 3, 4]
+    assert sum(progress_due(done, 500) for done in range(1, 501)) == 10

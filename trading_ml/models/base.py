@@ -45,6 +45,11 @@ class Model(Protocol):
     def load(cls, files: Mapping[str, bytes]) -> Model: ...
 
 
+def progress_due(done: int, total: int, steps: int = 10) -> bool:
+    """Whether a loop ``done`` of ``total`` steps in logs its progress: about every tenth, and at the end."""
+    return done == total or done % max(1, total // steps) == 0
+
+
 def read_config(files: Mapping[str, bytes]) -> dict:
     return json.loads(files[CONFIG])
 

@@ -6,6 +6,7 @@ P(neutral), P(up) for every row it can (the LSTM needs ``sequence_length`` bars 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,11 +23,13 @@ from trading_ml.models.base import (
     Dataset,
     Standardizer,
     feature_matrix,
+    progress_due,
     read_config,
 )
 
 TARGET = "target_direction"
 PROBABILITY_COLUMNS = ["p_down", "p_neutral", "p_up"]
+log = logging.getLogger(__name__)
 
 
 def class_index(labels: pd.Series) -> np.ndarray:
@@ -36,6 +39,24 @@ def class_index(labels: pd.Series) -> np.ndarray:
 
 def probabilities_frame(index: pd.Index, values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(values, index=index, columns=PROBABILITY_COLUMNS)
+
+
+class RoundLogger(xgb.callback.TrainingCallback):
+    """Logs the validation loss about every tenth of the boosting rounds, and where boosting stopped."""
+
+    def __init__(self, name: str, rounds: int):
+        super().__init__()
+        self.name, self.rounds = name, rounds
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        if progress_due(epoch + 1, self.rounds):
+            losses = ", ".join(f"{metric} {values[-1]:.5f}" for scores in evals_log.values() for metric, values in scores.items())
+            log.info("%s: round %d of at most %d: validation %s", self.name, epoch + 1, self.rounds, losses)
+        return False
+
+    def after_training(self, model):
+        log.info("%s: stopped after %d rounds", self.name, model.num_boosted_rounds())
+        return model
 
 
 class XGBoostDirection:
@@ -64,8 +85,12 @@ class XGBoostDirection:
             random_state=settings.seed,
             n_jobs=2,
             tree_method="hist",
+            callbacks=[RoundLogger(cls.name, settings.xgboost_rounds)],
         )
+        log.info("%s: up to %d rounds on %d training rows, stopping after %d without a better validation loss",
+                 cls.name, settings.xgboost_rounds, train.sum(), settings.early_stopping_rounds)
         booster.fit(features[train], target[train], eval_set=[(features[validation], target[validation])], verbose=False)
+        log.info("%s: best round %d", cls.name, booster.best_iteration + 1)
         importance = dict(zip(feature_names, booster.feature_importances_.round(6).tolist(), strict=True))
         info = {"best_iteration": int(booster.best_iteration), "feature_importance": importance}
         return cls(feature_names, booster, info)
@@ -106,7 +131,7 @@ class LSTMDirection:
         history = lstm.fit(
             net, sequences, targets,
             np.flatnonzero(labelled & (segment == "train")), np.flatnonzero(labelled & (segment == "validation")),
-            nn.CrossEntropyLoss(), settings.lstm_epochs, settings.lstm_batch, settings.lstm_learning_rate, settings.seed,
+            nn.CrossEntropyLoss(), settings.lstm_epochs, settings.lstm_batch, settings.lstm_learning_rate, settings.seed, cls.name,
         )
         shape = {"sequence_length": settings.sequence_length, "hidden": settings.lstm_hidden}
         return cls(feature_names, net, scaler, shape, history)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
+import time
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 class LSTMNet(nn.Module):
@@ -81,27 +85,42 @@ def fit(
     batch: int,
     learning_rate: float,
     seed: int,
+    name: str = "lstm",
 ) -> dict:
-    """Train on the ``train`` positions, keep the weights of the best validation epoch; the history."""
+    """Train on the ``train`` positions, keep the weights of the best validation epoch; the history.
+    Each epoch logs its losses under the model's ``name``."""
     generator = seed_everything(seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
     best, history = (float("inf"), None), []
+    log.info("%s: %d epochs over %d training and %d validation sequences", name, epochs, len(train), len(validation))
     for epoch in range(epochs):
-        net.train()
-        order = train[torch.randperm(len(train), generator=generator).numpy()]
-        for start in range(0, len(order), batch):
-            chunk = order[start:start + batch]
-            optimizer.zero_grad()
-            loss = loss_fn(net(sequences.batch(chunk)), targets[chunk])
-            loss.backward()
-            optimizer.step()
+        started = time.perf_counter()
+        training_loss = train_epoch(net, sequences, targets, train[torch.randperm(len(train), generator=generator).numpy()],
+                                    loss_fn, optimizer, batch)
         validation_loss = evaluate_loss(net, sequences, targets, validation, loss_fn, batch)
         history.append(round(validation_loss, 6))
-        if validation_loss < best[0]:
+        improved = validation_loss < best[0]
+        if improved:
             best = (validation_loss, copy.deepcopy(net.state_dict()))
+        log.info("%s: epoch %d of %d: training loss %.5f, validation loss %.5f%s (%.1f s)", name, epoch + 1, epochs,
+                 training_loss, validation_loss, ", best so far" if improved else "", time.perf_counter() - started)
     if best[1] is not None:
         net.load_state_dict(best[1])
     return {"validation_loss_by_epoch": history, "best_epoch": int(np.argmin(history)) + 1 if history else 0}
+
+
+def train_epoch(net, sequences: Sequences, targets, order: np.ndarray, loss_fn, optimizer, batch: int) -> float:
+    """One pass over ``order`` in batches; the mean training loss."""
+    net.train()
+    total = 0.0
+    for start in range(0, len(order), batch):
+        chunk = order[start:start + batch]
+        optimizer.zero_grad()
+        loss = loss_fn(net(sequences.batch(chunk)), targets[chunk])
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(chunk)
+    return total / len(order) if len(order) else float("nan")
 
 
 def evaluate_loss(net, sequences, targets, positions, loss_fn, batch) -> float:

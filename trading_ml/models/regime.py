@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import time
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -29,6 +31,7 @@ REGIME_FEATURES = [  # the plan's: 50/200 crossover, VIX, trend strength, breadt
     "sma_50_to_sma_200", "adx_14", "plus_di_14", "minus_di_14", "return_20", "volatility_20",
     "vix_level", "vix_change_5", "breadth_above_sma_50", "advance_decline_10", "benchmark_return_20",
 ]
+log = logging.getLogger(__name__)
 # Exactly what a fitted RandomForestClassifier (in a dict by target) is made of, as skops writes it.
 FOREST_TYPES = frozenset({
     "builtins.dict", "builtins.list", "builtins.str", "builtins.tuple", "numpy.int64", "numpy.ndarray",
@@ -66,7 +69,12 @@ class RegimeForest:
         forest = RandomForestClassifier(
             n_estimators=settings.forest_trees, min_samples_leaf=5, max_samples=draws, random_state=settings.seed, n_jobs=2
         )
-        return cls(names, {FORECAST: forest.fit(features[rows], table[FORECAST].to_numpy()[rows].astype(str))})
+        log.info("%s: %d trees on %d training rows x %d features, %s rows per tree", cls.name, settings.forest_trees, rows.sum(),
+                 len(names), draws or rows.sum())
+        started = time.perf_counter()
+        forest.fit(features[rows], table[FORECAST].to_numpy()[rows].astype(str))
+        log.info("%s: %d trees fitted in %.1f s", cls.name, settings.forest_trees, time.perf_counter() - started)
+        return cls(names, {FORECAST: forest})
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         features = feature_matrix(table, self.feature_names, self.name)

@@ -4,6 +4,7 @@ the target's definition are in :mod:`trading_ml.models.baselines`."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 
 import numpy as np
@@ -21,6 +22,7 @@ from trading_ml.models.base import (
     Dataset,
     Standardizer,
     feature_matrix,
+    progress_due,
     read_config,
 )
 from trading_ml.models.baselines import (
@@ -34,6 +36,7 @@ from trading_ml.models.baselines import (
 GARCH_SCALE = 100.0  # arch fits percent returns
 MIN_TRAIN_RETURNS = 100
 PARAMETERS = ("mu", "omega", "alpha[1]", "beta[1]")  # arch's order for a constant-mean GARCH(1,1)
+log = logging.getLogger(__name__)
 EXTRA_LSTM_INPUTS = ["return_1", "downside_vol_20", "volume_ratio_20", "vix_level", "vix_change_1", "benchmark_volatility_20"]
 
 
@@ -51,14 +54,16 @@ class GarchVolatility:
     def fit(cls, dataset: Dataset, settings: Settings) -> GarchVolatility:
         table, window = dataset.table, settings.features.volatility_window
         train = dataset.split.segment == "train"
-        parameters = {}
-        for symbol, returns in symbol_returns(table).items():
+        parameters, by_symbol = {}, symbol_returns(table)
+        for number, (symbol, returns) in enumerate(by_symbol.items(), start=1):
             in_train = train.xs(symbol, level="symbol").to_numpy()
-            if in_train.sum() < MIN_TRAIN_RETURNS:
-                continue
-            model = arch_model(returns[in_train].to_numpy() * GARCH_SCALE, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
-            result = model.fit(disp="off", options={"maxiter": 500})
-            parameters[symbol] = {name: float(value) for name, value in result.params.items()}
+            if in_train.sum() >= MIN_TRAIN_RETURNS:
+                parameters[symbol] = fit_garch(symbol, returns[in_train])
+            else:
+                log.info("%s: %s has %d training returns (fewer than %d); it gets the median parameters", cls.name, symbol,
+                         in_train.sum(), MIN_TRAIN_RETURNS)
+            if progress_due(number, len(by_symbol)):
+                log.info("%s: %d of %d symbols done", cls.name, number, len(by_symbol))
         return cls(parameters, window)
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
@@ -84,6 +89,16 @@ class GarchVolatility:
     def load(cls, files: Mapping[str, bytes]) -> GarchVolatility:
         data = json.loads(files[".json"])
         return cls(data["parameters"], data["window"])
+
+
+def fit_garch(symbol: str, returns: pd.Series) -> dict[str, float]:
+    """GARCH(1,1) parameters of one symbol's training returns; a fit that did not converge is logged."""
+    model = arch_model(returns.to_numpy() * GARCH_SCALE, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
+    result = model.fit(disp="off", options={"maxiter": 500})
+    if result.convergence_flag != 0:
+        log.warning("volatility_garch: the fit for %s did not converge (%s); its parameters are kept as they ended", symbol,
+                    result.optimization_result.message)
+    return {name: float(value) for name, value in result.params.items()}
 
 
 def lstm_inputs(feature_names: list[str]) -> list[str]:
@@ -121,7 +136,7 @@ class LSTMVolatility:
         net = lstm.LSTMNet(len(names), settings.lstm_hidden, 1)
         history = lstm.fit(
             net, sequences, targets, np.flatnonzero(ok & (segment == "train")), np.flatnonzero(ok & (segment == "validation")),
-            nn.MSELoss(), settings.lstm_epochs, settings.lstm_batch, settings.lstm_learning_rate, settings.seed,
+            nn.MSELoss(), settings.lstm_epochs, settings.lstm_batch, settings.lstm_learning_rate, settings.seed, cls.name,
         )
         shape = {"sequence_length": settings.sequence_length, "hidden": settings.lstm_hidden}
         return cls(names, net, scaler, target_scale, shape, history)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 import pandas as pd
 
@@ -32,7 +33,10 @@ def train(ctx: RunContext, model_name: str, resources: StageResources | None = N
     if model_name not in chosen_models(ctx.models):
         raise DataError(f"model {shorten(model_name)} is not one of run {ctx.run_id}'s models; train one of {', '.join(chosen_models(ctx.models))}")
     resources = resources_for(ctx, resources)
+    started = time.perf_counter()
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
+    log.info("%s: %s training table of %d rows, %d symbols, %d features; %d walk-forward folds", model_name, data.timeframe,
+             len(data.table), len(data.symbols), len(data.feature_names), len(data.folds))
     model, out_of_sample = fit_walk_forward(model_class(model_name), data, ctx)
     files = [atomic_write_bytes(ctx.layout.model_file(model_name, suffix), payload) for suffix, payload in model.save().items()]
     predictions = write_parquet(ctx.layout.predictions(model_name), out_of_sample)
@@ -51,6 +55,7 @@ def train(ctx: RunContext, model_name: str, resources: StageResources | None = N
         "store": resources.store_choice.to_dict(),
     }
     write_json(ctx.layout.trained_manifest(model_name), manifest)
+    log.info("%s: registered version %s as a candidate (%.1f s)", model_name, record["version"], time.perf_counter() - started)
     return manifest
 
 
@@ -59,7 +64,9 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[object, 
     rows no fold tested), with a ``fold`` column."""
     pooled = None
     for split in data.folds:
-        log.info("%s: fold %d of %d, test from %s", cls.name, split.fold + 1, len(data.folds), split.test_start.date())
+        log.info("%s: fold %d of %d: %d training, %d validation and %d test rows, test from %s", cls.name, split.fold + 1,
+                 len(data.folds), *(int(split.mask(segment).sum()) for segment in ("train", "validation", "test")),
+                 split.test_start.date())
         model = cls.fit(data.for_fold(split), ctx.settings)
         predictions = model.predict(data.table)
         if pooled is None:

@@ -1,0 +1,24 @@
+"""The train stage: what a training task tells its log while it runs."""
+
+import logging
+import re
+
+import pandas as pd
+
+from tests.conftest import quick
+from tests.stages import context, run_to_features
+from trading_ml.pipeline.train import train
+
+
+def test_a_training_task_logs_its_table_every_fold_and_the_version_it_registered(settings, caplog):
+    ctx = context(quick(settings), symbols=["^GSPC", "^VIX", "AAPL", "XOM"], timeframes=["1d"])
+    _, features, _ = run_to_features(ctx)
+    caplog.set_level(logging.INFO, logger="trading_ml")
+    manifest = train(ctx, "regime_rf")
+    messages = [record.getMessage() for record in caplog.records]
+    rows = len(pd.read_parquet(ctx.run_root / features["timeframes"]["1d"]["training_table"]["path"]))
+    assert f"regime_rf: 1d training table of {rows} rows, 3 symbols" in messages[0]
+    folds = [m for m in messages if re.match(r"regime_rf: fold \d of \d: \d+ training, \d+ validation and \d+ test rows", m)]
+    assert len(folds) == manifest["folds"] >= 2
+    assert len([m for m in messages if re.match(r"regime_rf: 30 trees fitted", m)]) == manifest["folds"]  # the forest, per fold
+    assert re.match(rf"regime_rf: registered version {manifest['version']} as a candidate \([\d.]+ s\)$", messages[-1])
