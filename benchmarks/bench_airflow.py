@@ -1,19 +1,30 @@
-"""The same run through Airflow and through the CLI's stage calls; prints both and the ratio.
+"""What orchestration costs, the same small run everywhere: the CLI's stage calls, ``dag.test``,
+``make airflow`` (standalone: SQLite, LocalExecutor) and the native Celery stack with one and two
+workers; then the Celery stack again with a worker killed while it trains, and how long recovery took.
 
-    .venv/bin/python benchmarks/bench_airflow.py [--symbols N] [--timeframes 1d] [--as-of YYYY-MM-DD]
+    .venv/bin/python benchmarks/bench_airflow.py [--stacks cli,dag-test,standalone,celery-1,celery-2,celery-kill]
+    .venv/bin/python benchmarks/bench_airflow.py --stacks cli,dag-test --symbols 100
 
-Airflow runs the DAG with ``dag.test()`` in this process (SQLite metadata DB in a temp AIRFLOW_HOME):
-every task goes through Airflow's task runner, XCom and state updates, but not through the
-scheduler's polling or a worker process per task, which ``airflow standalone`` or Celery add on top.
-Beyond 26 symbols the universe grows with synthetic equities (``benchmarks/universe.py``), so
-``--symbols 200`` shows hundreds of mapped ingestion tasks going through the pool.
+The run is tests/dags/airflow_stacks.py's ``small_config`` (five symbols, 1d over two years, quick
+models), or with ``--symbols N`` config.yaml's universe cut or grown (synthetic equities) to N
+symbols; the stacks schedule it by unpausing the DAG, as an operator would. Each stack starts fresh
+(its own metadata database, loopback ports and data folder). The Celery stacks need PostgreSQL,
+redis-server and the ``[celery]`` extra (``make services``); the worker-loss run uses a 30 s heartbeat
+timeout, as the test does.
+
+Per stack it prints the run's wall time (the DAG run's start to end, as Airflow recorded it), the
+time the services took to start and parse the DAG, the task count, the busy time (the sum of task
+durations) and the per-task overhead: scheduled -> queued and queued -> running (median, 90th
+percentile, max).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -21,75 +32,215 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-HOME = tempfile.mkdtemp(prefix="bench-airflow-")
+HOME = tempfile.mkdtemp(prefix="bench-airflow-")  # dag.test's Airflow, in this process
 os.environ.update(
     AIRFLOW_HOME=HOME, AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+    AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
     AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{HOME}/airflow.db", AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
 )
-os.environ.pop("AIRFLOW_CONN_MONGO_DEFAULT", None)
+for variable in ("AIRFLOW_CONN_MONGO_DEFAULT", "TRADING_ML_MONGO_URI", "TRADING_ML_DATA_DIR"):
+    os.environ.pop(variable, None)
+
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
 from benchmarks.universe import grow_universe  # noqa: E402
-from tests.dags.conftest import write_config  # noqa: E402
-from trading_ml.config import load_settings  # noqa: E402
-from trading_ml.models import TRAINED_MODELS  # noqa: E402
-from trading_ml.pipeline.deploy import deploy  # noqa: E402
-from trading_ml.pipeline.evaluate import evaluate  # noqa: E402
-from trading_ml.pipeline.features import build_features  # noqa: E402
-from trading_ml.pipeline.ingest import ingest  # noqa: E402
-from trading_ml.pipeline.resources import StageResources  # noqa: E402
-from trading_ml.pipeline.train import train  # noqa: E402
-from trading_ml.pipeline.validate import validate  # noqa: E402
-from trading_ml.run import RunContext  # noqa: E402
+from tests.conftest import QUICK_MODELS  # noqa: E402
+from tests.dags.airflow_stacks import DAG_ID, AirflowStack, CeleryStack, StandaloneStack, missing_parts, small_config  # noqa: E402
+
+STACKS = ("cli", "dag-test", "standalone", "celery-1", "celery-2", "celery-kill")
+KILL_HEARTBEAT_TIMEOUT = 30
 
 
-def cli_run(config: Path, as_of: str, symbols: list[str], timeframes: list[str]) -> float:
+def sized_config(folder: Path, symbols: int | None) -> Path:
+    """small_config, or config.yaml's indices and first equities (grown past 26) to ``symbols``."""
+    path = small_config(folder)
+    if symbols is None:
+        return path
+    raw, full = yaml.safe_load(path.read_text()), yaml.safe_load((REPO / "config.yaml").read_text())["universe"]
+    room, sectors = symbols - len(full["indices"]), {}
+    for sector, equities in full["equities"]["sectors"].items():
+        sectors[sector], room = equities[: max(room, 0)], room - len(equities)
+    raw["universe"] = {"indices": full["indices"], "equities": {**full["equities"], "sectors": sectors}}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    grow_universe(path, symbols)
+    return path
+
+
+def cli_run(config: Path) -> dict:
+    """Every stage called in this process, as ``trading-ml run`` does."""
+    from trading_ml.config import load_settings
+    from trading_ml.models.catalogue import chosen_models
+    from trading_ml.pipeline.deploy import deploy
+    from trading_ml.pipeline.evaluate import evaluate
+    from trading_ml.pipeline.features import build_features
+    from trading_ml.pipeline.ingest import ingest
+    from trading_ml.pipeline.resources import StageResources
+    from trading_ml.pipeline.train import train
+    from trading_ml.pipeline.validate import validate
+    from trading_ml.run import RunContext
+
+    settings = load_settings(config)
     start = time.perf_counter()
-    ctx = RunContext.create(load_settings(config), as_of, symbols, timeframes, "synthetic")
-    resources = StageResources.open(ctx)
-    ingest(ctx, resources=resources)
-    validate(ctx, resources)
-    build_features(ctx, resources)
-    for name in TRAINED_MODELS:
-        train(ctx, name, resources)
-    evaluate(ctx, resources)
-    deploy(ctx, resources)
-    return time.perf_counter() - start
+    ctx = RunContext.create(settings, dt.date.today().isoformat(), settings.symbols, list(settings.timeframes), "synthetic")
+    with StageResources.open(ctx) as resources:
+        ingest(ctx, resources=resources)
+        validate(ctx, resources)
+        build_features(ctx, resources)
+        for name in chosen_models(ctx.models):
+            train(ctx, name, resources)
+        evaluate(ctx, resources)
+        deploy(ctx, resources)
+    return {"wall": time.perf_counter() - start, "state": "success"}
 
 
-def airflow_run(config: Path, as_of: str, symbols: list[str], timeframes: list[str]) -> tuple[float, str, int]:
+def dag_test_run(config: Path) -> dict:
+    """``dag.test()``: every task through Airflow's task runner and XCom, in this process, no scheduler."""
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils import db
 
     db.resetdb()
     os.environ["TRADING_ML_CONFIG"] = str(config)
-    dag = DagBag(str(REPO / "dags")).get_dag("trading_ml_training")
+    dag = DagBag(str(REPO / "dags")).get_dag(DAG_ID)
     start = time.perf_counter()
-    run = dag.test(run_conf={"as_of": as_of, "symbols": symbols, "timeframes": timeframes, "source": "synthetic"})
-    return time.perf_counter() - start, run.state, len(run.get_task_instances())
+    run = dag.test()
+    return {"wall": time.perf_counter() - start, "state": run.state, "tasks": len(run.get_task_instances())}
+
+
+def stack_run(stack: AirflowStack, start, kill_during_training: bool = False) -> dict:
+    """Start the stack, unpause the DAG, wait for its scheduled run (killing the worker of the first
+    training task when asked); the run's figures from the metadata database."""
+    started = time.monotonic()
+    try:
+        start()
+        stack.wait_for("the DAG parsed", lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300)
+        ready = time.monotonic() - started
+        stack.airflow("dags", "unpause", DAG_ID)
+        [(run_id,)] = stack.wait_for("the scheduled run", lambda: stack.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID), 120)
+        killed = kill_a_training_worker(stack, run_id) if kill_during_training else None
+        stack.wait_for("the run to finish", lambda: run_state(stack, run_id) in ("success", "failed"), 1800, every=1)
+        return {"startup": ready, **run_figures(stack, run_id), **(recovery(stack, run_id, killed) if killed else {})}
+    finally:
+        stack.stop()
+
+
+def kill_a_training_worker(stack: CeleryStack, run_id: str) -> tuple[str, str, dt.datetime]:
+    """SIGKILL the worker (and its task processes) running the first training task: (task, worker, when)."""
+    def training():
+        return stack.query("SELECT task_id, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id LIKE 'train_%%' "
+                           "AND state = 'running' AND hostname LIKE 'worker%%'", DAG_ID, run_id)
+
+    task, worker = stack.wait_for("a training task running", training, 900, every=0.2)[0]
+    stack.processes[worker].kill()
+    return task, worker, dt.datetime.now(dt.UTC)
+
+
+def run_state(stack: AirflowStack, run_id: str) -> str:
+    return stack.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)[0][0]
+
+
+def stamp(value) -> pd.Timestamp:
+    return pd.Timestamp(value).tz_localize("UTC") if pd.Timestamp(value).tzinfo is None else pd.Timestamp(value)
+
+
+def run_figures(stack: AirflowStack, run_id: str) -> dict:
+    """Wall time, task count, busy time and the per-task overhead of one DAG run."""
+    [(state, run_start, run_end)] = stack.query("SELECT state, start_date, end_date FROM dag_run WHERE dag_id = %s AND run_id = %s",
+                                                DAG_ID, run_id)
+    rows = stack.query("SELECT scheduled_dttm, queued_dttm, start_date, end_date FROM task_instance "
+                       "WHERE dag_id = %s AND run_id = %s AND state = 'success'", DAG_ID, run_id)
+    gaps = {"scheduled -> queued": [], "queued -> running": []}
+    busy = 0.0
+    for scheduled, queued, start, end in rows:
+        if scheduled and queued:
+            gaps["scheduled -> queued"].append((stamp(queued) - stamp(scheduled)).total_seconds())
+        gaps["queued -> running"].append((stamp(start) - stamp(queued)).total_seconds())
+        busy += (stamp(end) - stamp(start)).total_seconds()
+    return {"state": state, "wall": (stamp(run_end) - stamp(run_start)).total_seconds(), "tasks": len(rows), "busy": busy,
+            "overhead": {name: spread(values) for name, values in gaps.items()}}
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """Median, 90th percentile and max."""
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[int(0.9 * (len(ordered) - 1))], ordered[-1]
+
+
+def recovery(stack: CeleryStack, run_id: str, killed: tuple[str, str, dt.datetime]) -> dict:
+    """From the kill: when the scheduler failed the lost attempt, when the retry ran and where."""
+    task, worker, when = killed
+    [(lost_end,)] = stack.query("SELECT end_date FROM task_instance_history WHERE dag_id = %s AND run_id = %s AND task_id = %s "
+                                "AND try_number = 1", DAG_ID, run_id, task)
+    [(retry_start, tries, host)] = stack.query("SELECT start_date, try_number, hostname FROM task_instance "
+                                               "WHERE dag_id = %s AND run_id = %s AND task_id = %s", DAG_ID, run_id, task)
+    return {"killed": f"{worker} while it ran {task}; try {tries} ran on {host}",
+            "detected": (stamp(lost_end) - pd.Timestamp(when)).total_seconds(),
+            "retried": (stamp(retry_start) - pd.Timestamp(when)).total_seconds()}
+
+
+def measure(name: str, config: Path) -> dict | str:
+    """One stack's figures, or why it could not run here."""
+    if name == "cli":
+        return cli_run(config)
+    if name == "dag-test":
+        return dag_test_run(config)
+    if name == "standalone":
+        stack = StandaloneStack(config)
+        return stack_run(stack, stack.start)
+    missing = missing_parts()
+    if missing:
+        return "skipped: " + "; ".join(missing)
+    workers = 1 if name == "celery-1" else 2
+    stack = CeleryStack(config, KILL_HEARTBEAT_TIMEOUT if name == "celery-kill" else 120)
+    return stack_run(stack, lambda: stack.start(workers=workers), kill_during_training=name == "celery-kill")
+
+
+LABELS = {"cli": "CLI (stage calls, one process)", "dag-test": "dag.test (in process)", "standalone": "standalone (LocalExecutor)",
+          "celery-1": "Celery, 1 worker", "celery-2": "Celery, 2 workers", "celery-kill": "Celery, 2 workers, 1 killed"}
+
+
+def print_figures(results: dict[str, dict | str]) -> None:
+    print(f"{'':32} {'wall':>7} {'startup':>8} {'tasks':>5} {'busy':>7}   scheduled->queued   queued->running (median / p90 / max)")
+    for name, figures in results.items():
+        if isinstance(figures, str):
+            print(f"{LABELS[name]:32} {figures}")
+            continue
+        startup = f"{figures['startup']:7.1f}s" if "startup" in figures else f"{'':8}"
+        tasks = f"{figures['tasks']:5d}" if "tasks" in figures else f"{'':5}"
+        busy = f"{figures['busy']:6.1f}s" if "busy" in figures else f"{'':7}"
+        overhead = "   ".join(" / ".join(f"{v:.2f}" for v in figures["overhead"][k]) + " s"
+                               for k in ("scheduled -> queued", "queued -> running")) if "overhead" in figures else ""
+        state = "" if figures["state"] == "success" else f"  ({figures['state']})"
+        print(f"{LABELS[name]:32} {figures['wall']:6.1f}s {startup} {tasks} {busy}   {overhead}{state}")
+    kill = results.get("celery-kill")
+    if isinstance(kill, dict) and "killed" in kill:
+        print(f"\nworker loss: killed {kill['killed']}")
+        print(f"  the scheduler failed the lost attempt {kill['detected']:.1f} s after the kill "
+              f"(heartbeat timeout {KILL_HEARTBEAT_TIMEOUT} s); the retry started {kill['retried']:.1f} s after it")
+        if isinstance(results.get("celery-2"), dict):
+            print(f"  the run took {kill['wall'] - results['celery-2']['wall']:+.1f} s against 2 workers without a loss")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=26, help="config.yaml's first N symbols, grown with synthetic equities past 26")
-    parser.add_argument("--timeframes", default="1d")
-    parser.add_argument("--as-of", default="2026-11-20")
+    parser.add_argument("--stacks", default=",".join(STACKS), help=f"comma-separated, of {', '.join(STACKS)}")
+    parser.add_argument("--symbols", type=int, help="config.yaml's universe cut or grown to N symbols (default: the test's five)")
     args = parser.parse_args()
-    os.environ.pop("TRADING_ML_MONGO_URI", None)
-    timeframes = args.timeframes.split(",")
+    stacks = args.stacks.split(",")
+    unknown = sorted(set(stacks) - set(STACKS))
+    if unknown:
+        parser.error(f"unknown stack(s) {', '.join(unknown)}; choose from {', '.join(STACKS)}")
+    results = {}
     with tempfile.TemporaryDirectory() as folder:
-        configs = []
-        for name in ("cli", "airflow"):
+        for name in stacks:
             (Path(folder) / name).mkdir()
-            configs.append(write_config(Path(folder) / name))
-            grow_universe(configs[-1], args.symbols)
-        symbols = load_settings(configs[0]).symbols[: args.symbols]
-        cli_seconds = cli_run(configs[0], args.as_of, symbols, timeframes)
-        airflow_seconds, state, tasks = airflow_run(configs[1], args.as_of, symbols, timeframes)
-    print(f"== {len(symbols)} symbols, {args.timeframes}, as of {args.as_of}, synthetic, TinyDB ==")
-    print(f"  CLI (stage calls in one process)   {cli_seconds:7.1f}s")
-    print(f"  Airflow dag.test ({tasks} tasks, {state})  {airflow_seconds:7.1f}s")
-    print(f"  orchestration overhead: Airflow / CLI = {airflow_seconds / cli_seconds:.2f}x "
-          f"({(airflow_seconds - cli_seconds) / tasks:.2f}s per task)")
+            config = sized_config(Path(folder) / name, args.symbols)
+            print(f"running {LABELS[name]} ...", file=sys.stderr, flush=True)
+            results[name] = measure(name, config)
+        settings = yaml.safe_load(config.read_text())
+    count = len(settings["universe"]["indices"]) + sum(len(s) for s in settings["universe"]["equities"]["sectors"].values())
+    print(f"== {count} symbols, 1d over {settings['timeframes']['1d']['lookback']}, quick models {QUICK_MODELS}, synthetic, TinyDB ==")
+    print_figures(results)
 
 
 if __name__ == "__main__":

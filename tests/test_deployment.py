@@ -100,9 +100,9 @@ def test_the_secrets_are_generated_once_checked_for_format_and_a_placeholder_is_
 
 
 def test_the_compose_file_runs_what_the_native_celery_test_runs():
-    """tests/dags/celery_stack.py is the compose deployment on loopback: the same executor, broker,
+    """tests/dags/airflow_stacks.py is the compose deployment on loopback: the same executor, broker,
     result-backend driver, log servers skipped, a shortened heartbeat timeout."""
-    stack = (REPO / "tests" / "dags" / "celery_stack.py").read_text()
+    stack = (REPO / "tests" / "dags" / "airflow_stacks.py").read_text()
     env = environment(SERVICES["airflow-scheduler"])
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor" and '"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"' in stack
     assert "db+postgresql+psycopg2://" in env["AIRFLOW__CELERY__RESULT_BACKEND_CMD"] and '"AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.database_url}"' in stack

@@ -1,5 +1,5 @@
 """The distributed deployment for real: PostgreSQL, Redis and Airflow's services with the
-CeleryExecutor and two workers on loopback (tests/dags/celery_stack.py). The DAG's scheduled run of a
+CeleryExecutor and two workers on loopback (tests/dags/airflow_stacks.py). The DAG's scheduled run of a
 small universe runs on both workers; one worker is killed (SIGKILL, with the tasks it runs) while it
 trains a model, and the run still succeeds: the scheduler notices the lost heartbeat, the task is
 retried on the other worker."""
@@ -7,27 +7,10 @@ retried on the other worker."""
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from tests.conftest import QUICK_MODELS
-from tests.dags.celery_stack import REPO, CeleryStack, missing_parts
+from tests.dags.airflow_stacks import DAG_ID, CeleryStack, missing_parts, small_config
 
-DAG_ID = "trading_ml_training"
 HEARTBEAT_TIMEOUT = 30  # seconds; Airflow's default (300) is what made the issue's run wait five minutes
-
-
-def small_config(folder) -> str:
-    """config.yaml with a five-symbol universe on 1d over two years, quick models and fast retries."""
-    raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["universe"] = {"indices": [raw["universe"]["indices"][0], raw["universe"]["indices"][-1]],  # ^GSPC, ^VIX
-                       "equities": {"exchange": "XNYS", "sectors": {"Technology": ["AAPL", "MSFT"], "Energy": ["XOM"]}}}
-    raw["timeframes"] = {"1d": {"lookback": "2y"}}
-    raw["data_dir"], raw["source"] = str(folder / "data"), "synthetic"
-    raw["models"] = {**raw["models"], **QUICK_MODELS}
-    raw["airflow"] = {**raw["airflow"], "stage_retries": 2, "retry_delay_seconds": 2, "max_retry_delay_seconds": 5}
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +57,4 @@ def test_a_worker_killed_while_training_does_not_fail_the_run(stack):
     assert {host for _, _, host in instances.values()} == {"worker1", "worker2"}  # both workers ran tasks
     for task, progress in (("train_direction_lstm", "direction_lstm: epoch 2 of 2"), ("train_direction_xgboost", "stopped after"),
                            ("train_volatility_garch", "4 of 4 symbols done"), ("train_regime_rf", "30 trees fitted")):
-        assert progress in task_log(stack, run_id, task, instances[(task, -1)][1]), task  # what training said, in its task log
-
-
-def task_log(stack: CeleryStack, run_id: str, task: str, attempt: int) -> str:
-    """The log Airflow kept of one task attempt (Airflow's default log file layout)."""
-    return (stack.root / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task}" / f"attempt={attempt}.log").read_text()
+        assert progress in stack.task_log(run_id, task, instances[(task, -1)][1]), task  # what training said, in its task log

@@ -1,6 +1,9 @@
-"""The distributed deployment, natively on loopback: PostgreSQL and Redis from Debian's packages with
-private data folders, and Airflow's services with the CeleryExecutor (api-server, scheduler,
-dag-processor, triggerer, Celery workers), configured as docker-compose.yaml configures them.
+"""Airflow deployments started for real on loopback, for the tests and ``benchmarks/bench_airflow.py``:
+
+- ``CeleryStack``: the distributed deployment, PostgreSQL and Redis from Debian's packages with
+  private data folders, and Airflow's services with the CeleryExecutor (api-server, scheduler,
+  dag-processor, triggerer, Celery workers), configured as docker-compose.yaml configures them.
+- ``StandaloneStack``: ``make airflow`` (scripts/airflow-standalone): SQLite and the LocalExecutor.
 
 Every process starts in its own session, writes its log under the stack's folder and is stopped
 (the whole process group) when the stack stops. Nothing listens beyond 127.0.0.1: the Celery
@@ -15,21 +18,39 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import yaml
 from cryptography.fernet import Fernet
+
+from tests.conftest import QUICK_MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name), default=Path("/usr/lib/postgresql/15/bin"))
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+DAG_ID = "trading_ml_training"
 
 
-class StackUnavailable(Exception):
-    """What this machine lacks to start the stack (the test is skipped with it)."""
+def small_config(folder: Path) -> Path:
+    """config.yaml with a five-symbol universe (^GSPC, ^VIX, AAPL, MSFT, XOM) on 1d over two years,
+    quick models and fast retries: the run the Celery test and the Airflow benchmark schedule."""
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())
+    raw["universe"] = {"indices": [raw["universe"]["indices"][0], raw["universe"]["indices"][-1]],  # ^GSPC, ^VIX
+                       "equities": {"exchange": "XNYS", "sectors": {"Technology": ["AAPL", "MSFT"], "Energy": ["XOM"]}}}
+    raw["timeframes"] = {"1d": {"lookback": "2y"}}
+    raw["data_dir"], raw["source"] = str(folder / "data"), "synthetic"
+    raw["models"] = {**raw["models"], **QUICK_MODELS}
+    raw["airflow"] = {**raw["airflow"], "stage_retries": 2, "retry_delay_seconds": 2, "max_retry_delay_seconds": 5}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
 
 
 def free_port() -> int:
@@ -92,15 +113,97 @@ class Process:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
 
 
-class CeleryStack:
-    """PostgreSQL + Redis + Airflow (CeleryExecutor) on loopback, for one test module."""
+class AirflowStack:
+    """What every stack offers: its folder, its processes, the airflow CLI in its environment, SQL on
+    its metadata database, waiting on a condition, and stopping everything."""
 
-    def __init__(self, config: Path, heartbeat_timeout: int = 30):
-        self.root = Path(tempfile.mkdtemp(prefix="trading-ml-celery-"))  # under /tmp: the postgres user can reach it
+    def __init__(self, prefix: str):
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))  # under /tmp: the postgres user can reach it
         self.logs = self.root / "service-logs"
         self.logs.mkdir()
-        self.pg_port, self.redis_port, self.api_port = free_port(), free_port(), free_port()
+        self.api_port = free_port()
         self.processes: dict[str, Process] = {}
+        self.env: dict[str, str] = {}
+
+    def airflow(self, *args: str, timeout: float = 180) -> str:
+        result = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed: {result.stderr[-2000:]}")
+        return result.stdout
+
+    def query(self, sql: str, *params) -> list[tuple]:
+        raise NotImplementedError
+
+    def task_log(self, run_id: str, task: str, attempt: int) -> str:
+        """The log Airflow kept of one task attempt (Airflow's default log file layout)."""
+        folder = self.root / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task}"
+        return (folder / f"attempt={attempt}.log").read_text()
+
+    def wait_for(self, what: str, check, timeout: float, every: float = 1.0):
+        """check() until it returns something true; its value. On timeout, the services' last lines."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = check()
+            if found:
+                return found
+            dead = [name for name, p in self.processes.items() if p.popen.poll() is not None and not name.startswith("worker")]
+            if dead:
+                raise RuntimeError(f"waiting for {what}: {', '.join(dead)} stopped:\n" + "\n".join(self.processes[d].tail() for d in dead))
+            time.sleep(every)
+        tails = "\n".join(f"--- {name}\n{p.tail(15)}" for name, p in self.processes.items())
+        raise TimeoutError(f"{what} did not happen within {timeout:.0f} s\n{tails}")
+
+    def stop_processes(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+
+    def stop(self) -> None:
+        self.stop_processes()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class StandaloneStack(AirflowStack):
+    """``make airflow`` as a user starts it (scripts/airflow-standalone: SQLite, LocalExecutor, the UI
+    on a free loopback port), with its own AIRFLOW_HOME and data folder."""
+
+    def __init__(self, config: Path | None = None):
+        super().__init__("trading-ml-standalone-")
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "TRADING_ML"))}
+        self.env.update(AIRFLOW_HOME=str(self.root / "airflow"), TRADING_ML_DATA_DIR=str(self.root / "data"),
+                        AIRFLOW__API__PORT=str(self.api_port), PATH=f"{Path(sys.executable).parent}:{self.env.get('PATH', '')}")
+        if config is not None:
+            self.env["TRADING_ML_CONFIG"] = str(config)
+
+    @property
+    def script(self) -> Process:
+        return self.processes["standalone"]
+
+    def start(self) -> StandaloneStack:
+        self.processes["standalone"] = Process("standalone", [str(REPO / "scripts" / "airflow-standalone")], self.env, self.logs)
+        self.wait_for("the api-server", lambda: http_status(f"http://127.0.0.1:{self.api_port}/api/v2/version") == 200, 180, every=2)
+        return self
+
+    def query(self, sql: str, *params) -> list[tuple]:
+        with sqlite3.connect(f"file:{self.root / 'airflow' / 'airflow.db'}?mode=ro", uri=True, timeout=30) as connection:
+            return connection.execute(sql.replace("%s", "?"), params).fetchall()
+
+
+def http_status(url: str) -> int:
+    """The HTTP status of a GET, or 0 when nothing answers."""
+    try:
+        return urllib.request.urlopen(url, timeout=5).status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+class CeleryStack(AirflowStack):
+    """PostgreSQL + Redis + Airflow (CeleryExecutor) on loopback."""
+
+    def __init__(self, config: Path, heartbeat_timeout: int = 30):
+        super().__init__("trading-ml-celery-")
+        self.pg_port, self.redis_port = free_port(), free_port()
         self.env = self._airflow_env(config, heartbeat_timeout)
 
     # PostgreSQL and Redis
@@ -166,12 +269,6 @@ class CeleryStack:
         })
         return env
 
-    def airflow(self, *args: str, timeout: float = 180) -> str:
-        result = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        if result.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} failed: {result.stderr[-2000:]}")
-        return result.stdout
-
     def start_airflow(self, workers: int) -> None:
         """As airflow-init and the services of docker-compose.yaml: migrate, create the pool, start."""
         from trading_ml.config import load_settings
@@ -201,8 +298,7 @@ class CeleryStack:
         return self
 
     def stop(self) -> None:
-        for process in reversed(list(self.processes.values())):
-            process.stop()
+        self.stop_processes()
         self.stop_postgres()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -213,17 +309,3 @@ class CeleryStack:
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 return cursor.fetchall()
-
-    def wait_for(self, what: str, check, timeout: float, every: float = 1.0):
-        """check() until it returns something true; its value. On timeout, the services' last lines."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = check()
-            if found:
-                return found
-            dead = [name for name, p in self.processes.items() if p.popen.poll() is not None and not name.startswith("worker")]
-            if dead:
-                raise RuntimeError(f"waiting for {what}: {', '.join(dead)} stopped:\n" + "\n".join(self.processes[d].tail() for d in dead))
-            time.sleep(every)
-        tails = "\n".join(f"--- {name}\n{p.tail(15)}" for name, p in self.processes.items())
-        raise TimeoutError(f"{what} did not happen within {timeout:.0f} s\n{tails}")
