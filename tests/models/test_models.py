@@ -26,7 +26,7 @@ from trading_ml.models.direction import LSTMDirection, XGBoostDirection
 from trading_ml.models.evaluation import persistence
 from trading_ml.models.regime import FORECAST, NOWCAST, REGIME_FEATURES, RegimeForest
 from trading_ml.models.splits import Split, walk_forward
-from trading_ml.models.volatility import GarchVolatility, LSTMVolatility
+from trading_ml.models.volatility import GarchVolatility, LSTMVolatility, fit_garch
 
 BASE = load_settings()
 SETTINGS = dataclasses.replace(BASE, models=dataclasses.replace(BASE.models, lstm_epochs=4, xgboost_rounds=200))
@@ -255,3 +255,14 @@ def test_progress_is_logged_about_every_tenth_and_at_the_end():
     assert [done for done in range(1, 27) if progress_due(done, 26)] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26]
     assert [done for done in range(1, 5) if progress_due(done, 4)] == [1, 2, 3, 4]
     assert sum(progress_due(done, 500) for done in range(1, 501)) == 10
+
+
+def test_a_garch_fit_that_does_not_converge_is_logged_with_its_symbol(caplog):
+    caplog.set_level(logging.INFO, logger="trading_ml")
+    flat = pd.Series(np.full(300, 0.001))  # no variance to fit: the optimizer stops on incompatible constraints
+    with pytest.warns(Warning):  # arch's own ConvergenceWarning
+        fit_garch("FLAT", flat)
+    assert logged(caplog, r"^volatility_garch: the fit for (\w+) did not converge \((.+)\)") == [("FLAT", "Inequality constraints incompatible")]
+    caplog.clear()
+    fit_garch("NOISE", pd.Series(np.random.default_rng(0).normal(0, 0.01, 300)))
+    assert not logged(caplog, r"did not converge")
