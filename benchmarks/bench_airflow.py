@@ -13,9 +13,9 @@ redis-server and the ``[celery]`` extra (``make services``); the worker-loss run
 timeout, as the test does.
 
 Per stack it prints the run's wall time (the DAG run's start to end, as Airflow recorded it), the
-time the services took to start and parse the DAG, the task count, the busy time (the sum of task
-durations) and the per-task overhead: scheduled -> queued and queued -> running (median, 90th
-percentile, max).
+startup (from starting the services to the scheduled run's creation: services up, DAG parsed,
+unpaused), the task count, the busy time (the sum of task durations) and the per-task overhead:
+scheduled -> queued and queued -> running (median, 90th percentile, max).
 """
 
 from __future__ import annotations
@@ -113,30 +113,13 @@ def stack_run(stack: AirflowStack, start, kill_during_training: bool = False) ->
     started = time.monotonic()
     try:
         start()
-        stack.wait_for("the DAG parsed", lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300)
-        ready = time.monotonic() - started
-        stack.airflow("dags", "unpause", DAG_ID)
-        [(run_id,)] = stack.wait_for("the scheduled run", lambda: stack.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID), 120)
-        killed = kill_a_training_worker(stack, run_id) if kill_during_training else None
-        stack.wait_for("the run to finish", lambda: run_state(stack, run_id) in ("success", "failed"), 1800, every=1)
+        run_id = stack.start_scheduled_run()
+        ready = time.monotonic() - started  # services up, DAG parsed, run created
+        killed = (*stack.kill_worker_running_training(run_id), dt.datetime.now(dt.UTC)) if kill_during_training else None
+        stack.wait_for_run(run_id, 1800)
         return {"startup": ready, **run_figures(stack, run_id), **(recovery(stack, run_id, killed) if killed else {})}
     finally:
         stack.stop()
-
-
-def kill_a_training_worker(stack: CeleryStack, run_id: str) -> tuple[str, str, dt.datetime]:
-    """SIGKILL the worker (and its task processes) running the first training task: (task, worker, when)."""
-    def training():
-        return stack.query("SELECT task_id, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id LIKE 'train_%%' "
-                           "AND state = 'running' AND hostname LIKE 'worker%%'", DAG_ID, run_id)
-
-    task, worker = stack.wait_for("a training task running", training, 900, every=0.2)[0]
-    stack.processes[worker].kill()
-    return task, worker, dt.datetime.now(dt.UTC)
-
-
-def run_state(stack: AirflowStack, run_id: str) -> str:
-    return stack.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)[0][0]
 
 
 def stamp(value) -> pd.Timestamp:

@@ -66,14 +66,15 @@ def failing_fast():
         raise AirflowFailException(f"{type(error).__name__}: {error}") from error
 
 
-def call(stage, *args, source_retries: int | None = None):
-    """``stage(ctx, *args, resources=...)`` for this task's run, failing fast where retrying cannot help.
+def call(stage, *args, source_retries: int | None = None, run: dict | None = None):
+    """``stage(ctx, *args, resources=...)`` for this task's run (``run``: the plan, when the task
+    pulled it already), failing fast where retrying cannot help.
     Each task imports its stage's module when it runs, so a parse of this file (every 30 s) loads
     neither pandas-ta nor torch, and a data task never loads torch."""
     from trading_ml.pipeline.resources import StageResources
 
     with failing_fast():
-        ctx = run_context(this_run())
+        ctx = run_context(run or this_run())
         with StageResources.open(ctx, source_retries) as resources:
             return stage(ctx, *args, resources=resources)
 
@@ -156,9 +157,10 @@ def evaluate():
 def deploy():
     from trading_ml.pipeline.deploy import deploy
 
-    if not this_run()["context"]["deploy"]:
+    run = this_run()
+    if not run["context"]["deploy"]:
         raise AirflowSkipException("deploy is off for this run (Param 'deploy'); the models stay candidates")
-    return call(deploy)
+    return call(deploy, run=run)
 
 
 @task(

@@ -123,7 +123,13 @@ class AirflowStack:
         self.logs.mkdir()
         self.api_port = free_port()
         self.processes: dict[str, Process] = {}
-        self.env: dict[str, str] = {}
+        self.env = self.clean_env()
+
+    @staticmethod
+    def clean_env() -> dict[str, str]:
+        """This environment without Airflow's and trading-ml's settings, with this venv's bin first."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "TRADING_ML"))}
+        return {**env, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
 
     def airflow(self, *args: str, timeout: float = 180) -> str:
         result = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -138,6 +144,22 @@ class AirflowStack:
         """The log Airflow kept of one task attempt (Airflow's default log file layout)."""
         folder = self.root / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task}"
         return (folder / f"attempt={attempt}.log").read_text()
+
+    def start_scheduled_run(self) -> str:
+        """Unpause the DAG once it is parsed; the id of the run the scheduler then starts (the last
+        quarter's, over the config's universe)."""
+        self.wait_for("the DAG parsed into the database", lambda: self.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300)
+        self.airflow("dags", "unpause", DAG_ID)
+        [(run_id,)] = self.wait_for("the scheduled run", lambda: self.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID), 120)
+        return run_id
+
+    def wait_for_run(self, run_id: str, timeout: float = 900) -> str:
+        """The run's final state, success or failed."""
+        def finished():
+            [(state,)] = self.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
+            return state if state in ("success", "failed") else None
+
+        return self.wait_for("the run to finish", finished, timeout, every=1)
 
     def wait_for(self, what: str, check, timeout: float, every: float = 1.0):
         """check() until it returns something true; its value. On timeout, the services' last lines."""
@@ -168,9 +190,8 @@ class StandaloneStack(AirflowStack):
 
     def __init__(self, config: Path | None = None):
         super().__init__("trading-ml-standalone-")
-        self.env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "TRADING_ML"))}
         self.env.update(AIRFLOW_HOME=str(self.root / "airflow"), TRADING_ML_DATA_DIR=str(self.root / "data"),
-                        AIRFLOW__API__PORT=str(self.api_port), PATH=f"{Path(sys.executable).parent}:{self.env.get('PATH', '')}")
+                        AIRFLOW__API__PORT=str(self.api_port))
         if config is not None:
             self.env["TRADING_ML_CONFIG"] = str(config)
 
@@ -204,7 +225,7 @@ class CeleryStack(AirflowStack):
     def __init__(self, config: Path, heartbeat_timeout: int = 30):
         super().__init__("trading-ml-celery-")
         self.pg_port, self.redis_port = free_port(), free_port()
-        self.env = self._airflow_env(config, heartbeat_timeout)
+        self.env.update(self._airflow_env(config, heartbeat_timeout))
 
     # PostgreSQL and Redis
     def _as_postgres(self, command: list[str]) -> list[str]:
@@ -243,9 +264,8 @@ class CeleryStack(AirflowStack):
         return f"postgresql+psycopg2://airflow@127.0.0.1:{self.pg_port}/airflow"
 
     def _airflow_env(self, config: Path, heartbeat_timeout: int) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "TRADING_ML"))}
-        env.update({
-            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        """Airflow's settings as docker-compose.yaml sets them, on this stack's loopback ports."""
+        return {
             "AIRFLOW_HOME": str(self.root / "airflow"),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -266,8 +286,7 @@ class CeleryStack(AirflowStack):
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",  # a task the lost worker had taken but not started is re-queued
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "TRADING_ML_CONFIG": str(config),
-        })
-        return env
+        }
 
     def start_airflow(self, workers: int) -> None:
         """As airflow-init and the services of docker-compose.yaml: migrate, create the pool, start."""
@@ -290,6 +309,17 @@ class CeleryStack(AirflowStack):
                "PYTHONPATH": str(Path(__file__).parent / "celery_hostname")}
         self.processes[name] = Process(name, [AIRFLOW, "celery", "worker", "--celery-hostname", f"{name}@%h", "--skip-serve-logs"],
                                        env, self.logs)
+
+    def kill_worker_running_training(self, run_id: str) -> tuple[str, str]:
+        """SIGKILL, as a lost machine, the worker (and the task processes it forked) running the run's
+        first training task once one runs: (task, worker)."""
+        def training():
+            return self.query("SELECT task_id, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id LIKE 'train_%%' "
+                              "AND state = 'running' AND hostname LIKE 'worker%%'", DAG_ID, run_id)
+
+        task, worker = self.wait_for("a training task running", training, 900, every=0.2)[0]
+        self.processes[worker].kill()
+        return task, worker
 
     def start(self, workers: int = 2) -> CeleryStack:
         self.start_postgres()

@@ -32,22 +32,9 @@ def task_instances(stack: CeleryStack, run_id: str) -> dict[tuple[str, int], tup
 
 
 def test_a_worker_killed_while_training_does_not_fail_the_run(stack):
-    stack.wait_for("the DAG parsed into the database", lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300)
-    stack.airflow("dags", "unpause", DAG_ID)  # the scheduler starts the last quarter's run: the small universe of the config
-    [(run_id,)] = stack.wait_for("the scheduled run", lambda: stack.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID), 120)
-
-    def training_task():
-        return stack.query("SELECT task_id, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id LIKE 'train_%%' "
-                           "AND state = 'running' AND hostname LIKE 'worker%%'", DAG_ID, run_id)
-
-    killed_task, killed_worker = stack.wait_for("a training task running", training_task, 600, every=0.3)[0]
-    stack.processes[killed_worker].kill()  # SIGKILL to the worker and the task processes it forked, as a lost machine
-
-    def finished():
-        rows = stack.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
-        return rows[0][0] if rows[0][0] in ("success", "failed") else None
-
-    state = stack.wait_for("the run to finish", finished, 900, every=2)
+    run_id = stack.start_scheduled_run()  # the last quarter's run: the small universe of the config
+    killed_task, killed_worker = stack.kill_worker_running_training(run_id)
+    state = stack.wait_for_run(run_id)
     instances = task_instances(stack, run_id)
     assert state == "success", instances
     assert all(ti[0] == "success" for ti in instances.values()), instances
