@@ -224,12 +224,13 @@ class SignalService:
         symbols left out of it with why (e.g. ^VIX: a market input only)."""
         benchmark = self.settings.instrument(self.settings.features.benchmark).exchange
         start = bars_before(benchmark, self.timeframe, end, self.settings.features.warmup_bars + SERVED_ROWS) - pd.Timedelta(days=7)
+        served_from = bars_before(benchmark, self.timeframe, end, SERVED_ROWS)  # before it: the warm-up
         clean = {}
         for symbol, frame in bars.items():
             window = frame[(frame.index >= start) & (frame.index < end)]
             instrument = self.settings.instrument(symbol)
             expected = expected_timestamps(instrument.exchange, self.timeframe, start, end)
-            report, cleaned = validate_bars(window, instrument, self.timeframe, expected, self.settings.validation)
+            report, cleaned = validate_bars(window, instrument, self.timeframe, expected, self.settings.validation, served_from)
             if not report.quarantined and len(cleaned):
                 clean[symbol] = cleaned
         instruments = {symbol: self.settings.instrument(symbol) for symbol in clean}

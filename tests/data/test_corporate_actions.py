@@ -111,3 +111,28 @@ def test_checks_see_the_window_only(tmp_path):
     start, end = frame.index[10], frame.index[-1]
     bars = CsvSource(tmp_path).fetch(SETTINGS.instrument("AAPL"), "1d", start, end)
     assert bars.index.min() == start and len(bars) == len(frame) - 11
+
+
+def test_an_unadjusted_split_or_crash_in_the_warmup_shortens_it_and_quarantines_nothing():
+    instrument = SETTINGS.instrument("AAPL")
+    split = with_split(path(5), 2.0, 0.008, adjusted=False)
+    crash = path(6)
+    crash.loc[crash.index[DAY:], ["open", "high", "low", "close", "adj_close"]] *= 0.4
+    for frame, what in ((split, "unadjusted split"), (crash, "move above 50%")):
+        window_start = frame.index[DAY + 20]
+        report, clean = validate_bars(frame, instrument, "1d", frame.index, SETTINGS.validation, window_start=window_start)
+        assert not report.quarantined, report.reasons
+        assert clean.index[0] == frame.index[DAY] and len(clean) == len(frame) - DAY  # the warm-up starts at the event
+        assert f"the last at {frame.index[DAY]}: the warm-up starts there ({DAY} earlier bar(s) dropped)" in check(report, "price_sanity").detail
+        report, _ = validate_bars(frame, instrument, "1d", frame.index, SETTINGS.validation, window_start=frame.index[DAY - 20])
+        assert report.quarantined, what  # inside the window it still quarantines
+
+
+def test_completeness_counts_the_window_only():
+    frame = path(7)
+    instrument = SETTINGS.instrument("AAPL")
+    holed = frame.drop(frame.index[10:60])  # 50 warm-up bars missing: 12.5% of all, none of the window
+    report, _ = validate_bars(holed, instrument, "1d", frame.index, SETTINGS.validation, window_start=frame.index[100])
+    assert not report.quarantined and check(report, "completeness").detail.startswith("0 of 300 expected bars missing")
+    report, _ = validate_bars(holed, instrument, "1d", frame.index, SETTINGS.validation)
+    assert report.quarantined

@@ -1,3 +1,6 @@
+import re
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -87,7 +90,9 @@ def test_broken_ohlc_bars_are_caught_and_dropped():
 def test_an_unadjusted_split_is_caught_and_quarantines_with_its_date_and_factor():
     report, _ = run(faults=["split"])
     check = by_check(report)["corporate_actions"]
-    assert not check.passed and check.rows_affected == 1 and "unadjusted split 3:1 at " in check.detail and "volume x3" in check.detail
+    assert not check.passed and check.rows_affected == 1 and "unadjusted split 3:1 at " in check.detail
+    measured = float(re.search(r"volume x([0-9.]+) after it \(x3 expected\)", check.detail).group(1))
+    assert measured != 3 and abs(np.log(measured / 3)) < np.log(1.35)  # the ratio measured, not the factor assumed
     assert report.quarantined and report.reasons[0].startswith("corporate_actions: unadjusted split 3:1")
 
 

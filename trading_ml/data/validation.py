@@ -3,8 +3,10 @@
 Each check is a function returning a :class:`CheckResult` (check, passed, rows affected, detail) and
 the rows it removes. Soft checks repair (duplicates, broken OHLC rows and zero-volume bars are
 dropped, never filled; splits the adjusted close confirms are adjusted for); hard checks
-(completeness, unadjusted splits, price sanity) quarantine the symbol. Every check sees the run's
-window only. The sixth check of the plan, no look-ahead in features, lives with the features.
+(completeness, unadjusted splits, price sanity) quarantine the symbol. The hard checks judge the
+run's window only: an unadjusted split or a jump in the warm-up bars fetched before it cuts the
+warm-up at that bar (reported) and never quarantines. The sixth check of the plan, no look-ahead in
+features, lives with the features.
 """
 
 from __future__ import annotations
@@ -117,22 +119,47 @@ def check_corporate_actions(bars: pd.DataFrame, actions: list[CorporateAction]) 
     return CheckResult("corporate_actions", not unadjusted, len(actions), detail, hard=True)
 
 
+def price_jumps(bars: pd.DataFrame, max_abs_return: float, unadjusted_splits=()) -> pd.Series:
+    """Bars whose adjusted close moved more than the limit from the bar before (not unadjusted splits)."""
+    moves = bars["adj_close"].pct_change()
+    return (moves.abs() > max_abs_return) & ~bars.index.isin(list(unadjusted_splits))
+
+
 def check_price_sanity(bars: pd.DataFrame, max_abs_return: float, unadjusted_splits: list[pd.Timestamp] = ()) -> CheckResult:
     """No bar-to-bar move of the adjusted close above the limit: what is left after splits are told
     apart is a crash or a bad print, which a person must look at. The days of unadjusted splits
     (reported by the corporate-actions check) are not counted twice."""
     moves = bars["adj_close"].pct_change()
-    jumps = (moves.abs() > max_abs_return) & ~bars.index.isin(unadjusted_splits)
+    jumps = price_jumps(bars, max_abs_return, unadjusted_splits)
     count = int(jumps.sum())
     detail = f"no adjusted close-to-close move above {max_abs_return:.0%}"
     if count:
         when = _first(jumps)
         detail = (
             f"{count} move(s) above {max_abs_return:.0%}, first {percent(moves[jumps].iloc[0])} at {when}, that are not splits "
-            "(no standard split factor confirmed by the adjusted close or by volume): a crash or a bad print; if it is real, "
-            "raise validation.max_abs_return (or the symbol's max_abs_return), else fix that row"
+            "(no standard split factor confirmed by the adjusted close, or by the bar's level and the volume): a crash or a bad "
+            "print; if it is real, raise validation.max_abs_return (or the symbol's max_abs_return), else fix that row"
         )
     return CheckResult("price_sanity", count == 0, count, detail, hard=True)
+
+
+def cut_warmup(bars: pd.DataFrame, actions: list[CorporateAction], max_abs_return: float,
+               window_start: pd.Timestamp | None) -> tuple[pd.DataFrame, list[CorporateAction], str | None]:
+    """The bars from the last unadjusted split or price jump before the window on (the warm-up is
+    only context for features: a problem there shortens it and quarantines nothing), the actions
+    left, and a note saying what was cut."""
+    if window_start is None:
+        return bars, actions, None
+    unadjusted = [a.timestamp for a in actions if a.confirmed_by == "volume"]
+    problems = [*unadjusted, *bars.index[price_jumps(bars, max_abs_return, unadjusted).to_numpy()]]
+    problems = [when for when in problems if when < window_start]
+    if not problems:
+        return bars, actions, None
+    cut = max(problems)
+    kept = bars[bars.index >= cut]
+    note = (f"the warm-up before the window had {len(problems)} unadjusted split(s) or move(s) above {max_abs_return:.0%}, "
+            f"the last at {cut}: the warm-up starts there ({int((bars.index < cut).sum())} earlier bar(s) dropped)")
+    return kept, [a for a in actions if a.timestamp > cut], note
 
 
 def check_volume_sanity(bars: pd.DataFrame, instrument: Instrument) -> tuple[CheckResult, pd.Series]:
@@ -164,8 +191,11 @@ def validate_bars(
     timeframe: str,
     expected: pd.DatetimeIndex,
     settings: ValidationSettings,
+    window_start: pd.Timestamp | None = None,
 ) -> tuple[ValidationReport, pd.DataFrame]:
-    """Run every check in order, dropping what the soft checks reject; return report and clean bars."""
+    """Run every check in order, dropping what the soft checks reject; return report and clean bars.
+    Bars before ``window_start`` are the warm-up: cleaned and adjusted like the rest, but only the
+    window's bars can fail a hard check (None: every bar is in the window)."""
     report = ValidationReport(instrument.symbol, timeframe, len(bars), 0, len(expected))
     temporal, duplicated = check_temporal_integrity(bars, expected)
     clean = bars[~duplicated.to_numpy()].sort_index(kind="stable")
@@ -173,15 +203,20 @@ def validate_bars(
     clean = clean[~broken]
     volume, empty = check_volume_sanity(clean, instrument)
     clean = clean[~empty]
+    limit = instrument.max_abs_return or settings.max_abs_return
     found = find_actions(clean)
+    clean, found, warmup_note = cut_warmup(clean, found, limit, window_start)  # adj_close's moves are the adjusted scale's
     actions = check_corporate_actions(clean, found)
     clean = adjusted(clean)
-    limit = instrument.max_abs_return or settings.max_abs_return
+    sanity = check_price_sanity(clean, limit, [a.timestamp for a in found if a.confirmed_by == "volume"])
+    for check in (actions, sanity):
+        check.detail = "; ".join(filter(None, [check.detail, warmup_note]))
+    in_window = expected if window_start is None else expected[expected >= window_start]
     report.checks = [
-        check_completeness(clean, expected, settings.max_missing_share),
+        check_completeness(clean, in_window, settings.max_missing_share),
         ohlc,
         actions,
-        check_price_sanity(clean, limit, [a.timestamp for a in found if a.confirmed_by == "volume"]),
+        sanity,
         volume,
         temporal,
     ]

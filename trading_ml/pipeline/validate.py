@@ -69,7 +69,7 @@ def _validate_pair(ctx: RunContext, symbol: str, timeframe: str, ingested: dict 
     warmup_from, _ = ctx.fetch_window(symbol, timeframe)
     first = min(bars.index.min(), start) if len(bars) else start  # a margin the source did not have is not 'missing'
     expected = expected_timestamps(instrument.exchange, timeframe, max(warmup_from, first), end)
-    report, clean = validate_bars(bars, instrument, timeframe, expected, ctx.settings.validation)
+    report, clean = validate_bars(bars, instrument, timeframe, expected, ctx.settings.validation, window_start=start)
     document = {**base, **report.to_dict()}
     if report.quarantined:
         validated_path.unlink(missing_ok=True)
