@@ -1,18 +1,25 @@
-"""The deploy gate's false-positive rate and power on simulated prediction streams; prints figures.
+"""The deploy gate's false-positive rate and power for every task; prints figures.
 
-    .venv/bin/python benchmarks/bench_gate.py [--trials 1000]
+    .venv/bin/python benchmarks/bench_gate.py [--trials 1000] [--markets 20]
 
+Part 1, direction on simulated prediction streams:
 Each trial is a direction model's pooled out-of-sample period (420 dates x 25 symbols, a little less than the
 README's run) judged exactly as deploy judges it: the one-sided lower bound of its rank-IC
 improvement over the best baseline must be above zero. Strength 0 is a model with no skill (the
 rate is the gate's false-positive rate; the level is 95%, so about 5% is expected); the others are
 its power at that information coefficient.
+
+Part 2, every model on whole runs (quick model settings, 12 symbols, 1d, 5 years): ``--markets``
+random-walk markets (constant volatility, no regimes, no signal: every promotion is a false
+positive), then ``--markets`` / 2 markets of the regime simulator with the planted reversal (power:
+direction has a planted signal, volatility clusters, regimes switch).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,11 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from trading_ml.config import load_settings  # noqa: E402
 from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH  # noqa: E402
 from trading_ml.models.simulation import promotion_rate  # noqa: E402
+from tests.conftest import make_settings, quick  # noqa: E402
+from tests.stages import market_trial  # noqa: E402
+
+TRIAL_SYMBOLS = ["^GSPC", "^VIX", "AAPL", "MSFT", "GOOGL", "NVDA", "JPM", "BAC", "XOM", "CVX", "WMT", "JNJ"]
+MODELS = ["direction_xgboost", "direction_lstm", "direction", "volatility_garch", "volatility_lstm", "regime_rf"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--markets", type=int, default=20)
     args = parser.parse_args()
     settings = load_settings()
     print(f"== gate at {settings.models.confidence:.0%} one-sided, blocks of {settings.models.bootstrap_block_days} dates, "
@@ -37,6 +50,21 @@ def main() -> None:
         label = "false-positive rate" if strength == 0 else "power"
         print(f"  strength {strength:<5g} {label:<20} {result['rate']:6.1%} of {trials} trials "
               f"(median lower bound {result['median_lower_bound']:+.4f}; {time.perf_counter() - start:.0f}s)")
+    for market, strength, markets, label in (("random_walk", 0.0, args.markets, "false-positive rate"),
+                                             ("regimes", DEFAULT_SIGNAL_STRENGTH, max(1, args.markets // 2), "power")):
+        print(f"== whole runs on {markets} {market} markets (signal {strength:g}): {label} ==")
+        promoted, baselines, start = {m: 0 for m in MODELS}, {m: {} for m in MODELS}, time.perf_counter()
+        for seed in range(1, markets + 1):
+            with tempfile.TemporaryDirectory() as folder:
+                data = Path(folder) / "data"
+                for name, result in market_trial(quick(make_settings(data)), data, market, strength, seed, MODELS, TRIAL_SYMBOLS).items():
+                    promoted[name] += result["status"] == "production"
+                    best = result["skill"]["baseline"]
+                    baselines[name][best] = baselines[name].get(best, 0) + 1
+        for name in MODELS:
+            print(f"  {name:<18} promoted {promoted[name]:>3} of {markets} ({promoted[name] / markets:6.1%}); best baseline "
+                  + ", ".join(f"{b} {n}x" for b, n in sorted(baselines[name].items())))
+        print(f"  ({time.perf_counter() - start:.0f}s)")
 
 
 if __name__ == "__main__":

@@ -67,3 +67,16 @@ def run_to_features(ctx):
     """Ingest, validate and features: (validate manifest, features manifest, resources)."""
     _, validated, resources = run_both(ctx)
     return validated, build_features(ctx, resources), resources
+
+
+def market_trial(settings, data_dir, market: str, strength: float, seed: int, models: list[str], symbols: list[str],
+                 as_of: str = AS_OF) -> dict:
+    """One whole run (1d) of these models on a synthetic market of this kind, signal strength and
+    seed, in its own folder and fallback store: model -> (skill over the best baseline, deploy status)."""
+    synthetic = {**settings.sources.get("synthetic", {}), "seed": seed, "signal_strength": strength, "market": market}
+    settings = dataclasses.replace(settings, data_dir=data_dir, sources={**settings.sources, "synthetic": synthetic})
+    ctx = RunContext.create(settings, as_of, symbols, ["1d"], "synthetic", models=chosen_models(models))
+    with StageResources.open(ctx) as resources:
+        done = run_through(ctx, resources, "deploy")
+    evaluated, deployed = done["evaluate"]["models"], done["deploy"]["decisions"]
+    return {name: {"skill": evaluated[name]["skill"], "status": deployed[name]["status"]} for name in evaluated}

@@ -337,6 +337,7 @@ class SyntheticOptions(BaseModel):
     seed: Annotated[int, Field(ge=0)] = 42
     epoch: dt.date = dt.date(2000, 1, 3)
     signal_strength: Annotated[float, Field(ge=0, lt=0.5)] = 0.15  # 0 plants no signal
+    market: Literal["regimes", "random_walk"] = "regimes"  # random_walk: no regimes, constant volatility
     faults: dict[Ticker, list[str]] | None = None  # tests' injected faults; kinds checked by the synthetic market
 
 

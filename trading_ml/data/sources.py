@@ -56,6 +56,7 @@ def make_source(spec: str, settings: Settings, retries: int | None = None) -> Ma
             epoch=options.get("epoch", "2000-01-03"),
             faults=options.get("faults"),
             signal_strength=configured_strength(options),
+            market=options.get("market", "regimes"),
         )
     if kind == "sample":
         return SampleSource()
@@ -82,8 +83,9 @@ class SyntheticSource:
     timeframes = ("1d", "1h")
     symbols = None
 
-    def __init__(self, seed: int = 42, epoch: str = "2000-01-03", faults=None, signal_strength: float = DEFAULT_SIGNAL_STRENGTH):
-        self.market = SyntheticMarket(seed=seed, epoch=epoch, faults=faults, signal_strength=signal_strength)
+    def __init__(self, seed: int = 42, epoch: str = "2000-01-03", faults=None, signal_strength: float = DEFAULT_SIGNAL_STRENGTH,
+                 market: str = "regimes"):
+        self.market = SyntheticMarket(seed=seed, epoch=epoch, faults=faults, signal_strength=signal_strength, market=market)
         self.name = f"synthetic(seed={self.market.seed})"
 
     def fetch(self, instrument, timeframe, start, end):

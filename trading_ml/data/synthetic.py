@@ -15,6 +15,10 @@ What it models, and why:
   with the symbol's own next-day move, about its information coefficient (0 gives none). The models
   see total returns (market and sector included), so what they can recover is somewhat lower.
 
+``market="random_walk"`` is the null market: no regimes, constant volatility (no clustering), the
+same factors and volume model; with ``signal_strength`` 0 nothing in it is predictable, so no model
+of any task should be promoted on it.
+
 Determinism: every random stream is keyed by (seed, what it drives) and simulated from a fixed
 epoch, day by day, so a symbol's bar at a timestamp is the same whatever window or universe is asked
 for. Faults the validator must catch can be injected per symbol.
@@ -82,13 +86,19 @@ def stream(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
+MARKETS = ("regimes", "random_walk")
+
+
 @lru_cache(maxsize=8)
-def market_path(seed: int, epoch: pd.Timestamp, days: int) -> pd.DataFrame:
+def market_path(seed: int, epoch: pd.Timestamp, days: int, kind: str = "regimes") -> pd.DataFrame:
     """Daily market state on every calendar day from epoch: regime, conditional vol, return."""
     uniforms = stream(seed, "regime").random(days)
     shocks = stream(seed, "market").standard_normal(days)
     dates = pd.date_range(epoch, periods=days, freq="D")
     news_scale = np.where(dates.day_of_week >= 5, NON_SESSION_VOL, 1.0)
+    if kind == "random_walk":  # one regime of no drift, constant volatility
+        vols = np.full(days, MARKET_DAILY_VOL)
+        return pd.DataFrame({"regime": np.zeros(days, dtype=np.int8), "vol": vols, "ret": vols * shocks * news_scale}, index=dates)
     cumulative = REGIME_TRANSITIONS.cumsum(axis=1)
     omega = MARKET_DAILY_VOL**2 * (1 - GARCH_ALPHA - GARCH_BETA)
     regime, variance = 0, MARKET_DAILY_VOL**2
@@ -124,7 +134,10 @@ class SyntheticMarket:
     """Bars for any symbol of a seeded simulated market; see the module docstring."""
 
     def __init__(self, seed: int = 42, epoch: str | pd.Timestamp = "2000-01-03", faults=None,
-                 signal_strength: float = DEFAULT_SIGNAL_STRENGTH):
+                 signal_strength: float = DEFAULT_SIGNAL_STRENGTH, market: str = "regimes"):
+        if market not in MARKETS:
+            raise ConfigError(f"sources.synthetic.market {market!r} is unknown; choose from {', '.join(MARKETS)}")
+        self.kind = market
         self.seed = int(seed)
         self.epoch = pd.Timestamp(epoch).normalize()
         self.signal_strength = float(signal_strength)
@@ -168,7 +181,7 @@ class SyntheticMarket:
 
     def _market(self, end: pd.Timestamp) -> pd.DataFrame:
         days = (pd.Timestamp(end).tz_localize(None).normalize() - self.epoch).days + 1
-        return market_path(self.seed, self.epoch, max(days, 1))
+        return market_path(self.seed, self.epoch, max(days, 1), self.kind)
 
     def _daily_all(self, instrument: Instrument, end: pd.Timestamp) -> pd.DataFrame:
         """Daily OHLCV for every session from the epoch to end (simulated on all calendar days)."""

@@ -18,7 +18,7 @@ from trading_ml.data.calendars import bars_per_year
 from trading_ml.features.indicators import symbol_features
 from trading_ml.features.market import MarketPanel, attach_market, build_market_panel
 from trading_ml.features.catalogue import symbol_feature_names
-from trading_ml.features.targets import TARGET_COLUMNS, make_targets
+from trading_ml.features.targets import BASELINE_COLUMNS, TARGET_COLUMNS, make_targets
 
 
 @dataclass
@@ -94,7 +94,7 @@ def feature_panel(built: TimeframeFeatures, instruments: dict[str, Instrument]) 
     if not tables:
         return None, excluded
     names = symbol_feature_names(True) + built.market.feature_names
-    return pd.concat(tables).sort_index(level=["timestamp", "symbol"])[names + list(TARGET_COLUMNS)], excluded
+    return pd.concat(tables).sort_index(level=["timestamp", "symbol"])[names + list(TARGET_COLUMNS) + list(BASELINE_COLUMNS)], excluded
 
 
 def panel_exclusion(instrument: Instrument, result: SymbolFeatures) -> str | None:

@@ -11,6 +11,12 @@ Every target column starts with ``target_`` and is never among the features:
   bars, sqrt(mean(r²)).
 - ``target_regime``: the regime label at this bar (a nowcast; it uses data up to the bar only);
   ``target_regime_ahead``: the label ``regime.horizon`` (5) bars ahead.
+
+One baseline column rides along (past data only, never a feature): ``baseline_regime_random_walk``,
+the most likely label ``horizon`` bars ahead if prices from here were a driftless random walk at the
+symbol's current volatility (ADX and the fear gauge staying where they are). The rules' own
+mechanics make the label partly predictable even on pure noise (a 50/200 crossing about to happen);
+a regime forecast has skill only where it beats this.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from trading_ml.config import FeatureSettings, RegimeRules
 
 REGIMES = ("bull", "bear", "sideways", "high_vol")
 DIRECTIONS = {-1: "down", 0: "neutral", 1: "up"}
+RANDOM_WALK_PATHS = 200  # simulated paths per row for the random-walk baseline
+BASELINE_COLUMNS = ("baseline_regime_random_walk",)
 TARGET_COLUMNS = (
     "target_return",
     "target_direction",
@@ -46,6 +54,7 @@ def make_targets(bars: pd.DataFrame, features: pd.DataFrame, options: FeatureSet
         "target_forward_volatility": np.sqrt((returns**2).rolling(horizon).mean().shift(-horizon)),
         "target_regime": regime,
         "target_regime_ahead": regime.shift(-options.regime.horizon),
+        "baseline_regime_random_walk": random_walk_regime(bars, features, options.regime, bars_per_year),
     }, index=bars.index)
 
 
@@ -88,12 +97,42 @@ def regime_labels(inputs: pd.DataFrame, rules: RegimeRules) -> pd.Series:
     'Rising' and 'falling' are the sign of the return over ``return_bars``. Rows whose inputs are
     missing (warm-up) get no label.
     """
-    up = (inputs["trend"] > 0) & (inputs["returns"] > 0)
-    down = (inputs["trend"] < 0) & (inputs["returns"] < 0)
-    fearful = inputs["fear"] > rules.fear_vix
-    calm = inputs["fear"] < rules.calm_vix
-    choppy = inputs["adx"] < rules.trend_adx
-    conditions = [down & fearful, fearful, up & calm, choppy, up, down]
-    choices = ["bear", "high_vol", "bull", "sideways", "bull", "bear"]
-    labels = pd.Series(np.select(conditions, choices, default="sideways"), index=inputs.index, dtype="object")
+    codes = regime_codes(*(inputs[c].to_numpy(dtype=float) for c in ("trend", "returns", "adx", "fear")), rules)
+    labels = pd.Series(np.array(REGIMES, dtype=object)[codes], index=inputs.index, dtype="object")
     return labels.where(inputs.notna().all(axis=1))
+
+
+def regime_codes(trend, returns, adx, fear, rules: RegimeRules) -> np.ndarray:
+    """The rules on arrays of inputs: the index in REGIMES of each label (see regime_labels)."""
+    up, down = (trend > 0) & (returns > 0), (trend < 0) & (returns < 0)
+    fearful, calm, choppy = fear > rules.fear_vix, fear < rules.calm_vix, adx < rules.trend_adx
+    bull, bear, sideways, high_vol = (REGIMES.index(n) for n in ("bull", "bear", "sideways", "high_vol"))
+    return np.select([down & fearful, fearful, up & calm, choppy, up, down], [bear, high_vol, bull, sideways, bull, bear], default=sideways)
+
+
+def random_walk_regime(bars: pd.DataFrame, features: pd.DataFrame, rules: RegimeRules, bars_per_year: int,
+                       paths: int = RANDOM_WALK_PATHS) -> pd.Series:
+    """The modal label ``rules.horizon`` bars ahead over ``paths`` driftless random-walk continuations
+    of the close at its 20-bar volatility; the 50/200 averages and the return over ``return_bars``
+    are rolled forward along each path, ADX and the fear gauge stay (data up to each bar only)."""
+    horizon, lookback = rules.horizon, rules.return_bars
+    close = bars["adj_close"].to_numpy(dtype=float)
+    log_close = np.log(close)
+    volatility = pd.Series(np.diff(log_close, prepend=np.nan)).rolling(20).std().to_numpy()
+    steps = np.random.default_rng(0).standard_normal((paths, horizon))
+    future = close[:, None, None] * np.exp(volatility[:, None, None] * np.cumsum(steps, axis=1)[None])  # rows x paths x horizon
+    added = future.sum(axis=2)
+    kept = {n: pd.Series(close).rolling(n - horizon).sum().to_numpy()[:, None] for n in (50, 200)}
+    trend = np.sign((kept[50] + added) / 50 - (kept[200] + added) / 200)
+    if horizon < lookback:  # the return's first price is already known
+        base = np.broadcast_to(pd.Series(close).shift(lookback - horizon).to_numpy()[:, None], future.shape[:2])
+    else:
+        base = np.concatenate([np.broadcast_to(close[:, None, None], (len(close), paths, 1)), future], axis=2)[:, :, horizon - lookback]
+    returns = future[:, :, -1] / base - 1
+    inputs = regime_inputs(bars, features, rules, bars_per_year)
+    adx, fear = inputs["adx"].to_numpy(dtype=float)[:, None], inputs["fear"].to_numpy(dtype=float)[:, None]
+    codes = regime_codes(trend, returns, adx, fear, rules)
+    counts = np.stack([(codes == k).sum(axis=1) for k in range(len(REGIMES))], axis=1)
+    labels = pd.Series(np.array(REGIMES, dtype=object)[counts.argmax(axis=1)], index=bars.index, dtype="object")
+    known = np.isfinite(volatility) & np.isfinite(kept[200][:, 0]) & np.isfinite(base[:, 0]) & inputs.notna().all(axis=1).to_numpy()
+    return labels.where(known)

@@ -1,4 +1,4 @@
-"""The volatility baselines (naive and RiskMetrics EWMA) and the pieces GARCH shares with them.
+"""The volatility baselines (naive, RiskMetrics EWMA, historical) and the pieces GARCH shares with them.
 
 The target is the ``window``-bar standard deviation of returns one bar ahead. It shares all but one
 return with today's value, so a forecast of the one missing return's variance σ²(t+1) is combined
@@ -39,6 +39,16 @@ def ewma_forecast(table: pd.DataFrame, window: int, decay: float) -> pd.Series:
     parts = []
     for symbol, returns in symbol_returns(table).items():
         next_variance = (returns**2).ewm(alpha=1 - decay, adjust=False).mean()
+        parts.append(rolling_std_with_next(returns, next_variance, window).to_frame("volatility").assign(symbol=symbol))
+    return align(table, parts)
+
+
+def historical_forecast(table: pd.DataFrame, window: int) -> pd.Series:
+    """The historical variance: σ²(t+1) = the mean of every squared return up to t (expanding), put
+    into the target's window. Where volatility does not cluster it is the forecast to beat."""
+    parts = []
+    for symbol, returns in symbol_returns(table).items():
+        next_variance = (returns**2).expanding(min_periods=window).mean()
         parts.append(rolling_std_with_next(returns, next_variance, window).to_frame("volatility").assign(symbol=symbol))
     return align(table, parts)
 

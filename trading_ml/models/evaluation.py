@@ -4,11 +4,14 @@ block-bootstrap intervals (:mod:`trading_ml.models.statistics`) on every metric.
 Baselines use only what was known before each test segment, on the same rows:
 - direction: the class prior of the fold's training rows (probabilities), its majority class, and
   the previous bar's direction;
-- volatility: yesterday's value (naive) and the RiskMetrics EWMA;
-- regime: persistence (the rule label now, for the label ``horizon`` bars ahead).
+- volatility: yesterday's value (naive), the RiskMetrics EWMA and the historical (expanding) variance;
+- regime: persistence (the rule label now, for the label ``horizon`` bars ahead) and the rules rolled
+  forward on driftless random-walk paths (what the rules' mechanics alone predict).
 
 Each task has one primary metric (direction: the daily cross-sectional rank IC, the skill a ranking
-signal is used for; volatility: RMSE; regime: forecast accuracy). ``skill`` is the improvement over
+signal is used for, or, where no date has MIN_CROSS_SECTION symbols, the time-series rank IC: the
+rank correlation of score and next return over all rows, from per-date sums so that it resamples
+like the rest; volatility: RMSE; regime: forecast accuracy). ``skill`` is the improvement over
 the best baseline on it, with its one-sided lower bound: the deploy gate promotes only when that
 bound is above zero.
 """
@@ -27,7 +30,7 @@ from trading_ml.data.calendars import bars_per_year
 from trading_ml.errors import DataError
 from trading_ml.features.targets import REGIMES, direction_labels
 from trading_ml.models import metrics
-from trading_ml.models.baselines import ewma_forecast, naive_forecast
+from trading_ml.models.baselines import ewma_forecast, historical_forecast, naive_forecast
 from trading_ml.models.splits import Split, out_of_sample_fold
 from trading_ml.models.statistics import (
     bootstrap_t,
@@ -38,7 +41,9 @@ from trading_ml.models.statistics import (
 
 DIRECTION_TARGET, VOLATILITY_TARGET = "target_direction", "target_volatility"
 REGIME_NOW, REGIME_AHEAD = "target_regime", "target_regime_ahead"
+RANDOM_WALK = "baseline_regime_random_walk"
 CLASSES = metrics.DIRECTION_CLASSES
+MIN_CROSS_SECTION = 3  # symbols a date needs for a cross-sectional rank IC
 PROBABILITIES = ["p_down", "p_neutral", "p_up"]
 
 
@@ -58,6 +63,14 @@ def _class_recalls(sums: pd.DataFrame, name: str, labels) -> pd.DataFrame:
     return pd.concat({str(k): _ratio(sums, f"{name}.correct_{k}", f"is_{k}") for k in labels}, axis=1)
 
 
+def _rank_ic(sums: pd.DataFrame, name: str) -> pd.Series:
+    """The mean daily cross-sectional rank IC, or the time-series one where the sums hold its parts."""
+    if f"{name}.ts_xy" not in sums:
+        return _ratio(sums, f"{name}.ic", "ic_days")
+    spread = np.sqrt(sums[f"{name}.ts_xx"] * sums["ts_yy"])
+    return (sums[f"{name}.ts_xy"] / spread.where(spread > 0)).fillna(0.0)  # a score that never varies ranks nothing
+
+
 def _recall(label) -> Callable[[pd.DataFrame, str], pd.Series]:
     return lambda sums, name: _ratio(sums, f"{name}.correct_{label}", f"is_{label}")
 
@@ -72,7 +85,7 @@ def _classification(labels) -> dict:
 
 TASKS = {
     "direction": Task("rank_ic", True, "test accuracy > 55%", {
-        "rank_ic": lambda s, c: _ratio(s, f"{c}.ic", "ic_days"),
+        "rank_ic": lambda s, c: _rank_ic(s, c),
         **_classification(CLASSES),
         "log_loss": lambda s, c: _ratio(s, f"{c}.log_loss", "rows"),
     }),
@@ -100,7 +113,8 @@ def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd
         "rows": int(rows.sum()),
         "days": resampled.days,
         "folds": [split.to_dict() for split in folds],
-        "primary": {"metric": spec.primary, **model[spec.primary], "higher_is_better": spec.higher_is_better},
+        "primary": {"metric": spec.primary, **model[spec.primary], "higher_is_better": spec.higher_is_better,
+                    **({"kind": cross_section_kind(table.index[rows])} if task == "direction" else {})},
         "metrics": model,
         "baselines": others,
         "skill": skill,
@@ -162,8 +176,12 @@ def baselines(task: str, table: pd.DataFrame, folds: list[Split], settings: Sett
     if task == "volatility":
         window = settings.features.volatility_window
         return {"naive": naive_forecast(table, window).to_frame("volatility"),
-                "ewma": ewma_forecast(table, window, settings.models.ewma_lambda).to_frame("volatility")}
-    return {"persistence": persistence(table)}
+                "ewma": ewma_forecast(table, window, settings.models.ewma_lambda).to_frame("volatility"),
+                "historical": historical_forecast(table, window).to_frame("volatility")}
+    regime = {"persistence": persistence(table)}
+    if RANDOM_WALK in table:  # tables written before the baseline existed have no such column
+        regime["random_walk"] = pd.DataFrame({"regime_ahead": table[RANDOM_WALK]}, index=table.index)
+    return regime
 
 
 def confusion(task: str, table: pd.DataFrame, rows: np.ndarray, predictions: pd.DataFrame) -> dict:
@@ -222,8 +240,31 @@ def _direction_rows(table: pd.DataFrame, rows: np.ndarray, candidates: dict) -> 
         if name in ("model", "class_prior", "production"):  # probabilistic; the others are one-hot
             columns[f"{name}.log_loss"] = -np.log(np.clip(probabilities[np.arange(len(truth)), truth + 1], 1e-7, 1))
         scores[f"{name}.ic"] = probabilities[:, 2] - probabilities[:, 0]
-    per_day = daily_rank_ic(pd.DataFrame(scores, index=index), table["target_return"].to_numpy()[rows])
-    return pd.DataFrame(columns, index=index), per_day
+    scores, next_return = pd.DataFrame(scores, index=index), table["target_return"].to_numpy()[rows]
+    if cross_section_kind(index) == "time-series":
+        return pd.DataFrame({**columns, **time_series_rank_parts(scores, next_return)}, index=index), None
+    return pd.DataFrame(columns, index=index), daily_rank_ic(scores, next_return)
+
+
+def cross_section_kind(index: pd.MultiIndex) -> str:
+    """'cross-sectional' when some date has MIN_CROSS_SECTION symbols, else 'time-series'."""
+    per_day = pd.Series(index.get_level_values("timestamp")).value_counts()
+    return "cross-sectional" if len(per_day) and per_day.max() >= MIN_CROSS_SECTION else "time-series"
+
+
+def time_series_rank_parts(scores: pd.DataFrame, next_return: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-row products of demeaned ranks (over all rows) whose sums give each score's rank correlation."""
+    def centred(values) -> np.ndarray:
+        ranks = pd.Series(values).rank().to_numpy()
+        return ranks - ranks.mean()
+
+    y = centred(next_return)
+    parts = {"ts_yy": y**2}
+    for column in scores:
+        x = centred(scores[column].to_numpy())
+        name = column.removesuffix(".ic")
+        parts.update({f"{name}.ts_xy": x * y, f"{name}.ts_xx": x**2})
+    return parts
 
 
 def daily_rank_ic(scores: pd.DataFrame, next_return: np.ndarray) -> pd.DataFrame:
