@@ -32,7 +32,8 @@ from tests.conftest import make_settings, quick  # noqa: E402
 from tests.stages import market_trial  # noqa: E402
 
 TRIAL_SYMBOLS = ["^GSPC", "^VIX", "AAPL", "MSFT", "GOOGL", "NVDA", "JPM", "BAC", "XOM", "CVX", "WMT", "JNJ"]
-MODELS = ["direction_xgboost", "direction_lstm", "direction", "volatility_garch", "volatility_lstm", "regime_rf"]
+TRAINED = ["direction_xgboost", "direction_lstm", "volatility_garch", "volatility_lstm", "regime_rf"]
+MODELS = ["direction_xgboost", "direction_lstm", "direction", "volatility_garch", "volatility_lstm", "regime_rf"]  # with the ensemble
 
 
 def main() -> None:
@@ -57,11 +58,13 @@ def main() -> None:
         for seed in range(1, markets + 1):
             with tempfile.TemporaryDirectory() as folder:
                 data = Path(folder) / "data"
-                for name, result in market_trial(quick(make_settings(data)), data, market, strength, seed, MODELS, TRIAL_SYMBOLS).items():
+                for name, result in market_trial(quick(make_settings(data)), data, market, strength, seed, TRAINED, TRIAL_SYMBOLS).items():
+                    promoted.setdefault(name, 0)
+                    baselines.setdefault(name, {})
                     promoted[name] += result["status"] == "production"
                     best = result["skill"]["baseline"]
                     baselines[name][best] = baselines[name].get(best, 0) + 1
-        for name in MODELS:
+        for name in promoted:
             print(f"  {name:<18} promoted {promoted[name]:>3} of {markets} ({promoted[name] / markets:6.1%}); best baseline "
                   + ", ".join(f"{b} {n}x" for b, n in sorted(baselines[name].items())))
         print(f"  ({time.perf_counter() - start:.0f}s)")

@@ -78,21 +78,30 @@ def test_the_regime_forest_is_promoted_only_when_its_forecast_beats_persistence(
         assert (decision["status"] == "production") == skill["better"], decision
 
 
-def test_a_run_on_another_universe_leaves_production_untouched(planted):
+def test_a_run_on_another_universe_is_compared_on_the_symbols_both_share(planted):
+    """A symbol added (NOPE) and 14 dropped do not freeze production: the candidate is compared with
+    it on the 12 symbols both have, and replaces it unless significantly worse there."""
     ctx, resources, evaluated, _ = planted
     registry = ModelRegistry(resources.store, ctx.settings.data_dir)
     before = {name: registry.production(name) for name in evaluated["models"]}
     other_ctx, other_resources, other_evaluated, other = full_run(ctx.settings, ["NOPE", *ctx.settings.symbols[:12]])
     in_production = [name for name, pointer in before.items() if pointer]
     assert in_production
+    for name in in_production:  # the run's own deploy compared on the shared symbols, or found no skill
+        reason = other["decisions"][name]["reason"]
+        assert "cannot be scored" not in reason and ("on the 11 symbols both have" in reason or "no significant skill" in reason), reason
+        registry.promote(name, before[name]["run_id"], "put back for the forced comparison")
     skilled = {name: {**other_evaluated["models"][name], "skill": {**other_evaluated["models"][name]["skill"], "better": True}} for name in in_production}
     forced = deploy_as_if_evaluated(other_ctx, other_resources, skilled)  # as if each had shown skill
-    assert {name: registry.production(name) for name in in_production} == {name: before[name] for name in in_production}
     for name, decision in forced["decisions"].items():
-        assert decision["status"] == "candidate" and "it serves another universe: only in production" in decision["reason"], decision
-        assert "only in this run NOPE" in decision["reason"] and f"`trading-ml promote {name} " in decision["reason"]
-    for name in in_production:
-        assert other["decisions"][name]["status"] == "candidate"
+        assert "versus_production" in decision["evidence"], decision["reason"]
+        versus = decision["evidence"]["versus_production"]
+        assert versus["symbols"]["only_this_run"] == ["NOPE"] and len(versus["symbols"]["shared"]) == 11, versus["symbols"]  # ^VIX is no row
+        assert "on the 11 symbols both have (only in production: " in decision["reason"] and "only in this run: NOPE)" in decision["reason"]
+        assert versus["days"] >= ctx.settings.models.min_compare_days
+        assert (decision["status"] == "production") == (not versus["worse"]), decision
+        expected = other_ctx.run_id if decision["status"] == "production" else before[name]["run_id"]
+        assert registry.production(name)["run_id"] == expected
 
     version = registry.record_for_run("direction", other_ctx.run_id)["version"]
     argv = ["promote", "direction", version, "--reason", "checked by hand", "--data-dir", str(ctx.settings.data_dir)]

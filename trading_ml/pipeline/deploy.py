@@ -28,8 +28,10 @@ DEPLOY_ATTEMPTS = 5  # decisions re-made when another deploy changed production 
 def deploy(ctx: RunContext, resources: StageResources | None = None) -> dict:
     """Promote each candidate the evaluate stage scored whose out-of-sample skill over its best baseline is significant (the
     one-sided lower bound of the improvement above zero) and that is not significantly worse than
-    the current production version on rows that version never saw. A production version that cannot
-    be scored on this run's rows (another universe, newer data) is never replaced automatically.
+    the current production version on rows that version never saw, of the symbols both share (a
+    quarantined or added symbol does not stop retraining). A production version that cannot be
+    scored on this run's rows (no symbol in common, another timeframe, newer data) is never replaced
+    automatically.
     Every decision, its interval and its reason is logged and stored in the model's record. A
     promotion is a compare-and-set against the production version the decision was made on: if
     another deploy changed it meanwhile, decide again."""
@@ -83,18 +85,39 @@ def _deploy_decision(ctx: RunContext, registry: ModelRegistry, data: TrainingDat
     rows, why_not = _unseen_rows(ctx, data, record)
     if why_not:
         return False, f"stays candidate: production {record['version']} cannot be scored on this run's rows ({why_not}); {by_hand}", evidence
+    shared = rows & np.asarray(data.table.index.get_level_values("symbol").isin(record.get("symbols") or []))
     try:
-        theirs = ModelLoader(registry).load_record(record).predict(data.table)
+        theirs = _predict_shared(ModelLoader(registry).load_record(record), data.table, record)
     except DataError as error:
         return False, f"stays candidate: production {record['version']} cannot be scored on this run's rows ({error}); {by_hand}", evidence
     ours = pd.read_parquet(ctx.layout.predictions(name))
-    versus = evaluation.versus(task_of(name), data.table, data.folds, ours, theirs, rows, ctx.settings)
-    evidence["versus_production"] = {"version": record["version"], "run_id": record["run_id"], **versus}
-    against = (f"vs production {record['version']} on {versus['days']} dates it never saw: {versus['metric']} {versus['value']:+.4g} "
+    versus = evaluation.versus(task_of(name), data.table, data.folds, ours, theirs, shared, ctx.settings)
+    evidence["versus_production"] = {"version": record["version"], "run_id": record["run_id"], **versus, "symbols": _universes(record, data)}
+    against = (f"vs production {record['version']} on {versus['days']} dates it never saw{_universe_note(record, data)}: "
+               f"{versus['metric']} {versus['value']:+.4g} "
                f"({level} interval {versus['low']:+.4g} to {versus['high']:+.4g})")
     if versus["worse"]:
         return False, f"stays candidate: significantly worse than production: {against}", evidence
     return True, f"promoted: significant skill: {gain}; not significantly worse {against}", evidence
+
+
+def _predict_shared(model, table: pd.DataFrame, record: dict) -> pd.DataFrame:
+    """The production model's predictions on the symbols it was trained on (NaN on the others)."""
+    ours = table.index.get_level_values("symbol").isin(record.get("symbols") or [])
+    return model.predict(table[ours]).reindex(table.index)
+
+
+def _universes(record: dict, data: TrainingData) -> dict:
+    theirs, ours = set(record.get("symbols") or []), set(data.symbols)
+    return {"shared": sorted(theirs & ours), "only_production": sorted(theirs - ours), "only_this_run": sorted(ours - theirs)}
+
+
+def _universe_note(record: dict, data: TrainingData) -> str:
+    universes = _universes(record, data)
+    if not universes["only_production"] and not universes["only_this_run"]:
+        return ""
+    return (f", on the {len(universes['shared'])} symbols both have (only in production: {', '.join(universes['only_production']) or 'none'}; "
+            f"only in this run: {', '.join(universes['only_this_run']) or 'none'})")
 
 
 def _trained_until(record: dict) -> str:
@@ -104,17 +127,17 @@ def _trained_until(record: dict) -> str:
 
 def _unseen_rows(ctx: RunContext, data: TrainingData, record: dict) -> tuple[np.ndarray, str | None]:
     """This run's rows the production model never saw, or why it cannot be scored on them."""
-    theirs, ours = sorted(record.get("symbols") or []), data.symbols
-    if theirs != ours:
-        only_theirs, only_ours = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
-        return np.zeros(0, dtype=bool), (f"it serves another universe: only in production {', '.join(only_theirs) or 'none'}; "
-                                         f"only in this run {', '.join(only_ours) or 'none'}")
+    theirs, ours = set(record.get("symbols") or []), set(data.symbols)
+    if not theirs & ours:
+        return np.zeros(0, dtype=bool), (f"it serves another universe: no symbol in common (production: {', '.join(sorted(theirs)) or 'none'}; "
+                                         f"this run: {', '.join(sorted(ours))})")
     if record.get("timeframe") != data.timeframe:
         return np.zeros(0, dtype=bool), f"it was trained on {record.get('timeframe')} bars, this run on {data.timeframe}"
     seen_until = pd.Timestamp(_trained_until(record))
     stamps = data.table.index.get_level_values("timestamp")
+    shared = np.asarray(data.table.index.get_level_values("symbol").isin(sorted(theirs & ours)))
     rows = np.asarray(stamps >= seen_until)
-    days = stamps[rows & (out_of_sample_fold(data.folds) >= 0)].nunique()
+    days = stamps[rows & shared & (out_of_sample_fold(data.folds) >= 0)].nunique()
     if days < ctx.settings.models.min_compare_days:
         return rows, (f"it was trained on data up to {seen_until.date()}; this run has {days} out-of-sample dates after that, "
                       f"fewer than models.min_compare_days ({ctx.settings.models.min_compare_days})")
