@@ -51,6 +51,8 @@ OPTIONS = {  # extra argv -> the line's expected text
     "data dir under /proc": (["--data-dir", "/proc/trading-ml"], "cannot use /proc/trading-ml"),
     "empty data dir": (["--data-dir", ""], "--data-dir is empty"),
     "bad run id": (["--run-id", "../../etc"], "run id '../../etc' is not valid"),
+    "empty run id": (["--run-id", ""], "argument --run-id: is empty"),
+    "as-of in year 1": (["--as-of", "0001-01-01"], "as-of date 0001-01-01 is before 1900-01-01"),
     "missing config file": (["--config", "/nonexistent.yaml"], "config file /nonexistent.yaml not found"),
     "unknown option": (["--bogus"], "unrecognized arguments: --bogus"),
 }
@@ -78,6 +80,22 @@ def test_a_bad_command_line_exits_2_with_one_line(args, expected, capsys, monkey
     assert_one_line(err, expected)
 
 
+def test_sync_without_a_uri_is_bad_input_not_a_service_to_retry(capsys, monkeypatch, tmp_path):
+    code, _, err = run_cli(capsys, monkeypatch, ["sync", "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert_one_line(err, "sync needs a MongoDB URI: pass --mongo-uri")
+
+
+def test_a_symbol_repeated_30000_times_is_fetched_once_with_one_warning(capsys, monkeypatch, tmp_path, caplog):
+    args = ["ingest", "--symbols", ",".join(["AAPL"] * 30_000), "--timeframes", "1d", "--as-of", "2026-11-20", "--data-dir", str(tmp_path)]
+    with caplog.at_level("WARNING"):
+        code, out, err = run_cli(capsys, monkeypatch, args)
+    assert code == 0 and "ingest: 1/1 pairs" in out
+    repeats = [r.getMessage() for r in caplog.records if "repeated" in r.getMessage()]
+    assert repeats == ["29999 repeated symbol(s) left out: each symbol is fetched once"]
+    assert len(caplog.records) < 10
+
+
 CONFIG = {  # (section, values) merged into the repo's config.yaml -> expected text
     "negative epochs": ("models", {"lstm_epochs": -3}, "models.lstm_epochs = -3: must be >= 1"),
     "no trees": ("models", {"forest_trees": 0}, "models.forest_trees = 0: must be >= 1"),
@@ -100,6 +118,13 @@ CONFIG = {  # (section, values) merged into the repo's config.yaml -> expected t
     "lookback in words": ("timeframes", {"1d": {"lookback": "five years"}}, "timeframes.1d.lookback = 'five years': is not a lookback"),
     "unknown source": ("source", "nonsense", "source = 'nonsense': is not a source"),
     "unknown section": ("timefrmes", {}, "timefrmes: unknown key; did you mean 'timeframes'?"),
+    "a 500-year lookback": ("timeframes", {"1d": {"lookback": "500y"}}, "timeframes.1d.lookback = '500y': reaches back more than 50 years"),
+    "a boolean for a count": ("models", {"lstm_epochs": True}, "models.lstm_epochs = True: must be a whole number"),
+    "a boolean for folds": ("models", {"folds": True}, "models.folds = True: must be a whole number"),
+    "a boolean for a timeout": ("storage", {"ping_timeout_ms": False}, "storage.ping_timeout_ms = False: must be a whole number"),
+    "a hundred million epochs": ("models", {"lstm_epochs": 100_000_000}, "models.lstm_epochs = 100000000: must be <= 10000"),
+    "a billion rounds": ("models", {"xgboost_rounds": 1_000_000_000}, "models.xgboost_rounds = 1000000000: must be <= 100000"),
+    "a 100 GB body": ("api", {"max_body_bytes": 100_000_000_000}, "api.max_body_bytes = 100000000000: must be <= 100000000"),
 }
 
 
@@ -121,7 +146,10 @@ def test_a_bad_config_key_exits_2_with_one_line_naming_it(case, capsys, monkeypa
     (b"", "is empty"),
     (b"- a list\n- of things\n", "must be a mapping of settings"),
     (b"universe: {indices: []}\ntimeframes: {1d: {lookback: 5y}}\n", "universe: lists no symbol"),
-], ids=["binary", "yaml syntax", "empty", "a list", "no symbols"])
+    (b"a: " + b"[" * 10_000 + b"]" * 10_000 + b"\n", "nested more than 20 levels deep"),
+    (b"data_dir: one\nsource: synthetic\ndata_dir: two\n", "at line 3, column 1: key 'data_dir' is given twice in one mapping; keep one"),
+    (b"a: " + b"x" * 1_100_000 + b"\n", "more than a config can be (1,000,000)"),
+], ids=["binary", "yaml syntax", "empty", "a list", "no symbols", "nested 10,000 deep", "a key twice", "over a megabyte"])
 def test_an_unreadable_config_file_exits_2_with_one_line(content, expected, capsys, monkeypatch, tmp_path):
     path = tmp_path / "config.yaml"
     path.write_bytes(content)
@@ -137,6 +165,9 @@ ENVIRONMENT = {
     "source without folder": ({"TRADING_ML_SOURCE": "csv:"}, "TRADING_ML_SOURCE = 'csv:': is not a source"),
     "data dir is a file": ({"TRADING_ML_DATA_DIR": str(REPO / "config.yaml")}, "is a file, not a folder"),
     "config not found": ({"TRADING_ML_CONFIG": "/nonexistent/config.yaml"}, "config file /nonexistent/config.yaml not found"),
+    "empty data dir": ({"TRADING_ML_DATA_DIR": ""}, "TRADING_ML_DATA_DIR is set but empty"),
+    "blank source": ({"TRADING_ML_SOURCE": "  "}, "TRADING_ML_SOURCE is set but empty"),
+    "empty config path": ({"TRADING_ML_CONFIG": ""}, "TRADING_ML_CONFIG is set but empty"),
 }
 
 
@@ -153,6 +184,8 @@ CSV = {
     "infinite close": ("2024-01-03,10,11,9,inf,100\n", "column 'close' at data row 2"),
     "enormous price": ("2024-01-03,10,1e308,9,10.5,100\n", "column 'high' at data row 2 (2024-01-03 00:00:00+00:00) is 1e+308, more than 10x"),
     "text price": ("2024-01-03,ten,11,9,10.5,100\n", "column 'open' at data row 2 (2024-01-03 00:00:00+00:00) holds 'ten', which is not a number"),
+    "dated 3000": ("3000-01-01,10,11,9,10.5,100\n", "data row 2 has timestamp '3000-01-01', outside 1900-01-01 to today"),
+    "dated year 1": ("0001-01-01,10,11,9,10.5,100\n", "data row 2 has timestamp '0001-01-01', outside 1900-01-01 to today"),
 }
 
 
@@ -222,3 +255,33 @@ def test_a_market_input_is_answered_as_not_served_with_the_reason(api):
     aapl, vix = answer.json()["signals"]
     assert "direction" in aapl and vix == {"symbol": "^VIX", "served": False,
                                            "reason": "market input only (no volume): no model learns from it, so none predicts it"}
+
+
+def test_serve_on_a_busy_port_exits_2_with_one_line(capsys, monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = run_cli(capsys, monkeypatch, ["serve", "--port", str(port), "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert_one_line(err, f"cannot listen on 127.0.0.1:{port} (Address already in use); stop what uses that port or pass another --port")
+
+
+def test_yahoo_unreachable_is_exit_3_retry_later(capsys, monkeypatch, tmp_path):
+    """What yfinance raises here, with no route to Yahoo (curl's error 6)."""
+    import yfinance
+
+    class Unreachable:
+        def __init__(self, symbol):
+            pass
+
+        def history(self, **_):
+            raise RuntimeError("Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com (Domain name not found)")
+
+    monkeypatch.setattr(yfinance, "Ticker", Unreachable)
+    code, _, err = run_cli(capsys, monkeypatch, [*BASE, "--source", "yahoo", "--data-dir", str(tmp_path)])
+    assert code == 3
+    lines = [line for line in err.splitlines() if line.startswith("unavailable")]
+    assert len(lines) == 1 and "yahoo AAPL 1d: Yahoo did not answer (Failed to perform, curl: (6)" in lines[0], err

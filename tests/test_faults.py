@@ -264,3 +264,46 @@ def test_mongodb_stopping_mid_run_ends_on_tinydb_or_in_one_line_and_sync_loses_n
         assert all(len([r for r in registry.records(name) if r["status"] == "production"]) <= 1 for name in registry.production_versions())
     finally:
         mongo.close()
+
+
+def test_mongodb_down_when_deploy_starts_is_exit_3_not_train_it_first(tmp_path, restartable_mongo, monkeypatch, capsys):
+    """The run's models are registered in MongoDB; a deploy started while it does not answer opens the
+    TinyDB fallback, which has none of them: that is a service to wait for (exit 3), not bad input."""
+    from trading_ml.cli import main
+
+    monkeypatch.setenv("TRADING_ML_MONGO_URI", restartable_mongo.start())
+    config = str(write_config(tmp_path, models=QUICK_MODELS, storage={"database": "faults", "ping_timeout_ms": 1500}))
+    assert main(["run", "--symbols", "^GSPC,^VIX,AAPL,XOM", "--timeframes", "1d", "--as-of", AS_OF, "--models", "regime_rf", "--config", config]) == 0
+    capsys.readouterr()
+    restartable_mongo.stop()
+    code = main(["deploy", "--as-of", AS_OF, "--config", config])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and err[0].startswith("unavailable, retry later: "), err
+    assert "re-run this stage when MongoDB answers" in err[0] and "train it first" not in err[0]
+
+
+def test_a_writer_killed_with_sigkill_leaves_a_temp_file_that_the_rerun_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from trading_ml.pipeline.ingest import ingest
+
+    settings = make_settings(tmp_path / "data")
+    ctx = RunContext.create(settings, AS_OF, ["AAPL"], ["1d"], "synthetic")
+    child = textwrap.dedent(f"""
+        import os, signal
+        from trading_ml.config import load_settings
+        from trading_ml.pipeline.ingest import ingest
+        from trading_ml.run import RunContext
+        os.replace = lambda source, target: os.kill(os.getpid(), signal.SIGKILL)  # killed between write and rename
+        settings = load_settings(env={{"TRADING_ML_DATA_DIR": {str(settings.data_dir)!r}}})
+        ingest(RunContext.create(settings, {AS_OF!r}, ["AAPL"], ["1d"], "synthetic", {ctx.run_id!r}))
+    """)
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
+    left = sorted(p.name for p in ctx.layout.raw_bars("AAPL", "1d").parent.glob("*.tmp"))
+    assert len(left) == 1 and left[0].startswith(".AAPL_1d.csv."), left
+    ingest(ctx)
+    assert not list(ctx.run_root.rglob("*.tmp")) and ctx.layout.raw_bars("AAPL", "1d").is_file()

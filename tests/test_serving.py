@@ -82,7 +82,7 @@ def test_bad_requests_get_a_4xx_that_says_what_to_fix(trained_run, start_api):
     assert client.post("/signals/generate", json={"symbols": []}).status_code == 422
     assert client.post("/signals/generate", json={"tickers": ["AAPL"]}).status_code == 422
     assert client.post("/signals/generate", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
-    early = client.post("/signals/generate", json={"symbols": ["AAPL"], "as_of": "2022-01-10"})
+    early = client.post("/signals/generate", json={"symbols": ["AAPL"], "as_of": "2020-03-02"})  # ~70 bars after the first stored
     assert early.status_code == 422 and "use a later as_of" in early.json()["detail"]
 
 

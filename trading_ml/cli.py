@@ -62,7 +62,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeframes", help="comma-separated, e.g. 1d,1h (default: config)")
     parser.add_argument("--models", help="comma-separated models to train, e.g. regime_rf (default: all five, or the run's)")
     parser.add_argument("--as-of", help="YYYY-MM-DD; windows end here (default: today)")
-    parser.add_argument("--run-id", help="the run to continue (default: a new run for run/ingest, else the as-of's newest)")
+    parser.add_argument("--run-id", type=run_id_option, help="the run to continue (default: a new run for run/ingest, else the as-of's newest)")
     parser.add_argument("--data-dir", help="where runs and the fallback store live (default: config or TRADING_ML_DATA_DIR)")
     parser.add_argument("--config", help="config.yaml path (default: TRADING_ML_CONFIG or the repo's)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -105,6 +105,21 @@ def port_number(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{shorten(text)} is not a port; use 1-65535")
     return int(text)
+
+
+def run_id_option(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; name a run (see `trading-ml runs`) or leave the option out")
+    return text
+
+
+MAX_REASON = 500  # characters of a promotion's --reason
+
+
+def promotion_reason(text: str) -> str:
+    if len(text) > MAX_REASON or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"must be one line of printable text of at most {MAX_REASON} characters (got {len(text)})")
+    return text
 
 
 def build_context(args: argparse.Namespace, stages: Sequence[str]) -> RunContext:
@@ -302,9 +317,18 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
+    import socket
+
     from trading_ml.serving import serve
 
-    serve(settings_from_args(args), args.host, args.port)
+    settings = settings_from_args(args)
+    with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as error:
+            raise ConfigError(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}); "
+                              "stop what uses that port or pass another --port") from None
+    serve(settings, args.host, args.port)
 
 
 def run_sync(args: argparse.Namespace) -> None:
@@ -321,7 +345,9 @@ def run_sync(args: argparse.Namespace) -> None:
 
 
 def run_promote(args: argparse.Namespace) -> None:
-    """A person's decision: make a version production, whatever the gate said; the reason is stored."""
+    """A person's decision: make a version production, whatever the gate said; the reason is stored.
+    The version must load, every file matching its recorded sha256, or it is refused (exit 2)."""
+    from trading_ml.loading import ModelLoader
     from trading_ml.registry import ModelRegistry
     from trading_ml.storage import open_stage_store
 
@@ -330,6 +356,7 @@ def run_promote(args: argparse.Namespace) -> None:
     try:
         registry = ModelRegistry(store, settings.data_dir)
         record = registry.record(args.model, args.version)
+        ModelLoader(registry).load_record(record)  # a DataError (altered, missing, malformed files) refuses it
         before = registry.production(args.model)
         reason = f"promoted by hand (trading-ml promote): {args.reason}" if args.reason else "promoted by hand (trading-ml promote)"
         registry.promote(args.model, record["run_id"], reason)
@@ -375,7 +402,7 @@ def parser() -> argparse.ArgumentParser:
     promote = commands.add_parser("promote", help="make a registered version production by hand (the gate is not asked)")
     promote.add_argument("model", help="direction, direction_xgboost, direction_lstm, volatility_garch, volatility_lstm or regime_rf")
     promote.add_argument("version", help="the version, e.g. 3.0 (see GET /models or the Airflow registry page)")
-    promote.add_argument("--reason", help="why, kept in the record and the production history")
+    promote.add_argument("--reason", type=promotion_reason, help=f"why, kept in the record and the production history (one line, at most {MAX_REASON} characters)")
     for command in (report, serve, listing, promote):
         command.add_argument("--data-dir")
         command.add_argument("--config")

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as checked
 
 from trading_ml.errors import ConfigError
@@ -49,7 +49,9 @@ def _ticker(value: str) -> str:
 def _lookback(value: str) -> str:
     try:
         parse_lookback(value)
-    except ConfigError:
+    except ConfigError as error:
+        if "more than" in str(error):
+            raise ValueError(f"reaches back more than {MAX_LOOKBACK_YEARS} years; use at most {MAX_LOOKBACK_YEARS}y") from None
         raise ValueError("is not a lookback: write e.g. 5y, 6mo, 4w or 30d") from None
     return value.strip()
 
@@ -77,7 +79,12 @@ def _mongo_uri(value: str) -> str:
     return value
 
 
-Count = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Strict(), Field(ge=1)]
+
+
+def at_most(limit: int):
+    """A count (an integer, not a boolean) from 1 to ``limit``."""
+    return Annotated[int, Strict(), Field(ge=1, le=limit)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Positive = Annotated[float, Field(gt=0)]
 Rate = Annotated[float, Field(gt=0, le=1)]
@@ -154,9 +161,9 @@ class FeatureSettings:
     benchmark: Ticker = "^GSPC"
     volatility_index: Ticker = "^VIX"
     direction_threshold: Annotated[float, Field(ge=0, lt=0.1)] = 0.001  # Up above +0.1%, Down below -0.1%, Neutral between
-    volatility_window: Annotated[int, Field(ge=2)] = 20  # the plan's volatility target: this rolling std, one bar ahead
+    volatility_window: Annotated[int, Strict(), Field(ge=2)] = 20  # the plan's volatility target: this rolling std, one bar ahead
     forward_volatility_bars: Count = 5  # realized volatility over the next h bars
-    warmup_bars: Annotated[int, Field(ge=0)] = 500  # bars fetched before each window so every recursive indicator has converged
+    warmup_bars: Annotated[int, Strict(), Field(ge=0)] = 500  # bars fetched before each window so every recursive indicator has converged
     regime: RegimeRules = field(default_factory=RegimeRules)
 
 
@@ -165,27 +172,27 @@ class ModelSettings:
     """Training, splits and evaluation (trading_ml.models)."""
 
     timeframe: Literal["1d", "1h"] = "1d"  # the training table the models learn from
-    seed: Annotated[int, Field(ge=0)] = 42
-    folds: Count = 4  # walk-forward: this many test segments at the end of the table, judged pooled
+    seed: Annotated[int, Strict(), Field(ge=0)] = 42
+    folds: at_most(20) = 4  # walk-forward: this many test segments at the end of the table, judged pooled
     test_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1  # each test segment's share of the table's time span
     validation_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1  # early stopping on this share just before each test segment
-    sequence_length: Count = 20  # LSTM input: this many bars
-    xgboost_rounds: Count = 400
-    xgboost_depth: Count = 4
+    sequence_length: at_most(1_000) = 20  # LSTM input: this many bars
+    xgboost_rounds: at_most(100_000) = 400
+    xgboost_depth: at_most(32) = 4
     xgboost_learning_rate: Rate = 0.05
-    early_stopping_rounds: Count = 30
-    lstm_hidden: Count = 32
-    lstm_epochs: Count = 8
-    lstm_batch: Count = 256
+    early_stopping_rounds: at_most(10_000) = 30
+    lstm_hidden: at_most(4_096) = 32
+    lstm_epochs: at_most(10_000) = 8
+    lstm_batch: at_most(1_000_000) = 256
     lstm_learning_rate: Rate = 0.001
-    forest_trees: Count = 100
-    forest_max_samples: Count = 100_000  # rows each tree draws; bounds fit time and model size on large universes
+    forest_trees: at_most(10_000) = 100
+    forest_max_samples: at_most(100_000_000) = 100_000  # rows each tree draws; bounds fit time and model size on large universes
     ewma_lambda: Annotated[float, Field(gt=0, lt=1)] = 0.94  # RiskMetrics
     costs_bps: Annotated[float, Field(ge=0)] = 5.0  # per unit of turnover in the long-short backtest
     long_short_share: Annotated[float, Field(gt=0, le=0.5)] = 0.2  # long the top and short the bottom fifth by P(up) - P(down)
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95  # intervals, and the one-sided level the deploy gate demands
-    bootstrap_block_days: Count = 20  # block bootstrap over dates: blocks this many dates long
-    bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
+    bootstrap_block_days: at_most(1_000) = 20  # block bootstrap over dates: blocks this many dates long
+    bootstrap_samples: Annotated[int, Strict(), Field(ge=100, le=100_000)] = 1000
     min_compare_days: Count = 20  # production is compared on this run's rows it never saw: at least this many dates
 
     @model_validator(mode="after")
@@ -203,8 +210,8 @@ class AirflowSettings:
     """How the DAG (dags/trading_ml_training.py) schedules and retries the stages."""
 
     schedule: Annotated[str, Field(min_length=9)] = "0 6 1 1,4,7,10 *"  # quarterly: 06:00 UTC on the first day of each quarter
-    ingest_retries: Annotated[int, Field(ge=0)] = 4
-    stage_retries: Annotated[int, Field(ge=0)] = 2  # every other task: a lost worker or a store that stopped answering
+    ingest_retries: Annotated[int, Strict(), Field(ge=0)] = 4
+    stage_retries: Annotated[int, Strict(), Field(ge=0)] = 2  # every other task: a lost worker or a store that stopped answering
     retry_delay_seconds: Positive = 30.0  # doubles on each retry, up to max_retry_delay_seconds
     max_retry_delay_seconds: Positive = 600.0
     source_pool: Name = "market_data_source"  # caps concurrent calls to the data provider (Yahoo)
@@ -216,8 +223,8 @@ class AirflowSettings:
 class ApiSettings:
     """The signals API (trading_ml.serving)."""
 
-    max_body_bytes: Count = 1_000_000  # larger request bodies get 413
-    cached_as_of: Count = 8  # signal tables kept (least recently used first out), one per as-of
+    max_body_bytes: at_most(100_000_000) = 1_000_000  # larger request bodies get 413
+    cached_as_of: at_most(1_000) = 8  # signal tables kept (least recently used first out), one per as-of
 
 
 @dataclass(frozen=True)
@@ -273,6 +280,8 @@ def parse_lookback(text: str) -> pd.DateOffset:
     if not match or int(match.group(1)) < 1:
         raise ConfigError(f"lookback {text!r} is not like '5y', '6mo', '4w' or '30d'")
     amount, unit = int(match.group(1)), match.group(2)
+    if amount > MAX_LOOKBACK_YEARS * {"y": 1, "mo": 12, "w": 53, "d": 366}[unit]:
+        raise ConfigError(f"lookback {text!r} reaches back more than {MAX_LOOKBACK_YEARS} years; use at most {MAX_LOOKBACK_YEARS}y")
     unit_name = {"y": "years", "mo": "months", "w": "weeks", "d": "days"}[unit]
     return pd.DateOffset(**{unit_name: amount})
 
@@ -328,13 +337,13 @@ class StorageSection(BaseModel):
     model_config = STRICT
     mongo_uri: Annotated[str, AfterValidator(_mongo_uri)] | None = None
     database: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,60}$")] = "trading_system"
-    ping_timeout_ms: Annotated[int, Field(ge=1, le=600_000)] = 2000
+    ping_timeout_ms: Annotated[int, Strict(), Field(ge=1, le=600_000)] = 2000
     fallback_dir: Annotated[str, Field(min_length=1)] = "fallback"
 
 
 class SyntheticOptions(BaseModel):
     model_config = STRICT
-    seed: Annotated[int, Field(ge=0)] = 42
+    seed: Annotated[int, Strict(), Field(ge=0)] = 42
     epoch: dt.date = dt.date(2000, 1, 3)
     signal_strength: Annotated[float, Field(ge=0, lt=0.5)] = 0.15  # 0 plants no signal
     market: Literal["regimes", "random_walk"] = "regimes"  # random_walk: no regimes, constant volatility
@@ -378,6 +387,9 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     """Read config.yaml (or TRADING_ML_CONFIG), apply the environment overrides, check both against
     the schema; any error is a ConfigError of one line."""
     env = os.environ if env is None else env
+    for variable in (ENV_CONFIG, *ENVIRONMENT_KEYS):
+        if variable in env and not env[variable].strip():
+            raise ConfigError(f"{variable} is set but empty; give it a value or unset it (`unset {variable}`) for the configured one")
     config_path = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG).resolve()
     raw = _read_yaml(config_path)
     overridden = {}
@@ -395,11 +407,43 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     return _settings(checked_file, config_path)
 
 
+MAX_CONFIG_DEPTH = 20  # nesting levels a config may have (the repo's has 5)
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping and nesting deeper than
+    MAX_CONFIG_DEPTH (PyYAML would keep the last duplicate silently, or recurse until Python stops)."""
+
+    def compose_node(self, parent, index):
+        depth = getattr(self, "_depth", 0)
+        if depth > MAX_CONFIG_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.constructor.ConstructorError(None, None, f"nested more than {MAX_CONFIG_DEPTH} levels deep", mark)
+        self._depth = depth + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {str(key)[:40]!r} is given twice in one mapping; keep one",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(config_path: Path) -> dict:
     if not config_path.is_file():
         raise ConfigError(f"config file {config_path} not found; set {ENV_CONFIG} or pass --config")
+    if config_path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{config_path} is {config_path.stat().st_size:,} bytes, more than a config can be ({MAX_CONFIG_BYTES:,}); pass a config file")
     try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError as error:
         raise ConfigError(f"{config_path}: not a text file (byte {error.start} is not UTF-8); pass a YAML config") from None
     except yaml.YAMLError as error:
@@ -532,6 +576,10 @@ def _fields_of(kind: Any) -> dict[str, Any]:
     return {name: info.annotation for name, info in fields.items()} if isinstance(fields, dict) else {}
 
 
+EARLIEST_AS_OF = dt.date(1900, 1, 1)
+MAX_LOOKBACK_YEARS = 50  # no window reaches back further (dates stay in range, and no source has more)
+
+
 def parse_as_of(text: str | dt.date | None, today: dt.date | None = None) -> dt.date:
     """The run's as-of date: YYYY-MM-DD, not in the future; defaults to today (UTC)."""
     today = today or dt.datetime.now(dt.UTC).date()
@@ -546,6 +594,8 @@ def parse_as_of(text: str | dt.date | None, today: dt.date | None = None) -> dt.
             as_of = dt.date.fromisoformat(str(text))
         except ValueError as error:
             raise ConfigError(f"as-of date {text!r} is not YYYY-MM-DD") from error
+    if as_of < EARLIEST_AS_OF:
+        raise ConfigError(f"as-of date {as_of} is before {EARLIEST_AS_OF}; no market data reaches back that far: pass a later date")
     if as_of > today:
         raise ConfigError(
             f"as-of date {as_of} is in the future (today is {today}); "

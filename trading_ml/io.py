@@ -1,4 +1,6 @@
-"""Files that are never half-written: write to a temp name beside the target, then rename."""
+"""Files that are never half-written: write to a temp name beside the target, then rename. A temp
+file a killed writer left (kill -9 between write and rename) is removed by the next write of the
+same target."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from trading_ml.data.bars import BAR_COLUMNS
 
 def atomic_write_bytes(path: Path, payload: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with temporary.open("wb") as handle:
@@ -28,6 +31,31 @@ def atomic_write_bytes(path: Path, payload: bytes) -> Path:
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temp files of ``path`` whose writing process no longer runs on this host."""
+    removed = []
+    for temporary in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        pid = temporary.name[len(path.name) + 2:].split(".")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            temporary.unlink(missing_ok=True)
+            removed.append(temporary)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def json_bytes(document: dict) -> bytes:

@@ -5,6 +5,10 @@ file names inside its run's ``models/`` folder under the models root (``<data_di
 paths the record gives. The record's artifact list must name exactly those; each file's bytes must
 match its sha256, and those same bytes (never a path) are what the model class (from the catalogue)
 is built from. A missing file is restored from GridFS only if the copy there matches.
+
+Whatever goes wrong while loading (an unreadable file, a symlink loop, bytes that match their hash
+but are not a model of that kind, a config whose fields have the wrong types) is one DataError that
+names the version: the caller refuses the version and serves, or decides, without it.
 """
 
 from __future__ import annotations
@@ -50,7 +54,16 @@ class ModelLoader:
                 raise DataError(f"{label(record)}: its file names members {spec.get('members')!r}, not {list(ENSEMBLE_MEMBERS)}; refusing it")
             return model_class(ENSEMBLE)([self.load_record(self.registry.record_for_run(m, record["run_id"])) for m in ENSEMBLE_MEMBERS])
         cls = model_class(name)
-        return cls.load(self._verified_files(record, cls.FILES))
+        files = self._verified_files(record, cls.FILES)
+        try:
+            model = cls.load(files)
+        except DataError as error:
+            raise DataError(f"{label(record)}: {error}") from error
+        except Exception as error:  # the bytes are the recorded ones, but not a model of this kind
+            raise DataError(f"{label(record)}: its files do not load as a {name} model ({type(error).__name__}: "
+                            f"{one_line(error)}); refusing it") from error
+        check_feature_names(model, record)
+        return model
 
     def expected_files(self, record: dict, suffixes: tuple[str, ...]) -> dict[str, str]:
         """{path under the models root: suffix} of the files a record's model consists of, derived
@@ -74,11 +87,14 @@ class ModelLoader:
     def _verified_bytes(self, relative: str, expected: str, record: dict) -> bytes:
         """A file's bytes if they match the recorded sha256 (a missing file is restored from GridFS)."""
         path = self.models_root / relative
-        if not path.resolve().is_relative_to(self.models_root.resolve()):
+        try:
+            inside = path.resolve(strict=False).is_relative_to(self.models_root.resolve())
+            payload = path.read_bytes() if path.is_file() else None
+        except (OSError, RuntimeError) as error:  # a symlink loop, a folder in its place, no permission
+            raise DataError(f"{label(record)}: {path} cannot be read ({type(error).__name__}: {one_line(error)}); refusing to load it") from error
+        if not inside:
             raise DataError(f"{label(record)}: {path} leads outside the models root {self.models_root}; refusing to load it")
-        if path.is_file():
-            payload = path.read_bytes()
-        else:
+        if payload is None:
             payload = self.store.get_file(relative)
             if payload is None or sha256_bytes(payload) != expected:
                 raise ModelNotFound(f"{path} of {label(record)} is missing and no intact copy is in the store")
@@ -89,3 +105,16 @@ class ModelLoader:
             raise DataError(f"{path} of {label(record)} does not match its registry sha256 "
                             f"({actual[:12]}… != {str(expected)[:12]}…): the file was altered; refusing to load it")
         return payload
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, cut to ``limit`` characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_feature_names(model, record: dict) -> None:
+    """A loaded model's feature names (where it has them) are a list of strings."""
+    names = getattr(model, "feature_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError(f"{label(record)}: its config's feature_names is {type(names).__name__}, not a list of names; refusing it")

@@ -284,17 +284,20 @@ class RunContext:
                 raise ConfigError(f"{name} is an empty list; name at least one, or leave it unset for the configured {name}")
         if source is not None:
             check_source(source)
-        chosen_symbols = [check_ticker(s) for s in (symbols or settings.symbols)]
+        given = [check_ticker(s) for s in (symbols or settings.symbols)]
+        chosen_symbols = list(dict.fromkeys(given))
+        if len(chosen_symbols) < len(given):
+            log.warning("%d repeated symbol(s) left out: each symbol is fetched once", len(given) - len(chosen_symbols))
         for symbol in (s for s in chosen_symbols if s not in settings.universe):
             log.warning("%s is not in config.yaml: it follows the calendar %s", symbol, settings.calendar_source(symbol))
         chosen_timeframes = [settings.timeframe(t).name for t in (timeframes or settings.timeframes)]
         return cls(
             settings=settings,
             as_of=parse_as_of(as_of),
-            symbols=list(dict.fromkeys(chosen_symbols)),
+            symbols=chosen_symbols,
             timeframes=list(dict.fromkeys(chosen_timeframes)),
             source=source or settings.source,
-            run_id=check_run_id(run_id) if run_id else new_run_id(),
+            run_id=new_run_id() if run_id is None else check_run_id(run_id),
             models=None if models is None else list(models),
             deploy=bool(deploy),
         )

@@ -31,7 +31,7 @@ from trading_ml.data.validation import validate_bars
 from trading_ml.errors import DataError, StoreError
 from trading_ml.features.build import build_timeframe, feature_panel
 from trading_ml.features.targets import DIRECTIONS
-from trading_ml.loading import ModelLoader
+from trading_ml.loading import ModelLoader, one_line
 from trading_ml.models.baselines import ewma_forecast
 from trading_ml.models.catalogue import ENSEMBLE, ENSEMBLE_MEMBERS
 from trading_ml.registry import ModelRegistry
@@ -187,12 +187,29 @@ class SignalService:
     def _signals_at(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp, models: dict) -> tuple[pd.DataFrame, dict, dict]:
         table, excluded = self.feature_panel_at(bars, end)
         serving = self.serving_models(models)
-        outputs = [self._direction(table, models, serving["direction"]), self._volatility(table, models, serving["volatility"]),
-                   self._regime(table, models, serving["regime"])]
+        outputs = [self._served(task, table, models, serving[task]) for task in SERVED]
         frame = pd.concat([output for output, _ in outputs], axis=1)
         latest = {symbol: {"symbol": symbol, "served": False, "reason": f"{why}: no model learns from it, so none predicts it"}
                   for symbol, why in excluded.items()}
         return frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), {**latest, **self._latest_signals(frame)}
+
+    def _served(self, task: str, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
+        """The task's output from its model; a model that fails to predict is refused (one line in the
+        log and /health) and the task's baseline answers instead."""
+        output = {"direction": self._direction, "volatility": self._volatility, "regime": self._regime}[task]
+        try:
+            return output(table, models, name)
+        except Exception as error:
+            if name is None:
+                raise
+            self._refuse(name, models[name][0], f"it failed to predict ({type(error).__name__}: {one_line(error)})")
+            return output(table, models, None)
+
+    def _refuse(self, name: str, version: str, why: str) -> None:
+        with self._lock:
+            self._models.pop(name, None)
+            self.refused[name] = f"{version}: {why}"
+        log.error("%s %s refused, serving its task's baseline: %s", name, version, why)
 
     @staticmethod
     def _source(models: dict, name: str | None, task: str) -> dict:
@@ -284,7 +301,7 @@ class SignalService:
         except (ServiceUnavailable, StoreError) as error:
             return {"status": f"unavailable: {error}", "serving_by_task": {}}
         problems = [f"{task} served by its baseline" for task, name in serving.items() if name is None]
-        problems += [f"{name} {why.split(':')[0]} refused (files fail their checks)" for name, why in self.refused.items()]
+        problems += [f"{name} {why.split(':')[0]} refused (its files fail their checks, do not load or do not predict)" for name, why in self.refused.items()]
         status = "ok" if not problems else "degraded: " + "; ".join(problems)
         return {"status": status, "serving_by_task": {task: name or f"baseline ({BASELINES[task].split(':')[0]})" for task, name in serving.items()}}
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 
 from trading_ml.config import Settings
-from trading_ml.errors import ConflictError, StoreError
+from trading_ml.errors import ConfigError, ConflictError, StoreError
 from trading_ml.io import sha256_bytes
 from trading_ml.models.catalogue import ENSEMBLE
 from trading_ml.registry import (
@@ -40,7 +40,7 @@ def sync_to_mongo(settings: Settings, mongo_uri: str | None = None) -> dict:
     """Copy the TinyDB fallback into MongoDB; what was copied, kept and renumbered."""
     uri = mongo_uri or settings.storage.mongo_uri
     if not uri:
-        raise StoreError("sync needs a MongoDB URI: set TRADING_ML_MONGO_URI or storage.mongo_uri")
+        raise ConfigError("sync needs a MongoDB URI: pass --mongo-uri, or set TRADING_ML_MONGO_URI or storage.mongo_uri")
     tiny = TinyStore(settings.storage.fallback_dir)
     mongo = MongoStore.connect(uri, settings.storage.database, settings.storage.ping_timeout_ms)
     try:

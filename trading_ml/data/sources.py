@@ -18,7 +18,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from trading_ml.config import Instrument, Settings, shorten
+from trading_ml.config import EARLIEST_AS_OF, Instrument, Settings, shorten
 from trading_ml.data.bars import (
     BAR_COLUMNS,
     canonical_column,
@@ -246,7 +246,15 @@ def _parse_timestamps(values: pd.Series, path: Path, zone: str = "UTC") -> pd.Da
         )
     if mixed:
         _check_one_zone(parsed, offsets, path, zone)
-    return pd.DatetimeIndex(parsed)
+    stamps = pd.DatetimeIndex(parsed)
+    naive = stamps.tz_localize(None) if stamps.tz is not None else stamps
+    latest = pd.Timestamp.now("UTC").tz_localize(None) + pd.Timedelta(days=2)
+    outside = (naive < pd.Timestamp(EARLIEST_AS_OF)) | (naive > latest)
+    if outside.any():
+        row = int(outside.argmax())
+        raise DataError(f"{path}: data row {row + 1} has timestamp {shorten(values.iloc[row])}, outside {EARLIEST_AS_OF} to today: "
+                        "fix or remove that row (a bar cannot be dated before market data or in the future)")
+    return stamps
 
 
 def _check_one_zone(utc: pd.Series, offsets: pd.Series, path: Path, zone: str) -> None:
@@ -310,6 +318,18 @@ def is_rate_limit(error: Exception) -> bool:
     return "ratelimit" in text or "too many requests" in text or "429" in text
 
 
+UNREACHABLE_SIGNS = ("could not resolve host", "failed to perform", "timed out", "connection refused", "connection reset",
+                     "network is unreachable", "name or service not known", "temporary failure in name resolution")
+
+
+def is_unreachable(error: Exception) -> bool:
+    """The provider did not answer (DNS, refused or reset connections, time-outs): retrying later may help."""
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    text = f"{type(error).__name__} {error}".lower()
+    return any(sign in text for sign in UNREACHABLE_SIGNS)
+
+
 class YahooSource:
     """Yahoo Finance through yfinance, with retries and exponential backoff on rate limits."""
 
@@ -350,6 +370,9 @@ class YahooSource:
                 answer = self._fetch(symbol, start, end, interval)
                 return empty_bars() if answer is None else answer
             except Exception as error:  # yfinance raises many kinds; only rate limits are retried
+                if is_unreachable(error):
+                    raise SourceUnavailable(f"{origin}: Yahoo did not answer ({' '.join(str(error).split())[:160]}); "
+                                            "check the network and retry later") from error
                 if not is_rate_limit(error):
                     raise DataError(f"{origin}: Yahoo request failed: {error}") from error
                 if attempt == self.retries:

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
+from trading_ml.errors import DataError
 import torch
 from arch import arch_model
 from torch import nn
@@ -88,7 +90,12 @@ class GarchVolatility:
     @classmethod
     def load(cls, files: Mapping[str, bytes]) -> GarchVolatility:
         data = json.loads(files[".json"])
-        return cls(data["parameters"], data["window"])
+        parameters, window = data.get("parameters") if isinstance(data, dict) else None, data.get("window") if isinstance(data, dict) else None
+        if not isinstance(window, int) or isinstance(window, bool) or window < 2 or not isinstance(parameters, dict) or not all(
+                isinstance(p, dict) and p and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p.values())
+                for p in parameters.values()):
+            raise DataError("volatility_garch: the file is not {'parameters': {symbol: {name: number}}, 'window': integer >= 2}; refusing it")
+        return cls(parameters, window)
 
 
 def fit_garch(symbol: str, returns: pd.Series) -> dict[str, float]:

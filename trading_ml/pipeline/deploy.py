@@ -10,7 +10,7 @@ import pandas as pd
 
 from trading_ml.errors import ConflictError, DataError
 from trading_ml.io import write_json
-from trading_ml.loading import ModelLoader
+from trading_ml.loading import ModelLoader, one_line
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import task_of
 from trading_ml.models.dataset import TrainingData
@@ -104,7 +104,12 @@ def _deploy_decision(ctx: RunContext, registry: ModelRegistry, data: TrainingDat
 def _predict_shared(model, table: pd.DataFrame, record: dict) -> pd.DataFrame:
     """The production model's predictions on the symbols it was trained on (NaN on the others)."""
     ours = table.index.get_level_values("symbol").isin(record.get("symbols") or [])
-    return model.predict(table[ours]).reindex(table.index)
+    try:
+        return model.predict(table[ours]).reindex(table.index)
+    except DataError:
+        raise
+    except Exception as error:  # a file that loaded but cannot predict (e.g. parameters of the wrong shape)
+        raise DataError(f"its model failed to predict ({type(error).__name__}: {one_line(error)})") from error
 
 
 def _universes(record: dict, data: TrainingData) -> dict:

@@ -33,4 +33,6 @@ def open_store(settings: Settings, mongo_uri: str | None = None) -> tuple[Store,
 def open_stage_store(settings: Settings, mongo_uri: str | None = None) -> FallbackStore:
     """The store a stage works with: :func:`open_store`, falling back to TinyDB if MongoDB fails later."""
     store, choice = open_store(settings, mongo_uri)
-    return FallbackStore(store, choice, settings.storage.fallback_dir)
+    stage_store = FallbackStore(store, choice, settings.storage.fallback_dir)
+    stage_store.fell_back = choice.kind == "tinydb" and bool(mongo_uri or settings.storage.mongo_uri)  # MongoDB did not answer the ping
+    return stage_store

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class FallbackStore:
     def __init__(self, store: Store, choice: StoreChoice, fallback_dir: Path):
         self.active, self.choice, self.fallback_dir = store, choice, Path(fallback_dir)
-        self.fell_back = False  # MongoDB failed during this stage and TinyDB took over
+        self.fell_back = False  # MongoDB failed (at the stage's start or during it) and TinyDB took over
 
     @property
     def kind(self) -> str:
@@ -77,7 +77,7 @@ class FallbackStore:
         return self._call("get_file", name)
 
     def missing(self, what: str) -> StoreError | None:
-        """Why ``what`` may be missing here: MongoDB failed during this stage and TinyDB lacks it."""
+        """Why ``what`` may be missing here: MongoDB failed and TinyDB lacks it."""
         if not self.fell_back:
             return None
         return StoreError(f"{what} is not in the TinyDB fallback: {self.choice.reason.split('; fell back')[0]}; "
