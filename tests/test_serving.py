@@ -184,3 +184,54 @@ def test_health_says_unavailable_with_the_reason_when_nothing_can_be_served(tmp_
         answer = client.get("/health")
     assert answer.status_code == 503
     assert answer.json()["status"] == "unavailable: no 1d bars in the store; run `trading-ml ingest` first"
+
+
+def test_a_cold_key_waits_a_bounded_time_for_a_build_slot_then_gets_busy():
+    from trading_ml.serving import Busy, SignalCache
+
+    cache, release = SignalCache(size=8, builds=1, wait_seconds=0.3), threading.Event()
+    holder = threading.Thread(target=cache.get, args=(("a",), lambda: (release.wait(10), {})))
+    holder.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    with pytest.raises(Busy, match="retry in 2 s"):
+        cache.get(("b",), lambda: (("b",), {}))
+    assert 0.25 < time.monotonic() - started < 2
+    release.set()
+    holder.join(10)
+    assert cache.get(("b",), lambda: (("b",), {})) == (("b",), {})  # a slot is free again
+
+
+def test_busy_is_503_with_retry_after_and_a_404_never_echoes_control_characters(trained_run, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from trading_ml.serving import Busy
+
+    ctx, _, _ = trained_run
+    with TestClient(create_app(ctx.settings)) as client:
+        unknown = client.post("/signals/generate", json={"symbols": ["ZZ\u202eZ", "A\nB"]})
+        assert unknown.status_code == 404
+        detail = unknown.json()["detail"]
+        assert "\u202e" not in detail and "\n" not in detail and "ZZ\\u202eZ" in detail and "A\\nB" in detail
+
+        def busy(*_):
+            raise Busy("2 signal table(s) are being built for other dates")
+
+        monkeypatch.setattr(client.app.state.service.signals, "get", busy)
+        answer = client.post("/signals/generate", json={"symbols": ["AAPL"], "as_of": "2026-06-01"})
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "2" and "being built" in answer.json()["detail"]
+
+
+def test_a_body_shorter_than_its_content_length_gets_408_within_seconds(trained_run, start_api):
+    import socket
+
+    ctx, _, _ = trained_run
+    client = start_api(ctx.settings)
+    host, port = client.base_url.host, client.base_url.port
+    with socket.create_connection((host, port), timeout=15) as connection:
+        connection.sendall(b"POST /signals/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 1000\r\n\r\n{\"symbols\": [")
+        started = time.monotonic()
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 5 s" in answer
+    assert time.monotonic() - started < 8

@@ -11,11 +11,13 @@ The current regime is always the plan's rules applied to the newest bar; it need
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from typing import Annotated
 
@@ -54,6 +56,7 @@ BASELINES = {
 }
 DIRECTION_CLASSES = {"p_down": "down", "p_neutral": "neutral", "p_up": "up"}
 MIN_SEQUENCE_ROWS = 20
+BUSY_RETRY_AFTER = 2  # seconds a client told 503 (busy) should wait
 
 
 class SignalRequest(BaseModel):
@@ -67,8 +70,9 @@ class SignalCache:
     Each key is built once: concurrent requests for it wait for that one build, and requests for
     other keys are not blocked by it."""
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, builds: int = 2, wait_seconds: float = 5.0):
+        self.size, self.builds, self.wait_seconds = size, builds, wait_seconds
+        self._builds = threading.BoundedSemaphore(builds)  # tables built at once; a new key waits at most wait_seconds for a slot
         self._tables: OrderedDict[tuple, tuple] = OrderedDict()
         self._building: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()  # guards the two dicts only, never held while building
@@ -83,6 +87,9 @@ class SignalCache:
             with self._lock:
                 if key in self._tables:  # built while this request waited
                     return self._tables[key]
+            if not self._builds.acquire(timeout=self.wait_seconds):
+                raise Busy(f"{self.builds} signal table(s) are being built for other dates (api.concurrent_builds); "
+                           f"retry in {BUSY_RETRY_AFTER} s, or ask for a date already served")
             try:
                 value = build()
                 with self._lock:
@@ -90,6 +97,7 @@ class SignalCache:
                     while len(self._tables) > self.size:
                         self._tables.popitem(last=False)
             finally:
+                self._builds.release()
                 with self._lock:
                     self._building.pop(key, None)
             return value
@@ -112,7 +120,7 @@ class SignalService:
         self._models: dict[str, tuple[str, object]] = {}
         self.refused: dict[str, str] = {}  # model: "version: why" of a production version that failed to load
         self._bars: tuple[float, dict[str, pd.DataFrame], tuple | None] | None = None  # when read, bars, (first, newest)
-        self.signals = SignalCache(settings.api.cached_as_of)
+        self.signals = SignalCache(settings.api.cached_as_of, settings.api.concurrent_builds, settings.api.build_wait_seconds)
 
     def production_versions(self) -> dict[str, str]:
         return self.registry.production_versions()
@@ -259,7 +267,7 @@ class SignalService:
     def generate(self, request: SignalRequest) -> dict:
         unknown = [s for s in request.symbols if s not in self.settings.universe]
         if unknown:
-            named = ", ".join(s for s in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            named = ", ".join(printable(s) for s in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             raise HTTPException(404, f"unknown symbol(s) {named}; the universe is {', '.join(self.settings.symbols)}")
         _, used, latest = self.signal_frame(request.as_of)
         signals = []
@@ -329,10 +337,12 @@ def check_as_of(as_of: dt.date | None, first: pd.Timestamp, newest: pd.Timestamp
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes gets 413 before it is read in full."""
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before it is read in full, and a
+    body that stops arriving (a Content-Length larger than what is sent) gets 408 after
+    ``timeout`` seconds instead of holding a worker for ever."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, timeout: float = 5.0):
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -340,20 +350,34 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             return await self._too_large(send)
-        seen = 0
+        body, more = bytearray(), True
+        while more:  # the whole body first, bounded in size and in time, then handed on
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                return await self._timed_out(send)
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return await self._too_large(send)
+            more = message.get("more_body", False)
+        delivered = False
 
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise BodyTooLarge
-            return message
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-        try:
-            await self.app(scope, counted, send)
-        except BodyTooLarge:
-            await self._too_large(send)
+        await self.app(scope, replay, send)
+
+    async def _timed_out(self, send):
+        body = json.dumps({"detail": f"the request body did not arrive within {self.timeout:g} s; send the whole body "
+                                     "(its Content-Length must match it)"}).encode()
+        await send({"type": "http.response.start", "status": 408, "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
     async def _too_large(self, send):
         body = json.dumps({"detail": f"request body over {self.limit:,} bytes (api.max_body_bytes); send fewer symbols"}).encode()
@@ -361,8 +385,13 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class BodyTooLarge(Exception):
-    pass
+class Busy(Exception):
+    """Too many signal tables are being built at once: the client should retry after a moment."""
+
+
+def printable(text: str) -> str:
+    """Text as it may be echoed: control and formatting characters (U+202E, newlines) escaped."""
+    return "".join(c if c.isprintable() and unicodedata.category(c) != "Cf" else c.encode("unicode_escape").decode() for c in text)
 
 
 def first_error(error: RequestValidationError) -> str:
@@ -377,11 +406,15 @@ def first_error(error: RequestValidationError) -> str:
 def create_app(settings: Settings) -> FastAPI:
     service = SignalService(settings)
     app = FastAPI(title="trading-ml signals", description="Direction, volatility and regime signals from the production models.")
-    app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes, timeout=settings.api.body_timeout_seconds)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_, error: RequestValidationError):
         return JSONResponse(status_code=422, content={"detail": first_error(error)})
+
+    @app.exception_handler(Busy)
+    async def busy(_, error: Busy):
+        return JSONResponse(status_code=503, content={"detail": str(error)}, headers={"Retry-After": str(BUSY_RETRY_AFTER)})
 
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(_, error: ServiceUnavailable):
