@@ -366,6 +366,34 @@ def run_promote(args: argparse.Namespace) -> None:
         store.close()
 
 
+def run_history(args: argparse.Namespace) -> None:
+    """The out-of-sample record of what production served between the runs of one model."""
+    from trading_ml.history import deployment_history
+    from trading_ml.io import write_json
+    from trading_ml.models.catalogue import task_of
+    from trading_ml.registry import ModelRegistry
+    from trading_ml.storage import open_stage_store
+
+    settings = settings_from_args(args)
+    task_of(args.model)  # an unknown name is refused before any store is opened
+    store = open_stage_store(settings)
+    try:
+        history = deployment_history(settings, ModelRegistry(store, settings.data_dir), args.model)
+    finally:
+        store.close()
+    path = write_json(settings.data_dir / "history" / f"{args.model}.json", history)
+    metric = history["metric"]
+    print(f"{args.model}: {len(history['periods'])} periods between {len(history['periods']) + 1} runs, {history['rows']:,} rows")
+    for period in history["periods"]:
+        print(f"  {period['from']} .. {period['to']}  served {period['served']:<22} latest {period['latest']:<6} {period['rows']:>7,} rows")
+    rows = [("served by production", history["served"]), ("always the latest", history["latest"]), *history["baselines"].items()]
+    for name, metrics in rows:
+        value = metrics[metric]
+        print(f"  {name:<22} {metric} {value['value']:.4g} [{value['low']:.4g}, {value['high']:.4g}]")
+    gain = history["served_minus_latest"]
+    print(f"  served minus latest: {metric} {gain['value']:+.4g} ({gain['confidence']:.0%} interval {gain['low']:+.4g} to {gain['high']:+.4g}) -> {path}")
+
+
 def run_list(args: argparse.Namespace) -> None:
     """Every run under the data directory: as-of, run id, folder and the stages it finished."""
     runs = find_runs(settings_from_args(args).data_dir, parse_as_of(args.as_of) if args.as_of else None)
@@ -403,7 +431,9 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("model", help="direction, direction_xgboost, direction_lstm, volatility_garch, volatility_lstm or regime_rf")
     promote.add_argument("version", help="the version, e.g. 3.0 (see GET /models or the Airflow registry page)")
     promote.add_argument("--reason", type=promotion_reason, help=f"why, kept in the record and the production history (one line, at most {MAX_REASON} characters)")
-    for command in (report, serve, listing, promote):
+    history = commands.add_parser("history", help="what production served between runs, beside always promoting the latest and the baselines")
+    history.add_argument("model", help="direction, direction_xgboost, direction_lstm, volatility_garch, volatility_lstm or regime_rf")
+    for command in (report, serve, listing, promote, history):
         command.add_argument("--data-dir")
         command.add_argument("--config")
         command.add_argument("-v", "--verbose", action="store_true")
@@ -421,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> None:
-    commands = {"sync": run_sync, "report": run_report, "serve": run_serve, "runs": run_list, "promote": run_promote}
+    commands = {"sync": run_sync, "report": run_report, "serve": run_serve, "runs": run_list, "promote": run_promote, "history": run_history}
     if args.command in commands:
         commands[args.command](args)
         return

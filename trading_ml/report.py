@@ -76,7 +76,14 @@ def report_data(ctx: RunContext, registry: ModelRegistry) -> dict:
         "planted_signal": _planted_vs_recovered(evaluation),
         "models": models,
         "not_trained": evaluation.get("not_trained", {}),
+        "history": deployment_histories(ctx, models),
     }
+
+
+def deployment_histories(ctx: RunContext, models: dict) -> dict:
+    """The deployment history `trading-ml history` last wrote for each of the run's models, if any."""
+    folder = ctx.settings.data_dir / "history"
+    return {name: read_json(folder / f"{name}.json") for name in models if (folder / f"{name}.json").is_file()}
 
 
 def _baseline_values(result: dict) -> dict[str, dict]:

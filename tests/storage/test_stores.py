@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import closed_port_uri, make_settings
 from trading_ml.config import load_settings
 from trading_ml.data.synthetic import SyntheticMarket
-from trading_ml.errors import ConflictError, StoreError
+from trading_ml.errors import ConfigError, ConflictError, StoreError
 from trading_ml.storage import MongoStore, TinyStore, bars_to_documents, open_store
 from trading_ml.sync import sync_to_mongo
 from trading_ml.storage import tiny
@@ -175,7 +175,7 @@ def test_sync_copies_the_fallback_into_mongodb_exactly_once(tmp_path, mongo_uri)
 
 
 def test_sync_without_a_reachable_mongodb_is_a_clear_error(tmp_path):
-    with pytest.raises(StoreError, match="needs a MongoDB URI"):
+    with pytest.raises(ConfigError, match="needs a MongoDB URI"):  # bad input (exit 2), not a service to wait for
         sync_to_mongo(make_settings(tmp_path))
     with pytest.raises(StoreError, match="did not answer"):
         sync_to_mongo(make_settings(tmp_path, closed_port_uri()))
