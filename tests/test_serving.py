@@ -197,6 +197,8 @@ def test_a_cold_key_waits_a_bounded_time_for_a_build_slot_then_gets_busy():
     with pytest.raises(Busy, match="retry in 2 s"):
         cache.get(("b",), lambda: (("b",), {}))
     assert 0.25 < time.monotonic() - started < 2
+    with pytest.raises(Busy, match="still being built by another request"):  # joining a's build waits no longer either
+        cache.get(("a",), lambda: (("a",), {}))
     release.set()
     holder.join(10)
     assert cache.get(("b",), lambda: (("b",), {})) == (("b",), {})  # a slot is free again

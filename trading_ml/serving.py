@@ -70,7 +70,7 @@ class SignalCache:
     Each key is built once: concurrent requests for it wait for that one build, and requests for
     other keys are not blocked by it."""
 
-    def __init__(self, size: int, builds: int = 2, wait_seconds: float = 5.0):
+    def __init__(self, size: int, builds: int = 1, wait_seconds: float = 5.0):
         self.size, self.builds, self.wait_seconds = size, builds, wait_seconds
         self._builds = threading.BoundedSemaphore(builds)  # tables built at once; a new key waits at most wait_seconds for a slot
         self._tables: OrderedDict[tuple, tuple] = OrderedDict()
@@ -83,7 +83,9 @@ class SignalCache:
                 self._tables.move_to_end(key)
                 return self._tables[key]
             building = self._building.setdefault(key, threading.Lock())
-        with building:
+        if not building.acquire(timeout=self.wait_seconds):  # another request is building this date: wait, but not for ever
+            raise Busy(f"the signal table of this date is still being built by another request; retry in {BUSY_RETRY_AFTER} s")
+        try:
             with self._lock:
                 if key in self._tables:  # built while this request waited
                     return self._tables[key]
@@ -101,6 +103,8 @@ class SignalCache:
                 with self._lock:
                     self._building.pop(key, None)
             return value
+        finally:
+            building.release()
 
     def __len__(self) -> int:
         return len(self._tables)
