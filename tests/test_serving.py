@@ -147,10 +147,11 @@ def test_a_tampered_new_production_version_is_refused_and_the_previous_one_keeps
     assert "does not match its registry sha256" in health["refused"]["regime_rf"]
 
 
-def test_the_signal_cache_builds_each_key_once_and_never_blocks_other_keys():
+def test_the_signal_cache_builds_each_key_once_and_a_free_build_slot_serves_another_key():
+    """Two build slots: eight requests for a share one build, and b is built at once beside it."""
     from trading_ml.serving import SignalCache
 
-    cache, builds, release = SignalCache(size=2), [], threading.Event()
+    cache, builds, release = SignalCache(size=2, builds=2), [], threading.Event()
 
     def build(key, wait=False):
         def run():

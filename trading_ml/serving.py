@@ -67,8 +67,9 @@ class SignalRequest(BaseModel):
 
 class SignalCache:
     """Signal tables by key (as-of, newest bar, production versions), least recently used out first.
-    Each key is built once: concurrent requests for it wait for that one build, and requests for
-    other keys are not blocked by it."""
+    Each key is built once: concurrent requests for it wait (at most ``wait_seconds``) for that one
+    build; other keys are built beside it while one of the ``builds`` slots is free, else they get
+    ``Busy`` after ``wait_seconds``. The lock that guards the tables is never held while building."""
 
     def __init__(self, size: int, builds: int = 1, wait_seconds: float = 5.0):
         self.size, self.builds, self.wait_seconds = size, builds, wait_seconds
