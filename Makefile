@@ -6,7 +6,7 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 RUN_ARGS ?=
 
-.PHONY: install run test browser services bench airflow constraints clean
+.PHONY: install run test browser services bench airflow compose-smoke constraints clean
 
 install: $(INSTALLED)
 
@@ -38,6 +38,11 @@ services:
 
 airflow: $(INSTALLED)
 	scripts/airflow-standalone
+
+# docker-compose.yaml built and run here: images made without a registry, the stack up, a DAG run with
+# a worker killed, then down -v (scripts/compose-smoke; root, or a Docker engine DOCKER_HOST reaches).
+compose-smoke: $(INSTALLED)
+	$(VENV)/bin/python scripts/compose-smoke
 
 bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_ingest.py

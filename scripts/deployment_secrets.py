@@ -3,8 +3,9 @@
 /run/secrets/ in the containers; never committed).
 
     python3 scripts/deployment_secrets.py generate [DIR]   # once, before `docker compose up`
-    python3 scripts/deployment_secrets.py check [DIR]      # what airflow-init runs before anything starts
-    python3 scripts/deployment_secrets.py url TEMPLATE     # for Airflow's *_CMD options: {name} -> that secret, URL-quoted
+    python3 scripts/deployment_secrets.py check [DIR]      # every secret (on the host, before `docker compose up`)
+    python3 scripts/deployment_secrets.py check DIR airflow  # those mounted into the Airflow services (airflow-init)
+    python3 scripts/deployment_secrets.py url TEMPLATE [DIR]  # for Airflow's *_CMD options: {name} -> that secret, URL-quoted
 
 `generate` never overwrites a secret that exists (a new Fernet key would make Airflow's stored
 connections unreadable); `check` names the first file that is missing, empty, a placeholder or, for
@@ -27,6 +28,11 @@ PASSWORDS = ("postgres_password", "mongo_root_password", "airflow_api_secret_key
 FERNET_KEY = "airflow_fernet_key"
 CONNECTIONS = "airflow_connections.json"  # Airflow's LocalFilesystemBackend: the mongo_default connection
 PLACEHOLDERS = {"change-me", "changeme", "secret", "password", ""}
+ALL = (*PASSWORDS, FERNET_KEY, CONNECTIONS)
+MOUNTED = {  # which secrets each group of services has under /run/secrets (docker-compose.yaml's secrets: lists)
+    "all": ALL,
+    "airflow": ("postgres_password", FERNET_KEY, "airflow_api_secret_key", "airflow_jwt_secret", CONNECTIONS),
+}
 
 
 def fernet_key() -> str:
@@ -57,10 +63,10 @@ def write_new(path: Path, value: str) -> bool:
     return True
 
 
-def problems(folder: Path) -> list[str]:
+def problems(folder: Path, names: tuple[str, ...] = ALL) -> list[str]:
     """Why the deployment must not start with these secrets (nothing when they are fine)."""
     found = []
-    for name in (*PASSWORDS, FERNET_KEY, CONNECTIONS):
+    for name in names:
         path = folder / name
         if not path.is_file():
             found.append(f"{path} is missing: run `python3 scripts/deployment_secrets.py generate` on the host")
@@ -71,7 +77,7 @@ def problems(folder: Path) -> list[str]:
         elif name in PASSWORDS and len(value) < 16:
             found.append(f"{path} is {len(value)} characters: use at least 16 (generate writes 43)")
     fernet = folder / FERNET_KEY
-    if fernet.is_file() and not found:
+    if FERNET_KEY in names and fernet.is_file() and not found:
         try:
             if len(base64.urlsafe_b64decode(fernet.read_text().strip().encode())) != 32:
                 raise ValueError("not 32 bytes")
@@ -92,13 +98,13 @@ def main(argv: list[str]) -> int:
         written = generate(folder)
         print(f"{folder}: wrote {', '.join(written) or 'nothing (every secret exists)'}")
         return 0
-    if command == "check":
-        found = problems(Path(rest[0] if rest else "/run/secrets"))
+    if command == "check" and (len(rest) < 2 or rest[1] in MOUNTED):
+        found = problems(Path(rest[0] if rest else "/run/secrets"), MOUNTED[rest[1] if len(rest) > 1 else "all"])
         for problem in found:
             print(f"error: {problem}", file=sys.stderr)
         return 1 if found else 0
     if command == "url" and rest:
-        print(url(rest[0]))
+        print(url(rest[0], Path(rest[1]) if len(rest) > 1 else Path("/run/secrets")), end="")  # Airflow's *_CMD keeps a trailing newline: "airflow\n" would be the database's name
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -4,6 +4,8 @@ secrets, and the configuration the native CeleryExecutor test runs."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -35,15 +37,31 @@ def test_every_service_of_the_deployment_is_there_with_a_health_check():
 
 
 def test_the_project_is_in_the_image_and_data_and_models_are_on_a_shared_volume():
-    assert all(SERVICES[name]["build"] == "." for name in AIRFLOW_SERVICES)
+    for name in AIRFLOW_SERVICES:
+        build = SERVICES[name]["build"]
+        assert build["context"] == "." and build["args"]["AIRFLOW_BASE"] == "${AIRFLOW_BASE:-apache/airflow:3.3.2-python3.12}"
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "FROM apache/airflow:3.3.2-python3.12" in dockerfile and "pip install" in dockerfile
+    assert "ARG AIRFLOW_BASE=apache/airflow:3.3.2-python3.12\nFROM ${AIRFLOW_BASE}" in dockerfile and "pip install" in dockerfile
     for source in re.findall(r"^COPY --chown=\S+ (.+) \S+$", dockerfile, re.MULTILINE):
         for path in source.split():
             assert (REPO / path).exists(), path
     for name in AIRFLOW_SERVICES:
         assert "trading-ml-data:/opt/trading-ml/data" in SERVICES[name]["volumes"]
     assert {"trading-ml-data", "mongo-data", "postgres-data"} <= set(COMPOSE["volumes"])
+
+
+def test_the_build_context_is_the_library_the_dag_and_its_packaging_only():
+    """.dockerignore lets in exactly what the image installs and runs; before it, the build context held
+    .venv (5 GB), data/ and secrets/."""
+    rules = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert rules[0] == "*"
+    allowed = {rule[1:] for rule in rules if rule.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "logical_pipe.py", "train_production_models.py", "config.yaml", "constraints.txt",
+                       "trading_ml", "dags", "plugins", "scripts/deployment_secrets.py"}
+    assert all((REPO / path).exists() for path in allowed)
+    assert not allowed & {".venv", "data", "secrets", "tests", ".git"}
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "AIRFLOW__CORE__DAGS_FOLDER=/opt/trading-ml/dags" in dockerfile and "AIRFLOW__CORE__PLUGINS_FOLDER=/opt/trading-ml/plugins" in dockerfile
 
 
 def test_no_secret_is_in_the_file_or_an_environment_variable_only_docker_secrets():
@@ -57,10 +75,10 @@ def test_no_secret_is_in_the_file_or_an_environment_variable_only_docker_secrets
             assert not re.search(r"://[^/\s]*:[^@/{\s]+@", value), f"{name}: {key} has a literal password"
             for secret in re.findall(r"/run/secrets/([\w.]+)", value) + re.findall(r"\{(\w+)\}", value):
                 assert secret in declared and secret in service.get("secrets", []), f"{name}: {key} reads {secret}"
-    assert all(spec["file"].startswith("./secrets/") for spec in COMPOSE["secrets"].values())
+    assert all(spec["file"].startswith("${TRADING_ML_SECRETS_DIR:-./secrets}/") for spec in COMPOSE["secrets"].values())
     used = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", (REPO / "docker-compose.yaml").read_text()))
     example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#"))
-    assert used <= set(example) and not any(SECRET_NAME.search(key) for key in example)
+    assert used <= set(example) and not any(SECRET_NAME.search(key) for key in example if not key.endswith("_DIR"))  # a folder's name, not a secret
     ignored = (REPO / ".gitignore").read_text().split()
     assert ".env" in ignored and "/secrets/" in ignored
 
@@ -88,6 +106,9 @@ def test_the_secrets_are_generated_once_checked_for_format_and_a_placeholder_is_
     password = (folder / "postgres_password").read_text().strip()
     assert script.url("db+postgresql+psycopg2://airflow:{postgres_password}@postgres/airflow", folder) == (
         f"db+postgresql+psycopg2://airflow:{password}@postgres/airflow")
+    printed = subprocess.run([sys.executable, str(REPO / "scripts" / "deployment_secrets.py"), "url", "x://{postgres_password}@h/airflow", str(folder)],
+                             capture_output=True, text=True)
+    assert printed.stdout.endswith("@h/airflow")  # no newline: Airflow's *_CMD keeps it (the first real build's "airflow\n")
 
     (folder / "airflow_fernet_key").write_text("change-me\n")  # the old .env.example's value: passed compose, failed at runtime
     assert any("placeholder" in problem for problem in script.problems(folder))
@@ -96,7 +117,20 @@ def test_the_secrets_are_generated_once_checked_for_format_and_a_placeholder_is_
     (folder / "postgres_password").unlink()
     assert any("postgres_password is missing" in problem for problem in script.problems(folder))
     init = " ".join(SERVICES["airflow-init"]["command"])
-    assert init.index("deployment_secrets.py check") < init.index("airflow db migrate")  # checked before anything starts
+    assert init.index("deployment_secrets.py check /run/secrets airflow") < init.index("airflow db migrate")  # checked before anything starts
+
+
+def test_airflow_init_checks_exactly_the_secrets_mounted_into_the_airflow_services(tmp_path):
+    """The first real build found airflow-init refusing to start: it checked mongo_root_password, which
+    only the mongodb service mounts."""
+    script = load_secrets_script()
+    assert set(script.MOUNTED["airflow"]) == set(SERVICES["airflow-init"]["secrets"])
+    assert set(script.MOUNTED["all"]) == set(COMPOSE["secrets"])
+    script.generate(tmp_path)
+    (tmp_path / "mongo_root_password").unlink()
+    assert script.problems(tmp_path, script.MOUNTED["airflow"]) == []
+    assert script.main(["check", str(tmp_path), "airflow"]) == 0 and script.main(["check", str(tmp_path)]) == 1
+    assert script.main(["check", str(tmp_path), "nobody"]) == 2
 
 
 def test_the_compose_file_runs_what_the_native_celery_test_runs():
@@ -114,7 +148,7 @@ def test_the_compose_file_runs_what_the_native_celery_test_runs():
     assert SERVICES["airflow-worker"]["mem_limit"].startswith("${AIRFLOW_WORKER_MEMORY:-")
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "--constraint /opt/trading-ml/constraints.txt" in dockerfile and '"/opt/trading-ml[celery]"' in dockerfile
-    assert "chown airflow:0 /opt/trading-ml/data" in dockerfile  # the data volume's mount point, owned by uid 50000
+    assert "mkdir -p /opt/trading-ml/data && chown -R airflow:0 /opt/trading-ml" in dockerfile  # the data volume's mount point, owned by uid 50000
     pins = {line.split("==")[0].lower() for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line}
     assert {"apache-airflow", "apache-airflow-providers-celery", "celery", "psycopg2-binary", "asyncpg", "torch"} <= pins
 
