@@ -23,12 +23,12 @@ def run_through(ctx: RunContext, resources: StageResources, last: str = "deploy"
     """Stage name -> what it returned, for ingest up to ``last``; train returns one manifest per model."""
     steps = {
         "ingest": lambda: ingest(ctx, resources=resources),
-        "validate": lambda: validate(ctx, resources),
-        "features": lambda: build_features(ctx, resources),
-        "train": lambda: [train(ctx, name, resources) for name in chosen_models(ctx.models)],
-        "evaluate": lambda: evaluate(ctx, resources),
-        "deploy": lambda: deploy(ctx, resources),
-        "report": lambda: report(ctx, resources),
+        "validate": lambda: validate(ctx, resources=resources),
+        "features": lambda: build_features(ctx, resources=resources),
+        "train": lambda: [train(ctx, name, resources=resources) for name in chosen_models(ctx.models)],
+        "evaluate": lambda: evaluate(ctx, resources=resources),
+        "deploy": lambda: deploy(ctx, resources=resources),
+        "report": lambda: report(ctx, resources=resources),
     }
     return {stage: steps[stage]() for stage in STAGES[: STAGES.index(last) + 1]}
 
@@ -40,7 +40,7 @@ def deploy_as_if_evaluated(ctx: RunContext, resources: StageResources, models: d
     original = path.read_bytes()
     path.write_text(json.dumps({**json.loads(original), "models": models}))
     try:
-        return deploy(ctx, resources)
+        return deploy(ctx, resources=resources)
     finally:
         path.write_bytes(original)
 
@@ -60,13 +60,13 @@ def run_both(ctx):
     """Ingest and validate the whole run: (ingest manifests, validate manifest, resources)."""
     resources = StageResources.open(ctx)
     manifests = ingest(ctx, resources=resources)
-    return manifests, validate(ctx, resources), resources
+    return manifests, validate(ctx, resources=resources), resources
 
 
 def run_to_features(ctx):
     """Ingest, validate and features: (validate manifest, features manifest, resources)."""
     _, validated, resources = run_both(ctx)
-    return validated, build_features(ctx, resources), resources
+    return validated, build_features(ctx, resources=resources), resources
 
 
 def market_trial(settings, data_dir, market: str, strength: float, seed: int, models: list[str], symbols: list[str],

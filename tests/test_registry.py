@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import REPO, make_settings
 from tests.crafted import marker_code, skops_with_exec
 from tests.stages import deploy_as_if_evaluated, run_through
-from trading_ml.errors import DataError
+from trading_ml.errors import DataError, UnknownModel
 from trading_ml.io import sha256_bytes
 from trading_ml.loading import ModelLoader
 from trading_ml.models import TRAINED_MODELS
@@ -90,7 +90,7 @@ def test_versions_increase_per_run_and_the_old_version_is_untouched(two_runs):
 
 def test_rerunning_a_stage_reuses_the_runs_version(two_runs):
     settings, _, (ctx, resources, trained, _, _) = two_runs
-    again = train(ctx, "regime_rf", resources)
+    again = train(ctx, "regime_rf", resources=resources)
     assert again["version"] == "2.0"
     assert len(registry_of(resources, settings).records("regime_rf")) == 2
 
@@ -134,7 +134,7 @@ def test_a_tampered_artifact_or_record_is_refused(two_runs):
 
 def test_unknown_names_and_versions_say_what_exists(two_runs):
     registry = registry_of(two_runs[1][1], two_runs[0])
-    with pytest.raises(ModelNotFound, match="unknown model 'momentum'"):
+    with pytest.raises(UnknownModel, match="unknown model 'momentum'"):
         ModelLoader(registry).load_model("momentum")
     with pytest.raises(ModelNotFound, match="has no version 9.0; versions: 1.0, 2.0"):
         ModelLoader(registry).load_model("regime_rf", "9.0")

@@ -25,7 +25,7 @@ def test_the_report_has_every_plot_and_the_registrys_numbers(trained_run):
     page = (ctx.run_root / written["html"]).read_text()
     expected = {"confusion_direction", "confusion_direction_xgboost", "confusion_direction_lstm", "confusion_regime_rf",
                 "equity_direction", "equity_direction_xgboost", "equity_direction_lstm", "importance_direction_xgboost",
-                "volatility_volatility_garch", "volatility_volatility_lstm", "regime_timeline"}
+                "volatility_volatility_garch", "volatility_volatility_lstm", "regime_timeline_regime_rf"}
     assert {f["id"] for f in summary["figures"]} == expected == set(written["figures"])
     images = dict(re.findall(r"<figure id=[\"']([a-z_]+)[\"']>.*?src=[\"']data:image/png;base64,([A-Za-z0-9+/=]+)[\"']", page))
     assert set(images) == expected

@@ -38,7 +38,8 @@ from trading_ml.io import read_json
 from trading_ml.models.catalogue import chosen_models
 from trading_ml.pipeline import STAGES
 from trading_ml.pipeline.features import build_features
-from trading_ml.pipeline.ingest import ingest, summarize_ingest
+from trading_ml.pipeline.ingest import ingest
+from trading_ml.pipeline.run_manifest import summarize_ingest
 from trading_ml.pipeline.planning import RunRequest, plan_run
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.validate import validate

@@ -9,6 +9,10 @@ class ConfigError(TradingMLError):
     """A setting, option or argument is wrong."""
 
 
+class UnknownModel(ConfigError):
+    """A model name the catalogue does not have (one error and message wherever a name is given)."""
+
+
 class DataError(TradingMLError):
     """Input data is missing or malformed; re-running will not help until the input changes."""
 

@@ -24,9 +24,7 @@ from trading_ml.models.dataset import TrainingData
 from trading_ml.pipeline.planning import RunRequest, plan_run
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunInfo, find_runs
-
-SERVED_BASELINE = {"direction": "class_prior", "volatility": "ewma", "regime": "persistence"}  # what serving falls back to
-TARGETS = {"direction": ("target_direction",), "volatility": ("target_volatility",), "regime": ("target_regime_ahead", "target_regime")}
+from trading_ml.models.tasks import TASKS
 
 
 def deployment_history(settings: Settings, registry: ModelRegistry, model: str) -> dict:
@@ -45,12 +43,12 @@ def deployment_history(settings: Settings, registry: ModelRegistry, model: str) 
         candidates.append(scored)
     table = pd.concat(tables)
     pooled = {name: pd.concat([c[name] for c in candidates]) for name in candidates[0]}
-    rows = _labelled(task, table) & np.logical_and.reduce([frame.notna().all(axis=1).to_numpy() for frame in pooled.values()])
+    rows = TASKS[task].labelled(table) & np.logical_and.reduce([frame.notna().all(axis=1).to_numpy() for frame in pooled.values()])
     if not rows.any():
         raise DataError(f"history of {model}: no labelled rows in the periods between runs")
     _, served, others, _ = evaluation.judge(task, table, rows, pooled, settings)
     *_, versus_latest = evaluation.judge(task, table, rows, {"model": pooled["model"], "latest": pooled["latest"]}, settings)
-    return {"model": model, "task": task, "metric": evaluation.TASKS[task].primary, "periods": periods, "rows": int(rows.sum()),
+    return {"model": model, "task": task, "metric": TASKS[task].primary, "periods": periods, "rows": int(rows.sum()),
             "served": served, "latest": others.pop("latest"), "baselines": others, "served_minus_latest": versus_latest}
 
 
@@ -77,9 +75,9 @@ def _period(settings, loader, registry, model, task, earlier: RunInfo, later: Ru
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
     stamps = data.table.index.get_level_values("timestamp")
     inside = np.asarray((stamps >= pd.Timestamp(earlier.as_of, tz="UTC")) & (stamps < pd.Timestamp(later.as_of, tz="UTC")))
-    baselines = evaluation.baselines(task, data.table, data.folds, settings)
+    baselines = TASKS[task].baselines(data.table, data.folds, settings)
     latest = _predictions(loader, registry, model, earlier.run_id, data.table)
-    served = baselines[SERVED_BASELINE[task]] if production is None else _predictions(loader, registry, model, production, data.table)
+    served = baselines[TASKS[task].served_baseline] if production is None else _predictions(loader, registry, model, production, data.table)
     candidates = {"model": served, "latest": latest, **baselines}
     return data.table[inside], {name: frame[inside] for name, frame in candidates.items()}
 
@@ -91,8 +89,5 @@ def _predictions(loader: ModelLoader, registry: ModelRegistry, model: str, run_i
 
 
 def _version(registry: ModelRegistry, model: str, run_id: str | None) -> str:
-    return f"baseline ({SERVED_BASELINE[task_of(model)]})" if run_id is None else registry.record_for_run(model, run_id)["version"]
+    return f"baseline ({TASKS[task_of(model)].served_baseline})" if run_id is None else registry.record_for_run(model, run_id)["version"]
 
-
-def _labelled(task: str, table: pd.DataFrame) -> np.ndarray:
-    return np.logical_and.reduce([table[column].notna().to_numpy() for column in TARGETS[task]])

@@ -14,14 +14,12 @@ names the version: the caller refuses the version and serves, or decides, withou
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 
 from trading_ml.errors import ConfigError, DataError
 from trading_ml.io import atomic_write_bytes, sha256_bytes
-from trading_ml.models.catalogue import ENSEMBLE, ENSEMBLE_MEMBERS, model_class
+from trading_ml.models.catalogue import members_of, model_class
 from trading_ml.registry import (
-    ENSEMBLE_FILES,
     ModelNotFound,
     ModelRegistry,
     check_name,
@@ -41,22 +39,20 @@ class ModelLoader:
     def load_model(self, name: str, version: str | None = None):
         """The model object of a version (default: production), after checking every file's sha256.
 
-        ``load_model("direction")`` returns the XGBoost + LSTM ensemble of the run it belongs to.
+        ``load_model("direction")`` returns the XGBoost + LSTM ensemble of the run it belongs to: a
+        model built from others (the catalogue names its members) gets its run's members, loaded and
+        verified the same way.
         """
         return self.load_record(self.registry.record(name, version))
 
     def load_record(self, record: dict):
         name = record["model_name"]
         check_name(name)
-        if name == ENSEMBLE:
-            spec = json.loads(self._verified_files(record, ENSEMBLE_FILES)[".json"])
-            if spec.get("members") != list(ENSEMBLE_MEMBERS):
-                raise DataError(f"{label(record)}: its file names members {spec.get('members')!r}, not {list(ENSEMBLE_MEMBERS)}; refusing it")
-            return model_class(ENSEMBLE)([self.load_record(self.registry.record_for_run(m, record["run_id"])) for m in ENSEMBLE_MEMBERS])
         cls = model_class(name)
         files = self._verified_files(record, cls.FILES)
+        members = {m: self.load_record(self.registry.record_for_run(m, record["run_id"])) for m in members_of(name)}
         try:
-            model = cls.load(files)
+            model = cls.load(files, members) if members else cls.load(files)
         except DataError as error:
             raise DataError(f"{label(record)}: {error}") from error
         except Exception as error:  # the bytes are the recorded ones, but not a model of this kind

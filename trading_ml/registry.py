@@ -24,13 +24,12 @@ from pathlib import Path
 
 from trading_ml.errors import ConflictError, DataError
 from trading_ml.io import sha256_file
-from trading_ml.models.catalogue import MODEL_NAMES
+from trading_ml.models.catalogue import entry
 from trading_ml.run import check_run_id, runs_root
 from trading_ml.storage import Store
 
 log = logging.getLogger(__name__)
 
-ENSEMBLE_FILES = (".json",)  # {"members": [...], "rule": ...}: the members are this run's records
 COLLECTION = "ml_models"
 VERSIONS = "model_versions"
 PRODUCTION = "model_production"
@@ -179,8 +178,7 @@ def label(record: dict) -> str:
 
 
 def check_name(name: str) -> None:
-    if name not in MODEL_NAMES:
-        raise ModelNotFound(f"unknown model {name!r}; models are {', '.join(MODEL_NAMES)}")
+    entry(name)  # UnknownModel, as everywhere a model is named
 
 
 def major_version(version: str) -> int:

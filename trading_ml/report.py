@@ -16,10 +16,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from trading_ml.data.sources import read_bars_csv  # noqa: E402
+from trading_ml.features.targets import DIRECTIONS  # noqa: E402
 from trading_ml.io import atomic_write_bytes, read_json, write_json  # noqa: E402
 from trading_ml.models.base import CONFIG  # noqa: E402
 from trading_ml.models.dataset import TrainingData  # noqa: E402
-from trading_ml.models.evaluation import REGIME_NOW, VOLATILITY_TARGET  # noqa: E402
+from trading_ml.models.tasks import REGIME, TASKS, VOLATILITY  # noqa: E402
 from trading_ml.models.splits import out_of_sample_fold  # noqa: E402
 from trading_ml.registry import ModelRegistry  # noqa: E402
 from trading_ml.run import RunContext  # noqa: E402
@@ -28,7 +29,7 @@ REPORT_HTML, REPORT_JSON = "report.html", "report.json"
 VOLATILITY_SYMBOLS = 3  # predicted vs realized volatility for the benchmark and the next two symbols
 TOP_FEATURES = 20
 REGIME_COLORS = {"bull": "#2e7d32", "bear": "#c62828", "sideways": "#9e9e9e", "high_vol": "#ef6c00"}
-DIRECTION_LABELS = {"-1": "down", "0": "neutral", "1": "up"}
+DIRECTION_LABELS = {str(k): label for k, label in DIRECTIONS.items()}  # the confusion matrix's "-1" is "down"
 
 
 def write_report(ctx: RunContext, registry: ModelRegistry) -> dict:
@@ -112,18 +113,21 @@ def report_figures(ctx: RunContext, summary: dict) -> dict[str, tuple[str, str]]
         if "backtest" in result:
             figures[f"equity_{name}"] = (f"{name} {summary['models'][name]['version']}: long-short vs buy-and-hold (out of sample, after costs)",
                                          _equity_png(result["backtest"]))
-    if "direction_xgboost" in evaluation:
-        importance = read_json(ctx.layout.model_file("direction_xgboost", CONFIG))["feature_importance"]
-        figures["importance_direction_xgboost"] = (f"direction_xgboost: top {TOP_FEATURES} features by gain", _importance_png(importance))
-    for name in ("volatility_garch", "volatility_lstm"):
-        if name in evaluation:
+        importance = _feature_importance(ctx, name)
+        if importance:
+            figures[f"importance_{name}"] = (f"{name}: top {TOP_FEATURES} features by gain", _importance_png(importance))
+        plot = TASKS[result["task"]].report_plot
+        if plot:
+            title, draw = PLOTS[plot]
             predictions = pd.read_parquet(ctx.layout.predictions(name))
-            figures[f"volatility_{name}"] = (f"{name}: predicted vs realized volatility (out of sample)", _volatility_png(data, predictions, ctx))
-    if "regime_rf" in evaluation:
-        predictions = pd.read_parquet(ctx.layout.predictions("regime_rf"))
-        figures["regime_timeline"] = (f"regime_rf: the rules' regime over {ctx.settings.features.benchmark}, and the forecast's hits",
-                                      _regime_png(ctx, data, predictions))
+            figures[f"{plot}_{name}"] = (f"{name}: {title.format(benchmark=ctx.settings.features.benchmark)}", draw(ctx, data, predictions))
     return figures
+
+
+def _feature_importance(ctx: RunContext, name: str) -> dict[str, float] | None:
+    """The feature importance a model saved in its config (XGBoost's gain shares), if it saved one."""
+    path = ctx.layout.model_file(name, CONFIG)
+    return read_json(path).get("feature_importance") if path.is_file() else None
 
 
 def _png(figure) -> str:
@@ -173,14 +177,14 @@ def _volatility_symbols(ctx: RunContext, data: TrainingData) -> list[str]:
     return (first + [s for s in symbols if s not in first])[:VOLATILITY_SYMBOLS]
 
 
-def _volatility_png(data: TrainingData, predictions: pd.DataFrame, ctx: RunContext) -> str:
+def _volatility_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFrame) -> str:
     test = out_of_sample_fold(data.folds) >= 0
     symbols = _volatility_symbols(ctx, data)
     figure, axes_list = plt.subplots(len(symbols), 1, figsize=(6.4, 2.2 * len(symbols)), sharex=True, squeeze=False)
     for axes, symbol in zip(axes_list[:, 0], symbols):
         rows = test & (data.table.index.get_level_values("symbol") == symbol)
         stamps = data.table.index[rows].get_level_values("timestamp")
-        axes.plot(stamps, data.table[VOLATILITY_TARGET][rows].to_numpy(), label="realized", color="black", linewidth=1)
+        axes.plot(stamps, data.table[VOLATILITY.target][rows].to_numpy(), label="realized", color="black", linewidth=1)
         axes.plot(stamps, predictions["volatility"][rows].to_numpy(), label="predicted", linewidth=1)
         axes.set_title(symbol, fontsize=9)
         axes.legend(loc="upper left", fontsize=7)
@@ -193,7 +197,7 @@ def _regime_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFrame) 
     figure, axes = plt.subplots(figsize=(7.2, 3.2))
     path = ctx.layout.validated_bars(benchmark, data.timeframe)
     if benchmark in data.symbols and path.exists():
-        regimes = data.table[REGIME_NOW].xs(benchmark, level="symbol").dropna()
+        regimes = data.table[REGIME.now].xs(benchmark, level="symbol").dropna()
         close = read_bars_csv(path, data.timeframe)["close"].reindex(regimes.index)
         axes.plot(regimes.index, close.to_numpy(), color="black", linewidth=1)
         spans = (regimes != regimes.shift()).cumsum()
@@ -211,6 +215,12 @@ def _regime_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFrame) 
         axes.text(0.5, 0.5, f"{benchmark} is not in this run", ha="center", va="center")
     figure.autofmt_xdate()
     return _png(figure)
+
+
+PLOTS = {  # a task's report_plot: (title, drawing of one model's out-of-sample predictions)
+    "volatility": ("predicted vs realized volatility (out of sample)", _volatility_png),
+    "regime_timeline": ("the rules' regime over {benchmark}, and the forecast's hits", _regime_png),
+}
 
 
 def with_interval(values: dict) -> str:

@@ -32,29 +32,18 @@ from trading_ml.data.calendars import bars_before, expected_timestamps
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import DataError, StoreError
 from trading_ml.features.build import build_timeframe, feature_panel
-from trading_ml.features.targets import DIRECTIONS
 from trading_ml.loading import ModelLoader, one_line
-from trading_ml.models.baselines import ewma_forecast
-from trading_ml.models.catalogue import ENSEMBLE, ENSEMBLE_MEMBERS
+from trading_ml.models.catalogue import served_models
 from trading_ml.registry import ModelRegistry
 from trading_ml.storage import open_store
 from trading_ml.storage.base import documents_to_bars
+from trading_ml.models.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
 BARS_REFRESH_SECONDS = 60
 SERVED_ROWS = 260  # rows kept past the warm-up per symbol: the LSTM's sequences and the volatility windows, with room
-SERVED = {  # each task's models in order of preference; the first in production serves
-    "direction": (ENSEMBLE, *ENSEMBLE_MEMBERS),
-    "volatility": ("volatility_garch", "volatility_lstm"),
-    "regime": ("regime_rf",),
-}
-BASELINES = {
-    "direction": "class_prior: the frequencies of down, neutral and up over the stored history",
-    "volatility": "ewma: the RiskMetrics EWMA of squared returns",
-    "regime": "persistence: the regime ahead is the rules' regime now",
-}
-DIRECTION_CLASSES = {"p_down": "down", "p_neutral": "neutral", "p_up": "up"}
+SERVED = {task: served_models(task) for task in TASKS}  # each task's models in order of preference; the first in production serves
 MIN_SEQUENCE_ROWS = 20
 BUSY_RETRY_AFTER = 2  # seconds a client told 503 (busy) should wait
 
@@ -209,14 +198,14 @@ class SignalService:
     def _served(self, task: str, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
         """The task's output from its model; a model that fails to predict is refused (one line in the
         log and /health) and the task's baseline answers instead."""
-        output = {"direction": self._direction, "volatility": self._volatility, "regime": self._regime}[task]
+        spec = TASKS[task]
         try:
-            return output(table, models, name)
+            return spec.serve(table, models[name][1] if name else None, self.settings), self._source(models, name, task)
         except Exception as error:
             if name is None:
                 raise
             self._refuse(name, models[name][0], f"it failed to predict ({type(error).__name__}: {one_line(error)})")
-            return output(table, models, None)
+            return spec.serve(table, None, self.settings), self._source(models, None, task)
 
     def _refuse(self, name: str, version: str, why: str) -> None:
         with self._lock:
@@ -227,27 +216,10 @@ class SignalService:
     @staticmethod
     def _source(models: dict, name: str | None, task: str) -> dict:
         if name is None:
-            return {"source": "baseline", "model": BASELINES[task].split(":")[0], "version": None,
-                    "note": f"no {task} model is in production; serving its baseline ({BASELINES[task]})"}
+            spec = TASKS[task]
+            return {"source": "baseline", "model": spec.served_baseline, "version": None,
+                    "note": f"no {task} model is in production; serving its baseline ({spec.served_baseline}: {spec.served_baseline_text})"}
         return {"source": "model", "model": name, "version": models[name][0]}
-
-    def _direction(self, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
-        if name is not None:
-            return models[name][1].predict(table)[list(DIRECTION_CLASSES)], self._source(models, name, "direction")
-        prior = table["target_direction"].dropna().astype(int).value_counts(normalize=True).reindex(sorted(DIRECTIONS), fill_value=0.0)
-        frame = pd.DataFrame([prior.to_numpy()] * len(table), index=table.index, columns=list(DIRECTION_CLASSES))
-        return frame, self._source(models, None, "direction")
-
-    def _volatility(self, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
-        if name is not None:
-            return models[name][1].predict(table)[["volatility"]], self._source(models, name, "volatility")
-        window, decay = self.settings.features.volatility_window, self.settings.models.ewma_lambda
-        return ewma_forecast(table, window, decay).to_frame("volatility"), self._source(models, None, "volatility")
-
-    def _regime(self, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
-        now = table["target_regime"].rename("regime_now")
-        ahead = models[name][1].predict(table)["regime_ahead"] if name is not None else now.rename("regime_ahead")
-        return pd.concat([now, ahead], axis=1), self._source(models, name, "regime")
 
     def feature_panel_at(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, str]]:
         """The feature panel (the same builder as training's) of the bars before ``end``, and the
@@ -294,14 +266,7 @@ class SignalService:
                                   f"{MIN_SEQUENCE_ROWS} after the warm-up; use a later as_of or ingest more history")
                 continue
             row = rows.iloc[-1]
-            probabilities = {label: float(row[column]) for column, label in DIRECTION_CLASSES.items()}
-            latest[symbol] = {
-                "symbol": symbol,
-                "bar": rows.index[-1][0].isoformat(),
-                "direction": {"probabilities": probabilities, "class": max(probabilities, key=probabilities.get)},
-                "volatility": {"forecast": float(row["volatility"])},
-                "regime": {"now": str(row["regime_now"]), "ahead": str(row["regime_ahead"])},
-            }
+            latest[symbol] = {"symbol": symbol, "bar": rows.index[-1][0].isoformat(), **{name: task.signal(row) for name, task in TASKS.items()}}
         return latest
 
     def health(self) -> dict:
@@ -316,7 +281,7 @@ class SignalService:
         problems = [f"{task} served by its baseline" for task, name in serving.items() if name is None]
         problems += [f"{name} {why.split(':')[0]} refused (its files fail their checks, do not load or do not predict)" for name, why in self.refused.items()]
         status = "ok" if not problems else "degraded: " + "; ".join(problems)
-        return {"status": status, "serving_by_task": {task: name or f"baseline ({BASELINES[task].split(':')[0]})" for task, name in serving.items()}}
+        return {"status": status, "serving_by_task": {task: name or f"baseline ({TASKS[task].served_baseline})" for task, name in serving.items()}}
 
     def loaded_versions(self) -> dict[str, str]:
         return {name: version for name, (version, _) in self._models.items()}

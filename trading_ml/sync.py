@@ -21,7 +21,7 @@ import logging
 from trading_ml.config import Settings
 from trading_ml.errors import ConfigError, ConflictError, StoreError
 from trading_ml.io import sha256_bytes
-from trading_ml.models.catalogue import ENSEMBLE
+from trading_ml.models.catalogue import members_of
 from trading_ml.registry import (
     COLLECTION,
     PRODUCTION,
@@ -60,10 +60,10 @@ def copy_newer(source: Store, target: Store, collection: str) -> dict[str, int]:
 def merge_registries(source: ModelRegistry, target: ModelRegistry) -> dict:
     """Every record and production pointer of ``source`` into ``target`` (see the module's rules)."""
     versions, renumbered, copied = {}, [], 0
-    incoming = sorted(source.store.find(COLLECTION), key=lambda r: (r["model_name"] == ENSEMBLE, r["model_name"], major_version(r["version"])))
-    for record in incoming:
+    incoming = sorted(source.store.find(COLLECTION), key=lambda r: (bool(members_of(r["model_name"])), r["model_name"], major_version(r["version"])))
+    for record in incoming:  # a combination after its members, whose versions it names
         record = {k: v for k, v in record.items() if k != "status"}
-        if record["model_name"] == ENSEMBLE:
+        if members_of(record["model_name"]):
             record["components"] = {m: versions.get((m, record["run_id"]), v) for m, v in record.get("components", {}).items()}
         known = bool(target.store.find(COLLECTION, {"model_name": record["model_name"], "run_id": record["run_id"]}))
         version, written = _merge_record(target, record)

@@ -6,7 +6,9 @@ feature names), ``predict(table)``, ``save()`` and ``load(files)``. ``save`` tur
 files (suffix -> bytes: ``.config.json`` with feature names, settings and fitted scalers, plus one
 binary in a format that cannot run code on load); ``load`` rebuilds it from exactly those bytes. A
 model never opens a path: the pipeline writes the files where the run's layout says, and the
-registry reads them back after checking their sha256.
+registry reads them back after checking their sha256. A combination of other models of its run
+(the catalogue names its members: the direction ensemble) is not fitted: ``combine`` applies its
+rule to the members' predictions, and ``load(files, members)`` gets the loaded members.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trading_ml.errors import ConfigError, DataError
+from trading_ml.errors import UnknownModel
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class Entry:
     target: str  # the training table's column it predicts
     module: str
     class_name: str
+    members: tuple[str, ...] = ()  # the models a combination is built from (none for a model of its own)
 
 
 ENSEMBLE = "direction"
@@ -30,16 +31,17 @@ CATALOGUE = {entry.name: entry for entry in (
     Entry("volatility_garch", "volatility", "target_volatility", "trading_ml.models.volatility", "GarchVolatility"),
     Entry("volatility_lstm", "volatility", "target_volatility", "trading_ml.models.volatility", "LSTMVolatility"),
     Entry("regime_rf", "regime", "target_regime_ahead", "trading_ml.models.regime", "RegimeForest"),
-    Entry(ENSEMBLE, "direction", "target_direction", "trading_ml.models.direction", "DirectionEnsemble"),
+    Entry(ENSEMBLE, "direction", "target_direction", "trading_ml.models.direction", "DirectionEnsemble", ENSEMBLE_MEMBERS),
 )}
-TRAINED_MODELS = tuple(name for name in CATALOGUE if name != ENSEMBLE)  # in training order
+TRAINED_MODELS = tuple(name for name, found in CATALOGUE.items() if not found.members)  # in training order; combinations are built at evaluation
 MODEL_NAMES = tuple(CATALOGUE)
 TASKS = ("direction", "volatility", "regime")
 
 
 def entry(name: str) -> Entry:
-    if name not in CATALOGUE:
-        raise DataError(f"unknown model {name!r}; models are {', '.join(MODEL_NAMES)}")
+    """The catalogue's entry of a model name; UnknownModel for any other name."""
+    if not isinstance(name, str) or name not in CATALOGUE:
+        raise UnknownModel(f"unknown model {str(name)[:40]!r}; models are {', '.join(MODEL_NAMES)}")
     return CATALOGUE[name]
 
 
@@ -47,9 +49,10 @@ def chosen_models(names: Sequence[str] | None) -> list[str]:
     """The trained models a run chose, in training order; all of them when it chose none."""
     if names is None:
         return list(TRAINED_MODELS)
-    unknown = [str(name)[:40] for name in names if name not in TRAINED_MODELS]
-    if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(TRAINED_MODELS)}")
+    for name in names:
+        if members_of(entry(name).name):
+            raise UnknownModel(f"{name} is built from {' and '.join(members_of(name))} at evaluation, not trained; "
+                               f"choose from {', '.join(TRAINED_MODELS)}")
     return [name for name in TRAINED_MODELS if name in names]
 
 
@@ -65,3 +68,20 @@ def task_of(name: str) -> str:
 
 def models_of(task: str) -> tuple[str, ...]:
     return tuple(name for name, found in CATALOGUE.items() if found.task == task)
+
+
+def members_of(name: str) -> tuple[str, ...]:
+    """The models a combination is built from (none for any other name, known or not)."""
+    found = CATALOGUE.get(name)
+    return found.members if found else ()
+
+
+def combinations_of(trained: Sequence[str]) -> list[str]:
+    """The combinations whose members all trained, in catalogue order."""
+    return [name for name, found in CATALOGUE.items() if found.members and set(found.members) <= set(trained)]
+
+
+def served_models(task: str) -> tuple[str, ...]:
+    """The task's models in the order serving prefers them: a combination before the models it is
+    built from, then catalogue order; the first one in production serves."""
+    return tuple(sorted(models_of(task), key=lambda name: -len(CATALOGUE[name].members)))

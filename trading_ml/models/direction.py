@@ -6,6 +6,7 @@ P(neutral), P(up) for every row it can (the LSTM needs ``sequence_length`` bars 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 
@@ -16,6 +17,7 @@ import xgboost as xgb
 from torch import nn
 
 from trading_ml.config import Settings
+from trading_ml.errors import DataError
 from trading_ml.io import json_bytes
 from trading_ml.models import lstm
 from trading_ml.models.base import (
@@ -26,9 +28,9 @@ from trading_ml.models.base import (
     progress_due,
     read_config,
 )
+from trading_ml.models.tasks import PROBABILITIES
 
 TARGET = "target_direction"
-PROBABILITY_COLUMNS = ["p_down", "p_neutral", "p_up"]
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +40,7 @@ def class_index(labels: pd.Series) -> np.ndarray:
 
 
 def probabilities_frame(index: pd.Index, values: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame(values, index=index, columns=PROBABILITY_COLUMNS)
+    return pd.DataFrame(values, index=index, columns=PROBABILITIES)
 
 
 class RoundLogger(xgb.callback.TrainingCallback):
@@ -157,17 +159,41 @@ class LSTMDirection:
 
 
 class DirectionEnsemble:
-    """The average of the XGBoost and LSTM probabilities (XGBoost alone where the LSTM has no history).
-    It has no files of its own beyond the list of its members; the registry loads those."""
+    """The average of its members' probabilities (XGBoost alone where the LSTM has no history yet).
+
+    A model of the protocol built from other models of its run (the catalogue names its members):
+    its one file names them and the rule, the loader hands it the loaded members, and ``combine`` is
+    the rule applied to predictions the members already made (out of sample, at evaluation)."""
 
     name, task, target = "direction", "direction", TARGET
+    FILES = (".json",)
+    RULE = "mean of member probabilities"
 
     def __init__(self, members: list):
         self.members = members
-        self.feature_names = sorted({n for m in members for n in m.feature_names})
+        self.feature_names = sorted({n for member in members for n in member.feature_names})
+
+    @staticmethod
+    def combine(predictions: list[pd.DataFrame]) -> pd.DataFrame:
+        return average_probabilities([p[PROBABILITIES] for p in predictions])
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
-        return average_probabilities([m.predict(table) for m in self.members])
+        return self.combine([member.predict(table) for member in self.members])
+
+    def save(self) -> dict[str, bytes]:
+        return self.spec_files([member.name for member in self.members])
+
+    @classmethod
+    def spec_files(cls, member_names: list[str]) -> dict[str, bytes]:
+        """Its files for members of these names (all a combination needs to be registered)."""
+        return {".json": json_bytes({"members": list(member_names), "rule": cls.RULE})}
+
+    @classmethod
+    def load(cls, files: Mapping[str, bytes], members: Mapping[str, object]) -> DirectionEnsemble:
+        spec = json.loads(files[".json"])
+        if spec.get("members") != list(members):
+            raise DataError(f"its file names members {spec.get('members')!r}, not {list(members)}; refusing it")
+        return cls(list(members.values()))
 
 
 def average_probabilities(members: list[pd.DataFrame]) -> pd.DataFrame:

@@ -1,12 +1,9 @@
-"""The long-short backtest of a direction score, and constants the evaluation shares."""
+"""The long-short backtest of a direction score."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-DIRECTION_CLASSES = [-1, 0, 1]
-QLIKE_FLOOR = 1e-12
 
 
 def long_short_backtest(score: pd.Series, next_return: pd.Series, share: float, costs_bps: float, bars_per_year: int) -> dict:

@@ -17,7 +17,8 @@ import pandas as pd
 
 from trading_ml.config import Settings
 from trading_ml.features.targets import direction_labels
-from trading_ml.models.evaluation import PROBABILITIES, judge
+from trading_ml.models.evaluation import judge
+from trading_ml.models.tasks import PROBABILITIES
 
 MARKET_VOL, OWN_VOL = 0.010, 0.015
 NOISE_PERSISTENCE = 0.9  # day-to-day autocorrelation of the score's noise

@@ -15,8 +15,8 @@ from trading_ml.models import evaluation
 from trading_ml.models.catalogue import task_of
 from trading_ml.models.dataset import TrainingData
 from trading_ml.models.splits import out_of_sample_fold
-from trading_ml.pipeline.resources import StageResources, resources_for
-from trading_ml.pipeline.run_manifest import record_stage
+from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.run_manifest import stage
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunContext
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 DEPLOY_ATTEMPTS = 5  # decisions re-made when another deploy changed production in between
 
 
+@stage("deploy", summarize=lambda manifest: {name: d["status"] for name, d in manifest["decisions"].items()})
 def deploy(ctx: RunContext, resources: StageResources | None = None) -> dict:
     """Promote each candidate the evaluate stage scored whose out-of-sample skill over its best baseline is significant (the
     one-sided lower bound of the improvement above zero) and that is not significantly worse than
@@ -35,7 +36,6 @@ def deploy(ctx: RunContext, resources: StageResources | None = None) -> dict:
     Every decision, its interval and its reason is logged and stored in the model's record. A
     promotion is a compare-and-set against the production version the decision was made on: if
     another deploy changed it meanwhile, decide again."""
-    resources = resources_for(ctx, resources)
     registry = resources.registry(ctx)
     evaluated = ctx.stage_manifest("evaluate")
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
@@ -47,7 +47,6 @@ def deploy(ctx: RunContext, resources: StageResources | None = None) -> dict:
         decisions[name] = {"version": version, "status": status, "reason": reason, "evidence": evidence}
     manifest = {"stage": "deploy", "run_id": ctx.run_id, "decisions": decisions, "store": resources.store_choice.to_dict()}
     write_json(ctx.layout.deploy_manifest, manifest)
-    record_stage(ctx, "deploy", {n: d["status"] for n, d in decisions.items()}, resources)
     return manifest
 
 

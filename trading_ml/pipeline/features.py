@@ -18,11 +18,24 @@ from trading_ml.io import (
     write_parquet,
     write_table_csv,
 )
-from trading_ml.pipeline.resources import StageResources, resources_for
-from trading_ml.pipeline.run_manifest import record_stage
+from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.run_manifest import stage
 from trading_ml.run import RunContext
 
 
+def _summarize_features(manifest: dict) -> dict:
+    return {
+        timeframe: {
+            "symbols": len(entry["symbols"]),
+            "features": len(entry["feature_names"]),
+            "training_rows": entry.get("training_table", {}).get("rows", 0),
+            "warmup_rows": sum(s["warmup_rows"] for s in entry["symbols"].values()),
+        }
+        for timeframe, entry in manifest["timeframes"].items()
+    }
+
+
+@stage("features", summarize=_summarize_features)
 def build_features(ctx: RunContext, resources: StageResources | None = None) -> dict:
     """Features and targets for every validated pair: per-symbol CSVs and one training table per timeframe.
 
@@ -30,7 +43,6 @@ def build_features(ctx: RunContext, resources: StageResources | None = None) -> 
     volume; ^VIX is a market input only) and features/manifest.json. Raises StageFailed when no
     symbol has a single row past the warm-up.
     """
-    resources = resources_for(ctx, resources)
     validated = ctx.stage_manifest("validate")
     timeframes = {}
     for timeframe in ctx.timeframes:
@@ -57,7 +69,6 @@ def build_features(ctx: RunContext, resources: StageResources | None = None) -> 
         "store": resources.store_choice.to_dict(),
     }
     write_json(ctx.layout.features_manifest, {**manifest, "catalog": catalogue.describe(list(catalogue.FEATURES))})
-    record_stage(ctx, "features", _summarize_features(manifest), resources)
     return manifest
 
 
@@ -125,16 +136,4 @@ def _target_definitions(ctx: RunContext) -> dict:
         "target_forward_volatility": f"sqrt(mean(r^2)) over the next {options.forward_volatility_bars} bars",
         "target_regime": "bull | bear | sideways | high_vol at this bar (rules in trading_ml.features.targets)",
         "target_regime_ahead": f"target_regime {options.regime.horizon} bars ahead",
-    }
-
-
-def _summarize_features(manifest: dict) -> dict:
-    return {
-        timeframe: {
-            "symbols": len(entry["symbols"]),
-            "features": len(entry["feature_names"]),
-            "training_rows": entry.get("training_table", {}).get("rows", 0),
-            "warmup_rows": sum(s["warmup_rows"] for s in entry["symbols"].values()),
-        }
-        for timeframe, entry in manifest["timeframes"].items()
     }

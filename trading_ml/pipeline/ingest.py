@@ -12,8 +12,8 @@ from trading_ml.config import shorten
 from trading_ml.data.sources import MarketDataSource
 from trading_ml.errors import ConfigError, DataError, OutsideCoverage, StageFailed
 from trading_ml.io import sha256_file, write_bars_csv, write_json
-from trading_ml.pipeline.resources import StageResources, resources_for
-from trading_ml.pipeline.run_manifest import record_stage
+from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.run_manifest import stage, summarize_ingest
 from trading_ml.run import RunContext, pair_name
 from trading_ml.storage import bars_to_documents
 
@@ -30,13 +30,22 @@ def ingest(
 
     Input that will stay bad (unknown symbol, malformed data) gives a manifest with status 'failed'
     and the reason, so the run goes on and validation quarantines it. A source that did not answer
-    raises SourceUnavailable, so a scheduler can retry. Ingesting the whole run records the stage,
-    and raises StageFailed (exit 1) when not one pair could be ingested; the DAG ingests a pair per
-    task and validation's join records the stage.
+    raises SourceUnavailable, so a scheduler can retry. Every call records the stage from the
+    manifests of the pairs ingested so far (the DAG ingests a pair per task). Ingesting the whole
+    run raises StageFailed (exit 1) when not one pair could be ingested.
     """
-    resources = resources_for(ctx, resources)
-    whole_run = pairs is None
-    chosen = ctx.pairs if whole_run else [tuple(pair) for pair in pairs]
+    manifests = ingest_pairs(ctx, ctx.pairs if pairs is None else [tuple(pair) for pair in pairs], resources=resources, on_done=on_done)
+    summary = summarize_ingest(manifests)
+    if pairs is None and manifests and not summary["ok"]:
+        failures = "; ".join(f"{pair}: {error}" for pair, error in list(summary["failed"].items())[:3])
+        raise StageFailed(f"ingest: 0 of {len(manifests)} pairs ingested, nothing to validate ({failures})")
+    return manifests
+
+
+@stage("ingest")
+def ingest_pairs(ctx: RunContext, chosen: list[tuple[str, str]], resources: StageResources | None = None,
+                 on_done: Callable[[dict], None] = lambda manifest: None) -> list[dict]:
+    """Fetch these pairs of the run; their manifests (the stage's record is derived from them)."""
     outside = [pair_name(*pair) for pair in chosen if pair not in ctx.pairs]
     if outside:
         raise ConfigError(f"{', '.join(map(shorten, outside))} not in run {ctx.run_id}, which ingests {len(ctx.pairs)} pairs of "
@@ -45,14 +54,7 @@ def ingest(
     for symbol, timeframe in chosen:
         fetched.append(fetch_to_raw(ctx, symbol, timeframe, resources.source))
         on_done(fetched[-1][0])
-    manifests = store_and_record(ctx, resources, fetched)
-    if whole_run:
-        summary = summarize_ingest(manifests)
-        record_stage(ctx, "ingest", summary, resources)
-        if manifests and not summary["ok"]:
-            failures = "; ".join(f"{pair}: {error}" for pair, error in list(summary["failed"].items())[:3])
-            raise StageFailed(f"ingest: 0 of {len(manifests)} pairs ingested, nothing to validate ({failures})")
-    return manifests
+    return store_and_record(ctx, resources, fetched)
 
 
 def fetch_to_raw(ctx: RunContext, symbol: str, timeframe: str, source: MarketDataSource) -> tuple[dict, pd.DataFrame | None]:
@@ -117,14 +119,3 @@ def store_and_record(ctx: RunContext, resources: StageResources, fetched: list[t
         write_json(ctx.layout.ingest_manifest(manifest["symbol"], manifest["timeframe"]), manifest)
         manifests.append(manifest)
     return manifests
-
-
-def summarize_ingest(manifests: list[dict]) -> dict:
-    ok = [m for m in manifests if m.get("status") == "ok"]
-    return {
-        "pairs": len(manifests),
-        "ok": len(ok),
-        "failed": {pair_name(m["symbol"], m["timeframe"]): m["error"] for m in manifests if m.get("status") != "ok"},
-        "rows": sum(m["rows"] for m in ok),
-        "stores": sorted({m["store"]["kind"] for m in ok}),
-    }

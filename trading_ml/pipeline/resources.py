@@ -50,8 +50,3 @@ class StageResources:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def resources_for(ctx: RunContext, resources: StageResources | None) -> StageResources:
-    """The resources a caller passed, or new ones for this run (a stage called on its own)."""
-    return resources or StageResources.open(ctx)

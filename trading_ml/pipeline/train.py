@@ -14,13 +14,15 @@ from trading_ml.errors import DataError
 from trading_ml.io import atomic_write_bytes, write_json, write_parquet
 from trading_ml.models.catalogue import chosen_models, entry, model_class
 from trading_ml.models.dataset import TrainingData
-from trading_ml.pipeline.resources import StageResources, resources_for
+from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.run_manifest import stage
 from trading_ml.registry import ModelRegistry, config_hash
 from trading_ml.run import RunContext
 
 log = logging.getLogger(__name__)
 
 
+@stage("train")
 def train(ctx: RunContext, model_name: str, resources: StageResources | None = None) -> dict:
     """Fit one model on every walk-forward fold of the features stage's training table, save the
     last fold's model under models/ with the pooled out-of-sample predictions of all folds, and
@@ -32,7 +34,6 @@ def train(ctx: RunContext, model_name: str, resources: StageResources | None = N
     """
     if model_name not in chosen_models(ctx.models):
         raise DataError(f"model {shorten(model_name)} is not one of run {ctx.run_id}'s models; train one of {', '.join(chosen_models(ctx.models))}")
-    resources = resources_for(ctx, resources)
     started = time.perf_counter()
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
     log.info("%s: %s training table of %d rows, %d symbols, %d features; %d walk-forward folds", model_name, data.timeframe,

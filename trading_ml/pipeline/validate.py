@@ -8,23 +8,41 @@ from trading_ml.data.sources import read_bars_csv
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import StageFailed
 from trading_ml.io import intact, sha256_file, write_bars_csv, write_json
-from trading_ml.pipeline.ingest import summarize_ingest
-from trading_ml.pipeline.resources import StageResources, resources_for
-from trading_ml.pipeline.run_manifest import record_stage, recorded_stages
+from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.run_manifest import stage
 from trading_ml.run import RunContext, pair_name
 
 
+def enough_passed(ctx: RunContext, manifest: dict) -> None:
+    """StageFailed when fewer than validation.min_pass_share of the run's pairs passed."""
+    if manifest["pass_share"] < ctx.settings.validation.min_pass_share:
+        passed, quarantined = manifest["passed"], manifest["quarantined"]
+        reasons = "; ".join(f"{q['symbol']} {q['timeframe']}: {q['reasons'][0]}" for q in quarantined[:5])
+        raise StageFailed(
+            f"only {len(passed)} of {len(ctx.pairs)} symbol/timeframe pairs passed validation "
+            f"({manifest['pass_share']:.0%} < validation.min_pass_share {ctx.settings.validation.min_pass_share:.0%}); "
+            f"first reasons: {reasons}; full report in {ctx.layout.validation_report}"
+        )
+
+
+def _summarize_validate(manifest: dict) -> dict:
+    return {
+        "passed": len(manifest["passed"]),
+        "quarantined": {pair_name(q["symbol"], q["timeframe"]): q["reasons"] for q in manifest["quarantined"]},
+        "pass_share": manifest["pass_share"],
+        "rows": sum(p["rows"] for p in manifest["passed"]),
+    }
+
+
+@stage("validate", summarize=_summarize_validate, check=enough_passed)
 def validate(ctx: RunContext, resources: StageResources | None = None) -> dict:
     """Join every ingestion of the run (the manifests in raw/): check, clean into validated/,
     quarantine what fails; a pair without a manifest did not finish ingesting and is quarantined.
 
-    Raises StageFailed (after writing every report) when fewer than validation.min_pass_share of
-    the run's pairs pass.
+    Raises StageFailed (after writing and recording every report) when fewer than
+    validation.min_pass_share of the run's pairs pass.
     """
-    resources = resources_for(ctx, resources)
     ingested = ctx.ingest_manifests()
-    if "ingest" not in recorded_stages(ctx):  # the DAG ingests a pair per task: its join records the stage
-        record_stage(ctx, "ingest", summarize_ingest(ingested), resources)
     by_pair = {(m["symbol"], m["timeframe"]): m for m in ingested}
     reports, passed, quarantined = [], [], []
     for symbol, timeframe in ctx.pairs:
@@ -44,14 +62,6 @@ def validate(ctx: RunContext, resources: StageResources | None = None) -> dict:
         "store": resources.store_choice.to_dict(),
     }
     write_json(ctx.layout.validate_manifest, manifest)
-    record_stage(ctx, "validate", _summarize_validate(manifest), resources)
-    if pass_share < ctx.settings.validation.min_pass_share:
-        reasons = "; ".join(f"{q['symbol']} {q['timeframe']}: {q['reasons'][0]}" for q in quarantined[:5])
-        raise StageFailed(
-            f"only {len(passed)} of {len(ctx.pairs)} symbol/timeframe pairs passed validation "
-            f"({pass_share:.0%} < validation.min_pass_share {ctx.settings.validation.min_pass_share:.0%}); "
-            f"first reasons: {reasons}; full report in {report_path}"
-        )
     return manifest
 
 
@@ -101,12 +111,3 @@ def _quarantine(ctx: RunContext, report: dict) -> dict:
     entry = {k: report[k] for k in ("symbol", "timeframe", "reasons")}
     path = write_json(ctx.layout.quarantine_report(report["symbol"], report["timeframe"]), report)
     return {**entry, "path": ctx.layout.relative(path)}
-
-
-def _summarize_validate(manifest: dict) -> dict:
-    return {
-        "passed": len(manifest["passed"]),
-        "quarantined": {pair_name(q["symbol"], q["timeframe"]): q["reasons"] for q in manifest["quarantined"]},
-        "pass_share": manifest["pass_share"],
-        "rows": sum(p["rows"] for p in manifest["passed"]),
-    }

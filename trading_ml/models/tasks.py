@@ -1,0 +1,323 @@
+"""The three prediction tasks, each one object that owns what the task means.
+
+A :class:`Task` owns its target and labels, the columns its models predict (what the API serves),
+its metrics and primary metric, the baselines its models are judged against, the baseline the API
+serves when no model of it is in production, the plan's target, and its report section. Models
+declare their task by name (:mod:`trading_ml.models.catalogue`); evaluation, deploy, serving,
+history and the report look the task up in :data:`TASKS` instead of branching on its name.
+
+Metrics are computed from per-date sums (``row_sums``) so that a block bootstrap over dates
+resamples every metric of the model and its baselines on the same dates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+
+from trading_ml.errors import ConfigError
+from trading_ml.features.targets import DIRECTIONS, REGIMES, direction_labels
+from trading_ml.models.baselines import ewma_forecast, historical_forecast, naive_forecast
+from trading_ml.models.splits import Split, out_of_sample_fold
+
+PROBABILITIES = ["p_down", "p_neutral", "p_up"]  # a direction model's output columns, in class order
+DIRECTION_CLASSES = sorted(DIRECTIONS)  # -1, 0, 1
+RANDOM_WALK = "baseline_regime_random_walk"  # the training table's column of the regime's random-walk baseline
+MIN_CROSS_SECTION = 3  # symbols a date needs for a cross-sectional rank IC
+QLIKE_FLOOR = 1e-12
+
+Metric = Callable[[pd.DataFrame, str], pd.Series]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What every task offers; the subclasses fill in its knowledge."""
+
+    name: str
+    target: str  # the training table's label column
+    predictions: tuple[str, ...]  # the columns a model of this task predicts
+    primary: str  # the metric the deploy gate judges
+    higher_is_better: bool
+    metrics: dict[str, Metric]
+    plan_rule: str  # the seed plan's success target, as text
+    served_baseline: str  # the baseline the API serves without a production model
+    served_baseline_text: str
+    plan_threshold: float = 0.0  # the plan's accuracy target (classification tasks)
+    labels: tuple[str, ...] = ()  # further columns a row needs to be judged
+    probabilistic: frozenset[str] = field(default_factory=frozenset)  # candidates with probabilities (log loss)
+    t_statistic: bool = False  # report the primary metric's bootstrap t-statistic too
+    report_plot: str | None = None  # the report section's plot of each model's out-of-sample predictions (report.PLOTS)
+
+    def labelled(self, table: pd.DataFrame) -> np.ndarray:
+        """Rows with every label the task is judged on."""
+        return np.logical_and.reduce([table[column].notna().to_numpy() for column in (self.target, *self.labels)])
+
+    def baselines(self, table: pd.DataFrame, folds: list[Split], settings) -> dict[str, pd.DataFrame]:
+        """Each baseline's predictions over the table, shaped like a model's."""
+        raise NotImplementedError
+
+    def row_sums(self, table: pd.DataFrame, rows: np.ndarray, candidates: dict) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """Per-row columns to sum by date, and per-date values (None when there are none)."""
+        raise NotImplementedError
+
+    def plan_target(self, model: dict, baselines: dict) -> dict:
+        """The plan's target, met or not, as the metrics came out (here: accuracy above the threshold)."""
+        value = model["accuracy"]["value"]
+        return {"rule": self.plan_rule, "value": value, "met": value > self.plan_threshold}
+
+    def primary_details(self, index: pd.MultiIndex) -> dict:
+        """What the primary metric needs said about the judged rows (e.g. which rank IC)."""
+        return {}
+
+    def details(self, table: pd.DataFrame, rows: np.ndarray, predictions: pd.DataFrame, settings) -> dict:
+        """What the evaluation adds beyond metrics (confusion matrix, backtest, ...)."""
+        return {}
+
+    def serve(self, table: pd.DataFrame, model, settings) -> pd.DataFrame:
+        """The served columns for every row: the model's prediction, or the served baseline (model None)."""
+        raise NotImplementedError
+
+    def signal(self, row: pd.Series) -> dict:
+        """One symbol's answer in the API's response, from its served row."""
+        raise NotImplementedError
+
+
+def ratio(sums: pd.DataFrame, numerator: str, denominator: str) -> pd.Series:
+    return sums[numerator] / sums[denominator].where(sums[denominator] > 0)
+
+
+def classification_metrics(labels) -> dict[str, Metric]:
+    def recall(label) -> Metric:
+        return lambda sums, name: ratio(sums, f"{name}.correct_{label}", f"is_{label}")
+
+    def balanced(sums: pd.DataFrame, name: str) -> pd.Series:
+        return pd.concat({str(k): ratio(sums, f"{name}.correct_{k}", f"is_{k}") for k in labels}, axis=1).mean(axis=1)
+
+    return {"accuracy": lambda s, c: ratio(s, f"{c}.correct", "rows"), "balanced_accuracy": balanced,
+            **{f"recall_{k}": recall(k) for k in labels}}
+
+
+def classification_rows(truth: np.ndarray, predicted: dict[str, np.ndarray], labels) -> dict[str, np.ndarray]:
+    """Row count, class indicators and each candidate's hits (overall and per class)."""
+    columns = {"rows": np.ones(len(truth)), **{f"is_{k}": (truth == k).astype(float) for k in labels}}
+    for name, guess in predicted.items():
+        columns[f"{name}.correct"] = (guess == truth).astype(float)
+        for k in labels:
+            columns[f"{name}.correct_{k}"] = ((guess == truth) & (truth == k)).astype(float)
+    return columns
+
+
+# direction ------------------------------------------------------------------------------------------
+
+def rank_ic(sums: pd.DataFrame, name: str) -> pd.Series:
+    """The mean daily cross-sectional rank IC, or the time-series one where the sums hold its parts."""
+    if f"{name}.ts_xy" not in sums:
+        return ratio(sums, f"{name}.ic", "ic_days")
+    spread = np.sqrt(sums[f"{name}.ts_xx"] * sums["ts_yy"])
+    return (sums[f"{name}.ts_xy"] / spread.where(spread > 0)).fillna(0.0)  # a score that never varies ranks nothing
+
+
+def cross_section_kind(index: pd.MultiIndex) -> str:
+    """'cross-sectional' when some date has MIN_CROSS_SECTION symbols, else 'time-series'."""
+    per_day = pd.Series(index.get_level_values("timestamp")).value_counts()
+    return "cross-sectional" if len(per_day) and per_day.max() >= MIN_CROSS_SECTION else "time-series"
+
+
+def time_series_rank_parts(scores: pd.DataFrame, next_return: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-row products of demeaned ranks (over all rows) whose sums give each score's rank correlation."""
+    def centred(values) -> np.ndarray:
+        ranks = pd.Series(values).rank().to_numpy()
+        return ranks - ranks.mean()
+
+    y = centred(next_return)
+    parts = {"ts_yy": y**2}
+    for column in scores:
+        x = centred(scores[column].to_numpy())
+        name = column.removesuffix(".ic")
+        parts.update({f"{name}.ts_xy": x * y, f"{name}.ts_xx": x**2})
+    return parts
+
+
+def daily_rank_ic(scores: pd.DataFrame, next_return: np.ndarray) -> pd.DataFrame:
+    """Per date with at least 3 symbols: each score's Spearman correlation with the next return
+    (0 for a score that does not vary that day), and an ``ic_days`` count of 1."""
+    days = scores.index.get_level_values("timestamp")
+    frame = scores.assign(_next=next_return)
+    ranks = frame.groupby(days).rank()
+    ranks = ranks - ranks.groupby(days).transform("mean")
+    spread = np.sqrt((ranks**2).groupby(days).sum())
+    covariance = ranks.drop(columns="_next").mul(ranks["_next"], axis=0).groupby(days).sum()
+    correlation = covariance.div(spread.drop(columns="_next")).div(spread["_next"], axis=0)
+    correlation = correlation.replace([np.inf, -np.inf], np.nan).fillna(0.0)
+    enough = pd.Series(days).groupby(days).size() >= MIN_CROSS_SECTION
+    return correlation[enough.reindex(correlation.index).to_numpy()].assign(ic_days=1.0)
+
+
+def class_prior(table: pd.DataFrame, folds: list[Split], target: str = "target_direction") -> pd.DataFrame:
+    """Each row's class frequencies of its fold's training rows (the last fold's elsewhere)."""
+    fold_of = out_of_sample_fold(folds)
+    prior = np.empty((len(table), 3))
+    for split in folds:
+        labels = table[target][split.mask("train")].dropna().astype(int)
+        frequencies = labels.value_counts(normalize=True).reindex(DIRECTION_CLASSES, fill_value=0.0).to_numpy()
+        prior[(fold_of == split.fold) | ((fold_of < 0) & (split is folds[-1]))] = frequencies
+    return pd.DataFrame(prior, index=table.index, columns=PROBABILITIES)
+
+
+class DirectionTask(Task):
+    def baselines(self, table, folds, settings):
+        prior = class_prior(table, folds, self.target)
+        majority = np.eye(3)[prior.to_numpy().argmax(axis=1)]
+        previous = direction_labels(table["return_1"], settings.features.direction_threshold).fillna(0).to_numpy(dtype=int)
+        return {
+            "class_prior": prior,
+            "majority_class": pd.DataFrame(majority, index=table.index, columns=PROBABILITIES),
+            "previous_direction": pd.DataFrame(np.eye(3)[previous + 1], index=table.index, columns=PROBABILITIES),
+        }
+
+    def row_sums(self, table, rows, candidates):
+        truth = table[self.target].to_numpy()[rows].astype(int)
+        index = table.index[rows]
+        probabilities = {name: normalized(frame[PROBABILITIES].to_numpy(dtype=float)[rows]) for name, frame in candidates.items()}
+        columns = classification_rows(truth, {n: np.array(DIRECTION_CLASSES)[p.argmax(axis=1)] for n, p in probabilities.items()},
+                                      DIRECTION_CLASSES)
+        for name, p in probabilities.items():
+            if name in self.probabilistic:  # the others are one-hot
+                columns[f"{name}.log_loss"] = -np.log(np.clip(p[np.arange(len(truth)), truth + 1], 1e-7, 1))
+        scores = pd.DataFrame({f"{name}.ic": p[:, 2] - p[:, 0] for name, p in probabilities.items()}, index=index)
+        next_return = table["target_return"].to_numpy()[rows]
+        if cross_section_kind(index) == "time-series":
+            return pd.DataFrame({**columns, **time_series_rank_parts(scores, next_return)}, index=index), None
+        return pd.DataFrame(columns, index=index), daily_rank_ic(scores, next_return)
+
+    def primary_details(self, index):
+        return {"kind": cross_section_kind(index)}
+
+    def details(self, table, rows, predictions, settings):
+        from trading_ml.data.calendars import bars_per_year
+        from trading_ml.models.metrics import long_short_backtest
+
+        truth = table[self.target].to_numpy()[rows].astype(int)
+        predicted = np.array(DIRECTION_CLASSES)[predictions[PROBABILITIES].to_numpy(dtype=float)[rows].argmax(axis=1)]
+        score = predictions["p_up"] - predictions["p_down"]
+        per_year = bars_per_year(settings.instrument(settings.features.benchmark).exchange, settings.models.timeframe,
+                                 table.index.get_level_values("timestamp").max())
+        return {"confusion_matrix": confusion(truth, predicted, DIRECTION_CLASSES),
+                "backtest": long_short_backtest(score[rows], table["target_return"][rows], settings.models.long_short_share,
+                                                settings.models.costs_bps, per_year)}
+
+    def serve(self, table, model, settings):
+        if model is not None:
+            return model.predict(table)[PROBABILITIES]
+        prior = table[self.target].dropna().astype(int).value_counts(normalize=True).reindex(DIRECTION_CLASSES, fill_value=0.0)
+        return pd.DataFrame([prior.to_numpy()] * len(table), index=table.index, columns=PROBABILITIES)
+
+    def signal(self, row):
+        probabilities = {DIRECTIONS[k]: float(row[column]) for k, column in zip(DIRECTION_CLASSES, PROBABILITIES, strict=True)}
+        return {"probabilities": probabilities, "class": max(probabilities, key=probabilities.get)}
+
+
+def normalized(probabilities: np.ndarray) -> np.ndarray:
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray, labels) -> dict:
+    """The confusion matrix of out-of-sample rows (rows = truth)."""
+    return {"labels": [str(label) for label in labels], "counts": confusion_matrix(truth, predicted, labels=labels).tolist()}
+
+
+# volatility -----------------------------------------------------------------------------------------
+
+class VolatilityTask(Task):
+    def baselines(self, table, folds, settings):
+        window = settings.features.volatility_window
+        return {"naive": naive_forecast(table, window).to_frame("volatility"),
+                "ewma": ewma_forecast(table, window, settings.models.ewma_lambda).to_frame("volatility"),
+                "historical": historical_forecast(table, window).to_frame("volatility")}
+
+    def row_sums(self, table, rows, candidates):
+        truth = table[self.target].to_numpy(dtype=float)[rows]
+        columns = {"rows": np.ones(len(truth))}
+        for name, frame in candidates.items():
+            forecast = np.maximum(frame["volatility"].to_numpy(dtype=float)[rows], 1e-8)
+            qlike_ratio = np.maximum(truth**2, QLIKE_FLOOR) / forecast**2
+            columns.update({f"{name}.se": (truth - forecast) ** 2, f"{name}.ae": np.abs(truth - forecast),
+                            f"{name}.qlike": qlike_ratio - np.log(qlike_ratio) - 1})
+        return pd.DataFrame(columns, index=table.index[rows]), None
+
+    def plan_target(self, model, baselines):
+        value, naive = model["rmse"]["value"], baselines["naive"]["rmse"]["value"]
+        return {"rule": self.plan_rule, "value": value, "naive": naive, "met": value < naive}
+
+    def serve(self, table, model, settings):
+        if model is not None:
+            return model.predict(table)[["volatility"]]
+        return ewma_forecast(table, settings.features.volatility_window, settings.models.ewma_lambda).to_frame("volatility")
+
+    def signal(self, row):
+        return {"forecast": float(row["volatility"])}
+
+
+# regime ---------------------------------------------------------------------------------------------
+
+class RegimeTask(Task):
+    now = "target_regime"  # the rules' regime of the bar itself: persistence, and what serving calls "now"
+
+    def baselines(self, table, folds, settings):
+        regime = {"persistence": persistence(table)}
+        if RANDOM_WALK in table:  # tables written before the baseline existed have no such column
+            regime["random_walk"] = pd.DataFrame({"regime_ahead": table[RANDOM_WALK]}, index=table.index)
+        return regime
+
+    def row_sums(self, table, rows, candidates):
+        truth = table[self.target].to_numpy()[rows].astype(str)
+        predicted = {name: frame["regime_ahead"].to_numpy()[rows].astype(str) for name, frame in candidates.items()}
+        return pd.DataFrame(classification_rows(truth, predicted, REGIMES), index=table.index[rows]), None
+
+    def details(self, table, rows, predictions, settings):
+        truth = table[self.target].to_numpy()[rows].astype(str)
+        return {"confusion_matrix": confusion(truth, predictions["regime_ahead"].to_numpy()[rows].astype(str), list(REGIMES))}
+
+    def serve(self, table, model, settings):
+        now = table[self.now].rename("regime_now")
+        ahead = model.predict(table)["regime_ahead"] if model is not None else now.rename("regime_ahead")
+        return pd.concat([now, ahead], axis=1)
+
+    def signal(self, row):
+        return {"now": str(row["regime_now"]), "ahead": str(row["regime_ahead"])}
+
+
+def persistence(table: pd.DataFrame) -> pd.DataFrame:
+    """The regime forecast that the label stays what the rules say it is now."""
+    return pd.DataFrame({"regime_ahead": table[RegimeTask.now]}, index=table.index)
+
+
+DIRECTION = DirectionTask(
+    "direction", "target_direction", tuple(PROBABILITIES), "rank_ic", True,
+    {"rank_ic": rank_ic, **classification_metrics(DIRECTION_CLASSES), "log_loss": lambda s, c: ratio(s, f"{c}.log_loss", "rows")},
+    "test accuracy > 55%", "class_prior", "the frequencies of down, neutral and up over the stored history",
+    plan_threshold=0.55, probabilistic=frozenset({"model", "class_prior", "production"}), t_statistic=True,
+)
+VOLATILITY = VolatilityTask(
+    "volatility", "target_volatility", ("volatility",), "rmse", False,
+    {"rmse": lambda s, c: np.sqrt(ratio(s, f"{c}.se", "rows")), "mae": lambda s, c: ratio(s, f"{c}.ae", "rows"),
+     "qlike": lambda s, c: ratio(s, f"{c}.qlike", "rows")},
+    "test RMSE below the naive forecast (yesterday's value)", "ewma", "the RiskMetrics EWMA of squared returns",
+    report_plot="volatility",
+)
+REGIME = RegimeTask(
+    "regime", "target_regime_ahead", ("regime_ahead",), "accuracy", True, classification_metrics(REGIMES),
+    "test accuracy > 70% (forecast, horizon bars ahead)", "persistence", "the regime ahead is the rules' regime now",
+    plan_threshold=0.70, labels=("target_regime",), report_plot="regime_timeline",
+)
+TASKS: dict[str, Task] = {task.name: task for task in (DIRECTION, VOLATILITY, REGIME)}
+
+
+def task(name: str) -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; tasks are {', '.join(TASKS)}")
+    return TASKS[name]
