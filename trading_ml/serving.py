@@ -7,6 +7,11 @@ production version changes. A valid request is always answered: each task uses i
 when there is one, else its declared baseline (the class prior for direction, the RiskMetrics EWMA
 for volatility, persistence for the regime ahead), and every response and ``/health`` say which.
 The current regime is always the plan's rules applied to the newest bar; it needs no model.
+
+Four parts: ProductionModels (the model cache), StoredBars (the bar cache), the signal builder
+(``feature_panel_at``, ``signal_table``: pure functions of settings, bars and models) with
+SignalCache over it, and the FastAPI layer (``create_app``), which maps the library's errors to
+statuses.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Annotated
 
 import pandas as pd
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,10 +40,10 @@ from trading_ml.errors import DataError, StoreError
 from trading_ml.features.build import build_timeframe, feature_panel
 from trading_ml.loading import ModelLoader, one_line
 from trading_ml.models.catalogue import served_models
+from trading_ml.models.tasks import TASKS
 from trading_ml.registry import ModelRegistry
 from trading_ml.storage import open_store
 from trading_ml.storage.base import documents_to_bars
-from trading_ml.models.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -100,28 +106,21 @@ class SignalCache:
         return len(self._tables)
 
 
-class SignalService:
-    """Production models and feature tables, cached; thread-safe for uvicorn's worker threads."""
+class ProductionModels:
+    """The model cache: each task's production models, loaded once and reloaded when the registry's
+    production version changes. A version whose files fail their checks, do not load or do not
+    predict is refused (kept in ``refused`` with why): the version loaded before it, or the task's
+    baseline, goes on serving."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.store, self.store_choice = open_store(settings)
-        self.registry = ModelRegistry(self.store, settings.data_dir)
-        self.loader = ModelLoader(self.registry)
-        self.timeframe = settings.models.timeframe
-        self._lock = threading.Lock()  # model loading
-        self._bars_lock = threading.Lock()  # one re-read of the stored bars at a time
+    def __init__(self, registry: ModelRegistry):
+        self.registry, self.loader = registry, ModelLoader(registry)
+        self._lock = threading.Lock()
         self._models: dict[str, tuple[str, object]] = {}
-        self.refused: dict[str, str] = {}  # model: "version: why" of a production version that failed to load
-        self._bars: tuple[float, dict[str, pd.DataFrame], tuple | None] | None = None  # when read, bars, (first, newest)
-        self.signals = SignalCache(settings.api.cached_as_of, settings.api.concurrent_builds, settings.api.build_wait_seconds)
+        self.refused: dict[str, str] = {}  # model: "version: why"
 
-    def production_versions(self) -> dict[str, str]:
-        return self.registry.production_versions()
-
-    def models(self) -> dict[str, tuple[str, object]]:
+    def current(self) -> dict[str, tuple[str, object]]:
         """{name: (version, model)} of the production models that serve, reloaded when a version changes."""
-        versions = self.production_versions()
+        versions = self.registry.production_versions()
         with self._lock:
             for name in (n for names in SERVED.values() for n in names):
                 version = versions.get(name)
@@ -132,8 +131,6 @@ class SignalService:
             return dict(self._models)
 
     def _load(self, name: str, version: str) -> None:
-        """Load a production version; if its files or record fail the sha256 check, keep serving the
-        version already loaded, or the task's baseline when there is none (say so in /health and the log)."""
         log.info("loading %s %s", name, version)
         try:
             self._models[name] = (version, self.loader.load_model(name, version))
@@ -143,28 +140,47 @@ class SignalService:
             kept = f"still serving {self._models[name][0]}" if name in self._models else "serving without it"
             log.error("%s %s refused, %s: %s", name, version, kept, error)
 
-    @staticmethod
-    def serving_models(models: dict) -> dict[str, str | None]:
-        """Each task's serving model name, or None for its baseline."""
-        return {task: next((n for n in names if n in models), None) for task, names in SERVED.items()}
+    def refuse(self, name: str, version: str, why: str) -> None:
+        with self._lock:
+            self._models.pop(name, None)
+            self.refused[name] = f"{version}: {why}"
+        log.error("%s %s refused, serving its task's baseline: %s", name, version, why)
 
-    def stored_bars(self) -> dict[str, pd.DataFrame]:
-        """The universe's stored bars, re-read at most every BARS_REFRESH_SECONDS (ingestion adds bars).
-        One request re-reads them; the others go on with the bars already read meanwhile."""
-        current = self._bars
+    def loaded_versions(self) -> dict[str, str]:
+        return {name: version for name, (version, _) in self._models.items()}
+
+
+def serving_models(models: dict) -> dict[str, str | None]:
+    """Each task's serving model name, or None for its baseline."""
+    return {task: next((n for n in names if n in models), None) for task, names in SERVED.items()}
+
+
+class StoredBars:
+    """The bar cache: the universe's stored bars of the models' timeframe, re-read at most every
+    BARS_REFRESH_SECONDS (ingestion adds bars). One request re-reads them; the others go on with
+    the bars already read meanwhile."""
+
+    def __init__(self, store, settings: Settings):
+        self.store, self.settings, self.timeframe = store, settings, settings.models.timeframe
+        self._lock = threading.Lock()
+        self._read: tuple[float, dict[str, pd.DataFrame], tuple | None] | None = None  # when read, bars, (first, newest)
+
+    def snapshot(self) -> tuple[dict[str, pd.DataFrame], tuple[pd.Timestamp, pd.Timestamp]]:
+        """(bars by symbol, (first, newest) stamp), read together; ServiceUnavailable when there are none."""
+        current = self._read
         stale = current is None or time.monotonic() - current[0] > BARS_REFRESH_SECONDS
-        if stale and self._bars_lock.acquire(blocking=current is None):
+        if stale and self._lock.acquire(blocking=current is None):
             try:
-                if self._bars is current:  # nobody refreshed while this request waited
-                    self._bars = self._read_bars()
+                if self._read is current:  # nobody refreshed while this request waited
+                    self._read = self._read_store()
             finally:
-                self._bars_lock.release()
-        if not self._bars[1]:
+                self._lock.release()
+        _, bars, span = self._read
+        if not bars:
             raise ServiceUnavailable(f"no {self.timeframe} bars in the store; run `trading-ml ingest` first")
-        return self._bars[1]
+        return bars, span
 
-    def _read_bars(self) -> tuple[float, dict[str, pd.DataFrame], tuple | None]:
-        """(when, bars by symbol, (first, newest) stamp) from one read of the store."""
+    def _read_store(self) -> tuple[float, dict[str, pd.DataFrame], tuple | None]:
         documents = self.store.find("market_data", {"timeframe": self.timeframe})  # one read for every symbol
         by_symbol: dict[str, list[dict]] = {}
         for document in documents:
@@ -173,109 +189,128 @@ class SignalService:
         span = (min(f.index.min() for f in bars.values()), max(f.index.max() for f in bars.values())) if bars else None
         return time.monotonic(), bars, span
 
+
+# the signal builder: pure functions of settings, bars and models ------------------------------------
+
+def feature_panel_at(settings: Settings, bars: dict[str, pd.DataFrame], end: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The feature panel (the same builder as training's) of the bars before ``end``, and the
+    symbols left out of it with why (e.g. ^VIX: a market input only)."""
+    timeframe = settings.models.timeframe
+    benchmark = settings.instrument(settings.features.benchmark).exchange
+    start = bars_before(benchmark, timeframe, end, settings.features.warmup_bars + SERVED_ROWS) - pd.Timedelta(days=7)
+    served_from = bars_before(benchmark, timeframe, end, SERVED_ROWS)  # before it: the warm-up
+    clean = {}
+    for symbol, frame in bars.items():
+        window = frame[(frame.index >= start) & (frame.index < end)]
+        instrument = settings.instrument(symbol)
+        expected = expected_timestamps(instrument.exchange, timeframe, start, end)
+        report, cleaned = validate_bars(window, instrument, timeframe, expected, settings.validation, served_from)
+        if not report.quarantined and len(cleaned):
+            clean[symbol] = cleaned
+    instruments = {symbol: settings.instrument(symbol) for symbol in clean}
+    panel, excluded = feature_panel(build_timeframe(clean, instruments, timeframe, settings.features), instruments)
+    if panel is None:
+        raise NotServable(f"the store has no {timeframe} bars past the feature warm-up before {end.date()}; use a later as_of")
+    return panel, excluded
+
+
+def signal_table(settings: Settings, bars: dict[str, pd.DataFrame], end: pd.Timestamp, models: dict,
+                 refuse: Callable[[str, str, str], None]) -> tuple[pd.DataFrame, dict, dict]:
+    """(every task's served columns per row, what served each task, each symbol's answer or why it
+    has none) from the bars before ``end``. A model that fails to predict is refused and its task's
+    baseline answers instead."""
+    table, excluded = feature_panel_at(settings, bars, end)
+    serving = serving_models(models)
+    outputs = [served(settings, task, table, models, serving[task], refuse) for task in SERVED]
+    frame = pd.concat([output for output, _ in outputs], axis=1)
+    latest = {symbol: {"symbol": symbol, "served": False, "reason": f"{why}: no model learns from it, so none predicts it"}
+              for symbol, why in excluded.items()}
+    return frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), {**latest, **latest_signals(frame)}
+
+
+def served(settings: Settings, task: str, table: pd.DataFrame, models: dict, name: str | None, refuse) -> tuple[pd.DataFrame, dict]:
+    """The task's output from its model, or from its baseline (no model, or a model that failed)."""
+    spec = TASKS[task]
+    try:
+        return spec.serve(table, models[name][1] if name else None, settings), source(models, name, task)
+    except Exception as error:  # whatever a loaded model raises: refused, and the baseline answers
+        if name is None:
+            raise
+        refuse(name, models[name][0], f"it failed to predict ({type(error).__name__}: {one_line(error)})")
+        return spec.serve(table, None, settings), source(models, None, task)
+
+
+def source(models: dict, name: str | None, task: str) -> dict:
+    if name is None:
+        spec = TASKS[task]
+        return {"source": "baseline", "model": spec.served_baseline, "version": None,
+                "note": f"no {task} model is in production; serving its baseline ({spec.served_baseline}: {spec.served_baseline_text})"}
+    return {"source": "model", "model": name, "version": models[name][0]}
+
+
+def latest_signals(frame: pd.DataFrame) -> dict[str, dict | str]:
+    """Each symbol's answer from its newest row, or why there is none."""
+    latest, present = {}, frame.index.get_level_values("symbol")
+    for symbol in present.unique():
+        rows = frame[present == symbol]
+        if len(rows) < MIN_SEQUENCE_ROWS:
+            latest[symbol] = (f"{symbol}: {len(rows)} bars with complete features up to this as-of; the models need "
+                              f"{MIN_SEQUENCE_ROWS} after the warm-up; use a later as_of or ingest more history")
+            continue
+        row = rows.iloc[-1]
+        latest[symbol] = {"symbol": symbol, "bar": rows.index[-1][0].isoformat(), **{name: task.signal(row) for name, task in TASKS.items()}}
+    return latest
+
+
+class SignalService:
+    """The production models, the stored bars and the signal tables, cached; thread-safe for
+    uvicorn's worker threads. Raises the library's errors; create_app maps them to statuses."""
+
+    def __init__(self, settings: Settings):
+        self.settings, self.timeframe = settings, settings.models.timeframe
+        self.store, self.store_choice = open_store(settings)
+        self.registry = ModelRegistry(self.store, settings.data_dir)
+        self.production = ProductionModels(self.registry)
+        self.bars = StoredBars(self.store, settings)
+        self.signals = SignalCache(settings.api.cached_as_of, settings.api.concurrent_builds, settings.api.build_wait_seconds)
+
+    @property
+    def refused(self) -> dict[str, str]:
+        return self.production.refused
+
     def signal_frame(self, as_of: dt.date | None) -> tuple[pd.DataFrame, dict, dict]:
         """Every task's output on the features of the whole universe (breadth and benchmark features
         need it) up to as_of, and what produced each; cached per as-of, bars and model versions."""
-        models = self.models()
-        self.stored_bars()
-        _, bars, (first, newest) = self._bars  # one snapshot: the bars and their span together
+        models = self.production.current()
+        bars, (first, newest) = self.bars.snapshot()
         check_as_of(as_of, first, newest, self.timeframe)
         end = newest + pd.Timedelta(seconds=1)
         if as_of is not None:
             end = min(end, pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1))  # an as-of past the newest bar is the newest
         key = (end, newest, tuple(sorted((name, version) for name, (version, _) in models.items())))
-        return self.signals.get(key, lambda: self._signals_at(bars, end, models))
-
-    def _signals_at(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp, models: dict) -> tuple[pd.DataFrame, dict, dict]:
-        table, excluded = self.feature_panel_at(bars, end)
-        serving = self.serving_models(models)
-        outputs = [self._served(task, table, models, serving[task]) for task in SERVED]
-        frame = pd.concat([output for output, _ in outputs], axis=1)
-        latest = {symbol: {"symbol": symbol, "served": False, "reason": f"{why}: no model learns from it, so none predicts it"}
-                  for symbol, why in excluded.items()}
-        return frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), {**latest, **self._latest_signals(frame)}
-
-    def _served(self, task: str, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
-        """The task's output from its model; a model that fails to predict is refused (one line in the
-        log and /health) and the task's baseline answers instead."""
-        spec = TASKS[task]
-        try:
-            return spec.serve(table, models[name][1] if name else None, self.settings), self._source(models, name, task)
-        except Exception as error:
-            if name is None:
-                raise
-            self._refuse(name, models[name][0], f"it failed to predict ({type(error).__name__}: {one_line(error)})")
-            return spec.serve(table, None, self.settings), self._source(models, None, task)
-
-    def _refuse(self, name: str, version: str, why: str) -> None:
-        with self._lock:
-            self._models.pop(name, None)
-            self.refused[name] = f"{version}: {why}"
-        log.error("%s %s refused, serving its task's baseline: %s", name, version, why)
-
-    @staticmethod
-    def _source(models: dict, name: str | None, task: str) -> dict:
-        if name is None:
-            spec = TASKS[task]
-            return {"source": "baseline", "model": spec.served_baseline, "version": None,
-                    "note": f"no {task} model is in production; serving its baseline ({spec.served_baseline}: {spec.served_baseline_text})"}
-        return {"source": "model", "model": name, "version": models[name][0]}
-
-    def feature_panel_at(self, bars: dict[str, pd.DataFrame], end: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, str]]:
-        """The feature panel (the same builder as training's) of the bars before ``end``, and the
-        symbols left out of it with why (e.g. ^VIX: a market input only)."""
-        benchmark = self.settings.instrument(self.settings.features.benchmark).exchange
-        start = bars_before(benchmark, self.timeframe, end, self.settings.features.warmup_bars + SERVED_ROWS) - pd.Timedelta(days=7)
-        served_from = bars_before(benchmark, self.timeframe, end, SERVED_ROWS)  # before it: the warm-up
-        clean = {}
-        for symbol, frame in bars.items():
-            window = frame[(frame.index >= start) & (frame.index < end)]
-            instrument = self.settings.instrument(symbol)
-            expected = expected_timestamps(instrument.exchange, self.timeframe, start, end)
-            report, cleaned = validate_bars(window, instrument, self.timeframe, expected, self.settings.validation, served_from)
-            if not report.quarantined and len(cleaned):
-                clean[symbol] = cleaned
-        instruments = {symbol: self.settings.instrument(symbol) for symbol in clean}
-        panel, excluded = feature_panel(build_timeframe(clean, instruments, self.timeframe, self.settings.features), instruments)
-        if panel is None:
-            raise HTTPException(422, f"the store has no {self.timeframe} bars past the feature warm-up before {end.date()}; use a later as_of")
-        return panel, excluded
+        return self.signals.get(key, lambda: signal_table(self.settings, bars, end, models, self.production.refuse))
 
     def generate(self, request: SignalRequest) -> dict:
         unknown = [s for s in request.symbols if s not in self.settings.universe]
         if unknown:
             named = ", ".join(printable(s) for s in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-            raise HTTPException(404, f"unknown symbol(s) {named}; the universe is {', '.join(self.settings.symbols)}")
+            raise UnknownSymbols(f"unknown symbol(s) {named}; the universe is {', '.join(self.settings.symbols)}")
         _, used, latest = self.signal_frame(request.as_of)
         signals = []
         for symbol in request.symbols:
             signal = latest.get(symbol, f"{symbol}: no bars with complete features up to this as-of; use a later as_of or ingest it")
             if isinstance(signal, str):
-                raise HTTPException(422, signal)
+                raise NotServable(signal)
             signals.append(signal)
         return {"timeframe": self.timeframe, "models": used, "signals": signals}
-
-    @staticmethod
-    def _latest_signals(frame: pd.DataFrame) -> dict[str, dict | str]:
-        """Each symbol's answer from its newest row (built once per cached table), or why there is none."""
-        latest, present = {}, frame.index.get_level_values("symbol")
-        for symbol in present.unique():
-            rows = frame[present == symbol]
-            if len(rows) < MIN_SEQUENCE_ROWS:
-                latest[symbol] = (f"{symbol}: {len(rows)} bars with complete features up to this as-of; the models need "
-                                  f"{MIN_SEQUENCE_ROWS} after the warm-up; use a later as_of or ingest more history")
-                continue
-            row = rows.iloc[-1]
-            latest[symbol] = {"symbol": symbol, "bar": rows.index[-1][0].isoformat(), **{name: task.signal(row) for name, task in TASKS.items()}}
-        return latest
 
     def health(self) -> dict:
         """'ok' when every task is served by a production model; 'degraded: <why>' when a task is
         served by its baseline or a production version was refused; 'unavailable: <why>' when no
         signal can be served (no stored bars, the store not answering)."""
         try:
-            self.stored_bars()
-            serving = self.serving_models(self.models())
+            self.bars.snapshot()
+            serving = serving_models(self.production.current())
         except (ServiceUnavailable, StoreError) as error:
             return {"status": f"unavailable: {error}", "serving_by_task": {}}
         problems = [f"{task} served by its baseline" for task, name in serving.items() if name is None]
@@ -283,12 +318,17 @@ class SignalService:
         status = "ok" if not problems else "degraded: " + "; ".join(problems)
         return {"status": status, "serving_by_task": {task: name or f"baseline ({TASKS[task].served_baseline})" for task, name in serving.items()}}
 
-    def loaded_versions(self) -> dict[str, str]:
-        return {name: version for name, (version, _) in self._models.items()}
-
     def list_models(self) -> list[dict]:
         fields = ("model_name", "version", "status", "trained_date", "run_id", "test_metrics", "deploy_decision")
         return [{f: r.get(f) for f in fields} for r in self.registry.records()]
+
+
+class UnknownSymbols(Exception):
+    """What the API answers with 404: symbols outside the universe."""
+
+
+class NotServable(Exception):
+    """What the API answers with 422: no signal for that as-of (too early, too little history)."""
 
 
 class ServiceUnavailable(Exception):
@@ -301,7 +341,7 @@ def check_as_of(as_of: dt.date | None, first: pd.Timestamp, newest: pd.Timestamp
         return
     today = dt.datetime.now(dt.UTC).date()
     if as_of < first.date() or as_of > today:
-        raise HTTPException(422, f"as_of {as_of} is outside the stored {timeframe} bars, which run from {first.date()} to "
+        raise NotServable(f"as_of {as_of} is outside the stored {timeframe} bars, which run from {first.date()} to "
                                  f"{newest.date()}; ask for a date in that range (signals need the feature warm-up "
                                  "after the first), or leave as_of out for the newest bar")
 
@@ -386,6 +426,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def busy(_, error: Busy):
         return JSONResponse(status_code=503, content={"detail": str(error)}, headers={"Retry-After": str(BUSY_RETRY_AFTER)})
 
+    @app.exception_handler(UnknownSymbols)
+    async def unknown_symbols(_, error: UnknownSymbols):
+        return JSONResponse(status_code=404, content={"detail": str(error)})
+
+    @app.exception_handler(NotServable)
+    async def not_servable(_, error: NotServable):
+        return JSONResponse(status_code=422, content={"detail": str(error)})
+
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(_, error: ServiceUnavailable):
         return JSONResponse(status_code=503, content={"detail": str(error)})
@@ -402,10 +450,10 @@ def create_app(settings: Settings) -> FastAPI:
     def health():
         state = service.health()
         try:
-            production = service.production_versions()
+            production = service.registry.production_versions()
         except StoreError:
             production = {}
-        body = {**state, "store": service.store_choice.kind, "production": production, "serving": service.loaded_versions(),
+        body = {**state, "store": service.store_choice.kind, "production": production, "serving": service.production.loaded_versions(),
                 "refused": service.refused, "cached_signal_tables": len(service.signals)}
         return JSONResponse(status_code=503 if state["status"].startswith("unavailable") else 200, content=body)
 

@@ -14,7 +14,7 @@ from tests.stages import run_through
 from trading_ml.features.catalogue import model_features
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.run import RunContext
-from trading_ml.serving import SignalService
+from trading_ml.serving import SignalService, feature_panel_at
 
 SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM", "JPM"]
 
@@ -52,7 +52,7 @@ def test_two_windows_six_months_apart_agree_on_every_model_feature(two_windows):
 def test_serving_computes_the_same_features_for_a_bar_as_training(two_windows):
     (ctx, table, names), _ = two_windows
     service = SignalService(ctx.settings)
-    served, excluded = service.feature_panel_at(service.stored_bars(), pd.Timestamp(AS_OF, tz="UTC"))
+    served, excluded = feature_panel_at(ctx.settings, service.bars.snapshot()[0], pd.Timestamp(AS_OF, tz="UTC"))
     assert excluded == {"^VIX": "market input only (no volume)"}  # left out of both, as in training
     assert set(served.index.get_level_values("symbol")) == set(table.index.get_level_values("symbol"))
     assert list(served.columns) == list(table.columns)
