@@ -52,11 +52,11 @@ def wait_until_up(server: subprocess.Popen, **auth) -> None:
 
 
 def create_root_user() -> None:
-    user, password = credentials()
+    user, key = credentials()
     server = subprocess.Popen([*SERVER, "--host", "127.0.0.1"])
     try:
         wait_until_up(server)
-        client().admin.command("createUser", user, pwd=password, roles=[{"role": "root", "db": "admin"}])
+        client().admin.command("createUser", user, pwd=key, roles=[{"role": "root", "db": "admin"}])
         INITIALIZED.touch()
         print(f"mongodb: root user {user} created", flush=True)
     finally:
@@ -71,9 +71,9 @@ def serve() -> None:
 
 
 def health() -> int:
-    user, password = credentials()
+    user, key = credentials()
     try:
-        client(username=user, password=password, authSource="admin").admin.command("ping")
+        client(username=user, password=key, authSource="admin").admin.command("ping")
     except pymongo.errors.PyMongoError as error:
         print(f"mongodb: {error}", file=sys.stderr)
         return 1
