@@ -43,9 +43,7 @@ def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd
         raise DataError(f"{task}: no out-of-sample rows with a label and a prediction; the table is too short for {len(folds)} "
                         "walk-forward folds: use a longer lookback or fewer models.folds")
     resampled, model, others, skill = judge(task, table, rows, candidates, settings)
-    if spec.t_statistic:
-        model[spec.primary]["t_stat"] = bootstrap_t(model[spec.primary]["value"], _samples(spec, resampled, "model", spec.primary))
-    return {
+    result = {
         "task": task,
         "rows": int(rows.sum()),
         "days": resampled.days,
@@ -58,6 +56,9 @@ def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd
         "plan_target": spec.plan_target(model, others),
         **spec.details(table, rows, predictions, settings),
     }
+    if spec.t_statistic:  # in the metrics, after the primary summary took its copy
+        model[spec.primary]["t_stat"] = bootstrap_t(model[spec.primary]["value"], _samples(spec, resampled, "model", spec.primary))
+    return result
 
 
 def judge(task: str, table: pd.DataFrame, rows: np.ndarray, candidates: dict[str, pd.DataFrame], settings: Settings):
