@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings, train_and_promote  # noqa: E402
 from tests.test_serving import free_port  # noqa: E402
-from trading_ml.config import ENV_DATA_DIR, load_settings  # noqa: E402
+from trading_ml.config_file import ENV_DATA_DIR, load_settings  # noqa: E402
 from trading_ml.serving import create_app  # noqa: E402
 
 TARGETS = {"a": 100.0, "b": 250.0, "c": 250.0}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trading_ml.config import load_settings  # noqa: E402
+from trading_ml.config_file import load_settings  # noqa: E402
 from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH  # noqa: E402
 from trading_ml.models.simulation import promotion_rate  # noqa: E402
 from tests.conftest import make_settings, quick  # noqa: E402

@@ -31,7 +31,9 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_conte
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from trading_ml_airflow import mongo_uri  # plugins/: shared with the plugin
 
-from trading_ml.config import SOURCE_PATTERN, TICKER_PATTERN, load_settings
+from trading_ml.config import TICKER_PATTERN
+from trading_ml.config_file import load_settings, run_settings
+from trading_ml.data.sources import SOURCE_KINDS, spec_pattern
 from trading_ml.errors import SourceUnavailable, StoreError, TradingMLError
 from trading_ml.models import TRAINED_MODELS
 from trading_ml.run import RunContext
@@ -51,7 +53,7 @@ def this_run() -> dict:
 
 
 def run_context(run: dict) -> RunContext:
-    return RunContext.from_dict(run["context"], mongo_uri(AIRFLOW.mongo_conn_id))
+    return RunContext.from_dict(run["context"], run_settings(run["context"], mongo_uri(AIRFLOW.mongo_conn_id)))
 
 
 @contextmanager
@@ -194,7 +196,7 @@ def report():
                          items={"type": "string", "pattern": TICKER_PATTERN.pattern}, description="Tickers to ingest (default: the configured universe; left as it is, it narrows to what the source has, as the CLI does)."),
         "timeframes": Param(list(SETTINGS.timeframes), type="array", minItems=1, uniqueItems=True,
                             items={"type": "string", "enum": list(SETTINGS.timeframes)}),
-        "source": Param(SETTINGS.source, type="string", pattern=SOURCE_PATTERN.pattern, description="yahoo | synthetic | sample | csv:DIR"),
+        "source": Param(SETTINGS.source, type="string", pattern=spec_pattern(), description=" | ".join(SOURCE_KINDS)),
         "models": Param(list(TRAINED_MODELS), type="array", minItems=1, uniqueItems=True, items={"type": "string", "enum": list(TRAINED_MODELS)}),
         "deploy": Param(True, type="boolean", description="Promote models whose skill over their baselines is significant and not worse than production."),
     },

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from trading_ml.config import load_settings
+from trading_ml.config_file import load_settings
 
 
 def mongo_uri(conn_id: str | None = None) -> str | None:

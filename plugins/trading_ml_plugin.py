@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from trading_ml_airflow import mongo_uri
 
-from trading_ml.config import load_settings
+from trading_ml.config_file import load_settings
 from trading_ml.errors import StoreError
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_runs

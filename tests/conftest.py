@@ -11,13 +11,16 @@ import pytest
 import yaml
 from secantus import SecantusDBServer
 
-from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, Settings, load_settings
+from trading_ml.config import Settings
+from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, load_settings
 from trading_ml.run import RunContext
 
 AS_OF = "2026-11-20"
 SMALL_UNIVERSE = ["^GSPC", "^VIX", "^NSEI", "AAPL", "XOM"]
 REPO = Path(__file__).resolve().parent.parent
-QUICK_MODELS = {"lstm_epochs": 2, "xgboost_rounds": 60, "forest_trees": 30}  # whole runs in seconds; fault tests judge custody, not skill
+QUICK_MODELS = {  # whole runs in seconds; fault tests judge custody, not skill
+    "direction_xgboost": {"rounds": 60}, "direction_lstm": {"epochs": 2}, "volatility_lstm": {"epochs": 2}, "regime_rf": {"trees": 30},
+}
 
 
 @pytest.fixture(scope="session")
@@ -47,18 +50,27 @@ def make_settings(data_dir: Path, mongo_uri: str | None = None, **validation) ->
 
 def quick(settings: Settings) -> Settings:
     """The same settings with small models (QUICK_MODELS)."""
-    return dataclasses.replace(settings, models=dataclasses.replace(settings.models, **QUICK_MODELS))
+    return dataclasses.replace(settings, models=settings.models.tuned(**QUICK_MODELS))
 
 
 def write_config(folder: Path, **sections) -> Path:
     """The repo's config.yaml rooted in folder, with sections (e.g. airflow=...) merged in."""
     raw = yaml.safe_load((REPO / "config.yaml").read_text())
     raw["data_dir"] = str(folder / "data")
-    for name, values in sections.items():
-        raw[name] = {**(raw.get(name) or {}), **values}
+    raw.update(merged(raw, sections))
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` written in, section by section (a mapping into a mapping, any other
+    value in place of the old)."""
+    result = dict(base)
+    for key, value in changes.items():
+        both_mappings = isinstance(value, dict) and isinstance(result.get(key), dict)
+        result[key] = merged(result[key], value) if both_mappings else value
+    return result
 
 
 class RestartableMongo:

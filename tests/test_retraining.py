@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import yaml
 
-from tests.conftest import QUICK_MODELS, REPO
+from tests.conftest import QUICK_MODELS, REPO, merged
 from trading_ml.cli import main
-from trading_ml.config import load_settings
+from trading_ml.config_file import load_settings
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_runs
 from trading_ml.storage.tiny import TinyStore
@@ -24,7 +24,7 @@ PLANTED = 0.3  # strong enough that each quarter's quick model finds it on 7 sym
 def quarter_config(folder, faults: dict) -> str:
     raw = yaml.safe_load((REPO / "config.yaml").read_text())
     raw["data_dir"] = str(folder / "data")
-    raw["models"] = {**raw["models"], **QUICK_MODELS}
+    raw["models"] = merged(raw["models"], QUICK_MODELS)
     raw["sources"]["synthetic"] = {**raw["sources"]["synthetic"], "faults": faults, "signal_strength": PLANTED}
     path = folder / f"config-{len(faults)}.yaml"
     path.write_text(yaml.safe_dump(raw))

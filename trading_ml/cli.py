@@ -18,14 +18,8 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from trading_ml.config import (
-    ENV_DATA_DIR,
-    ENV_MONGO_URI,
-    Settings,
-    load_settings,
-    parse_as_of,
-    shorten,
-)
+from trading_ml.config import Settings, parse_as_of, shorten
+from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, load_settings
 from trading_ml.data.sources import SOURCE_KINDS
 from trading_ml.errors import (
     ConfigError,

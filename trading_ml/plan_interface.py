@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from trading_ml.config import Settings, load_settings
+from trading_ml.config import Settings
+from trading_ml.config_file import load_settings
 from trading_ml.loading import ModelLoader
 from trading_ml.registry import ModelRegistry
 from trading_ml.storage import open_store

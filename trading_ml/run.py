@@ -25,17 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from trading_ml.config import (
-    ENV_DATA_DIR,
-    ENV_MONGO_URI,
-    Settings,
-    check_source,
-    check_ticker,
-    load_settings,
-    parse_as_of,
-    shorten,
-)
+from trading_ml.config import Settings, check_ticker, parse_as_of, shorten
 from trading_ml.data.calendars import bars_before
+from trading_ml.data.sources import check_source
 from trading_ml.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -344,13 +336,9 @@ class RunContext:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], mongo_uri: str | None = None) -> RunContext:
-        """The context :meth:`to_dict` describes, e.g. in another Airflow task. The MongoDB URI (it
-        may hold a password) is never in that dict; the driver passes it here."""
-        env = {**os.environ, ENV_DATA_DIR: data["data_dir"]}
-        if mongo_uri:
-            env[ENV_MONGO_URI] = mongo_uri
-        settings = load_settings(data["config_path"], env)
+    def from_dict(cls, data: dict[str, Any], settings: Settings) -> RunContext:
+        """The context :meth:`to_dict` describes, e.g. in another Airflow task, with the settings
+        read again from its config file and data folder (trading_ml.config_file.run_settings)."""
         return cls(settings, dt.date.fromisoformat(data["as_of"]), list(data["symbols"]), list(data["timeframes"]),
                    data["source"], check_run_id(data["run_id"]), data.get("models"), bool(data.get("deploy", True)))
 

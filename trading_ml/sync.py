@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 
 from trading_ml.config import Settings
-from trading_ml.errors import ConfigError, ConflictError, StoreError
+from trading_ml.errors import ConfigError, ConflictError
 from trading_ml.io import sha256_bytes
 from trading_ml.models.catalogue import members_of
 from trading_ml.registry import (

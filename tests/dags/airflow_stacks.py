@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 from cryptography.fernet import Fernet
 
-from tests.conftest import QUICK_MODELS
+from tests.conftest import QUICK_MODELS, merged
 
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name), default=Path("/usr/lib/postgresql/15/bin"))
@@ -46,7 +46,7 @@ def small_config(folder: Path) -> Path:
                        "equities": {"exchange": "XNYS", "sectors": {"Technology": ["AAPL", "MSFT"], "Energy": ["XOM"]}}}
     raw["timeframes"] = {"1d": {"lookback": "2y"}}
     raw["data_dir"], raw["source"] = str(folder / "data"), "synthetic"
-    raw["models"] = {**raw["models"], **QUICK_MODELS}
+    raw["models"] = merged(raw["models"], QUICK_MODELS)
     raw["airflow"] = {**raw["airflow"], "stage_retries": 2, "retry_delay_seconds": 2, "max_retry_delay_seconds": 5}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -290,7 +290,7 @@ class CeleryStack(AirflowStack):
 
     def start_airflow(self, workers: int) -> None:
         """As airflow-init and the services of docker-compose.yaml: migrate, create the pool, start."""
-        from trading_ml.config import load_settings
+        from trading_ml.config_file import load_settings
 
         self.airflow("db", "migrate", timeout=600)
         settings = load_settings(self.env["TRADING_ML_CONFIG"]).airflow

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 from yfinance.exceptions import YFRateLimitError
 
-from trading_ml.config import load_settings
+from trading_ml.config_file import load_settings
 from trading_ml.data.bars import BAR_COLUMNS
 from trading_ml.data.sources import CsvSource, SampleSource, YahooSource, make_source
 from trading_ml.errors import ConfigError, DataError, SourceUnavailable

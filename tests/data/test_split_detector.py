@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trading_ml.config import load_settings
+from trading_ml.config_file import load_settings
 from trading_ml.data.bars import BAR_COLUMNS, bar_index
 from trading_ml.data.corporate_actions import SPLIT_FACTORS, find_actions
 from trading_ml.data.sources import SampleSource

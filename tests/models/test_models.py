@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trading_ml.config import Settings, load_settings
+from trading_ml.config import Settings
+from trading_ml.config_file import load_settings
 from trading_ml.features.catalogue import model_features, symbol_feature_names
 from trading_ml.features.targets import direction_labels
 from trading_ml.models.base import progress_due
@@ -29,7 +30,8 @@ from trading_ml.models.splits import Split, walk_forward
 from trading_ml.models.volatility import GarchVolatility, LSTMVolatility, fit_garch
 
 BASE = load_settings()
-SETTINGS = dataclasses.replace(BASE, models=dataclasses.replace(BASE.models, lstm_epochs=4, xgboost_rounds=200))
+SETTINGS = dataclasses.replace(BASE, models=BASE.models.tuned(direction_lstm={"epochs": 4}, volatility_lstm={"epochs": 4},
+                                                             direction_xgboost={"rounds": 200}))
 FEATURES = model_features(symbol_feature_names())[:12]  # real feature names, synthetic values
 
 
@@ -41,7 +43,8 @@ class Data:
 
 
 def with_models(**changes) -> Settings:
-    return dataclasses.replace(SETTINGS, models=dataclasses.replace(SETTINGS.models, **changes))
+    """SETTINGS with some models' parameters changed: ``with_models(regime_rf={"trees": 5})``."""
+    return dataclasses.replace(SETTINGS, models=SETTINGS.models.tuned(**changes))
 
 
 def last_fold(table: pd.DataFrame, settings: Settings = SETTINGS) -> Split:
@@ -145,7 +148,7 @@ def planted_volatility_table(days: int = 600, symbols: int = 6, seed: int = 3) -
 
 def test_volatility_lstm_learns_a_planted_driver_and_beats_naive_and_ewma():
     table = planted_volatility_table()
-    settings = with_models(lstm_epochs=10, lstm_learning_rate=0.005)  # a small table learns faster
+    settings = with_models(volatility_lstm={"epochs": 10, "learning_rate": 0.005})  # a small table learns faster
     model, split = fitted(LSTMVolatility, table, ["atr_14_pct", "return_1"], settings)
     assert model.feature_names == ["atr_14_pct", "return_1"]
     forecast = model.predict(table)["volatility"].to_numpy()
@@ -196,8 +199,8 @@ def test_regime_trees_draw_at_most_forest_max_samples_rows_and_all_rows_below_it
     table = planted_regime_table(symbols=4)
     split = last_fold(table)
     train_rows = int((split.mask("train") & table[FORECAST].notna().to_numpy()).sum())
-    capped, _ = fitted(RegimeForest, table, REGIME_FEATURES, with_models(forest_max_samples=300))
-    uncapped, _ = fitted(RegimeForest, table, REGIME_FEATURES, with_models(forest_max_samples=train_rows + 1))
+    capped, _ = fitted(RegimeForest, table, REGIME_FEATURES, with_models(regime_rf={"max_samples": 300}))
+    uncapped, _ = fitted(RegimeForest, table, REGIME_FEATURES, with_models(regime_rf={"max_samples": train_rows + 1}))
     assert train_rows > 1000 and capped.forests[FORECAST].max_samples == 300
     assert uncapped.forests[FORECAST].max_samples is None  # below the cap: the plain bootstrap of every row
     nodes = {name: np.mean([tree.tree_.node_count for tree in model.forests[FORECAST].estimators_])
@@ -245,7 +248,7 @@ def test_the_forest_logs_its_rows_and_when_it_is_done(caplog):
     caplog.set_level(logging.INFO, logger="trading_ml")
     table = planted_regime_table()
     split = last_fold(table)
-    RegimeForest.fit(Data(table, split, REGIME_FEATURES), with_models(forest_trees=20))
+    RegimeForest.fit(Data(table, split, REGIME_FEATURES), with_models(regime_rf={"trees": 20}))
     rows = int((split.mask("train") & table[FORECAST].notna().to_numpy()).sum())
     assert logged(caplog, r"^regime_rf: 20 trees on (\d+) training rows x 11 features") == [(str(rows),)]
     assert logged(caplog, r"^regime_rf: 20 trees fitted in [\d.]+ s$")

@@ -17,7 +17,7 @@ from trading_ml.models.regime import FOREST_TYPES, REGIME_FEATURES, RegimeForest
 @pytest.fixture(scope="module")
 def forest():
     table = planted_regime_table(symbols=3)
-    return table, fitted(RegimeForest, table, REGIME_FEATURES, with_models(forest_trees=5))[0]
+    return table, fitted(RegimeForest, table, REGIME_FEATURES, with_models(regime_rf={"trees": 5}))[0]
 
 
 def test_the_crafted_file_does_run_code_when_skops_trusts_what_it_asks_for(forest, tmp_path):
@@ -51,7 +51,7 @@ def test_a_type_outside_the_exact_list_is_refused_even_when_skops_trusts_it(fore
 def test_forests_fitted_as_the_pipeline_fits_them_load_within_the_list(forest):
     table, _ = forest
     for cap in (200, 10_000_000):  # trees drawing a capped sample, and the plain bootstrap
-        model = fitted(RegimeForest, table, REGIME_FEATURES, with_models(forest_trees=5, forest_max_samples=cap))[0]
+        model = fitted(RegimeForest, table, REGIME_FEATURES, with_models(regime_rf={"trees": 5, "max_samples": cap}))[0]
         again = RegimeForest.load(model.save())
         features = feature_matrix(table, model.feature_names, model.name)
         for target, forest_fit in model.forests.items():  # probabilities, not labels: 5 trees tie often, and

@@ -8,17 +8,19 @@ and :class:`SourceUnavailable` when the provider did not answer (retrying later 
 from __future__ import annotations
 
 import csv
-import re
+import datetime as dt
 import importlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 import pandas as pd
+from pydantic import Field, Strict
 
-from trading_ml.config import EARLIEST_AS_OF, Instrument, Settings, shorten
+from trading_ml.config import EARLIEST_AS_OF, STRICT, Instrument, Settings, Ticker, checked, shorten
 from trading_ml.data.bars import (
     BAR_COLUMNS,
     canonical_column,
@@ -27,50 +29,79 @@ from trading_ml.data.bars import (
     to_utc_index,
 )
 from trading_ml.data.calendars import time_zone
-from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH, SyntheticMarket, configured_strength
+from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH, SyntheticMarket
 from trading_ml.errors import ConfigError, DataError, OutsideCoverage, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
-SOURCE_KINDS = ("yahoo", "csv:DIR", "sample", "synthetic")
-
 
 class MarketDataSource(Protocol):
+    kind: ClassVar[str]  # what a spec starts with: `source: KIND` or `KIND:ARGUMENT` in config.yaml and --source
+    argument: ClassVar[str | None]  # what follows the colon (e.g. DIR), or None when the kind takes none
+    Options: ClassVar[type]  # its section of config.yaml (`sources.KIND`), checked by the schema
     name: str
     timeframes: tuple[str, ...]
     symbols: tuple[str, ...] | None  # None: any ticker
+
+    @classmethod
+    def from_spec(cls, argument: str, options: Any, retries: int | None) -> MarketDataSource: ...
 
     def fetch(
         self, instrument: Instrument, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
     ) -> pd.DataFrame: ...
 
 
+@checked(frozen=True, config=STRICT)
+class NoOptions:
+    """A source with nothing to configure."""
+
+
 def make_source(spec: str, settings: Settings, retries: int | None = None) -> MarketDataSource:
-    """Build a source from its spec: 'yahoo', 'csv:DIR', 'sample' or 'synthetic'. ``retries``
-    overrides the configured in-call retries of a provider (0 when an orchestrator retries)."""
-    kind, _, argument = spec.partition(":")
-    if kind == "synthetic":
-        options = settings.source_options("synthetic")
-        return SyntheticSource(
-            seed=options.get("seed", 42),
-            epoch=options.get("epoch", "2000-01-03"),
-            faults=options.get("faults"),
-            signal_strength=configured_strength(options),
-            market=options.get("market", "regimes"),
-        )
-    if kind == "sample":
-        return SampleSource()
-    if kind == "csv":
-        if not argument:
-            raise ConfigError("source csv needs a folder: --source csv:DIR")
-        return CsvSource(Path(argument))
-    if kind == "yahoo":
-        options = settings.source_options("yahoo")
-        return YahooSource(
-            retries=int(options.get("retries", 5)) if retries is None else retries,
-            backoff_seconds=float(options.get("backoff_seconds", 2.0)),
-        )
-    raise ConfigError(f"unknown source {spec!r}; use one of {', '.join(SOURCE_KINDS)}")
+    """Build a source from its spec ('yahoo', 'csv:DIR', 'sample', 'synthetic', or any registered
+    kind) with its configured options. ``retries`` overrides the configured in-call retries of a
+    provider (0 when an orchestrator retries)."""
+    kind = check_source(spec).partition(":")[0]
+    source = SOURCES[kind]
+    return source.from_spec(spec.partition(":")[2], source.Options(**settings.source_options(kind)), retries)
+
+
+def spec_is_known(spec: object) -> bool:
+    """Whether ``spec`` names a registered kind, with an argument exactly when the kind takes one."""
+    if not isinstance(spec, str):
+        return False
+    kind, colon, argument = spec.partition(":")
+    source = SOURCES.get(kind)
+    return source is not None and (bool(argument) if source.argument else not colon)
+
+
+def spec_forms() -> list[str]:
+    return [f"{kind}:{source.argument}" if source.argument else kind for kind, source in SOURCES.items()]
+
+
+def source_rule() -> str:
+    return f"is not a source: write {spec_choices()}"
+
+
+def spec_choices() -> str:
+    forms = spec_forms()
+    return f"{', '.join(forms[:-1])} or {forms[-1]}"
+
+
+def spec_pattern() -> str:
+    """A regular expression of every spec (the DAG's `source` parameter)."""
+    return "^(" + "|".join(re.escape(kind) + (":.+" if source.argument else "") for kind, source in SOURCES.items()) + ")$"
+
+
+def check_source(spec: object) -> str:
+    """The spec, or a ConfigError naming it and the forms a spec takes."""
+    if not spec_is_known(spec):
+        raise ConfigError(f"unknown source {shorten(spec)}; use {spec_choices()}")
+    return spec
+
+
+def source_options() -> dict[str, type]:
+    """Each source kind's section of config.yaml (`sources.KIND`)."""
+    return {kind: source.Options for kind, source in SOURCES.items()}
 
 
 def within(bars: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -80,8 +111,22 @@ def within(bars: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.Dat
 class SyntheticSource:
     """The seeded simulated market of :mod:`trading_ml.data.synthetic`; any ticker, both timeframes."""
 
+    kind, argument = "synthetic", None
     timeframes = ("1d", "1h")
     symbols = None
+
+    @checked(frozen=True, config=STRICT)
+    class Options:
+        seed: Annotated[int, Strict(), Field(ge=0)] = 42
+        epoch: dt.date = dt.date(2000, 1, 3)
+        signal_strength: Annotated[float, Field(ge=0, lt=0.5)] = DEFAULT_SIGNAL_STRENGTH  # 0 plants no signal
+        market: Literal["regimes", "random_walk"] = "regimes"  # random_walk: no regimes, constant volatility
+        faults: dict[Ticker, list[str]] | None = None  # tests' injected faults; kinds checked by the synthetic market
+
+    @classmethod
+    def from_spec(cls, argument: str, options: Options, retries: int | None) -> SyntheticSource:
+        return cls(seed=options.seed, epoch=options.epoch.isoformat(), faults=options.faults,
+                   signal_strength=options.signal_strength, market=options.market)
 
     def __init__(self, seed: int = 42, epoch: str = "2000-01-03", faults=None, signal_strength: float = DEFAULT_SIGNAL_STRENGTH,
                  market: str = "regimes"):
@@ -95,6 +140,7 @@ class SyntheticSource:
 class SampleSource:
     """Real daily series that the `arch` package ships (S&P 500, NASDAQ Composite, VIX)."""
 
+    kind, argument, Options = "sample", None, NoOptions
     name = "sample"
     timeframes = ("1d",)
     # symbol: (arch.data module, what it holds)
@@ -105,6 +151,10 @@ class SampleSource:
     }
     symbols = tuple(SERIES)
     SLACK = pd.Timedelta(days=7)  # window edges may fall on holidays or weekends
+
+    @classmethod
+    def from_spec(cls, argument: str, options: NoOptions, retries: int | None) -> SampleSource:
+        return cls()
 
     def fetch(self, instrument, timeframe, start, end):
         if instrument.symbol not in self.SERIES:
@@ -140,8 +190,13 @@ class CsvSource:
     timestamps need a UTC offset. Errors name the file, the data row or column, and what is expected.
     """
 
+    kind, argument, Options = "csv", "DIR", NoOptions
     timeframes = ("1d", "1h")  # what it reads; a pair without its file fails at ingest, naming the file expected
     TIME_COLUMNS = ("timestamp", "datetime", "date", "time")
+
+    @classmethod
+    def from_spec(cls, argument: str, options: NoOptions, retries: int | None) -> CsvSource:
+        return cls(Path(argument))
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -333,9 +388,19 @@ def is_unreachable(error: Exception) -> bool:
 class YahooSource:
     """Yahoo Finance through yfinance, with retries and exponential backoff on rate limits."""
 
+    kind, argument = "yahoo", None
     name = "yahoo"
     timeframes = ("1d", "1h")
     symbols = None
+
+    @checked(frozen=True, config=STRICT)
+    class Options:
+        retries: Annotated[int, Strict(), Field(ge=1)] = 5
+        backoff_seconds: Annotated[float, Field(ge=0)] = 2.0
+
+    @classmethod
+    def from_spec(cls, argument: str, options: Options, retries: int | None) -> YahooSource:
+        return cls(retries=options.retries if retries is None else retries, backoff_seconds=options.backoff_seconds)
 
     def __init__(
         self,
@@ -398,3 +463,7 @@ def flatten_yfinance_columns(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
         [lvl for lvl in range(frame.columns.nlevels) if "Close" not in set(frame.columns.get_level_values(lvl))],
         axis=1,
     )
+
+
+SOURCES: dict[str, type[MarketDataSource]] = {source.kind: source for source in (YahooSource, SyntheticSource, SampleSource, CsvSource)}
+SOURCE_KINDS = tuple(spec_forms())

@@ -1,7 +1,8 @@
 """The one model protocol, and what models share.
 
 Every model class names its ``name``, ``task`` (direction, volatility, regime) and ``target``
-column, and offers ``fit(dataset, settings)`` (a dataset is a table, one walk-forward fold and the
+column, declares its parameters as ``Params`` (a checked dataclass: its section of config.yaml,
+`models.<name>`, read in ``fit`` as ``settings.models.of(name)``), and offers ``fit(dataset, settings)`` (a dataset is a table, one walk-forward fold and the
 feature names), ``predict(table)``, ``save()`` and ``load(files)``. ``save`` turns the model into
 files (suffix -> bytes: ``.config.json`` with feature names, settings and fitted scalers, plus one
 binary in a format that cannot run code on load); ``load`` rebuilds it from exactly those bytes. A
@@ -20,6 +21,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from trading_ml.config import STRICT, Rate, at_most, checked
 from trading_ml.errors import DataError
 
 CONFIG = ".config.json"
@@ -38,6 +40,7 @@ class Model(Protocol):
     task: str
     target: str
     FILES: tuple[str, ...]
+    Params: type  # its parameters and their bounds (config.yaml `models.<name>`); none for a combination
 
     @classmethod
     def fit(cls, dataset: Dataset, settings) -> Model: ...
@@ -84,3 +87,14 @@ class Standardizer:
     @classmethod
     def from_dict(cls, data: dict) -> Standardizer:
         return cls(np.array(data["mean"]), np.array(data["scale"]))
+
+
+@checked(frozen=True, config=STRICT)
+class LSTMParams:
+    """An LSTM model's parameters (config.yaml `models.direction_lstm`, `models.volatility_lstm`)."""
+
+    sequence_length: at_most(1_000) = 20  # input: this many bars of the symbol
+    hidden: at_most(4_096) = 32
+    epochs: at_most(10_000) = 8
+    batch: at_most(1_000_000) = 256
+    learning_rate: Rate = 0.001

@@ -1,16 +1,23 @@
-"""Which model names exist, their task and target, and the class behind each name.
+"""Which models exist: each model's class says its name, task, target and parameters (``Params``,
+its section of config.yaml); this module lists the classes once and answers questions about them.
 
-The classes are imported only when asked for (:func:`model_class`), so code that lists or reports
-models (the DAG file, the Airflow plugin, the report) never loads torch or xgboost.
+The model modules import torch, xgboost, arch and scikit-learn only when a model is fitted or
+loaded, so code that lists or reports models (the DAG file, the Airflow plugin, the report, the
+config schema) never loads them.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trading_ml.errors import UnknownModel
+from trading_ml.models.direction import DirectionEnsemble, LSTMDirection, XGBoostDirection
+from trading_ml.models.regime import RegimeForest
+from trading_ml.models.volatility import GarchVolatility, LSTMVolatility
+
+# Every model, in training order; a combination (``members``) after the models it is built from.
+MODELS = (XGBoostDirection, LSTMDirection, GarchVolatility, LSTMVolatility, RegimeForest, DirectionEnsemble)
 
 
 @dataclass(frozen=True)
@@ -18,21 +25,16 @@ class Entry:
     name: str
     task: str  # direction | volatility | regime
     target: str  # the training table's column it predicts
-    module: str
-    class_name: str
+    model: type
     members: tuple[str, ...] = ()  # the models a combination is built from (none for a model of its own)
 
+    @classmethod
+    def of(cls, model: type) -> Entry:
+        return cls(model.name, model.task, model.target, model, tuple(getattr(model, "MEMBERS", ())))
 
-ENSEMBLE = "direction"
-ENSEMBLE_MEMBERS = ("direction_xgboost", "direction_lstm")
-CATALOGUE = {entry.name: entry for entry in (
-    Entry("direction_xgboost", "direction", "target_direction", "trading_ml.models.direction", "XGBoostDirection"),
-    Entry("direction_lstm", "direction", "target_direction", "trading_ml.models.direction", "LSTMDirection"),
-    Entry("volatility_garch", "volatility", "target_volatility", "trading_ml.models.volatility", "GarchVolatility"),
-    Entry("volatility_lstm", "volatility", "target_volatility", "trading_ml.models.volatility", "LSTMVolatility"),
-    Entry("regime_rf", "regime", "target_regime_ahead", "trading_ml.models.regime", "RegimeForest"),
-    Entry(ENSEMBLE, "direction", "target_direction", "trading_ml.models.direction", "DirectionEnsemble", ENSEMBLE_MEMBERS),
-)}
+
+CATALOGUE = {model.name: Entry.of(model) for model in MODELS}
+ENSEMBLE = DirectionEnsemble.name
 TRAINED_MODELS = tuple(name for name, found in CATALOGUE.items() if not found.members)  # in training order; combinations are built at evaluation
 MODEL_NAMES = tuple(CATALOGUE)
 TASKS = ("direction", "volatility", "regime")
@@ -57,9 +59,8 @@ def chosen_models(names: Sequence[str] | None) -> list[str]:
 
 
 def model_class(name: str) -> type:
-    """The class of a model name (imported now)."""
-    found = entry(name)
-    return getattr(importlib.import_module(found.module), found.class_name)
+    """The class of a model name."""
+    return entry(name).model
 
 
 def task_of(name: str) -> str:

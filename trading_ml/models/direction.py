@@ -9,26 +9,29 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-import xgboost as xgb
-from torch import nn
 
-from trading_ml.config import Settings
+from trading_ml.config import STRICT, Rate, Settings, at_most, checked
 from trading_ml.errors import DataError
 from trading_ml.io import json_bytes
-from trading_ml.models import lstm
 from trading_ml.models.base import (
     CONFIG,
     Dataset,
+    LSTMParams,
     Standardizer,
     feature_matrix,
     progress_due,
     read_config,
 )
 from trading_ml.models.tasks import PROBABILITIES
+
+if TYPE_CHECKING:  # torch and xgboost load when a model is fitted or loaded, not when the config is read
+    import xgboost as xgb
+
+    from trading_ml.models import lstm
 
 TARGET = "target_direction"
 log = logging.getLogger(__name__)
@@ -43,54 +46,67 @@ def probabilities_frame(index: pd.Index, values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(values, index=index, columns=PROBABILITIES)
 
 
-class RoundLogger(xgb.callback.TrainingCallback):
-    """Logs the validation loss about every tenth of the boosting rounds, and where boosting stopped."""
+def round_logger(name: str, rounds: int):
+    """An XGBoost callback that logs the validation loss about every tenth of the boosting rounds,
+    and where boosting stopped."""
+    import xgboost as xgb
 
-    def __init__(self, name: str, rounds: int):
-        super().__init__()
-        self.name, self.rounds = name, rounds
+    class RoundLogger(xgb.callback.TrainingCallback):
+        def after_iteration(self, model, epoch: int, evals_log) -> bool:
+            if progress_due(epoch + 1, rounds):
+                losses = ", ".join(f"{metric} {values[-1]:.5f}" for scores in evals_log.values() for metric, values in scores.items())
+                log.info("%s: round %d of at most %d: validation %s", name, epoch + 1, rounds, losses)
+            return False
 
-    def after_iteration(self, model, epoch: int, evals_log) -> bool:
-        if progress_due(epoch + 1, self.rounds):
-            losses = ", ".join(f"{metric} {values[-1]:.5f}" for scores in evals_log.values() for metric, values in scores.items())
-            log.info("%s: round %d of at most %d: validation %s", self.name, epoch + 1, self.rounds, losses)
-        return False
+        def after_training(self, model):
+            log.info("%s: stopped after %d rounds", name, model.num_boosted_rounds())
+            return model
 
-    def after_training(self, model):
-        log.info("%s: stopped after %d rounds", self.name, model.num_boosted_rounds())
-        return model
+    return RoundLogger()
 
 
 class XGBoostDirection:
     name, task, target = "direction_xgboost", "direction", TARGET
     FILES = (".json", CONFIG)  # XGBoost's own JSON model format, and the feature names
 
+    @checked(frozen=True, config=STRICT)
+    class Params:
+        """config.yaml `models.direction_xgboost`."""
+
+        rounds: at_most(100_000) = 400  # upper bound; early stopping on the validation segment decides
+        depth: at_most(32) = 4
+        learning_rate: Rate = 0.05
+        early_stopping_rounds: at_most(10_000) = 30
+
     def __init__(self, feature_names: list[str], booster: xgb.XGBClassifier, info: dict | None = None):
         self.feature_names, self.booster, self.info = feature_names, booster, info or {}
 
     @classmethod
     def fit(cls, dataset: Dataset, settings: Settings) -> XGBoostDirection:
-        table, split, feature_names, settings = dataset.table, dataset.split, dataset.feature_names, settings.models
+        import xgboost as xgb
+
+        table, split, feature_names = dataset.table, dataset.split, dataset.feature_names
+        params, seed = settings.models.of(cls.name), settings.models.seed
         labelled = table[TARGET].notna().to_numpy()
         train, validation = split.mask("train") & labelled, split.mask("validation") & labelled
         features = feature_matrix(table, feature_names, cls.name)
         target = class_index(table[TARGET].fillna(0))
         booster = xgb.XGBClassifier(
-            n_estimators=settings.xgboost_rounds,
-            max_depth=settings.xgboost_depth,
-            learning_rate=settings.xgboost_learning_rate,
+            n_estimators=params.rounds,
+            max_depth=params.depth,
+            learning_rate=params.learning_rate,
             subsample=0.8,
             colsample_bytree=0.8,
             objective="multi:softprob",
             eval_metric="mlogloss",
-            early_stopping_rounds=settings.early_stopping_rounds,
-            random_state=settings.seed,
+            early_stopping_rounds=params.early_stopping_rounds,
+            random_state=seed,
             n_jobs=2,
             tree_method="hist",
-            callbacks=[RoundLogger(cls.name, settings.xgboost_rounds)],
+            callbacks=[round_logger(cls.name, params.rounds)],
         )
         log.info("%s: up to %d rounds on %d training rows, stopping after %d without a better validation loss",
-                 cls.name, settings.xgboost_rounds, train.sum(), settings.early_stopping_rounds)
+                 cls.name, params.rounds, train.sum(), params.early_stopping_rounds)
         booster.fit(features[train], target[train], eval_set=[(features[validation], target[validation])], verbose=False)
         log.info("%s: best round %d", cls.name, booster.best_iteration + 1)
         importance = dict(zip(feature_names, booster.feature_importances_.round(6).tolist(), strict=True))
@@ -106,6 +122,8 @@ class XGBoostDirection:
 
     @classmethod
     def load(cls, files: Mapping[str, bytes]) -> XGBoostDirection:
+        import xgboost as xgb
+
         booster = xgb.XGBClassifier()
         booster.load_model(bytearray(files[".json"]))
         config = read_config(files)
@@ -115,30 +133,41 @@ class XGBoostDirection:
 class LSTMDirection:
     name, task, target = "direction_lstm", "direction", TARGET
     FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), the scaler and shape
+    Params = LSTMParams  # config.yaml `models.direction_lstm`
 
     def __init__(self, feature_names: list[str], net: lstm.LSTMNet, scaler: Standardizer, settings: dict, info: dict | None = None):
         self.feature_names, self.net, self.scaler, self.settings, self.info = feature_names, net, scaler, settings, info or {}
 
     @classmethod
     def fit(cls, dataset: Dataset, settings: Settings) -> LSTMDirection:
-        table, split, feature_names, settings = dataset.table, dataset.split, dataset.feature_names, settings.models
+        import torch
+        from torch import nn
+
+        from trading_ml.models import lstm
+
+        table, split, feature_names = dataset.table, dataset.split, dataset.feature_names
+        params, seed = settings.models.of(cls.name), settings.models.seed
         features = feature_matrix(table, feature_names, cls.name)
         scaler = Standardizer.fit(features[split.mask("train")])
-        sequences = lstm.Sequences(table, scaler.transform(features), settings.sequence_length)
+        sequences = lstm.Sequences(table, scaler.transform(features), params.sequence_length)
         labelled = table[TARGET].notna().to_numpy()[sequences.row_of]
         segment = split.segment.to_numpy()[sequences.row_of]
         targets = torch.from_numpy(class_index(table[TARGET].fillna(0))[sequences.row_of])
-        lstm.seed_everything(settings.seed)
-        net = lstm.LSTMNet(len(feature_names), settings.lstm_hidden, 3)
+        lstm.seed_everything(seed)
+        net = lstm.LSTMNet(len(feature_names), params.hidden, 3)
         history = lstm.fit(
             net, sequences, targets,
             np.flatnonzero(labelled & (segment == "train")), np.flatnonzero(labelled & (segment == "validation")),
-            nn.CrossEntropyLoss(), settings.lstm_epochs, settings.lstm_batch, settings.lstm_learning_rate, settings.seed, cls.name,
+            nn.CrossEntropyLoss(), params, seed, cls.name,
         )
-        shape = {"sequence_length": settings.sequence_length, "hidden": settings.lstm_hidden}
+        shape = {"sequence_length": params.sequence_length, "hidden": params.hidden}
         return cls(feature_names, net, scaler, shape, history)
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        import torch
+
+        from trading_ml.models import lstm
+
         features = self.scaler.transform(feature_matrix(table, self.feature_names, self.name))
         sequences = lstm.Sequences(table, features, self.settings["sequence_length"])
         probabilities = np.full((len(table), 3), np.nan)
@@ -148,11 +177,15 @@ class LSTMDirection:
         return probabilities_frame(table.index, probabilities)
 
     def save(self) -> dict[str, bytes]:
+        from trading_ml.models import lstm
+
         config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), **self.settings, **self.info}
         return {".pt": lstm.state_dict_bytes(self.net), CONFIG: json_bytes(config)}
 
     @classmethod
     def load(cls, files: Mapping[str, bytes]) -> LSTMDirection:
+        from trading_ml.models import lstm
+
         config = read_config(files)
         net, shape = lstm.load_net(config, 3, files[".pt"])
         return cls(config["feature_names"], net, Standardizer.from_dict(config["scaler"]), shape)
@@ -166,6 +199,7 @@ class DirectionEnsemble:
     the rule applied to predictions the members already made (out of sample, at evaluation)."""
 
     name, task, target = "direction", "direction", TARGET
+    MEMBERS = ("direction_xgboost", "direction_lstm")  # built from these models of its run
     FILES = (".json",)
     RULE = "mean of member probabilities"
 

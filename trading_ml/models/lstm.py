@@ -17,6 +17,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from trading_ml.models.base import LSTMParams
+
 log = logging.getLogger(__name__)
 
 
@@ -81,16 +83,15 @@ def fit(
     train: np.ndarray,
     validation: np.ndarray,
     loss_fn: nn.Module,
-    epochs: int,
-    batch: int,
-    learning_rate: float,
+    params: LSTMParams,
     seed: int,
     name: str = "lstm",
 ) -> dict:
     """Train on the ``train`` positions, keep the weights of the best validation epoch; the history.
     Each epoch logs its losses under the model's ``name``."""
     generator = seed_everything(seed)
-    optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
+    epochs, batch = params.epochs, params.batch
+    optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate)
     best, history = (float("inf"), None), []
     log.info("%s: %d epochs over %d training and %d validation sequences", name, epochs, len(train), len(validation))
     for epoch in range(epochs):

@@ -18,13 +18,17 @@ import zipfile
 from collections.abc import Mapping
 from contextlib import contextmanager
 
-import pandas as pd
-from sklearn.ensemble import RandomForestClassifier
+from typing import TYPE_CHECKING
 
-from trading_ml.config import Settings
+import pandas as pd
+
+from trading_ml.config import STRICT, Settings, at_most, checked
 from trading_ml.errors import DataError
 from trading_ml.io import json_bytes
 from trading_ml.models.base import CONFIG, Dataset, feature_matrix, read_config
+
+if TYPE_CHECKING:  # scikit-learn loads when the forest is fitted or loaded, not when the config is read
+    from sklearn.ensemble import RandomForestClassifier
 
 NOWCAST, FORECAST = "target_regime", "target_regime_ahead"  # the rule label now, and horizon bars ahead
 REGIME_FEATURES = [  # the plan's: 50/200 crossover, VIX, trend strength, breadth; plus the rule's returns
@@ -56,24 +60,33 @@ class RegimeForest:
     name, task, target = "regime_rf", "regime", FORECAST
     FILES = (".skops", CONFIG)  # the forest (skops, in a dict by target), and its feature names
 
+    @checked(frozen=True, config=STRICT)
+    class Params:
+        """config.yaml `models.regime_rf`: the plan's regime random forest."""
+
+        trees: at_most(10_000) = 100
+        max_samples: at_most(100_000_000) = 100_000  # rows each tree draws; bounds fit time and model size on large universes
+
     def __init__(self, feature_names: list[str], forests: dict[str, RandomForestClassifier]):
         self.feature_names, self.forests = feature_names, forests
 
     @classmethod
     def fit(cls, dataset: Dataset, settings: Settings) -> RegimeForest:
-        table, settings = dataset.table, settings.models
+        from sklearn.ensemble import RandomForestClassifier
+
+        table, params, seed = dataset.table, settings.models.of(cls.name), settings.models.seed
         names = [n for n in REGIME_FEATURES if n in dataset.feature_names]
         features = feature_matrix(table, names, cls.name)
         rows = dataset.split.mask("train") & table[FORECAST].notna().to_numpy()
-        draws = settings.forest_max_samples if rows.sum() > settings.forest_max_samples else None
+        draws = params.max_samples if rows.sum() > params.max_samples else None
         forest = RandomForestClassifier(
-            n_estimators=settings.forest_trees, min_samples_leaf=5, max_samples=draws, random_state=settings.seed, n_jobs=2
+            n_estimators=params.trees, min_samples_leaf=5, max_samples=draws, random_state=seed, n_jobs=2
         )
-        log.info("%s: %d trees on %d training rows x %d features, %s rows per tree", cls.name, settings.forest_trees, rows.sum(),
+        log.info("%s: %d trees on %d training rows x %d features, %s rows per tree", cls.name, params.trees, rows.sum(),
                  len(names), draws or rows.sum())
         started = time.perf_counter()
         forest.fit(features[rows], table[FORECAST].to_numpy()[rows].astype(str))
-        log.info("%s: %d trees fitted in %.1f s", cls.name, settings.forest_trees, time.perf_counter() - started)
+        log.info("%s: %d trees fitted in %.1f s", cls.name, params.trees, time.perf_counter() - started)
         return cls(names, {FORECAST: forest})
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
@@ -87,6 +100,8 @@ class RegimeForest:
 
     @classmethod
     def load(cls, files: Mapping[str, bytes]) -> RegimeForest:
+        from sklearn.ensemble import RandomForestClassifier
+
         payload = files[".skops"]
         with quiet_skops() as sio:
             refused = sorted((node_types(payload) | set(sio.get_untrusted_types(data=payload))) - FOREST_TYPES)

@@ -49,9 +49,9 @@ class Split:
 
 
 def purge_gap(models: ModelSettings, features: FeatureSettings) -> int:
-    """The longest label horizon plus the LSTM's sequence length, in bars."""
+    """The longest label horizon plus the longest sequence a model reads (its `sequence_length`), in bars."""
     horizon = max(1, features.forward_volatility_bars, features.regime.horizon)
-    return horizon + models.sequence_length
+    return horizon + models.longest_sequence
 
 
 def walk_forward(table: pd.DataFrame, models: ModelSettings, features: FeatureSettings) -> list[Split]:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix
 
 from trading_ml.errors import ConfigError
 from trading_ml.features.targets import DIRECTIONS, REGIMES, direction_labels
@@ -227,6 +226,8 @@ def normalized(probabilities: np.ndarray) -> np.ndarray:
 
 def confusion(truth: np.ndarray, predicted: np.ndarray, labels) -> dict:
     """The confusion matrix of out-of-sample rows (rows = truth)."""
+    from sklearn.metrics import confusion_matrix
+
     return {"labels": [str(label) for label in labels], "counts": confusion_matrix(truth, predicted, labels=labels).tolist()}
 
 

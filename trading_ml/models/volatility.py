@@ -10,17 +10,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from trading_ml.config import STRICT, Settings, checked
 from trading_ml.errors import DataError
-import torch
-from arch import arch_model
-from torch import nn
-
-from trading_ml.config import Settings
 from trading_ml.features.catalogue import FEATURES
 from trading_ml.io import json_bytes
-from trading_ml.models import lstm
 from trading_ml.models.base import (
     CONFIG,
+    LSTMParams,
     Dataset,
     Standardizer,
     feature_matrix,
@@ -49,6 +45,10 @@ class GarchVolatility:
     feature_names = [RETURN]
     FILES = (".json",)  # the fitted parameters per symbol
 
+    @checked(frozen=True, config=STRICT)
+    class Params:
+        """config.yaml `models.volatility_garch`: GARCH(1,1) has nothing to set."""
+
     def __init__(self, parameters: dict[str, dict[str, float]], window: int):
         self.parameters, self.window = parameters, window
 
@@ -71,6 +71,8 @@ class GarchVolatility:
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         """One-step forecasts with the fitted parameters held fixed; symbols it was not fitted on use
         the median parameters of those it was."""
+        from arch import arch_model
+
         parts = []
         for symbol, returns in symbol_returns(table).items():
             parameters = self.parameters.get(symbol) or self.pooled_parameters()
@@ -100,6 +102,8 @@ class GarchVolatility:
 
 def fit_garch(symbol: str, returns: pd.Series) -> dict[str, float]:
     """GARCH(1,1) parameters of one symbol's training returns; a fit that did not converge is logged."""
+    from arch import arch_model
+
     model = arch_model(returns.to_numpy() * GARCH_SCALE, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
     result = model.fit(disp="off", options={"maxiter": 500})
     if result.convergence_flag != 0:
@@ -119,6 +123,7 @@ class LSTMVolatility:
 
     name, task, target = "volatility_lstm", "volatility", TARGET
     FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), scalers and shape
+    Params = LSTMParams  # config.yaml `models.volatility_lstm`
 
     def __init__(self, feature_names, net, scaler: Standardizer, target_scale: dict, settings: dict, info: dict | None = None):
         self.feature_names, self.net, self.scaler = feature_names, net, scaler
@@ -126,11 +131,17 @@ class LSTMVolatility:
 
     @classmethod
     def fit(cls, dataset: Dataset, settings: Settings) -> LSTMVolatility:
-        table, split, settings = dataset.table, dataset.split, settings.models
+        import torch
+        from torch import nn
+
+        from trading_ml.models import lstm
+
+        table, split = dataset.table, dataset.split
+        params, seed = settings.models.of(cls.name), settings.models.seed
         names = lstm_inputs(dataset.feature_names)
         features = feature_matrix(table, names, cls.name)
         scaler = Standardizer.fit(features[split.mask("train")])
-        sequences = lstm.Sequences(table, scaler.transform(features), settings.sequence_length)
+        sequences = lstm.Sequences(table, scaler.transform(features), params.sequence_length)
         log_target = np.log(table[TARGET].to_numpy(dtype=np.float64).clip(min=1e-6))
         labelled = np.isfinite(log_target)
         train_rows = split.mask("train") & labelled
@@ -139,16 +150,18 @@ class LSTMVolatility:
         targets = torch.nan_to_num(scaled)[sequences.row_of].unsqueeze(1)
         segment = split.segment.to_numpy()[sequences.row_of]
         ok = labelled[sequences.row_of]
-        lstm.seed_everything(settings.seed)
-        net = lstm.LSTMNet(len(names), settings.lstm_hidden, 1)
+        lstm.seed_everything(seed)
+        net = lstm.LSTMNet(len(names), params.hidden, 1)
         history = lstm.fit(
             net, sequences, targets, np.flatnonzero(ok & (segment == "train")), np.flatnonzero(ok & (segment == "validation")),
-            nn.MSELoss(), settings.lstm_epochs, settings.lstm_batch, settings.lstm_learning_rate, settings.seed, cls.name,
+            nn.MSELoss(), params, seed, cls.name,
         )
-        shape = {"sequence_length": settings.sequence_length, "hidden": settings.lstm_hidden}
+        shape = {"sequence_length": params.sequence_length, "hidden": params.hidden}
         return cls(names, net, scaler, target_scale, shape, history)
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        from trading_ml.models import lstm
+
         sequences = lstm.Sequences(table, self.scaler.transform(feature_matrix(table, self.feature_names, self.name)), self.settings["sequence_length"])
         forecast = np.full(len(table), np.nan)
         outputs = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
@@ -157,12 +170,16 @@ class LSTMVolatility:
         return pd.DataFrame({"volatility": forecast}, index=table.index)
 
     def save(self) -> dict[str, bytes]:
+        from trading_ml.models import lstm
+
         config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), "target_scale": self.target_scale,
                   **self.settings, **self.info}
         return {".pt": lstm.state_dict_bytes(self.net), CONFIG: json_bytes(config)}
 
     @classmethod
     def load(cls, files: Mapping[str, bytes]) -> LSTMVolatility:
+        from trading_ml.models import lstm
+
         config = read_config(files)
         net, shape = lstm.load_net(config, 1, files[".pt"])
         return cls(config["feature_names"], net, Standardizer.from_dict(config["scaler"]), config["target_scale"], shape)

@@ -21,7 +21,7 @@ from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
 from trading_ml.pipeline.train import model_metadata
 from trading_ml.registry import ModelRegistry
-from trading_ml.run import RunContext, read_stage_manifest
+from trading_ml.run import RunContext
 
 NOT_TRAINED = "its task train_{model} failed or did not finish (see that task's log), or `trading-ml train` stopped before it"
 

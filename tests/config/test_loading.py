@@ -3,7 +3,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from trading_ml.config import ENV_DATA_DIR, ENV_MONGO_URI, load_settings, parse_as_of, parse_lookback
+from trading_ml.config import parse_as_of, parse_lookback
+from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, load_settings, run_settings
 from trading_ml.run import RunContext
 from trading_ml.errors import ConfigError
 
@@ -97,7 +98,7 @@ def test_airflow_options_are_typed_and_a_context_survives_the_trip_through_xcom(
     with pytest.raises(ConfigError, match="airflow.retries = 3: unknown key; did you mean 'stage_retries'"):
         load_settings(bad, env={})
     ctx = RunContext.create(settings, "2024-01-02", ["AAPL", "^GSPC"], ["1d"], "synthetic")
-    again = RunContext.from_dict(ctx.to_dict(), mongo_uri="mongodb://u:secret@127.0.0.1:1/db")
+    again = RunContext.from_dict(ctx.to_dict(), run_settings(ctx.to_dict(), mongo_uri="mongodb://u:secret@127.0.0.1:1/db"))
     assert (again.run_id, again.as_of, again.symbols, again.timeframes, again.source, again.run_root) == (
         ctx.run_id, ctx.as_of, ctx.symbols, ctx.timeframes, ctx.source, ctx.run_root)
     assert again.settings.storage.mongo_uri == "mongodb://u:secret@127.0.0.1:1/db"

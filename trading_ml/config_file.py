@@ -1,0 +1,206 @@
+"""Reading config.yaml (or TRADING_ML_CONFIG) and the environment overrides, and checking both
+against the file's schema: the sections of trading_ml.config.schema joined with each model's
+``Params`` (the catalogue's classes) and each source's ``Options`` (the sources' registry). Any error
+is a ConfigError of one line (trading_ml.config.messages)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model
+
+from trading_ml.config.messages import describe_error
+from trading_ml.config.schema import (
+    SECRET_KEYS,
+    STRICT,
+    AirflowSettings,
+    ApiSettings,
+    FeatureSettings,
+    ModelSettings,
+    ModelsBase,
+    StorageSection,
+    TimeframeEntry,
+    UniverseSection,
+    ValidationSettings,
+    section_of,
+)
+from trading_ml.config.settings import Instrument, Settings, StorageSettings, Timeframe
+from trading_ml.data.sources import SOURCES, source_rule, spec_is_known
+from trading_ml.errors import ConfigError
+from trading_ml.models.catalogue import CATALOGUE
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
+
+ENV_CONFIG = "TRADING_ML_CONFIG"
+ENV_DATA_DIR = "TRADING_ML_DATA_DIR"
+ENV_MONGO_URI = "TRADING_ML_MONGO_URI"
+ENV_SOURCE = "TRADING_ML_SOURCE"
+ENVIRONMENT_KEYS = {ENV_DATA_DIR: ("data_dir",), ENV_MONGO_URI: ("storage", "mongo_uri"), ENV_SOURCE: ("source",)}
+MAX_CONFIG_DEPTH = 20  # nesting levels a config may have (the repo's has 5)
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read config.yaml (or TRADING_ML_CONFIG), apply the environment overrides, check both against
+    the schema; any error is a ConfigError of one line."""
+    env = os.environ if env is None else env
+    for variable in (ENV_CONFIG, *ENVIRONMENT_KEYS):
+        if variable in env and not env[variable].strip():
+            raise ConfigError(f"{variable} is set but empty; give it a value or unset it (`unset {variable}`) for the configured one")
+    config_path = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG).resolve()
+    raw = _read_yaml(config_path)
+    overridden = _apply_environment(raw, env)
+    schema = config_file()
+    try:
+        checked_file = schema.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(describe_error(error, str(config_path), schema, overridden, SECRET_KEYS)) from None
+    return _settings(checked_file, config_path)
+
+
+def run_settings(context: dict, mongo_uri: str | None = None) -> Settings:
+    """The settings of a run that RunContext.to_dict describes, read again (e.g. in another Airflow
+    task): its config file and data folder. The MongoDB URI (it may hold a password) is never in
+    that dict; the driver passes it here."""
+    env = {**os.environ, ENV_DATA_DIR: context["data_dir"]}
+    if mongo_uri:
+        env[ENV_MONGO_URI] = mongo_uri
+    return load_settings(context["config_path"], env)
+
+
+def _apply_environment(raw: dict, env) -> dict[tuple, str]:
+    """Write the set environment overrides into the file's values; which key each one replaced."""
+    overridden = {}
+    for variable, key in ENVIRONMENT_KEYS.items():
+        section = raw
+        for part in key[:-1]:
+            section = section.setdefault(part, {})
+        if env.get(variable) and isinstance(section, dict):  # a section that is not a mapping is the schema's to report
+            section[key[-1]] = env[variable]
+            overridden[key] = variable
+    return overridden
+
+
+def model_params() -> dict[str, type]:
+    """Each configurable model's name and its class's ``Params`` (the catalogue's models that have one)."""
+    return {name: found.model.Params for name, found in CATALOGUE.items() if hasattr(found.model, "Params")}
+
+
+def _source(value: str) -> str:
+    if not spec_is_known(value):
+        raise ValueError(source_rule())
+    return value
+
+
+@functools.cache
+def config_file() -> type[BaseModel]:
+    """The shape of config.yaml, every key typed and bounded: the shared sections plus one per model
+    (`models.<name>`: its Params) and per source (`sources.<kind>`: its Options)."""
+    sources = create_model("SourcesSection", __config__=STRICT, **{kind: (source.Options, source.Options()) for kind, source in SOURCES.items()})
+    models = section_of(ModelSettings, ModelsBase, "ModelsSection", model_params())
+    return create_model(
+        "ConfigFile", __config__=STRICT,
+        universe=(UniverseSection, ...),
+        timeframes=(Annotated[dict[Literal["1d", "1h"], TimeframeEntry], Field(min_length=1)], ...),
+        data_dir=(Annotated[str, Field(min_length=1)], "data"),
+        source=(Annotated[str, AfterValidator(_source)], "synthetic"),
+        storage=(StorageSection, StorageSection()),
+        validation=(ValidationSettings, ValidationSettings()),
+        sources=(sources, sources()),
+        features=(FeatureSettings, FeatureSettings()),
+        models=(models, models()),
+        airflow=(AirflowSettings, AirflowSettings()),
+        api=(ApiSettings, ApiSettings()),
+    )
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping and nesting deeper than
+    MAX_CONFIG_DEPTH (PyYAML would keep the last duplicate silently, or recurse until Python stops)."""
+
+    def compose_node(self, parent, index):
+        depth = getattr(self, "_depth", 0)
+        if depth > MAX_CONFIG_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.constructor.ConstructorError(None, None, f"nested more than {MAX_CONFIG_DEPTH} levels deep", mark)
+        self._depth = depth + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {str(key)[:40]!r} is given twice in one mapping; keep one",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(config_path: Path) -> dict:
+    if not config_path.is_file():
+        raise ConfigError(f"config file {config_path} not found; set {ENV_CONFIG} or pass --config")
+    if config_path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{config_path} is {config_path.stat().st_size:,} bytes, more than a config can be ({MAX_CONFIG_BYTES:,}); pass a config file")
+    try:
+        raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{config_path}: not a text file (byte {error.start} is not UTF-8); pass a YAML config") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{config_path}: not valid YAML{where}: {problem}; fix that line") from None
+    if raw is None:
+        raise ConfigError(f"{config_path} is empty; start from the repo's config.yaml")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path} must be a mapping of settings (universe:, timeframes:, ...), not a {type(raw).__name__}")
+    return {key: value for key, value in raw.items() if value is not None}  # an empty section (`storage:`) means its defaults
+
+
+def _settings(config, config_path: Path) -> Settings:
+    data_dir = Path(config.data_dir).expanduser()
+    if not data_dir.is_absolute():
+        data_dir = (Path.cwd() / data_dir).resolve()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"data_dir {data_dir} is a file, not a folder; pass --data-dir (or {ENV_DATA_DIR}) a folder")
+    storage = config.storage
+    return Settings(
+        config_path=config_path,
+        universe=_instruments(config.universe),
+        default_exchange=config.universe.default_exchange,
+        timeframes={name: Timeframe(name=name, lookback=entry.lookback) for name, entry in config.timeframes.items()},
+        data_dir=data_dir,
+        source=config.source,
+        storage=StorageSettings(storage.mongo_uri, storage.database, storage.ping_timeout_ms, data_dir / storage.fallback_dir),
+        validation=config.validation,
+        sources=config.sources.model_dump(exclude_none=True),
+        features=config.features,
+        models=config.models.settings(model_params()),
+        airflow=config.airflow,
+        api=config.api,
+    )
+
+
+def _instruments(universe: UniverseSection) -> dict[str, Instrument]:
+    instruments = {
+        entry.symbol: Instrument(symbol=entry.symbol, kind="index", exchange=entry.exchange, name=entry.name,
+                                 has_volume=entry.has_volume, max_abs_return=entry.max_abs_return)
+        for entry in universe.indices
+    }
+    for sector, symbols in universe.equities.sectors.items():
+        for symbol in symbols:
+            instruments[symbol] = Instrument(symbol=symbol, kind="equity", exchange=universe.equities.exchange, sector=sector)
+    for symbol in universe.fx:
+        instruments[symbol] = Instrument(symbol=symbol, kind="fx", exchange="FX", has_volume=False)
+    for symbol in universe.crypto:
+        instruments[symbol] = Instrument(symbol=symbol, kind="crypto", exchange="CRYPTO")
+    return instruments
