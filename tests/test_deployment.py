@@ -164,3 +164,15 @@ def test_both_deployments_map_an_sp500_universe_on_two_timeframes():
     assert int(standalone.group(1)) >= s_and_p_pairs
     for name in AIRFLOW_SERVICES:
         assert int(environment(SERVICES[name])["AIRFLOW__CORE__MAX_MAP_LENGTH"]) >= s_and_p_pairs
+
+
+def test_the_python_one_liners_the_deployments_run_work_against_this_checkout():
+    """airflow-init and scripts/airflow-standalone read the pool from the config with `python -c`: a
+    renamed import there fails only inside a container (it once did), so each runs here too."""
+    texts = [(REPO / "docker-compose.yaml").read_text(), (REPO / "scripts" / "airflow-standalone").read_text()]
+    snippets = [code for text in texts for code in re.findall(r"python -c '([^']*load_settings[^']*)'", text)]
+    assert len(snippets) == 2
+    for code in snippets:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["market_data_source", "4"]
