@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model, model_validator
 
 from trading_ml.config.messages import describe_error
 from trading_ml.config.schema import (
@@ -21,12 +21,11 @@ from trading_ml.config.schema import (
     ApiSettings,
     FeatureSettings,
     ModelSettings,
-    ModelsBase,
     StorageSection,
     TimeframeEntry,
     UniverseSection,
     ValidationSettings,
-    section_of,
+    room_to_train,
 )
 from trading_ml.config.settings import Instrument, Settings, StorageSettings, Timeframe
 from trading_ml.data.sources import SOURCES, source_rule, spec_is_known
@@ -97,12 +96,56 @@ def _source(value: str) -> str:
     return value
 
 
+# keys of the flat `models:` section before each model declared its own parameters: where each went
+MOVED_MODEL_KEYS = {
+    "sequence_length": "models.direction_lstm.sequence_length and models.volatility_lstm.sequence_length",
+    "lstm_hidden": "models.direction_lstm.hidden and models.volatility_lstm.hidden",
+    "lstm_epochs": "models.direction_lstm.epochs and models.volatility_lstm.epochs",
+    "lstm_batch": "models.direction_lstm.batch and models.volatility_lstm.batch",
+    "lstm_learning_rate": "models.direction_lstm.learning_rate and models.volatility_lstm.learning_rate",
+    "xgboost_rounds": "models.direction_xgboost.rounds", "xgboost_depth": "models.direction_xgboost.depth",
+    "xgboost_learning_rate": "models.direction_xgboost.learning_rate", "early_stopping_rounds": "models.direction_xgboost.early_stopping_rounds",
+    "forest_trees": "models.regime_rf.trees", "forest_max_samples": "models.regime_rf.max_samples",
+}
+
+
+class ModelsBase(BaseModel):
+    """`models:` of the file: ModelSettings' shared keys plus one section per configurable model."""
+
+    model_config = STRICT
+
+    @model_validator(mode="before")
+    @classmethod
+    def moved_keys(cls, data):
+        moved = [key for key in MOVED_MODEL_KEYS if isinstance(data, dict) and key in data]
+        if moved:
+            raise ValueError(f"`{moved[0]}` now belongs to its model: write {MOVED_MODEL_KEYS[moved[0]]} "
+                             "(each model's parameters sit under its name, see the repo's config.yaml)")
+        return data
+
+    @model_validator(mode="after")
+    def room_to_train(self):
+        return room_to_train(self)
+
+    def settings(self) -> ModelSettings:
+        """The shared settings, with each model's section as its parameters."""
+        models = model_params()
+        return ModelSettings(**self.model_dump(exclude=set(models)), params={name: getattr(self, name) for name in models})
+
+
+def models_section() -> type[BaseModel]:
+    """ModelSettings' shared fields (with their defaults) plus one section per configurable model."""
+    shared = {key: (info.annotation, info) for key, info in ModelSettings.__pydantic_fields__.items() if key != "params"}
+    sections = {name: (params, params()) for name, params in model_params().items()}
+    return create_model("ModelsSection", __base__=ModelsBase, **shared, **sections)
+
+
 @functools.cache
 def config_file() -> type[BaseModel]:
     """The shape of config.yaml, every key typed and bounded: the shared sections plus one per model
     (`models.<name>`: its Params) and per source (`sources.<kind>`: its Options)."""
     sources = create_model("SourcesSection", __config__=STRICT, **{kind: (source.Options, source.Options()) for kind, source in SOURCES.items()})
-    models = section_of(ModelSettings, ModelsBase, "ModelsSection", model_params())
+    models = models_section()
     return create_model(
         "ConfigFile", __config__=STRICT,
         universe=(UniverseSection, ...),
@@ -184,7 +227,7 @@ def _settings(config, config_path: Path) -> Settings:
         validation=config.validation,
         sources=config.sources.model_dump(exclude_none=True),
         features=config.features,
-        models=config.models.settings(model_params()),
+        models=config.models.settings(),
         airflow=config.airflow,
         api=config.api,
     )

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import field, replace
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 from pydantic.dataclasses import dataclass as checked
 
 from trading_ml.config.messages import shorten
@@ -253,45 +253,3 @@ class StorageSection(BaseModel):
 
 
 SECRET_KEYS = frozenset({("storage", "mongo_uri")})
-# keys of the flat `models:` section before each model declared its own parameters: where each went
-MOVED_MODEL_KEYS = {
-    "sequence_length": "models.direction_lstm.sequence_length and models.volatility_lstm.sequence_length",
-    "lstm_hidden": "models.direction_lstm.hidden and models.volatility_lstm.hidden", "lstm_epochs": "models.direction_lstm.epochs and models.volatility_lstm.epochs",
-    "lstm_batch": "models.direction_lstm.batch and models.volatility_lstm.batch",
-    "lstm_learning_rate": "models.direction_lstm.learning_rate and models.volatility_lstm.learning_rate",
-    "xgboost_rounds": "models.direction_xgboost.rounds", "xgboost_depth": "models.direction_xgboost.depth",
-    "xgboost_learning_rate": "models.direction_xgboost.learning_rate", "early_stopping_rounds": "models.direction_xgboost.early_stopping_rounds",
-    "forest_trees": "models.regime_rf.trees", "forest_max_samples": "models.regime_rf.max_samples",
-}
-
-
-class ModelsBase(BaseModel):
-    """`models:` of the file: ModelSettings' shared keys plus one section per configurable model."""
-
-    model_config = STRICT
-
-    @model_validator(mode="before")
-    @classmethod
-    def moved_keys(cls, data):
-        moved = [key for key in MOVED_MODEL_KEYS if isinstance(data, dict) and key in data]
-        if moved:
-            raise ValueError(f"`{moved[0]}` now belongs to its model: write {MOVED_MODEL_KEYS[moved[0]]} "
-                             "(each model's parameters sit under its name, see the repo's config.yaml)")
-        return data
-
-    @model_validator(mode="after")
-    def room_to_train(self):
-        return room_to_train(self)
-
-    def settings(self, models: Iterable[str]) -> ModelSettings:
-        """The shared settings, with the sections of these models as their parameters."""
-        values = self.model_dump(exclude=set(models))
-        return ModelSettings(**values, params={name: getattr(self, name) for name in models})
-
-
-def section_of(settings_class: type, base: type[BaseModel], name: str, extra: Mapping[str, type]) -> type[BaseModel]:
-    """A strict model of ``settings_class``'s fields (with their defaults) plus ``extra`` sections
-    (each at its own defaults)."""
-    own = {key: (info.annotation, info) for key, info in settings_class.__pydantic_fields__.items() if key != "params"}
-    sections = {key: (kind, kind()) for key, kind in extra.items()}
-    return create_model(name, __base__=base, **own, **sections)

@@ -37,7 +37,6 @@ CATALOGUE = {model.name: Entry.of(model) for model in MODELS}
 ENSEMBLE = DirectionEnsemble.name
 TRAINED_MODELS = tuple(name for name, found in CATALOGUE.items() if not found.members)  # in training order; combinations are built at evaluation
 MODEL_NAMES = tuple(CATALOGUE)
-TASKS = ("direction", "volatility", "regime")
 
 
 def entry(name: str) -> Entry:
