@@ -19,7 +19,7 @@ from trading_ml.registry import ModelRegistry
 from trading_ml.serving import create_app
 from trading_ml.storage.tiny import TinyStore
 
-TASK_OF = {"direction_lstm": "direction", "direction_xgboost": "direction", "volatility_garch": "volatility", "regime_rf": "regime"}
+TASK_OF = {"direction_lstm": "direction", "direction_xgboost": "direction", "volatility_garch": "volatility", "regime_rf": "regime"}  # promoted by copy_of
 MALFORMED = {  # case: (model, file suffix, bytes written, where it fails)
     "crafted .pt": ("direction_lstm", ".pt", b"PK\x03\x04 not a torch archive", "load"),
     "junk XGBoost JSON": ("direction_xgboost", ".json", b'{"learner": 5}', "load"),

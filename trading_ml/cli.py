@@ -341,9 +341,10 @@ def run_sync(args: argparse.Namespace) -> None:
 
 def run_promote(args: argparse.Namespace) -> None:
     """A person's decision: make a version production, whatever the gate said; the reason is stored.
-    The version must load, every file matching its recorded sha256, or it is refused (exit 2)."""
-    from trading_ml.loading import ModelLoader
+    The version must pass verification (every file matching its recorded sha256, its load and canary
+    predictions, in a child process) or it is refused (exit 2)."""
     from trading_ml.registry import ModelRegistry
+    from trading_ml.verify import Verifier
     from trading_ml.storage import open_stage_store
 
     settings = settings_from_args(args)
@@ -351,7 +352,7 @@ def run_promote(args: argparse.Namespace) -> None:
     try:
         registry = ModelRegistry(store, settings.data_dir)
         record = registry.record(args.model, args.version)
-        ModelLoader(registry).load_record(record)  # a DataError (altered, missing, malformed files) refuses it
+        Verifier(registry, settings).load(record)  # a DataError (altered, missing, malformed files, bad predictions) refuses it
         before = registry.production(args.model)
         reason = f"promoted by hand (trading-ml promote): {args.reason}" if args.reason else "promoted by hand (trading-ml promote)"
         registry.promote(args.model, record["run_id"], reason)

@@ -1,6 +1,12 @@
 """The errors the library raises: each message names the symbol, file or field and what to do."""
 
 
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, cut to ``limit`` characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class TradingMLError(Exception):
     """Base class for every error this library raises on purpose."""
 

@@ -17,13 +17,13 @@ import pandas as pd
 from trading_ml.config import Settings
 from trading_ml.errors import ConfigError, DataError
 from trading_ml.io import read_json
-from trading_ml.loading import ModelLoader
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import task_of
 from trading_ml.models.dataset import TrainingData
 from trading_ml.pipeline.planning import RunRequest, plan_run
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunInfo, find_runs
+from trading_ml.verify import Verifier
 from trading_ml.models.tasks import TASKS
 
 
@@ -33,10 +33,10 @@ def deployment_history(settings: Settings, registry: ModelRegistry, model: str) 
     runs = _deployed_runs(settings, model)
     if len(runs) < 2:
         raise ConfigError(f"history of {model} needs at least 2 runs that trained it; {len(runs)} found under {settings.data_dir}")
-    loader, production, periods, tables, candidates = ModelLoader(registry), None, [], [], []
+    verifier, production, periods, tables, candidates = Verifier(registry, settings), None, [], [], []
     for earlier, later in zip(runs, runs[1:], strict=False):
         production = _production_after(earlier, model, production)
-        table, scored = _period(settings, loader, registry, model, task, earlier, later, production)
+        table, scored = _period(settings, verifier, registry, model, task, earlier, later, production)
         periods.append({"from": earlier.as_of.isoformat(), "to": later.as_of.isoformat(), "rows": len(table),
                         "served": _version(registry, model, production), "latest": _version(registry, model, earlier.run_id)})
         tables.append(table)
@@ -69,23 +69,23 @@ def _production_after(run: RunInfo, model: str, before: str | None) -> str | Non
     return run.run_id if decision.get("status") == "production" else before
 
 
-def _period(settings, loader, registry, model, task, earlier: RunInfo, later: RunInfo, production: str | None):
+def _period(settings, verifier, registry, model, task, earlier: RunInfo, later: RunInfo, production: str | None):
     """The later run's rows from the earlier as-of on, and each candidate's predictions on them."""
     ctx = plan_run(settings, RunRequest(run_id=later.run_id, continues=True))
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
     stamps = data.table.index.get_level_values("timestamp")
     inside = np.asarray((stamps >= pd.Timestamp(earlier.as_of, tz="UTC")) & (stamps < pd.Timestamp(later.as_of, tz="UTC")))
     baselines = TASKS[task].baselines(data.table, data.folds, settings)
-    latest = _predictions(loader, registry, model, earlier.run_id, data.table)
-    served = baselines[TASKS[task].served_baseline] if production is None else _predictions(loader, registry, model, production, data.table)
+    latest = _predictions(verifier, registry, model, earlier.run_id, data.table)
+    served = baselines[TASKS[task].served_baseline] if production is None else _predictions(verifier, registry, model, production, data.table)
     candidates = {"model": served, "latest": latest, **baselines}
     return data.table[inside], {name: frame[inside] for name, frame in candidates.items()}
 
 
-def _predictions(loader: ModelLoader, registry: ModelRegistry, model: str, run_id: str, table: pd.DataFrame) -> pd.DataFrame:
+def _predictions(verifier: Verifier, registry: ModelRegistry, model: str, run_id: str, table: pd.DataFrame) -> pd.DataFrame:
     record = registry.record_for_run(model, run_id)
     known = table.index.get_level_values("symbol").isin(record.get("symbols") or [])
-    return loader.load_record(record).predict(table[known]).reindex(table.index)
+    return verifier.load(record).predict(table[known]).reindex(table.index)
 
 
 def _version(registry: ModelRegistry, model: str, run_id: str | None) -> str:

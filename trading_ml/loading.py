@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from trading_ml.errors import ConfigError, DataError
+from trading_ml.errors import ConfigError, DataError, one_line
 from trading_ml.io import atomic_write_bytes, sha256_bytes
 from trading_ml.models.catalogue import members_of, model_class
 from trading_ml.registry import (
@@ -61,6 +61,14 @@ class ModelLoader:
         check_feature_names(model, record)
         return model
 
+    def verified_hashes(self, record: dict) -> tuple[str, ...]:
+        """The sha256 of each of a record's files, in suffix order, after checking the bytes on disk
+        (or restored from GridFS) match them; nothing is parsed."""
+        name = record.get("model_name") if isinstance(record, dict) else None
+        check_name(name)
+        files = self._verified_files(record, model_class(name).FILES)
+        return tuple(sha256_bytes(files[suffix]) for suffix in sorted(files))
+
     def expected_files(self, record: dict, suffixes: tuple[str, ...]) -> dict[str, str]:
         """{path under the models root: suffix} of the files a record's model consists of, derived
         from its model name, run id and as-of, never from paths the record gives."""
@@ -101,12 +109,6 @@ class ModelLoader:
             raise DataError(f"{path} of {label(record)} does not match its registry sha256 "
                             f"({actual[:12]}… != {str(expected)[:12]}…): the file was altered; refusing to load it")
         return payload
-
-
-def one_line(error: BaseException, limit: int = 200) -> str:
-    """An exception's message on one line, cut to ``limit`` characters."""
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def check_feature_names(model, record: dict) -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from trading_ml.config import Settings
 from trading_ml.config_file import load_settings
-from trading_ml.loading import ModelLoader
 from trading_ml.registry import ModelRegistry
 from trading_ml.storage import open_store
+from trading_ml.verify import Verifier
 
 
 class ConfigLoader:
@@ -25,10 +25,12 @@ class ModelManager:
     def __init__(self, settings: Settings):
         self.store, self.store_choice = open_store(settings)
         self.registry = ModelRegistry(self.store, settings.data_dir)
+        self.verifier = Verifier(self.registry, settings)
 
     def load_model(self, name: str, version: str | None = None):
-        """A model by name ('direction' is the ensemble); the production version unless one is given."""
-        return ModelLoader(self.registry).load_model(name, version)
+        """A model by name ('direction' is the ensemble); the production version unless one is given,
+        loaded after it passed verification in a child process."""
+        return self.verifier.load(self.registry.record(name, version))
 
     def list_models(self) -> list[dict]:
         return self.registry.records()

@@ -20,9 +20,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 
-from trading_ml.errors import ConflictError, DataError
+from trading_ml.errors import ConfigError, ConflictError, DataError
 from trading_ml.io import sha256_file
 from trading_ml.models.catalogue import entry
 from trading_ml.run import check_run_id, runs_root
@@ -50,8 +51,8 @@ class ModelRegistry:
     def records(self, name: str | None = None) -> list[dict]:
         """Records (of one model, or all) with their status read from the production pointers."""
         match = {"model_name": name} if name else None
-        pointers = {p["model_name"]: p for p in self.store.find(PRODUCTION, match)}
-        found = [with_status(r, pointers.get(r["model_name"])) for r in self.store.find(COLLECTION, match)]
+        pointers = {p["model_name"]: p for p in self._find(PRODUCTION, match)}
+        found = [with_status(r, pointers.get(r["model_name"])) for r in self._find(COLLECTION, match)]
         return sorted(found, key=lambda r: (r["model_name"], major_version(r["version"])))
 
     def record(self, name: str, version: str | None = None) -> dict:
@@ -72,7 +73,7 @@ class ModelRegistry:
     def record_for_run(self, name: str, run_id: str) -> dict:
         """The record a run registered for a model, whatever version it has now (sync may renumber)."""
         check_name(name)
-        found = self.store.find(COLLECTION, {"model_name": name, "run_id": run_id})
+        found = self._find(COLLECTION, {"model_name": name, "run_id": run_id})
         if not found:
             what = f"{name} of run {run_id}"
             missing = getattr(self.store, "missing", lambda _: None)(what)
@@ -84,8 +85,19 @@ class ModelRegistry:
 
     def production(self, name: str) -> dict | None:
         """The production pointer of a model: run_id, as_of, reason, revision, history; or None."""
-        found = self.store.find(PRODUCTION, {"model_name": name})
+        found = self._find(PRODUCTION, {"model_name": name})
         return found[0] if found else None
+
+    def _find(self, collection: str, match: dict | None) -> list[dict]:
+        """The collection's documents that pass its schema; each other one is skipped, logged once in one line."""
+        usable = []
+        for document in self.store.find(collection, match):
+            problem = SCHEMAS[collection](document)
+            if problem is None:
+                usable.append(document)
+            else:
+                _skipped(collection, document, problem)
+        return usable
 
     def production_versions(self) -> dict[str, str]:
         return {r["model_name"]: r["version"] for r in self.records() if r["status"] == "production"}
@@ -96,7 +108,7 @@ class ModelRegistry:
         """This run's version of the model: the one it already has, or the next free one, claimed
         atomically (``model_versions``) so two runs at the same time never get the same version."""
         while True:
-            taken = self.store.find(COLLECTION, {"model_name": name}) + self.store.find(VERSIONS, {"model_name": name})
+            taken = self._find(COLLECTION, {"model_name": name}) + self._find(VERSIONS, {"model_name": name})
             same_run = [r for r in taken if r["run_id"] == run_id]
             if same_run:
                 return same_run[0]["version"]
@@ -141,6 +153,9 @@ class ModelRegistry:
         record = self.record_for_run(name, run_id)
         for _ in range(PROMOTE_ATTEMPTS):
             current = self.production(name)
+            if current and current["run_id"] == run_id:  # already production: the reason kept, no second history entry
+                self.update(name, run_id, deploy_decision=reason)
+                return True
             if expected is not ... and (current["run_id"] if current else None) != expected:
                 return False
             entry = {"run_id": run_id, "as_of": record["as_of"], "promoted_at": _now(), "reason": reason}
@@ -154,6 +169,88 @@ class ModelRegistry:
     def artifacts(self, paths: list[Path]) -> list[dict]:
         """Registry entries of files under the models root: path relative to it, and sha256."""
         return [{"path": str(Path(path).relative_to(self.models_root)), "sha256": sha256_file(path)} for path in paths]
+
+
+# the schemas records are read through --------------------------------------------------------------
+
+def record_problem(record) -> str | None:
+    """Why a stored ``ml_models`` record cannot be used, in a few words; None when it can."""
+    if not isinstance(record, dict):
+        return f"it is a {type(record).__name__}, not a document"
+    problem = _identity_problem(record) or _version_problem(record.get("version"))
+    if problem:
+        return problem
+    try:
+        dt.date.fromisoformat(str(record.get("as_of")))
+    except ValueError:
+        return f"as_of {_shown(record.get('as_of'))} is not a date"
+    artifacts = record.get("artifacts")
+    if not isinstance(artifacts, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("path"), str) and isinstance(a.get("sha256"), str) and SHA256.fullmatch(a["sha256"])
+            for a in artifacts):
+        return "artifacts is not a list of {path, sha256} with 64 hex digits each"
+    for field in ("symbols", "feature_names"):
+        if field in record and not (isinstance(record[field], list) and all(isinstance(s, str) for s in record[field])):
+            return f"{field} is not a list of names"
+    for field in ("timeframe", "trained_until", "deploy_decision"):
+        if record.get(field) is not None and not isinstance(record[field], str):
+            return f"{field} is not text"
+    return None
+
+
+def pointer_problem(pointer) -> str | None:
+    """Why a ``model_production`` pointer cannot be used; None when it can."""
+    if not isinstance(pointer, dict):
+        return f"it is a {type(pointer).__name__}, not a document"
+    problem = _identity_problem(pointer)
+    if problem:
+        return problem
+    revision, history = pointer.get("revision"), pointer.get("history", [])
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
+        return f"revision {_shown(revision)} is not a positive integer"
+    if not isinstance(history, list) or not all(isinstance(h, dict) and isinstance(h.get("run_id"), str) for h in history):
+        return "history is not a list of {run_id, ...}"
+    return None
+
+
+def claim_problem(claim) -> str | None:
+    """Why a ``model_versions`` claim cannot be used; None when it can."""
+    if not isinstance(claim, dict):
+        return f"it is a {type(claim).__name__}, not a document"
+    return _identity_problem(claim) or _version_problem(claim.get("version"))
+
+
+def _identity_problem(document: dict) -> str | None:
+    try:
+        check_name(document.get("model_name"))
+        check_run_id(document.get("run_id"))
+    except ConfigError as error:
+        return str(error).split(";")[0]
+    return None
+
+
+def _version_problem(version) -> str | None:
+    return None if isinstance(version, str) and VERSION.fullmatch(version) else f"version {_shown(version)} is not like '3.0'"
+
+
+def _shown(value) -> str:
+    return repr(value)[:40]
+
+
+_logged: set[tuple[str, str]] = set()
+
+
+def _skipped(collection: str, document, problem: str) -> None:
+    """Log a skipped document once per process, in one line that names it."""
+    what = label(document) if isinstance(document, dict) else _shown(document)
+    if (collection, what + problem) not in _logged:
+        _logged.add((collection, what + problem))
+        log.warning("registry: skipping the %s document %s: %s; fix or remove it", collection, what, problem)
+
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+VERSION = re.compile(r"[1-9][0-9]{0,8}\.0")
+SCHEMAS = {COLLECTION: record_problem, PRODUCTION: pointer_problem, VERSIONS: claim_problem}
 
 
 def with_status(record: dict, pointer: dict | None) -> dict:
@@ -174,7 +271,7 @@ def config_hash(settings) -> str:
 
 
 def label(record: dict) -> str:
-    return f"{record.get('model_name')} {record.get('version')} (run {record.get('run_id')})"
+    return f"{_shown(record.get('model_name'))[1:-1]} {_shown(record.get('version'))[1:-1]} (run {_shown(record.get('run_id'))[1:-1]})"
 
 
 def check_name(name: str) -> None:

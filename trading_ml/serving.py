@@ -24,7 +24,6 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Annotated
 
 import pandas as pd
@@ -38,12 +37,13 @@ from trading_ml.data.calendars import bars_before, expected_timestamps
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import DataError, StoreError
 from trading_ml.features.build import build_timeframe, feature_panel
-from trading_ml.loading import ModelLoader, one_line
+from trading_ml.loading import one_line
 from trading_ml.models.catalogue import served_models
 from trading_ml.models.tasks import TASKS
 from trading_ml.registry import ModelRegistry
 from trading_ml.storage import open_store
 from trading_ml.storage.base import documents_to_bars
+from trading_ml.verify import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +108,13 @@ class SignalCache:
 
 class ProductionModels:
     """The model cache: each task's production models, loaded once and reloaded when the registry's
-    production version changes. A version whose files fail their checks, do not load or do not
-    predict is refused (kept in ``refused`` with why): the version loaded before it, or the task's
-    baseline, goes on serving."""
+    production version changes. A version is loaded only after it passed verification in a child
+    process (:mod:`trading_ml.verify`) for exactly the hashes of its files; a version that fails is
+    refused (kept in ``refused`` with why) and the version loaded before it, or the task's baseline,
+    goes on serving. Only a model's own failure refuses it, never a request's data."""
 
-    def __init__(self, registry: ModelRegistry):
-        self.registry, self.loader = registry, ModelLoader(registry)
+    def __init__(self, registry: ModelRegistry, settings: Settings):
+        self.registry, self.verifier = registry, Verifier(registry, settings)
         self._lock = threading.Lock()
         self._models: dict[str, tuple[str, object]] = {}
         self.refused: dict[str, str] = {}  # model: "version: why"
@@ -131,20 +132,14 @@ class ProductionModels:
             return dict(self._models)
 
     def _load(self, name: str, version: str) -> None:
-        log.info("loading %s %s", name, version)
+        log.info("verifying and loading %s %s", name, version)
         try:
-            self._models[name] = (version, self.loader.load_model(name, version))
+            self._models[name] = (version, self.verifier.load(self.registry.record(name, version)))
             self.refused.pop(name, None)
         except DataError as error:
-            self.refused[name] = f"{version}: {error}"
+            self.refused[name] = f"{version}: {one_line(error, 400)}"
             kept = f"still serving {self._models[name][0]}" if name in self._models else "serving without it"
-            log.error("%s %s refused, %s: %s", name, version, kept, error)
-
-    def refuse(self, name: str, version: str, why: str) -> None:
-        with self._lock:
-            self._models.pop(name, None)
-            self.refused[name] = f"{version}: {why}"
-        log.error("%s %s refused, serving its task's baseline: %s", name, version, why)
+            log.error("%s %s refused, %s: %s", name, version, kept, one_line(error, 400))
 
     def loaded_versions(self) -> dict[str, str]:
         return {name: version for name, (version, _) in self._models.items()}
@@ -214,30 +209,32 @@ def feature_panel_at(settings: Settings, bars: dict[str, pd.DataFrame], end: pd.
     return panel, excluded
 
 
-def signal_table(settings: Settings, bars: dict[str, pd.DataFrame], end: pd.Timestamp, models: dict,
-                 refuse: Callable[[str, str, str], None]) -> tuple[pd.DataFrame, dict, dict]:
+def signal_table(settings: Settings, bars: dict[str, pd.DataFrame], end: pd.Timestamp, models: dict) -> tuple[pd.DataFrame, dict, dict]:
     """(every task's served columns per row, what served each task, each symbol's answer or why it
-    has none) from the bars before ``end``. A model that fails to predict is refused and its task's
-    baseline answers instead."""
+    has none) from the bars before ``end``. A model that cannot predict on these rows (e.g. a market
+    input missing at this as-of) leaves its task to the baseline for this table only, and says why."""
     table, excluded = feature_panel_at(settings, bars, end)
     serving = serving_models(models)
-    outputs = [served(settings, task, table, models, serving[task], refuse) for task in SERVED]
+    outputs = [served(settings, task, table, models, serving[task]) for task in SERVED]
     frame = pd.concat([output for output, _ in outputs], axis=1)
     latest = {symbol: {"symbol": symbol, "served": False, "reason": f"{why}: no model learns from it, so none predicts it"}
               for symbol, why in excluded.items()}
     return frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), {**latest, **latest_signals(frame)}
 
 
-def served(settings: Settings, task: str, table: pd.DataFrame, models: dict, name: str | None, refuse) -> tuple[pd.DataFrame, dict]:
-    """The task's output from its model, or from its baseline (no model, or a model that failed)."""
+def served(settings: Settings, task: str, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
+    """The task's output from its model, or from its baseline (no model, or one that cannot predict
+    on these rows); a verified model is never refused for what the data lacks."""
     spec = TASKS[task]
-    try:
-        return spec.serve(table, models[name][1] if name else None, settings), source(models, name, task)
-    except Exception as error:  # whatever a loaded model raises: refused, and the baseline answers
-        if name is None:
-            raise
-        refuse(name, models[name][0], f"it failed to predict ({type(error).__name__}: {one_line(error)})")
+    if name is None:
         return spec.serve(table, None, settings), source(models, None, task)
+    try:
+        return spec.serve(table, models[name][1], settings), source(models, name, task)
+    except Exception as error:  # what the rows lack (a feature, a market input): this table's problem, not the model's
+        why = f"{name} {models[name][0]} could not predict on the data of this as-of ({type(error).__name__}: {one_line(error)})"
+        log.warning("%s; its baseline answers instead", why)
+        return spec.serve(table, None, settings), {**source(models, None, task), "note": f"{why}; serving its baseline "
+                                                   f"({spec.served_baseline}: {spec.served_baseline_text}) for it"}
 
 
 def source(models: dict, name: str | None, task: str) -> dict:
@@ -257,7 +254,13 @@ def latest_signals(frame: pd.DataFrame) -> dict[str, dict | str]:
             latest[symbol] = (f"{symbol}: {len(rows)} bars with complete features up to this as-of; the models need "
                               f"{MIN_SEQUENCE_ROWS} after the warm-up; use a later as_of or ingest more history")
             continue
-        row = rows.iloc[-1]
+        newest = rows.iloc[[-1]]
+        problems = [f"{name}: {why}" for name, task in TASKS.items() if (why := task.invalid(newest[list(task.predictions)]))]
+        if problems:
+            latest[symbol] = (f"{symbol}: no valid signal for its newest bar {rows.index[-1][0].date()} ({'; '.join(problems)}); "
+                              "use a later as_of or ingest more history")
+            continue
+        row = newest.iloc[0]
         latest[symbol] = {"symbol": symbol, "bar": rows.index[-1][0].isoformat(), **{name: task.signal(row) for name, task in TASKS.items()}}
     return latest
 
@@ -270,7 +273,7 @@ class SignalService:
         self.settings, self.timeframe = settings, settings.models.timeframe
         self.store, self.store_choice = open_store(settings)
         self.registry = ModelRegistry(self.store, settings.data_dir)
-        self.production = ProductionModels(self.registry)
+        self.production = ProductionModels(self.registry, settings)
         self.bars = StoredBars(self.store, settings)
         self.signals = SignalCache(settings.api.cached_as_of, settings.api.concurrent_builds, settings.api.build_wait_seconds)
 
@@ -288,7 +291,7 @@ class SignalService:
         if as_of is not None:
             end = min(end, pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1))  # an as-of past the newest bar is the newest
         key = (end, newest, tuple(sorted((name, version) for name, (version, _) in models.items())))
-        return self.signals.get(key, lambda: signal_table(self.settings, bars, end, models, self.production.refuse))
+        return self.signals.get(key, lambda: signal_table(self.settings, bars, end, models))
 
     def generate(self, request: SignalRequest) -> dict:
         unknown = [s for s in request.symbols if s not in self.settings.universe]
@@ -314,7 +317,7 @@ class SignalService:
         except (ServiceUnavailable, StoreError) as error:
             return {"status": f"unavailable: {error}", "serving_by_task": {}}
         problems = [f"{task} served by its baseline" for task, name in serving.items() if name is None]
-        problems += [f"{name} {why.split(':')[0]} refused (its files fail their checks, do not load or do not predict)" for name, why in self.refused.items()]
+        problems += [f"{name} {why.split(':')[0]} refused (it failed verification: its files, its load or its canary predictions)" for name, why in self.refused.items()]
         status = "ok" if not problems else "degraded: " + "; ".join(problems)
         return {"status": status, "serving_by_task": {task: name or f"baseline ({TASKS[task].served_baseline})" for task, name in serving.items()}}
 

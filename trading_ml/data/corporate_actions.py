@@ -99,12 +99,14 @@ def adjusted(bars: pd.DataFrame) -> pd.DataFrame:
 
 def _near_factors(ratio: np.ndarray) -> list[tuple[int, float]]:
     """(position, F) for every bar after the first whose close ratio is within MOVE_TOLERANCE of 1/F."""
+    if len(ratio) < 2:  # no bar after the first
+        return []
     with np.errstate(divide="ignore", invalid="ignore"):
         distance = np.abs(np.log(ratio[:, None] * np.array(SPLIT_FACTORS)[None, :]))
     distance[0] = np.inf
     distance[~np.isfinite(distance)] = np.inf
     nearest = distance.argmin(axis=1)
-    near = np.flatnonzero(distance[np.arange(len(ratio)), nearest] < MOVE_TOLERANCE) if len(ratio) else []
+    near = np.flatnonzero(distance[np.arange(len(ratio)), nearest] < MOVE_TOLERANCE)
     return [(int(position), SPLIT_FACTORS[nearest[position]]) for position in near]
 
 

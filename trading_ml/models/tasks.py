@@ -28,6 +28,8 @@ DIRECTION_CLASSES = sorted(DIRECTIONS)  # -1, 0, 1
 RANDOM_WALK = "baseline_regime_random_walk"  # the training table's column of the regime's random-walk baseline
 MIN_CROSS_SECTION = 3  # symbols a date needs for a cross-sectional rank IC
 QLIKE_FLOOR = 1e-12
+PROBABILITY_TOLERANCE = 1e-3  # how far a row of probabilities may sum from 1
+MAX_VOLATILITY = 1.0  # a plausible volatility forecast: at most 100% standard deviation per bar
 
 Metric = Callable[[pd.DataFrame, str], pd.Series]
 
@@ -82,6 +84,11 @@ class Task:
 
     def signal(self, row: pd.Series) -> dict:
         """One symbol's answer in the API's response, from its served row."""
+        raise NotImplementedError
+
+    def invalid(self, predicted: pd.DataFrame) -> str | None:
+        """What is wrong with predictions that must all be there (missing, not finite, out of the
+        task's range), in a few words; None when nothing is."""
         raise NotImplementedError
 
 
@@ -215,6 +222,14 @@ class DirectionTask(Task):
         prior = table[self.target].dropna().astype(int).value_counts(normalize=True).reindex(DIRECTION_CLASSES, fill_value=0.0)
         return pd.DataFrame([prior.to_numpy()] * len(table), index=table.index, columns=PROBABILITIES)
 
+    def invalid(self, predicted):
+        values = predicted[PROBABILITIES].to_numpy(dtype=float)
+        if not len(values) or not np.isfinite(values).all():
+            return f"{int((~np.isfinite(values).all(axis=1)).sum()) if len(values) else 'no'} of {len(values)} rows without finite probabilities"
+        if (values < 0).any() or (values > 1).any() or np.abs(values.sum(axis=1) - 1).max() > PROBABILITY_TOLERANCE:
+            return "probabilities outside [0, 1] or not summing to 1"
+        return None
+
     def signal(self, row):
         probabilities = {DIRECTIONS[k]: float(row[column]) for k, column in zip(DIRECTION_CLASSES, PROBABILITIES, strict=True)}
         return {"probabilities": probabilities, "class": max(probabilities, key=probabilities.get)}
@@ -259,6 +274,15 @@ class VolatilityTask(Task):
             return model.predict(table)[["volatility"]]
         return ewma_forecast(table, settings.features.volatility_window, settings.models.ewma_lambda).to_frame("volatility")
 
+    def invalid(self, predicted):
+        values = predicted["volatility"].to_numpy(dtype=float)
+        if not len(values) or not np.isfinite(values).all():
+            return f"{int((~np.isfinite(values)).sum()) if len(values) else 'no'} of {len(values)} rows without a finite volatility"
+        if (values <= 0).any() or (values > MAX_VOLATILITY).any():
+            return (f"volatility from {values.min():.3g} to {values.max():.3g}, outside (0, {MAX_VOLATILITY:g}] "
+                    "(a standard deviation of returns per bar)")
+        return None
+
     def signal(self, row):
         return {"forecast": float(row["volatility"])}
 
@@ -287,6 +311,13 @@ class RegimeTask(Task):
         now = table[self.now].rename("regime_now")
         ahead = model.predict(table)["regime_ahead"] if model is not None else now.rename("regime_ahead")
         return pd.concat([now, ahead], axis=1)
+
+    def invalid(self, predicted):
+        values = predicted["regime_ahead"]
+        unknown = sorted({str(v) for v in values.dropna()} - set(REGIMES))
+        if not len(values) or values.isna().any():
+            return f"{int(values.isna().sum()) if len(values) else 'no'} of {len(values)} rows without a regime"
+        return f"regimes {', '.join(unknown[:3])} that are not {', '.join(REGIMES)}" if unknown else None
 
     def signal(self, row):
         return {"now": str(row["regime_now"]), "ahead": str(row["regime_ahead"])}

@@ -10,7 +10,7 @@ import pandas as pd
 
 from trading_ml.errors import ConflictError, DataError
 from trading_ml.io import write_json
-from trading_ml.loading import ModelLoader, one_line
+from trading_ml.loading import one_line
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import task_of
 from trading_ml.models.dataset import TrainingData
@@ -19,6 +19,7 @@ from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.run_manifest import stage
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunContext
+from trading_ml.verify import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,12 @@ def deploy(ctx: RunContext, resources: StageResources | None = None) -> dict:
     registry = resources.registry(ctx)
     evaluated = ctx.stage_manifest("evaluate")
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
+    verifier = Verifier(registry, ctx.settings)
+    _verify_all(verifier, registry, ctx, evaluated["models"])
     decisions = {}
     for name, summary in evaluated["models"].items():
         version = registry.record_for_run(name, ctx.run_id)["version"]
-        status, reason, evidence = _deploy_one(ctx, registry, data, name, summary)
+        status, reason, evidence = _deploy_one(ctx, registry, verifier, data, name, summary)
         log.info("deploy %s %s: %s", name, version, reason)
         decisions[name] = {"version": version, "status": status, "reason": reason, "evidence": evidence}
     manifest = {"stage": "deploy", "run_id": ctx.run_id, "decisions": decisions, "store": resources.store_choice.to_dict()}
@@ -50,29 +53,60 @@ def deploy(ctx: RunContext, resources: StageResources | None = None) -> dict:
     return manifest
 
 
-def _deploy_one(ctx: RunContext, registry: ModelRegistry, data: TrainingData, name: str, summary: dict) -> tuple[str, str, dict]:
-    """(status, reason, evidence) after deciding, and promoting if the decision says so."""
-    for _ in range(DEPLOY_ATTEMPTS):
+def _verify_all(verifier: Verifier, registry: ModelRegistry, ctx: RunContext, models: dict) -> None:
+    """Every candidate and the production version it may be compared with, verified in one child."""
+    records = [registry.record_for_run(name, ctx.run_id) for name in models]
+    for name in models:
         incumbent = registry.production(name)
-        promote, reason, evidence = _deploy_decision(ctx, registry, data, name, summary, incumbent)
-        already = bool(incumbent) and incumbent["run_id"] == ctx.run_id  # a re-run of this deploy
-        if not promote or already:
-            return registry.update(name, ctx.run_id, deploy_decision=reason, deploy_evidence=evidence)["status"], reason, evidence
-        if registry.promote(name, ctx.run_id, reason, expected=incumbent["run_id"] if incumbent else None):
-            registry.update(name, ctx.run_id, deploy_evidence=evidence)
+        if incumbent and incumbent["run_id"] != ctx.run_id:
+            try:
+                records.append(registry.record_for_run(name, incumbent["run_id"]))
+            except DataError:  # production's record is gone or unreadable: decided without it below
+                pass
+    verifier.verify(records)
+
+
+def _deploy_one(ctx: RunContext, registry: ModelRegistry, verifier: Verifier, data: TrainingData, name: str,
+                summary: dict) -> tuple[str, str, dict]:
+    """(status, reason, evidence): the decision this run already recorded on the same evaluation (a
+    re-run reproduces it), else a new one, promoting if it says so."""
+    for _ in range(DEPLOY_ATTEMPTS):
+        record = registry.record_for_run(name, ctx.run_id)
+        incumbent = registry.production(name)
+        recorded = _recorded_decision(record, summary)
+        if recorded:
+            promote, reason, evidence = recorded
+        else:
+            promote, reason, evidence = _deploy_decision(ctx, registry, verifier, data, name, summary, incumbent)
+            record = registry.update(name, ctx.run_id, deploy_decision=reason, deploy_evidence=evidence)
+        if not promote or record["status"] == "production":
+            return record["status"], reason, evidence
+        if registry.promote(name, ctx.run_id, reason, expected=evidence.get("decided_against")):
             return "production", reason, evidence
+        registry.update(name, ctx.run_id, deploy_decision=None, deploy_evidence=None)  # production moved meanwhile: decide again
     raise ConflictError(f"deploy {name}: production changed {DEPLOY_ATTEMPTS} times while deciding; re-run deploy")
 
 
-def _deploy_decision(ctx: RunContext, registry: ModelRegistry, data: TrainingData, name: str, summary: dict,
+def _recorded_decision(record: dict, summary: dict) -> tuple[bool, str, dict] | None:
+    """(promote, reason, evidence) this run recorded for the same skill, or None."""
+    reason, evidence = record.get("deploy_decision"), record.get("deploy_evidence")
+    if not isinstance(reason, str) or not isinstance(evidence, dict) or evidence.get("skill") != summary["skill"]:
+        return None
+    return reason.startswith("promoted"), reason, evidence
+
+
+def _deploy_decision(ctx: RunContext, registry: ModelRegistry, verifier: Verifier, data: TrainingData, name: str, summary: dict,
                      incumbent: dict | None) -> tuple[bool, str, dict]:
     skill = summary["skill"]
-    evidence = {"skill": skill}
+    evidence = {"skill": skill, "decided_against": incumbent["run_id"] if incumbent else None}
     level = f"{skill['confidence']:.0%}"
     gain = (f"{skill['metric']} {skill['value']:+.4g} over {skill['baseline']} "
             f"({level} interval {skill['low']:+.4g} to {skill['high']:+.4g}, one-sided lower bound {skill['lower_bound']:+.4g})")
     if not skill["better"]:
         return False, f"stays candidate: no significant skill: {gain}", evidence
+    verdict = verifier.verify([registry.record_for_run(name, ctx.run_id)])[0]
+    if not verdict.passed:
+        return False, f"stays candidate: it failed verification: {verdict.why}", evidence
     if incumbent is None or incumbent["run_id"] == ctx.run_id:
         return True, f"promoted: significant skill: {gain}; no other production version", evidence
     record = registry.record_for_run(name, incumbent["run_id"])
@@ -86,12 +120,16 @@ def _deploy_decision(ctx: RunContext, registry: ModelRegistry, data: TrainingDat
         return False, f"stays candidate: production {record['version']} cannot be scored on this run's rows ({why_not}); {by_hand}", evidence
     shared = rows & np.asarray(data.table.index.get_level_values("symbol").isin(record.get("symbols") or []))
     try:
-        theirs = _predict_shared(ModelLoader(registry).load_record(record), data.table, record)
+        theirs = _predict_shared(verifier.load(record), data.table, record)
     except DataError as error:
         return False, f"stays candidate: production {record['version']} cannot be scored on this run's rows ({error}); {by_hand}", evidence
     ours = pd.read_parquet(ctx.layout.predictions(name))
     versus = evaluation.versus(task_of(name), data.table, data.folds, ours, theirs, shared, ctx.settings)
     evidence["versus_production"] = {"version": record["version"], "run_id": record["run_id"], **versus, "symbols": _universes(record, data)}
+    if versus["days"] < ctx.settings.models.min_compare_days or not np.isfinite([versus["value"], versus["low"], versus["high"]]).all():
+        return False, (f"stays candidate: production {record['version']} cannot be scored on this run's rows ({versus['metric']} "
+                       f"{versus['value']:+.4g} on {versus['days']} dates; models.min_compare_days is "
+                       f"{ctx.settings.models.min_compare_days}); {by_hand}"), evidence
     against = (f"vs production {record['version']} on {versus['days']} dates it never saw{_universe_note(record, data)}: "
                f"{versus['metric']} {versus['value']:+.4g} "
                f"({level} interval {versus['low']:+.4g} to {versus['high']:+.4g})")

@@ -16,6 +16,7 @@ import datetime as dt
 import fcntl
 import glob
 import json
+import logging
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +26,11 @@ from tinydb import TinyDB
 from tinydb.middlewares import CachingMiddleware
 from tinydb.storages import Storage
 
-from trading_ml.errors import ConflictError, StoreError
+from trading_ml.errors import ConflictError, StoreError, one_line
 from trading_ml.io import atomic_write_bytes
 from trading_ml.storage.base import NATURAL_KEYS, OWNERS, PARTITIONS, STAMP, documents_to_bars, now_stamp, replaces, stamped
+
+log = logging.getLogger(__name__)
 
 
 def _encode(value):
@@ -109,9 +112,13 @@ class AtomicJSONStorage(Storage):
             if not self.path.exists() or self.path.stat().st_size == 0:
                 return None
             with self.path.open(encoding="utf-8") as handle:
-                return json.load(handle)
-        except (OSError, ValueError) as error:
-            raise StoreError(f"the TinyDB fallback file {self.path} cannot be read ({error}); restore it or move it aside") from error
+                data = json.load(handle)
+        except (OSError, ValueError, RecursionError) as error:
+            raise StoreError(f"the TinyDB fallback file {self.path} cannot be read ({one_line(error)}); restore it or move it aside") from error
+        if not isinstance(data, dict) or not all(isinstance(table, dict) for table in data.values()):
+            raise StoreError(f"the TinyDB fallback file {self.path} is not a TinyDB file (an object of tables of documents); "
+                             "restore it or move it aside")
+        return {name: _documents_only(self.path, name, table) for name, table in data.items()}
 
     def write(self, data) -> None:
         # json.dumps (not dump) uses the C encoder
@@ -119,6 +126,14 @@ class AtomicJSONStorage(Storage):
 
     def close(self) -> None:
         pass
+
+
+def _documents_only(path: Path, name: str, table: dict) -> dict:
+    """A table's entries that are documents; any other is skipped with one line naming it."""
+    for key in [k for k, document in table.items() if not isinstance(document, dict)]:
+        log.warning("%s: table %s entry %s is a %s, not a document; skipped (fix or remove it)", path, name, key[:20],
+                    type(table.pop(key)).__name__)
+    return table
 
 
 class TinyStore:
