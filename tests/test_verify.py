@@ -220,3 +220,22 @@ def test_the_record_hash_is_checked_before_any_child_is_started(copy_of):
     (registry.models_root / record["artifacts"][0]["path"]).write_bytes(b"altered after registration")
     verdict = Verifier(registry, settings).verify([record])[0]
     assert not verdict.passed and "does not match its registry sha256" in verdict.why
+
+
+def test_deploy_never_promotes_over_a_production_model_that_predicts_nan_it_cannot_be_scored(copy_of):
+    """Before: 'not significantly worse vs production 1.0 on 0 dates ...: rmse +nan' promoted."""
+    from tests.conftest import AS_OF
+    from tests.stages import deploy_as_if_evaluated, run_through
+    from trading_ml.pipeline.resources import StageResources
+    from trading_ml.run import RunContext
+
+    settings, registry, run_id = copy_of
+    record = registry.record_for_run("volatility_garch", run_id)
+    malform(registry, run_id, "volatility_garch", ".json", crafted_bytes(registry.models_root / record["artifacts"][0]["path"], "omega nan"))
+    ctx = RunContext.create(settings, AS_OF, ["^VIX", *record["symbols"]], ["1d"], "synthetic", models=["volatility_garch"])
+    with StageResources.open(ctx) as resources:
+        evaluated = run_through(ctx, resources, "evaluate")["evaluate"]["models"]
+        skilled = {"volatility_garch": {**evaluated["volatility_garch"], "skill": {**evaluated["volatility_garch"]["skill"], "better": True}}}
+        decision = deploy_as_if_evaluated(ctx, resources, skilled)["decisions"]["volatility_garch"]
+    assert decision["status"] == "candidate" and "cannot be scored" in decision["reason"] and "finite" in decision["reason"], decision["reason"]
+    assert registry.production("volatility_garch")["run_id"] == run_id

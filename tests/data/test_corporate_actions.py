@@ -136,3 +136,9 @@ def test_completeness_counts_the_window_only():
     assert not report.quarantined and check(report, "completeness").detail.startswith("0 of 300 expected bars missing")
     report, _ = validate_bars(holed, instrument, "1d", frame.index, SETTINGS.validation)
     assert report.quarantined
+
+
+@pytest.mark.parametrize("bars", [0, 1, 2])
+def test_a_window_of_one_or_no_bar_has_no_action_and_no_error(bars):
+    """A served as-of just after a symbol's first stored bar leaves it a window of one bar (was IndexError)."""
+    assert find_actions(path(bars=max(bars, 1)).iloc[:bars]) == []

@@ -71,6 +71,22 @@ def test_the_planted_signal_is_found_and_promoted_with_an_interval_that_excludes
     assert "Planted signal" in page and "Recovered" in page
 
 
+def test_deploy_again_reproduces_its_decisions_and_evidence_and_adds_no_history(planted):
+    """An Airflow retry, or a re-run after kill -9 right after promoting: the same decisions, reasons and
+    evidence (versus_production kept), the same production pointers, no new history entry."""
+    from trading_ml.pipeline.deploy import deploy
+
+    ctx, resources, _, first = planted
+    registry = ModelRegistry(resources.store, ctx.settings.data_dir)
+    pointers = {name: registry.production(name) for name in first["decisions"]}
+    again = deploy(ctx, resources=resources)
+    for name, decision in first["decisions"].items():
+        assert again["decisions"][name] == decision, name
+        record = registry.record_for_run(name, ctx.run_id)
+        assert record["deploy_decision"] == decision["reason"] and record["deploy_evidence"] == decision["evidence"]
+        assert registry.production(name) == pointers[name]
+
+
 def test_the_regime_forest_is_promoted_only_when_its_forecast_beats_persistence(planted, random_walk):
     for _, _, evaluated, deployed in (planted, random_walk):
         skill, decision = evaluated["models"]["regime_rf"]["skill"], deployed["decisions"]["regime_rf"]

@@ -1,0 +1,86 @@
+"""A request's own data problem belongs to that request: it never changes which models are served.
+Registry records are read through a schema: a malformed one is skipped in one line, never a 500."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.test_model_files import copy_of  # noqa: F401 (a fixture)
+from trading_ml.cli import main
+from trading_ml.serving import create_app
+from trading_ml.storage.tiny import TinyStore
+
+
+def drop_bars_before(settings, symbol: str, day: str) -> int:
+    """Remove a symbol's stored 1d bars before a day (a market input missing at older as-of dates)."""
+    store = TinyStore(settings.storage.fallback_dir)
+    kept = [d for d in store.find("market_data", {"symbol": symbol, "timeframe": "1d"}) if d["timestamp"].date().isoformat() >= day]
+    path = next((settings.storage.fallback_dir / "market_data").glob(f"{symbol}_1d.json"))
+    dropped = store.count("market_data", {"symbol": symbol, "timeframe": "1d"}) - len(kept)
+    path.unlink()
+    store.upsert_many("market_data", kept)
+    return dropped
+
+
+def test_an_as_of_without_a_market_input_is_answered_for_that_request_and_refuses_no_model(copy_of):
+    settings, registry, _ = copy_of
+    assert drop_bars_before(settings, "^VIX", "2025-06-01") > 100
+    with TestClient(create_app(settings)) as client:
+        old = client.post("/signals/generate", json={"symbols": ["AAPL"], "as_of": "2025-03-03"})
+        health = client.get("/health").json()
+        newest = client.post("/signals/generate", json={"symbols": ["AAPL"]})
+    assert old.status_code == 200, old.text
+    direction = old.json()["models"]["direction"]
+    assert direction["source"] == "baseline" and "vix_level" in direction["note"] and "could not predict on the data of this as-of" in direction["note"]
+    assert health["refused"] == {} and "refused" not in health["status"], health
+    assert newest.status_code == 200 and newest.json()["models"]["direction"] == {
+        "source": "model", "model": "direction", "version": registry.record("direction")["version"]}
+
+
+def insert_raw(settings, collection: str, document) -> None:
+    """Write a document straight into the fallback file (as someone editing it by hand would)."""
+    path = settings.storage.fallback_dir / f"{collection}.json"
+    data = json.loads(path.read_text())
+    table = data.setdefault(collection, {})
+    table[str(max(map(int, table), default=0) + 1)] = document
+    path.write_text(json.dumps(data))
+
+
+BAD_RECORDS = {
+    "version x": lambda good: {**good, "version": "x", "run_id": "manual__bad-version"},
+    "artifacts [x]": lambda good: {**good, "version": "77.0", "run_id": "manual__bad-artifacts", "artifacts": ["x"]},
+    "model_name a list": lambda good: {**good, "model_name": ["regime_rf"], "run_id": "manual__bad-name"},
+    "a number": lambda good: 5,
+}
+
+
+@pytest.mark.parametrize("case", BAD_RECORDS)
+def test_a_malformed_registry_record_is_skipped_in_one_line_by_the_api_and_the_cli(copy_of, case, capsys, caplog):
+    settings, registry, run_id = copy_of
+    good = {k: v for k, v in registry.record_for_run("regime_rf", run_id).items() if k != "status"}
+    insert_raw(settings, "ml_models", BAD_RECORDS[case](good))
+    with TestClient(create_app(settings)) as client:
+        answers = [client.get("/health"), client.post("/signals/generate", json={"symbols": ["AAPL"]}), client.get("/models")]
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text[:200] for a in answers]
+    assert answers[1].json()["models"]["regime"]["source"] == "model"
+    assert len(answers[2].json()) == len(registry.records())
+    skipped = [r.getMessage() for r in caplog.records if "skipping the ml_models document" in r.getMessage() or "not a document; skipped" in r.getMessage()]
+    assert skipped and all("\n" not in line for line in skipped)
+    capsys.readouterr()
+    assert main(["promote", "regime_rf", good["version"], "--data-dir", str(settings.data_dir)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_fallback_file_that_is_not_tinydb_answers_503_in_one_line_and_promote_exits_3(copy_of, capsys):
+    settings, registry, run_id = copy_of
+    (settings.storage.fallback_dir / "ml_models.json").write_text(json.dumps([1, 2, 3]))
+    with TestClient(create_app(settings)) as client:
+        answers = [client.get("/health"), client.post("/signals/generate", json={"symbols": ["AAPL"]}), client.get("/models")]
+    assert all(a.status_code == 503 for a in answers), [a.text[:200] for a in answers]
+    assert all("is not a TinyDB file" in json.dumps(a.json()) for a in answers)
+    assert main(["promote", "regime_rf", "1.0", "--data-dir", str(settings.data_dir)]) == 3
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "ml_models.json is not a TinyDB file" in error[0]
