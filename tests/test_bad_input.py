@@ -11,6 +11,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tests.conftest import REPO, make_settings
+from tests.test_model_files import copy_of  # noqa: F401 (a fixture)
 from trading_ml.cli import main
 
 BASE = ["ingest", "--symbols", "AAPL", "--timeframes", "1d", "--as-of", "2026-11-20"]
@@ -73,7 +74,8 @@ def test_a_bad_option_exits_2_with_one_line(case, capsys, monkeypatch, tmp_path)
     (["serve", "--port", "http"], "'http' is not a port"),
     (["promote"], "the following arguments are required: model, version"),
     (["nonsense"], "invalid choice: 'nonsense'"),
-], ids=["port 0", "port text", "promote without arguments", "unknown command"])
+    (["serve", "--host", "256.0.0.1"], "argument --host: '256.0.0.1' is not an IP address or host name"),
+], ids=["port 0", "port text", "promote without arguments", "unknown command", "host 256.0.0.1"])
 def test_a_bad_command_line_exits_2_with_one_line(args, expected, capsys, monkeypatch):
     code, _, err = run_cli(capsys, monkeypatch, args)
     assert code == 2
@@ -129,6 +131,10 @@ CONFIG = {  # (section, values) merged into the repo's config.yaml -> expected t
     "a hundred million epochs": ("models", {"volatility_lstm": {"epochs": 100_000_000}}, "models.volatility_lstm.epochs = 100000000: must be <= 10000"),
     "a billion rounds": ("models", {"direction_xgboost": {"rounds": 1_000_000_000}}, "models.direction_xgboost.rounds = 1000000000: must be <= 100000"),
     "a 100 GB body": ("api", {"max_body_bytes": 100_000_000_000}, "api.max_body_bytes = 100000000000: must be <= 100000000"),
+    "a 70-bit seed": ("models", {"seed": 1180591620717411303424}, "models.seed = 1180591620717411303424: must be <= 2147483647"),
+    "a billion warm-up bars": ("features", {"warmup_bars": 1_000_000_000}, "features.warmup_bars = 1000000000: must be <= 10000"),
+    "an infinite price-sanity limit": ("validation", {"max_abs_return": float("inf")}, "validation.max_abs_return = inf: must be a finite number"),
+    "infinite costs": ("models", {"costs_bps": float("inf")}, "models.costs_bps = inf: must be a finite number"),
 }
 
 
@@ -190,6 +196,8 @@ CSV = {
     "text price": ("2024-01-03,ten,11,9,10.5,100\n", "column 'open' at data row 2 (2024-01-03 00:00:00+00:00) holds 'ten', which is not a number"),
     "dated 3000": ("3000-01-01,10,11,9,10.5,100\n", "data row 2 has timestamp '3000-01-01', outside 1900-01-01 to today"),
     "dated year 1": ("0001-01-01,10,11,9,10.5,100\n", "data row 2 has timestamp '0001-01-01', outside 1900-01-01 to today"),
+    "one +09:00 row in a UTC file": ("2024-01-03T00:00:00+09:00,10,11,9,10.5,100\n",
+                                     "the timestamps are written in UTC, but data row 2 has +09:00; write that row in UTC too"),
 }
 
 
@@ -198,7 +206,8 @@ def test_a_bad_csv_file_fails_ingest_with_one_line_naming_the_file_and_column(ca
     row, expected = CSV[case]
     folder = tmp_path / "csv"
     folder.mkdir()
-    (folder / "AAPL_1d.csv").write_text("timestamp,open,high,low,close,volume\n2024-01-02,10,11,9,10.5,100\n" + row)
+    first = "2024-01-02T00:00:00Z" if "+09:00" in row else "2024-01-02"
+    (folder / "AAPL_1d.csv").write_text(f"timestamp,open,high,low,close,volume\n{first},10,11,9,10.5,100\n" + row)
     args = ["ingest", "--source", f"csv:{folder}", "--symbols", "AAPL", "--timeframes", "1d", "--as-of", "2024-01-10",
             "--data-dir", str(tmp_path / "data")]
     code, _, err = run_cli(capsys, monkeypatch, args)
@@ -289,3 +298,51 @@ def test_yahoo_unreachable_is_exit_3_retry_later(capsys, monkeypatch, tmp_path):
     assert code == 3
     lines = [line for line in err.splitlines() if line.startswith("unavailable")]
     assert len(lines) == 1 and "yahoo AAPL 1d: Yahoo did not answer (Failed to perform, curl: (6)" in lines[0], err
+
+
+def test_a_csv_whose_every_bar_has_high_below_low_fails_validate_with_one_line(capsys, monkeypatch, tmp_path):
+    """Before: ingest exit 0, then validate IndexError (the split detector on a window left empty)."""
+    import exchange_calendars
+
+    sessions = exchange_calendars.get_calendar("XNYS").sessions_in_range("2019-01-02", "2024-12-31")
+    close = [100 + 0.01 * i for i in range(len(sessions))]
+    rows = "".join(f"{day:%Y-%m-%d},{c},{c - 1},{c + 1},{c},1000\n" for day, c in zip(sessions, close, strict=True))
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    (folder / "AAPL_1d.csv").write_text("timestamp,open,high,low,close,volume\n" + rows)
+    args = ["--source", f"csv:{folder}", "--symbols", "AAPL", "--timeframes", "1d", "--as-of", "2024-12-31", "--data-dir", str(tmp_path / "data")]
+    assert run_cli(capsys, monkeypatch, ["ingest", *args])[0] == 0
+    code, _, err = run_cli(capsys, monkeypatch, ["validate", *args])
+    assert code == 1
+    assert_one_line(err, "stage failed: only 0 of 1 symbol/timeframe pairs passed validation")
+
+
+@pytest.mark.parametrize("target", ["predictions", "evaluation"])
+def test_a_truncated_run_file_is_one_line_naming_it(target, copy_of, capsys, monkeypatch):
+    """A truncated models/*.predictions.parquet (evaluate: was ArrowInvalid) or models/evaluation.json
+    (report --regenerate: was JSONDecodeError)."""
+    from trading_ml.run import find_run
+
+    settings, _, run_id = copy_of
+    run = find_run(settings.data_dir, run_id)
+    path = run.layout.predictions("regime_rf") if target == "predictions" else run.layout.evaluation_report
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    data = ["--data-dir", str(settings.data_dir)]
+    argv = ["evaluate", "--run-id", run_id, *data] if target == "predictions" else ["report", run_id, "--regenerate", *data]
+    code, _, err = run_cli(capsys, monkeypatch, argv)
+    assert code == 2
+    assert_one_line(err, f"{path} ")
+    assert "re-run the stage that writes it" in err
+
+
+def test_mongodb_down_is_exit_3_for_promote_and_serve_never_an_empty_tinydb(capsys, monkeypatch, tmp_path):
+    from tests.conftest import closed_port_uri
+
+    env = {"TRADING_ML_MONGO_URI": closed_port_uri()}
+    for argv in (["promote", "regime_rf", "1.0"], ["serve", "--port", "0"]):
+        argv = [*argv, "--data-dir", str(tmp_path)] if argv[0] == "promote" else ["serve", "--data-dir", str(tmp_path)]
+        code, _, err = run_cli(capsys, monkeypatch, argv, env)
+        assert code == 3, (argv, err)
+        line = [line for line in err.splitlines() if line.startswith("unavailable")]
+        assert len(line) == 1 and "did not answer" in line[0] and "start it (or fix the URI) and retry" in line[0], err
+        assert "secret" not in err

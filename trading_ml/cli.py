@@ -10,8 +10,11 @@ plan's `train_production_models.py --stage ... / --full-pipeline` runs the same 
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
 import logging
 import os
+import re
 import sys
 import webbrowser
 from collections.abc import Sequence
@@ -100,6 +103,16 @@ def port_number(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{shorten(text)} is not a port; use 1-65535")
     return int(text)
+
+
+def host_name(text: str) -> str:
+    """An IPv4 or IPv6 address, or a host name: '256.0.0.1' is neither."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        if not re.fullmatch(r"[0-9.]+", text) and re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*", text):
+            return text
+    raise argparse.ArgumentTypeError(f"{shorten(text)} is not an IP address or host name; pass e.g. 127.0.0.1 or localhost")
 
 
 def run_id_option(text: str) -> str:
@@ -320,7 +333,13 @@ def run_serve(args: argparse.Namespace) -> None:
     with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
         try:
             probe.bind((args.host, args.port))
+        except socket.gaierror as error:
+            raise ConfigError(f"cannot listen on {args.host}: no such address ({error.strerror or error}); "
+                              "pass --host an address of this machine, e.g. 127.0.0.1") from None
         except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"cannot listen on {args.host}: it is not an address of this machine; "
+                                  "pass --host one that is, e.g. 127.0.0.1") from None
             raise ConfigError(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}); "
                               "stop what uses that port or pass another --port") from None
     serve(settings, args.host, args.port)
@@ -344,11 +363,11 @@ def run_promote(args: argparse.Namespace) -> None:
     The version must pass verification (every file matching its recorded sha256, its load and canary
     predictions, in a child process) or it is refused (exit 2)."""
     from trading_ml.registry import ModelRegistry
+    from trading_ml.storage import open_store
     from trading_ml.verify import Verifier
-    from trading_ml.storage import open_stage_store
 
     settings = settings_from_args(args)
-    store = open_stage_store(settings)
+    store, _ = open_store(settings, fall_back=False)  # the registry lives in MongoDB when one is configured
     try:
         registry = ModelRegistry(store, settings.data_dir)
         record = registry.record(args.model, args.version)
@@ -419,7 +438,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--regenerate", action="store_true", help="write it again from the run's files and the registry")
     report.add_argument("--open", action="store_true", help="open it in a browser")
     serve = commands.add_parser("serve", help="the signals API (FastAPI) over the production models")
-    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    serve.add_argument("--host", default="127.0.0.1", type=host_name, help="default 127.0.0.1 (this machine only)")
     serve.add_argument("--port", type=port_number, default=8000)
     listing = commands.add_parser("runs", help="list the runs: as-of, run id, finished stages, folder")
     listing.add_argument("--as-of", help="only the runs of this as-of date")

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as arrow_csv
 
 from trading_ml.data.bars import BAR_COLUMNS
+from trading_ml.errors import DataError, one_line
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> Path:
@@ -68,7 +69,21 @@ def write_json(path: Path, document: dict) -> Path:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """A JSON file a stage wrote; a DataError naming it when it is not JSON (truncated, edited)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
+        raise DataError(f"{path} is not valid JSON ({one_line(error, 120)}); re-run the stage that writes it") from error
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A parquet file a stage wrote; a DataError naming it when it cannot be read (truncated, replaced)."""
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, ValueError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise DataError(f"{path} cannot be read as parquet ({one_line(error, 120)}); re-run the stage that writes it") from error
 
 
 def write_bars_csv(path: Path, bars: pd.DataFrame) -> Path:

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 
 from trading_ml.data.sources import read_bars_csv  # noqa: E402
 from trading_ml.features.targets import DIRECTIONS  # noqa: E402
-from trading_ml.io import atomic_write_bytes, read_json, write_json  # noqa: E402
+from trading_ml.io import atomic_write_bytes, read_json, read_parquet, write_json  # noqa: E402
 from trading_ml.models.base import CONFIG  # noqa: E402
 from trading_ml.models.dataset import TrainingData  # noqa: E402
 from trading_ml.models.tasks import REGIME, TASKS, VOLATILITY  # noqa: E402
@@ -119,7 +119,7 @@ def report_figures(ctx: RunContext, summary: dict) -> dict[str, tuple[str, str]]
         plot = TASKS[result["task"]].report_plot
         if plot:
             title, draw = PLOTS[plot]
-            predictions = pd.read_parquet(ctx.layout.predictions(name))
+            predictions = read_parquet(ctx.layout.predictions(name))
             figures[f"{plot}_{name}"] = (f"{name}: {title.format(benchmark=ctx.settings.features.benchmark)}", draw(ctx, data, predictions))
     return figures
 

@@ -271,7 +271,7 @@ class SignalService:
 
     def __init__(self, settings: Settings):
         self.settings, self.timeframe = settings, settings.models.timeframe
-        self.store, self.store_choice = open_store(settings)
+        self.store, self.store_choice = open_store(settings, fall_back=False)  # MongoDB down is 503, not an empty TinyDB
         self.registry = ModelRegistry(self.store, settings.data_dir)
         self.production = ProductionModels(self.registry, settings)
         self.bars = StoredBars(self.store, settings)

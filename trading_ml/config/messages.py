@@ -31,7 +31,7 @@ BOUNDS = {"greater_than_equal": ">= {ge}", "greater_than": "> {gt}", "less_than_
 FIXED_ADVICE = {
     "missing": "is missing; add it (see the repo's config.yaml)",
     "int_parsing": "must be a whole number", "int_type": "must be a whole number", "int_from_float": "must be a whole number",
-    "float_parsing": "must be a number", "float_type": "must be a number",
+    "float_parsing": "must be a number", "float_type": "must be a number", "finite_number": "must be a finite number",
     "bool_parsing": "must be true or false", "bool_type": "must be true or false",
     "list_type": "must be a list", "string_type": "must be text",
     "too_short": "must not be empty", "string_too_short": "must not be empty",

@@ -79,6 +79,8 @@ def _mongo_uri(value: str) -> str:
 
 
 Count = Annotated[int, Strict(), Field(ge=1)]
+MAX_SEED = 2**31 - 1
+MAX_WARMUP_BARS = 10_000
 
 
 def at_most(limit: int):
@@ -86,9 +88,9 @@ def at_most(limit: int):
     return Annotated[int, Strict(), Field(ge=1, le=limit)]
 
 
-Share = Annotated[float, Field(ge=0, le=1)]
-Positive = Annotated[float, Field(gt=0)]
-Rate = Annotated[float, Field(gt=0, le=1)]
+Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # finite: .inf would switch a check off
+Rate = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Ticker = Annotated[str, AfterValidator(_ticker)]
 Calendar = Annotated[str, Field(pattern=r"^[A-Z0-9_/]{2,12}$")]
@@ -127,7 +129,7 @@ class FeatureSettings:
     direction_threshold: Annotated[float, Field(ge=0, lt=0.1)] = 0.001  # Up above +0.1%, Down below -0.1%, Neutral between
     volatility_window: Annotated[int, Strict(), Field(ge=2)] = 20  # the plan's volatility target: this rolling std, one bar ahead
     forward_volatility_bars: Count = 5  # realized volatility over the next h bars
-    warmup_bars: Annotated[int, Strict(), Field(ge=0)] = 500  # bars fetched before each window so every recursive indicator has converged
+    warmup_bars: Annotated[int, Strict(), Field(ge=0, le=MAX_WARMUP_BARS)] = 500  # bars fetched before each window so every recursive indicator has converged
     regime: RegimeRules = field(default_factory=RegimeRules)
 
 
@@ -147,12 +149,12 @@ class ModelSettings:
     parameters are in ``params`` (config.yaml `models.<model name>`, declared by the model's class)."""
 
     timeframe: Literal["1d", "1h"] = "1d"  # the training table the models learn from
-    seed: Annotated[int, Strict(), Field(ge=0)] = 42
+    seed: Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)] = 42  # every library takes a 32-bit seed
     folds: at_most(20) = 4  # walk-forward: this many test segments at the end of the table, judged pooled
     test_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1  # each test segment's share of the table's time span
     validation_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1  # early stopping on this share just before each test segment
     ewma_lambda: Annotated[float, Field(gt=0, lt=1)] = 0.94  # RiskMetrics
-    costs_bps: Annotated[float, Field(ge=0)] = 5.0  # per unit of turnover in the long-short backtest
+    costs_bps: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 5.0  # per unit of turnover in the long-short backtest
     long_short_share: Annotated[float, Field(gt=0, le=0.5)] = 0.2  # long the top and short the bottom fifth by P(up) - P(down)
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95  # intervals, and the one-sided level the deploy gate demands
     bootstrap_block_days: at_most(1_000) = 20  # block bootstrap over dates: blocks this many dates long

@@ -322,6 +322,11 @@ def _check_one_zone(utc: pd.Series, offsets: pd.Series, path: Path, zone: str) -
     stamps = pd.DatetimeIndex(utc)
     expected = (stamps.tz_convert(zone).tz_localize(None) - stamps.tz_localize(None)) // pd.Timedelta(minutes=1)
     written = offsets.map(_offset_minutes).to_numpy()
+    in_utc = written == 0
+    if in_utc.sum() > (written == expected.to_numpy()).sum():  # the file writes UTC: name the row that does not
+        row = int((~in_utc).argmax())
+        raise DataError(f"{path}: the timestamps are written in UTC, but data row {row + 1} has {offsets.iloc[row]}; "
+                        "write that row in UTC too (2024-08-01T13:30:00Z)")
     wrong = ~(written == expected.to_numpy())
     if wrong.any():
         row = int(wrong.argmax())

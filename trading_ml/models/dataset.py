@@ -8,7 +8,7 @@ import pandas as pd
 
 from trading_ml.errors import ConfigError, DataError
 from trading_ml.features.catalogue import model_features
-from trading_ml.io import intact
+from trading_ml.io import intact, read_parquet
 from trading_ml.models.splits import Split, walk_forward
 from trading_ml.run import RunContext
 
@@ -35,7 +35,7 @@ class TrainingData:
         resolved = ctx.layout.resolve(path)
         if not intact(resolved, entry["training_table"]["sha256"]):
             raise DataError(f"{resolved} is missing or changed since the features stage wrote it; re-run `trading-ml features --run-id {ctx.run_id}`")
-        table = pd.read_parquet(resolved)
+        table = read_parquet(resolved)
         folds = walk_forward(table, ctx.settings.models, ctx.settings.features)
         return cls(table, folds, folds[-1], model_features(entry["feature_names"]), timeframe, path)
 

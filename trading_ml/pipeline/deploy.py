@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from trading_ml.errors import ConflictError, DataError
-from trading_ml.io import write_json
+from trading_ml.io import read_parquet, write_json
 from trading_ml.loading import one_line
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import task_of
@@ -123,7 +123,7 @@ def _deploy_decision(ctx: RunContext, registry: ModelRegistry, verifier: Verifie
         theirs = _predict_shared(verifier.load(record), data.table, record)
     except DataError as error:
         return False, f"stays candidate: production {record['version']} cannot be scored on this run's rows ({error}); {by_hand}", evidence
-    ours = pd.read_parquet(ctx.layout.predictions(name))
+    ours = read_parquet(ctx.layout.predictions(name))
     versus = evaluation.versus(task_of(name), data.table, data.folds, ours, theirs, shared, ctx.settings)
     evidence["versus_production"] = {"version": record["version"], "run_id": record["run_id"], **versus, "symbols": _universes(record, data)}
     if versus["days"] < ctx.settings.models.min_compare_days or not np.isfinite([versus["value"], versus["low"], versus["high"]]).all():

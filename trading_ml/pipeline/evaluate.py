@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from trading_ml.errors import StageFailed
-from trading_ml.io import atomic_write_bytes, write_json, write_parquet
+from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import (
     chosen_models,
@@ -41,7 +41,7 @@ def evaluate(ctx: RunContext, resources: StageResources | None = None) -> dict:
         raise StageFailed(f"evaluate: no model of run {ctx.run_id} trained, nothing to evaluate ({'; '.join(f'{n}: {w}' for n, w in missing.items())})")
     registry = resources.registry(ctx)
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
-    predictions = {name: pd.read_parquet(ctx.layout.resolve(m["predictions"])) for name, m in trained.items()}
+    predictions = {name: read_parquet(ctx.layout.resolve(m["predictions"])) for name, m in trained.items()}
     for name in combinations_of(predictions):
         predictions[name] = _register_combination(ctx, registry, name, data, predictions)
     report, models = {}, {}

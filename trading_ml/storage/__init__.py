@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 __all__ = ["Store", "StoreChoice", "FallbackStore", "MongoStore", "TinyStore", "open_store", "open_stage_store", "bars_to_documents"]
 
 
-def open_store(settings: Settings, mongo_uri: str | None = None) -> tuple[Store, StoreChoice]:
-    """MongoStore when a URI is set and a ping answers in time, else TinyStore with a warning."""
+def open_store(settings: Settings, mongo_uri: str | None = None, fall_back: bool = True) -> tuple[Store, StoreChoice]:
+    """MongoStore when a URI is set and a ping answers in time, else TinyStore with a warning. With
+    ``fall_back=False`` (reading a registry or bars that live in MongoDB) a MongoDB that does not
+    answer is a StoreError: retry later, never an empty TinyDB."""
     uri = mongo_uri or settings.storage.mongo_uri
     fallback = settings.storage.fallback_dir
     if not uri:
@@ -25,6 +27,8 @@ def open_store(settings: Settings, mongo_uri: str | None = None) -> tuple[Store,
     try:
         store = MongoStore.connect(uri, settings.storage.database, settings.storage.ping_timeout_ms)
     except StoreError as error:
+        if not fall_back:
+            raise StoreError(f"{error}; the registry and the stored bars live there: start it (or fix the URI) and retry") from error
         log.warning("%s; falling back to TinyDB at %s", error, fallback)
         return TinyStore(fallback), StoreChoice("tinydb", f"{error}; fell back to {fallback}")
     return store, StoreChoice("mongodb", f"MongoDB at {mask_uri(uri)} answered")
