@@ -3,16 +3,17 @@
     .venv/bin/python benchmarks/bench_api.py [--clients 16] [--seconds 30] [--data-dir DIR]
 
 Without --data-dir it first runs the pipeline on the 26-symbol synthetic universe into a temp folder
-(TinyDB) and promotes the direction ensemble and regime forest if deploy did not. Three scenarios,
-each with --clients threads sending requests back to back for --seconds, after every key was asked
-for once (warm):
+(TinyDB) and promotes the direction ensemble and regime forest if deploy did not. The first request
+builds the signal table of every stored bar (verification of the production models, features,
+every model's predictions): its time is the cost of a first request after new data or a new
+production version. Then four scenarios, each with --clients threads sending requests back to back
+for --seconds (every as-of is a lookup in that one build):
   (a) one as_of (the newest bar);            target p95 <= 100 ms
   (b) four as_of values, each client cycling; target p95 <= 250 ms
   (c) (b) with 20% bad requests (unknown symbol, empty list, as_of 9999-12-31, broken JSON);
-      target p95 <= 250 ms. Every scenario: zero 5xx.
-  (d) adversarial: 24 as_of values cycled (the cache holds api.cached_as_of = 8), so most requests
-      are cold: the answered requests' latency and how many were told 503 busy (Retry-After) rather
-      than queued; no other 5xx.
+      target p95 <= 250 ms
+  (d) 24 as_of values a week apart (more than the api.cached_as_of = 8 tables a per-as-of build
+      kept); target p95 <= 250 ms, and no request told 503 busy. Every scenario: zero 5xx.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from tests.test_serving import free_port  # noqa: E402
 from trading_ml.config_file import ENV_DATA_DIR, load_settings  # noqa: E402
 from trading_ml.serving import create_app  # noqa: E402
 
-TARGETS = {"a": 100.0, "b": 250.0, "c": 250.0}
+TARGETS = {"a": 100.0, "b": 250.0, "c": 250.0, "d": 250.0}
 
 
 def prepare(folder: Path):
@@ -112,10 +113,11 @@ def main() -> None:
             time.sleep(0.05)
         print(f"== POST /signals/generate, {len(settings.symbols)} symbols, {args.clients} clients, {args.seconds:g} s each ==")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
-            for day in dates:  # warm every key: features of the universe and the models' outputs per as_of
+            for number, day in enumerate(dates):
                 start = time.perf_counter()
                 assert http.post("/signals/generate", json={"symbols": settings.symbols, "as_of": day}).status_code == 200
-                print(f"  cold as_of {day}: {(time.perf_counter() - start) * 1000:7.0f} ms (features + models, once per key)")
+                what = "first request: verification, features of every stored bar, every model's predictions" if number == 0 else "a lookup"
+                print(f"  as_of {day}: {(time.perf_counter() - start) * 1000:7.0f} ms ({what})")
         for scenario, title in (("a", "one as_of"), ("b", "four as_of values"), ("c", "four as_of values, 20% bad requests")):
             result = load(port, requests_for(scenario, settings.symbols, dates), args.clients, args.seconds)
             met = result["p95"] <= TARGETS[scenario] and result["5xx"] == 0
@@ -124,12 +126,12 @@ def main() -> None:
                   f"target p95 <= {TARGETS[scenario]:.0f} ms: {'met' if met else 'NOT met'}")
         adversarial = [(as_of - dt.timedelta(days=days)).isoformat() for days in range(29, 29 + 24 * 7, 7)]
         result = load(port, requests_for("d", settings.symbols, adversarial), args.clients, args.seconds)
-        print(f"  (d) 24 as_of values, cache of {settings.api.cached_as_of}      {result['requests']:6,} answered  p50 {result['p50']:6.1f} ms  "
-              f"p95 {result['p95']:6.1f} ms  p99 {result['p99']:6.1f} ms  busy 503 {result['busy']}  other 5xx {result['5xx']}")
+        met = result["p95"] <= TARGETS["d"] and result["5xx"] == 0 and result["busy"] == 0
+        print(f"  (d) 24 as_of values a week apart           {result['requests']:6,} answered  p50 {result['p50']:6.1f} ms  "
+              f"p95 {result['p95']:6.1f} ms  p99 {result['p99']:6.1f} ms  busy 503 {result['busy']}  other 5xx {result['5xx']}  "
+              f"target p95 <= {TARGETS['d']:.0f} ms: {'met' if met else 'NOT met'}")
         for kind, status, text in result["unexpected"][:3]:
             print(f"      unexpected {kind} -> {status}: {text}")
-            for kind, status, text in result["unexpected"][:3]:
-                print(f"      unexpected {kind} -> {status}: {text}")
         server.should_exit = True
         thread.join()
 

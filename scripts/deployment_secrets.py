@@ -27,11 +27,13 @@ MONGO_USER = "trading"
 PASSWORDS = ("postgres_password", "mongo_root_password", "airflow_api_secret_key", "airflow_jwt_secret")
 FERNET_KEY = "airflow_fernet_key"
 CONNECTIONS = "airflow_connections.json"  # Airflow's LocalFilesystemBackend: the mongo_default connection
+SIGNALS_API_URI = "signals_api_mongo_uri"  # the signals API's MongoDB URI (TRADING_ML_MONGO_URI_FILE)
 PLACEHOLDERS = {"change-me", "changeme", "secret", "password", ""}
-ALL = (*PASSWORDS, FERNET_KEY, CONNECTIONS)
+ALL = (*PASSWORDS, FERNET_KEY, CONNECTIONS, SIGNALS_API_URI)
 MOUNTED = {  # which secrets each group of services has under /run/secrets (docker-compose.yaml's secrets: lists)
     "all": ALL,
     "airflow": ("postgres_password", FERNET_KEY, "airflow_api_secret_key", "airflow_jwt_secret", CONNECTIONS),
+    "signals-api": (SIGNALS_API_URI,),
 }
 
 
@@ -52,6 +54,8 @@ def generate(folder: Path) -> list[str]:
     uri = f"mongo://{netloc}/trading_system?authSource=admin"
     if write_new(folder / CONNECTIONS, json.dumps({"mongo_default": uri}) + "\n"):
         written.append(CONNECTIONS)
+    if write_new(folder / SIGNALS_API_URI, f"mongodb://{netloc}/trading_system?authSource=admin"):
+        written.append(SIGNALS_API_URI)
     return written
 
 

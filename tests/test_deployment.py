@@ -15,6 +15,7 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer"}
 ONE_SHOT = {"airflow-init"}
+SIGNALS_API = "signals-api"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN", re.IGNORECASE)
 
 
@@ -24,7 +25,7 @@ def environment(service: dict) -> dict[str, str]:
 
 
 def test_every_service_of_the_deployment_is_there_with_a_health_check():
-    assert set(SERVICES) == {"postgres", "redis", "mongodb", *AIRFLOW_SERVICES, *ONE_SHOT}
+    assert set(SERVICES) == {"postgres", "redis", "mongodb", *AIRFLOW_SERVICES, *ONE_SHOT, SIGNALS_API}
     for name, service in SERVICES.items():
         if name not in ONE_SHOT:
             assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
@@ -156,6 +157,22 @@ def test_the_compose_file_runs_what_the_native_celery_test_runs():
 def test_the_ui_is_published_on_loopback_by_default_and_mongodb_is_not_published():
     assert SERVICES["airflow-apiserver"]["ports"] == ["${AIRFLOW_UI_BIND:-127.0.0.1:8080}:8080"]
     assert all("ports" not in SERVICES[name] for name in ("mongodb", "postgres", "redis"))
+
+
+def test_the_signals_api_is_a_service_over_the_same_registry_and_data_volume_on_loopback(tmp_path):
+    api = SERVICES[SIGNALS_API]
+    assert api["ports"] == ["${SIGNALS_API_BIND:-127.0.0.1:8000}:8000"] and api["command"][:1] == ["serve"]
+    assert api["entrypoint"][-1] == "trading-ml" and "trading-ml-data:/opt/trading-ml/data" in api["volumes"]
+    assert api["image"] == SERVICES["airflow-scheduler"]["image"] and "openapi.json" in " ".join(api["healthcheck"]["test"])
+    assert api["depends_on"]["mongodb"]["condition"] == "service_healthy"
+    assert environment(api) == {"TRADING_ML_MONGO_URI_FILE": "/run/secrets/signals_api_mongo_uri"}  # the registry the DAG writes
+    script = load_secrets_script()
+    script.generate(tmp_path)
+    from trading_ml.config_file import load_settings
+
+    settings = load_settings(env={"TRADING_ML_MONGO_URI_FILE": str(tmp_path / "signals_api_mongo_uri")})
+    connection = (tmp_path / "airflow_connections.json").read_text()
+    assert settings.storage.mongo_uri.startswith("mongodb://trading:") and settings.storage.mongo_uri.split("://")[1] in connection
 
 
 def test_both_deployments_map_an_sp500_universe_on_two_timeframes():

@@ -59,8 +59,9 @@ def test_signals_have_probabilities_that_sum_to_one_and_the_registrys_versions(t
     assert answer.status_code == 200, answer.text
     body = answer.json()
     registry = ModelRegistry(resources.store, ctx.settings.data_dir)
-    assert body["models"]["direction"] == {"source": "model", "model": "direction", "version": registry.record("direction")["version"]}
-    assert body["models"]["regime"] == {"source": "model", "model": "regime_rf", "version": registry.record("regime_rf")["version"]}
+    for task, name in (("direction", "direction"), ("regime", "regime_rf")):
+        record = registry.record(name)
+        assert body["models"][task] == {"source": "model", "model": name, "version": record["version"], "trained_until": record["trained_until"], "note": None}
     volatility = body["models"]["volatility"]
     production = [r for r in registry.records() if r["model_name"].startswith("volatility") and r["status"] == "production"]
     assert volatility["model"] == (production[0]["model_name"] if production else "ewma")
@@ -83,7 +84,7 @@ def test_bad_requests_get_a_4xx_that_says_what_to_fix(trained_run, start_api):
     assert client.post("/signals/generate", json={"tickers": ["AAPL"]}).status_code == 422
     assert client.post("/signals/generate", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
     early = client.post("/signals/generate", json={"symbols": ["AAPL"], "as_of": "2020-03-02"})  # ~70 bars after the first stored
-    assert early.status_code == 422 and "use a later as_of" in early.json()["detail"]
+    assert early.status_code == 422 and "use an as_of from " in early.json()["detail"]
 
 
 def test_without_a_production_model_a_task_is_served_by_its_baseline_and_a_promotion_is_picked_up(trained_run, start_api, tmp_path):
@@ -238,3 +239,41 @@ def test_a_body_shorter_than_its_content_length_gets_408_within_seconds(trained_
         answer = connection.recv(4096)
     assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 5 s" in answer
     assert time.monotonic() - started < 8
+
+
+def test_the_contract_is_typed_served_offline_and_each_signal_carries_what_a_trading_system_needs(trained_run, start_api):
+    import re
+
+    ctx, resources, _ = trained_run
+    client = start_api(ctx.settings)
+    docs = client.get("/docs")
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert docs.status_code == 200 and assets and all(a.startswith("/") for a in assets), assets  # no CDN
+    assert all(client.get(asset).status_code == 200 for asset in assets)
+    spec = client.get("/openapi.json").json()
+    answer_schema = spec["paths"]["/signals/generate"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer_schema == {"$ref": "#/components/schemas/SignalsResponse"}
+    assert {"Signal", "Direction", "Volatility", "Regime", "ServedBy", "Health", "ModelVersion", "Problem"} <= set(spec["components"]["schemas"])
+    for name in ("Signal", "Direction", "Volatility", "Regime", "ServedBy"):
+        assert all("type" in field or "$ref" in field or "anyOf" in field for field in spec["components"]["schemas"][name]["properties"].values()), name
+    body = client.post("/signals/generate", json={"symbols": ["AAPL", "XOM"], "as_of": "2026-06-01"}).json()
+    assert body["as_of"] == "2026-06-01" and body["generated_at"].startswith(dt.date.today().isoformat()[:4])
+    registry = ModelRegistry(resources.store, ctx.settings.data_dir)
+    assert body["models"]["direction"]["trained_until"] == registry.record("direction")["trained_until"]
+    for signal in body["signals"]:
+        assert signal["bar"] <= "2026-06-02"
+        direction, volatility, regime = signal["direction"], signal["volatility"], signal["regime"]
+        assert direction["score"] == pytest.approx(direction["probabilities"]["up"] - direction["probabilities"]["down"])
+        assert volatility["unit"] == "standard deviation of one bar's return" and volatility["window_bars"] == 20 and volatility["horizon_bars"] == 1
+        assert regime["horizon_bars"] == ctx.settings.features.regime.horizon
+
+
+def test_evaluation_and_report_files_are_strict_json(trained_run):
+    """No bare NaN (invalid JSON for strict parsers): a value that is not a number is null."""
+    import json
+
+    ctx, _, _ = trained_run
+    files = [ctx.layout.evaluation_report, *ctx.run_root.glob("**/report.json")]
+    assert len(files) >= 2, files
+    for path in files:
+        json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in {path}"))

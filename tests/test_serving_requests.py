@@ -32,12 +32,11 @@ def test_an_as_of_without_a_market_input_is_answered_for_that_request_and_refuse
         old = client.post("/signals/generate", json={"symbols": ["AAPL"], "as_of": "2025-03-03"})
         health = client.get("/health").json()
         newest = client.post("/signals/generate", json={"symbols": ["AAPL"]})
-    assert old.status_code == 200, old.text
-    direction = old.json()["models"]["direction"]
-    assert direction["source"] == "baseline" and "vix_level" in direction["note"] and "could not predict on the data of this as-of" in direction["note"]
+    assert old.status_code == 422, old.text  # its rows lack the VIX features: what is missing, in one line
+    assert "with every market input" in old.json()["detail"] and old.json()["detail"].split("use an as_of from ")[1] > "2025-06-01"
     assert health["refused"] == {} and "refused" not in health["status"], health
-    assert newest.status_code == 200 and newest.json()["models"]["direction"] == {
-        "source": "model", "model": "direction", "version": registry.record("direction")["version"]}
+    assert newest.status_code == 200 and newest.json()["models"]["direction"]["source"] == "model"
+    assert newest.json()["models"]["direction"]["version"] == registry.record("direction")["version"]
 
 
 def insert_raw(settings, collection: str, document) -> None:

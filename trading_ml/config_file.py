@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model, model_validator
 
-from trading_ml.config.messages import describe_error
+from trading_ml.config.messages import describe_error, shorten
 from trading_ml.config.schema import (
     SECRET_KEYS,
     STRICT,
@@ -38,6 +38,7 @@ DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
 ENV_CONFIG = "TRADING_ML_CONFIG"
 ENV_DATA_DIR = "TRADING_ML_DATA_DIR"
 ENV_MONGO_URI = "TRADING_ML_MONGO_URI"
+ENV_MONGO_URI_FILE = "TRADING_ML_MONGO_URI_FILE"  # a file holding the URI (a Docker secret), when TRADING_ML_MONGO_URI is unset
 ENV_SOURCE = "TRADING_ML_SOURCE"
 ENVIRONMENT_KEYS = {ENV_DATA_DIR: ("data_dir",), ENV_MONGO_URI: ("storage", "mongo_uri"), ENV_SOURCE: ("source",)}
 MAX_CONFIG_DEPTH = 20  # nesting levels a config may have (the repo's has 5)
@@ -51,6 +52,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     for variable in (ENV_CONFIG, *ENVIRONMENT_KEYS):
         if variable in env and not env[variable].strip():
             raise ConfigError(f"{variable} is set but empty; give it a value or unset it (`unset {variable}`) for the configured one")
+    env = _with_uri_file(env)
     config_path = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG).resolve()
     raw = _read_yaml(config_path)
     overridden = _apply_environment(raw, env)
@@ -70,6 +72,21 @@ def run_settings(context: dict, mongo_uri: str | None = None) -> Settings:
     if mongo_uri:
         env[ENV_MONGO_URI] = mongo_uri
     return load_settings(context["config_path"], env)
+
+
+def _with_uri_file(env) -> dict:
+    """The environment with TRADING_ML_MONGO_URI read from TRADING_ML_MONGO_URI_FILE when only the file is given."""
+    path = env.get(ENV_MONGO_URI_FILE, "").strip()
+    if not path or env.get(ENV_MONGO_URI):
+        return env
+    try:
+        uri = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{ENV_MONGO_URI_FILE} {shorten(path)} cannot be read ({getattr(error, 'strerror', None) or error}); "
+                          "point it at a file holding the MongoDB URI, or unset it") from None
+    if not uri:
+        raise ConfigError(f"{ENV_MONGO_URI_FILE} {shorten(path)} is empty; write the MongoDB URI into it, or unset it")
+    return {**env, ENV_MONGO_URI: uri}
 
 
 def _apply_environment(raw: dict, env) -> dict[tuple, str]:

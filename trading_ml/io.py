@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as arrow_csv
@@ -60,8 +62,20 @@ def process_alive(pid: int) -> bool:
 
 
 def json_bytes(document: dict) -> bytes:
-    """A document as the project writes JSON: indented, keys sorted, a newline at the end."""
-    return (json.dumps(document, indent=2, sort_keys=True, default=str) + "\n").encode()
+    """A document as the project writes JSON: indented, keys sorted, a newline at the end; a value
+    that is not a finite number (NaN, inf) is written as null, so strict parsers read every file."""
+    return (json.dumps(finite_or_null(document), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n").encode()
+
+
+def finite_or_null(value):
+    """The value with every NaN or infinite float (numpy's too) replaced by None, at any depth."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value
 
 
 def write_json(path: Path, document: dict) -> Path:

@@ -2,16 +2,18 @@
 ``GET /health``. Listens on 127.0.0.1 unless told otherwise.
 
 Signals come from the bars in the store (the ones ingestion wrote), cleaned by the same validation and
-turned into features by the same code as training. Models load once and reload when the registry's
+turned into features by the same code as training, once for every stored bar: a bar's features use
+bars up to it only, so any as-of is answered by looking up each symbol's newest row before it. Models
+are verified in a child process (trading_ml.verify), load once and reload when the registry's
 production version changes. A valid request is always answered: each task uses its production model
 when there is one, else its declared baseline (the class prior for direction, the RiskMetrics EWMA
 for volatility, persistence for the regime ahead), and every response and ``/health`` say which.
 The current regime is always the plan's rules applied to the newest bar; it needs no model.
 
 Four parts: ProductionModels (the model cache), StoredBars (the bar cache), the signal builder
-(``feature_panel_at``, ``signal_table``: pure functions of settings, bars and models) with
-SignalCache over it, and the FastAPI layer (``create_app``), which maps the library's errors to
-statuses.
+(``served_panel``, ``signal_table``: pure functions of settings, bars and models, giving a
+SignalTable) with SignalCache over it, and the FastAPI layer (``create_app``, typed by
+trading_ml.contract), which maps the library's errors to statuses.
 """
 
 from __future__ import annotations
@@ -24,20 +26,21 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from typing import Annotated
+from dataclasses import dataclass
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
-from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi_offline import FastAPIOffline
 
 from trading_ml.config import Settings
-from trading_ml.data.calendars import bars_before, expected_timestamps
+from trading_ml.contract import Health, ModelVersion, Problem, SignalRequest, SignalsResponse
+from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.validation import validate_bars
-from trading_ml.errors import DataError, StoreError
+from trading_ml.errors import DataError, StoreError, one_line
 from trading_ml.features.build import build_timeframe, feature_panel
-from trading_ml.loading import one_line
 from trading_ml.models.catalogue import served_models
 from trading_ml.models.tasks import TASKS
 from trading_ml.registry import ModelRegistry
@@ -48,16 +51,9 @@ from trading_ml.verify import Verifier
 log = logging.getLogger(__name__)
 
 BARS_REFRESH_SECONDS = 60
-SERVED_ROWS = 260  # rows kept past the warm-up per symbol: the LSTM's sequences and the volatility windows, with room
 SERVED = {task: served_models(task) for task in TASKS}  # each task's models in order of preference; the first in production serves
 MIN_SEQUENCE_ROWS = 20
 BUSY_RETRY_AFTER = 2  # seconds a client told 503 (busy) should wait
-
-
-class SignalRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    symbols: list[Annotated[str, Field(max_length=20)]] = Field(min_length=1, max_length=500, description="tickers of the configured universe")
-    as_of: dt.date | None = Field(None, description="signals from bars up to this date (default: the newest stored bar)")
 
 
 class SignalCache:
@@ -106,6 +102,12 @@ class SignalCache:
         return len(self._tables)
 
 
+class LoadedModel(NamedTuple):
+    version: str
+    model: object
+    trained_until: str | None
+
+
 class ProductionModels:
     """The model cache: each task's production models, loaded once and reloaded when the registry's
     production version changes. A version is loaded only after it passed verification in a child
@@ -116,33 +118,34 @@ class ProductionModels:
     def __init__(self, registry: ModelRegistry, settings: Settings):
         self.registry, self.verifier = registry, Verifier(registry, settings)
         self._lock = threading.Lock()
-        self._models: dict[str, tuple[str, object]] = {}
+        self._models: dict[str, LoadedModel] = {}
         self.refused: dict[str, str] = {}  # model: "version: why"
 
-    def current(self) -> dict[str, tuple[str, object]]:
-        """{name: (version, model)} of the production models that serve, reloaded when a version changes."""
+    def current(self) -> dict[str, LoadedModel]:
+        """The production models that serve, by name, reloaded when a version changes."""
         versions = self.registry.production_versions()
         with self._lock:
             for name in (n for names in SERVED.values() for n in names):
                 version = versions.get(name)
                 if version is None:
                     self._models.pop(name, None)
-                elif self._models.get(name, (None,))[0] != version and not self.refused.get(name, "").startswith(f"{version}: "):
+                elif (name not in self._models or self._models[name].version != version) and not self.refused.get(name, "").startswith(f"{version}: "):
                     self._load(name, version)
             return dict(self._models)
 
     def _load(self, name: str, version: str) -> None:
         log.info("verifying and loading %s %s", name, version)
         try:
-            self._models[name] = (version, self.verifier.load(self.registry.record(name, version)))
+            record = self.registry.record(name, version)
+            self._models[name] = LoadedModel(version, self.verifier.load(record), record.get("trained_until"))
             self.refused.pop(name, None)
         except DataError as error:
             self.refused[name] = f"{version}: {one_line(error, 400)}"
-            kept = f"still serving {self._models[name][0]}" if name in self._models else "serving without it"
+            kept = f"still serving {self._models[name].version}" if name in self._models else "serving without it"
             log.error("%s %s refused, %s: %s", name, version, kept, one_line(error, 400))
 
     def loaded_versions(self) -> dict[str, str]:
-        return {name: version for name, (version, _) in self._models.items()}
+        return {name: loaded.version for name, loaded in self._models.items()}
 
 
 def serving_models(models: dict) -> dict[str, str | None]:
@@ -187,39 +190,74 @@ class StoredBars:
 
 # the signal builder: pure functions of settings, bars and models ------------------------------------
 
-def feature_panel_at(settings: Settings, bars: dict[str, pd.DataFrame], end: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The feature panel (the same builder as training's) of the bars before ``end``, and the
-    symbols left out of it with why (e.g. ^VIX: a market input only)."""
+@dataclass(frozen=True)
+class SignalTable:
+    """Every task's served columns for every stored row of the universe, built once per stored bars
+    and production versions: features at a bar use bars up to it only, so the answer for any as-of
+    is a lookup of each symbol's newest row before it, never a build."""
+
+    frame: pd.DataFrame  # served columns, indexed (timestamp, symbol)
+    sources: dict[str, dict]  # task -> what served it
+    excluded: dict[str, str]  # symbol -> why it has no rows
+    positions: dict[str, np.ndarray]  # symbol -> its rows in frame, oldest first
+    stamps: dict[str, np.ndarray]  # symbol -> those rows' timestamps (ns)
+    valid: np.ndarray  # rows whose every task's value is in range
+
+    def latest(self, symbol: str, end: pd.Timestamp, settings: Settings) -> dict | str:
+        """The symbol's answer from its newest row before ``end``, or why there is none."""
+        if symbol in self.excluded:
+            return {"symbol": symbol, "served": False, "reason": f"{self.excluded[symbol]}: no model learns from it, so none predicts it"}
+        if symbol not in self.positions:
+            return f"{symbol}: no bars with complete features in the store; ingest it"
+        count = int(np.searchsorted(self.stamps[symbol], end.value, side="left"))
+        if count < MIN_SEQUENCE_ROWS:
+            known = self.stamps[symbol]
+            first = pd.Timestamp(known[MIN_SEQUENCE_ROWS - 1], tz="UTC").date() if len(known) >= MIN_SEQUENCE_ROWS else None
+            return (f"{symbol}: {count} bars with every feature known (past the feature warm-up, with every market input) up to "
+                    f"this as-of; the models need {MIN_SEQUENCE_ROWS}" + (f": use an as_of from {first}" if first else "; ingest more history"))
+        position = self.positions[symbol][count - 1]
+        stamp = self.frame.index[position][0]
+        if not self.valid[position]:
+            row = self.frame.iloc[[position]]
+            problems = [f"{name}: {why}" for name, task in TASKS.items() if (why := task.invalid(row[list(task.predictions)]))]
+            return f"{symbol}: no valid signal for its newest bar {stamp.date()} ({'; '.join(problems)}); use a later as_of"
+        row = self.frame.iloc[position]
+        return {"symbol": symbol, "bar": stamp.isoformat(), **{name: task.signal(row, settings) for name, task in TASKS.items()}}
+
+
+def served_panel(settings: Settings, bars: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The feature panel (the same builder as training's) of every stored bar, each symbol validated
+    over its own span (the checks see the bars past its warm-up), and the symbols left out with why."""
     timeframe = settings.models.timeframe
-    benchmark = settings.instrument(settings.features.benchmark).exchange
-    start = bars_before(benchmark, timeframe, end, settings.features.warmup_bars + SERVED_ROWS) - pd.Timedelta(days=7)
-    served_from = bars_before(benchmark, timeframe, end, SERVED_ROWS)  # before it: the warm-up
     clean = {}
     for symbol, frame in bars.items():
-        window = frame[(frame.index >= start) & (frame.index < end)]
         instrument = settings.instrument(symbol)
-        expected = expected_timestamps(instrument.exchange, timeframe, start, end)
-        report, cleaned = validate_bars(window, instrument, timeframe, expected, settings.validation, served_from)
+        end = frame.index.max() + pd.Timedelta(seconds=1)
+        expected = expected_timestamps(instrument.exchange, timeframe, frame.index.min(), end)
+        checked_from = frame.index[min(settings.features.warmup_bars, len(frame) - 1)]
+        report, cleaned = validate_bars(frame, instrument, timeframe, expected, settings.validation, checked_from)
         if not report.quarantined and len(cleaned):
             clean[symbol] = cleaned
     instruments = {symbol: settings.instrument(symbol) for symbol in clean}
     panel, excluded = feature_panel(build_timeframe(clean, instruments, timeframe, settings.features), instruments)
     if panel is None:
-        raise NotServable(f"the store has no {timeframe} bars past the feature warm-up before {end.date()}; use a later as_of")
+        raise NotServable(f"the store has no {timeframe} bars past the feature warm-up ({settings.features.warmup_bars} bars); ingest more history")
     return panel, excluded
 
 
-def signal_table(settings: Settings, bars: dict[str, pd.DataFrame], end: pd.Timestamp, models: dict) -> tuple[pd.DataFrame, dict, dict]:
-    """(every task's served columns per row, what served each task, each symbol's answer or why it
-    has none) from the bars before ``end``. A model that cannot predict on these rows (e.g. a market
-    input missing at this as-of) leaves its task to the baseline for this table only, and says why."""
-    table, excluded = feature_panel_at(settings, bars, end)
+def signal_table(settings: Settings, bars: dict[str, pd.DataFrame], models: dict) -> SignalTable:
+    """Every task's served columns on every stored row, and what served each task. A model that
+    cannot predict on these rows leaves its task to the baseline, and says why; it is not refused."""
+    table, excluded = served_panel(settings, bars)
     serving = serving_models(models)
     outputs = [served(settings, task, table, models, serving[task]) for task in SERVED]
     frame = pd.concat([output for output, _ in outputs], axis=1)
-    latest = {symbol: {"symbol": symbol, "served": False, "reason": f"{why}: no model learns from it, so none predicts it"}
-              for symbol, why in excluded.items()}
-    return frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), {**latest, **latest_signals(frame)}
+    valid = np.logical_and.reduce([task.valid_rows(frame[list(task.predictions)]) for task in TASKS.values()])
+    symbols = frame.index.get_level_values("symbol")
+    positions = {symbol: np.flatnonzero(symbols == symbol) for symbol in symbols.unique()}
+    stamps = frame.index.get_level_values("timestamp").asi8
+    return SignalTable(frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), excluded, positions,
+                       {symbol: stamps[rows] for symbol, rows in positions.items()}, valid)
 
 
 def served(settings: Settings, task: str, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
@@ -229,9 +267,9 @@ def served(settings: Settings, task: str, table: pd.DataFrame, models: dict, nam
     if name is None:
         return spec.serve(table, None, settings), source(models, None, task)
     try:
-        return spec.serve(table, models[name][1], settings), source(models, name, task)
+        return spec.serve(table, models[name].model, settings), source(models, name, task)
     except Exception as error:  # what the rows lack (a feature, a market input): this table's problem, not the model's
-        why = f"{name} {models[name][0]} could not predict on the data of this as-of ({type(error).__name__}: {one_line(error)})"
+        why = f"{name} {models[name].version} could not predict on the stored data ({type(error).__name__}: {one_line(error)})"
         log.warning("%s; its baseline answers instead", why)
         return spec.serve(table, None, settings), {**source(models, None, task), "note": f"{why}; serving its baseline "
                                                    f"({spec.served_baseline}: {spec.served_baseline_text}) for it"}
@@ -240,29 +278,9 @@ def served(settings: Settings, task: str, table: pd.DataFrame, models: dict, nam
 def source(models: dict, name: str | None, task: str) -> dict:
     if name is None:
         spec = TASKS[task]
-        return {"source": "baseline", "model": spec.served_baseline, "version": None,
+        return {"source": "baseline", "model": spec.served_baseline, "version": None, "trained_until": None,
                 "note": f"no {task} model is in production; serving its baseline ({spec.served_baseline}: {spec.served_baseline_text})"}
-    return {"source": "model", "model": name, "version": models[name][0]}
-
-
-def latest_signals(frame: pd.DataFrame) -> dict[str, dict | str]:
-    """Each symbol's answer from its newest row, or why there is none."""
-    latest, present = {}, frame.index.get_level_values("symbol")
-    for symbol in present.unique():
-        rows = frame[present == symbol]
-        if len(rows) < MIN_SEQUENCE_ROWS:
-            latest[symbol] = (f"{symbol}: {len(rows)} bars with complete features up to this as-of; the models need "
-                              f"{MIN_SEQUENCE_ROWS} after the warm-up; use a later as_of or ingest more history")
-            continue
-        newest = rows.iloc[[-1]]
-        problems = [f"{name}: {why}" for name, task in TASKS.items() if (why := task.invalid(newest[list(task.predictions)]))]
-        if problems:
-            latest[symbol] = (f"{symbol}: no valid signal for its newest bar {rows.index[-1][0].date()} ({'; '.join(problems)}); "
-                              "use a later as_of or ingest more history")
-            continue
-        row = newest.iloc[0]
-        latest[symbol] = {"symbol": symbol, "bar": rows.index[-1][0].isoformat(), **{name: task.signal(row) for name, task in TASKS.items()}}
-    return latest
+    return {"source": "model", "model": name, "version": models[name].version, "trained_until": models[name].trained_until}
 
 
 class SignalService:
@@ -281,31 +299,30 @@ class SignalService:
     def refused(self) -> dict[str, str]:
         return self.production.refused
 
-    def signal_frame(self, as_of: dt.date | None) -> tuple[pd.DataFrame, dict, dict]:
-        """Every task's output on the features of the whole universe (breadth and benchmark features
-        need it) up to as_of, and what produced each; cached per as-of, bars and model versions."""
+    def table(self) -> tuple[SignalTable, tuple[pd.Timestamp, pd.Timestamp]]:
+        """The signal table of the stored bars and production versions (built once for both), and
+        the stored span."""
         models = self.production.current()
         bars, (first, newest) = self.bars.snapshot()
-        check_as_of(as_of, first, newest, self.timeframe)
-        end = newest + pd.Timedelta(seconds=1)
-        if as_of is not None:
-            end = min(end, pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1))  # an as-of past the newest bar is the newest
-        key = (end, newest, tuple(sorted((name, version) for name, (version, _) in models.items())))
-        return self.signals.get(key, lambda: signal_table(self.settings, bars, end, models))
+        key = (newest, tuple(sorted((name, loaded.version) for name, loaded in models.items())))
+        return self.signals.get(key, lambda: signal_table(self.settings, bars, models)), (first, newest)
 
     def generate(self, request: SignalRequest) -> dict:
         unknown = [s for s in request.symbols if s not in self.settings.universe]
         if unknown:
             named = ", ".join(printable(s) for s in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             raise UnknownSymbols(f"unknown symbol(s) {named}; the universe is {', '.join(self.settings.symbols)}")
-        _, used, latest = self.signal_frame(request.as_of)
-        signals = []
-        for symbol in request.symbols:
-            signal = latest.get(symbol, f"{symbol}: no bars with complete features up to this as-of; use a later as_of or ingest it")
+        table, (first, newest) = self.table()
+        check_as_of(request.as_of, first, newest, self.timeframe)
+        end = newest + pd.Timedelta(seconds=1)
+        if request.as_of is not None:
+            end = min(end, pd.Timestamp(request.as_of, tz="UTC") + pd.Timedelta(days=1))  # an as-of past the newest bar is the newest
+        signals = [table.latest(symbol, end, self.settings) for symbol in request.symbols]
+        for signal in signals:
             if isinstance(signal, str):
                 raise NotServable(signal)
-            signals.append(signal)
-        return {"timeframe": self.timeframe, "models": used, "signals": signals}
+        return {"as_of": request.as_of, "generated_at": dt.datetime.now(dt.UTC), "timeframe": self.timeframe,
+                "models": table.sources, "signals": signals}
 
     def health(self) -> dict:
         """'ok' when every task is served by a production model; 'degraded: <why>' when a task is
@@ -416,9 +433,14 @@ def first_error(error: RequestValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}; send {{\"symbols\": [\"AAPL\"], \"as_of\": \"YYYY-MM-DD\"}} (as_of optional)"
 
 
-def create_app(settings: Settings) -> FastAPI:
+PROBLEMS = {status: {"model": Problem} for status in (404, 408, 413, 422, 503)}
+
+
+def create_app(settings: Settings) -> FastAPIOffline:
+    """The API; /docs and /redoc are served from the installed package's assets (no CDN)."""
     service = SignalService(settings)
-    app = FastAPI(title="trading-ml signals", description="Direction, volatility and regime signals from the production models.")
+    app = FastAPIOffline(title="trading-ml signals", responses=PROBLEMS,
+                         description="Direction, volatility and regime signals from the production models.")
     app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes, timeout=settings.api.body_timeout_seconds)
 
     @app.exception_handler(RequestValidationError)
@@ -449,7 +471,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def store_down(_, error: StoreError):  # MongoDB stopped answering: say so, try again later
         return JSONResponse(status_code=503, content={"detail": str(error)})
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health)
     def health():
         state = service.health()
         try:
@@ -460,12 +482,12 @@ def create_app(settings: Settings) -> FastAPI:
                 "refused": service.refused, "cached_signal_tables": len(service.signals)}
         return JSONResponse(status_code=503 if state["status"].startswith("unavailable") else 200, content=body)
 
-    @app.get("/models")
-    def models() -> list[dict]:
+    @app.get("/models", response_model=list[ModelVersion])
+    def models():
         return service.list_models()
 
-    @app.post("/signals/generate")
-    def generate(request: SignalRequest) -> dict:
+    @app.post("/signals/generate", response_model=SignalsResponse, response_model_by_alias=True)
+    def generate(request: SignalRequest):
         return service.generate(request)
 
     app.state.service = service

@@ -121,7 +121,7 @@ class Verifier:
             if why:
                 why = why if why.startswith(key[0]) else f"{key[0]}: {why}"
                 why = why if why.endswith("refusing it") else f"{why}; refusing it"
-            verdicts[key] = Verdict(key[0], key[1], not why, why)
+            verdicts[key] = Verdict(key[0], key[1], not why, why or "")
         return verdicts
 
     def _child(self, groups: list[list[dict]]) -> list[str | None] | str:
@@ -130,7 +130,7 @@ class Verifier:
         receiver, sender = context.Pipe(duplex=False)
         process = context.Process(target=_verify_in_child, args=(groups, self.registry.models_root, self.canary(), self.memory_bytes, sender),
                                   daemon=True)
-        process.start()
+        _start(process)
         sender.close()  # the child's end: only the child writes
         try:
             answer, timed_out = _answer_of(receiver, process, self.seconds)
@@ -160,6 +160,18 @@ def forkserver():
             context.set_forkserver_preload(list(PRELOADED))
             _context = context
     return _context
+
+
+def _start(process) -> None:
+    """Start the child, also from a daemonic process (Airflow's LocalExecutor runs tasks in them, and
+    multiprocessing refuses them children): the child is joined or killed before its parent goes on."""
+    config = multiprocessing.current_process()._config
+    daemonic = config.pop("daemon", None)
+    try:
+        process.start()
+    finally:
+        if daemonic is not None:
+            config["daemon"] = daemonic
 
 
 def _answer_of(receiver, process, seconds: float) -> tuple[object, bool]:

@@ -14,7 +14,7 @@ from tests.stages import run_through
 from trading_ml.features.catalogue import model_features
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.run import RunContext
-from trading_ml.serving import SignalService, feature_panel_at
+from trading_ml.serving import SignalService, served_panel, signal_table
 
 SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM", "JPM"]
 
@@ -52,7 +52,7 @@ def test_two_windows_six_months_apart_agree_on_every_model_feature(two_windows):
 def test_serving_computes_the_same_features_for_a_bar_as_training(two_windows):
     (ctx, table, names), _ = two_windows
     service = SignalService(ctx.settings)
-    served, excluded = feature_panel_at(ctx.settings, service.bars.snapshot()[0], pd.Timestamp(AS_OF, tz="UTC"))
+    served, excluded = served_panel(ctx.settings, service.bars.snapshot()[0])
     assert excluded == {"^VIX": "market input only (no volume)"}  # left out of both, as in training
     assert set(served.index.get_level_values("symbol")) == set(table.index.get_level_values("symbol"))
     assert list(served.columns) == list(table.columns)
@@ -62,3 +62,21 @@ def test_serving_computes_the_same_features_for_a_bar_as_training(two_windows):
     assert (gaps <= 1e-9).all(), gaps[gaps > 1e-9].to_dict()
     assert np.isfinite(served.loc[shared, names].to_numpy()).all()
 
+
+
+def test_the_answer_for_an_old_as_of_is_the_answer_built_from_the_bars_before_it(two_windows):
+    """Any as-of is a lookup in one build of every stored bar: the same signal as a build from only
+    the bars before that as-of (features at a bar use bars up to it only)."""
+    (ctx, _, _), _ = two_windows
+    bars = SignalService(ctx.settings).bars.snapshot()[0]
+    full = signal_table(ctx.settings, bars, {})
+    for as_of in ("2024-03-15", "2025-09-02"):
+        end = pd.Timestamp(as_of, tz="UTC") + pd.Timedelta(days=1)
+        alone = signal_table(ctx.settings, {s: frame[frame.index < end] for s, frame in bars.items()}, {})
+        for symbol in ("AAPL", "XOM"):
+            looked_up, built = full.latest(symbol, end, ctx.settings), alone.latest(symbol, end, ctx.settings)
+            assert looked_up["bar"] == built["bar"] and looked_up["regime"] == built["regime"]
+            for task in ("direction", "volatility"):
+                for key, value in looked_up[task].items():
+                    expected = built[task][key]
+                    assert value == pytest.approx(expected, rel=1e-9) if isinstance(value, float) else value == expected, (as_of, symbol, task, key)

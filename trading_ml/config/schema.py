@@ -205,7 +205,7 @@ class ApiSettings:
     """The signals API (trading_ml.serving)."""
 
     max_body_bytes: at_most(100_000_000) = 1_000_000  # larger request bodies get 413
-    cached_as_of: at_most(1_000) = 8  # signal tables kept (least recently used first out), one per as-of
+    cached_as_of: at_most(1_000) = 8  # signal tables kept (least recently used out first), one per stored bars and production versions
     concurrent_builds: at_most(64) = 1  # signal tables built at once (a cold as-of costs seconds of CPU; raise it with the cores)
     build_wait_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0  # a cold request waits this long for a build slot, else 503
     body_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0  # a request body that stops arriving gets 408

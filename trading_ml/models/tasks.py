@@ -82,14 +82,23 @@ class Task:
         """The served columns for every row: the model's prediction, or the served baseline (model None)."""
         raise NotImplementedError
 
-    def signal(self, row: pd.Series) -> dict:
+    def signal(self, row: pd.Series, settings) -> dict:
         """One symbol's answer in the API's response, from its served row."""
         raise NotImplementedError
 
-    def invalid(self, predicted: pd.DataFrame) -> str | None:
-        """What is wrong with predictions that must all be there (missing, not finite, out of the
-        task's range), in a few words; None when nothing is."""
+    def valid_rows(self, predicted: pd.DataFrame) -> np.ndarray:
+        """Which rows hold a prediction in the task's range (finite, probabilities summing to 1, ...)."""
         raise NotImplementedError
+
+    valid_text = ""  # what a valid row holds, for messages
+
+    def invalid(self, predicted: pd.DataFrame) -> str | None:
+        """What is wrong with predictions that must all be there, in a few words; None when nothing is."""
+        ok = self.valid_rows(predicted)
+        if ok.all() and len(ok):
+            return None
+        example = predicted[~ok].iloc[0].tolist() if len(ok) else "no rows"
+        return f"{int((~ok).sum())} of {len(ok)} rows {self.valid_text}, e.g. {example}"
 
 
 def ratio(sums: pd.DataFrame, numerator: str, denominator: str) -> pd.Series:
@@ -219,20 +228,32 @@ class DirectionTask(Task):
     def serve(self, table, model, settings):
         if model is not None:
             return model.predict(table)[PROBABILITIES]
-        prior = table[self.target].dropna().astype(int).value_counts(normalize=True).reindex(DIRECTION_CLASSES, fill_value=0.0)
-        return pd.DataFrame([prior.to_numpy()] * len(table), index=table.index, columns=PROBABILITIES)
+        return known_prior(table, self.target)
 
-    def invalid(self, predicted):
+    valid_text = "with probabilities that are not finite, outside [0, 1] or not summing to 1"
+
+    def valid_rows(self, predicted):
         values = predicted[PROBABILITIES].to_numpy(dtype=float)
-        if not len(values) or not np.isfinite(values).all():
-            return f"{int((~np.isfinite(values).all(axis=1)).sum()) if len(values) else 'no'} of {len(values)} rows without finite probabilities"
-        if (values < 0).any() or (values > 1).any() or np.abs(values.sum(axis=1) - 1).max() > PROBABILITY_TOLERANCE:
-            return "probabilities outside [0, 1] or not summing to 1"
-        return None
+        with np.errstate(invalid="ignore"):
+            return (np.isfinite(values).all(axis=1) & (values >= 0).all(axis=1) & (values <= 1).all(axis=1)
+                    & (np.abs(values.sum(axis=1) - 1) <= PROBABILITY_TOLERANCE))
 
-    def signal(self, row):
+    def signal(self, row, settings):
         probabilities = {DIRECTIONS[k]: float(row[column]) for k, column in zip(DIRECTION_CLASSES, PROBABILITIES, strict=True)}
-        return {"probabilities": probabilities, "class": max(probabilities, key=probabilities.get)}
+        return {"probabilities": probabilities, "class": max(probabilities, key=probabilities.get),
+                "score": probabilities["up"] - probabilities["down"]}  # what the rank IC judges: rank symbols by it
+
+
+def known_prior(table: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Each row's class frequencies over the labels known at its bar (those of earlier dates: a
+    label is the next bar's direction); equal thirds before any is known."""
+    stamps = table.index.get_level_values("timestamp")
+    labels = table[target].to_numpy()
+    counts = pd.DataFrame({k: (labels == k).astype(float) for k in DIRECTION_CLASSES}, index=table.index).groupby(stamps).sum()
+    known = counts.cumsum().shift(1, fill_value=0.0)
+    total = known.sum(axis=1)
+    frequencies = known.div(total.where(total > 0), axis=0).fillna(1 / len(DIRECTION_CLASSES))
+    return pd.DataFrame(frequencies.reindex(stamps).to_numpy(), index=table.index, columns=PROBABILITIES)
 
 
 def normalized(probabilities: np.ndarray) -> np.ndarray:
@@ -274,17 +295,16 @@ class VolatilityTask(Task):
             return model.predict(table)[["volatility"]]
         return ewma_forecast(table, settings.features.volatility_window, settings.models.ewma_lambda).to_frame("volatility")
 
-    def invalid(self, predicted):
-        values = predicted["volatility"].to_numpy(dtype=float)
-        if not len(values) or not np.isfinite(values).all():
-            return f"{int((~np.isfinite(values)).sum()) if len(values) else 'no'} of {len(values)} rows without a finite volatility"
-        if (values <= 0).any() or (values > MAX_VOLATILITY).any():
-            return (f"volatility from {values.min():.3g} to {values.max():.3g}, outside (0, {MAX_VOLATILITY:g}] "
-                    "(a standard deviation of returns per bar)")
-        return None
+    valid_text = f"with a volatility that is not finite or outside (0, {MAX_VOLATILITY:g}] (a standard deviation of returns per bar)"
 
-    def signal(self, row):
-        return {"forecast": float(row["volatility"])}
+    def valid_rows(self, predicted):
+        values = predicted["volatility"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(values) & (values > 0) & (values <= MAX_VOLATILITY)
+
+    def signal(self, row, settings):
+        return {"forecast": float(row["volatility"]), "unit": "standard deviation of one bar's return",
+                "window_bars": settings.features.volatility_window, "horizon_bars": 1}
 
 
 # regime ---------------------------------------------------------------------------------------------
@@ -312,15 +332,13 @@ class RegimeTask(Task):
         ahead = model.predict(table)["regime_ahead"] if model is not None else now.rename("regime_ahead")
         return pd.concat([now, ahead], axis=1)
 
-    def invalid(self, predicted):
-        values = predicted["regime_ahead"]
-        unknown = sorted({str(v) for v in values.dropna()} - set(REGIMES))
-        if not len(values) or values.isna().any():
-            return f"{int(values.isna().sum()) if len(values) else 'no'} of {len(values)} rows without a regime"
-        return f"regimes {', '.join(unknown[:3])} that are not {', '.join(REGIMES)}" if unknown else None
+    valid_text = f"with a regime that is not one of {', '.join(REGIMES)}"
 
-    def signal(self, row):
-        return {"now": str(row["regime_now"]), "ahead": str(row["regime_ahead"])}
+    def valid_rows(self, predicted):
+        return predicted["regime_ahead"].isin(REGIMES).to_numpy()
+
+    def signal(self, row, settings):
+        return {"now": str(row["regime_now"]), "ahead": str(row["regime_ahead"]), "horizon_bars": settings.features.regime.horizon}
 
 
 def persistence(table: pd.DataFrame) -> pd.DataFrame:
