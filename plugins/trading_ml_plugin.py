@@ -20,6 +20,7 @@ from trading_ml_airflow import mongo_uri
 
 from trading_ml.config_file import load_settings
 from trading_ml.errors import StoreError
+from trading_ml.io import number
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_runs
 from trading_ml.storage import open_store
@@ -71,8 +72,8 @@ def _metric(summary: dict | None) -> str:
     if not summary:
         return "not evaluated"
     primary, skill = summary["primary"], summary.get("skill")
-    bound = f"; skill over {skill['baseline']} lower bound {skill['lower_bound']:+.3g}" if skill else ""
-    return f"{primary['metric']} {primary['value']:.4g}{bound}"
+    bound = f"; skill over {skill['baseline']} lower bound {number(skill['lower_bound'], '+.3g')}" if skill else ""
+    return f"{primary['metric']} {number(primary['value'])}{bound}"
 
 
 TEMPLATES.filters["metric"] = _metric

@@ -31,7 +31,7 @@ from trading_ml.errors import (
     StoreError,
     TradingMLError,
 )
-from trading_ml.io import read_json
+from trading_ml.io import number, read_json
 from trading_ml.models.catalogue import chosen_models
 from trading_ml.pipeline import STAGES
 from trading_ml.pipeline.features import build_features
@@ -258,25 +258,25 @@ def print_model_table(ctx: RunContext, report: dict, deployed: dict | None) -> N
         primary, skill = evaluation["primary"], evaluation["skill"]
         status = deployed["decisions"][name]["status"] if deployed else "candidate"
         rows.append((name, evaluation["version"], primary["metric"], _with_interval(primary), _baselines(evaluation),
-                     f"{skill['lower_bound']:+.3g}", "met" if evaluation["plan_target"]["met"] else "NOT met", status))
+                     number(skill['lower_bound'], "+.3g"), "met" if evaluation["plan_target"]["met"] else "NOT met", status))
     print(format_table(("model", "version", "metric", "value [95% interval]", "baselines", "skill lower bound", "plan target", "status"), rows))
     folds = report["folds"]
     print(f"walk-forward: {len(folds)} test segments from {folds[0]['test_start'][:10]} ({sum(f['rows']['test'] for f in folds):,} rows); "
           f"full report {ctx.layout.evaluation_report}")
     if report.get("planted_signal") is not None:
-        recovered = ", ".join(f"{name} {m['metrics']['rank_ic']['value']:.3g}" for name, m in report["models"].items() if m["task"] == "direction")
+        recovered = ", ".join(f"{name} {number(m['metrics']['rank_ic']['value'], '.3g')}" for name, m in report["models"].items() if m["task"] == "direction")
         print(f"planted signal: information coefficient {report['planted_signal']:.3g}; recovered rank IC: {recovered}")
     for name, decision in (deployed or {}).get("decisions", {}).items():
         print(f"  {name} {decision['version']}: {decision['reason']}")
 
 
 def _with_interval(values: dict) -> str:
-    return f"{values['value']:.4g} [{values['low']:.4g}, {values['high']:.4g}]"
+    return f"{number(values['value'])} [{number(values['low'])}, {number(values['high'])}]"
 
 
 def _baselines(evaluation: dict) -> str:
     metric = evaluation["primary"]["metric"]
-    return ", ".join(f"{name} {b[metric]['value']:.4g}" for name, b in evaluation["baselines"].items())
+    return ", ".join(f"{name} {number(b[metric]['value'])}" for name, b in evaluation["baselines"].items())
 
 
 def print_features_summary(ctx: RunContext, manifest: dict) -> None:
@@ -404,9 +404,10 @@ def run_history(args: argparse.Namespace) -> None:
     rows = [("served by production", history["served"]), ("always the latest", history["latest"]), *history["baselines"].items()]
     for name, metrics in rows:
         value = metrics[metric]
-        print(f"  {name:<22} {metric} {value['value']:.4g} [{value['low']:.4g}, {value['high']:.4g}]")
+        print(f"  {name:<22} {metric} {_with_interval(value)}")
     gain = history["served_minus_latest"]
-    print(f"  served minus latest: {metric} {gain['value']:+.4g} ({gain['confidence']:.0%} interval {gain['low']:+.4g} to {gain['high']:+.4g}) -> {path}")
+    print(f"  served minus latest: {metric} {number(gain['value'], '+.4g')} ({gain['confidence']:.0%} interval "
+          f"{number(gain['low'], '+.4g')} to {number(gain['high'], '+.4g')}) -> {path}")
 
 
 def run_list(args: argparse.Namespace) -> None:

@@ -67,6 +67,13 @@ def json_bytes(document: dict) -> bytes:
     return (json.dumps(finite_or_null(document), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n").encode()
 
 
+def number(value, spec: str = ".4g") -> str:
+    """A number as text in ``spec``; 'n/a' for one that is not there (null in JSON) or not finite."""
+    if value is None or (isinstance(value, float | np.floating) and not math.isfinite(value)):
+        return "n/a"
+    return format(value, spec)
+
+
 def finite_or_null(value):
     """The value with every NaN or infinite float (numpy's too) replaced by None, at any depth."""
     if isinstance(value, float | np.floating):

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 
 from trading_ml.data.sources import read_bars_csv  # noqa: E402
 from trading_ml.features.targets import DIRECTIONS  # noqa: E402
-from trading_ml.io import atomic_write_bytes, read_json, read_parquet, write_json  # noqa: E402
+from trading_ml.io import atomic_write_bytes, number, read_json, read_parquet, write_json  # noqa: E402
 from trading_ml.models.base import CONFIG  # noqa: E402
 from trading_ml.models.dataset import TrainingData  # noqa: E402
 from trading_ml.models.tasks import REGIME, TASKS, VOLATILITY  # noqa: E402
@@ -224,7 +224,7 @@ PLOTS = {  # a task's report_plot: (title, drawing of one model's out-of-sample 
 
 
 def with_interval(values: dict) -> str:
-    return f"{values['value']:.4g} [{values['low']:.4g}, {values['high']:.4g}]"
+    return f"{number(values['value'])} [{number(values['low'])}, {number(values['high'])}]"
 
 
 TEMPLATES = jinja2.Environment(
@@ -233,6 +233,7 @@ TEMPLATES = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 TEMPLATES.filters["interval"] = with_interval
+TEMPLATES.filters["number"] = number  # null (a metric that could not be computed) shows as n/a
 
 
 def render_html(summary: dict, figures: dict[str, tuple[str, str]]) -> str:

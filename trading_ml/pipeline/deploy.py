@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from trading_ml.errors import ConflictError, DataError
-from trading_ml.io import read_parquet, write_json
+from trading_ml.io import number, read_parquet, write_json
 from trading_ml.loading import one_line
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import task_of
@@ -100,8 +100,9 @@ def _deploy_decision(ctx: RunContext, registry: ModelRegistry, verifier: Verifie
     skill = summary["skill"]
     evidence = {"skill": skill, "decided_against": incumbent["run_id"] if incumbent else None}
     level = f"{skill['confidence']:.0%}"
-    gain = (f"{skill['metric']} {skill['value']:+.4g} over {skill['baseline']} "
-            f"({level} interval {skill['low']:+.4g} to {skill['high']:+.4g}, one-sided lower bound {skill['lower_bound']:+.4g})")
+    gain = (f"{skill['metric']} {number(skill['value'], '+.4g')} over {skill['baseline']} "
+            f"({level} interval {number(skill['low'], '+.4g')} to {number(skill['high'], '+.4g')}, "
+            f"one-sided lower bound {number(skill['lower_bound'], '+.4g')})")
     if not skill["better"]:
         return False, f"stays candidate: no significant skill: {gain}", evidence
     verdict = verifier.verify([registry.record_for_run(name, ctx.run_id)])[0]
@@ -128,11 +129,11 @@ def _deploy_decision(ctx: RunContext, registry: ModelRegistry, verifier: Verifie
     evidence["versus_production"] = {"version": record["version"], "run_id": record["run_id"], **versus, "symbols": _universes(record, data)}
     if versus["days"] < ctx.settings.models.min_compare_days or not np.isfinite([versus["value"], versus["low"], versus["high"]]).all():
         return False, (f"stays candidate: production {record['version']} cannot be scored on this run's rows ({versus['metric']} "
-                       f"{versus['value']:+.4g} on {versus['days']} dates; models.min_compare_days is "
+                       f"{number(versus['value'], '+.4g')} on {versus['days']} dates; models.min_compare_days is "
                        f"{ctx.settings.models.min_compare_days}); {by_hand}"), evidence
     against = (f"vs production {record['version']} on {versus['days']} dates it never saw{_universe_note(record, data)}: "
-               f"{versus['metric']} {versus['value']:+.4g} "
-               f"({level} interval {versus['low']:+.4g} to {versus['high']:+.4g})")
+               f"{versus['metric']} {number(versus['value'], '+.4g')} "
+               f"({level} interval {number(versus['low'], '+.4g')} to {number(versus['high'], '+.4g')})")
     if versus["worse"]:
         return False, f"stays candidate: significantly worse than production: {against}", evidence
     return True, f"promoted: significant skill: {gain}; not significantly worse {against}", evidence
