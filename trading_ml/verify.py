@@ -2,24 +2,35 @@
 
 Native loaders (XGBoost's JSON parser, torch, skops) can abort or crash on a malformed file whose
 sha256 matches its record, and a model that loads can still predict NaN or nonsense. So a version is
-verified in a child process (forked from a server that has the model libraries imported, with limits
-on its memory and time): every file's sha256 (a combination's members too), the load, and a
+verified in a child process (forked from a helper process that has the model libraries imported,
+with limits on its memory and time): every file's sha256 (a combination's members too), the load, and a
 prediction on a small canary panel (a seeded synthetic market through the same feature code as
 training) that must be finite and in its task's range on the rows the model can predict. Whatever
 the child does (abort, segfault, run out of memory or time) is one line in the verdict.
 
 A verdict holds for exactly the file hashes it was made on; the process that asked loads the version
 only after a passing verdict for those hashes, from bytes that match them.
+
+Run as ``python -m trading_ml.verify``, this module is the helper that forks the children.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import json
 import logging
-import multiprocessing
+import os
+import pickle
 import resource
+import select
 import signal
+import struct
+import subprocess
+import sys
 import threading
-from multiprocessing.connection import wait
+import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +49,10 @@ SECONDS = 120.0  # wall time a child may take for one batch
 CANARY_ROWS = 260  # rows per symbol past the warm-up (the API keeps as many)
 CANARY_SEED = 7
 CANARY_EQUITIES = 2
-PRELOADED = ("trading_ml.verify", "torch", "xgboost", "arch", "sklearn.ensemble", "skops.io")
-_context_lock = threading.Lock()
-_context = None
+PRELOADED = ("torch", "xgboost", "arch", "sklearn.ensemble", "skops.io")  # imported once by the helper
+HELPER_MARGIN = 5.0  # seconds the helper may take beyond its child's limit to answer
+HELPER_START_SECONDS = 120.0  # a new helper imports the model libraries first
+ONE_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")  # no thread pools to fork
 
 
 @dataclass(frozen=True)
@@ -126,24 +138,16 @@ class Verifier:
 
     def _child(self, groups: list[list[dict]]) -> list[str | None] | str:
         """Each group's failure (None when it passed), or why the child gave no answer."""
-        context = forkserver()
-        receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_verify_in_child, args=(groups, self.registry.models_root, self.canary(), self.memory_bytes, sender),
-                                  daemon=True)
-        _start(process)
-        sender.close()  # the child's end: only the child writes
-        try:
-            answer, timed_out = _answer_of(receiver, process, self.seconds)
-        finally:
-            if process.is_alive():
-                process.kill()
-            process.join()
-            receiver.close()
-        if timed_out:
+        request = {"groups": groups, "models_root": self.registry.models_root, "canary": self.canary(),
+                   "memory_bytes": self.memory_bytes, "seconds": self.seconds}
+        answer = HELPER.ask(request, self.seconds + HELPER_MARGIN)
+        if isinstance(answer, list) and len(answer) == len(groups) and all(a is None or isinstance(a, str) for a in answer):
+            return answer
+        if isinstance(answer, dict) and answer.get("timed_out"):
             return f"verification took over {self.seconds:g} s (load and canary prediction); stopped"
-        if answer is None:
-            return f"its files crash the loader ({_exit_text(process.exitcode)})"
-        return answer
+        if isinstance(answer, dict) and "exit" in answer:
+            return f"its files crash the loader ({_exit_text(answer['exit'])})"
+        return f"the verifier gave no usable answer ({str(answer)[:80]})"
 
     def canary(self) -> pd.DataFrame:
         if self._canary is None:
@@ -151,41 +155,95 @@ class Verifier:
         return self._canary
 
 
-def forkserver():
-    """The multiprocessing context whose server has the model libraries imported (started once)."""
-    global _context
-    with _context_lock:
-        if _context is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(list(PRELOADED))
-            _context = context
-    return _context
+class Helper:
+    """A process of this module (a fresh interpreter with the model libraries imported, started once
+    per process that verifies) that forks one child per batch: the fork is from a process that runs
+    nothing else, so it is cheap and safe, and whatever kills the child leaves the helper and its
+    caller running. Requests go to it pickled (from this process); answers come back as JSON."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+
+    def ask(self, request: dict, seconds: float):
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._process = subprocess.Popen([sys.executable, "-m", "trading_ml.verify"], stdin=subprocess.PIPE,
+                                                 stdout=subprocess.PIPE, close_fds=True, env={**os.environ, **ONE_THREAD})
+            try:
+                _send(self._process.stdin, pickle.dumps(request))
+                reply = _receive(self._process.stdout, seconds + HELPER_START_SECONDS)
+            except (OSError, ValueError) as error:
+                reply = None
+                log.error("the verifier helper failed (%s); starting a new one", error)
+            if reply is None:  # the helper died or hung: never reuse it
+                self._process.kill()
+                self._process.wait()
+                self._process = None
+                return {"error": "the verifier helper stopped answering"}
+            return json.loads(reply)
 
 
-def _start(process) -> None:
-    """Start the child, also from a daemonic process (Airflow's LocalExecutor runs tasks in them, and
-    multiprocessing refuses them children): the child is joined or killed before its parent goes on."""
-    config = multiprocessing.current_process()._config
-    daemonic = config.pop("daemon", None)
-    try:
-        process.start()
-    finally:
-        if daemonic is not None:
-            config["daemon"] = daemonic
+def _send(stream, payload: bytes) -> None:
+    stream.write(struct.pack(">Q", len(payload)) + payload)
+    stream.flush()
 
 
-def _answer_of(receiver, process, seconds: float) -> tuple[object, bool]:
-    """(the child's answer or None when it died without one, whether it ran out of time)."""
-    ready = wait([receiver, process.sentinel], timeout=seconds)
-    if not ready:
-        return None, True
-    if receiver.poll(0.2):  # an answer, possibly sent just before the child exited, or the end of a dead child's pipe
+def _receive(stream, seconds: float | None = None) -> bytes | None:
+    """One length-prefixed message, or None at the end of the stream (or past ``seconds``)."""
+    if seconds is not None and not select.select([stream], [], [], seconds)[0]:
+        return None
+    header = stream.read(8)
+    if len(header) < 8:
+        return None
+    payload = stream.read(struct.unpack(">Q", header)[0])
+    return payload
+
+
+def serve_helper() -> None:
+    """The helper's loop: read a request, fork a child that verifies, answer with what it wrote or how it ended."""
+    requests, replies = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
+    warnings.filterwarnings("ignore", message=".*use of fork\\(\\) may lead to deadlocks", category=DeprecationWarning)  # ONE_THREAD
+    for module in PRELOADED:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    while (message := _receive(requests)) is not None:
+        _send(replies, json.dumps(_verify_forked(pickle.loads(message))).encode())
+
+
+def _verify_forked(request: dict):
+    """The child's answers (a list), or {"timed_out": True} / {"exit": code} when it gave none."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: verify, write the answers, leave without cleanup of the helper's state
+        os.close(read_end)
         try:
-            return receiver.recv(), False
-        except (EOFError, OSError):
-            pass
-    process.join(5)  # the exit status, for the verdict
-    return None, False
+            answers = _verify_in_child(request["groups"], request["models_root"], request["canary"], request["memory_bytes"])
+            with os.fdopen(write_end, "wb") as out:
+                out.write(json.dumps(answers).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    received, deadline = b"", time.monotonic() + request["seconds"]
+    with os.fdopen(read_end, "rb") as answers:
+        while (left := deadline - time.monotonic()) > 0 and select.select([answers], [], [], left)[0]:
+            chunk = os.read(answers.fileno(), 1 << 16)
+            if not chunk:
+                break
+            received += chunk
+        timed_out = time.monotonic() >= deadline
+    if timed_out:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    if timed_out:
+        return {"timed_out": True}
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    try:
+        return json.loads(received) if code == 0 else {"exit": code}
+    except ValueError:
+        return {"exit": code}
 
 
 def _exit_text(code: int | None) -> str:
@@ -197,9 +255,10 @@ def _exit_text(code: int | None) -> str:
     return f"the verifying process exited with {code} without an answer"
 
 
-def _verify_in_child(groups: list[list[dict]], models_root, canary: pd.DataFrame, memory_bytes: int, sender) -> None:
+def _verify_in_child(groups: list[list[dict]], models_root, canary: pd.DataFrame, memory_bytes: int) -> list[str | None]:
     """In the child: limit memory, then load and check each group's first record."""
     _limit_memory(memory_bytes)
+    warnings.simplefilter("ignore")  # e.g. scikit-learn's note that a forked child runs its forest on one core
     answers = []
     for group in groups:
         try:
@@ -212,8 +271,7 @@ def _verify_in_child(groups: list[list[dict]], models_root, canary: pd.DataFrame
             answers.append(one_line(error, 400))
         except Exception as error:  # whatever a model's own code raises on the canary: its failure, in one line
             answers.append(f"it failed to predict a canary panel ({type(error).__name__}: {one_line(error)})")
-    sender.send(answers)
-    sender.close()
+    return answers
 
 
 def _limit_memory(extra: int) -> None:
@@ -269,3 +327,9 @@ def canary_panel(settings) -> pd.DataFrame:
     if panel is None:
         raise DataError(f"no canary panel could be built from the synthetic market ({excluded}); check features and models.timeframe")
     return panel
+
+
+HELPER = Helper()
+
+if __name__ == "__main__":
+    serve_helper()
