@@ -83,3 +83,41 @@ def test_a_fallback_file_that_is_not_tinydb_answers_503_in_one_line_and_promote_
     assert main(["promote", "regime_rf", "1.0", "--data-dir", str(settings.data_dir)]) == 3
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "ml_models.json is not a TinyDB file" in error[0]
+
+
+BAD_VALUES = [None, 5, -1.5, True, "x", "", "../../etc/passwd", [], ["x"], [1, 2], {}, {"a": 1}, "9" * 10_000]
+
+
+def test_registry_fuzz_every_field_of_records_and_pointers_with_bad_values_never_breaks_reading_or_serving(copy_of, caplog):
+    """Each field of a good record and of a production pointer replaced by each bad value (and whole
+    documents that are not objects), all written into the fallback files at once: the registry skips
+    every malformed one, keeps every good one, and the API answers all three endpoints."""
+    from trading_ml.registry import pointer_problem, record_problem
+
+    settings, registry, run_id = copy_of
+    good_records = registry.records()
+    good = {k: v for k, v in registry.record_for_run("regime_rf", run_id).items() if k != "status"}
+    pointer = registry.production("regime_rf")
+    cases = 0
+    for number, (field, value) in enumerate((f, v) for f in good for v in BAD_VALUES):
+        record = {**good, field: value, **({} if field == "run_id" else {"run_id": f"manual__fuzz-{number}"})}
+        if record_problem(record) is None:  # e.g. a metric's value: not what identifies or loads a model
+            continue
+        insert_raw(settings, "ml_models", record)
+        cases += 1
+    for field, value in ((f, v) for f in pointer for v in BAD_VALUES):
+        document = {**pointer, field: value}
+        if pointer_problem(document) is None:
+            continue
+        insert_raw(settings, "model_production", document)
+        cases += 1
+    for document in (1, "x", [1, 2], None):
+        insert_raw(settings, "ml_models", document)
+        cases += 1
+    assert [r["run_id"] for r in registry.records()] == [r["run_id"] for r in good_records]  # the good ones, nothing else
+    assert registry.production("regime_rf")["run_id"] == pointer["run_id"]
+    with TestClient(create_app(settings)) as client:
+        answers = [client.get("/health"), client.post("/signals/generate", json={"symbols": ["AAPL"]}), client.get("/models")]
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text[:200] for a in answers]
+    print(f"registry fuzz: {cases} malformed documents skipped, {len(good_records)} good records kept, the API answered")
+    assert cases >= 80

@@ -26,7 +26,7 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -57,7 +57,7 @@ BUSY_RETRY_AFTER = 2  # seconds a client told 503 (busy) should wait
 
 
 class SignalCache:
-    """Signal tables by key (as-of, newest bar, production versions), least recently used out first.
+    """Signal tables by key (newest stored bar, production versions), least recently used out first.
     Each key is built once: concurrent requests for it wait (at most ``wait_seconds``) for that one
     build; other keys are built beside it while one of the ``builds`` slots is free, else they get
     ``Busy`` after ``wait_seconds``. The lock that guards the tables is never held while building."""
@@ -76,14 +76,14 @@ class SignalCache:
                 return self._tables[key]
             building = self._building.setdefault(key, threading.Lock())
         if not building.acquire(timeout=self.wait_seconds):  # another request is building this date: wait, but not for ever
-            raise Busy(f"the signal table of this date is still being built by another request; retry in {BUSY_RETRY_AFTER} s")
+            raise Busy(f"the signal table of the newest stored bars is still being built by another request; retry in {BUSY_RETRY_AFTER} s")
         try:
             with self._lock:
                 if key in self._tables:  # built while this request waited
                     return self._tables[key]
             if not self._builds.acquire(timeout=self.wait_seconds):
-                raise Busy(f"{self.builds} signal table(s) are being built for other dates (api.concurrent_builds); "
-                           f"retry in {BUSY_RETRY_AFTER} s, or ask for a date already served")
+                raise Busy(f"{self.builds} signal table(s) are being built for other bars or model versions (api.concurrent_builds); "
+                           f"retry in {BUSY_RETRY_AFTER} s")
             try:
                 value = build()
                 with self._lock:
@@ -202,6 +202,8 @@ class SignalTable:
     positions: dict[str, np.ndarray]  # symbol -> its rows in frame, oldest first
     stamps: dict[str, np.ndarray]  # symbol -> those rows' timestamps (ns)
     valid: np.ndarray  # rows whose every task's value is in range
+    columns: dict[str, np.ndarray] = field(default_factory=dict)  # frame's columns as arrays: a row read in microseconds
+    answers: dict[int, dict] = field(default_factory=dict, compare=False)  # row -> its answer, once made
 
     def latest(self, symbol: str, end: pd.Timestamp, settings: Settings) -> dict | str:
         """The symbol's answer from its newest row before ``end``, or why there is none."""
@@ -215,13 +217,18 @@ class SignalTable:
             first = pd.Timestamp(known[MIN_SEQUENCE_ROWS - 1], tz="UTC").date() if len(known) >= MIN_SEQUENCE_ROWS else None
             return (f"{symbol}: {count} bars with every feature known (past the feature warm-up, with every market input) up to "
                     f"this as-of; the models need {MIN_SEQUENCE_ROWS}" + (f": use an as_of from {first}" if first else "; ingest more history"))
-        position = self.positions[symbol][count - 1]
+        position = int(self.positions[symbol][count - 1])
+        if position not in self.answers:
+            self.answers[position] = self._answer(symbol, position, settings)
+        return self.answers[position]
+
+    def _answer(self, symbol: str, position: int, settings: Settings) -> dict | str:
         stamp = self.frame.index[position][0]
         if not self.valid[position]:
             row = self.frame.iloc[[position]]
             problems = [f"{name}: {why}" for name, task in TASKS.items() if (why := task.invalid(row[list(task.predictions)]))]
             return f"{symbol}: no valid signal for its newest bar {stamp.date()} ({'; '.join(problems)}); use a later as_of"
-        row = self.frame.iloc[position]
+        row = {column: values[position] for column, values in self.columns.items()}
         return {"symbol": symbol, "bar": stamp.isoformat(), **{name: task.signal(row, settings) for name, task in TASKS.items()}}
 
 
@@ -257,7 +264,8 @@ def signal_table(settings: Settings, bars: dict[str, pd.DataFrame], models: dict
     positions = {symbol: np.flatnonzero(symbols == symbol) for symbol in symbols.unique()}
     stamps = frame.index.get_level_values("timestamp").asi8
     return SignalTable(frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), excluded, positions,
-                       {symbol: stamps[rows] for symbol, rows in positions.items()}, valid)
+                       {symbol: stamps[rows] for symbol, rows in positions.items()}, valid,
+                       {column: frame[column].to_numpy() for column in frame.columns})
 
 
 def served(settings: Settings, task: str, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:

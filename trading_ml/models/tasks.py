@@ -82,8 +82,8 @@ class Task:
         """The served columns for every row: the model's prediction, or the served baseline (model None)."""
         raise NotImplementedError
 
-    def signal(self, row: pd.Series, settings) -> dict:
-        """One symbol's answer in the API's response, from its served row."""
+    def signal(self, row, settings) -> dict:
+        """One symbol's answer in the API's response, from its served row (a mapping of the served columns)."""
         raise NotImplementedError
 
     def valid_rows(self, predicted: pd.DataFrame) -> np.ndarray:
