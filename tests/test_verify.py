@@ -110,7 +110,7 @@ def test_every_malformed_model_file_is_refused_in_one_line_and_the_asking_proces
     verifier = Verifier(registry, settings, seconds=60)
     good = {name: verifier.verify([registry.record_for_run(name, run_id)])[0] for name in FILES}
     assert all(verdict.passed for verdict in good.values()), good  # the intact versions pass (power)
-    counts = {"cases": 0, "refused": 0, "crashed the loader": 0}
+    counts, crashed = {"cases": 0, "refused": 0, "crashed the loader": 0}, []
     for name, suffixes in FILES.items():
         for suffix in suffixes:
             record = registry.record_for_run(name, run_id)
@@ -127,10 +127,12 @@ def test_every_malformed_model_file_is_refused_in_one_line_and_the_asking_proces
                     assert not verdict.passed, (name, suffix, case)
                     assert "\n" not in verdict.why and verdict.why.startswith(f"{name} ") and "refusing it" in verdict.why, verdict.why
                     counts["refused"] += 1
-                    counts["crashed the loader"] += "crash the loader" in verdict.why
+                    if "crash the loader" in verdict.why:
+                        counts["crashed the loader"] += 1
+                        crashed.append(f"{name}{suffix} {case}: {verdict.why.split('(')[-1].split(')')[0]}")
             finally:
                 malform(registry, run_id, name, suffix, original)
-    print(f"model-file fuzz: {counts}")
+    print(f"model-file fuzz: {counts}; crashed in the child: {crashed}")
     assert counts["refused"] >= 70 and counts["crashed the loader"] >= 1  # the native aborts happened, in the child
 
 

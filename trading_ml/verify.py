@@ -20,8 +20,8 @@ import contextlib
 import importlib
 import json
 import logging
+import io
 import os
-import pickle
 import resource
 import select
 import signal
@@ -32,6 +32,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,7 @@ class RecordSet:
     """What a loader needs of a registry, from records already read (the child has no store)."""
 
     def __init__(self, records: list[dict], models_root):
-        self.models_root, self.store = models_root, _NoFiles()
+        self.models_root, self.store = Path(models_root), _NoFiles()
         self._records = {(r["model_name"], r["run_id"]): r for r in records}
 
     def record_for_run(self, name: str, run_id: str) -> dict:
@@ -92,6 +93,7 @@ class Verifier:
         self._verdicts: dict[tuple, Verdict] = {}
         self._lock = threading.Lock()
         self._canary: pd.DataFrame | None = None
+        self._canary_bytes: bytes | None = None
 
     def load(self, record: dict):
         """The model of a record, loaded in this process only after a passing verdict for its hashes."""
@@ -138,9 +140,8 @@ class Verifier:
 
     def _child(self, groups: list[list[dict]]) -> list[str | None] | str:
         """Each group's failure (None when it passed), or why the child gave no answer."""
-        request = {"groups": groups, "models_root": self.registry.models_root, "canary": self.canary(),
-                   "memory_bytes": self.memory_bytes, "seconds": self.seconds}
-        answer = HELPER.ask(request, self.seconds + HELPER_MARGIN)
+        request = {"groups": groups, "models_root": str(self.registry.models_root), "memory_bytes": self.memory_bytes, "seconds": self.seconds}
+        answer = HELPER.ask(request, self.canary_bytes(), self.seconds + HELPER_MARGIN)
         if isinstance(answer, list) and len(answer) == len(groups) and all(a is None or isinstance(a, str) for a in answer):
             return answer
         if isinstance(answer, dict) and answer.get("timed_out"):
@@ -154,24 +155,32 @@ class Verifier:
             self._canary = canary_panel(self.settings)
         return self._canary
 
+    def canary_bytes(self) -> bytes:
+        if self._canary_bytes is None:
+            buffer = io.BytesIO()
+            self.canary().to_parquet(buffer)
+            self._canary_bytes = buffer.getvalue()
+        return self._canary_bytes
+
 
 class Helper:
     """A process of this module (a fresh interpreter with the model libraries imported, started once
     per process that verifies) that forks one child per batch: the fork is from a process that runs
     nothing else, so it is cheap and safe, and whatever kills the child leaves the helper and its
-    caller running. Requests go to it pickled (from this process); answers come back as JSON."""
+    caller running. Requests go to it as JSON and the canary as parquet; answers come back as JSON."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
 
-    def ask(self, request: dict, seconds: float):
+    def ask(self, request: dict, canary: bytes, seconds: float):
         with self._lock:
             if self._process is None or self._process.poll() is not None:
                 self._process = subprocess.Popen([sys.executable, "-m", "trading_ml.verify"], stdin=subprocess.PIPE,
                                                  stdout=subprocess.PIPE, close_fds=True, env={**os.environ, **ONE_THREAD})
             try:
-                _send(self._process.stdin, pickle.dumps(request))
+                _send(self._process.stdin, json.dumps(request, default=str).encode())
+                _send(self._process.stdin, canary)
                 reply = _receive(self._process.stdout, seconds + HELPER_START_SECONDS)
             except (OSError, ValueError) as error:
                 reply = None
@@ -208,8 +217,9 @@ def serve_helper() -> None:
     for module in PRELOADED:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
-    while (message := _receive(requests)) is not None:
-        _send(replies, json.dumps(_verify_forked(pickle.loads(message))).encode())
+    while (message := _receive(requests)) is not None and (canary := _receive(requests)) is not None:
+        request = {**json.loads(message), "canary": pd.read_parquet(io.BytesIO(canary))}
+        _send(replies, json.dumps(_verify_forked(request)).encode())
 
 
 def _verify_forked(request: dict):
