@@ -9,7 +9,6 @@ import io
 import pickle
 import json
 import struct
-import zipfile
 
 import numpy as np
 import pytest
