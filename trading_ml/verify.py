@@ -92,8 +92,6 @@ class Verifier:
         self.memory_bytes, self.seconds = memory_bytes, seconds
         self._verdicts: dict[tuple, Verdict] = {}
         self._lock = threading.Lock()
-        self._canary: pd.DataFrame | None = None
-        self._canary_bytes: bytes | None = None
 
     def load(self, record: dict):
         """The model of a record, loaded in this process only after a passing verdict for its hashes."""
@@ -141,7 +139,7 @@ class Verifier:
     def _child(self, groups: list[list[dict]]) -> list[str | None] | str:
         """Each group's failure (None when it passed), or why the child gave no answer."""
         request = {"groups": groups, "models_root": str(self.registry.models_root), "memory_bytes": self.memory_bytes, "seconds": self.seconds}
-        answer = HELPER.ask(request, self.canary_bytes(), self.seconds + HELPER_MARGIN)
+        answer = HELPER.ask(request, canary_parquet(self.settings), self.seconds + HELPER_MARGIN)
         if isinstance(answer, list) and len(answer) == len(groups) and all(a is None or isinstance(a, str) for a in answer):
             return answer
         if isinstance(answer, dict) and answer.get("timed_out"):
@@ -150,17 +148,6 @@ class Verifier:
             return f"its files crash the loader ({_exit_text(answer['exit'])})"
         return f"the verifier gave no usable answer ({str(answer)[:80]})"
 
-    def canary(self) -> pd.DataFrame:
-        if self._canary is None:
-            self._canary = canary_panel(self.settings)
-        return self._canary
-
-    def canary_bytes(self) -> bytes:
-        if self._canary_bytes is None:
-            buffer = io.BytesIO()
-            self.canary().to_parquet(buffer)
-            self._canary_bytes = buffer.getvalue()
-        return self._canary_bytes
 
 
 class Helper:
@@ -297,12 +284,12 @@ def _limit_memory(extra: int) -> None:
 def check_predictions(model, canary: pd.DataFrame) -> None:
     """A DataError unless the model (and each member of a combination) predicts every canary row past
     the first half of each symbol's rows, with values in its task's range."""
+    due = _due_rows(canary)
     for part in [*getattr(model, "members", []), model]:
         task = TASKS[task_of(part.name)]
         predicted = part.predict(canary)
         if not isinstance(predicted, pd.DataFrame) or not set(task.predictions) <= set(predicted.columns) or len(predicted) != len(canary):
             raise DataError(f"{part.name} did not predict its task's columns {list(task.predictions)} for the canary panel")
-        due = _due_rows(canary)
         problem = task.invalid(predicted[list(task.predictions)][due])
         if problem:
             raise DataError(f"{part.name} predicts {problem} on a canary panel")
@@ -314,6 +301,19 @@ def _due_rows(table: pd.DataFrame) -> np.ndarray:
     position = pd.Series(1, index=table.index).groupby(symbols).cumcount().to_numpy()
     counts = pd.Series(symbols).map(pd.Series(symbols).value_counts()).to_numpy()
     return position >= counts // 2
+
+
+_CANARIES: dict[tuple, bytes] = {}  # the canary as parquet, per the settings it depends on
+
+
+def canary_parquet(settings) -> bytes:
+    """The canary panel as parquet (what the helper receives), built once per process and settings."""
+    key = (settings.features, settings.models.timeframe, tuple(settings.universe.items()))
+    if key not in _CANARIES:
+        buffer = io.BytesIO()
+        canary_panel(settings).to_parquet(buffer)
+        _CANARIES[key] = buffer.getvalue()
+    return _CANARIES[key]
 
 
 def canary_panel(settings) -> pd.DataFrame:
