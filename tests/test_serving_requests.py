@@ -121,3 +121,11 @@ def test_registry_fuzz_every_field_of_records_and_pointers_with_bad_values_never
     assert [a.status_code for a in answers] == [200, 200, 200], [a.text[:200] for a in answers]
     print(f"registry fuzz: {cases} malformed documents skipped, {len(good_records)} good records kept, the API answered")
     assert cases >= 80
+
+
+def test_a_new_version_is_claimed_past_a_malformed_records_version(copy_of):
+    """A skipped record still holds its version: the next run never claims it (no collision on register)."""
+    settings, registry, run_id = copy_of
+    good = {k: v for k, v in registry.record_for_run("regime_rf", run_id).items() if k != "status"}
+    insert_raw(settings, "ml_models", {**good, "version": "5.0", "run_id": "manual__bad-five", "artifacts": ["x"]})
+    assert registry.version_for_run("regime_rf", "manual__next") == "6.0"

@@ -112,7 +112,10 @@ class ModelRegistry:
             same_run = [r for r in taken if r["run_id"] == run_id]
             if same_run:
                 return same_run[0]["version"]
-            version = f"{max((major_version(r['version']) for r in taken), default=0) + 1}.0"
+            # a malformed record still holds its version: the next one is past it too
+            written = [d.get("version") for d in self.store.find(COLLECTION, {"model_name": name}) if isinstance(d, dict)]
+            numbers = [major_version(r["version"]) for r in taken] + [major_version(v) for v in written if _version_problem(v) is None]
+            version = f"{max(numbers, default=0) + 1}.0"
             if self.store.insert_new(VERSIONS, {"model_name": name, "version": version, "run_id": run_id}):
                 return version
 
