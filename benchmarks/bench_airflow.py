@@ -13,7 +13,7 @@ redis-server and the ``[celery]`` extra (``make services``); the worker-loss run
 timeout, as the test does.
 
 Per stack it prints the run's wall time (the DAG run's start to end, as Airflow recorded it), the
-startup (from starting the services to the scheduled run's creation: services up, DAG parsed,
+startup (from starting the services to the triggered run's creation: services up, DAG parsed,
 unpaused), the task count, the busy time (the sum of task durations) and the per-task overhead:
 scheduled -> queued and queued -> running (median, 90th percentile, max).
 """
@@ -108,12 +108,12 @@ def dag_test_run(config: Path) -> dict:
 
 
 def stack_run(stack: AirflowStack, start, kill_during_training: bool = False) -> dict:
-    """Start the stack, unpause the DAG, wait for its scheduled run (killing the worker of the first
+    """Start the stack, unpause the DAG, trigger a run (killing the worker of the first
     training task when asked); the run's figures from the metadata database."""
     started = time.monotonic()
     try:
         start()
-        run_id = stack.start_scheduled_run()
+        run_id = stack.start_run()
         ready = time.monotonic() - started  # services up, DAG parsed, run created
         killed = (*stack.kill_worker_running_training(run_id), dt.datetime.now(dt.UTC)) if kill_during_training else None
         stack.wait_for_run(run_id, 1800)

@@ -24,18 +24,18 @@ the report names the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from contextlib import contextmanager
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from trading_ml_airflow import mongo_uri  # plugins/: shared with the plugin
+from trading_ml_airflow import ForwardOnlyCron, mongo_uri  # plugins/: shared with the plugin
 
-from trading_ml.config import TICKER_PATTERN
 from trading_ml.config_file import load_settings, run_settings
-from trading_ml.data.sources import SOURCE_KINDS, spec_pattern
 from trading_ml.errors import SourceUnavailable, StoreError, TradingMLError
 from trading_ml.models import TRAINED_MODELS
+from trading_ml.pipeline.trigger_form import form_fields
 from trading_ml.run import RunContext
 
 SETTINGS = load_settings()  # config.yaml (or TRADING_ML_CONFIG): schedule, pool, retries, universe
@@ -81,16 +81,17 @@ def call(stage, *args, source_retries: int | None = None, run: dict | None = Non
             return stage(ctx, *args, resources=resources)
 
 
-@task(doc_md="Resolve the run: as-of date, symbols, timeframes, source and models from config.yaml and the Params.")
+@task(doc_md="Resolve the run: as-of date, symbols, timeframes, source and models from config.yaml and the trigger form.")
 def plan():
-    from trading_ml.pipeline.planning import RunRequest, as_of_for_run, plan_run
+    from trading_ml.pipeline.planning import as_of_for_run, plan_run
+    from trading_ml.pipeline.trigger_form import form_request
 
     context = get_current_context()
     params, dag_run = context["params"], context["dag_run"]
     with failing_fast():
-        as_of = as_of_for_run(params.get("as_of"), dag_run.run_type == "manual", dag_run.data_interval_end, dag_run.run_after)
-        ctx = plan_run(SETTINGS, RunRequest(as_of, params["symbols"], params["timeframes"], params["source"], params["models"],
-                                            params["deploy"], dag_run.run_id))
+        request = form_request(SETTINGS, dict(params), dag_run.run_id)
+        as_of = as_of_for_run(request.as_of, dag_run.run_type == "manual", dag_run.data_interval_end, dag_run.run_after)
+        ctx = plan_run(SETTINGS, dataclasses.replace(request, as_of=as_of))
         return {"context": ctx.to_dict(), "run_root": str(ctx.run_root), "pairs": [list(pair) for pair in ctx.pairs]}
 
 
@@ -177,7 +178,7 @@ def report():
 
 @dag(
     dag_id="trading_ml_training",
-    schedule=CronDataIntervalTimetable(AIRFLOW.schedule, timezone="UTC"),
+    schedule=ForwardOnlyCron(AIRFLOW.schedule, timezone="UTC"),  # unpausing starts no run
     start_date=dt.datetime(2010, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=2,
@@ -190,16 +191,7 @@ def report():
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(seconds=AIRFLOW.max_retry_delay_seconds),
     },
-    params={
-        "as_of": Param(None, type=["null", "string"], format="date", description="Blank: the end of the data interval (the trigger day for a manual run)."),
-        "symbols": Param(SETTINGS.symbols, type="array", minItems=1, maxItems=1000,
-                         items={"type": "string", "pattern": TICKER_PATTERN.pattern}, description="Tickers to ingest (default: the configured universe; left as it is, it narrows to what the source has, as the CLI does)."),
-        "timeframes": Param(list(SETTINGS.timeframes), type="array", minItems=1, uniqueItems=True,
-                            items={"type": "string", "enum": list(SETTINGS.timeframes)}),
-        "source": Param(SETTINGS.source, type="string", pattern=spec_pattern(), description=" | ".join(SOURCE_KINDS)),
-        "models": Param(list(TRAINED_MODELS), type="array", minItems=1, uniqueItems=True, items={"type": "string", "enum": list(TRAINED_MODELS)}),
-        "deploy": Param(True, type="boolean", description="Promote models whose skill over their baselines is significant and not worse than production."),
-    },
+    params={name: Param(**field) for name, field in form_fields(SETTINGS).items()},  # the trigger form (its widgets)
 )
 def trading_ml_training():
     """plan feeds pairs, the one task that needs its values as an argument; every other task pulls

@@ -1,11 +1,14 @@
-"""What the DAG and the plugin share: MongoDB's URI from the Airflow connection (Airflow puts this
-folder on sys.path for the scheduler, workers, api-server and dag-processor)."""
+"""What the DAG and the plugin share: MongoDB's URI from the Airflow connection, and the schedule's
+timetable (Airflow puts this folder on sys.path for the scheduler, workers, api-server and
+dag-processor; the plugin registers the timetable, which a custom one needs to be deserialized)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import pendulum
 from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 from trading_ml.config_file import load_settings
 
@@ -22,3 +25,14 @@ def mongo_uri(conn_id: str | None = None) -> str | None:
         return None
     options = {key: str(value).lower() if isinstance(value, bool) else value for key, value in hook.extras.items()}
     return hook.uri + (f"?{urlencode(options)}" if options else "")
+
+
+class ForwardOnlyCron(CronDataIntervalTimetable):
+    """A cron schedule of data intervals (run at each interval's end) that, without catch-up, only
+    runs intervals ending after now: unpausing (the trigger form's "Unpause on trigger" does it)
+    never starts the interval that ended while the DAG was paused, on the whole universe, which
+    nobody asked for. Catch-up and backfills are Airflow's, unchanged."""
+
+    def _skip_to_latest(self, earliest):
+        running = self._align_to_prev(pendulum.now("UTC"))  # the start of the interval now is in
+        return running if earliest is None else max(running, self._align_to_next(earliest))

@@ -142,3 +142,30 @@ def trained_run(tmp_path_factory):
     settings = make_settings(tmp_path_factory.mktemp("trained") / "data")
     ctx, resources = train_and_promote(settings, ["^GSPC", "^VIX", "AAPL", "MSFT", "XOM", "JPM", "JNJ"])
     return ctx, resources, report(ctx, resources)
+
+
+QUARTERS = ["2026-01-01", "2026-04-01", "2026-07-01", "2026-10-01"]
+QUARTERLY_MODELS = ("direction_xgboost", "volatility_garch", "regime_rf")
+QUARTERLY_SYMBOLS = ["^GSPC", "^VIX", "AAPL", "MSFT", "JPM", "XOM", "JNJ", "WMT"]
+WITHOUT_VIX = [s for s in QUARTERLY_SYMBOLS if s != "^VIX"]  # the third quarter's run: a table without the VIX features
+UNDEPLOYED = (0, 2)  # the first and third runs stop after evaluate
+
+
+@pytest.fixture(scope="session")
+def quarterly_runs(tmp_path_factory):
+    """Four quarterly CLI runs of direction_xgboost, volatility_garch and regime_rf into TinyDB: the
+    history and the operator's pages read them. The first and third do not deploy (nothing is
+    production in the first period); the third leaves ^VIX out, so its table lacks the VIX features
+    the first two versions were trained on. (folder, config path)"""
+    from tests.test_retraining import quarter_config
+    from trading_ml.cli import main
+
+    folder = tmp_path_factory.mktemp("quarters")
+    config = quarter_config(folder, {})
+    for number, as_of in enumerate(QUARTERS):
+        stages = ["run"] if number not in UNDEPLOYED else ["ingest", "validate", "features", "train", "evaluate"]
+        symbols = WITHOUT_VIX if number == 2 else QUARTERLY_SYMBOLS
+        for stage in stages:
+            options = ["--symbols", ",".join(symbols), "--timeframes", "1d", "--models", ",".join(QUARTERLY_MODELS)] if stage in ("run", "ingest") else []
+            assert main([stage, *options, "--as-of", as_of, "--config", config]) == 0, stage
+    return folder, config

@@ -25,7 +25,8 @@ def test_the_report_has_every_plot_and_the_registrys_numbers(trained_run):
     page = (ctx.run_root / written["html"]).read_text()
     expected = {"confusion_direction", "confusion_direction_xgboost", "confusion_direction_lstm", "confusion_regime_rf",
                 "equity_direction", "equity_direction_xgboost", "equity_direction_lstm", "importance_direction_xgboost",
-                "volatility_volatility_garch", "volatility_volatility_lstm", "regime_timeline_regime_rf"}
+                "volatility_volatility_garch", "volatility_volatility_lstm", "regime_timeline_regime_rf",
+                "ic_direction", "ic_direction_xgboost", "ic_direction_lstm"}
     assert {f["id"] for f in summary["figures"]} == expected == set(written["figures"])
     images = dict(re.findall(r"<figure id=[\"']([a-z_]+)[\"']>.*?src=[\"']data:image/png;base64,([A-Za-z0-9+/=]+)[\"']", page))
     assert set(images) == expected
@@ -44,6 +45,31 @@ def test_the_report_has_every_plot_and_the_registrys_numbers(trained_run):
     assert set(planted["recovered_rank_ic"]) == {"direction", "direction_xgboost", "direction_lstm"} and 'id="planted-signal"' in page
 
 
+def test_the_report_shows_what_traders_look_at_with_intervals_and_what_it_means(trained_run):
+    """Before: Sharpe, drawdown and turnover sat in evaluation.json only, without intervals, and nothing
+    said why a model stayed candidate."""
+    ctx, _, written = trained_run
+    summary = json.loads((ctx.run_root / written["json"]).read_text())
+    page = (ctx.run_root / written["html"]).read_text()
+    evaluation = json.loads(ctx.layout.evaluation_report.read_text())["models"]
+    assert 'id="trading"' in page and 'id="meaning"' in page
+    for name in ("direction", "direction_xgboost", "direction_lstm"):
+        trading, backtest = summary["models"][name]["trading"], evaluation[name]["backtest"]
+        sharpe = trading["long_short_annualized_sharpe"]
+        assert sharpe["value"] == pytest.approx(backtest["long_short"]["annualized_sharpe"]) and sharpe["low"] < sharpe["high"]
+        assert trading["long_short_max_drawdown"]["low"] <= 0 and trading["turnover"]["low"] <= trading["turnover"]["high"]
+        assert f"{sharpe['value']:.3g} [{sharpe['low']:.3g}, {sharpe['high']:.3g}]" in page
+        daily = evaluation[name]["ic_by_date"]
+        assert len(daily["ic"]) == len(daily["timestamps"]) and daily["cumulative"][-1] == pytest.approx(sum(daily["ic"]), abs=1e-3)
+        assert sum(daily["ic"]) / len(daily["ic"]) == pytest.approx(evaluation[name]["metrics"]["rank_ic"]["value"], abs=1e-4)
+    for name, model in summary["models"].items():
+        said = " ".join(model["meaning"])
+        skill = evaluation[name]["skill"]
+        assert f"{'beat' if skill['value'] > 0 else 'fell short of'} {skill['baseline']}, the best baseline" in said and model["status"] in said
+        if model["status"] != "production" and not evaluation[name]["skill"]["better"]:
+            assert "would be promoted by a run whose bound is above zero" in said
+
+
 def test_report_command_finds_the_newest_run_and_regenerates(trained_run, capsys):
     from trading_ml.cli import main
 
@@ -55,7 +81,9 @@ def test_report_command_finds_the_newest_run_and_regenerates(trained_run, capsys
     assert main(["report", ctx.as_of.isoformat(), "--regenerate", "--data-dir", str(ctx.settings.data_dir)]) == 0
     assert path.stat().st_mtime_ns > before
     assert main(["report", ctx.run_id, "--data-dir", str(ctx.settings.data_dir)]) == 0
-    assert str(path) in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert str(path) in out and f"run {ctx.run_id}: as of {ctx.as_of.isoformat()}" in out  # the summary, not only a path
+    assert "Sharpe [95% interval]" in out and "what this means:" in out and "direction_xgboost" in out
     assert main(["report", "1999-01-01", "--data-dir", str(ctx.settings.data_dir)]) == 2
     assert "no run matches 1999-01-01" in capsys.readouterr().err
 

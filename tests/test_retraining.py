@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import yaml
 
-from tests.conftest import QUICK_MODELS, REPO, merged
+from tests.conftest import QUARTERS, QUICK_MODELS, REPO, merged
 from trading_ml.cli import main
 from trading_ml.config_file import load_settings
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_runs
 from trading_ml.storage.tiny import TinyStore
 
-QUARTERS = ["2026-01-01", "2026-04-01", "2026-07-01", "2026-10-01"]
 SYMBOLS = ["^GSPC", "^VIX", "AAPL", "MSFT", "JPM", "XOM", "JNJ", "WMT"]
 DROPS_OUT = ("JPM", 1)  # JPM is quarantined in the second quarter (a data gap over the 5% limit)
 MODEL = "direction_xgboost"

@@ -319,9 +319,34 @@ def run_report(args: argparse.Namespace) -> None:
         ctx = plan_run(settings, RunRequest(run_id=run.run_id, continues=True))
         with StageResources.open(ctx) as resources:
             report(ctx, resources)
+    print_report_summary(read_json(run.layout.report_json))
     print(f"report: {path}")
     if args.open and not webbrowser.open(path.as_uri()):
         print("no browser found here; open the file above in one", file=sys.stderr)
+
+
+def print_report_summary(summary: dict) -> None:
+    """What the report says, in the terminal: each model beside its best baseline, its backtest, its
+    status, and what that means."""
+    data = summary["data"]
+    print(f"run {summary['run_id']}: as of {summary['as_of']}, source {summary['source']}, {len(data['pairs'])} pairs passed "
+          f"validation, {len(data['quarantined'])} quarantined")
+    rows = []
+    for name, model in summary["models"].items():
+        metrics, trading = model["test_metrics"], model.get("trading")
+        skill = metrics["skill"]
+        rows.append((name, model["version"], f"{metrics['primary']['metric']} {_with_interval(metrics['primary'])}",
+                     f"{number(skill['lower_bound'], '+.3g')} over {skill['baseline']}",
+                     _with_interval(trading["long_short_annualized_sharpe"]) if trading else "-",
+                     number(trading["long_short_max_drawdown"]["value"], ".1%") if trading else "-",
+                     number(trading["turnover"]["value"], ".0%") if trading else "-", model["status"]))
+    print(format_table(("model", "version", "metric [95% interval]", "skill lower bound", "Sharpe [95% interval]", "max drawdown",
+                        "turnover", "status"), rows))
+    for name, reason in summary.get("not_trained", {}).items():
+        print(f"  not trained {name}: {reason}")
+    print("what this means:")
+    for name, model in summary["models"].items():
+        print(f"  {name} {model['version']}: {' '.join(model.get('meaning', []))}")
 
 
 def run_serve(args: argparse.Namespace) -> None:
@@ -398,16 +423,20 @@ def run_history(args: argparse.Namespace) -> None:
         store.close()
     path = write_json(settings.data_dir / "history" / f"{args.model}.json", history)
     metric = history["metric"]
-    print(f"{args.model}: {len(history['periods'])} periods between {len(history['periods']) + 1} runs, {history['rows']:,} rows")
+    scored = [p for p in history["periods"] if "skipped" not in p]
+    print(f"{args.model}: {len(scored)} of {len(history['periods'])} periods between {len(history['periods']) + 1} runs scored, "
+          f"{history['rows']:,} rows (each labelled and predicted by every candidate)")
     for period in history["periods"]:
-        print(f"  {period['from']} .. {period['to']}  served {period['served']:<22} latest {period['latest']:<6} {period['rows']:>7,} rows")
+        rows = f"skipped: {period['skipped']}" if "skipped" in period else f"{period['rows']:>7,} rows"
+        print(f"  {period['from']} .. {period['to']}  served {period['served']:<22} latest {period['latest']:<6} {rows}")
     rows = [("served by production", history["served"]), ("always the latest", history["latest"]), *history["baselines"].items()]
     for name, metrics in rows:
         value = metrics[metric]
         print(f"  {name:<22} {metric} {_with_interval(value)}")
-    gain = history["served_minus_latest"]
-    print(f"  served minus latest: {metric} {number(gain['value'], '+.4g')} ({gain['confidence']:.0%} interval "
-          f"{number(gain['low'], '+.4g')} to {number(gain['high'], '+.4g')}) -> {path}")
+    gain, better = history["served_advantage"], "lower" if history["lower_is_better"] else "higher"
+    print(f"  served's advantage over latest: {metric} {number(gain['value'], '+.4g')} ({gain['confidence']:.0%} interval "
+          f"{number(gain['low'], '+.4g')} to {number(gain['high'], '+.4g')}; positive: what was served did better, {metric} {better} "
+          f"is better) -> {path}")
 
 
 def run_list(args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from trading_ml.config import Settings
-from trading_ml.errors import ConfigError, DataError
+from trading_ml.errors import ConfigError, DataError, one_line
 from trading_ml.io import read_json
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import task_of
@@ -28,7 +28,8 @@ from trading_ml.models.tasks import TASKS
 
 
 def deployment_history(settings: Settings, registry: ModelRegistry, model: str) -> dict:
-    """Periods (from, to, served, latest, rows) and the pooled metrics of served, latest and baselines."""
+    """Periods (from, to, served, latest, rows scored, or why one was skipped) and the pooled metrics of
+    served, latest and the baselines over the rows every one of them predicted."""
     task = task_of(model)
     runs = _deployed_runs(settings, model)
     if len(runs) < 2:
@@ -36,20 +37,27 @@ def deployment_history(settings: Settings, registry: ModelRegistry, model: str) 
     verifier, production, periods, tables, candidates = Verifier(registry, settings), None, [], [], []
     for earlier, later in zip(runs, runs[1:], strict=False):
         production = _production_after(earlier, model, production)
-        table, scored = _period(settings, verifier, registry, model, task, earlier, later, production)
-        periods.append({"from": earlier.as_of.isoformat(), "to": later.as_of.isoformat(), "rows": len(table),
-                        "served": _version(registry, model, production), "latest": _version(registry, model, earlier.run_id)})
-        tables.append(table)
-        candidates.append(scored)
+        period = {"from": earlier.as_of.isoformat(), "to": later.as_of.isoformat(), "latest": _version(registry, model, earlier.run_id),
+                  "served": _version(registry, model, production) if production else f"baseline ({_gate_baseline(earlier, model, task)})"}
+        try:
+            table, scored = _period(settings, verifier, registry, model, task, earlier, later, production)
+        except DataError as error:
+            periods.append({**period, "rows": 0, "skipped": one_line(error)})
+            continue
+        rows = TASKS[task].labelled(table) & np.logical_and.reduce([frame.notna().all(axis=1).to_numpy() for frame in scored.values()])
+        periods.append({**period, "rows": int(rows.sum()), **({} if rows.any() else {"skipped": "no labelled row with every prediction"})})
+        tables.append(table[rows])
+        candidates.append({name: frame[rows] for name, frame in scored.items()})
+    if not any(p["rows"] for p in periods):
+        raise DataError(f"history of {model}: no period could be scored: " + "; ".join(f"{p['from']}..{p['to']}: {p['skipped']}" for p in periods))
     table = pd.concat(tables)
     pooled = {name: pd.concat([c[name] for c in candidates]) for name in candidates[0]}
-    rows = TASKS[task].labelled(table) & np.logical_and.reduce([frame.notna().all(axis=1).to_numpy() for frame in pooled.values()])
-    if not rows.any():
-        raise DataError(f"history of {model}: no labelled rows in the periods between runs")
+    rows = np.ones(len(table), dtype=bool)
     _, served, others, _ = evaluation.judge(task, table, rows, pooled, settings)
-    *_, versus_latest = evaluation.judge(task, table, rows, {"model": pooled["model"], "latest": pooled["latest"]}, settings)
-    return {"model": model, "task": task, "metric": TASKS[task].primary, "periods": periods, "rows": int(rows.sum()),
-            "served": served, "latest": others.pop("latest"), "baselines": others, "served_minus_latest": versus_latest}
+    *_, advantage = evaluation.judge(task, table, rows, {"model": pooled["model"], "latest": pooled["latest"]}, settings)
+    return {"model": model, "task": task, "metric": TASKS[task].primary, "lower_is_better": not TASKS[task].higher_is_better,
+            "periods": periods, "rows": int(rows.sum()), "served": served, "latest": others.pop("latest"), "baselines": others,
+            "served_advantage": advantage}
 
 
 def _deployed_runs(settings: Settings, model: str) -> list[RunInfo]:
@@ -69,15 +77,23 @@ def _production_after(run: RunInfo, model: str, before: str | None) -> str | Non
     return run.run_id if decision.get("status") == "production" else before
 
 
+def _gate_baseline(run: RunInfo, model: str, task: str) -> str:
+    """The baseline the run's gate judged the model against (what serving without a promoted version
+    means for it); the task's served baseline when the run's evaluation does not say."""
+    result = read_json(run.layout.evaluation_report)["models"].get(model, {}) if run.layout.evaluation_report.is_file() else {}
+    return (result.get("skill") or {}).get("baseline") or TASKS[task].served_baseline
+
+
 def _period(settings, verifier, registry, model, task, earlier: RunInfo, later: RunInfo, production: str | None):
-    """The later run's rows from the earlier as-of on, and each candidate's predictions on them."""
+    """The later run's rows from the earlier as-of on, and each candidate's predictions on them; a
+    DataError naming the version that cannot predict them (a feature its table lacks, say)."""
     ctx = plan_run(settings, RunRequest(run_id=later.run_id, continues=True))
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
     stamps = data.table.index.get_level_values("timestamp")
     inside = np.asarray((stamps >= pd.Timestamp(earlier.as_of, tz="UTC")) & (stamps < pd.Timestamp(later.as_of, tz="UTC")))
     baselines = TASKS[task].baselines(data.table, data.folds, settings)
     latest = _predictions(verifier, registry, model, earlier.run_id, data.table)
-    served = baselines[TASKS[task].served_baseline] if production is None else _predictions(verifier, registry, model, production, data.table)
+    served = baselines.get(_gate_baseline(earlier, model, task), baselines[TASKS[task].served_baseline]) if production is None else _predictions(verifier, registry, model, production, data.table)
     candidates = {"model": served, "latest": latest, **baselines}
     return data.table[inside], {name: frame[inside] for name, frame in candidates.items()}
 
@@ -85,9 +101,12 @@ def _period(settings, verifier, registry, model, task, earlier: RunInfo, later: 
 def _predictions(verifier: Verifier, registry: ModelRegistry, model: str, run_id: str, table: pd.DataFrame) -> pd.DataFrame:
     record = registry.record_for_run(model, run_id)
     known = table.index.get_level_values("symbol").isin(record.get("symbols") or [])
-    return verifier.load(record).predict(table[known]).reindex(table.index)
+    try:
+        return verifier.load(record).predict(table[known]).reindex(table.index)
+    except DataError as error:
+        raise DataError(f"{model} {record['version']} cannot predict this period's rows: {error}") from error
 
 
-def _version(registry: ModelRegistry, model: str, run_id: str | None) -> str:
-    return f"baseline ({TASKS[task_of(model)].served_baseline})" if run_id is None else registry.record_for_run(model, run_id)["version"]
+def _version(registry: ModelRegistry, model: str, run_id: str) -> str:
+    return registry.record_for_run(model, run_id)["version"]
 

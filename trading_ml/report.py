@@ -60,7 +60,9 @@ def report_data(ctx: RunContext, registry: ModelRegistry) -> dict:
             "metrics": result["metrics"],
             "training_samples": record["training_samples"],
             "trained_date": record["trained_date"],
+            **({"trading": trading_figures(result["backtest"])} if "backtest" in result else {}),
         }
+        models[name]["meaning"] = meaning(name, models[name], result, ctx.settings.models.confidence)
     return {
         "run_id": ctx.run_id,
         "as_of": ctx.as_of.isoformat(),
@@ -82,9 +84,58 @@ def report_data(ctx: RunContext, registry: ModelRegistry) -> dict:
 
 
 def deployment_histories(ctx: RunContext, models: dict) -> dict:
-    """The deployment history `trading-ml history` last wrote for each of the run's models, if any."""
+    """The deployment history `trading-ml history` last wrote for each of the run's models, if any (one
+    written by an older version, without the served version's advantage, is left out)."""
     folder = ctx.settings.data_dir / "history"
-    return {name: read_json(folder / f"{name}.json") for name in models if (folder / f"{name}.json").is_file()}
+    found = {name: read_json(folder / f"{name}.json") for name in models if (folder / f"{name}.json").is_file()}
+    return {name: history for name, history in found.items() if isinstance(history, dict) and "served_advantage" in history}
+
+
+def trading_figures(backtest: dict) -> dict:
+    """The long-short backtest's Sharpe, maximum drawdown, total return and turnover, with their intervals
+    where the evaluation drew them (an evaluation before they were drawn has the values only)."""
+    drawn = backtest.get("intervals", {})
+
+    def figure(side: str, name: str) -> dict:
+        value = backtest[side][name]
+        return drawn.get(side, {}).get(name) or {"value": value, "low": float("nan"), "high": float("nan")}
+
+    return {"costs_bps": backtest["costs_bps"],
+            **{f"{side}_{name}": figure(side, name) for side in ("long_short", "buy_and_hold")
+               for name in ("annualized_sharpe", "max_drawdown", "total_return")},
+            "turnover": drawn.get("turnover") or {"value": backtest["mean_turnover"], "low": float("nan"), "high": float("nan")}}
+
+
+def meaning(name: str, model: dict, result: dict, confidence: float) -> list[str]:
+    """A few sentences on the model in plain words: what the gate saw, why it is (or is not) production,
+    what would change that, and what its backtest says."""
+    skill, level = result["skill"], f"{confidence:.0%}"
+    metric, baseline, days = skill["metric"], skill["baseline"], result.get("days")
+    verb = "beat" if skill["value"] > 0 else "fell short of"  # NaN too: nothing was beaten
+    measured = (f"Its {metric} {verb} {baseline}, the best baseline, by {number(abs(skill['value']), '.3g')} over {days} out-of-sample dates; "
+                f"the one-sided {level} lower bound of that skill is {number(skill['lower_bound'], '+.3g')}.")
+    if model["status"] == "production":
+        said = [measured, f"It is production: the bound is above zero and the gate found it not significantly worse than the "
+                          f"version before it ({model['deploy_decision']}).",
+                "A later run replaces it only with a model that is significantly better than its baselines and not "
+                "significantly worse than this version on dates neither trained on."]
+    elif skill["better"]:
+        said = [measured, f"The skill is significant, yet it stayed {model['status']}: {model['deploy_decision']}.",
+                "It would be promoted by a run whose model is also not significantly worse than production on the dates both can score."]
+    else:
+        width = skill["high"] - skill["low"] if skill["high"] == skill["high"] and skill["low"] == skill["low"] else float("nan")
+        said = [measured, f"It stayed {model['status']}: the bound is not above zero, so on these dates it cannot be told apart from {baseline}.",
+                f"It would be promoted by a run whose bound is above zero: a stronger signal (a higher value) or more out-of-sample "
+                f"dates (a narrower interval; it is {number(width, '.3g')} wide now)."]
+    trading = model.get("trading")
+    if trading:
+        sharpe = trading["long_short_annualized_sharpe"]
+        said.append(f"Traded long-short after {trading['costs_bps']:g} bps costs: Sharpe {with_interval(sharpe)} against "
+                    f"{number(trading['buy_and_hold_annualized_sharpe']['value'], '.3g')} for buy-and-hold, worst drawdown "
+                    f"{number(trading['long_short_max_drawdown']['value'], '.1%')}, {number(trading['turnover']['value'], '.0%')} "
+                    "of the book traded per bar" + ("; the Sharpe interval reaches zero: the backtest alone does not show a "
+                                                   "profitable strategy." if not sharpe["low"] > 0 else "."))
+    return said
 
 
 def _baseline_values(result: dict) -> dict[str, dict]:
@@ -98,7 +149,7 @@ def _planted_vs_recovered(evaluation: dict) -> dict | None:
     if evaluation.get("planted_signal") is None:
         return None
     recovered = {name: result["metrics"]["rank_ic"] for name, result in evaluation["models"].items() if result["task"] == "direction"}
-    return {"information_coefficient": evaluation["planted_signal"], "recovered_rank_ic": recovered}
+    return {"information_coefficient": evaluation["planted_signal"], "recovered_rank_ic": recovered} if recovered else None
 
 
 def report_figures(ctx: RunContext, summary: dict) -> dict[str, tuple[str, str]]:
@@ -113,6 +164,9 @@ def report_figures(ctx: RunContext, summary: dict) -> dict[str, tuple[str, str]]
         if "backtest" in result:
             figures[f"equity_{name}"] = (f"{name} {summary['models'][name]['version']}: long-short vs buy-and-hold (out of sample, after costs)",
                                          _equity_png(result["backtest"]))
+        if "ic_by_date" in result:
+            figures[f"ic_{name}"] = (f"{name} {summary['models'][name]['version']}: rank IC by date and cumulative IC (out of sample)",
+                                     _ic_png(result["ic_by_date"]))
         importance = _feature_importance(ctx, name)
         if importance:
             figures[f"importance_{name}"] = (f"{name}: top {TOP_FEATURES} features by gain", _importance_png(importance))
@@ -158,6 +212,22 @@ def _equity_png(backtest: dict) -> str:
     axes.plot(stamps, curve["buy_and_hold"], label="buy-and-hold (equal weight)")
     axes.set_ylabel("growth of 1")
     axes.legend(loc="best", fontsize=8)
+    figure.autofmt_xdate()
+    return _png(figure)
+
+
+def _ic_png(daily: dict) -> str:
+    """Qlib's view of a ranking signal: each date's cross-sectional rank IC, and their running sum (a
+    signal with skill climbs steadily; one without wanders around zero)."""
+    stamps = pd.to_datetime(daily["timestamps"])
+    figure, axes = plt.subplots(figsize=(6.4, 3.0))
+    axes.bar(stamps, daily["ic"], width=1.5, color="#90a4ae", label="rank IC of the date")
+    axes.axhline(0, color="black", linewidth=0.6)
+    axes.set_ylabel("rank IC")
+    running = axes.twinx()
+    running.plot(stamps, daily["cumulative"], color="#1565c0", linewidth=1.4, label="cumulative IC")
+    running.set_ylabel("cumulative IC")
+    figure.legend(loc="upper left", fontsize=8)
     figure.autofmt_xdate()
     return _png(figure)
 
@@ -223,8 +293,8 @@ PLOTS = {  # a task's report_plot: (title, drawing of one model's out-of-sample 
 }
 
 
-def with_interval(values: dict) -> str:
-    return f"{number(values['value'])} [{number(values['low'])}, {number(values['high'])}]"
+def with_interval(values: dict, spec: str = ".4g") -> str:
+    return f"{number(values['value'], spec)} [{number(values['low'], spec)}, {number(values['high'], spec)}]"
 
 
 TEMPLATES = jinja2.Environment(

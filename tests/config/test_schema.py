@@ -80,6 +80,7 @@ class ParquetSource:
     """A new source as a user would add it: its kind, argument, options and how it is built."""
 
     kind, argument, Options = "parquet", "DIR", ParquetOptions
+    label = "Parquet files in a folder"
     timeframes, symbols = ("1d",), None
 
     def __init__(self, folder: str, compression: str):

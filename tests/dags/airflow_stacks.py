@@ -145,12 +145,13 @@ class AirflowStack:
         folder = self.root / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task}"
         return (folder / f"attempt={attempt}.log").read_text()
 
-    def start_scheduled_run(self) -> str:
-        """Unpause the DAG once it is parsed; the id of the run the scheduler then starts (the last
-        quarter's, over the config's universe)."""
+    def start_run(self) -> str:
+        """Unpause the DAG once it is parsed and trigger a run over the config's universe (unpausing
+        alone starts none: the schedule runs only quarters that end after it); the run's id."""
         self.wait_for("the DAG parsed into the database", lambda: self.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300)
         self.airflow("dags", "unpause", DAG_ID)
-        [(run_id,)] = self.wait_for("the scheduled run", lambda: self.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID), 120)
+        self.airflow("dags", "trigger", DAG_ID)
+        [(run_id,)] = self.wait_for("the triggered run", lambda: self.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID), 120)
         return run_id
 
     def wait_for_run(self, run_id: str, timeout: float = 900) -> str:

@@ -1,5 +1,5 @@
 """The distributed deployment for real: PostgreSQL, Redis and Airflow's services with the
-CeleryExecutor and two workers on loopback (tests/dags/airflow_stacks.py). The DAG's scheduled run of a
+CeleryExecutor and two workers on loopback (tests/dags/airflow_stacks.py). A triggered DAG run of a
 small universe runs on both workers; one worker is killed (SIGKILL, with the tasks it runs) while it
 trains a model, and the run still succeeds: the scheduler notices the lost heartbeat, the task is
 retried on the other worker."""
@@ -32,7 +32,7 @@ def task_instances(stack: CeleryStack, run_id: str) -> dict[tuple[str, int], tup
 
 
 def test_a_worker_killed_while_training_does_not_fail_the_run(stack):
-    run_id = stack.start_scheduled_run()  # the last quarter's run: the small universe of the config
+    run_id = stack.start_run()  # a triggered run over the config's small universe
     killed_task, killed_worker = stack.kill_worker_running_training(run_id)
     state = stack.wait_for_run(run_id)
     instances = task_instances(stack, run_id)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.dags.conftest import REPO, write_config
 from trading_ml.config_file import load_settings
+from trading_ml.errors import ConfigError
 from trading_ml.loading import ModelLoader
 from trading_ml.models import TRAINED_MODELS
 from trading_ml.pipeline.planning import as_of_for_run
@@ -62,7 +63,7 @@ def test_the_dag_folder_imports_without_errors_or_deprecation_warnings(airflow_d
 
 
 def test_the_graph_reads_like_the_plan(default_dag):
-    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.timetables.interval import CronDataIntervalTimetable
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     settings = load_settings(REPO / "config.yaml")
@@ -86,10 +87,10 @@ def test_the_graph_reads_like_the_plan(default_dag):
     assert tasks["report"].trigger_rule == "none_failed"  # a run with deploy off still gets its report
     assert all(t.doc_md for t in tasks.values())
     assert isinstance(default_dag.timetable, CronDataIntervalTimetable) and default_dag.catchup is False
-    assert default_dag.timetable.expression == settings.airflow.schedule
+    assert default_dag.timetable.summary == settings.airflow.schedule
     defaults = {name: param.value for name, param in default_dag.params.items()}
     assert defaults["symbols"] == settings.symbols and defaults["timeframes"] == ["1d", "1h"]
-    assert defaults["models"] == list(TRAINED_MODELS) and defaults["deploy"] is True
+    assert defaults["models"] == list(TRAINED_MODELS) and defaults["deploy"] is True and defaults["other_symbols"] == []
 
 
 def quarterly_runs(dag, start: dt.datetime, end: dt.datetime) -> list:
@@ -259,31 +260,70 @@ def test_an_error_retrying_cannot_cure_fails_its_task_at_once(airflow_db, tmp_pa
     assert validate.state == "failed" and validate.try_number == 1
 
 
-@pytest.mark.parametrize("conf, message", [
-    ({"symbols": []}, "param symbols: [] should be non-empty"),
-    ({"symbols": ["aapl;rm"]}, "param symbols: 'aapl;rm' does not match"),
-    ({"timeframes": []}, "param timeframes: [] should be non-empty"),
-    ({"timeframes": ["4h"]}, "param timeframes: '4h' is not one of"),
-    ({"models": []}, "param models: [] should be non-empty"),
-    ({"models": ["direction_random"]}, "param models: 'direction_random' is not one of"),
-    ({"source": "nonsense"}, "param source: 'nonsense' does not match"),
-    ({"as_of": 20261120}, "param as_of: 20261120 is not of type"),
-], ids=["no symbols", "bad ticker", "no timeframes", "unknown timeframe", "no models", "unknown model", "unknown source", "as_of a number"])
-def test_the_trigger_form_refuses_what_cannot_run(default_dag, conf, message):
-    import copy
+@pytest.mark.parametrize("conf, words", [
+    ({"symbols": [], "other_symbols": []}, "Symbols: choose at least one symbol"),
+    ({"other_symbols": ["aapl"]}, "Other symbols: 'aapl' is not a ticker: use upper-case letters, digits and . - = ^ (for example AAPL, ^GSPC, BRK-B) (did you mean AAPL?)"),
+    ({"other_symbols": ["NOT A TICKER"]}, "Other symbols: 'NOT A TICKER' is not a ticker"),
+    ({"timeframes": []}, "Timeframes: choose at least one of 1d, 1h"),
+    ({"timeframes": ["1m"]}, "Timeframes: '1m' is not one of this deployment's (1d, 1h; config.yaml `timeframes`)"),
+    ({"models": ["direction_random"]}, "Models: 'direction_random' is not one of this deployment's"),
+    ({"source": "nonsense"}, "Data source: 'nonsense' is not a source; choose one of yahoo, synthetic, sample, csv"),
+    ({"source": "csv"}, "CSV folder: the csv source reads files from a folder; fill in CSV folder"),
+    ({"as_of": "2026-13-01"}, "As-of date: as-of date '2026-13-01' is not YYYY-MM-DD"),
+    ({"symbol": ["AAPL"]}, "'symbol' is not a field of this form"),
+], ids=["no symbols", "lower case", "not a ticker", "no timeframes", "unknown timeframe", "unknown model", "unknown source",
+        "csv without folder", "impossible date", "misspelt field"])
+def test_the_trigger_form_refuses_what_cannot_run_in_words(default_dag, conf, words):
+    """Before: Airflow's schema answered with the raw pattern ('aapl' does not match '^[\\^A-Z0-9]...');
+    now every problem is a sentence naming the field, and the plan task refuses the same form."""
+    from trading_ml.pipeline.trigger_form import form_problems, form_request, form_values
 
-    from airflow.sdk.exceptions import ParamValidationError
+    settings = load_settings(REPO / "config.yaml")
+    problems = form_problems(settings, form_values(settings, conf))
+    assert any(problem.startswith(words) for problem in problems), problems
+    assert not any("does not match" in problem or "^[" in problem for problem in problems)
+    with pytest.raises(ConfigError, match="the trigger form cannot run"):
+        form_request(settings, form_values(settings, conf))
 
-    params = copy.deepcopy(default_dag.params)
-    with pytest.raises(ParamValidationError, match=f"Invalid input for {message}".replace("[", "\\[").replace("]", "\\]")):
-        params.update(conf)
+
+def test_the_trigger_form_has_widgets_descriptions_and_airflow_accepts_its_defaults(default_dag):
+    """Multi-selects (arrays with examples) for symbols, timeframes and models, a dropdown (enum) for the
+    source, a text field for the CSV folder, and a description on every field."""
+    schemas = {name: param.schema for name, param in default_dag.params.items()}
+    settings = load_settings(REPO / "config.yaml")
+    assert schemas["symbols"]["examples"] == settings.symbols and schemas["symbols"]["values_display"]["AAPL"] == "AAPL (Technology)"
+    assert schemas["timeframes"]["examples"] == ["1d", "1h"] and schemas["models"]["examples"] == list(TRAINED_MODELS)
+    assert schemas["source"]["enum"] == ["yahoo", "synthetic", "sample", "csv"] and "enum" not in schemas["csv_folder"]
+    assert all(param.description and schemas[name].get("title") for name, param in default_dag.params.items())
+    default_dag.params.validate()  # the form as it opens is a valid run
+    from trading_ml.pipeline.trigger_form import form_problems, form_values
+
+    assert form_problems(settings, form_values(settings, {})) == []
+
+
+def test_unpausing_starts_no_run_nobody_asked_for(default_dag):
+    """Before: the cron's data intervals with catchup=False made the scheduler run the last finished
+    quarter at once when the DAG was unpaused (the trigger form unpauses by default): a full-universe
+    run beside the small one that was asked for. Now the next automatic run is the quarter that ends
+    after now, both for a DAG that never ran and one paused over missed quarters; backfills still
+    cover past quarters (the test above)."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    timetable, now = coerce_to_core_timetable(default_dag.timetable), dt.datetime.now(dt.UTC)
+    restriction = TimeRestriction(earliest=default_dag.start_date, latest=None, catchup=False)
+    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    assert first.run_after > now and first.data_interval.start <= now
+    year_ago = DataInterval(dt.datetime(2025, 7, 1, 6, tzinfo=dt.UTC), dt.datetime(2025, 10, 1, 6, tzinfo=dt.UTC))
+    after_pause = timetable.next_dagrun_info(last_automated_data_interval=year_ago, restriction=restriction)
+    assert after_pause.run_after > now and after_pause.run_after - now < dt.timedelta(days=93)
 
 
 def test_a_source_that_cannot_work_fails_the_run_at_once_with_its_line_in_the_log(airflow_db, tmp_path, monkeypatch, capfd):
-    """csv:/nonexistent passes the form's pattern; the plan task fails on its first try, nothing is ingested."""
+    """A CSV folder that does not exist passes the form; the plan task fails on its first try, nothing is ingested."""
     monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
     dag = load_dag(write_config(tmp_path, airflow={"stage_retries": 3, "ingest_retries": 4, "retry_delay_seconds": 5}), monkeypatch)
-    run, instances = run_dag(dag, as_of="2026-11-20", source=f"csv:{tmp_path / 'nonexistent'}")
+    run, instances = run_dag(dag, as_of="2026-11-20", source="csv", csv_folder=str(tmp_path / "nonexistent"))
     assert run.state == "failed" and (run.end_date - run.start_date).total_seconds() < 30
     plan = instances[("plan", -1)]
     assert plan.state == "failed" and plan.try_number == 1

@@ -39,6 +39,7 @@ class MarketDataSource(Protocol):
     kind: ClassVar[str]  # what a spec starts with: `source: KIND` or `KIND:ARGUMENT` in config.yaml and --source
     argument: ClassVar[str | None]  # what follows the colon (e.g. DIR), or None when the kind takes none
     Options: ClassVar[type]  # its section of config.yaml (`sources.KIND`), checked by the schema
+    label: ClassVar[str]  # what the trigger form's dropdown shows
     name: str
     timeframes: tuple[str, ...]
     symbols: tuple[str, ...] | None  # None: any ticker
@@ -112,6 +113,7 @@ class SyntheticSource:
     """The seeded simulated market of :mod:`trading_ml.data.synthetic`; any ticker, both timeframes."""
 
     kind, argument = "synthetic", None
+    label = "Synthetic market (seeded, offline)"
     timeframes = ("1d", "1h")
     symbols = None
 
@@ -141,6 +143,7 @@ class SampleSource:
     """Real daily series that the `arch` package ships (S&P 500, NASDAQ Composite, VIX)."""
 
     kind, argument, Options = "sample", None, NoOptions
+    label = "Sample daily series that arch ships (offline)"
     name = "sample"
     timeframes = ("1d",)
     # symbol: (arch.data module, what it holds)
@@ -191,6 +194,7 @@ class CsvSource:
     """
 
     kind, argument, Options = "csv", "DIR", NoOptions
+    label = "CSV files in a folder"
     timeframes = ("1d", "1h")  # what it reads; a pair without its file fails at ingest, naming the file expected
     TIME_COLUMNS = ("timestamp", "datetime", "date", "time")
 
@@ -394,6 +398,7 @@ class YahooSource:
     """Yahoo Finance through yfinance, with retries and exponential backoff on rate limits."""
 
     kind, argument = "yahoo", None
+    label = "Yahoo Finance (yfinance)"
     name = "yahoo"
     timeframes = ("1d", "1h")
     symbols = None

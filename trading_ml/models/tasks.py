@@ -214,16 +214,23 @@ class DirectionTask(Task):
 
     def details(self, table, rows, predictions, settings):
         from trading_ml.data.calendars import bars_per_year
-        from trading_ml.models.metrics import long_short_backtest
+        from trading_ml.models.metrics import Resampling, long_short_backtest
 
         truth = table[self.target].to_numpy()[rows].astype(int)
         predicted = np.array(DIRECTION_CLASSES)[predictions[PROBABILITIES].to_numpy(dtype=float)[rows].argmax(axis=1)]
         score = predictions["p_up"] - predictions["p_down"]
         per_year = bars_per_year(settings.instrument(settings.features.benchmark).exchange, settings.models.timeframe,
                                  table.index.get_level_values("timestamp").max())
-        return {"confusion_matrix": confusion(truth, predicted, DIRECTION_CLASSES),
-                "backtest": long_short_backtest(score[rows], table["target_return"][rows], settings.models.long_short_share,
-                                                settings.models.costs_bps, per_year)}
+        models = settings.models
+        resampling = Resampling(models.bootstrap_block_days, models.bootstrap_samples, models.seed, models.confidence)
+        details = {"confusion_matrix": confusion(truth, predicted, DIRECTION_CLASSES),
+                   "backtest": long_short_backtest(score[rows], table["target_return"][rows], models.long_short_share,
+                                                   models.costs_bps, per_year, resampling)}
+        daily = daily_rank_ic(score[rows].to_frame("model"), table["target_return"].to_numpy()[rows])["model"]
+        if len(daily):  # the dates with a cross-section (a time-series IC has no date-by-date value)
+            details["ic_by_date"] = {"timestamps": [t.isoformat() for t in daily.index], "ic": daily.round(6).tolist(),
+                                     "cumulative": daily.cumsum().round(6).tolist()}
+        return details
 
     def serve(self, table, model, settings):
         if model is not None:
