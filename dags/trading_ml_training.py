@@ -35,12 +35,14 @@ from trading_ml_airflow import ForwardOnlyCron, mongo_uri  # plugins/: shared wi
 from trading_ml.config_file import load_settings, run_settings
 from trading_ml.errors import SourceUnavailable, StoreError, TradingMLError
 from trading_ml.models import TRAINED_MODELS
+from trading_ml.models.catalogue import MODEL_NAMES
 from trading_ml.pipeline.trigger_form import form_fields
 from trading_ml.run import RunContext
 
 SETTINGS = load_settings()  # config.yaml (or TRADING_ML_CONFIG): schedule, pool, retries, universe
 AIRFLOW = SETTINGS.airflow
 TRAIN_TASK = "train_{}"
+REJECT_ALL = "promote none"
 
 
 def this_run() -> dict:
@@ -68,8 +70,8 @@ def failing_fast():
         raise AirflowFailException(f"{type(error).__name__}: {error}") from error
 
 
-def call(stage, *args, source_retries: int | None = None, run: dict | None = None):
-    """``stage(ctx, *args, resources=...)`` for this task's run (``run``: the plan, when the task
+def call(stage, *args, source_retries: int | None = None, run: dict | None = None, **options):
+    """``stage(ctx, *args, resources=..., **options)`` for this task's run (``run``: the plan, when the task
     pulled it already), failing fast where retrying cannot help.
     Each task imports its stage's module when it runs, so a parse of this file (every 30 s) loads
     neither pandas-ta nor torch, and a data task never loads torch."""
@@ -78,7 +80,7 @@ def call(stage, *args, source_retries: int | None = None, run: dict | None = Non
     with failing_fast():
         ctx = run_context(run or this_run())
         with StageResources.open(ctx, source_retries) as resources:
-            return stage(ctx, *args, resources=resources)
+            return stage(ctx, *args, resources=resources, **options)
 
 
 @task(doc_md="Resolve the run: as-of date, symbols, timeframes, source and models from config.yaml and the trigger form.")
@@ -156,14 +158,48 @@ def evaluate():
     return call(evaluate)
 
 
-@task(doc_md="Promote each model that beats its baselines and the production version; record every decision.")
+@task(doc_md="Promote each model that beats its baselines and the production version (with `airflow.approve_promotions`: "
+              "propose it for a person's approval); record every decision.")
 def deploy():
     from trading_ml.pipeline.deploy import deploy
 
     run = this_run()
     if not run["context"]["deploy"]:
         raise AirflowSkipException("deploy is off for this run (Param 'deploy'); the models stay candidates")
-    return call(deploy, run=run)
+    return call(deploy, run=run, propose_only=AIRFLOW.approve_promotions)
+
+
+@task.short_circuit(ignore_downstream_trigger_rules=False, doc_md="Ask a person only when deploy proposed a promotion "
+                    "(else approve is skipped and the report follows).")
+def proposals() -> bool:
+    decisions = get_current_context()["ti"].xcom_pull(task_ids="deploy")["decisions"]
+    return any(d["status"] == "proposed" for d in decisions.values())
+
+
+def approve():
+    """Airflow's human-in-the-loop: the proposals and their evidence, the models to promote, a reason."""
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    return HITLOperator(
+        task_id="approve",
+        subject="trading-ml: approve the promotions run {{ run_id }} proposes",
+        body="{{ ti.xcom_pull(task_ids='deploy')['proposal'] }}",
+        options=[*MODEL_NAMES, REJECT_ALL],
+        multiple=True,
+        params={"reason": Param("", type="string", title="Why", description="Kept in the registry's production history.")},
+        execution_timeout=None,
+        doc_md="A person chooses the proposed models to promote (or none) in Required Actions; who, when and why are recorded.",
+    )
+
+
+@task(doc_md="Promote what the person approved; every other proposal stays candidate, with who, when and why.")
+def apply_approval():
+    from trading_ml.pipeline.deploy import apply_approval
+
+    answer = get_current_context()["ti"].xcom_pull(task_ids="approve")
+    by = answer.get("responded_by_user") or {}
+    approval = {"by": by.get("name") or by.get("id"), "at": str(answer.get("responded_at")), "why": (answer.get("params_input") or {}).get("reason") or ""}
+    return call(apply_approval, [name for name in answer["chosen_options"] if name != REJECT_ALL], approval)
 
 
 @task(
@@ -199,7 +235,12 @@ def trading_ml_training():
     ingested = ingest.expand(pair=pairs(plan()))
     trained = [train.override(task_id=TRAIN_TASK.format(name))(model_name=name) for name in TRAINED_MODELS]
     ingested >> validate() >> features() >> choose_models() >> trained
-    trained >> evaluate() >> deploy() >> report()
+    deployed, reported = deploy(), report()
+    trained >> evaluate() >> deployed
+    if AIRFLOW.approve_promotions:  # deploy proposes; a person approves in the UI; then the report
+        deployed >> proposals() >> approve() >> apply_approval() >> reported
+    else:
+        deployed >> reported
 
 
 trading_ml_training()

@@ -441,12 +441,10 @@ def run_history(args: argparse.Namespace) -> None:
 
 def run_list(args: argparse.Namespace) -> None:
     """Every run under the data directory: as-of, run id, folder and the stages it finished."""
+    from trading_ml.overview import run_row
+
     runs = find_runs(settings_from_args(args).data_dir, parse_as_of(args.as_of) if args.as_of else None)
-    rows = []
-    for run in runs:
-        manifest = read_json(run.layout.run_manifest) if run.layout.run_manifest.is_file() else {}
-        finished = [stage for stage in STAGES if stage in manifest.get("stages", {})]
-        rows.append((run.as_of.isoformat(), run.run_id, ",".join(finished) or "-", str(run.layout.root)))
+    rows = [(run.as_of.isoformat(), run.run_id, ",".join(run_row(run)["stages"]) or "-", str(run.layout.root)) for run in runs]
     print(format_table(("as-of", "run id", "stages", "folder"), rows) if rows else "no runs yet; start one with `trading-ml run`")
 
 

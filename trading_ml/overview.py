@@ -12,11 +12,11 @@ import io
 from pathlib import Path
 
 from trading_ml.errors import TradingMLError, one_line
-from trading_ml.io import read_json
+from trading_ml.io import number, read_json
 from trading_ml.registry import ModelRegistry, major_version
 from trading_ml.run import RunInfo, find_runs
 
-STAGE_ORDER = ("ingest", "validate", "features", "train", "evaluate", "deploy", "report")
+STAGE_ORDER = ("ingest", "validate", "features", "train", "evaluate", "deploy", "approve", "report")
 RUN_KINDS = {"manual": "triggered", "scheduled": "scheduled", "backfill": "backfill", "cli": "command line", "asset_triggered": "asset"}
 
 
@@ -44,7 +44,8 @@ def run_row(run: RunInfo) -> dict:
         stages = manifest.get("stages", {})
         row["stages"] = [stage for stage in STAGE_ORDER if stage in stages]
         row["store"] = str((manifest.get("store") or {}).get("kind", ""))
-        row["decisions"] = {k: v for k, v in stages.get("deploy", {}).items() if k != "finished_at" and isinstance(v, str)}
+        decided = {**stages.get("deploy", {}), **stages.get("approve", {})}  # a person's answer over the proposals
+        row["decisions"] = {k: v for k, v in decided.items() if k != "finished_at" and isinstance(v, str)}
         row["metrics"] = {k: v for k, v in stages.get("evaluate", {}).items() if isinstance(v, dict) and "metric" in v}
     except (TradingMLError, AttributeError, TypeError) as error:
         row["problem"] = one_line(error)
@@ -72,10 +73,31 @@ def model_versions(registry: ModelRegistry, name: str) -> dict:
                          "metric": primary.get("metric"), "value": primary.get("value"), "low": primary.get("low"),
                          "high": primary.get("high"), "higher_is_better": primary.get("higher_is_better", True),
                          "skill": skill, "decision": record.get("deploy_decision") or "not deployed",
-                         "evidence": record.get("deploy_evidence") or {}})
+                         "evidence": evidence_text(record.get("deploy_evidence"), record.get("approval"))})
     history = [{**entry, "version": version_of.get(entry["run_id"], "?")} for entry in pointer.get("history", [])]
     return {"model": name, "versions": versions, "production_history": history,
             "production": version_of.get(pointer.get("run_id")) if pointer else None}
+
+
+def evidence_text(evidence, approval) -> str:
+    """The decision's evidence in words: the comparison with production it was decided against, and
+    the person's answer when one was asked; a record that holds something else says so."""
+    said = []
+    try:
+        versus = (evidence or {}).get("versus_production")
+        if versus:
+            worse = " (significantly worse)" if versus.get("worse") else ""
+            said.append(f"vs production {versus['version']} on {versus['days']} dates it never saw: {versus['metric']} "
+                        f"{number(versus['value'], '+.3g')} [{number(versus['low'], '+.3g')}, {number(versus['high'], '+.3g')}]{worse}; "
+                        f"{len((versus.get('symbols') or {}).get('shared', []))} symbols shared")
+        elif evidence and evidence.get("decided_against") is None:
+            said.append("no production version to compare with")
+        if approval:
+            answer = "approved" if approval.get("approved") else "rejected"
+            said.append(f"{answer} by {approval.get('by')} at {approval.get('at')}" + (f": {approval['why']}" if approval.get("why") else ""))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        said.append("the recorded evidence is not in the expected form")
+    return "; ".join(said)
 
 
 def versions_chart(page: dict) -> str | None:

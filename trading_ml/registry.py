@@ -149,10 +149,11 @@ class ModelRegistry:
             self.record_for_run(name, run_id)  # raises with the reason
         return self.record_for_run(name, run_id)
 
-    def promote(self, name: str, run_id: str, reason: str, expected: str | None | object = ...) -> bool:
+    def promote(self, name: str, run_id: str, reason: str, expected: str | None | object = ..., approval: dict | None = None) -> bool:
         """Make this run's version production by compare-and-set on the pointer; the previous one
         becomes archived. With ``expected`` (the production run id the decision was made against,
-        None for none) it promotes only if production is still that, and returns False otherwise."""
+        None for none) it promotes only if production is still that, and returns False otherwise.
+        ``approval`` (who approved it, when and why) goes into the history entry."""
         record = self.record_for_run(name, run_id)
         for _ in range(PROMOTE_ATTEMPTS):
             current = self.production(name)
@@ -161,7 +162,8 @@ class ModelRegistry:
                 return True
             if expected is not ... and (current["run_id"] if current else None) != expected:
                 return False
-            entry = {"run_id": run_id, "as_of": record["as_of"], "promoted_at": _now(), "reason": reason}
+            entry = {"run_id": run_id, "as_of": record["as_of"], "promoted_at": _now(), "reason": reason,
+                     **({"approval": approval} if approval else {})}
             pointer = {"model_name": name, **entry, "revision": current["revision"] + 1 if current else 1,
                        "history": [*(current["history"] if current else []), entry]}
             if self.store.replace_if(PRODUCTION, pointer, current["revision"] if current else None):

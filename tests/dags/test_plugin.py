@@ -122,6 +122,8 @@ def test_a_model_page_shows_every_version_over_time_the_decisions_and_the_produc
         assert (record.get("deploy_decision") or "not deployed") in page
     for entry in pointer["history"]:
         assert entry["reason"] in page and entry["promoted_at"] in page
+    versus = next(r["deploy_evidence"]["versus_production"] for r in records if (r.get("deploy_evidence") or {}).get("versus_production"))
+    assert f"vs production {versus['version']} on {versus['days']} dates it never saw: rmse {versus['value']:+.3g}" in page
     assert client.get("/models/regime_rf").status_code == 200 and "never promoted" in client.get("/models/regime_rf").text
     assert client.get("/models/regime").status_code == 404  # an exact allow-list of model names
     assert client.get("/models/..%2Fregistry").status_code == 404

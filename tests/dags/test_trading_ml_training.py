@@ -106,6 +106,21 @@ def quarterly_runs(dag, start: dt.datetime, end: dt.datetime) -> list:
     return runs
 
 
+def test_with_approve_promotions_deploy_waits_for_a_person_before_the_report(airflow_db, tmp_path, monkeypatch):
+    """airflow.approve_promotions: deploy proposes, Airflow's human-in-the-loop task asks (only when
+    something was proposed), apply_approval promotes the answer, then the report. Off (the default),
+    deploy promotes itself and the report follows it (test above)."""
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    dag = load_dag(write_config(tmp_path, airflow={"approve_promotions": True}), monkeypatch)
+    tasks = dag.task_dict
+    assert tasks["proposals"].upstream_task_ids == {"deploy"} and tasks["approve"].upstream_task_ids == {"proposals"}
+    assert tasks["apply_approval"].upstream_task_ids == {"approve"} and tasks["report"].upstream_task_ids == {"apply_approval"}
+    approve = tasks["approve"]
+    assert isinstance(approve, HITLOperator) and approve.multiple and "direction_xgboost" in approve.options
+    assert "xcom_pull(task_ids='deploy')['proposal']" in approve.body and "reason" in approve.params
+
+
 def test_a_backfill_year_is_four_quarterly_runs_each_with_its_own_as_of(default_dag):
     start, end = dt.datetime(2025, 1, 1, tzinfo=dt.UTC), dt.datetime(2025, 12, 31, tzinfo=dt.UTC)
     runs = quarterly_runs(default_dag, start, end)

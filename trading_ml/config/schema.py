@@ -198,6 +198,7 @@ class AirflowSettings:
     source_pool: Name = "market_data_source"  # caps concurrent calls to the data provider (Yahoo)
     source_pool_slots: Count = 4
     mongo_conn_id: Name = "mongo_default"
+    approve_promotions: Annotated[bool, Strict()] = False  # a person approves each promotion the gate proposes (Airflow's human-in-the-loop)
 
 
 @checked(frozen=True, config=STRICT)

@@ -8,8 +8,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from trading_ml.errors import ConflictError, DataError
-from trading_ml.io import number, read_parquet, write_json
+from trading_ml.errors import ConfigError, ConflictError, DataError
+from trading_ml.io import number, read_json, read_parquet, write_json
 from trading_ml.loading import one_line
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import task_of
@@ -24,10 +24,11 @@ from trading_ml.verify import Verifier
 log = logging.getLogger(__name__)
 
 DEPLOY_ATTEMPTS = 5  # decisions re-made when another deploy changed production in between
+PROPOSED = "proposed"  # the gate would promote it; a person decides (airflow.approve_promotions)
 
 
 @stage("deploy", summarize=lambda manifest: {name: d["status"] for name, d in manifest["decisions"].items()})
-def deploy(ctx: RunContext, resources: StageResources | None = None) -> dict:
+def deploy(ctx: RunContext, resources: StageResources | None = None, *, propose_only: bool = False) -> dict:
     """Promote each candidate the evaluate stage scored whose out-of-sample skill over its best baseline is significant (the
     one-sided lower bound of the improvement above zero) and that is not significantly worse than
     the current production version on rows that version never saw, of the symbols both share (a
@@ -36,7 +37,9 @@ def deploy(ctx: RunContext, resources: StageResources | None = None) -> dict:
     automatically.
     Every decision, its interval and its reason is logged and stored in the model's record. A
     promotion is a compare-and-set against the production version the decision was made on: if
-    another deploy changed it meanwhile, decide again."""
+    another deploy changed it meanwhile, decide again.
+    ``propose_only`` (Airflow's ``airflow.approve_promotions``): a version the gate would promote is
+    ``proposed`` instead, and :func:`apply_approval` promotes what a person approved."""
     registry = resources.registry(ctx)
     evaluated = ctx.stage_manifest("evaluate")
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
@@ -45,10 +48,59 @@ def deploy(ctx: RunContext, resources: StageResources | None = None) -> dict:
     decisions = {}
     for name, summary in evaluated["models"].items():
         version = registry.record_for_run(name, ctx.run_id)["version"]
-        status, reason, evidence = _deploy_one(ctx, registry, verifier, data, name, summary)
+        status, reason, evidence = _deploy_one(ctx, registry, verifier, data, name, summary, propose_only)
         log.info("deploy %s %s: %s", name, version, reason)
         decisions[name] = {"version": version, "status": status, "reason": reason, "evidence": evidence}
-    manifest = {"stage": "deploy", "run_id": ctx.run_id, "decisions": decisions, "store": resources.store_choice.to_dict()}
+    manifest = {"stage": "deploy", "run_id": ctx.run_id, "decisions": decisions, "store": resources.store_choice.to_dict(),
+                **({"proposal": proposal_text(ctx, decisions)} if propose_only else {})}
+    write_json(ctx.layout.deploy_manifest, manifest)
+    return manifest
+
+
+def proposal_text(ctx: RunContext, decisions: dict) -> str:
+    """What the person approving sees (Markdown): each proposed version with the gate's evidence, and
+    the decisions that need no approval."""
+    proposed = {name: d for name, d in decisions.items() if d["status"] == PROPOSED}
+    lines = [f"Run `{ctx.run_id}` (as of {ctx.as_of}) proposes {len(proposed)} promotion(s). Choose the models to promote; "
+             "every one not chosen stays candidate. Give the reason below: it is kept in the registry's history."]
+    for name, decision in proposed.items():
+        versus = decision["evidence"].get("versus_production")
+        lines.append(f"- **{name} {decision['version']}**: {decision['reason']}" +
+                     (f" (compared with production {versus['version']} on {versus['rows']:,} rows)" if versus else ""))
+    others = [f"- {name} {d['version']}: {d['reason']}" for name, d in decisions.items() if d["status"] != PROPOSED]
+    return "\n".join([*lines, *(["", "Decided without approval:", *others] if others else [])])
+
+
+@stage("approve", summarize=lambda manifest: {name: d["status"] for name, d in manifest["decisions"].items()})
+def apply_approval(ctx: RunContext, approved: list[str], approval: dict, resources: StageResources | None = None) -> dict:
+    """A person's answer to the deploy's proposals: each proposed version in ``approved`` is promoted
+    (if production is still what the gate compared it with), every other proposed one stays
+    candidate; ``approval`` ({by, at, why}) is recorded on the record and in the production
+    history. A model that was not proposed cannot be approved. Re-running with the same answer
+    changes nothing."""
+    registry = resources.registry(ctx)
+    manifest = read_json(ctx.layout.deploy_manifest)
+    decisions = manifest["decisions"]
+    unknown = sorted(set(approved) - {name for name, d in decisions.items() if d["status"] in (PROPOSED, "production")})
+    if unknown:
+        raise ConfigError(f"approved {', '.join(unknown)}, which this run did not propose; proposed: "
+                          f"{', '.join(n for n, d in decisions.items() if d['status'] == PROPOSED) or 'none'}")
+    who = f"{approval.get('by') or 'unknown'} at {approval.get('at') or 'unknown time'}" + (f": {approval['why']}" if approval.get("why") else "")
+    for name, decision in decisions.items():
+        if decision["status"] != PROPOSED:
+            continue
+        gate = decision["reason"].removeprefix(f"{PROPOSED}: ")
+        if name in approved:
+            reason = f"promoted: approved by {who}; the gate: {gate}"
+            promoted = registry.promote(name, ctx.run_id, reason, expected=decision["evidence"].get("decided_against"), approval=approval)
+            if not promoted:
+                reason = f"stays candidate: approved by {who}, but production changed since the proposal; re-run deploy"
+            status = "production" if promoted else "candidate"
+        else:
+            reason, status = f"stays candidate: rejected by {who}; the gate: {gate}", "candidate"
+        registry.update(name, ctx.run_id, deploy_decision=reason, approval={**approval, "approved": name in approved})
+        decisions[name] = {**decision, "status": status, "reason": reason}
+    manifest = {**manifest, "decisions": decisions, "approval": approval}
     write_json(ctx.layout.deploy_manifest, manifest)
     return manifest
 
@@ -67,9 +119,9 @@ def _verify_all(verifier: Verifier, registry: ModelRegistry, ctx: RunContext, mo
 
 
 def _deploy_one(ctx: RunContext, registry: ModelRegistry, verifier: Verifier, data: TrainingData, name: str,
-                summary: dict) -> tuple[str, str, dict]:
+                summary: dict, propose_only: bool = False) -> tuple[str, str, dict]:
     """(status, reason, evidence): the decision this run already recorded on the same evaluation (a
-    re-run reproduces it), else a new one, promoting if it says so."""
+    re-run reproduces it), else a new one, promoting if it says so (proposing, with ``propose_only``)."""
     for _ in range(DEPLOY_ATTEMPTS):
         record = registry.record_for_run(name, ctx.run_id)
         incumbent = registry.production(name)
@@ -81,6 +133,10 @@ def _deploy_one(ctx: RunContext, registry: ModelRegistry, verifier: Verifier, da
             record = registry.update(name, ctx.run_id, deploy_decision=reason, deploy_evidence=evidence)
         if not promote or record["status"] == "production":
             return record["status"], reason, evidence
+        if propose_only:
+            reason = f"{PROPOSED}: {reason.removeprefix('promoted: ')}"
+            registry.update(name, ctx.run_id, deploy_decision=reason)
+            return PROPOSED, reason, evidence
         if registry.promote(name, ctx.run_id, reason, expected=evidence.get("decided_against")):
             return "production", reason, evidence
         registry.update(name, ctx.run_id, deploy_decision=None, deploy_evidence=None)  # production moved meanwhile: decide again
@@ -92,6 +148,8 @@ def _recorded_decision(record: dict, summary: dict) -> tuple[bool, str, dict] | 
     reason, evidence = record.get("deploy_decision"), record.get("deploy_evidence")
     if not isinstance(reason, str) or not isinstance(evidence, dict) or evidence.get("skill") != summary["skill"]:
         return None
+    if reason.startswith(f"{PROPOSED}: "):  # proposed for approval: the gate's promotion, awaiting a person
+        reason = f"promoted: {reason.removeprefix(f'{PROPOSED}: ')}"
     return reason.startswith("promoted"), reason, evidence
 
 
