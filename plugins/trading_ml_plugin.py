@@ -116,10 +116,16 @@ def model_page(name: str) -> str:
 
 @app.get("/compare", response_class=HTMLResponse)
 def compare_page(a: str, b: str) -> str:
+    settings = load_settings()
+    registry, store, _ = registry_for(settings)
     try:
-        comparison = compare_runs(load_settings().data_dir, a, b)
+        comparison = compare_runs(settings.data_dir, a, b, registry)
     except KeyError as error:
         raise HTTPException(404, error.args[0]) from error
+    except StoreError as error:
+        raise HTTPException(503, str(error)) from error
+    finally:
+        store.close()
     return page("compare.html", comparison=comparison)
 
 

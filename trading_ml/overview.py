@@ -133,9 +133,11 @@ def versions_chart(page: dict) -> str | None:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def compare_runs(data_dir: Path, first: str, second: str) -> dict:
+def compare_runs(data_dir: Path, first: str, second: str, registry: ModelRegistry | None = None) -> dict:
     """Two runs side by side: each model's metric with its interval and decision in both, and what
-    differed in what they covered (as-of, symbols, timeframes, models, source, deploy, folds)."""
+    differed in what they covered (as-of, symbols, timeframes, models, source, deploy, folds) and,
+    from the registry, in each model's configuration (the hash of config.yaml's features, models and
+    universe sections, and the feature count)."""
     runs = [find_run_by_id(data_dir, run_id) for run_id in (first, second)]
     missing = [run_id for run_id, run in zip((first, second), runs, strict=True) if run is None]
     if missing:
@@ -145,7 +147,7 @@ def compare_runs(data_dir: Path, first: str, second: str) -> dict:
     models = list(dict.fromkeys([*evaluations[0], *evaluations[1]]))
     return {"runs": rows, "models": {name: [_model_side(evaluations[k].get(name), rows[k]["decisions"].get(name)) for k in (0, 1)]
                                      for name in models},
-            "differences": _differences(runs, rows, evaluations)}
+            "differences": _differences(runs, rows, evaluations) + _configuration_differences(registry, runs, models)}
 
 
 def _evaluation(run: RunInfo) -> dict:
@@ -181,4 +183,23 @@ def _differences(runs: list[RunInfo], rows: list[dict], evaluations: list[dict])
     folds = [len(next(iter(e.values()), {}).get("folds", [])) if e else None for e in evaluations]
     if folds[0] != folds[1]:
         found.append({"field": "walk-forward folds", "first": folds[0], "second": folds[1]})
+    return found
+
+
+def _configuration_differences(registry: ModelRegistry | None, runs: list[RunInfo], models: list[str]) -> list[dict]:
+    """Each model whose registered configuration hash or feature count differs between the runs."""
+    if registry is None:
+        return []
+    found = []
+    for name in models:
+        sides = []
+        for run in runs:
+            try:
+                record = registry.record_for_run(name, run.run_id)
+                sides.append(f"config {record.get('config_hash', '?')}, {record.get('feature_count', '?')} features")
+            except TradingMLError:
+                sides.append("not registered")
+        if sides[0] != sides[1]:
+            found.append({"field": f"{name} configuration", "first": sides[0], "second": sides[1],
+                          "note": "config.yaml's features, models and universe, hashed"})
     return found

@@ -146,6 +146,14 @@ def test_two_runs_compare_side_by_side_with_what_differed(quarters_client):
     assert f"{evaluation['metric']} {evaluation['value']:.4g} [{evaluation['low']:.4g}, {evaluation['high']:.4g}]" in page
     assert "<td>symbols <span class=\"muted\">(7 shared)</span></td><td>(none of its own)</td><td>^VIX</td>" in page
     assert "not deployed" in page  # the third run stopped after evaluate
+    registry, store, _ = plugin.registry_for(plugin.load_settings())
+    try:
+        configured = [registry.record_for_run("direction_xgboost", run.run_id) for run in (third, fourth)]
+    finally:
+        store.close()
+    assert configured[0]["feature_count"] < configured[1]["feature_count"]  # the third run's table had no VIX features
+    for record in configured:
+        assert f"config {record['config_hash']}, {record['feature_count']} features" in page
     assert client.get("/compare", params={"a": third.run_id, "b": "nope"}).status_code == 404
 
 
