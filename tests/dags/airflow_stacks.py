@@ -13,6 +13,7 @@ service reads the task logs from the shared log folder.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -155,12 +156,16 @@ class AirflowStack:
         return run_id
 
     def wait_for_run(self, run_id: str, timeout: float = 900) -> str:
-        """The run's final state, success or failed."""
+        """The run's final state, success or failed; on timeout, the state of each of its tasks too."""
         def finished():
             [(state,)] = self.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
             return state if state in ("success", "failed") else None
 
-        return self.wait_for("the run to finish", finished, timeout, every=1)
+        try:
+            return self.wait_for("the run to finish", finished, timeout, every=1)
+        except TimeoutError as error:
+            tasks = self.query("SELECT task_id, map_index, state, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
+            raise TimeoutError(f"{error}\ntasks: {tasks}") from None
 
     def wait_for(self, what: str, check, timeout: float, every: float = 1.0):
         """check() until it returns something true; its value. On timeout, the services' last lines."""
@@ -218,6 +223,24 @@ def http_status(url: str) -> int:
         return error.code
     except OSError:
         return 0
+
+
+class Operator:
+    """The stack's REST API as the UI calls it, logged in as admin (the password `make airflow` wrote)."""
+
+    def __init__(self, stack: StandaloneStack):
+        self.base = f"http://127.0.0.1:{stack.api_port}"
+        password = json.loads((stack.root / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        self.token = self.call("POST", "/auth/token", {"username": "admin", "password": password})["access_token"]
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.token}"} if hasattr(self, "token") else {})}
+        request = urllib.request.Request(self.base + path, json.dumps(body).encode() if body is not None else None, headers, method=method)
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return json.load(answer)
+
+    def runs(self) -> list[dict]:
+        return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"]
 
 
 class CeleryStack(AirflowStack):

@@ -8,7 +8,6 @@ Set TRADING_ML_SCREENSHOTS=DIR to keep the screenshots (the README's come from h
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import time
@@ -21,7 +20,7 @@ import psutil
 import pytest
 
 from tests.browser import CHROMIUM, Browser
-from tests.dags.airflow_stacks import DAG_ID, StandaloneStack, http_status
+from tests.dags.airflow_stacks import DAG_ID, Operator, StandaloneStack, http_status
 
 SMALL_RUN = {"symbols": ["^GSPC", "AAPL", "MSFT"], "timeframes": ["1d"], "models": ["regime_rf"], "deploy": False}
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it when run as root)")
@@ -36,24 +35,6 @@ def listening(root: psutil.Process) -> set[tuple[str, int]]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
-
-
-class Operator:
-    """The stack's REST API as the UI calls it, logged in as admin (the password `make airflow` wrote)."""
-
-    def __init__(self, stack: StandaloneStack):
-        self.base = f"http://127.0.0.1:{stack.api_port}"
-        password = json.loads((stack.root / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        self.token = self.call("POST", "/auth/token", {"username": "admin", "password": password})["access_token"]
-
-    def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.token}"} if hasattr(self, "token") else {})}
-        request = urllib.request.Request(self.base + path, json.dumps(body).encode() if body is not None else None, headers, method=method)
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return json.load(answer)
-
-    def runs(self) -> list[dict]:
-        return self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"]
 
 
 @pytest.fixture(scope="module")
@@ -180,39 +161,3 @@ def assert_has_content(shot: Path) -> None:
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[0] > 300 and pixels[..., :3].std() > 0.05  # a page with content, not a blank one
 
-
-def test_with_approve_promotions_a_person_approves_in_the_ui_and_the_registry_records_who_when_and_why(tmp_path):
-    """airflow.approve_promotions: deploy proposes (nothing is promoted), Airflow's human-in-the-loop
-    task shows the evidence, a person answers through the same REST call the Required Actions page
-    makes, and only then is the version production, with the approval in its history."""
-    from tests.conftest import QUICK_MODELS, write_config
-    from trading_ml.config_file import load_settings
-    from trading_ml.registry import ModelRegistry
-    from trading_ml.storage import TinyStore
-
-    config = write_config(tmp_path, models=QUICK_MODELS, airflow={"approve_promotions": True},
-                          sources={"synthetic": {"seed": 42, "epoch": "2000-01-03", "signal_strength": 0.3}})
-    stack = StandaloneStack(config)
-    try:
-        stack.start()
-        stack.wait_for("the DAG parsed into the database", lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300)
-        operator = Operator(stack)
-        operator.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
-        conf = {"symbols": ["^GSPC", "^VIX", "AAPL", "MSFT", "JPM", "XOM", "JNJ", "WMT"], "timeframes": ["1d"], "models": ["direction_xgboost"]}
-        run_id = operator.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})["dag_run_id"]
-        run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
-        [asked] = stack.wait_for("the approval to be asked", lambda: operator.call("GET", f"{run_path}/hitlDetails")["hitl_details"], 600, every=2)
-        assert "proposes 1 promotion(s)" in asked["body"] and "**direction_xgboost 1.0**: proposed: significant skill: rank_ic" in asked["body"]
-        assert "direction_xgboost" in asked["options"] and asked["multiple"] is True
-        settings = load_settings(config, env=stack.env)
-        registry = ModelRegistry(TinyStore(settings.storage.fallback_dir), settings.data_dir)
-        assert registry.production("direction_xgboost") is None  # nothing before the answer
-        operator.call("PATCH", f"{run_path}/taskInstances/approve/-1/hitlDetails",
-                      {"chosen_options": ["direction_xgboost"], "params_input": {"reason": "the IC held out of sample"}})
-        assert stack.wait_for_run(run_id, 300) == "success", stack.script.tail(40)
-        pointer = registry.production("direction_xgboost")
-        approval = pointer["history"][-1]["approval"]
-        assert approval["by"] == "admin" and approval["why"] == "the IC held out of sample" and approval["at"]
-        assert pointer["reason"].startswith("promoted: approved by admin at ") and "the IC held out of sample; the gate: significant skill" in pointer["reason"]
-    finally:
-        stack.stop()
