@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tests.conftest import QUICK_MODELS, write_config
 from trading_ml.cli import main
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.loading import ModelLoader
@@ -97,7 +98,9 @@ def test_malformed_ticker_and_unknown_source_exit_2(tmp_path, capsys):
 
 
 def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
-    env = {**os.environ, "TRADING_ML_DATA_DIR": str(tmp_path)}
+    (tmp_path / "config").mkdir()
+    config = write_config(tmp_path / "config", models=QUICK_MODELS)  # quick models: the script's stages are under test, not skill
+    env = {**os.environ, "TRADING_ML_DATA_DIR": str(tmp_path), "TRADING_ML_CONFIG": str(config)}
     common = ["--symbols", "^GSPC", "--timeframes", "1d", "--as-of", "2026-11-20"]
     script = [sys.executable, str(REPO / "train_production_models.py")]
     ingest = subprocess.run([*script, "--stage", "ingest", *common], env=env, capture_output=True, text=True, cwd=tmp_path)

@@ -1,7 +1,7 @@
 """A year of quarterly retraining does not get stuck: four as-of dates in sequence, a symbol dropping
 out in one quarter (quarantined), and production moves whenever a new model's skill is significant
 and it is not significantly worse than production on the symbols both share. Through the CLI here;
-through Airflow in tests/dags/test_trading_ml_training.py."""
+through Airflow's scheduler in tests/dags/test_backfill.py."""
 
 from __future__ import annotations
 

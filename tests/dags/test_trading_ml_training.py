@@ -376,27 +376,3 @@ def test_a_lost_worker_is_retried_and_a_model_that_never_trains_leaves_the_other
     assert list(evaluated["models"]) == ["volatility_garch"] and "train_regime_rf failed" in evaluated["not_trained"]["regime_rf"]
     report = (find_runs(tmp_path / "data")[0].layout.root / "report.html").read_text()
     assert "Not trained" in report and "regime_rf: its task train_regime_rf failed" in report
-
-
-def test_four_quarterly_runs_through_airflow_with_a_symbol_dropping_out_keep_production_moving(airflow_db, tmp_path, monkeypatch):
-    """The CLI's year of retraining (tests/test_retraining.py) through the DAG: four runs a quarter
-    apart, JPM missing from the second one's universe; every significant model not worse than
-    production on the shared symbols is promoted."""
-    from tests.conftest import QUICK_MODELS
-
-    synthetic = {"seed": 42, "epoch": "2000-01-03", "signal_strength": 0.3}
-    dag = load_dag(write_config(tmp_path, models=QUICK_MODELS, sources={"synthetic": synthetic}), monkeypatch)
-    universe = ["^GSPC", "^VIX", "AAPL", "MSFT", "JPM", "XOM", "JNJ", "WMT"]
-    for number, as_of in enumerate(["2026-01-01", "2026-04-01", "2026-07-01", "2026-10-01"]):
-        symbols = [s for s in universe if not (number == 1 and s == "JPM")]
-        run, _ = run_dag(dag, as_of=as_of, symbols=symbols, models=["direction_xgboost"])
-        assert run.state == "success", as_of
-    runs = sorted(find_runs(tmp_path / "data"), key=lambda r: r.as_of)
-    decisions = [json.loads(r.layout.deploy_manifest.read_text())["decisions"]["direction_xgboost"] for r in runs]
-    assert len(decisions) == 4 and not [d for d in decisions if "cannot be scored" in d["reason"]]
-    assert decisions[1]["evidence"]["versus_production"]["symbols"]["only_production"] == ["JPM"]
-    for decision in decisions:
-        significant = decision["evidence"]["skill"]["better"]
-        worse = decision["evidence"].get("versus_production", {}).get("worse", False)
-        assert (decision["status"] == "production") == (significant and not worse), decision["reason"]
-    assert sum(d["status"] == "production" for d in decisions) >= 3, [d["reason"] for d in decisions]
