@@ -54,25 +54,29 @@ def long_short_backtest(score: pd.Series, next_return: pd.Series, share: float, 
 
 
 def _intervals(strategy: pd.Series, hold: pd.Series, turnover: pd.Series, bars_per_year: int, resampling: Resampling) -> dict:
-    """{long_short: {metric: interval}, buy_and_hold: {...}, turnover: interval} over block-resampled paths."""
+    """{long_short: {metric: interval}, buy_and_hold: {...}, turnover: interval} over block-resampled
+    paths: arch's circular-block indices, every path's figures computed at once."""
     paths = np.column_stack([strategy.to_numpy(), hold.reindex(strategy.index).fillna(0.0).to_numpy(), turnover.to_numpy()])
     block = max(1, min(resampling.block_days, len(paths)))
     bootstrap = CircularBlockBootstrap(block, paths, seed=np.random.default_rng(resampling.seed))
-    samples = bootstrap.apply(lambda path: np.array([*_figures(path[:, 0], bars_per_year), *_figures(path[:, 1], bars_per_year),
-                                                      path[:, 2].mean()]), resampling.samples)
-    point = np.array([*_figures(paths[:, 0], bars_per_year), *_figures(paths[:, 1], bars_per_year), paths[:, 2].mean()])
+    resampled = paths[np.stack([bootstrap.update_indices() for _ in range(resampling.samples)])]  # samples x bars x 3
     names = ("annualized_sharpe", "max_drawdown", "total_return")
-    drawn = {side: {name: interval(point[3 * k + i], samples[:, 3 * k + i], resampling.confidence) for i, name in enumerate(names)}
-             for k, side in enumerate(("long_short", "buy_and_hold"))}
-    return {**drawn, "turnover": interval(point[6], samples[:, 6], resampling.confidence), "confidence": resampling.confidence}
+    drawn = {}
+    for column, side in enumerate(("long_short", "buy_and_hold")):
+        point, samples = _figures(paths[None, :, column], bars_per_year), _figures(resampled[:, :, column], bars_per_year)
+        drawn[side] = {name: interval(point[k][0], samples[k], resampling.confidence) for k, name in enumerate(names)}
+    turnover_point, turnover_samples = paths[:, 2].mean(), resampled[:, :, 2].mean(axis=1)
+    return {**drawn, "turnover": interval(turnover_point, turnover_samples, resampling.confidence), "confidence": resampling.confidence}
 
 
-def _figures(returns: np.ndarray, bars_per_year: int) -> tuple[float, float, float]:
-    """(annualized Sharpe, maximum drawdown, total return) of one path of returns."""
-    equity = np.cumprod(1 + returns)
-    spread = returns.std(ddof=1) if len(returns) > 1 else 0.0
-    sharpe = returns.mean() / spread * np.sqrt(bars_per_year) if spread > 0 else 0.0
-    return sharpe, float((equity / np.maximum.accumulate(equity) - 1).min()), float(equity[-1] - 1)
+def _figures(returns: np.ndarray, bars_per_year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(annualized Sharpe, maximum drawdown, total return) of each row of returns (one path per row)."""
+    equity = np.cumprod(1 + returns, axis=1)
+    spread = returns.std(axis=1, ddof=1) if returns.shape[1] > 1 else np.zeros(len(returns))
+    sharpe = np.divide(returns.mean(axis=1), spread, out=np.zeros(len(returns)), where=spread > 0) * np.sqrt(bars_per_year)
+    drawdown = (equity / np.maximum.accumulate(equity, axis=1) - 1).min(axis=1)
+    return sharpe, drawdown, equity[:, -1] - 1
+
 
 def _long_short_weights(day: pd.Series, share: float) -> pd.Series:
     count = max(1, int(round(len(day) * share)))
