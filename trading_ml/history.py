@@ -37,10 +37,11 @@ def deployment_history(settings: Settings, registry: ModelRegistry, model: str) 
     verifier, production, periods, tables, candidates = Verifier(registry, settings), None, [], [], []
     for earlier, later in zip(runs, runs[1:], strict=False):
         production = _production_after(earlier, model, production)
+        gate = _gate_baseline(earlier, model, task)
         period = {"from": earlier.as_of.isoformat(), "to": later.as_of.isoformat(), "latest": _version(registry, model, earlier.run_id),
-                  "served": _version(registry, model, production) if production else f"baseline ({_gate_baseline(earlier, model, task)})"}
+                  "served": _version(registry, model, production) if production else f"baseline ({gate})"}
         try:
-            table, scored = _period(settings, verifier, registry, model, task, earlier, later, production)
+            table, scored = _period(settings, verifier, registry, model, task, earlier, later, production, gate)
         except DataError as error:
             periods.append({**period, "rows": 0, "skipped": one_line(error)})
             continue
@@ -84,8 +85,9 @@ def _gate_baseline(run: RunInfo, model: str, task: str) -> str:
     return (result.get("skill") or {}).get("baseline") or TASKS[task].served_baseline
 
 
-def _period(settings, verifier, registry, model, task, earlier: RunInfo, later: RunInfo, production: str | None):
-    """The later run's rows from the earlier as-of on, and each candidate's predictions on them; a
+def _period(settings, verifier, registry, model, task, earlier: RunInfo, later: RunInfo, production: str | None, gate: str):
+    """The later run's rows from the earlier as-of on, and each candidate's predictions on them (before
+    any promotion, ``gate``'s baseline stands for what was served); a
     DataError naming the version that cannot predict them (a feature its table lacks, say)."""
     ctx = plan_run(settings, RunRequest(run_id=later.run_id, continues=True))
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
@@ -93,7 +95,7 @@ def _period(settings, verifier, registry, model, task, earlier: RunInfo, later: 
     inside = np.asarray((stamps >= pd.Timestamp(earlier.as_of, tz="UTC")) & (stamps < pd.Timestamp(later.as_of, tz="UTC")))
     baselines = TASKS[task].baselines(data.table, data.folds, settings)
     latest = _predictions(verifier, registry, model, earlier.run_id, data.table)
-    served = baselines.get(_gate_baseline(earlier, model, task), baselines[TASKS[task].served_baseline]) if production is None else _predictions(verifier, registry, model, production, data.table)
+    served = baselines.get(gate, baselines[TASKS[task].served_baseline]) if production is None else _predictions(verifier, registry, model, production, data.table)
     candidates = {"model": served, "latest": latest, **baselines}
     return data.table[inside], {name: frame[inside] for name, frame in candidates.items()}
 

@@ -7,16 +7,15 @@ read is shown as a one-line problem on its row, never as a failed page."""
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 
 from trading_ml.errors import TradingMLError, one_line
 from trading_ml.io import number, read_json
+from trading_ml.pipeline import STAGES
 from trading_ml.registry import ModelRegistry, major_version
 from trading_ml.run import RunInfo, find_runs
 
-STAGE_ORDER = ("ingest", "validate", "features", "train", "evaluate", "deploy", "approve", "report")
+STAGE_ORDER = (*STAGES[:-1], "approve", STAGES[-1])  # approve (a person's answer) between deploy and report
 RUN_KINDS = {"manual": "triggered", "scheduled": "scheduled", "backfill": "backfill", "cli": "command line", "asset_triggered": "asset"}
 
 
@@ -38,7 +37,7 @@ def run_row(run: RunInfo) -> dict:
            "kind": run_kind(run.run_id), "symbols": list(selection.get("symbols") or []),
            "timeframes": list(selection.get("timeframes") or []), "models": list(selection.get("models") or []),
            "source": str(selection.get("source", "")), "report": run.layout.report_html.is_file(),
-           "stages": [], "store": "", "decisions": {}, "metrics": {}, "problem": None}
+           "stages": [], "store": "", "decisions": {}, "problem": None}
     try:
         manifest = read_json(run.layout.run_manifest) if run.layout.run_manifest.is_file() else {}
         stages = manifest.get("stages", {})
@@ -46,7 +45,6 @@ def run_row(run: RunInfo) -> dict:
         row["store"] = str((manifest.get("store") or {}).get("kind", ""))
         decided = {**stages.get("deploy", {}), **stages.get("approve", {})}  # a person's answer over the proposals
         row["decisions"] = {k: v for k, v in decided.items() if k != "finished_at" and isinstance(v, str)}
-        row["metrics"] = {k: v for k, v in stages.get("evaluate", {}).items() if isinstance(v, dict) and "metric" in v}
     except (TradingMLError, AttributeError, TypeError) as error:
         row["problem"] = one_line(error)
     return row
@@ -106,11 +104,10 @@ def versions_chart(page: dict) -> str | None:
     scored = [v for v in page["versions"] if isinstance(v["value"], int | float) and v["as_of"]]
     if not scored:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the report sets the Agg backend
     import pandas as pd
+
+    from trading_ml.report import png_base64
 
     stamps = pd.to_datetime([v["as_of"] for v in scored])
     values = [v["value"] for v in scored]
@@ -127,10 +124,7 @@ def versions_chart(page: dict) -> str | None:
     axes.set_xlabel("as-of date of the run that trained it")
     axes.legend(fontsize=7, loc="best")
     figure.autofmt_xdate()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return png_base64(figure)
 
 
 def compare_runs(data_dir: Path, first: str, second: str, registry: ModelRegistry | None = None) -> dict:

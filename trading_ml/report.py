@@ -184,7 +184,8 @@ def _feature_importance(ctx: RunContext, name: str) -> dict[str, float] | None:
     return read_json(path).get("feature_importance") if path.is_file() else None
 
 
-def _png(figure) -> str:
+def png_base64(figure) -> str:
+    """The figure as a base64 PNG (closed after), for an inline <img>."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
@@ -201,7 +202,7 @@ def _confusion_png(matrix: dict) -> str:
     axes.set_yticks(range(len(labels)), labels)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    return _png(figure)
+    return png_base64(figure)
 
 
 def _equity_png(backtest: dict) -> str:
@@ -213,7 +214,7 @@ def _equity_png(backtest: dict) -> str:
     axes.set_ylabel("growth of 1")
     axes.legend(loc="best", fontsize=8)
     figure.autofmt_xdate()
-    return _png(figure)
+    return png_base64(figure)
 
 
 def _ic_png(daily: dict) -> str:
@@ -229,7 +230,7 @@ def _ic_png(daily: dict) -> str:
     running.set_ylabel("cumulative IC")
     figure.legend(loc="upper left", fontsize=8)
     figure.autofmt_xdate()
-    return _png(figure)
+    return png_base64(figure)
 
 
 def _importance_png(importance: dict[str, float]) -> str:
@@ -238,7 +239,7 @@ def _importance_png(importance: dict[str, float]) -> str:
     axes.barh(top.index, top.to_numpy())
     axes.set_xlabel("gain share")
     axes.tick_params(axis="y", labelsize=8)
-    return _png(figure)
+    return png_base64(figure)
 
 
 def _volatility_symbols(ctx: RunContext, data: TrainingData) -> list[str]:
@@ -259,7 +260,7 @@ def _volatility_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFra
         axes.set_title(symbol, fontsize=9)
         axes.legend(loc="upper left", fontsize=7)
     figure.autofmt_xdate()
-    return _png(figure)
+    return png_base64(figure)
 
 
 def _regime_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFrame) -> str:
@@ -284,7 +285,7 @@ def _regime_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFrame) 
     else:
         axes.text(0.5, 0.5, f"{benchmark} is not in this run", ha="center", va="center")
     figure.autofmt_xdate()
-    return _png(figure)
+    return png_base64(figure)
 
 
 PLOTS = {  # a task's report_plot: (title, drawing of one model's out-of-sample predictions)
