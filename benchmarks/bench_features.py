@@ -22,7 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings  # noqa: E402
-from trading_ml.data.sources import make_source  # noqa: E402
 from trading_ml.features.build import build_timeframe  # noqa: E402
 from trading_ml.features.indicators import symbol_features  # noqa: E402
 from trading_ml.pipeline.features import build_features  # noqa: E402
@@ -30,6 +29,7 @@ from trading_ml.pipeline.ingest import ingest  # noqa: E402
 from trading_ml.pipeline.resources import StageResources  # noqa: E402
 from trading_ml.pipeline.validate import validate  # noqa: E402
 from trading_ml.run import RunContext  # noqa: E402
+from trading_ml.sources import make_source  # noqa: E402
 
 
 def timed(action):

@@ -283,15 +283,16 @@ def test_serve_on_a_busy_port_exits_2_with_one_line(capsys, monkeypatch, tmp_pat
 
 
 def test_yahoo_unreachable_is_exit_3_retry_later(capsys, monkeypatch, tmp_path):
-    """What yfinance raises here, with no route to Yahoo (curl's error 6)."""
+    """What yfinance raises here, with no route to Yahoo (curl's error 6, as curl_cffi's DNSError)."""
     import yfinance
+    from curl_cffi.requests.exceptions import DNSError
 
     class Unreachable:
         def __init__(self, symbol):
             pass
 
         def history(self, **_):
-            raise RuntimeError("Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com (Domain name not found)")
+            raise DNSError("Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com (Domain name not found)", 6)
 
     monkeypatch.setattr(yfinance, "Ticker", Unreachable)
     code, _, err = run_cli(capsys, monkeypatch, [*BASE, "--source", "yahoo", "--data-dir", str(tmp_path)])

@@ -13,17 +13,10 @@ import pytest
 from secantus import SecantusDBServer
 from yfinance.exceptions import YFRateLimitError
 
-from tests.conftest import (
-    AS_OF,
-    QUICK_MODELS,
-    RestartableMongo,
-    make_settings,
-    write_config,
-)
+from tests.conftest import AS_OF, QUICK_MODELS, RestartableMongo, make_settings, write_config
 from tests.stages import run_through
 from trading_ml import io
 from trading_ml.config_file import load_settings
-from trading_ml.data.sources import SyntheticSource, YahooSource
 from trading_ml.loading import ModelLoader
 from trading_ml.models import TRAINED_MODELS
 from trading_ml.pipeline.features import build_features
@@ -32,6 +25,7 @@ from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.train import train
 from trading_ml.registry import ModelNotFound, ModelRegistry
 from trading_ml.run import RunContext, find_runs, runs_root
+from trading_ml.sources import SyntheticSource, YahooSource
 from trading_ml.storage import MongoStore, TinyStore, open_stage_store, open_store
 from trading_ml.storage.base import NATURAL_KEYS
 from trading_ml.sync import sync_to_mongo

@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import write_config
 from trading_ml.cli import main
-from trading_ml.features.indicators import symbol_features
 from trading_ml.features.catalogue import model_features, symbol_feature_names
+from trading_ml.features.indicators import symbol_features
 from trading_ml.run import find_run
 
 AS_OF = "2026-11-20"

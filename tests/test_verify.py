@@ -6,8 +6,8 @@ truncation at several points, deep nesting, huge declared sizes, NaN, inf and hu
 from __future__ import annotations
 
 import io
-import pickle
 import json
+import pickle
 import struct
 
 import numpy as np

@@ -23,24 +23,18 @@ from tqdm import tqdm
 
 from trading_ml.config import Settings, parse_as_of, shorten
 from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, load_settings
-from trading_ml.data.sources import SOURCE_KINDS
-from trading_ml.errors import (
-    ConfigError,
-    SourceUnavailable,
-    StageFailed,
-    StoreError,
-    TradingMLError,
-)
+from trading_ml.errors import ConfigError, SourceUnavailable, StageFailed, StoreError, TradingMLError
 from trading_ml.io import number, read_json
 from trading_ml.models.catalogue import chosen_models
 from trading_ml.pipeline import STAGES
 from trading_ml.pipeline.features import build_features
 from trading_ml.pipeline.ingest import ingest
-from trading_ml.pipeline.run_manifest import summarize_ingest
 from trading_ml.pipeline.planning import RunRequest, plan_run
 from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.run_manifest import summarize_ingest
 from trading_ml.pipeline.validate import validate
 from trading_ml.run import RunContext, find_run, find_runs, runs_root
+from trading_ml.sources import spec_forms
 from trading_ml.sync import sync_to_mongo
 
 EXIT_STAGE_FAILED, EXIT_BAD_INPUT, EXIT_RETRY_LATER = 1, 2, 3
@@ -55,7 +49,7 @@ PLAN_STAGES = {  # the plan's script: its 'ingest' is Phase 1 (data), its 'valid
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", help=f"{' | '.join(SOURCE_KINDS)} (default: config `source`)")
+    parser.add_argument("--source", help=f"{' | '.join(spec_forms())} (default: config `source`)")
     parser.add_argument("--symbols", help="comma-separated tickers (default: the config universe)")
     parser.add_argument("--timeframes", help="comma-separated, e.g. 1d,1h (default: config)")
     parser.add_argument("--models", help="comma-separated models to train, e.g. regime_rf (default: all five, or the run's)")
@@ -182,9 +176,7 @@ def run_features(ctx: RunContext, resources: StageResources) -> None:
 
 
 def run_train(ctx: RunContext, resources: StageResources) -> None:
-    from trading_ml.pipeline.train import (
-        train,  # the model stages import torch (4 s): only the commands that run them
-    )
+    from trading_ml.pipeline.train import train  # the model stages import torch (4 s): only the commands that run them
 
     trained = []
     models = chosen_models(ctx.models)

@@ -28,9 +28,9 @@ from trading_ml.config.schema import (
     room_to_train,
 )
 from trading_ml.config.settings import Instrument, Settings, StorageSettings, Timeframe
-from trading_ml.data.sources import SOURCES, source_rule, spec_is_known
 from trading_ml.errors import ConfigError
 from trading_ml.models.catalogue import CATALOGUE
+from trading_ml.sources import SOURCES, source_rule, spec_is_known
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml"

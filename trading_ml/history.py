@@ -20,11 +20,11 @@ from trading_ml.io import read_json
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import task_of
 from trading_ml.models.dataset import TrainingData
+from trading_ml.models.tasks import TASKS
 from trading_ml.pipeline.planning import RunRequest, plan_run
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunInfo, find_runs
 from trading_ml.verify import Verifier
-from trading_ml.models.tasks import TASKS
 
 
 def deployment_history(settings: Settings, registry: ModelRegistry, model: str) -> dict:

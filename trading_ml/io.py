@@ -17,7 +17,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as arrow_csv
 
-from trading_ml.data.bars import BAR_COLUMNS
 from trading_ml.errors import DataError, one_line
 
 
@@ -105,11 +104,6 @@ def read_parquet(path: Path) -> pd.DataFrame:
         if isinstance(error, FileNotFoundError):
             raise
         raise DataError(f"{path} cannot be read as parquet ({one_line(error, 120)}); re-run the stage that writes it") from error
-
-
-def write_bars_csv(path: Path, bars: pd.DataFrame) -> Path:
-    """Bars as CSV: an ISO 8601 UTC timestamp column, then the bar columns at full precision."""
-    return write_table_csv(path, bars[BAR_COLUMNS])
 
 
 def write_table_csv(path: Path, table: pd.DataFrame) -> Path:

@@ -19,12 +19,7 @@ import logging
 from trading_ml.errors import ConfigError, DataError, one_line
 from trading_ml.io import atomic_write_bytes, sha256_bytes
 from trading_ml.models.catalogue import members_of, model_class
-from trading_ml.registry import (
-    ModelNotFound,
-    ModelRegistry,
-    check_name,
-    label,
-)
+from trading_ml.registry import ModelNotFound, ModelRegistry, check_name, label
 from trading_ml.run import RunLayout
 
 log = logging.getLogger(__name__)

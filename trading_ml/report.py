@@ -15,13 +15,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from trading_ml.data.sources import read_bars_csv  # noqa: E402
+from trading_ml.data.bar_files import read_bars_csv  # noqa: E402
 from trading_ml.features.targets import DIRECTIONS  # noqa: E402
 from trading_ml.io import atomic_write_bytes, number, read_json, read_parquet, write_json  # noqa: E402
 from trading_ml.models.base import CONFIG  # noqa: E402
 from trading_ml.models.dataset import TrainingData  # noqa: E402
-from trading_ml.models.tasks import REGIME, TASKS, VOLATILITY  # noqa: E402
 from trading_ml.models.splits import out_of_sample_fold  # noqa: E402
+from trading_ml.models.tasks import REGIME, TASKS, VOLATILITY  # noqa: E402
 from trading_ml.registry import ModelRegistry  # noqa: E402
 from trading_ml.run import RunContext  # noqa: E402
 

@@ -27,8 +27,8 @@ import pandas as pd
 
 from trading_ml.config import Settings, check_ticker, parse_as_of, shorten
 from trading_ml.data.calendars import bars_before
-from trading_ml.data.sources import check_source
 from trading_ml.errors import ConfigError
+from trading_ml.sources import check_source
 
 log = logging.getLogger(__name__)
 

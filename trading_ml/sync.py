@@ -22,13 +22,7 @@ from trading_ml.config import Settings
 from trading_ml.errors import ConfigError, ConflictError
 from trading_ml.io import sha256_bytes
 from trading_ml.models.catalogue import members_of
-from trading_ml.registry import (
-    COLLECTION,
-    PRODUCTION,
-    VERSIONS,
-    ModelRegistry,
-    major_version,
-)
+from trading_ml.registry import COLLECTION, PRODUCTION, VERSIONS, ModelRegistry, major_version
 from trading_ml.storage import MongoStore, Store, TinyStore
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import json
 import logging
-import io
 import os
 import resource
 import select

@@ -5,8 +5,8 @@ import pytest
 
 from trading_ml.config import parse_as_of, parse_lookback
 from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, load_settings, run_settings
-from trading_ml.run import RunContext
 from trading_ml.errors import ConfigError
+from trading_ml.run import RunContext
 
 
 def test_config_holds_the_plans_universe_grouped_as_the_plan_groups_it():

@@ -13,16 +13,15 @@ import yaml
 from pydantic import Field
 
 from tests.conftest import REPO
+from trading_ml import sources
 from trading_ml.config import STRICT, checked
-from trading_ml.config_file import load_settings
-from trading_ml.config_file import config_file
-from trading_ml.data import sources
-from trading_ml.data.sources import check_source, make_source, spec_pattern
+from trading_ml.config_file import config_file, load_settings
 from trading_ml.errors import ConfigError, UnknownModel
 from trading_ml.models import catalogue
 from trading_ml.models.direction import LSTMDirection, XGBoostDirection
 from trading_ml.models.regime import RegimeForest
 from trading_ml.models.splits import purge_gap
+from trading_ml.sources import check_source, make_source, spec_pattern
 
 
 def config_with(tmp_path, **sections) -> str:

@@ -63,8 +63,8 @@ def test_the_dag_folder_imports_without_errors_or_deprecation_warnings(airflow_d
 
 
 def test_the_graph_reads_like_the_plan(default_dag):
-    from airflow.timetables.interval import CronDataIntervalTimetable
     from airflow.sdk.definitions.mappedoperator import MappedOperator
+    from airflow.timetables.interval import CronDataIntervalTimetable
 
     settings = load_settings(REPO / "config.yaml")
     tasks = default_dag.task_dict

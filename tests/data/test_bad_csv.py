@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from trading_ml.config_file import load_settings
-from trading_ml.data.sources import CsvSource
 from trading_ml.errors import DataError
+from trading_ml.sources import CsvSource
 
 SETTINGS = load_settings(env={})
 START, END = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-02-01", tz="UTC")
@@ -87,12 +87,12 @@ def test_a_malformed_file_leaves_nothing_half_written_in_the_run(tmp_path):
     """Through the pipeline: the pair fails at ingest with the reason, no raw file or temp file is
     written for it, and validation quarantines it while the good pair passes."""
     from tests.conftest import make_settings
-    from trading_ml.data.sources import SyntheticSource
-    from trading_ml.io import write_bars_csv
+    from trading_ml.data.bar_files import write_bars_csv
     from trading_ml.pipeline.ingest import ingest
     from trading_ml.pipeline.resources import StageResources
     from trading_ml.pipeline.validate import validate
     from trading_ml.run import RunContext
+    from trading_ml.sources import SyntheticSource
 
     folder = tmp_path / "csv"
     folder.mkdir()

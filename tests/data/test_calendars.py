@@ -10,7 +10,13 @@ import pytest
 
 from trading_ml.config import Instrument
 from trading_ml.config_file import load_settings
-from trading_ml.data.calendars import CRYPTO, FX, bar_close_times, bars_per_year, expected_timestamps
+from trading_ml.data.calendars import (
+    CRYPTO,
+    FX,
+    bar_close_times,
+    bars_per_year,
+    expected_timestamps,
+)
 from trading_ml.data.synthetic import SyntheticMarket
 from trading_ml.data.validation import validate_bars
 

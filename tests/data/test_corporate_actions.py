@@ -8,9 +8,9 @@ import pytest
 from trading_ml.config_file import load_settings
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.corporate_actions import find_actions
-from trading_ml.data.sources import CsvSource
 from trading_ml.data.validation import validate_bars
 from trading_ml.features.indicators import symbol_features
+from trading_ml.sources import CsvSource
 
 SETTINGS = load_settings(env={})
 DAY = 300  # the event's bar

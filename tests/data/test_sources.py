@@ -3,10 +3,10 @@ import pytest
 from yfinance.exceptions import YFRateLimitError
 
 from trading_ml.config_file import load_settings
+from trading_ml.data.bar_files import write_bars_csv
 from trading_ml.data.bars import BAR_COLUMNS
-from trading_ml.data.sources import CsvSource, SampleSource, YahooSource, make_source
 from trading_ml.errors import ConfigError, DataError, SourceUnavailable
-from trading_ml.io import write_bars_csv
+from trading_ml.sources import CsvSource, SampleSource, YahooSource, make_source
 
 SETTINGS = load_settings(env={})
 START, END = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-02-01", tz="UTC")
@@ -98,6 +98,23 @@ def test_yahoo_partial_answer_is_a_clear_per_symbol_error():
     source, _ = yahoo(missing_volume)
     with pytest.raises(DataError, match="missing column\\(s\\) volume"):
         source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+
+
+def test_yahoo_a_message_that_only_mentions_429_is_not_a_rate_limit():
+    """Rate limits are yfinance's YFRateLimitError, not any error whose text says 429."""
+    source, sleeps = yahoo(ValueError("HTTP Error 429 in a ticker named 429"))
+    with pytest.raises(DataError, match="Yahoo request failed"):
+        source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+    assert sleeps == []
+
+
+def test_yahoo_time_out_is_unavailable_at_once_not_retried():
+    from curl_cffi.requests.exceptions import Timeout
+
+    source, sleeps = yahoo(Timeout("Failed to perform, curl: (28) Operation timed out after 30000 milliseconds", 28))
+    with pytest.raises(SourceUnavailable, match="AAPL 1d: Yahoo did not answer .*timed out"):
+        source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+    assert sleeps == []
 
 
 def test_yahoo_other_failures_are_not_retried():

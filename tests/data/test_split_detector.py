@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import make_settings
+from tests.stages import run_both
 from trading_ml.config_file import load_settings
 from trading_ml.data.bars import BAR_COLUMNS, bar_index
 from trading_ml.data.corporate_actions import SPLIT_FACTORS, find_actions
-from trading_ml.data.sources import SampleSource
 from trading_ml.data.synthetic import SyntheticMarket
-from tests.conftest import make_settings
-from tests.stages import run_both
 from trading_ml.pipeline.planning import RunRequest, plan_run
+from trading_ml.sources import SampleSource
 
 SETTINGS = load_settings(env={})
 EQUITIES = [s for s in SETTINGS.symbols if not s.startswith("^")]

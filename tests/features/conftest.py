@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import AS_OF
 from trading_ml.run import RunContext
-from trading_ml.data.sources import make_source
+from trading_ml.sources import make_source
 
 FEATURE_UNIVERSE = ["^GSPC", "^VIX", "^NSEI", "AAPL", "XOM", "JPM"]
 SAMPLE_SYMBOLS = ["^GSPC", "^IXIC", "^VIX"]

@@ -24,9 +24,9 @@ from trading_ml.models.baselines import ewma_forecast, naive_forecast
 from trading_ml.models.catalogue import CATALOGUE, TRAINED_MODELS
 from trading_ml.models.catalogue import model_class as class_of
 from trading_ml.models.direction import LSTMDirection, XGBoostDirection
-from trading_ml.models.tasks import persistence
 from trading_ml.models.regime import FORECAST, NOWCAST, REGIME_FEATURES, RegimeForest
 from trading_ml.models.splits import Split, walk_forward
+from trading_ml.models.tasks import persistence
 from trading_ml.models.volatility import GarchVolatility, LSTMVolatility, fit_garch
 
 BASE = load_settings()

@@ -12,8 +12,8 @@ import pandas as pd
 
 from trading_ml.config.schema import (
     EARLIEST_AS_OF,
-    ApiSettings,
     AirflowSettings,
+    ApiSettings,
     FeatureSettings,
     ModelSettings,
     ValidationSettings,

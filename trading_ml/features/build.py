@@ -15,9 +15,9 @@ import pandas as pd
 
 from trading_ml.config import FeatureSettings, Instrument
 from trading_ml.data.calendars import bars_per_year
+from trading_ml.features.catalogue import symbol_feature_names
 from trading_ml.features.indicators import symbol_features
 from trading_ml.features.market import MarketPanel, attach_market, build_market_panel
-from trading_ml.features.catalogue import symbol_feature_names
 from trading_ml.features.targets import BASELINE_COLUMNS, TARGET_COLUMNS, make_targets
 
 

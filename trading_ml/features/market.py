@@ -14,8 +14,8 @@ import pandas as pd
 
 from trading_ml.config import FeatureSettings, Instrument
 from trading_ml.data.calendars import bar_close_times
-from trading_ml.features.indicators import window_std
 from trading_ml.features.catalogue import MARKET_INPUTS
+from trading_ml.features.indicators import window_std
 
 STALE_AFTER = {"1d": pd.Timedelta(days=7), "1h": pd.Timedelta(days=4)}  # older market values are not used
 

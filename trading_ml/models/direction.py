@@ -17,15 +17,7 @@ import pandas as pd
 from trading_ml.config import STRICT, Rate, Settings, at_most, checked
 from trading_ml.errors import DataError
 from trading_ml.io import json_bytes
-from trading_ml.models.base import (
-    CONFIG,
-    Dataset,
-    LSTMParams,
-    Standardizer,
-    feature_matrix,
-    progress_due,
-    read_config,
-)
+from trading_ml.models.base import CONFIG, Dataset, LSTMParams, Standardizer, feature_matrix, progress_due, read_config
 from trading_ml.models.tasks import PROBABILITIES
 
 if TYPE_CHECKING:  # torch and xgboost load when a model is fitted or loaded, not when the config is read

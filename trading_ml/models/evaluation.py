@@ -24,12 +24,7 @@ import pandas as pd
 from trading_ml.config import Settings
 from trading_ml.errors import DataError
 from trading_ml.models.splits import Split, out_of_sample_fold
-from trading_ml.models.statistics import (
-    bootstrap_t,
-    improvement,
-    interval,
-    resample_dates,
-)
+from trading_ml.models.statistics import bootstrap_t, improvement, interval, resample_dates
 from trading_ml.models.tasks import TASKS, Task
 
 

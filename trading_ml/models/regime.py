@@ -17,7 +17,6 @@ import warnings
 import zipfile
 from collections.abc import Mapping
 from contextlib import contextmanager
-
 from typing import TYPE_CHECKING
 
 import pandas as pd

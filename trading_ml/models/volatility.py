@@ -14,22 +14,8 @@ from trading_ml.config import STRICT, Settings, checked
 from trading_ml.errors import DataError
 from trading_ml.features.catalogue import FEATURES
 from trading_ml.io import json_bytes
-from trading_ml.models.base import (
-    CONFIG,
-    LSTMParams,
-    Dataset,
-    Standardizer,
-    feature_matrix,
-    progress_due,
-    read_config,
-)
-from trading_ml.models.baselines import (
-    RETURN,
-    TARGET,
-    align,
-    rolling_std_with_next,
-    symbol_returns,
-)
+from trading_ml.models.base import CONFIG, Dataset, LSTMParams, Standardizer, feature_matrix, progress_due, read_config
+from trading_ml.models.baselines import RETURN, TARGET, align, rolling_std_with_next, symbol_returns
 
 GARCH_SCALE = 100.0  # arch fits percent returns
 MIN_TRAIN_RETURNS = 100

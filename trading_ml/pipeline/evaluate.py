@@ -9,13 +9,7 @@ import pandas as pd
 from trading_ml.errors import StageFailed
 from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
 from trading_ml.models import evaluation
-from trading_ml.models.catalogue import (
-    chosen_models,
-    combinations_of,
-    members_of,
-    model_class,
-    task_of,
-)
+from trading_ml.models.catalogue import chosen_models, combinations_of, members_of, model_class, task_of
 from trading_ml.models.dataset import TrainingData
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests

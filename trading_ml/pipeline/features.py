@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from trading_ml.data.sources import read_bars_csv
+from trading_ml.data.bar_files import read_bars_csv
 from trading_ml.errors import DataError, StageFailed
 from trading_ml.features import catalogue
 from trading_ml.features.build import TimeframeFeatures, build_timeframe, feature_panel
 from trading_ml.features.market import missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
-from trading_ml.io import (
-    intact,
-    sha256_file,
-    write_json,
-    write_parquet,
-    write_table_csv,
-)
+from trading_ml.io import intact, sha256_file, write_json, write_parquet, write_table_csv
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.run_manifest import stage
 from trading_ml.run import RunContext

@@ -9,12 +9,13 @@ from collections.abc import Callable
 import pandas as pd
 
 from trading_ml.config import shorten
-from trading_ml.data.sources import MarketDataSource
+from trading_ml.data.bar_files import write_bars_csv
 from trading_ml.errors import ConfigError, DataError, OutsideCoverage, StageFailed
-from trading_ml.io import sha256_file, write_bars_csv, write_json
+from trading_ml.io import sha256_file, write_json
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.run_manifest import stage, summarize_ingest
 from trading_ml.run import RunContext, pair_name
+from trading_ml.sources import MarketDataSource
 from trading_ml.storage import bars_to_documents
 
 log = logging.getLogger(__name__)

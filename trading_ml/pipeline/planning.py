@@ -7,10 +7,10 @@ import logging
 from dataclasses import dataclass
 
 from trading_ml.config import Settings, parse_as_of
-from trading_ml.data.sources import make_source
 from trading_ml.errors import ConfigError
 from trading_ml.models.catalogue import chosen_models
 from trading_ml.run import RunContext, find_run
+from trading_ml.sources import make_source
 
 log = logging.getLogger(__name__)
 

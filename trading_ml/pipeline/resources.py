@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from trading_ml.data.sources import MarketDataSource, make_source
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunContext
+from trading_ml.sources import MarketDataSource, make_source
 from trading_ml.storage import FallbackStore, StoreChoice, open_stage_store
 
 

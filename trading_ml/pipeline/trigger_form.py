@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from trading_ml.config import TICKER_PATTERN, Settings, parse_as_of
 from trading_ml.config.schema import TICKER_RULE
-from trading_ml.data.sources import SOURCES
 from trading_ml.errors import ConfigError
 from trading_ml.models.catalogue import CATALOGUE, TRAINED_MODELS
 from trading_ml.pipeline.planning import RunRequest
+from trading_ml.sources import SOURCES
 
 TASK_NAMES = {"direction": "direction (up / flat / down)", "volatility": "volatility (next bars)", "regime": "regime (bull / bear / ...)"}
 FOLDER_FIELD = "csv_folder"  # the argument of a source kind that takes one (csv:DIR)

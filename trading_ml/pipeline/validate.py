@@ -3,11 +3,11 @@ what fails with its reasons."""
 
 from __future__ import annotations
 
+from trading_ml.data.bar_files import read_bars_csv, write_bars_csv
 from trading_ml.data.calendars import expected_timestamps
-from trading_ml.data.sources import read_bars_csv
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import StageFailed
-from trading_ml.io import intact, sha256_file, write_bars_csv, write_json
+from trading_ml.io import intact, sha256_file, write_json
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.run_manifest import stage
 from trading_ml.run import RunContext, pair_name

@@ -15,7 +15,16 @@ from pymongo.errors import BulkWriteError, ConfigurationError, DuplicateKeyError
 
 from trading_ml.errors import ConfigError, ConflictError, StoreError
 from trading_ml.storage.base import (
-    NATURAL_KEYS, OWNERS, STAMP, documents_to_bars, mask_uri, natural_key, now_stamp, partitions, replaces, stamped,
+    NATURAL_KEYS,
+    OWNERS,
+    STAMP,
+    documents_to_bars,
+    mask_uri,
+    natural_key,
+    now_stamp,
+    partitions,
+    replaces,
+    stamped,
 )
 
 BATCH_SIZE = 5000

@@ -28,7 +28,16 @@ from tinydb.storages import Storage
 
 from trading_ml.errors import ConflictError, StoreError, one_line
 from trading_ml.io import atomic_write_bytes
-from trading_ml.storage.base import NATURAL_KEYS, OWNERS, PARTITIONS, STAMP, documents_to_bars, now_stamp, replaces, stamped
+from trading_ml.storage.base import (
+    NATURAL_KEYS,
+    OWNERS,
+    PARTITIONS,
+    STAMP,
+    documents_to_bars,
+    now_stamp,
+    replaces,
+    stamped,
+)
 
 log = logging.getLogger(__name__)
 
