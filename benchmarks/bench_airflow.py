@@ -76,7 +76,7 @@ def cli_run(config: Path) -> dict:
     from trading_ml.pipeline.features import build_features
     from trading_ml.pipeline.ingest import ingest
     from trading_ml.pipeline.resources import StageResources
-    from trading_ml.pipeline.train import train
+    from trading_ml.pipeline.train import combine, train
     from trading_ml.pipeline.validate import validate
     from trading_ml.run import RunContext
 
@@ -89,6 +89,7 @@ def cli_run(config: Path) -> dict:
         build_features(ctx, resources)
         for name in chosen_models(ctx.models):
             train(ctx, name, resources)
+        combine(ctx, resources)
         evaluate(ctx, resources)
         deploy(ctx, resources)
     return {"wall": time.perf_counter() - start, "state": "success"}

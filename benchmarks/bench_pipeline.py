@@ -62,10 +62,11 @@ def run_once(args, folds: int) -> float:
         timed("features", lambda: build_features(ctx, resources), times)
         from trading_ml.pipeline.deploy import deploy  # the model stages load torch: imported when training starts,
         from trading_ml.pipeline.evaluate import evaluate  # as in a training task (the first run's first model pays it)
-        from trading_ml.pipeline.train import train
+        from trading_ml.pipeline.train import combine, train
 
         for name in TRAINED_MODELS:
             timed(f"train {name}", lambda n=name: train(ctx, n, resources), times)
+        timed("combine", lambda: combine(ctx, resources), times)
         timed("evaluate", lambda: evaluate(ctx, resources), times)
         timed("deploy", lambda: deploy(ctx, resources), times)
     print(f"end to end {sum(times.values()):.1f}s (training {sum(v for k, v in times.items() if k.startswith('train')):.1f}s)")

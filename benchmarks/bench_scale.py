@@ -104,10 +104,11 @@ def run_size(size: int, as_of: str) -> dict:
         from trading_ml.pipeline.deploy import deploy
         from trading_ml.pipeline.evaluate import evaluate
         from trading_ml.pipeline.report import report
-        from trading_ml.pipeline.train import train
+        from trading_ml.pipeline.train import combine, train
 
         for name in TRAINED_MODELS:
             stage(f"train {name}", lambda n=name: train(ctx, n, resources))
+        stage("combine", lambda: combine(ctx, resources))
         stage("evaluate", lambda: evaluate(ctx, resources))
         stage("deploy", lambda: deploy(ctx, resources))
         stage("report", lambda: report(ctx, resources))

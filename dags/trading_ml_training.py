@@ -5,7 +5,8 @@ Trains the direction, volatility and regime models on a diversified universe and
 
 **plan** → **pairs** → **ingest** (one mapped task per symbol × timeframe) → **validate** (joins them; a failed
 symbol is quarantined and the run goes on) → **features** → **choose_models** → the five training
-tasks in parallel (each walk-forward over 4 folds) → **evaluate** (out-of-sample metrics with 95%
+tasks in parallel (each walk-forward over 4 folds) → **combine** (the direction ensemble of the models
+that trained) → **evaluate** (out-of-sample metrics with 95%
 block-bootstrap intervals beside baselines) → **deploy** (promote only significant skill that is not
 worse than production, in the registry: MongoDB from the `mongo_default` connection, else TinyDB)
 → **report** (HTML with plots).
@@ -148,6 +149,16 @@ def train(model_name: str):
 
 
 @task(
+    doc_md="Build each combination of the models that trained (the direction ensemble): its files, predictions and candidate.",
+    trigger_rule="all_done",  # after every chosen training task, whatever its outcome
+)
+def combine():
+    from trading_ml.pipeline.train import combine
+
+    return call(combine)
+
+
+@task(
     doc_md="Score every model that trained (and the direction ensemble) out of sample beside its baselines; "
     "a model whose training task failed is named in the report and the others go on.",
     trigger_rule="all_done",  # after every chosen training task, whatever its outcome; none trained is an error
@@ -236,7 +247,7 @@ def trading_ml_training():
     trained = [train.override(task_id=TRAIN_TASK.format(name))(model_name=name) for name in TRAINED_MODELS]
     ingested >> validate() >> features() >> choose_models() >> trained
     deployed, reported = deploy(), report()
-    trained >> evaluate() >> deployed
+    trained >> combine() >> evaluate() >> deployed
     if AIRFLOW.approve_promotions:  # deploy proposes; a person approves in the UI; then the report
         deployed >> proposals() >> approve() >> apply_approval() >> reported
     else:

@@ -14,7 +14,7 @@ from trading_ml.pipeline.features import build_features
 from trading_ml.pipeline.ingest import ingest
 from trading_ml.pipeline.report import report
 from trading_ml.pipeline.resources import StageResources
-from trading_ml.pipeline.train import train
+from trading_ml.pipeline.train import combine, train
 from trading_ml.pipeline.validate import validate
 from trading_ml.run import RunContext
 
@@ -25,7 +25,7 @@ def run_through(ctx: RunContext, resources: StageResources, last: str = "deploy"
         "ingest": lambda: ingest(ctx, resources=resources),
         "validate": lambda: validate(ctx, resources=resources),
         "features": lambda: build_features(ctx, resources=resources),
-        "train": lambda: [train(ctx, name, resources=resources) for name in chosen_models(ctx.models)],
+        "train": lambda: [*(train(ctx, name, resources=resources) for name in chosen_models(ctx.models)), combine(ctx, resources)],
         "evaluate": lambda: evaluate(ctx, resources=resources),
         "deploy": lambda: deploy(ctx, resources=resources),
         "report": lambda: report(ctx, resources=resources),

@@ -176,7 +176,7 @@ def run_features(ctx: RunContext, resources: StageResources) -> None:
 
 
 def run_train(ctx: RunContext, resources: StageResources) -> None:
-    from trading_ml.pipeline.train import train  # the model stages import torch (4 s): only the commands that run them
+    from trading_ml.pipeline.train import combine, train  # the model stages import torch (4 s): only the commands that run them
 
     trained = []
     models = chosen_models(ctx.models)
@@ -185,6 +185,7 @@ def run_train(ctx: RunContext, resources: StageResources) -> None:
             bar.set_postfix_str(name)
             trained.append(train(ctx, name, resources))
             bar.update()
+    trained.extend(combine(ctx, resources)["combined"].values())
     for manifest in trained:
         print(f"trained {manifest['model_name']} v{manifest['version']}: {manifest['training_samples']:,} training rows "
               f"-> {runs_root(ctx.settings.data_dir) / manifest['artifacts'][0]['path']}")

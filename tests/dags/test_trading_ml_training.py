@@ -68,7 +68,7 @@ def test_the_graph_reads_like_the_plan(default_dag):
 
     settings = load_settings(REPO / "config.yaml")
     tasks = default_dag.task_dict
-    assert set(tasks) == {"plan", "pairs", "ingest", "validate", "features", "choose_models", *TRAIN_TASKS, "evaluate", "deploy", "report"}
+    assert set(tasks) == {"plan", "pairs", "ingest", "validate", "features", "choose_models", *TRAIN_TASKS, "combine", "evaluate", "deploy", "report"}
     ingest = tasks["ingest"]
     assert tasks["plan"].downstream_task_ids == {"pairs"}  # plan feeds only pairs; the others pull it: no edge to every task
     assert isinstance(ingest, MappedOperator) and ingest.upstream_task_ids == {"pairs"}
@@ -80,8 +80,9 @@ def test_the_graph_reads_like_the_plan(default_dag):
     assert tasks["choose_models"].upstream_task_ids == {"features"}
     for name in TRAIN_TASKS:
         assert tasks[name].upstream_task_ids == {"choose_models"}
-        assert tasks[name].downstream_task_ids == {"evaluate"}
-    assert tasks["evaluate"].trigger_rule == "all_done"  # after every chosen training task, whatever its outcome
+        assert tasks[name].downstream_task_ids == {"combine"}
+    assert tasks["combine"].trigger_rule == "all_done"  # after every chosen training task, whatever its outcome
+    assert tasks["evaluate"].upstream_task_ids == {"combine"} and tasks["evaluate"].trigger_rule == "all_done"
     assert [t.task_id for t in default_dag.leaves] == ["report"] and tasks["report"].upstream_task_ids == {"deploy"}
     assert tasks["deploy"].upstream_task_ids == {"evaluate"}
     assert tasks["report"].trigger_rule == "none_failed"  # a run with deploy off still gets its report
@@ -343,7 +344,7 @@ def test_a_source_that_cannot_work_fails_the_run_at_once_with_its_line_in_the_lo
     plan = instances[("plan", -1)]
     assert plan.state == "failed" and plan.try_number == 1
     ran = {task: (ti.state, ti.try_number) for (task, _), ti in instances.items() if ti.state not in ("upstream_failed", None)}
-    assert ran == {"plan": ("failed", 1), "evaluate": ("failed", 1)}  # evaluate (all_done) stops at once: nothing was planned
+    assert ran == {"plan": ("failed", 1), "combine": ("failed", 1), "evaluate": ("failed", 1)}  # (all_done) stop at once: nothing was planned
     out, err = capfd.readouterr()
     assert f"ConfigError: csv source folder {tmp_path / 'nonexistent'} does not exist" in out + err
 
@@ -371,7 +372,7 @@ def test_a_lost_worker_is_retried_and_a_model_that_never_trains_leaves_the_other
     assert run.state == "success"
     assert instances[("train_volatility_garch", -1)].state == "success" and instances[("train_volatility_garch", -1)].try_number == 2
     assert instances[("train_regime_rf", -1)].state == "failed" and instances[("train_regime_rf", -1)].try_number == 2
-    assert {task: instances[(task, -1)].state for task in ("evaluate", "deploy", "report")} == dict.fromkeys(("evaluate", "deploy", "report"), "success")
+    assert {task: instances[(task, -1)].state for task in ("combine", "evaluate", "deploy", "report")} == dict.fromkeys(("combine", "evaluate", "deploy", "report"), "success")
     evaluated = xcoms(run)[("evaluate", -1, "return_value")]
     assert list(evaluated["models"]) == ["volatility_garch"] and "train_regime_rf failed" in evaluated["not_trained"]["regime_rf"]
     report = (find_runs(tmp_path / "data")[0].layout.root / "report.html").read_text()

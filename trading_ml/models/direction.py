@@ -188,7 +188,7 @@ class DirectionEnsemble:
 
     A model of the protocol built from other models of its run (the catalogue names its members):
     its one file names them and the rule, the loader hands it the loaded members, and ``combine`` is
-    the rule applied to predictions the members already made (out of sample, at evaluation)."""
+    the rule applied to predictions the members already made (out of sample, when the train stage combines them)."""
 
     name, task, target = "direction", "direction", TARGET
     MEMBERS = ("direction_xgboost", "direction_lstm")  # built from these models of its run

@@ -1,23 +1,20 @@
 """Stage 5, evaluate: every trained model (and every combination of them, the direction ensemble)
 out of sample, beside its baselines, with block-bootstrap intervals and its skill over the best
-baseline."""
+baseline. It reads models' predictions and writes metrics only: no model file, no new version."""
 
 from __future__ import annotations
 
-import pandas as pd
-
 from trading_ml.errors import StageFailed
-from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
+from trading_ml.io import read_parquet, write_json
 from trading_ml.models import evaluation
-from trading_ml.models.catalogue import chosen_models, combinations_of, members_of, model_class, task_of
+from trading_ml.models.catalogue import chosen_models, combinations_of, task_of
 from trading_ml.models.dataset import TrainingData
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
-from trading_ml.pipeline.train import model_metadata
-from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunContext
 
 NOT_TRAINED = "its task train_{model} failed or did not finish (see that task's log), or `trading-ml train` stopped before it"
+NOT_COMBINED = "its members trained but the task combine failed or did not run (see its log; `trading-ml train` runs it)"
 
 
 @stage("evaluate", summarize=lambda manifest: {name: m["primary"] for name, m in manifest["models"].items()})
@@ -33,13 +30,12 @@ def evaluate(ctx: RunContext, resources: StageResources | None = None) -> dict:
     missing = {name: NOT_TRAINED.format(model=name) for name in chosen_models(ctx.models) if name not in trained}
     if not trained:
         raise StageFailed(f"evaluate: no model of run {ctx.run_id} trained, nothing to evaluate ({'; '.join(f'{n}: {w}' for n, w in missing.items())})")
+    missing |= {name: NOT_COMBINED for name in combinations_of(trained) if name not in trained}
     registry = resources.registry(ctx)
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
-    predictions = {name: read_parquet(ctx.layout.resolve(m["predictions"])) for name, m in trained.items()}
-    for name in combinations_of(predictions):
-        predictions[name] = _register_combination(ctx, registry, name, data, predictions)
     report, models = {}, {}
-    for name, values in predictions.items():
+    for name, manifest in trained.items():
+        values = read_parquet(ctx.layout.resolve(manifest["predictions"]))
         version = registry.record_for_run(name, ctx.run_id)["version"]
         report[name] = {"version": version, **evaluation.evaluate(task_of(name), data.table, data.folds, values, ctx.settings)}
         models[name] = {"version": version, **evaluation.summary(report[name])}
@@ -61,16 +57,3 @@ def planted_signal(ctx: RunContext) -> float | None:
     from trading_ml.data.synthetic import configured_strength
 
     return configured_strength(ctx.settings.source_options("synthetic"))
-
-
-def _register_combination(ctx: RunContext, registry: ModelRegistry, name: str, data: TrainingData, predictions: dict) -> pd.DataFrame:
-    """Register a combination (the direction ensemble) of this run's members; its out-of-sample
-    predictions: its rule applied to the members' own."""
-    cls, members = model_class(name), {m: registry.record_for_run(m, ctx.run_id) for m in members_of(name)}
-    paths = [atomic_write_bytes(ctx.layout.model_file(name, suffix), payload) for suffix, payload in cls.spec_files(list(members)).items()]
-    names = sorted({n for record in members.values() for n in record["feature_names"]})
-    components = {member: record["version"] for member, record in members.items()}
-    registry.publish({**model_metadata(ctx, registry, name, paths, data, names), "components": components})
-    combined = cls.combine([predictions[member] for member in members])
-    write_parquet(ctx.layout.predictions(name), combined)
-    return combined

@@ -64,10 +64,12 @@ def _ingested(ctx: RunContext) -> dict | None:
 
 
 def trained_manifests(ctx: RunContext) -> dict[str, dict]:
-    """Model name -> train manifest, for the run's models whose training finished."""
-    from trading_ml.models.catalogue import chosen_models
+    """Model name -> train manifest, for the run's models whose training finished and the
+    combinations of them that were built."""
+    from trading_ml.models.catalogue import chosen_models, combinations_of
 
-    paths = {name: ctx.layout.trained_manifest(name) for name in chosen_models(ctx.models)}
+    names = chosen_models(ctx.models)
+    paths = {name: ctx.layout.trained_manifest(name) for name in [*names, *combinations_of(names)]}
     return {name: read_stage_manifest(path) for name, path in paths.items() if path.is_file()}
 
 

@@ -1,5 +1,6 @@
 """Stage 4, train: fit one model walk-forward on the run's training table, save it and its
-out-of-sample predictions under models/, register it as a candidate."""
+out-of-sample predictions under models/, register it as a candidate; then (:func:`combine`, once the
+models trained) build each combination of them, the direction ensemble, the same way."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import pandas as pd
 
 from trading_ml.config import shorten
 from trading_ml.errors import DataError
-from trading_ml.io import atomic_write_bytes, write_json, write_parquet
-from trading_ml.models.catalogue import chosen_models, entry, model_class
+from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
+from trading_ml.models.catalogue import chosen_models, combinations_of, entry, members_of, model_class
 from trading_ml.models.dataset import TrainingData
 from trading_ml.pipeline.resources import StageResources
-from trading_ml.pipeline.run_manifest import stage
+from trading_ml.pipeline.run_manifest import stage, trained_manifests
 from trading_ml.registry import ModelRegistry, config_hash
 from trading_ml.run import RunContext
 
@@ -43,10 +44,43 @@ def train(ctx: RunContext, model_name: str, resources: StageResources | None = N
     predictions = write_parquet(ctx.layout.predictions(model_name), out_of_sample)
     registry = resources.registry(ctx)
     record = registry.publish(model_metadata(ctx, registry, model_name, files, data, model.feature_names))
+    manifest = write_trained_manifest(ctx, resources, record, predictions, data)
+    log.info("%s: registered version %s as a candidate (%.1f s)", model_name, record["version"], time.perf_counter() - started)
+    return manifest
+
+
+@stage("train")
+def combine(ctx: RunContext, resources: StageResources | None = None) -> dict:
+    """The fan-in after the trainings: register each combination (the direction ensemble) whose
+    members all trained in this run, with its files, its out-of-sample predictions (its rule applied
+    to the members' own) and a train manifest like a trained model's. Re-running rewrites the same."""
+    trained = {name: m for name, m in trained_manifests(ctx).items() if not members_of(name)}
+    data = TrainingData.load(ctx, ctx.stage_manifest("features")) if trained else None
+    combined = {name: _register_combination(ctx, resources, name, data, trained) for name in combinations_of(trained)}
+    return {"stage": "train", "run_id": ctx.run_id, "combined": combined}
+
+
+def _register_combination(ctx: RunContext, resources: StageResources, name: str, data: TrainingData, trained: dict) -> dict:
+    registry = resources.registry(ctx)
+    cls, members = model_class(name), {m: registry.record_for_run(m, ctx.run_id) for m in members_of(name)}
+    paths = [atomic_write_bytes(ctx.layout.model_file(name, suffix), payload) for suffix, payload in cls.spec_files(list(members)).items()]
+    names = sorted({n for record in members.values() for n in record["feature_names"]})
+    components = {member: record["version"] for member, record in members.items()}
+    record = registry.publish({**model_metadata(ctx, registry, name, paths, data, names), "components": components})
+    combined = cls.combine([read_parquet(ctx.layout.resolve(trained[member]["predictions"])) for member in members])
+    predictions = write_parquet(ctx.layout.predictions(name), combined)
+    log.info("%s: registered version %s as a candidate, built from %s", name, record["version"],
+             ", ".join(f"{member} v{version}" for member, version in components.items()))
+    return write_trained_manifest(ctx, resources, record, predictions, data, components=components)
+
+
+def write_trained_manifest(ctx: RunContext, resources: StageResources, record: dict, predictions, data: TrainingData,
+                           **extra) -> dict:
+    """A model's train manifest (``models/<name>.trained.json``): what evaluate reads."""
     manifest = {
         "stage": "train",
         "run_id": ctx.run_id,
-        "model_name": model_name,
+        "model_name": record["model_name"],
         "version": record["version"],
         "artifacts": record["artifacts"],
         "predictions": ctx.layout.relative(predictions),
@@ -54,9 +88,9 @@ def train(ctx: RunContext, model_name: str, resources: StageResources | None = N
         "folds": len(data.folds),
         "dataset": ctx.layout.relative(ctx.layout.features_manifest),
         "store": resources.store_choice.to_dict(),
+        **extra,
     }
-    write_json(ctx.layout.trained_manifest(model_name), manifest)
-    log.info("%s: registered version %s as a candidate (%.1f s)", model_name, record["version"], time.perf_counter() - started)
+    write_json(ctx.layout.trained_manifest(record["model_name"]), manifest)
     return manifest
 
 
