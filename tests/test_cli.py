@@ -141,3 +141,25 @@ def test_two_runs_on_one_day_with_different_symbols_keep_their_own_files_and_rec
         assert records[runs[0].run_id]["symbols"] == ["AAPL", "^GSPC"] and records[runs[1].run_id]["symbols"] == ["XOM", "^GSPC"]
         for record in records.values():
             assert ModelLoader(registry).load_record(record) is not None  # every file of both runs intact (sha256 checked)
+
+
+def test_help_names_what_the_catalogue_and_the_stages_hold(capsys, monkeypatch):
+    """Choices in the help come from the catalogue, the sources and the stage list, not from text
+    that a sixth model would leave behind; every command takes the common options."""
+    import pytest
+
+    from trading_ml.cli import parser
+    from trading_ml.models.catalogue import MODEL_NAMES
+    from trading_ml.sources import spec_forms
+
+    def help_of(*command):
+        with pytest.raises(SystemExit):
+            parser().parse_args([*command, "--help"])
+        return " ".join(capsys.readouterr().out.split())
+
+    train, run = help_of("train"), help_of("run")
+    assert all(name in train for name in TRAINED_MODELS) and f"all {len(TRAINED_MODELS)}" in train
+    assert all(form in train for form in spec_forms()) and ", ".join(STAGES) in run
+    assert all(name in help_of("promote").replace(",", " ").split() for name in MODEL_NAMES)
+    for command in ("ingest", "report", "serve", "runs", "history", "sync"):
+        assert all(option in help_of(command) for option in ("--data-dir", "--config", "--verbose"))

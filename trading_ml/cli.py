@@ -23,17 +23,27 @@ from tqdm import tqdm
 
 from trading_ml.config import Settings, parse_as_of, shorten
 from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, load_settings
+from trading_ml.console import (
+    print_features_summary,
+    print_history,
+    print_ingest_summary,
+    print_model_table,
+    print_report_summary,
+    print_runs,
+    print_sync_summary,
+    print_trained,
+    print_validate_summary,
+)
 from trading_ml.errors import ConfigError, SourceUnavailable, StageFailed, StoreError, TradingMLError
-from trading_ml.io import number, read_json
-from trading_ml.models.catalogue import chosen_models
+from trading_ml.io import read_json
+from trading_ml.models.catalogue import MODEL_NAMES, TRAINED_MODELS, chosen_models
 from trading_ml.pipeline import STAGES
 from trading_ml.pipeline.features import build_features
 from trading_ml.pipeline.ingest import ingest
 from trading_ml.pipeline.planning import RunRequest, plan_run
 from trading_ml.pipeline.resources import StageResources
-from trading_ml.pipeline.run_manifest import summarize_ingest
 from trading_ml.pipeline.validate import validate
-from trading_ml.run import RunContext, find_run, find_runs, runs_root
+from trading_ml.run import RunContext, find_run, find_runs
 from trading_ml.sources import spec_forms
 from trading_ml.sync import sync_to_mongo
 
@@ -48,16 +58,27 @@ PLAN_STAGES = {  # the plan's script: its 'ingest' is Phase 1 (data), its 'valid
 }
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", help=f"{' | '.join(spec_forms())} (default: config `source`)")
-    parser.add_argument("--symbols", help="comma-separated tickers (default: the config universe)")
-    parser.add_argument("--timeframes", help="comma-separated, e.g. 1d,1h (default: config)")
-    parser.add_argument("--models", help="comma-separated models to train, e.g. regime_rf (default: all five, or the run's)")
-    parser.add_argument("--as-of", help="YYYY-MM-DD; windows end here (default: today)")
-    parser.add_argument("--run-id", type=run_id_option, help="the run to continue (default: a new run for run/ingest, else the as-of's newest)")
-    parser.add_argument("--data-dir", help="where runs and the fallback store live (default: config or TRADING_ML_DATA_DIR)")
-    parser.add_argument("--config", help="config.yaml path (default: TRADING_ML_CONFIG or the repo's)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+def common_options() -> argparse.ArgumentParser:
+    """--data-dir, --config and -v: every command takes them (an argparse parent)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="where runs and the fallback store live (default: config or TRADING_ML_DATA_DIR)")
+    common.add_argument("--config", help="config.yaml path (default: TRADING_ML_CONFIG or the repo's)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    return common
+
+
+def run_options() -> argparse.ArgumentParser:
+    """What a stage command takes to pick its run (an argparse parent, with the common options)."""
+    options = argparse.ArgumentParser(add_help=False, parents=[common_options()])
+    options.add_argument("--source", help=f"{' | '.join(spec_forms())} (default: config `source`)")
+    options.add_argument("--symbols", help="comma-separated tickers (default: the config universe)")
+    options.add_argument("--timeframes", help="comma-separated, e.g. 1d,1h (default: config)")
+    options.add_argument("--models", help=f"comma-separated models to train, of {', '.join(TRAINED_MODELS)} "
+                         f"(default: all {len(TRAINED_MODELS)}, or the run's)")
+    options.add_argument("--as-of", help="YYYY-MM-DD; windows end here (default: today)")
+    options.add_argument("--run-id", type=run_id_option,
+                         help="the run to continue (default: a new run for run/ingest, else the as-of's newest)")
+    return options
 
 
 def split_list(text: str | None, option: str = "--symbols") -> list[str] | None:
@@ -176,7 +197,10 @@ def run_features(ctx: RunContext, resources: StageResources) -> None:
 
 
 def run_train(ctx: RunContext, resources: StageResources) -> None:
-    from trading_ml.pipeline.train import combine, train  # the model stages import torch (4 s): only the commands that run them
+    from trading_ml.pipeline.train import (  # the model stages import torch (4 s): only the commands that run them
+        combine,
+        train,
+    )
 
     trained = []
     models = chosen_models(ctx.models)
@@ -186,9 +210,7 @@ def run_train(ctx: RunContext, resources: StageResources) -> None:
             trained.append(train(ctx, name, resources))
             bar.update()
     trained.extend(combine(ctx, resources)["combined"].values())
-    for manifest in trained:
-        print(f"trained {manifest['model_name']} v{manifest['version']}: {manifest['training_samples']:,} training rows "
-              f"-> {runs_root(ctx.settings.data_dir) / manifest['artifacts'][0]['path']}")
+    print_trained(ctx, trained)
 
 
 def run_evaluate(ctx: RunContext, resources: StageResources) -> None:
@@ -212,80 +234,6 @@ def run_report_stage(ctx: RunContext, resources: StageResources) -> None:
 
 RUNNERS = {"ingest": run_ingest, "validate": run_validate, "features": run_features, "train": run_train,
            "evaluate": run_evaluate, "deploy": run_deploy, "report": run_report_stage}
-
-
-def print_ingest_summary(ctx: RunContext, manifests: list[dict]) -> None:
-    summary = summarize_ingest(manifests)
-    print(f"ingest: {summary['ok']}/{summary['pairs']} pairs from {ctx.source}, {summary['rows']:,} bars -> {ctx.run_root}")
-    for pair, error in summary["failed"].items():
-        print(f"  failed {pair}: {error}")
-
-
-def print_validate_summary(ctx: RunContext, report: dict) -> None:
-    rows = [
-        (r["symbol"], r["timeframe"], r.get("rows_in", 0), r.get("rows_out", 0),
-         "QUARANTINED" if r["quarantined"] else "ok", "; ".join(r["reasons"]) or _repairs(r))
-        for r in report["reports"]
-    ]
-    print(format_table(("symbol", "tf", "bars in", "bars out", "status", "notes"), rows))
-    passed = sum(1 for r in report["reports"] if not r["quarantined"])
-    print(f"validate: {passed}/{len(rows)} pairs passed -> {ctx.run_root}")
-
-
-def _repairs(report: dict) -> str:
-    return "; ".join(f"{c['check']}: {c['detail']}" for c in report.get("checks", []) if not c["passed"])
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
-    cells = [list(map(str, headers))] + [[f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def print_model_table(ctx: RunContext, report: dict, deployed: dict | None) -> None:
-    """One row per model: its out-of-sample metric with its interval, the baselines beside it, the
-    skill's lower bound, the plan's target, the decision."""
-    rows = []
-    for name, evaluation in report["models"].items():
-        primary, skill = evaluation["primary"], evaluation["skill"]
-        status = deployed["decisions"][name]["status"] if deployed else "candidate"
-        rows.append((name, evaluation["version"], primary["metric"], _with_interval(primary), _baselines(evaluation),
-                     number(skill['lower_bound'], "+.3g"), "met" if evaluation["plan_target"]["met"] else "NOT met", status))
-    print(format_table(("model", "version", "metric", "value [95% interval]", "baselines", "skill lower bound", "plan target", "status"), rows))
-    folds = report["folds"]
-    print(f"walk-forward: {len(folds)} test segments from {folds[0]['test_start'][:10]} ({sum(f['rows']['test'] for f in folds):,} rows); "
-          f"full report {ctx.layout.evaluation_report}")
-    if report.get("planted_signal") is not None:
-        recovered = ", ".join(f"{name} {number(m['metrics']['rank_ic']['value'], '.3g')}" for name, m in report["models"].items() if m["task"] == "direction")
-        print(f"planted signal: information coefficient {report['planted_signal']:.3g}; recovered rank IC: {recovered}")
-    for name, decision in (deployed or {}).get("decisions", {}).items():
-        print(f"  {name} {decision['version']}: {decision['reason']}")
-
-
-def _with_interval(values: dict) -> str:
-    return f"{number(values['value'])} [{number(values['low'])}, {number(values['high'])}]"
-
-
-def _baselines(evaluation: dict) -> str:
-    metric = evaluation["primary"]["metric"]
-    return ", ".join(f"{name} {number(b[metric]['value'])}" for name, b in evaluation["baselines"].items())
-
-
-def print_features_summary(ctx: RunContext, manifest: dict) -> None:
-    for timeframe, entry in manifest["timeframes"].items():
-        rows = [
-            (symbol, timeframe, s["bars"], s["warmup_rows"], s["rows"], s["features"],
-             entry["excluded_from_training"].get(symbol, "training"))
-            for symbol, s in entry["symbols"].items()
-        ]
-        print(format_table(("symbol", "tf", "bars", "warm-up dropped", "rows", "features", "use"), rows))
-        categories = ", ".join(f"{name} {count}" for name, count in entry["categories"].items())
-        table = entry.get("training_table", {})
-        print(f"features {timeframe}: {len(entry['feature_names'])} ({categories}); "
-              f"training table {table.get('rows', 0):,} rows -> {ctx.layout.training_table(timeframe)}")
-        for name, reason in entry["missing_market_features"].items():
-            print(f"  without {name}: {reason}")
 
 
 def find_evaluated_run(settings: Settings, reference: str | None):
@@ -318,30 +266,6 @@ def run_report(args: argparse.Namespace) -> None:
         print("no browser found here; open the file above in one", file=sys.stderr)
 
 
-def print_report_summary(summary: dict) -> None:
-    """What the report says, in the terminal: each model beside its best baseline, its backtest, its
-    status, and what that means."""
-    data = summary["data"]
-    print(f"run {summary['run_id']}: as of {summary['as_of']}, source {summary['source']}, {len(data['pairs'])} pairs passed "
-          f"validation, {len(data['quarantined'])} quarantined")
-    rows = []
-    for name, model in summary["models"].items():
-        metrics, trading = model["test_metrics"], model.get("trading")
-        skill = metrics["skill"]
-        rows.append((name, model["version"], f"{metrics['primary']['metric']} {_with_interval(metrics['primary'])}",
-                     f"{number(skill['lower_bound'], '+.3g')} over {skill['baseline']}",
-                     _with_interval(trading["long_short_annualized_sharpe"]) if trading else "-",
-                     number(trading["long_short_max_drawdown"]["value"], ".1%") if trading else "-",
-                     number(trading["turnover"]["value"], ".0%") if trading else "-", model["status"]))
-    print(format_table(("model", "version", "metric [95% interval]", "skill lower bound", "Sharpe [95% interval]", "max drawdown",
-                        "turnover", "status"), rows))
-    for name, reason in summary.get("not_trained", {}).items():
-        print(f"  not trained {name}: {reason}")
-    print("what this means:")
-    for name, model in summary["models"].items():
-        print(f"  {name} {model['version']}: {' '.join(model.get('meaning', []))}")
-
-
 def run_serve(args: argparse.Namespace) -> None:
     import socket
 
@@ -365,15 +289,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
 def run_sync(args: argparse.Namespace) -> None:
     summary = sync_to_mongo(settings_from_args(args), args.mongo_uri)
-    for collection, counts in summary.items():
-        if isinstance(counts, dict) and "copied" in counts:
-            print(f"sync {collection}: {counts['copied']:,} copied from TinyDB, {counts['kept']:,} kept (MongoDB's copy is as new); "
-                  f"{counts['in_mongodb']:,} in MongoDB")
-    for change in summary["renumbered"]:
-        print(f"  renumbered {change['model_name']} {change['from']} of run {change['run_id']} -> {change['to']} "
-              f"({change['from']} belongs to another run in MongoDB)")
-    for name, pointer in summary["production"].items():
-        print(f"  production {name}: run {pointer['run_id']}{'' if pointer['changed'] else ' (unchanged)'}")
+    print_sync_summary(summary)
 
 
 def run_promote(args: argparse.Namespace) -> None:
@@ -415,69 +331,55 @@ def run_history(args: argparse.Namespace) -> None:
     finally:
         store.close()
     path = write_json(settings.data_dir / "history" / f"{args.model}.json", history)
-    metric = history["metric"]
-    scored = [p for p in history["periods"] if "skipped" not in p]
-    print(f"{args.model}: {len(scored)} of {len(history['periods'])} periods between {len(history['periods']) + 1} runs scored, "
-          f"{history['rows']:,} rows (each labelled and predicted by every candidate)")
-    for period in history["periods"]:
-        rows = f"skipped: {period['skipped']}" if "skipped" in period else f"{period['rows']:>7,} rows"
-        print(f"  {period['from']} .. {period['to']}  served {period['served']:<22} latest {period['latest']:<6} {rows}")
-    rows = [("served by production", history["served"]), ("always the latest", history["latest"]), *history["baselines"].items()]
-    for name, metrics in rows:
-        value = metrics[metric]
-        print(f"  {name:<22} {metric} {_with_interval(value)}")
-    gain, better = history["served_advantage"], "lower" if history["lower_is_better"] else "higher"
-    print(f"  served's advantage over latest: {metric} {number(gain['value'], '+.4g')} ({gain['confidence']:.0%} interval "
-          f"{number(gain['low'], '+.4g')} to {number(gain['high'], '+.4g')}; positive: what was served did better, {metric} {better} "
-          f"is better) -> {path}")
+    print_history(args.model, history, path)
 
 
 def run_list(args: argparse.Namespace) -> None:
     """Every run under the data directory: as-of, run id, folder and the stages it finished."""
-    from trading_ml.overview import run_row
-
     runs = find_runs(settings_from_args(args).data_dir, parse_as_of(args.as_of) if args.as_of else None)
-    rows = [(run.as_of.isoformat(), run.run_id, ",".join(run_row(run)["stages"]) or "-", str(run.layout.root)) for run in runs]
-    print(format_table(("as-of", "run id", "stages", "folder"), rows) if rows else "no runs yet; start one with `trading-ml run`")
+    print_runs(runs)
+
+
+def stage_commands() -> tuple[tuple[str, str], ...]:
+    """Each stage command and what it does (`run` is every stage)."""
+    return (
+        ("ingest", "fetch every symbol and timeframe into raw/ and the store"),
+        ("validate", "run the six checks on an ingested run; clean into validated/, quarantine failures"),
+        ("features", "indicators, market-wide features and targets of a validated run; training tables"),
+        ("train", f"fit the {len(TRAINED_MODELS)} models ({', '.join(TRAINED_MODELS)}) on the run's training table, then "
+                  "combine them (the direction ensemble); register them as candidates"),
+        ("evaluate", "walk-forward out-of-sample metrics with intervals, beside the baselines and the plan's targets"),
+        ("deploy", "promote the candidates whose skill over their baselines is significant and not worse than production"),
+        ("run", f"the full pipeline: {', '.join(STAGES)}"),
+    )
 
 
 def parser() -> argparse.ArgumentParser:
     root = OneLineParser(prog="trading-ml", description="Market data to registered trading models.")
     commands = root.add_subparsers(dest="command", required=True)
-    for name, text in (
-        ("ingest", "fetch every symbol and timeframe into raw/ and the store"),
-        ("validate", "run the six checks on an ingested run; clean into validated/, quarantine failures"),
-        ("features", "indicators, market-wide features and targets of a validated run; training tables"),
-        ("train", "fit the five models on the run's training table; register them as candidates"),
-        ("evaluate", "walk-forward out-of-sample metrics with intervals, beside the baselines and the plan's targets"),
-        ("deploy", "promote the candidates whose skill over their baselines is significant and not worse than production"),
-        ("run", "the full pipeline: ingest, validate, features, train, evaluate, deploy, report"),
-    ):
-        add_run_options(commands.add_parser(name, help=text, description=text))
-    report = commands.add_parser("report", help="show (or regenerate) a run's HTML performance report")
+    common, stage = common_options(), run_options()
+    for name, text in stage_commands():
+        commands.add_parser(name, help=text, description=text, parents=[stage])
+    report = commands.add_parser("report", help="show (or regenerate) a run's HTML performance report", parents=[common])
     report.add_argument("run", nargs="?", help="run id, as-of date (its newest run) or run folder (default: the newest evaluated run)")
     report.add_argument("--regenerate", action="store_true", help="write it again from the run's files and the registry")
     report.add_argument("--open", action="store_true", help="open it in a browser")
-    serve = commands.add_parser("serve", help="the signals API (FastAPI) over the production models")
+    serve = commands.add_parser("serve", help="the signals API (FastAPI) over the production models", parents=[common])
     serve.add_argument("--host", default="127.0.0.1", type=host_name, help="default 127.0.0.1 (this machine only)")
     serve.add_argument("--port", type=port_number, default=8000)
-    listing = commands.add_parser("runs", help="list the runs: as-of, run id, finished stages, folder")
+    listing = commands.add_parser("runs", help="list the runs: as-of, run id, finished stages, folder", parents=[common])
     listing.add_argument("--as-of", help="only the runs of this as-of date")
-    promote = commands.add_parser("promote", help="make a registered version production by hand (the gate is not asked)")
-    promote.add_argument("model", help="direction, direction_xgboost, direction_lstm, volatility_garch, volatility_lstm or regime_rf")
+    models = f"one of {', '.join(MODEL_NAMES)}"
+    promote = commands.add_parser("promote", help="make a registered version production by hand (the gate is not asked)", parents=[common])
+    promote.add_argument("model", help=models)
     promote.add_argument("version", help="the version, e.g. 3.0 (see GET /models or the Airflow registry page)")
-    promote.add_argument("--reason", type=promotion_reason, help=f"why, kept in the record and the production history (one line, at most {MAX_REASON} characters)")
-    history = commands.add_parser("history", help="what production served between runs, beside always promoting the latest and the baselines")
-    history.add_argument("model", help="direction, direction_xgboost, direction_lstm, volatility_garch, volatility_lstm or regime_rf")
-    for command in (report, serve, listing, promote, history):
-        command.add_argument("--data-dir")
-        command.add_argument("--config")
-        command.add_argument("-v", "--verbose", action="store_true")
-    sync = commands.add_parser("sync", help="copy what landed in the TinyDB fallback into MongoDB")
+    promote.add_argument("--reason", type=promotion_reason,
+                         help=f"why, kept in the record and the production history (one line, at most {MAX_REASON} characters)")
+    history = commands.add_parser("history", help="what production served between runs, beside always promoting the latest and the baselines",
+                                  parents=[common])
+    history.add_argument("model", help=models)
+    sync = commands.add_parser("sync", help="copy what landed in the TinyDB fallback into MongoDB", parents=[common])
     sync.add_argument("--mongo-uri", help="default: TRADING_ML_MONGO_URI or storage.mongo_uri")
-    sync.add_argument("--data-dir")
-    sync.add_argument("--config")
-    sync.add_argument("-v", "--verbose", action="store_true")
     return root
 
 
@@ -519,15 +421,12 @@ def _run(args: argparse.Namespace, action) -> int:
 
 
 def plan_parser() -> argparse.ArgumentParser:
-    root = OneLineParser(
-        prog="train_production_models.py",
-        description="The plan's entry point: run one stage, or the full pipeline.",
-    )
+    root = OneLineParser(prog="train_production_models.py", description="The plan's entry point: run one stage, or the full pipeline.",
+                         parents=[run_options()])
     mode = root.add_mutually_exclusive_group(required=True)
     mode.add_argument("--stage", choices=list(PLAN_STAGES),
                       help="ingest = fetch + validate data + features; validate = evaluate the models")
     mode.add_argument("--full-pipeline", action="store_true", help="every stage in order")
-    add_run_options(root)
     return root
 
 
