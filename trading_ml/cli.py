@@ -30,6 +30,7 @@ from trading_ml.console import (
     print_model_table,
     print_report_summary,
     print_runs,
+    print_settings_differences,
     print_sync_summary,
     print_trained,
     print_validate_summary,
@@ -335,9 +336,14 @@ def run_history(args: argparse.Namespace) -> None:
 
 
 def run_list(args: argparse.Namespace) -> None:
-    """Every run under the data directory: as-of, run id, folder and the stages it finished."""
-    runs = find_runs(settings_from_args(args).data_dir, parse_as_of(args.as_of) if args.as_of else None)
-    print_runs(runs)
+    """Every run under the data directory: as-of, run id, folder and the stages it finished; or, with
+    --diff, how two runs' frozen settings differ."""
+    data_dir = settings_from_args(args).data_dir
+    if args.diff:
+        runs = [find_run(data_dir, reference) for reference in args.diff]
+        print_settings_differences(runs, [run.layout.frozen_settings() for run in runs])
+        return
+    print_runs(find_runs(data_dir, parse_as_of(args.as_of) if args.as_of else None))
 
 
 def stage_commands() -> tuple[tuple[str, str], ...]:
@@ -369,6 +375,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=port_number, default=8000)
     listing = commands.add_parser("runs", help="list the runs: as-of, run id, finished stages, folder", parents=[common])
     listing.add_argument("--as-of", help="only the runs of this as-of date")
+    listing.add_argument("--diff", nargs=2, metavar="RUN", help="how two runs' settings differ (each run's settings.json, frozen when it started)")
     models = f"one of {', '.join(MODEL_NAMES)}"
     promote = commands.add_parser("promote", help="make a registered version production by hand (the gate is not asked)", parents=[common])
     promote.add_argument("model", help=models)

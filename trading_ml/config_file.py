@@ -5,7 +5,9 @@ is a ConfigError of one line (trading_ml.config.messages)."""
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -27,7 +29,7 @@ from trading_ml.config.schema import (
     ValidationSettings,
     room_to_train,
 )
-from trading_ml.config.settings import Instrument, Settings, StorageSettings, Timeframe
+from trading_ml.config.settings import Instrument, Settings, StorageSettings, Timeframe, parse_as_of
 from trading_ml.errors import ConfigError
 from trading_ml.models.catalogue import CATALOGUE
 from trading_ml.sources import SOURCES, source_rule, spec_is_known
@@ -66,12 +68,34 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
 
 def run_settings(context: dict, mongo_uri: str | None = None) -> Settings:
     """The settings of a run that RunContext.to_dict describes, read again (e.g. in another Airflow
-    task): its config file and data folder. The MongoDB URI (it may hold a password) is never in
-    that dict; the driver passes it here."""
+    task): the ones it froze in its folder when it started (checked against their sha256 and the
+    schema), so an edit of config.yaml during the run changes nothing; the config file for a run
+    that froze none. The data folder is the context's; the MongoDB URI (it may hold a password) is
+    never in that dict or the frozen file: the driver passes it here."""
     env = {**os.environ, ENV_DATA_DIR: context["data_dir"]}
     if mongo_uri:
         env[ENV_MONGO_URI] = mongo_uri
-    return load_settings(context["config_path"], env)
+    from trading_ml.run import RunLayout, check_run_id
+
+    layout = RunLayout.of(Path(context["data_dir"]), parse_as_of(context["as_of"]), check_run_id(context["run_id"]))
+    frozen = layout.frozen_settings()
+    if frozen is None:
+        return load_settings(context["config_path"], env)
+    return settings_from_document(frozen, layout.settings_file, env)
+
+
+def settings_from_document(document: dict, origin: Path, env: dict[str, str]) -> Settings:
+    """Settings from a document in config.yaml's shape (a run's settings.json), checked by the same
+    schema; only the data folder and the MongoDB URI come from the environment."""
+    env = _with_uri_file({key: value for key, value in env.items() if key in (ENV_DATA_DIR, ENV_MONGO_URI, ENV_MONGO_URI_FILE)})
+    raw = copy.deepcopy(document)
+    overridden = _apply_environment(raw, env)
+    schema = config_file()
+    try:
+        checked_file = schema.model_validate_json(json.dumps(raw))
+    except ValidationError as error:
+        raise ConfigError(describe_error(error, str(origin), schema, overridden, SECRET_KEYS)) from None
+    return _settings(checked_file, origin)
 
 
 def _with_uri_file(env) -> dict:

@@ -3,6 +3,7 @@ as plain text (the report, the pages and the API show the same figures)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from trading_ml.io import number
@@ -152,3 +153,19 @@ def print_runs(runs: list) -> None:
 
     rows = [(run.as_of.isoformat(), run.run_id, ",".join(run_row(run)["stages"]) or "-", str(run.layout.root)) for run in runs]
     print(format_table(("as-of", "run id", "stages", "folder"), rows) if rows else "no runs yet; start one with `trading-ml run`")
+
+
+def print_settings_differences(runs: list, frozen: list[dict | None]) -> None:
+    """The settings two runs froze, key by key where they differ."""
+    from trading_ml.config.settings import settings_differences
+
+    names = [f"{run.run_id} ({run.as_of})" for run in runs]
+    for run, settings in zip(runs, frozen, strict=True):
+        if settings is None:
+            print(f"run {run.run_id} froze no settings (it started before runs did); nothing to compare")
+            return
+    rows = [(key, json.dumps(first), json.dumps(second)) for key, first, second in settings_differences(*frozen) if key != "data_dir"]
+    if not rows:
+        print(f"runs {names[0]} and {names[1]} used the same settings")
+        return
+    print(format_table(("setting", names[0], names[1]), rows))

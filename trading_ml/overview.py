@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trading_ml.config.settings import settings_differences
 from trading_ml.errors import TradingMLError, one_line
 from trading_ml.io import number, read_json
 from trading_ml.pipeline import STAGES
@@ -141,7 +142,8 @@ def compare_runs(data_dir: Path, first: str, second: str, registry: ModelRegistr
     models = list(dict.fromkeys([*evaluations[0], *evaluations[1]]))
     return {"runs": rows, "models": {name: [_model_side(evaluations[k].get(name), rows[k]["decisions"].get(name)) for k in (0, 1)]
                                      for name in models},
-            "differences": _differences(runs, rows, evaluations) + _configuration_differences(registry, runs, models)}
+            "differences": _differences(runs, rows, evaluations) + _settings_differences(runs)
+            + _configuration_differences(registry, runs, models)}
 
 
 def _evaluation(run: RunInfo) -> dict:
@@ -178,6 +180,18 @@ def _differences(runs: list[RunInfo], rows: list[dict], evaluations: list[dict])
     if folds[0] != folds[1]:
         found.append({"field": "walk-forward folds", "first": folds[0], "second": folds[1]})
     return found
+
+
+def _settings_differences(runs: list[RunInfo]) -> list[dict]:
+    """Each setting the two runs froze differently (settings.json); nothing for a run that froze none."""
+    try:
+        frozen = [run.layout.frozen_settings() for run in runs]
+    except TradingMLError as error:
+        return [{"field": "settings", "first": "", "second": "", "note": one_line(error, 200)}]
+    if None in frozen:
+        return []
+    return [{"field": f"setting {key}", "first": first, "second": second, "note": "settings.json"}
+            for key, first, second in settings_differences(*frozen) if key != "data_dir"]
 
 
 def _configuration_differences(registry: ModelRegistry | None, runs: list[RunInfo], models: list[str]) -> list[dict]:

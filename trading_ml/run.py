@@ -12,6 +12,7 @@ ever writes into another run's files. Only :class:`RunLayout` builds paths insid
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -26,8 +27,10 @@ from typing import Any
 import pandas as pd
 
 from trading_ml.config import Settings, check_ticker, parse_as_of, shorten
+from trading_ml.config.settings import settings_document
 from trading_ml.data.calendars import bars_before
 from trading_ml.errors import ConfigError
+from trading_ml.io import atomic_write_bytes, json_bytes
 from trading_ml.sources import check_source
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~:+-]{0,249}")  # Airflow's allowed run ids, and the CLI's
 UNSAFE_IN_FOLDER = re.compile(r"[^A-Za-z0-9_.-]")
 IDENTITY = "run.json"
+SETTINGS = "settings.json"  # the effective settings a run froze when it started
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -146,6 +150,23 @@ class RunLayout:
     @property
     def identity(self) -> Path:
         return self.root / IDENTITY
+
+    @property
+    def settings_file(self) -> Path:
+        """The run's effective settings, frozen when it started (config.yaml's shape, no secrets)."""
+        return self.root / SETTINGS
+
+    def frozen_settings(self) -> dict[str, Any] | None:
+        """The settings the run froze when it started, checked against the sha256 its run.json
+        recorded; None for a run that froze none (started before runs did)."""
+        if not self.settings_file.is_file():
+            return None
+        recorded = read_identity(self.identity).get("settings_sha256") if self.identity.is_file() else None
+        payload = self.settings_file.read_bytes()
+        if recorded != hashlib.sha256(payload).hexdigest():
+            raise ConfigError(f"{self.settings_file} is not what run {self.root.name} froze when it started (its sha256 differs "
+                              f"from run.json's settings_sha256); restore it, or start a new run")
+        return read_object(self.settings_file, "a run's settings", "restore it, or start a new run")
 
     def relative(self, path: Path) -> str:
         return str(Path(path).relative_to(self.root))
@@ -296,9 +317,15 @@ class RunContext:
 
     @cached_property
     def layout(self) -> RunLayout:
-        """The run's folder layout; the first use claims the folder for this run id."""
+        """The run's folder layout; the first use claims the folder for this run id and freezes the
+        run's settings there (settings.json, its sha256 in run.json): every later task reads them."""
         layout = RunLayout.of(self.settings.data_dir, self.as_of, self.run_id)
-        layout.claim({**self.to_dict(), "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")})
+        identity = {**self.to_dict(), "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")}
+        if not layout.identity.is_file():
+            payload = json_bytes(settings_document(self.settings))
+            atomic_write_bytes(layout.settings_file, payload)
+            identity["settings_sha256"] = hashlib.sha256(payload).hexdigest()
+        layout.claim(identity)
         return layout
 
     @property

@@ -146,6 +146,7 @@ def test_two_runs_compare_side_by_side_with_what_differed(quarters_client):
     assert f"{evaluation['metric']} {evaluation['value']:.4g} [{evaluation['low']:.4g}, {evaluation['high']:.4g}]" in page
     assert "<td>symbols <span class=\"muted\">(7 shared)</span></td><td>(none of its own)</td><td>^VIX</td>" in page
     assert "not deployed" in page  # the third run stopped after evaluate
+    assert "<td>setting " not in page  # both froze the same settings
     registry, store, _ = plugin.registry_for(plugin.load_settings())
     try:
         configured = [registry.record_for_run("direction_xgboost", run.run_id) for run in (third, fourth)]

@@ -129,3 +129,54 @@ def parse_as_of(text: str | dt.date | None, today: dt.date | None = None) -> dt.
             "pass today or an earlier date"
         )
     return as_of
+
+
+def settings_document(settings: Settings) -> dict[str, Any]:
+    """The settings in config.yaml's own shape, as JSON values, without secrets (the MongoDB URI):
+    what a run freezes into its folder when it starts (``settings.json``). Read back through the
+    schema, it gives the same settings."""
+    from pydantic_core import to_jsonable_python
+
+    instruments = list(settings.universe.values())
+    equities = [i for i in instruments if i.kind == "equity"]
+    sectors: dict[str, list[str]] = {}
+    for instrument in equities:
+        sectors.setdefault(instrument.sector, []).append(instrument.symbol)
+    indices = [{"symbol": i.symbol, "name": i.name, "exchange": i.exchange, "has_volume": i.has_volume,
+                "max_abs_return": i.max_abs_return} for i in instruments if i.kind == "index"]
+    models = to_jsonable_python(settings.models)
+    storage = settings.storage
+    fallback = storage.fallback_dir
+    return {
+        "universe": {
+            "indices": indices,
+            "equities": {"exchange": equities[0].exchange if equities else settings.default_exchange, "sectors": sectors},
+            "fx": [i.symbol for i in instruments if i.kind == "fx"],
+            "crypto": [i.symbol for i in instruments if i.kind == "crypto"],
+            "default_exchange": settings.default_exchange,
+        },
+        "timeframes": {name: {"lookback": timeframe.lookback} for name, timeframe in settings.timeframes.items()},
+        "data_dir": str(settings.data_dir),
+        "source": settings.source,
+        "storage": {"database": storage.database, "ping_timeout_ms": storage.ping_timeout_ms,
+                    "fallback_dir": str(fallback.relative_to(settings.data_dir) if fallback.is_relative_to(settings.data_dir) else fallback)},
+        "validation": to_jsonable_python(settings.validation),
+        "sources": to_jsonable_python(settings.sources),
+        "features": to_jsonable_python(settings.features),
+        "models": {**{key: value for key, value in models.items() if key != "params"}, **models["params"]},
+        "airflow": to_jsonable_python(settings.airflow),
+        "api": to_jsonable_python(settings.api),
+    }
+
+
+def settings_differences(first: dict[str, Any], second: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Each dotted key whose value differs between two settings documents: (key, first, second);
+    a key one of them lacks is None there."""
+    found = []
+    for key in sorted(set(first) | set(second), key=str):
+        a, b, name = first.get(key), second.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            found.extend(settings_differences(a, b, f"{name}."))
+        elif a != b:
+            found.append((name, a, b))
+    return found

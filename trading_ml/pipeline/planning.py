@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from trading_ml.config import Settings, parse_as_of
 from trading_ml.errors import ConfigError
 from trading_ml.models.catalogue import chosen_models
-from trading_ml.run import RunContext, find_run
+from trading_ml.run import RunContext, RunInfo, find_run
 from trading_ml.sources import make_source
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def plan_run(settings: Settings, request: RunRequest) -> RunContext:
     offers (a file folder holds some symbols)."""
     if request.continues:
         earlier = find_run(settings.data_dir, request.run_id, None if request.run_id else parse_as_of(request.as_of))
-        recorded = earlier.selection
+        recorded, settings = earlier.selection, frozen_settings_of(earlier, settings)
         return RunContext.create(settings, given(request.as_of, recorded.get("as_of")), given(request.symbols, recorded.get("symbols")),
                                  given(request.timeframes, recorded.get("timeframes")), request.source or recorded.get("source"),
                                  earlier.run_id, chosen_models(given(request.models, recorded.get("models"))), request.deploy)
@@ -57,6 +57,23 @@ def plan_run(settings: Settings, request: RunRequest) -> RunContext:
             raise ConfigError(f"source {source.name} has none of the configured timeframes ({', '.join(settings.timeframes)})")
     return RunContext.create(settings, request.as_of, symbols, timeframes, source_spec, request.run_id,
                              chosen_models(request.models), request.deploy)
+
+
+def frozen_settings_of(run: RunInfo, settings: Settings) -> Settings:
+    """The settings ``run`` froze when it started (with this driver's data folder and MongoDB URI);
+    the driver's own for a run that froze none. A config that differs now is named in the log."""
+    from trading_ml.config.settings import settings_differences, settings_document
+    from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, settings_from_document
+
+    frozen = run.layout.frozen_settings()
+    if frozen is None:
+        return settings
+    changed = [key for key, _, _ in settings_differences(frozen, settings_document(settings)) if key != "data_dir"]
+    if changed:
+        log.warning("run %s keeps the settings it started with (%s); the config differs now in %s", run.run_id,
+                    run.layout.settings_file, ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else ""))
+    env = {ENV_DATA_DIR: str(settings.data_dir), ENV_MONGO_URI: settings.storage.mongo_uri or ""}
+    return settings_from_document(frozen, run.layout.settings_file, env)
 
 
 def given(requested, recorded):
