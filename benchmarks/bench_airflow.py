@@ -69,7 +69,7 @@ def sized_config(folder: Path, symbols: int | None) -> Path:
 
 def cli_run(config: Path) -> dict:
     """Every stage called in this process, as ``trading-ml run`` does."""
-    from trading_ml.config_file import load_settings
+    from trading_ml.drivers import load_settings
     from trading_ml.models.catalogue import chosen_models
     from trading_ml.pipeline.deploy import deploy
     from trading_ml.pipeline.evaluate import evaluate

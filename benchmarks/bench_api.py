@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings, train_and_promote  # noqa: E402
 from tests.test_serving import free_port  # noqa: E402
-from trading_ml.config_file import ENV_DATA_DIR, load_settings  # noqa: E402
+from trading_ml.config.loader import ENV_DATA_DIR  # noqa: E402
+from trading_ml.drivers import load_settings  # noqa: E402
 from trading_ml.serving import create_app  # noqa: E402
 
 TARGETS = {"a": 100.0, "b": 250.0, "c": 250.0, "d": 250.0}

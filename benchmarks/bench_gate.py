@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import make_settings, quick  # noqa: E402
 from tests.stages import market_trial  # noqa: E402
-from trading_ml.config_file import load_settings  # noqa: E402
 from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH  # noqa: E402
+from trading_ml.drivers import load_settings  # noqa: E402
 from trading_ml.models.simulation import promotion_rate  # noqa: E402
 
 TRIAL_SYMBOLS = ["^GSPC", "^VIX", "AAPL", "MSFT", "GOOGL", "NVDA", "JPM", "BAC", "XOM", "CVX", "WMT", "JNJ"]

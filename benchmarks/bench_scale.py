@@ -32,7 +32,7 @@ for name in ("TRADING_ML_MONGO_URI", "TRADING_ML_DATA_DIR", "TRADING_ML_CONFIG")
 
 from benchmarks.universe import grow_universe  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
-from trading_ml.config_file import load_settings  # noqa: E402
+from trading_ml.drivers import load_settings  # noqa: E402
 from trading_ml.models import TRAINED_MODELS  # noqa: E402
 from trading_ml.pipeline.features import build_features  # noqa: E402
 from trading_ml.pipeline.ingest import ingest  # noqa: E402

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trading_ml.config_file import load_settings  # noqa: E402
 from trading_ml.data.synthetic import SyntheticMarket  # noqa: E402
+from trading_ml.drivers import load_settings  # noqa: E402
 from trading_ml.storage import TinyStore, bars_to_documents  # noqa: E402
 
 

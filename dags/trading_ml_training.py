@@ -33,7 +33,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from trading_ml_airflow import ForwardOnlyCron, mongo_uri  # plugins/: shared with the plugin
 
-from trading_ml.config_file import load_settings, run_settings
+from trading_ml.drivers import load_settings, run_settings
 from trading_ml.errors import SourceUnavailable, StoreError, TradingMLError
 from trading_ml.models import TRAINED_MODELS
 from trading_ml.models.catalogue import MODEL_NAMES

@@ -10,7 +10,7 @@ import pendulum
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 
 
 def mongo_uri(conn_id: str | None = None) -> str | None:

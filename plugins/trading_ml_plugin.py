@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from trading_ml_airflow import ForwardOnlyCron, mongo_uri
 
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.errors import StoreError
 from trading_ml.io import number
 from trading_ml.models.catalogue import MODEL_NAMES

@@ -12,7 +12,8 @@ import yaml
 from secantus import SecantusDBServer
 
 from trading_ml.config import Settings
-from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, load_settings
+from trading_ml.config.loader import ENV_DATA_DIR, ENV_MONGO_URI
+from trading_ml.drivers import load_settings
 from trading_ml.run import RunContext
 
 AS_OF = "2026-11-20"

@@ -168,7 +168,7 @@ def test_the_signals_api_is_a_service_over_the_same_registry_and_data_volume_on_
     assert environment(api) == {"TRADING_ML_MONGO_URI_FILE": "/run/secrets/signals_api_mongo_uri"}  # the registry the DAG writes
     script = load_secrets_script()
     script.generate(tmp_path)
-    from trading_ml.config_file import load_settings
+    from trading_ml.drivers import load_settings
 
     settings = load_settings(env={"TRADING_ML_MONGO_URI_FILE": str(tmp_path / "signals_api_mongo_uri")})
     connection = (tmp_path / "airflow_connections.json").read_text()

@@ -16,7 +16,7 @@ from yfinance.exceptions import YFRateLimitError
 from tests.conftest import AS_OF, QUICK_MODELS, RestartableMongo, make_settings, write_config
 from tests.stages import run_through
 from trading_ml import io
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.loading import ModelLoader
 from trading_ml.models import TRAINED_MODELS
 from trading_ml.pipeline.features import build_features
@@ -288,7 +288,7 @@ def test_a_writer_killed_with_sigkill_leaves_a_temp_file_that_the_rerun_removes(
     ctx = RunContext.create(settings, AS_OF, ["AAPL"], ["1d"], "synthetic")
     child = textwrap.dedent(f"""
         import os, signal
-        from trading_ml.config_file import load_settings
+        from trading_ml.drivers import load_settings
         from trading_ml.pipeline.ingest import ingest
         from trading_ml.run import RunContext
         os.replace = lambda source, target: os.kill(os.getpid(), signal.SIGKILL)  # killed between write and rename

@@ -9,7 +9,7 @@ import yaml
 
 from tests.conftest import QUARTERS, QUICK_MODELS, REPO, merged
 from trading_ml.cli import main
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_runs
 from trading_ml.storage.tiny import TinyStore

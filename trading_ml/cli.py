@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from tqdm import tqdm
 
 from trading_ml.config import Settings, parse_as_of, shorten
-from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, load_settings
+from trading_ml.config.loader import ENV_DATA_DIR, ENV_MONGO_URI
 from trading_ml.console import (
     print_features_summary,
     print_history,
@@ -35,6 +35,7 @@ from trading_ml.console import (
     print_trained,
     print_validate_summary,
 )
+from trading_ml.drivers import load_settings
 from trading_ml.errors import ConfigError, SourceUnavailable, StageFailed, StoreError, TradingMLError
 from trading_ml.io import read_json
 from trading_ml.models.catalogue import MODEL_NAMES, TRAINED_MODELS, chosen_models

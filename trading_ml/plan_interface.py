@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from trading_ml.config import Settings
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.registry import ModelRegistry
 from trading_ml.storage import open_store
 from trading_ml.verify import Verifier

@@ -365,7 +365,7 @@ class RunContext:
     @classmethod
     def from_dict(cls, data: dict[str, Any], settings: Settings) -> RunContext:
         """The context :meth:`to_dict` describes, e.g. in another Airflow task, with the settings
-        read again from its config file and data folder (trading_ml.config_file.run_settings)."""
+        read again from its config file and data folder (trading_ml.drivers.run_settings)."""
         return cls(settings, dt.date.fromisoformat(data["as_of"]), list(data["symbols"]), list(data["timeframes"]),
                    data["source"], check_run_id(data["run_id"]), data.get("models"), bool(data.get("deploy", True)))
 

@@ -9,8 +9,9 @@ import yaml
 
 from tests.conftest import write_config
 from trading_ml.cli import main
+from trading_ml.config.loader import ENV_DATA_DIR, settings_from_document
 from trading_ml.config.settings import settings_differences, settings_document
-from trading_ml.config_file import ENV_DATA_DIR, load_settings, run_settings, settings_from_document
+from trading_ml.drivers import config_parts, load_settings, run_settings
 from trading_ml.errors import ConfigError
 from trading_ml.run import RunContext, find_runs
 
@@ -28,7 +29,7 @@ def test_the_frozen_document_reads_back_as_the_same_settings(tmp_path):
         sources={"synthetic": {"faults": {"AAPL": ["gap"]}, "signal_strength": 0.05}}, models={"folds": 3, "regime_rf": {"trees": 7}})
     settings = load_settings(path, env={})
     document = settings_document(settings)
-    again = settings_from_document(json.loads(json.dumps(document)), tmp_path / "settings.json", {})
+    again = settings_from_document(json.loads(json.dumps(document)), tmp_path / "settings.json", {}, config_parts())
     assert dataclasses.replace(again, config_path=settings.config_path) == settings
     assert "mongo_uri" not in document["storage"]
 

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from trading_ml.config import parse_as_of, parse_lookback
-from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, load_settings, run_settings
+from trading_ml.config.loader import ENV_DATA_DIR, ENV_MONGO_URI
+from trading_ml.drivers import load_settings, run_settings
 from trading_ml.errors import ConfigError
 from trading_ml.run import RunContext
 

@@ -15,7 +15,7 @@ from pydantic import Field
 from tests.conftest import REPO
 from trading_ml import sources
 from trading_ml.config import STRICT, checked
-from trading_ml.config_file import config_file, load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.errors import ConfigError, UnknownModel
 from trading_ml.models import catalogue
 from trading_ml.models.direction import LSTMDirection, XGBoostDirection
@@ -95,9 +95,7 @@ def registered(monkeypatch):
     """Momentum and ParquetSource registered as their own modules would register them."""
     monkeypatch.setitem(catalogue.CATALOGUE, Momentum.name, catalogue.Entry.of(Momentum))
     monkeypatch.setitem(sources.SOURCES, ParquetSource.kind, ParquetSource)
-    config_file.cache_clear()
     yield
-    config_file.cache_clear()
 
 
 def test_a_sixth_model_and_a_new_source_are_configured_and_checked_with_nothing_else_changed(registered, tmp_path):

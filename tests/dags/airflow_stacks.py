@@ -314,7 +314,7 @@ class CeleryStack(AirflowStack):
 
     def start_airflow(self, workers: int) -> None:
         """As airflow-init and the services of docker-compose.yaml: migrate, create the pool, start."""
-        from trading_ml.config_file import load_settings
+        from trading_ml.drivers import load_settings
 
         self.airflow("db", "migrate", timeout=600)
         settings = load_settings(self.env["TRADING_ML_CONFIG"]).airflow

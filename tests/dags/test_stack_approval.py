@@ -21,7 +21,7 @@ def test_with_approve_promotions_a_person_approves_in_the_ui_and_the_registry_re
     task shows the evidence, a person answers through the same REST call the Required Actions page
     makes, and only then is the version production, with the approval in its history."""
     from tests.conftest import QUICK_MODELS, write_config
-    from trading_ml.config_file import load_settings
+    from trading_ml.drivers import load_settings
     from trading_ml.registry import ModelRegistry
     from trading_ml.storage import TinyStore
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.dags.conftest import REPO, write_config
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.errors import ConfigError
 from trading_ml.loading import ModelLoader
 from trading_ml.models import TRAINED_MODELS

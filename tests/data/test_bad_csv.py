@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.errors import DataError
 from trading_ml.sources import CsvSource
 

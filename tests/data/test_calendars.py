@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from trading_ml.config import Instrument
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.data.calendars import (
     CRYPTO,
     FX,

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.corporate_actions import find_actions
 from trading_ml.data.validation import validate_bars

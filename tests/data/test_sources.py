@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 from yfinance.exceptions import YFRateLimitError
 
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.data.bar_files import write_bars_csv
 from trading_ml.data.bars import BAR_COLUMNS
 from trading_ml.errors import ConfigError, DataError, SourceUnavailable

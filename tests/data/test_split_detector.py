@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.stages import run_both
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.data.bars import BAR_COLUMNS, bar_index
 from trading_ml.data.corporate_actions import SPLIT_FACTORS, find_actions
 from trading_ml.data.synthetic import SyntheticMarket

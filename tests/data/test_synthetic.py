@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.data.bars import BAR_COLUMNS
 from trading_ml.data.synthetic import REGIMES, SyntheticMarket
 from trading_ml.errors import ConfigError, DataError, SourceUnavailable

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.synthetic import GAP_SHARE, SyntheticMarket
 from trading_ml.data.validation import (

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trading_ml.config_file import load_settings
 from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH
+from trading_ml.drivers import load_settings
 from trading_ml.features.targets import REGIMES
 from trading_ml.models.evaluation import judge
 from trading_ml.models.simulation import direction_stream, promotion_rate

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from trading_ml.config import Settings
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.features.catalogue import model_features, symbol_feature_names
 from trading_ml.features.targets import direction_labels
 from trading_ml.models.base import progress_due
@@ -40,6 +40,7 @@ class Data:
     table: pd.DataFrame
     split: Split
     feature_names: list[str]
+    volatility_window: int = SETTINGS.features.volatility_window
 
 
 def with_models(**changes) -> Settings:
@@ -53,7 +54,7 @@ def last_fold(table: pd.DataFrame, settings: Settings = SETTINGS) -> Split:
 
 def fitted(model_class, table, names, settings: Settings = SETTINGS):
     split = last_fold(table, settings)
-    return model_class.fit(Data(table, split, names), settings), split
+    return model_class.fit(Data(table, split, names), settings.models.params.get(model_class.name), settings.models.seed), split
 
 
 def rmse(truth, forecast) -> float:
@@ -248,7 +249,7 @@ def test_the_forest_logs_its_rows_and_when_it_is_done(caplog):
     caplog.set_level(logging.INFO, logger="trading_ml")
     table = planted_regime_table()
     split = last_fold(table)
-    RegimeForest.fit(Data(table, split, REGIME_FEATURES), with_models(regime_rf={"trees": 20}))
+    RegimeForest.fit(Data(table, split, REGIME_FEATURES), with_models(regime_rf={"trees": 20}).models.of("regime_rf"), SETTINGS.models.seed)
     rows = int((split.mask("train") & table[FORECAST].notna().to_numpy()).sum())
     assert logged(caplog, r"^regime_rf: 20 trees on (\d+) training rows x 11 features") == [(str(rows),)]
     assert logged(caplog, r"^regime_rf: 20 trees fitted in [\d.]+ s$")

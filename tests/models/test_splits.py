@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from trading_ml.config import FeatureSettings
-from trading_ml.config_file import load_settings
+from trading_ml.drivers import load_settings
 from trading_ml.models.splits import out_of_sample_fold, purge_gap, walk_forward
 
 MODELS, FEATURES = load_settings(env={}).models, FeatureSettings()  # the repo's models: sequences of 20 bars

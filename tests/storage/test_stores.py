@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import closed_port_uri, make_settings
-from trading_ml.config_file import load_settings
 from trading_ml.data.synthetic import SyntheticMarket
+from trading_ml.drivers import load_settings
 from trading_ml.errors import ConfigError, ConflictError, StoreError
 from trading_ml.storage import MongoStore, TinyStore, bars_to_documents, open_store, tiny
 from trading_ml.storage.base import mask_uri

@@ -2,9 +2,10 @@
 
 ``schema`` holds the typed sections (models and sources declare their own next to themselves),
 ``settings`` is what a run reads, ``messages`` turns an error into one line naming the key and what
-to write instead. :mod:`trading_ml.config_file` (``load_settings``) joins the sections with the
-models' and sources' into the file's schema and reads the file and the environment; it sits above
-the models and the sources, which import from here.
+to write instead; ``loader`` (``load_settings``) joins the sections with the models' ``Params`` and
+the sources' ``Options`` it is given (``ConfigParts``: :mod:`trading_ml.drivers` gives them) into
+the file's schema, and reads the file, a run's frozen settings and the environment. Nothing here
+imports the models or the sources, which import from here.
 """
 
 from trading_ml.config.messages import shorten

@@ -1,6 +1,6 @@
 """The typed sections of config.yaml (pydantic v2): every key has a type and bounds, unknown keys are
 refused. The sections that belong to a model or a data source are declared next to it (each model
-class's ``Params``, each source class's ``Options``); :mod:`trading_ml.config_file` joins them
+class's ``Params``, each source class's ``Options``); :mod:`trading_ml.config.loader` joins them
 with these into the file's schema, so nothing here knows which models or sources exist. Nothing
 here hard-codes a year."""
 

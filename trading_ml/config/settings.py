@@ -77,6 +77,7 @@ class Settings:
     models: ModelSettings = field(default_factory=ModelSettings)
     airflow: AirflowSettings = field(default_factory=AirflowSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    parts: Any = field(default=None, compare=False, repr=False)  # the ConfigParts they were checked with (config.loader)
 
     def instrument(self, symbol: str) -> Instrument:
         """The configured instrument, or an equity on the default exchange for symbols outside it."""

@@ -2,8 +2,9 @@
 
 Every model class names its ``name``, ``task`` (direction, volatility, regime) and ``target``
 column, declares its parameters as ``Params`` (a checked dataclass: its section of config.yaml,
-`models.<name>`, read in ``fit`` as ``settings.models.of(name)``), and offers ``fit(dataset, settings)`` (a dataset is a table, one walk-forward fold and the
-feature names), ``predict(table)``, ``save()`` and ``load(files)``. ``save`` turns the model into
+`models.<name>`), and offers ``fit(dataset, params, seed)`` (a dataset is a table, one walk-forward
+fold, the feature names and the volatility window; ``params`` its ``Params`` as configured, None for a
+model without), ``predict(table)``, ``save()`` and ``load(files)``. ``save`` turns the model into
 files (suffix -> bytes: ``.config.json`` with feature names, settings and fitted scalers, plus one
 binary in a format that cannot run code on load); ``load`` rebuilds it from exactly those bytes. A
 model never opens a path: the pipeline writes the files where the run's layout says, and the
@@ -33,6 +34,7 @@ class Dataset(Protocol):
     table: pd.DataFrame
     split: object  # trading_ml.models.splits.Split
     feature_names: list[str]
+    volatility_window: int  # bars in a realized-volatility window (features.volatility_window)
 
 
 class Model(Protocol):
@@ -43,7 +45,7 @@ class Model(Protocol):
     Params: type  # its parameters and their bounds (config.yaml `models.<name>`); none for a combination
 
     @classmethod
-    def fit(cls, dataset: Dataset, settings) -> Model: ...
+    def fit(cls, dataset: Dataset, params, seed: int) -> Model: ...
     def predict(self, table: pd.DataFrame) -> pd.DataFrame: ...
     def save(self) -> dict[str, bytes]: ...
     @classmethod

@@ -57,6 +57,11 @@ def chosen_models(names: Sequence[str] | None) -> list[str]:
     return [name for name in TRAINED_MODELS if name in names]
 
 
+def model_params() -> dict[str, type]:
+    """Each configurable model's name and its class's ``Params`` (its section of config.yaml)."""
+    return {name: found.model.Params for name, found in CATALOGUE.items() if hasattr(found.model, "Params")}
+
+
 def model_class(name: str) -> type:
     """The class of a model name."""
     return entry(name).model

@@ -21,6 +21,7 @@ class TrainingData:
     feature_names: list[str]  # the scale-free features of the table
     timeframe: str
     path: str  # relative to the run folder
+    volatility_window: int  # bars in a realized-volatility window (features.volatility_window): the volatility target's
 
     @classmethod
     def load(cls, ctx: RunContext, features_manifest: dict) -> TrainingData:
@@ -37,7 +38,8 @@ class TrainingData:
             raise DataError(f"{resolved} is missing or changed since the features stage wrote it; re-run `trading-ml features --run-id {ctx.run_id}`")
         table = read_parquet(resolved)
         folds = walk_forward(table, ctx.settings.models, ctx.settings.features)
-        return cls(table, folds, folds[-1], model_features(entry["feature_names"]), timeframe, path)
+        return cls(table, folds, folds[-1], model_features(entry["feature_names"]), timeframe, path,
+                   ctx.settings.features.volatility_window)
 
     def for_fold(self, split: Split) -> TrainingData:
         return replace(self, split=split)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from trading_ml.config import STRICT, Rate, Settings, at_most, checked
+from trading_ml.config import STRICT, Rate, at_most, checked
 from trading_ml.errors import DataError
 from trading_ml.io import json_bytes
 from trading_ml.models.base import CONFIG, Dataset, LSTMParams, Standardizer, feature_matrix, progress_due, read_config
@@ -74,11 +74,10 @@ class XGBoostDirection:
         self.feature_names, self.booster, self.info = feature_names, booster, info or {}
 
     @classmethod
-    def fit(cls, dataset: Dataset, settings: Settings) -> XGBoostDirection:
+    def fit(cls, dataset: Dataset, params: Params, seed: int) -> XGBoostDirection:
         import xgboost as xgb
 
         table, split, feature_names = dataset.table, dataset.split, dataset.feature_names
-        params, seed = settings.models.of(cls.name), settings.models.seed
         labelled = table[TARGET].notna().to_numpy()
         train, validation = split.mask("train") & labelled, split.mask("validation") & labelled
         features = feature_matrix(table, feature_names, cls.name)
@@ -131,14 +130,13 @@ class LSTMDirection:
         self.feature_names, self.net, self.scaler, self.settings, self.info = feature_names, net, scaler, settings, info or {}
 
     @classmethod
-    def fit(cls, dataset: Dataset, settings: Settings) -> LSTMDirection:
+    def fit(cls, dataset: Dataset, params: Params, seed: int) -> LSTMDirection:
         import torch
         from torch import nn
 
         from trading_ml.models import lstm
 
         table, split, feature_names = dataset.table, dataset.split, dataset.feature_names
-        params, seed = settings.models.of(cls.name), settings.models.seed
         features = feature_matrix(table, feature_names, cls.name)
         scaler = Standardizer.fit(features[split.mask("train")])
         sequences = lstm.Sequences(table, scaler.transform(features), params.sequence_length)

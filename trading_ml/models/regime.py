@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from trading_ml.config import STRICT, Settings, at_most, checked
+from trading_ml.config import STRICT, at_most, checked
 from trading_ml.errors import DataError
 from trading_ml.io import json_bytes
 from trading_ml.models.base import CONFIG, Dataset, feature_matrix, read_config
@@ -70,10 +70,10 @@ class RegimeForest:
         self.feature_names, self.forests = feature_names, forests
 
     @classmethod
-    def fit(cls, dataset: Dataset, settings: Settings) -> RegimeForest:
+    def fit(cls, dataset: Dataset, params: Params, seed: int) -> RegimeForest:
         from sklearn.ensemble import RandomForestClassifier
 
-        table, params, seed = dataset.table, settings.models.of(cls.name), settings.models.seed
+        table = dataset.table
         names = [n for n in REGIME_FEATURES if n in dataset.feature_names]
         features = feature_matrix(table, names, cls.name)
         rows = dataset.split.mask("train") & table[FORECAST].notna().to_numpy()

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from trading_ml.config import STRICT, Settings, checked
+from trading_ml.config import STRICT, checked
 from trading_ml.errors import DataError
 from trading_ml.features.catalogue import FEATURES
 from trading_ml.io import json_bytes
@@ -39,8 +39,8 @@ class GarchVolatility:
         self.parameters, self.window = parameters, window
 
     @classmethod
-    def fit(cls, dataset: Dataset, settings: Settings) -> GarchVolatility:
-        table, window = dataset.table, settings.features.volatility_window
+    def fit(cls, dataset: Dataset, params: None, seed: int) -> GarchVolatility:
+        table, window = dataset.table, dataset.volatility_window
         train = dataset.split.segment == "train"
         parameters, by_symbol = {}, symbol_returns(table)
         for number, (symbol, returns) in enumerate(by_symbol.items(), start=1):
@@ -116,14 +116,13 @@ class LSTMVolatility:
         self.target_scale, self.settings, self.info = target_scale, settings, info or {}
 
     @classmethod
-    def fit(cls, dataset: Dataset, settings: Settings) -> LSTMVolatility:
+    def fit(cls, dataset: Dataset, params: Params, seed: int) -> LSTMVolatility:
         import torch
         from torch import nn
 
         from trading_ml.models import lstm
 
         table, split = dataset.table, dataset.split
-        params, seed = settings.models.of(cls.name), settings.models.seed
         names = lstm_inputs(dataset.feature_names)
         features = feature_matrix(table, names, cls.name)
         scaler = Standardizer.fit(features[split.mask("train")])

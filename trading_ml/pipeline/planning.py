@@ -62,8 +62,8 @@ def plan_run(settings: Settings, request: RunRequest) -> RunContext:
 def frozen_settings_of(run: RunInfo, settings: Settings) -> Settings:
     """The settings ``run`` froze when it started (with this driver's data folder and MongoDB URI);
     the driver's own for a run that froze none. A config that differs now is named in the log."""
+    from trading_ml.config.loader import ENV_DATA_DIR, ENV_MONGO_URI, settings_from_document
     from trading_ml.config.settings import settings_differences, settings_document
-    from trading_ml.config_file import ENV_DATA_DIR, ENV_MONGO_URI, settings_from_document
 
     frozen = run.layout.frozen_settings()
     if frozen is None:
@@ -73,7 +73,7 @@ def frozen_settings_of(run: RunInfo, settings: Settings) -> Settings:
         log.warning("run %s keeps the settings it started with (%s); the config differs now in %s", run.run_id,
                     run.layout.settings_file, ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else ""))
     env = {ENV_DATA_DIR: str(settings.data_dir), ENV_MONGO_URI: settings.storage.mongo_uri or ""}
-    return settings_from_document(frozen, run.layout.settings_file, env)
+    return settings_from_document(frozen, run.layout.settings_file, env, settings.parts)
 
 
 def given(requested, recorded):

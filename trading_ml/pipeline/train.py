@@ -102,7 +102,7 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[object, 
         log.info("%s: fold %d of %d: %d training, %d validation and %d test rows, test from %s", cls.name, split.fold + 1,
                  len(data.folds), *(int(split.mask(segment).sum()) for segment in ("train", "validation", "test")),
                  split.test_start.date())
-        model = cls.fit(data.for_fold(split), ctx.settings)
+        model = cls.fit(data.for_fold(split), ctx.settings.models.params.get(cls.name), ctx.settings.models.seed)
         predictions = model.predict(data.table)
         if pooled is None:
             pooled = pd.DataFrame(float("nan"), index=predictions.index, columns=predictions.columns).astype(predictions.dtypes)

@@ -23,7 +23,7 @@ SOURCES: dict[str, type[MarketDataSource]] = {
 }
 
 __all__ = ["SOURCES", "CsvSource", "MarketDataSource", "NoOptions", "SampleSource", "SyntheticSource", "YahooSource",
-           "check_source", "make_source", "source_options", "source_rule", "spec_forms", "spec_is_known", "spec_pattern"]
+           "check_source", "make_source", "source_options", "source_problem", "spec_forms", "spec_is_known", "spec_pattern"]
 
 
 def make_source(spec: str, settings: Settings, retries: int | None = None) -> MarketDataSource:
@@ -48,8 +48,9 @@ def spec_forms() -> list[str]:
     return [f"{kind}:{source.argument}" if source.argument else kind for kind, source in SOURCES.items()]
 
 
-def source_rule() -> str:
-    return f"is not a source: write {spec_choices()}"
+def source_problem(spec: object) -> str | None:
+    """None for a spec of a registered kind (config.yaml's `source:`), else what to write instead."""
+    return None if spec_is_known(spec) else f"is not a source: write {spec_choices()}"
 
 
 def spec_choices() -> str:

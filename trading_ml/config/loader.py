@@ -1,6 +1,7 @@
 """Reading config.yaml (or TRADING_ML_CONFIG) and the environment overrides, and checking both
-against the file's schema: the sections of trading_ml.config.schema joined with each model's
-``Params`` (the catalogue's classes) and each source's ``Options`` (the sources' registry). Any error
+against the file's schema: the sections of trading_ml.config.schema joined with the parts the
+drivers give (:class:`ConfigParts`: each model's ``Params``, each source's ``Options`` and the rule of
+a source spec; :mod:`trading_ml.drivers` builds them from the catalogue and the sources). Any error
 is a ConfigError of one line (trading_ml.config.messages)."""
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import copy
 import functools
 import json
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -29,12 +32,10 @@ from trading_ml.config.schema import (
     ValidationSettings,
     room_to_train,
 )
-from trading_ml.config.settings import Instrument, Settings, StorageSettings, Timeframe, parse_as_of
+from trading_ml.config.settings import Instrument, Settings, StorageSettings, Timeframe
 from trading_ml.errors import ConfigError
-from trading_ml.models.catalogue import CATALOGUE
-from trading_ml.sources import SOURCES, source_rule, spec_is_known
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
 
 ENV_CONFIG = "TRADING_ML_CONFIG"
@@ -47,7 +48,18 @@ MAX_CONFIG_DEPTH = 20  # nesting levels a config may have (the repo's has 5)
 MAX_CONFIG_BYTES = 1_000_000
 
 
-def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+@dataclass(frozen=True)
+class ConfigParts:
+    """What the layers above give the schema: each configurable model's ``Params`` (`models.<name>`),
+    each source's ``Options`` (`sources.<kind>`), and the rule a `source:` spec follows (``source_problem``:
+    None for a spec it knows, else what to write)."""
+
+    model_params: tuple[tuple[str, type], ...]
+    source_options: tuple[tuple[str, type], ...]
+    source_problem: Callable[[object], str | None]
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None, *, parts: ConfigParts) -> Settings:
     """Read config.yaml (or TRADING_ML_CONFIG), apply the environment overrides, check both against
     the schema; any error is a ConfigError of one line."""
     env = os.environ if env is None else env
@@ -58,44 +70,26 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     config_path = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG).resolve()
     raw = _read_yaml(config_path)
     overridden = _apply_environment(raw, env)
-    schema = config_file()
+    schema = config_schema(parts)
     try:
         checked_file = schema.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(describe_error(error, str(config_path), schema, overridden, SECRET_KEYS)) from None
-    return _settings(checked_file, config_path)
+    return _settings(checked_file, config_path, parts)
 
 
-def run_settings(context: dict, mongo_uri: str | None = None) -> Settings:
-    """The settings of a run that RunContext.to_dict describes, read again (e.g. in another Airflow
-    task): the ones it froze in its folder when it started (checked against their sha256 and the
-    schema), so an edit of config.yaml during the run changes nothing; the config file for a run
-    that froze none. The data folder is the context's; the MongoDB URI (it may hold a password) is
-    never in that dict or the frozen file: the driver passes it here."""
-    env = {**os.environ, ENV_DATA_DIR: context["data_dir"]}
-    if mongo_uri:
-        env[ENV_MONGO_URI] = mongo_uri
-    from trading_ml.run import RunLayout, check_run_id
-
-    layout = RunLayout.of(Path(context["data_dir"]), parse_as_of(context["as_of"]), check_run_id(context["run_id"]))
-    frozen = layout.frozen_settings()
-    if frozen is None:
-        return load_settings(context["config_path"], env)
-    return settings_from_document(frozen, layout.settings_file, env)
-
-
-def settings_from_document(document: dict, origin: Path, env: dict[str, str]) -> Settings:
+def settings_from_document(document: dict, origin: Path, env: Mapping[str, str], parts: ConfigParts) -> Settings:
     """Settings from a document in config.yaml's shape (a run's settings.json), checked by the same
     schema; only the data folder and the MongoDB URI come from the environment."""
     env = _with_uri_file({key: value for key, value in env.items() if key in (ENV_DATA_DIR, ENV_MONGO_URI, ENV_MONGO_URI_FILE)})
     raw = copy.deepcopy(document)
     overridden = _apply_environment(raw, env)
-    schema = config_file()
+    schema = config_schema(parts)
     try:
         checked_file = schema.model_validate_json(json.dumps(raw))
     except ValidationError as error:
         raise ConfigError(describe_error(error, str(origin), schema, overridden, SECRET_KEYS)) from None
-    return _settings(checked_file, origin)
+    return _settings(checked_file, origin, parts)
 
 
 def _with_uri_file(env) -> dict:
@@ -124,17 +118,6 @@ def _apply_environment(raw: dict, env) -> dict[tuple, str]:
             section[key[-1]] = env[variable]
             overridden[key] = variable
     return overridden
-
-
-def model_params() -> dict[str, type]:
-    """Each configurable model's name and its class's ``Params`` (the catalogue's models that have one)."""
-    return {name: found.model.Params for name, found in CATALOGUE.items() if hasattr(found.model, "Params")}
-
-
-def _source(value: str) -> str:
-    if not spec_is_known(value):
-        raise ValueError(source_rule())
-    return value
 
 
 # keys of the flat `models:` section before each model declared its own parameters: where each went
@@ -170,29 +153,36 @@ class ModelsBase(BaseModel):
 
     def settings(self) -> ModelSettings:
         """The shared settings, with each model's section as its parameters."""
-        models = model_params()
+        models = [name for name in type(self).model_fields if name not in ModelSettings.__pydantic_fields__]
         return ModelSettings(**self.model_dump(exclude=set(models)), params={name: getattr(self, name) for name in models})
 
 
-def models_section() -> type[BaseModel]:
+def models_section(model_params: tuple[tuple[str, type], ...]) -> type[BaseModel]:
     """ModelSettings' shared fields (with their defaults) plus one section per configurable model."""
     shared = {key: (info.annotation, info) for key, info in ModelSettings.__pydantic_fields__.items() if key != "params"}
-    sections = {name: (params, params()) for name, params in model_params().items()}
+    sections = {name: (params, params()) for name, params in model_params}
     return create_model("ModelsSection", __base__=ModelsBase, **shared, **sections)
 
 
-@functools.cache
-def config_file() -> type[BaseModel]:
+@functools.lru_cache(maxsize=8)
+def config_schema(parts: ConfigParts) -> type[BaseModel]:
     """The shape of config.yaml, every key typed and bounded: the shared sections plus one per model
     (`models.<name>`: its Params) and per source (`sources.<kind>`: its Options)."""
-    sources = create_model("SourcesSection", __config__=STRICT, **{kind: (source.Options, source.Options()) for kind, source in SOURCES.items()})
-    models = models_section()
+    sources = create_model("SourcesSection", __config__=STRICT, **{kind: (options, options()) for kind, options in parts.source_options})
+    models = models_section(parts.model_params)
+
+    def source(value: str) -> str:
+        problem = parts.source_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     return create_model(
         "ConfigFile", __config__=STRICT,
         universe=(UniverseSection, ...),
         timeframes=(Annotated[dict[Literal["1d", "1h"], TimeframeEntry], Field(min_length=1)], ...),
         data_dir=(Annotated[str, Field(min_length=1)], "data"),
-        source=(Annotated[str, AfterValidator(_source)], "synthetic"),
+        source=(Annotated[str, AfterValidator(source)], "synthetic"),
         storage=(StorageSection, StorageSection()),
         validation=(ValidationSettings, ValidationSettings()),
         sources=(sources, sources()),
@@ -250,7 +240,7 @@ def _read_yaml(config_path: Path) -> dict:
     return {key: value for key, value in raw.items() if value is not None}  # an empty section (`storage:`) means its defaults
 
 
-def _settings(config, config_path: Path) -> Settings:
+def _settings(config, config_path: Path, parts: ConfigParts) -> Settings:
     data_dir = Path(config.data_dir).expanduser()
     if not data_dir.is_absolute():
         data_dir = (Path.cwd() / data_dir).resolve()
@@ -271,6 +261,7 @@ def _settings(config, config_path: Path) -> Settings:
         models=config.models.settings(),
         airflow=config.airflow,
         api=config.api,
+        parts=parts,
     )
 
 

@@ -1,0 +1,50 @@
+"""What the drivers (the command line, the DAG, the Airflow plugin, the API, the benchmarks) share:
+the settings loader of :mod:`trading_ml.config.loader`, given this package's models and sources,
+and a run's settings as it froze them when it started."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from trading_ml.config import Settings, parse_as_of
+from trading_ml.config.loader import ENV_DATA_DIR, ENV_MONGO_URI, ConfigParts, config_schema, settings_from_document
+from trading_ml.config.loader import load_settings as load_with
+
+
+def config_parts() -> ConfigParts:
+    """The catalogue's models' Params and the registered sources' Options, as the schema takes them."""
+    from trading_ml.models.catalogue import model_params
+    from trading_ml.sources import source_options, source_problem
+
+    return ConfigParts(tuple(model_params().items()), tuple(source_options().items()), source_problem)
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """config.yaml (or TRADING_ML_CONFIG) with the environment's overrides, checked against the schema
+    of this package's models and sources; any error is a ConfigError of one line."""
+    return load_with(path, env, parts=config_parts())
+
+
+def schema():
+    """The shape of config.yaml with this package's models and sources (pydantic)."""
+    return config_schema(config_parts())
+
+
+def run_settings(context: dict, mongo_uri: str | None = None) -> Settings:
+    """The settings of a run that RunContext.to_dict describes, read again (e.g. in another Airflow
+    task): the ones it froze in its folder when it started (checked against their sha256 and the
+    schema), so an edit of config.yaml during the run changes nothing; the config file for a run
+    that froze none. The data folder is the context's; the MongoDB URI (it may hold a password) is
+    never in that dict or the frozen file: the driver passes it here."""
+    from trading_ml.run import RunLayout, check_run_id
+
+    env = {**os.environ, ENV_DATA_DIR: context["data_dir"]}
+    if mongo_uri:
+        env[ENV_MONGO_URI] = mongo_uri
+    layout = RunLayout.of(Path(context["data_dir"]), parse_as_of(context["as_of"]), check_run_id(context["run_id"]))
+    frozen = layout.frozen_settings()
+    if frozen is None:
+        return load_settings(context["config_path"], env)
+    return settings_from_document(frozen, layout.settings_file, env, config_parts())
