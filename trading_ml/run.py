@@ -4,8 +4,8 @@ its folder's layout.
 Every run has its own folder, ``<data_dir>/runs/<as-of>/<run folder>/``: the as-of date (what every
 window derives from) groups a day's runs, and the run folder is the run id (Airflow's DAG run id, or
 one the CLI makes) with every character other than letters, digits, ``.``, ``_`` and ``-`` written as
-``-``. The first use of a run's layout claims its folder by writing ``run.json`` (run id, as-of,
-selection) once; a run whose folder name is already claimed by another run id is refused, so no run
+``-``. Creating a run's context (or rebuilding it in another task) claims its folder by writing
+``run.json`` (run id, as-of, selection) once, with the run's settings frozen beside it (``settings.json``); a run whose folder name is already claimed by another run id is refused, so no run
 ever writes into another run's files. Only :class:`RunLayout` builds paths inside a run folder.
 """
 
@@ -291,7 +291,8 @@ class RunContext:
         deploy: bool = True,
     ) -> RunContext:
         """A new run (a fresh id) unless ``run_id`` names one: a retried Airflow task, or a CLI stage
-        continuing an earlier stage's run. ``models``: the models it trains (None: all five)."""
+        continuing an earlier stage's run; its folder is claimed (:meth:`claim`). ``models``: the models it
+        trains (None: all of them)."""
         for name, chosen in (("symbols", symbols), ("timeframes", timeframes), ("models", models)):
             if chosen is not None and not list(chosen):
                 raise ConfigError(f"{name} is an empty list; name at least one, or leave it unset for the configured {name}")
@@ -313,20 +314,24 @@ class RunContext:
             run_id=new_run_id() if run_id is None else check_run_id(run_id),
             models=None if models is None else list(models),
             deploy=bool(deploy),
-        )
+        ).claim()
 
     @cached_property
     def layout(self) -> RunLayout:
-        """The run's folder layout; the first use claims the folder for this run id and freezes the
-        run's settings there (settings.json, its sha256 in run.json): every later task reads them."""
-        layout = RunLayout.of(self.settings.data_dir, self.as_of, self.run_id)
+        """The run's folder layout (paths only; :meth:`claim` writes)."""
+        return RunLayout.of(self.settings.data_dir, self.as_of, self.run_id)
+
+    def claim(self) -> RunContext:
+        """Claim the run's folder for its id (run.json, written once) and, when it is new, freeze the
+        run's settings there (settings.json, its sha256 in run.json: every later task reads them); a
+        folder another run id claimed is refused. Returns the context."""
         identity = {**self.to_dict(), "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")}
-        if not layout.identity.is_file():
+        if not self.layout.identity.is_file():
             payload = json_bytes(settings_document(self.settings))
-            atomic_write_bytes(layout.settings_file, payload)
+            atomic_write_bytes(self.layout.settings_file, payload)
             identity["settings_sha256"] = hashlib.sha256(payload).hexdigest()
-        layout.claim(identity)
-        return layout
+        self.layout.claim(identity)
+        return self
 
     @property
     def run_root(self) -> Path:
@@ -367,7 +372,7 @@ class RunContext:
         """The context :meth:`to_dict` describes, e.g. in another Airflow task, with the settings
         read again from its config file and data folder (trading_ml.drivers.run_settings)."""
         return cls(settings, dt.date.fromisoformat(data["as_of"]), list(data["symbols"]), list(data["timeframes"]),
-                   data["source"], check_run_id(data["run_id"]), data.get("models"), bool(data.get("deploy", True)))
+                   data["source"], check_run_id(data["run_id"]), data.get("models"), bool(data.get("deploy", True))).claim()
 
     # the manifests the stages leave in the run folder: how each stage finds its inputs
     def stage_manifest(self, stage: str) -> dict[str, Any]:

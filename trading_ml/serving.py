@@ -257,7 +257,7 @@ def signal_table(settings: Settings, bars: dict[str, pd.DataFrame], models: dict
     cannot predict on these rows leaves its task to the baseline, and says why; it is not refused."""
     table, excluded = served_panel(settings, bars)
     serving = serving_models(models)
-    outputs = [served(settings, task, table, models, serving[task]) for task in SERVED]
+    outputs = [task_output(settings, task, table, models, serving[task]) for task in SERVED]
     frame = pd.concat([output for output, _ in outputs], axis=1)
     valid = np.logical_and.reduce([task.valid_rows(frame[list(task.predictions)]) for task in TASKS.values()])
     symbols = frame.index.get_level_values("symbol")
@@ -268,26 +268,26 @@ def signal_table(settings: Settings, bars: dict[str, pd.DataFrame], models: dict
                        {column: frame[column].to_numpy() for column in frame.columns})
 
 
-def served(settings: Settings, task: str, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
+def task_output(settings: Settings, task: str, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
     """The task's output from its model, or from its baseline (no model, or one that cannot predict
     on these rows); a verified model is never refused for what the data lacks."""
-    spec = TASKS[task]
+    rules = TASKS[task]
     if name is None:
-        return spec.serve(table, None, settings), source(models, None, task)
+        return rules.serve(table, None, settings), output_origin(models, None, task)
     try:
-        return spec.serve(table, models[name].model, settings), source(models, name, task)
+        return rules.serve(table, models[name].model, settings), output_origin(models, name, task)
     except Exception as error:  # what the rows lack (a feature, a market input): this table's problem, not the model's
         why = f"{name} {models[name].version} could not predict on the stored data ({type(error).__name__}: {one_line(error)})"
         log.warning("%s; its baseline answers instead", why)
-        return spec.serve(table, None, settings), {**source(models, None, task), "note": f"{why}; serving its baseline "
-                                                   f"({spec.served_baseline}: {spec.served_baseline_text}) for it"}
+        return rules.serve(table, None, settings), {**output_origin(models, None, task), "note": f"{why}; serving its baseline "
+                                                   f"({rules.served_baseline}: {rules.served_baseline_text}) for it"}
 
 
-def source(models: dict, name: str | None, task: str) -> dict:
+def output_origin(models: dict, name: str | None, task: str) -> dict:
     if name is None:
-        spec = TASKS[task]
-        return {"source": "baseline", "model": spec.served_baseline, "version": None, "trained_until": None,
-                "note": f"no {task} model is in production; serving its baseline ({spec.served_baseline}: {spec.served_baseline_text})"}
+        rules = TASKS[task]
+        return {"source": "baseline", "model": rules.served_baseline, "version": None, "trained_until": None,
+                "note": f"no {task} model is in production; serving its baseline ({rules.served_baseline}: {rules.served_baseline_text})"}
     return {"source": "model", "model": name, "version": models[name].version, "trained_until": models[name].trained_until}
 
 

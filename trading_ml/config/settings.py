@@ -47,10 +47,6 @@ class Timeframe:
     def offset(self) -> pd.DateOffset:
         return parse_lookback(self.lookback)
 
-    @property
-    def is_intraday(self) -> bool:
-        return not self.name.endswith("d")
-
 
 @dataclass(frozen=True)
 class StorageSettings:

@@ -126,8 +126,8 @@ class LSTMDirection:
     FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), the scaler and shape
     Params = LSTMParams  # config.yaml `models.direction_lstm`
 
-    def __init__(self, feature_names: list[str], net: lstm.LSTMNet, scaler: Standardizer, settings: dict, info: dict | None = None):
-        self.feature_names, self.net, self.scaler, self.settings, self.info = feature_names, net, scaler, settings, info or {}
+    def __init__(self, feature_names: list[str], net: lstm.LSTMNet, scaler: Standardizer, shape: dict, info: dict | None = None):
+        self.feature_names, self.net, self.scaler, self.shape, self.info = feature_names, net, scaler, shape, info or {}
 
     @classmethod
     def fit(cls, dataset: Dataset, params: Params, seed: int) -> LSTMDirection:
@@ -159,7 +159,7 @@ class LSTMDirection:
         from trading_ml.models import lstm
 
         features = self.scaler.transform(feature_matrix(table, self.feature_names, self.name))
-        sequences = lstm.Sequences(table, features, self.settings["sequence_length"])
+        sequences = lstm.Sequences(table, features, self.shape["sequence_length"])
         probabilities = np.full((len(table), 3), np.nan)
         logits = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
         if len(logits):
@@ -169,7 +169,7 @@ class LSTMDirection:
     def save(self) -> dict[str, bytes]:
         from trading_ml.models import lstm
 
-        config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), **self.settings, **self.info}
+        config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), **self.shape, **self.info}
         return {".pt": lstm.state_dict_bytes(self.net), CONFIG: json_bytes(config)}
 
     @classmethod

@@ -31,8 +31,8 @@ from trading_ml.models.tasks import TASKS, Task
 def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd.DataFrame, settings: Settings) -> dict:
     """Every metric of the model and its baselines on the pooled out-of-sample rows, with intervals,
     and its skill: the improvement over the best baseline on the primary metric."""
-    spec = TASKS[task]
-    candidates = {"model": predictions, **spec.baselines(table, folds, settings)}
+    rules = TASKS[task]
+    candidates = {"model": predictions, **rules.baselines(table, folds, settings)}
     rows = np.logical_and.reduce([out_of_sample_rows(task, table, folds, predictions), *(_complete(c) for c in candidates.values())])
     if not rows.any():
         raise DataError(f"{task}: no out-of-sample rows with a label and a prediction; the table is too short for {len(folds)} "
@@ -43,38 +43,38 @@ def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd
         "rows": int(rows.sum()),
         "days": resampled.days,
         "folds": [split.to_dict() for split in folds],
-        "primary": {"metric": spec.primary, **model[spec.primary], "higher_is_better": spec.higher_is_better,
-                    **spec.primary_details(table.index[rows])},
+        "primary": {"metric": rules.primary, **model[rules.primary], "higher_is_better": rules.higher_is_better,
+                    **rules.primary_details(table.index[rows])},
         "metrics": model,
         "baselines": others,
         "skill": skill,
-        "plan_target": spec.plan_target(model, others),
-        **spec.details(table, rows, predictions, settings),
+        "plan_target": rules.plan_target(model, others),
+        **rules.details(table, rows, predictions, settings),
     }
-    if spec.t_statistic:  # in the metrics, after the primary summary took its copy
-        model[spec.primary]["t_stat"] = bootstrap_t(model[spec.primary]["value"], _samples(spec, resampled, "model", spec.primary))
+    if rules.t_statistic:  # in the metrics, after the primary summary took its copy
+        model[rules.primary]["t_stat"] = bootstrap_t(model[rules.primary]["value"], _samples(rules, resampled, "model", rules.primary))
     return result
 
 
 def judge(task: str, table: pd.DataFrame, rows: np.ndarray, candidates: dict[str, pd.DataFrame], settings: Settings):
     """(resampled sums, the model's metrics, each baseline's metrics, the model's skill over the best
     baseline) on the given rows; ``candidates`` holds "model" and the baselines."""
-    spec = TASKS[task]
+    rules = TASKS[task]
     resampled = _resample(task, table, rows, candidates, settings)
-    scored = {name: _scored(spec, resampled, name, settings.models.confidence) for name in candidates}
+    scored = {name: _scored(rules, resampled, name, settings.models.confidence) for name in candidates}
     model, others = scored.pop("model"), scored
-    best = max(others, key=lambda b: _oriented(spec, others[b][spec.primary]["value"]))
-    skill = {"metric": spec.primary, "baseline": best, **_improvement(spec, resampled, "model", best, settings.models.confidence)}
+    best = max(others, key=lambda b: _oriented(rules, others[b][rules.primary]["value"]))
+    skill = {"metric": rules.primary, "baseline": best, **_improvement(rules, resampled, "model", best, settings.models.confidence)}
     return resampled, model, others, skill
 
 
 def versus(task: str, table: pd.DataFrame, folds: list[Split], challenger: pd.DataFrame, incumbent: pd.DataFrame, rows: np.ndarray, settings: Settings) -> dict:
     """The challenger's improvement over another model's predictions on the given rows (primary metric)."""
-    spec = TASKS[task]
+    rules = TASKS[task]
     rows = rows & out_of_sample_rows(task, table, folds, challenger) & _complete(incumbent)
     resampled = _resample(task, table, rows, {"model": challenger, "production": incumbent}, settings)
-    return {"metric": spec.primary, "rows": int(rows.sum()), "days": resampled.days,
-            **_improvement(spec, resampled, "model", "production", settings.models.confidence)}
+    return {"metric": rules.primary, "rows": int(rows.sum()), "days": resampled.days,
+            **_improvement(rules, resampled, "model", "production", settings.models.confidence)}
 
 
 def out_of_sample_rows(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd.DataFrame) -> np.ndarray:
@@ -95,25 +95,25 @@ def _resample(task: str, table: pd.DataFrame, rows: np.ndarray, candidates: dict
     return resample_dates(sums, models.bootstrap_block_days, models.bootstrap_samples, models.seed)
 
 
-def _samples(spec: Task, resampled, name: str, metric: str) -> pd.Series:
-    return spec.metrics[metric](resampled.samples, name)
+def _samples(rules: Task, resampled, name: str, metric: str) -> pd.Series:
+    return rules.metrics[metric](resampled.samples, name)
 
 
-def _scored(spec: Task, resampled, name: str, confidence: float) -> dict:
+def _scored(rules: Task, resampled, name: str, confidence: float) -> dict:
     """Every metric the candidate has (one-hot baselines have no log loss), with its interval."""
     point = resampled.point.to_frame().T
-    return {metric: interval(float(fn(point, name).iloc[0]), fn(resampled.samples, name), confidence) for metric, fn in spec.metrics.items()
+    return {metric: interval(float(fn(point, name).iloc[0]), fn(resampled.samples, name), confidence) for metric, fn in rules.metrics.items()
             if metric != "log_loss" or f"{name}.log_loss" in point}
 
 
-def _oriented(spec: Task, value: float) -> float:
-    value = value if np.isfinite(value) else -np.inf if spec.higher_is_better else np.inf
-    return value if spec.higher_is_better else -value
+def _oriented(rules: Task, value: float) -> float:
+    value = value if np.isfinite(value) else -np.inf if rules.higher_is_better else np.inf
+    return value if rules.higher_is_better else -value
 
 
-def _improvement(spec: Task, resampled, name: str, other: str, confidence: float) -> dict:
+def _improvement(rules: Task, resampled, name: str, other: str, confidence: float) -> dict:
     """``name`` minus ``other`` on the primary metric, signed so that positive is better."""
-    fn, sign = spec.metrics[spec.primary], 1 if spec.higher_is_better else -1
+    fn, sign = rules.metrics[rules.primary], 1 if rules.higher_is_better else -1
     point = resampled.point.to_frame().T
     value = sign * float(fn(point, name).iloc[0] - fn(point, other).iloc[0])
     return improvement(value, sign * (fn(resampled.samples, name) - fn(resampled.samples, other)), confidence)

@@ -34,7 +34,7 @@ MAX_VOLATILITY = 1.0  # a plausible volatility forecast: at most 100% standard d
 Metric = Callable[[pd.DataFrame, str], pd.Series]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Task:
     """What every task offers; the subclasses fill in its knowledge."""
 
@@ -214,7 +214,7 @@ class DirectionTask(Task):
 
     def details(self, table, rows, predictions, settings):
         from trading_ml.data.calendars import bars_per_year
-        from trading_ml.models.metrics import Resampling, long_short_backtest
+        from trading_ml.models.backtest import Resampling, long_short_backtest
 
         truth = table[self.target].to_numpy()[rows].astype(int)
         predicted = np.array(DIRECTION_CLASSES)[predictions[PROBABILITIES].to_numpy(dtype=float)[rows].argmax(axis=1)]
@@ -354,22 +354,27 @@ def persistence(table: pd.DataFrame) -> pd.DataFrame:
 
 
 DIRECTION = DirectionTask(
-    "direction", "target_direction", tuple(PROBABILITIES), "rank_ic", True,
-    {"rank_ic": rank_ic, **classification_metrics(DIRECTION_CLASSES), "log_loss": lambda s, c: ratio(s, f"{c}.log_loss", "rows")},
-    "test accuracy > 55%", "class_prior", "the frequencies of down, neutral and up over the stored history",
-    plan_threshold=0.55, probabilistic=frozenset({"model", "class_prior", "production"}), t_statistic=True,
+    name="direction", target="target_direction", predictions=tuple(PROBABILITIES), primary="rank_ic", higher_is_better=True,
+    metrics={"rank_ic": rank_ic, **classification_metrics(DIRECTION_CLASSES),
+             "log_loss": lambda s, c: ratio(s, f"{c}.log_loss", "rows")},
+    plan_rule="test accuracy > 55%", plan_threshold=0.55,
+    served_baseline="class_prior", served_baseline_text="the frequencies of down, neutral and up over the stored history",
+    probabilistic=frozenset({"model", "class_prior", "production"}), t_statistic=True,
 )
 VOLATILITY = VolatilityTask(
-    "volatility", "target_volatility", ("volatility",), "rmse", False,
-    {"rmse": lambda s, c: np.sqrt(ratio(s, f"{c}.se", "rows")), "mae": lambda s, c: ratio(s, f"{c}.ae", "rows"),
-     "qlike": lambda s, c: ratio(s, f"{c}.qlike", "rows")},
-    "test RMSE below the naive forecast (yesterday's value)", "ewma", "the RiskMetrics EWMA of squared returns",
+    name="volatility", target="target_volatility", predictions=("volatility",), primary="rmse", higher_is_better=False,
+    metrics={"rmse": lambda s, c: np.sqrt(ratio(s, f"{c}.se", "rows")), "mae": lambda s, c: ratio(s, f"{c}.ae", "rows"),
+             "qlike": lambda s, c: ratio(s, f"{c}.qlike", "rows")},
+    plan_rule="test RMSE below the naive forecast (yesterday's value)",
+    served_baseline="ewma", served_baseline_text="the RiskMetrics EWMA of squared returns",
     report_plot="volatility",
 )
 REGIME = RegimeTask(
-    "regime", "target_regime_ahead", ("regime_ahead",), "accuracy", True, classification_metrics(REGIMES),
-    "test accuracy > 70% (forecast, horizon bars ahead)", "persistence", "the regime ahead is the rules' regime now",
-    plan_threshold=0.70, labels=("target_regime",), report_plot="regime_timeline",
+    name="regime", target="target_regime_ahead", predictions=("regime_ahead",), primary="accuracy", higher_is_better=True,
+    metrics=classification_metrics(REGIMES),
+    plan_rule="test accuracy > 70% (forecast, horizon bars ahead)", plan_threshold=0.70,
+    served_baseline="persistence", served_baseline_text="the regime ahead is the rules' regime now",
+    labels=("target_regime",), report_plot="regime_timeline",
 )
 TASKS: dict[str, Task] = {task.name: task for task in (DIRECTION, VOLATILITY, REGIME)}
 

@@ -111,9 +111,9 @@ class LSTMVolatility:
     FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), scalers and shape
     Params = LSTMParams  # config.yaml `models.volatility_lstm`
 
-    def __init__(self, feature_names, net, scaler: Standardizer, target_scale: dict, settings: dict, info: dict | None = None):
+    def __init__(self, feature_names, net, scaler: Standardizer, target_scale: dict, shape: dict, info: dict | None = None):
         self.feature_names, self.net, self.scaler = feature_names, net, scaler
-        self.target_scale, self.settings, self.info = target_scale, settings, info or {}
+        self.target_scale, self.shape, self.info = target_scale, shape, info or {}
 
     @classmethod
     def fit(cls, dataset: Dataset, params: Params, seed: int) -> LSTMVolatility:
@@ -147,7 +147,7 @@ class LSTMVolatility:
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         from trading_ml.models import lstm
 
-        sequences = lstm.Sequences(table, self.scaler.transform(feature_matrix(table, self.feature_names, self.name)), self.settings["sequence_length"])
+        sequences = lstm.Sequences(table, self.scaler.transform(feature_matrix(table, self.feature_names, self.name)), self.shape["sequence_length"])
         forecast = np.full(len(table), np.nan)
         outputs = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
         if len(outputs):
@@ -158,7 +158,7 @@ class LSTMVolatility:
         from trading_ml.models import lstm
 
         config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), "target_scale": self.target_scale,
-                  **self.settings, **self.info}
+                  **self.shape, **self.info}
         return {".pt": lstm.state_dict_bytes(self.net), CONFIG: json_bytes(config)}
 
     @classmethod

@@ -19,12 +19,6 @@ from trading_ml.pipeline.resources import StageResources
 from trading_ml.run import RunContext, pair_name, read_stage_manifest
 
 
-def recorded_stages(ctx: RunContext) -> dict:
-    """The stages run_manifest.json records as finished for this run."""
-    path = ctx.layout.run_manifest
-    return read_json(path).get("stages", {}) if path.exists() else {}
-
-
 def record_stage(ctx: RunContext, stage: str, summary: dict | None, resources: StageResources) -> dict:
     """Update the run's run_manifest.json and the store's pipeline_runs document with this stage's
     summary (None for a fan-out stage: its items' manifests say it) and what the fan-out stages'
