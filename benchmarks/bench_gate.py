@@ -29,11 +29,12 @@ from tests.conftest import make_settings, quick  # noqa: E402
 from tests.stages import market_trial  # noqa: E402
 from trading_ml.data.synthetic import DEFAULT_SIGNAL_STRENGTH  # noqa: E402
 from trading_ml.drivers import load_settings  # noqa: E402
+from trading_ml.models.catalogue import MODEL_NAMES, TRAINED_MODELS  # noqa: E402
 from trading_ml.models.simulation import promotion_rate  # noqa: E402
 
 TRIAL_SYMBOLS = ["^GSPC", "^VIX", "AAPL", "MSFT", "GOOGL", "NVDA", "JPM", "BAC", "XOM", "CVX", "WMT", "JNJ"]
-TRAINED = ["direction_xgboost", "direction_lstm", "volatility_garch", "volatility_lstm", "regime_rf"]
-MODELS = ["direction_xgboost", "direction_lstm", "direction", "volatility_garch", "volatility_lstm", "regime_rf"]  # with the ensemble
+TRAINED = list(TRAINED_MODELS)
+MODELS = list(MODEL_NAMES)  # with the combinations (the direction ensemble)
 
 
 def main() -> None:

@@ -14,13 +14,16 @@ from secantus import SecantusDBServer
 from trading_ml.config import Settings
 from trading_ml.config.loader import ENV_DATA_DIR, ENV_MONGO_URI
 from trading_ml.drivers import load_settings
+from trading_ml.models.catalogue import model_params
 from trading_ml.run import RunContext
 
 AS_OF = "2026-11-20"
 SMALL_UNIVERSE = ["^GSPC", "^VIX", "^NSEI", "AAPL", "XOM"]
 REPO = Path(__file__).resolve().parent.parent
-QUICK_MODELS = {  # whole runs in seconds; fault tests judge custody, not skill
-    "direction_xgboost": {"rounds": 60}, "direction_lstm": {"epochs": 2}, "volatility_lstm": {"epochs": 2}, "regime_rf": {"trees": 30},
+QUICK_SIZES = {"rounds": 60, "epochs": 2, "trees": 30}  # whole runs in seconds; fault tests judge custody, not skill
+QUICK_MODELS = {  # every catalogued model's parameters of those names, shrunk (a new model's too)
+    name: quick for name, params in model_params().items()
+    if (quick := {key: value for key, value in QUICK_SIZES.items() if key in params.__dataclass_fields__})
 }
 
 

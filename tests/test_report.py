@@ -12,6 +12,8 @@ import subprocess
 import matplotlib.image
 import pytest
 
+from trading_ml.io import read_json
+from trading_ml.models.catalogue import MODEL_NAMES, task_of
 from trading_ml.registry import ModelRegistry
 
 CHROMIUM = shutil.which("chromium")
@@ -23,10 +25,11 @@ def test_the_report_has_every_plot_and_the_registrys_numbers(trained_run):
     ctx, resources, written = trained_run
     summary = json.loads((ctx.run_root / written["json"]).read_text())
     page = (ctx.run_root / written["html"]).read_text()
-    expected = {"confusion_direction", "confusion_direction_xgboost", "confusion_direction_lstm", "confusion_regime_rf",
-                "equity_direction", "equity_direction_xgboost", "equity_direction_lstm", "importance_direction_xgboost",
-                "volatility_volatility_garch", "volatility_volatility_lstm", "regime_timeline_regime_rf",
-                "ic_direction", "ic_direction_xgboost", "ic_direction_lstm"}
+    plots = {"direction": ("confusion", "equity", "ic"), "volatility": ("volatility",), "regime": ("confusion", "regime_timeline")}
+    configs = {name: ctx.layout.model_file(name, ".config.json") for name in MODEL_NAMES}
+    explained = {name for name, path in configs.items() if path.is_file() and "feature_importance" in read_json(path)}
+    expected = {f"{plot}_{name}" for name in MODEL_NAMES for plot in plots[task_of(name)]} | {f"importance_{name}" for name in explained}
+    assert explained  # the gradient-boosted model saves its gain shares
     assert {f["id"] for f in summary["figures"]} == expected == set(written["figures"])
     images = dict(re.findall(r"<figure id=[\"']([a-z_]+)[\"']>.*?src=[\"']data:image/png;base64,([A-Za-z0-9+/=]+)[\"']", page))
     assert set(images) == expected

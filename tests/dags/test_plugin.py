@@ -57,7 +57,9 @@ def test_the_plugin_serves_the_registry_and_the_newest_report(logged_in, trained
     client = logged_in(plugin.app)
     page = client.get("/").text
     assert "Model registry (tinydb)" in page and f"run {ctx.run_id}" in page
-    for name in ("direction_xgboost", "direction_lstm", "volatility_garch", "volatility_lstm", "regime_rf"):
+    from trading_ml.models.catalogue import TRAINED_MODELS
+
+    for name in TRAINED_MODELS:
         assert f'<td><a href="/trading-ml/models/{name}">{name}</a></td><td>1.0</td>' in page
     assert client.get("/report").text == (ctx.run_root / written["html"]).read_text()
     registered = plugin.TradingMLPlugin
