@@ -34,9 +34,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 HOME = tempfile.mkdtemp(prefix="bench-airflow-")  # dag.test's Airflow, in this process
 os.environ.update(
-    AIRFLOW_HOME=HOME, AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+    AIRFLOW_HOME=HOME,
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
     AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
-    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{HOME}/airflow.db", AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{HOME}/airflow.db",
+    AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
 )
 for variable in ("AIRFLOW_CONN_MONGO_DEFAULT", "TRADING_ML_MONGO_URI", "TRADING_ML_DATA_DIR"):
     os.environ.pop(variable, None)
@@ -82,7 +85,9 @@ def cli_run(config: Path) -> dict:
 
     settings = load_settings(config)
     start = time.perf_counter()
-    ctx = RunContext.create(settings, dt.date.today().isoformat(), settings.symbols, list(settings.timeframes), "synthetic")
+    ctx = RunContext.create(
+        settings, dt.date.today().isoformat(), settings.symbols, list(settings.timeframes), "synthetic"
+    )
     with StageResources.open(ctx) as resources:
         ingest(ctx, resources=resources)
         validate(ctx, resources)
@@ -116,7 +121,9 @@ def stack_run(stack: AirflowStack, start, kill_during_training: bool = False) ->
         start()
         run_id = stack.start_run()
         ready = time.monotonic() - started  # services up, DAG parsed, run created
-        killed = (*stack.kill_worker_running_training(run_id), dt.datetime.now(dt.UTC)) if kill_during_training else None
+        killed = (
+            (*stack.kill_worker_running_training(run_id), dt.datetime.now(dt.UTC)) if kill_during_training else None
+        )
         stack.wait_for_run(run_id, 1800)
         return {"startup": ready, **run_figures(stack, run_id), **(recovery(stack, run_id, killed) if killed else {})}
     finally:
@@ -129,10 +136,15 @@ def stamp(value) -> pd.Timestamp:
 
 def run_figures(stack: AirflowStack, run_id: str) -> dict:
     """Wall time, task count, busy time and the per-task overhead of one DAG run."""
-    [(state, run_start, run_end)] = stack.query("SELECT state, start_date, end_date FROM dag_run WHERE dag_id = %s AND run_id = %s",
-                                                DAG_ID, run_id)
-    rows = stack.query("SELECT scheduled_dttm, queued_dttm, start_date, end_date FROM task_instance "
-                       "WHERE dag_id = %s AND run_id = %s AND state = 'success'", DAG_ID, run_id)
+    [(state, run_start, run_end)] = stack.query(
+        "SELECT state, start_date, end_date FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id
+    )
+    rows = stack.query(
+        "SELECT scheduled_dttm, queued_dttm, start_date, end_date FROM task_instance "
+        "WHERE dag_id = %s AND run_id = %s AND state = 'success'",
+        DAG_ID,
+        run_id,
+    )
     gaps = {"scheduled -> queued": [], "queued -> running": []}
     busy = 0.0
     for scheduled, queued, start, end in rows:
@@ -140,8 +152,13 @@ def run_figures(stack: AirflowStack, run_id: str) -> dict:
             gaps["scheduled -> queued"].append((stamp(queued) - stamp(scheduled)).total_seconds())
         gaps["queued -> running"].append((stamp(start) - stamp(queued)).total_seconds())
         busy += (stamp(end) - stamp(start)).total_seconds()
-    return {"state": state, "wall": (stamp(run_end) - stamp(run_start)).total_seconds(), "tasks": len(rows), "busy": busy,
-            "overhead": {name: spread(values) for name, values in gaps.items()}}
+    return {
+        "state": state,
+        "wall": (stamp(run_end) - stamp(run_start)).total_seconds(),
+        "tasks": len(rows),
+        "busy": busy,
+        "overhead": {name: spread(values) for name, values in gaps.items()},
+    }
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
@@ -153,13 +170,24 @@ def spread(values: list[float]) -> tuple[float, float, float]:
 def recovery(stack: CeleryStack, run_id: str, killed: tuple[str, str, dt.datetime]) -> dict:
     """From the kill: when the scheduler failed the lost attempt, when the retry ran and where."""
     task, worker, when = killed
-    [(lost_end,)] = stack.query("SELECT end_date FROM task_instance_history WHERE dag_id = %s AND run_id = %s AND task_id = %s "
-                                "AND try_number = 1", DAG_ID, run_id, task)
-    [(retry_start, tries, host)] = stack.query("SELECT start_date, try_number, hostname FROM task_instance "
-                                               "WHERE dag_id = %s AND run_id = %s AND task_id = %s", DAG_ID, run_id, task)
-    return {"killed": f"{worker} while it ran {task}; try {tries} ran on {host}",
-            "detected": (stamp(lost_end) - pd.Timestamp(when)).total_seconds(),
-            "retried": (stamp(retry_start) - pd.Timestamp(when)).total_seconds()}
+    [(lost_end,)] = stack.query(
+        "SELECT end_date FROM task_instance_history WHERE dag_id = %s AND run_id = %s AND task_id = %s "
+        "AND try_number = 1",
+        DAG_ID,
+        run_id,
+        task,
+    )
+    [(retry_start, tries, host)] = stack.query(
+        "SELECT start_date, try_number, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = %s",
+        DAG_ID,
+        run_id,
+        task,
+    )
+    return {
+        "killed": f"{worker} while it ran {task}; try {tries} ran on {host}",
+        "detected": (stamp(lost_end) - pd.Timestamp(when)).total_seconds(),
+        "retried": (stamp(retry_start) - pd.Timestamp(when)).total_seconds(),
+    }
 
 
 def measure(name: str, config: Path) -> dict | str:
@@ -179,12 +207,21 @@ def measure(name: str, config: Path) -> dict | str:
     return stack_run(stack, lambda: stack.start(workers=workers), kill_during_training=name == "celery-kill")
 
 
-LABELS = {"cli": "CLI (stage calls, one process)", "dag-test": "dag.test (in process)", "standalone": "standalone (LocalExecutor)",
-          "celery-1": "Celery, 1 worker", "celery-2": "Celery, 2 workers", "celery-kill": "Celery, 2 workers, 1 killed"}
+LABELS = {
+    "cli": "CLI (stage calls, one process)",
+    "dag-test": "dag.test (in process)",
+    "standalone": "standalone (LocalExecutor)",
+    "celery-1": "Celery, 1 worker",
+    "celery-2": "Celery, 2 workers",
+    "celery-kill": "Celery, 2 workers, 1 killed",
+}
 
 
 def print_figures(results: dict[str, dict | str]) -> None:
-    print(f"{'':32} {'wall':>7} {'startup':>8} {'tasks':>5} {'busy':>7}   scheduled->queued   queued->running (median / p90 / max)")
+    print(
+        f"{'':32} {'wall':>7} {'startup':>8} {'tasks':>5} {'busy':>7}   scheduled->queued   queued->running (median "
+        "/ p90 / max)"
+    )
     for name, figures in results.items():
         if isinstance(figures, str):
             print(f"{LABELS[name]:32} {figures}")
@@ -192,23 +229,35 @@ def print_figures(results: dict[str, dict | str]) -> None:
         startup = f"{figures['startup']:7.1f}s" if "startup" in figures else f"{'':8}"
         tasks = f"{figures['tasks']:5d}" if "tasks" in figures else f"{'':5}"
         busy = f"{figures['busy']:6.1f}s" if "busy" in figures else f"{'':7}"
-        overhead = "   ".join(" / ".join(f"{v:.2f}" for v in figures["overhead"][k]) + " s"
-                               for k in ("scheduled -> queued", "queued -> running")) if "overhead" in figures else ""
+        overhead = (
+            "   ".join(
+                " / ".join(f"{v:.2f}" for v in figures["overhead"][k]) + " s"
+                for k in ("scheduled -> queued", "queued -> running")
+            )
+            if "overhead" in figures
+            else ""
+        )
         state = "" if figures["state"] == "success" else f"  ({figures['state']})"
         print(f"{LABELS[name]:32} {figures['wall']:6.1f}s {startup} {tasks} {busy}   {overhead}{state}")
     kill = results.get("celery-kill")
     if isinstance(kill, dict) and "killed" in kill:
         print(f"\nworker loss: killed {kill['killed']}")
-        print(f"  the scheduler failed the lost attempt {kill['detected']:.1f} s after the kill "
-              f"(heartbeat timeout {KILL_HEARTBEAT_TIMEOUT} s); the retry started {kill['retried']:.1f} s after it")
+        print(
+            f"  the scheduler failed the lost attempt {kill['detected']:.1f} s after the kill "
+            f"(heartbeat timeout {KILL_HEARTBEAT_TIMEOUT} s); the retry started {kill['retried']:.1f} s after it"
+        )
         if isinstance(results.get("celery-2"), dict):
-            print(f"  the run took {kill['wall'] - results['celery-2']['wall']:+.1f} s against 2 workers without a loss")
+            print(
+                f"  the run took {kill['wall'] - results['celery-2']['wall']:+.1f} s against 2 workers without a loss"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stacks", default=",".join(STACKS), help=f"comma-separated, of {', '.join(STACKS)}")
-    parser.add_argument("--symbols", type=int, help="config.yaml's universe cut or grown to N symbols (default: the test's five)")
+    parser.add_argument(
+        "--symbols", type=int, help="config.yaml's universe cut or grown to N symbols (default: the test's five)"
+    )
     args = parser.parse_args()
     stacks = args.stacks.split(",")
     unknown = sorted(set(stacks) - set(STACKS))
@@ -222,8 +271,13 @@ def main() -> None:
             print(f"running {LABELS[name]} ...", file=sys.stderr, flush=True)
             results[name] = measure(name, config)
         settings = yaml.safe_load(config.read_text())
-    count = len(settings["universe"]["indices"]) + sum(len(s) for s in settings["universe"]["equities"]["sectors"].values())
-    print(f"== {count} symbols, 1d over {settings['timeframes']['1d']['lookback']}, quick models {QUICK_MODELS}, synthetic, TinyDB ==")
+    count = len(settings["universe"]["indices"]) + sum(
+        len(s) for s in settings["universe"]["equities"]["sectors"].values()
+    )
+    print(
+        f"== {count} symbols, 1d over {settings['timeframes']['1d']['lookback']}, quick models {QUICK_MODELS}, "
+        "synthetic, TinyDB =="
+    )
     print_figures(results)
 
 

@@ -55,8 +55,12 @@ def requests_for(scenario: str, symbols: list[str], dates: list[str]) -> list[tu
     good = [("good", {"symbols": symbols, "as_of": day}, 200) for day in (dates[:1] if scenario == "a" else dates)]
     if scenario != "c":
         return good
-    bad = [("bad", {"symbols": ["AAPL", "ZZZZ"]}, 404), ("bad", {"symbols": []}, 422),
-           ("bad", {"symbols": ["AAPL"], "as_of": "9999-12-31"}, 422), ("bad", b"{not json", 422)]
+    bad = [
+        ("bad", {"symbols": ["AAPL", "ZZZZ"]}, 404),
+        ("bad", {"symbols": []}, 422),
+        ("bad", {"symbols": ["AAPL"], "as_of": "9999-12-31"}, 422),
+        ("bad", b"{not json", 422),
+    ]
     return [*good, bad[0], *good, bad[1], *good[:2], bad[2], *good[2:], bad[3]]  # 16 good, 4 bad: 20%
 
 
@@ -89,9 +93,15 @@ def load(port: int, plan: list, clients: int, seconds: float) -> dict:
     for thread in threads:
         thread.join()
     values = np.array(latencies)
-    return {"requests": len(values), "p50": np.percentile(values, 50), "p95": np.percentile(values, 95),
-            "p99": np.percentile(values, 99), "5xx": sum(s != "busy" and s >= 500 for s in statuses),
-            "busy": statuses.count("busy"), "unexpected": unexpected}
+    return {
+        "requests": len(values),
+        "p50": np.percentile(values, 50),
+        "p95": np.percentile(values, 95),
+        "p99": np.percentile(values, 99),
+        "5xx": sum(s != "busy" and s >= 500 for s in statuses),
+        "busy": statuses.count("busy"),
+        "unexpected": unexpected,
+    }
 
 
 def main() -> None:
@@ -112,25 +122,44 @@ def main() -> None:
         thread.start()
         while not server.started:
             time.sleep(0.05)
-        print(f"== POST /signals/generate, {len(settings.symbols)} symbols, {args.clients} clients, {args.seconds:g} s each ==")
+        print(
+            f"== POST /signals/generate, {len(settings.symbols)} symbols, {args.clients} clients, {args.seconds:g} s "
+            "each =="
+        )
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
             for number, day in enumerate(dates):
                 start = time.perf_counter()
-                assert http.post("/signals/generate", json={"symbols": settings.symbols, "as_of": day}).status_code == 200
-                what = "first request: verification, features of every stored bar, every model's predictions" if number == 0 else "a lookup"
+                assert (
+                    http.post("/signals/generate", json={"symbols": settings.symbols, "as_of": day}).status_code == 200
+                )
+                what = (
+                    "first request: verification, features of every stored bar, every model's predictions"
+                    if number == 0
+                    else "a lookup"
+                )
                 print(f"  as_of {day}: {(time.perf_counter() - start) * 1000:7.0f} ms ({what})")
-        for scenario, title in (("a", "one as_of"), ("b", "four as_of values"), ("c", "four as_of values, 20% bad requests")):
+        for scenario, title in (
+            ("a", "one as_of"),
+            ("b", "four as_of values"),
+            ("c", "four as_of values, 20% bad requests"),
+        ):
             result = load(port, requests_for(scenario, settings.symbols, dates), args.clients, args.seconds)
             met = result["p95"] <= TARGETS[scenario] and result["5xx"] == 0
-            print(f"  ({scenario}) {title:<38} {result['requests']:6,} requests  p50 {result['p50']:6.1f} ms  "
-                  f"p95 {result['p95']:6.1f} ms  p99 {result['p99']:6.1f} ms  5xx {result['5xx']}  "
-                  f"target p95 <= {TARGETS[scenario]:.0f} ms: {'met' if met else 'NOT met'}")
+            print(
+                f"  ({scenario}) {title:<38} {result['requests']:6,} requests  p50 {result['p50']:6.1f} ms  "
+                f"p95 {result['p95']:6.1f} ms  p99 {result['p99']:6.1f} ms  5xx {result['5xx']}  "
+                f"target p95 <= {TARGETS[scenario]:.0f} ms: {'met' if met else 'NOT met'}"
+            )
         adversarial = [(as_of - dt.timedelta(days=days)).isoformat() for days in range(29, 29 + 24 * 7, 7)]
         result = load(port, requests_for("d", settings.symbols, adversarial), args.clients, args.seconds)
         met = result["p95"] <= TARGETS["d"] and result["5xx"] == 0 and result["busy"] == 0
-        print(f"  (d) 24 as_of values a week apart           {result['requests']:6,} answered  p50 {result['p50']:6.1f} ms  "
-              f"p95 {result['p95']:6.1f} ms  p99 {result['p99']:6.1f} ms  busy 503 {result['busy']}  other 5xx {result['5xx']}  "
-              f"target p95 <= {TARGETS['d']:.0f} ms: {'met' if met else 'NOT met'}")
+        print(
+            f"  (d) 24 as_of values a week apart           {result['requests']:6,} answered  p50 "
+            f"{result['p50']:6.1f} ms  "
+            f"p95 {result['p95']:6.1f} ms  p99 {result['p99']:6.1f} ms  busy 503 {result['busy']}  other 5xx "
+            f"{result['5xx']}  "
+            f"target p95 <= {TARGETS['d']:.0f} ms: {'met' if met else 'NOT met'}"
+        )
         for kind, status, text in result["unexpected"][:3]:
             print(f"      unexpected {kind} -> {status}: {text}")
         server.should_exit = True

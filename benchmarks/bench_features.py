@@ -52,8 +52,10 @@ def bench_build(ctx: RunContext, timeframe: str) -> None:
     rows = sum(len(s.table) for s in built.symbols.values())
     columns = max(len(s.feature_names) for s in built.symbols.values())
     _, one = timed(lambda: symbol_features(bars["AAPL"]))
-    print(f"build {timeframe}: {len(bars)} symbols, {sum(map(len, bars.values())):,} bars -> {rows:,} rows x "
-          f"{columns} features in {seconds:5.2f}s warm, {cold:5.2f}s cold ({one * 1000:.0f} ms of indicators per symbol)")
+    print(
+        f"build {timeframe}: {len(bars)} symbols, {sum(map(len, bars.values())):,} bars -> {rows:,} rows x "
+        f"{columns} features in {seconds:5.2f}s warm, {cold:5.2f}s cold ({one * 1000:.0f} ms of indicators per symbol)"
+    )
 
 
 def main() -> None:
@@ -63,7 +65,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         settings = make_settings(Path(folder))
         ctx = RunContext.create(settings, args.as_of, None, ["1d", "1h"], "synthetic")
-        symbol_features(fetch(RunContext.create(settings, args.as_of, ["AAPL"], ["1d"], "synthetic"), "1d")["AAPL"])  # numba's first compile
+        symbol_features(
+            fetch(RunContext.create(settings, args.as_of, ["AAPL"], ["1d"], "synthetic"), "1d")["AAPL"]
+        )  # numba's first compile
         print("== feature build (in memory) ==")
         bench_build(ctx, "1d")
         bench_build(ctx, "1h")

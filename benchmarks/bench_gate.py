@@ -43,31 +43,42 @@ def main() -> None:
     parser.add_argument("--markets", type=int, default=20)
     args = parser.parse_args()
     settings = load_settings()
-    print(f"== gate at {settings.models.confidence:.0%} one-sided, blocks of {settings.models.bootstrap_block_days} dates, "
-          f"{settings.models.bootstrap_samples} bootstrap samples ==")
+    print(
+        f"== gate at {settings.models.confidence:.0%} one-sided, blocks of {settings.models.bootstrap_block_days} "
+        "dates, "
+        f"{settings.models.bootstrap_samples} bootstrap samples =="
+    )
     for strength in (0.0, 0.02, 0.03, 0.05, DEFAULT_SIGNAL_STRENGTH):
         start = time.perf_counter()
         trials = args.trials if strength == 0 else max(100, args.trials // 5)
         result = promotion_rate(settings, strength, trials, seed=int(strength * 1e6))
         label = "false-positive rate" if strength == 0 else "power"
-        print(f"  strength {strength:<5g} {label:<20} {result['rate']:6.1%} of {trials} trials "
-              f"(median lower bound {result['median_lower_bound']:+.4f}; {time.perf_counter() - start:.0f}s)")
-    for market, strength, markets, label in (("random_walk", 0.0, args.markets, "false-positive rate"),
-                                             ("regimes", DEFAULT_SIGNAL_STRENGTH, max(1, args.markets // 2), "power")):
+        print(
+            f"  strength {strength:<5g} {label:<20} {result['rate']:6.1%} of {trials} trials "
+            f"(median lower bound {result['median_lower_bound']:+.4f}; {time.perf_counter() - start:.0f}s)"
+        )
+    for market, strength, markets, label in (
+        ("random_walk", 0.0, args.markets, "false-positive rate"),
+        ("regimes", DEFAULT_SIGNAL_STRENGTH, max(1, args.markets // 2), "power"),
+    ):
         print(f"== whole runs on {markets} {market} markets (signal {strength:g}): {label} ==")
         promoted, baselines, start = {m: 0 for m in MODELS}, {m: {} for m in MODELS}, time.perf_counter()
         for seed in range(1, markets + 1):
             with tempfile.TemporaryDirectory() as folder:
                 data = Path(folder) / "data"
-                for name, result in market_trial(quick(make_settings(data)), data, market, strength, seed, TRAINED, TRIAL_SYMBOLS).items():
+                for name, result in market_trial(
+                    quick(make_settings(data)), data, market, strength, seed, TRAINED, TRIAL_SYMBOLS
+                ).items():
                     promoted.setdefault(name, 0)
                     baselines.setdefault(name, {})
                     promoted[name] += result["status"] == "production"
                     best = result["skill"]["baseline"]
                     baselines[name][best] = baselines[name].get(best, 0) + 1
         for name in promoted:
-            print(f"  {name:<18} promoted {promoted[name]:>3} of {markets} ({promoted[name] / markets:6.1%}); best baseline "
-                  + ", ".join(f"{b} {n}x" for b, n in sorted(baselines[name].items())))
+            print(
+                f"  {name:<18} promoted {promoted[name]:>3} of {markets} ({promoted[name] / markets:6.1%}); best "
+                "baseline " + ", ".join(f"{b} {n}x" for b, n in sorted(baselines[name].items()))
+            )
         print(f"  ({time.perf_counter() - start:.0f}s)")
 
 

@@ -42,15 +42,19 @@ def bench_pipeline(label: str, ctx: RunContext) -> None:
     manifests, ingest_s = timed(lambda: ingest(ctx, resources=resources))
     result, validate_s = timed(lambda: validate(ctx, resources))
     bars = sum(m.get("rows", 0) for m in manifests)
-    print(f"{label:<34} pairs {len(ctx.pairs):>3}  bars {bars:>7,}  ingest {ingest_s:6.2f}s  "
-          f"validate {validate_s:6.2f}s  passed {len(result['passed'])}/{len(ctx.pairs)}")
+    print(
+        f"{label:<34} pairs {len(ctx.pairs):>3}  bars {bars:>7,}  ingest {ingest_s:6.2f}s  "
+        f"validate {validate_s:6.2f}s  passed {len(result['passed'])}/{len(ctx.pairs)}"
+    )
 
 
 def bench_store_writes(label: str, store, documents: list[dict]) -> None:
     _, seconds = timed(lambda: store.upsert_many("market_data", documents))
     _, again = timed(lambda: store.upsert_many("market_data", documents))
-    print(f"{label:<34} {len(documents):>7,} docs  first write {seconds:6.2f}s ({len(documents) / seconds:>9,.0f}/s)"
-          f"  re-upsert {again:6.2f}s  count {store.count('market_data'):,}")
+    print(
+        f"{label:<34} {len(documents):>7,} docs  first write {seconds:6.2f}s ({len(documents) / seconds:>9,.0f}/s)"
+        f"  re-upsert {again:6.2f}s  count {store.count('market_data'):,}"
+    )
 
 
 def main() -> None:
@@ -65,7 +69,9 @@ def main() -> None:
         for timeframes in (["1d"], ["1h"], ["1d", "1h"]):
             ctx = RunContext.create(settings, args.as_of, None, timeframes, "synthetic")
             bench_pipeline(f"synthetic 26 symbols {'+'.join(timeframes)}", ctx)
-        sample = RunContext.create(make_settings(root / "sample"), "2019-01-01", ["^GSPC", "^IXIC", "^VIX"], ["1d"], "sample")
+        sample = RunContext.create(
+            make_settings(root / "sample"), "2019-01-01", ["^GSPC", "^IXIC", "^VIX"], ["1d"], "sample"
+        )
         bench_pipeline("sample (arch.data) 3 symbols 1d", sample)
 
         print("== store writes ==")
@@ -73,8 +79,11 @@ def main() -> None:
         ctx = RunContext.create(settings, args.as_of, None, ["1d"], "synthetic")
         start, end = ctx.window("1d")
         documents = [
-            doc for symbol in ctx.symbols
-            for doc in bars_to_documents(symbol, "1d", market.bars(settings.instrument(symbol), "1d", start, end), "synthetic")
+            doc
+            for symbol in ctx.symbols
+            for doc in bars_to_documents(
+                symbol, "1d", market.bars(settings.instrument(symbol), "1d", start, end), "synthetic"
+            )
         ]
         bench_store_writes("TinyDB, 26 symbols x 5y daily", TinyStore(root / "tiny"), documents)
         from secantus import SecantusDBServer

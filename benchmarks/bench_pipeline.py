@@ -69,7 +69,10 @@ def run_once(args, folds: int) -> float:
         timed("combine", lambda: combine(ctx, resources), times)
         timed("evaluate", lambda: evaluate(ctx, resources), times)
         timed("deploy", lambda: deploy(ctx, resources), times)
-    print(f"end to end {sum(times.values()):.1f}s (training {sum(v for k, v in times.items() if k.startswith('train')):.1f}s)")
+    print(
+        f"end to end {sum(times.values()):.1f}s (training "
+        f"{sum(v for k, v in times.items() if k.startswith('train')):.1f}s)"
+    )
     return sum(times.values())
 
 

@@ -71,7 +71,9 @@ class PeakMemory:
 
 def ingest_per_pair(settings, ctx: RunContext, data_dir: Path) -> None:
     """Ingestion as Airflow's mapped tasks do it, one store write per pair, into its own empty fallback."""
-    own = dataclasses.replace(settings, data_dir=data_dir, storage=dataclasses.replace(settings.storage, fallback_dir=data_dir / "fallback"))
+    own = dataclasses.replace(
+        settings, data_dir=data_dir, storage=dataclasses.replace(settings.storage, fallback_dir=data_dir / "fallback")
+    )
     own_ctx = RunContext.create(own, ctx.as_of.isoformat(), ctx.symbols, ctx.timeframes, ctx.source)
     resources = StageResources.open(own_ctx)
     for symbol, timeframe in own_ctx.pairs:
@@ -86,7 +88,11 @@ def run_size(size: int, as_of: str) -> dict:
         with PeakMemory() as memory:
             result = action()
         figures[label] = {"seconds": time.perf_counter() - start, "peak_mb": memory.peak}
-        print(f"  {size:>4} {label:<26} {figures[label]['seconds']:8.1f}s {memory.peak:8.0f} MB", file=sys.stderr, flush=True)
+        print(
+            f"  {size:>4} {label:<26} {figures[label]['seconds']:8.1f}s {memory.peak:8.0f} MB",
+            file=sys.stderr,
+            flush=True,
+        )
         return result
 
     with tempfile.TemporaryDirectory() as folder:
@@ -127,7 +133,9 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {}
     for size in sizes:
-        done = subprocess.run([sys.executable, __file__, "--one", str(size), "--as-of", args.as_of], capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", str(size), "--as-of", args.as_of], capture_output=True, text=True
+        )
         sys.stderr.write(done.stderr[-2000:] if done.returncode else "")
         results[size] = json.loads(done.stdout.strip().splitlines()[-1])
     stages = list(results[sizes[0]])
@@ -136,8 +144,14 @@ def main() -> None:
     print(f"{'stage':<26}{header}{growth}")
     for label in [*stages, "end to end"]:
         cli_stages = {n: [v for name, v in results[n].items() if name != PER_PAIR] for n in sizes}
-        seconds = {n: sum(v["seconds"] for v in cli_stages[n]) if label == "end to end" else results[n][label]["seconds"] for n in sizes}
-        peaks = {n: max(v["peak_mb"] for v in cli_stages[n]) if label == "end to end" else results[n][label]["peak_mb"] for n in sizes}
+        seconds = {
+            n: sum(v["seconds"] for v in cli_stages[n]) if label == "end to end" else results[n][label]["seconds"]
+            for n in sizes
+        }
+        peaks = {
+            n: max(v["peak_mb"] for v in cli_stages[n]) if label == "end to end" else results[n][label]["peak_mb"]
+            for n in sizes
+        }
         cells = "".join(f"{seconds[n]:8.1f}s {peaks[n]:6.0f}MB" for n in sizes)
         ratios = "".join(f"{(seconds[n] / seconds[sizes[0]]) / (n / sizes[0]):14.2f}" for n in sizes[1:])
         print(f"{label:<26}{cells}{ratios}")

@@ -29,7 +29,10 @@ def bars_by_symbol(count: int) -> dict[str, list[dict]]:
     settings, market = load_settings(), SyntheticMarket()
     start, end = pd.Timestamp("2021-11-20", tz="UTC"), pd.Timestamp("2026-11-20", tz="UTC")
     template = settings.instrument("AAPL")
-    return {f"SYN{n:04d}": bars_to_documents(f"SYN{n:04d}", "1d", market.bars(template, "1d", start, end), "synthetic") for n in range(count)}
+    return {
+        f"SYN{n:04d}": bars_to_documents(f"SYN{n:04d}", "1d", market.bars(template, "1d", start, end), "synthetic")
+        for n in range(count)
+    }
 
 
 def one_round(documents: dict[str, list[dict]]) -> dict[str, float]:
@@ -40,13 +43,33 @@ def one_round(documents: dict[str, list[dict]]) -> dict[str, float]:
         for label, action in (
             ("batch write (CLI ingest)", lambda: batch.upsert_many("market_data", everything)),
             ("batch re-write (re-run)", lambda: batch.upsert_many("market_data", everything)),
-            ("a write per pair (Airflow)", lambda: [per_pair.upsert_many("market_data", docs) for docs in documents.values()]),
-            ("500 version claims", lambda: [batch.insert_new("model_versions", {"model_name": "m", "version": f"{n}.0", "run_id": f"r{n}"})
-                                            for n in range(500)]),
-            ("500 field updates", lambda: [batch.update_fields("model_versions", {"model_name": "m", "version": f"{n}.0"}, {"note": n})
-                                           for n in range(500)]),
-            ("500 compare-and-sets", lambda: [batch.replace_if("model_production", {"model_name": "m", "run_id": f"r{n}", "revision": n + 1}, n or None)
-                                              for n in range(500)]),
+            (
+                "a write per pair (Airflow)",
+                lambda: [per_pair.upsert_many("market_data", docs) for docs in documents.values()],
+            ),
+            (
+                "500 version claims",
+                lambda: [
+                    batch.insert_new("model_versions", {"model_name": "m", "version": f"{n}.0", "run_id": f"r{n}"})
+                    for n in range(500)
+                ],
+            ),
+            (
+                "500 field updates",
+                lambda: [
+                    batch.update_fields("model_versions", {"model_name": "m", "version": f"{n}.0"}, {"note": n})
+                    for n in range(500)
+                ],
+            ),
+            (
+                "500 compare-and-sets",
+                lambda: [
+                    batch.replace_if(
+                        "model_production", {"model_name": "m", "run_id": f"r{n}", "revision": n + 1}, n or None
+                    )
+                    for n in range(500)
+                ],
+            ),
         ):
             start = time.perf_counter()
             action()
@@ -61,7 +84,10 @@ def main() -> None:
     args = parser.parse_args()
     documents = bars_by_symbol(args.symbols)
     rounds = [one_round(documents) for _ in range(args.repeat)]
-    print(f"== TinyDB, {args.symbols} symbols x {len(next(iter(documents.values()))):,} daily bars, median of {args.repeat} ==")
+    print(
+        f"== TinyDB, {args.symbols} symbols x {len(next(iter(documents.values()))):,} daily bars, median of "
+        f"{args.repeat} =="
+    )
     for label in rounds[0]:
         print(f"  {label:<28} {statistics.median(r[label] for r in rounds):7.3f}s")
 

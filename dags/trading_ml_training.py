@@ -84,7 +84,9 @@ def call(stage, *args, source_retries: int | None = None, run: dict | None = Non
             return stage(ctx, *args, resources=resources, **options)
 
 
-@task(doc_md="Resolve the run: as-of date, symbols, timeframes, source and models from config.yaml and the trigger form.")
+@task(
+    doc_md="Resolve the run: as-of date, symbols, timeframes, source and models from config.yaml and the trigger form."
+)
 def plan():
     from trading_ml.pipeline.planning import as_of_for_run, plan_run
     from trading_ml.pipeline.trigger_form import form_request
@@ -149,7 +151,8 @@ def train(model_name: str):
 
 
 @task(
-    doc_md="Build each combination of the models that trained (the direction ensemble): its files, predictions and candidate.",
+    doc_md="Build each combination of the models that trained (the direction ensemble): "
+    "its files, predictions and candidate.",
     trigger_rule="all_done",  # after every chosen training task, whatever its outcome
 )
 def combine():
@@ -169,8 +172,10 @@ def evaluate():
     return call(evaluate)
 
 
-@task(doc_md="Promote each model that beats its baselines and the production version (with `airflow.approve_promotions`: "
-              "propose it for a person's approval); record every decision.")
+@task(
+    doc_md="Promote each model that beats its baselines and the production version (with `airflow.approve_promotions`: "
+    "propose it for a person's approval); record every decision."
+)
 def deploy():
     from trading_ml.pipeline.deploy import deploy
 
@@ -180,8 +185,10 @@ def deploy():
     return call(deploy, run=run, propose_only=AIRFLOW.approve_promotions)
 
 
-@task.short_circuit(ignore_downstream_trigger_rules=False, doc_md="Ask a person only when deploy proposed a promotion "
-                    "(else approve is skipped and the report follows).")
+@task.short_circuit(
+    ignore_downstream_trigger_rules=False,
+    doc_md="Ask a person only when deploy proposed a promotion (else approve is skipped and the report follows).",
+)
 def proposals() -> bool:
     decisions = get_current_context()["ti"].xcom_pull(task_ids="deploy")["decisions"]
     return any(d["status"] == "proposed" for d in decisions.values())
@@ -197,9 +204,12 @@ def approve():
         body="{{ ti.xcom_pull(task_ids='deploy')['proposal'] }}",
         options=[*MODEL_NAMES, REJECT_ALL],
         multiple=True,
-        params={"reason": Param("", type="string", title="Why", description="Kept in the registry's production history.")},
+        params={
+            "reason": Param("", type="string", title="Why", description="Kept in the registry's production history.")
+        },
         execution_timeout=None,
-        doc_md="A person chooses the proposed models to promote (or none) in Required Actions; who, when and why are recorded.",
+        doc_md="A person chooses the proposed models to promote (or none) in Required Actions; "
+        "who, when and why are recorded.",
     )
 
 
@@ -209,7 +219,11 @@ def apply_approval():
 
     answer = get_current_context()["ti"].xcom_pull(task_ids="approve")
     by = answer.get("responded_by_user") or {}
-    approval = {"by": by.get("name") or by.get("id"), "at": str(answer.get("responded_at")), "why": (answer.get("params_input") or {}).get("reason") or ""}
+    approval = {
+        "by": by.get("name") or by.get("id"),
+        "at": str(answer.get("responded_at")),
+        "why": (answer.get("params_input") or {}).get("reason") or "",
+    }
     return call(apply_approval, [name for name in answer["chosen_options"] if name != REJECT_ALL], approval)
 
 

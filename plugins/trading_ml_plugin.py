@@ -35,8 +35,10 @@ from trading_ml.storage import open_store
 URL_PREFIX = "/trading-ml"
 DAG_ID = "trading_ml_training"
 app = FastAPI(title="trading-ml in Airflow", dependencies=[Depends(requires_authenticated())])
-TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                               autoescape=jinja2.select_autoescape(["html"], default=True))
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=jinja2.select_autoescape(["html"], default=True),
+)
 
 
 @app.exception_handler(StarletteHTTPException)
@@ -96,7 +98,11 @@ def run_report_page(run_id: str):
     run = find_run_by_id(load_settings().data_dir, run_id)
     if run is not None and run.layout.report_html.is_file():
         return FileResponse(run.layout.report_html, media_type="text/html")
-    why = "no trading-ml run has this id" if run is None else f"run {run_id} has no report yet (stages so far: {', '.join(run_row(run)['stages']) or 'none'})"
+    why = (
+        "no trading-ml run has this id"
+        if run is None
+        else f"run {run_id} has no report yet (stages so far: {', '.join(run_row(run)['stages']) or 'none'})"
+    )
     return HTMLResponse(page("message.html", title="no report", message=why), status_code=404)
 
 
@@ -142,7 +148,11 @@ TEMPLATES.filters["metric"] = _metric
 TEMPLATES.filters["number"] = number
 
 
-TRIGGERS = {f"/api/v2/dags/{DAG_ID}/dagRuns": "conf", "/api/v2/backfills": "dag_run_conf", "/api/v2/backfills/dry_run": "dag_run_conf"}
+TRIGGERS = {
+    f"/api/v2/dags/{DAG_ID}/dagRuns": "conf",
+    "/api/v2/backfills": "dag_run_conf",
+    "/api/v2/backfills/dry_run": "dag_run_conf",
+}
 
 
 class TriggerFormInWords:
@@ -154,7 +164,7 @@ class TriggerFormInWords:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        path = scope.get("path", "")[len(scope.get("root_path", "")):] if scope["type"] == "http" else ""
+        path = scope.get("path", "")[len(scope.get("root_path", "")) :] if scope["type"] == "http" else ""
         if scope["type"] != "http" or scope["method"] != "POST" or path not in TRIGGERS:
             return await self.app(scope, receive, send)
         messages, body = [], b""
@@ -195,8 +205,21 @@ class TradingMLPlugin(AirflowPlugin):
     name = "trading_ml"
     timetables = [ForwardOnlyCron]
     fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "trading-ml registry and report"}]
-    fastapi_root_middlewares = [{"middleware": TriggerFormInWords, "name": "trading_ml_training's trigger form, in words"}]
+    fastapi_root_middlewares = [
+        {"middleware": TriggerFormInWords, "name": "trading_ml_training's trigger form, in words"}
+    ]
     external_views = [
-        {"name": "trading-ml", "href": f"{URL_PREFIX}/", "url_route": "trading-ml", "destination": "nav", "category": "browse"},
-        {"name": "Report", "href": f"{URL_PREFIX}/runs/{{RUN_ID}}/report", "url_route": "trading-ml-report", "destination": "dag_run"},
+        {
+            "name": "trading-ml",
+            "href": f"{URL_PREFIX}/",
+            "url_route": "trading-ml",
+            "destination": "nav",
+            "category": "browse",
+        },
+        {
+            "name": "Report",
+            "href": f"{URL_PREFIX}/runs/{{RUN_ID}}/report",
+            "url_route": "trading-ml-report",
+            "destination": "dag_run",
+        },
     ]

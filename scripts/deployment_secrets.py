@@ -5,7 +5,7 @@
     python3 scripts/deployment_secrets.py generate [DIR]   # once, before `docker compose up`
     python3 scripts/deployment_secrets.py check [DIR]      # every secret (on the host, before `docker compose up`)
     python3 scripts/deployment_secrets.py check DIR airflow  # those mounted into the Airflow services (airflow-init)
-    python3 scripts/deployment_secrets.py url TEMPLATE [DIR]  # for Airflow's *_CMD options: {name} -> that secret, URL-quoted
+    python3 scripts/deployment_secrets.py url TEMPLATE [DIR]  # Airflow's *_CMD options: {name} -> secret, URL-quoted
 
 `generate` never overwrites a secret that exists (a new Fernet key would make Airflow's stored
 connections unreadable); `check` names the first file that is missing, empty, a placeholder or, for
@@ -77,7 +77,10 @@ def problems(folder: Path, names: tuple[str, ...] = ALL) -> list[str]:
             continue
         value = path.read_text().strip()
         if value.lower() in PLACEHOLDERS:
-            found.append(f"{path} holds a placeholder ({value!r}): delete it and run `python3 scripts/deployment_secrets.py generate`")
+            found.append(
+                f"{path} holds a placeholder ({value!r}): delete it and run `python3 scripts/deployment_secrets.py "
+                "generate`"
+            )
         elif name in PASSWORDS and len(value) < 16:
             found.append(f"{path} is {len(value)} characters: use at least 16 (generate writes 43)")
     fernet = folder / FERNET_KEY
@@ -86,13 +89,17 @@ def problems(folder: Path, names: tuple[str, ...] = ALL) -> list[str]:
             if len(base64.urlsafe_b64decode(fernet.read_text().strip().encode())) != 32:
                 raise ValueError("not 32 bytes")
         except (binascii.Error, ValueError) as error:
-            found.append(f"{fernet} is not a Fernet key (32 url-safe base64-encoded bytes: {error}); "
-                         "delete it and run generate (a new key makes stored connections unreadable)")
+            found.append(
+                f"{fernet} is not a Fernet key (32 url-safe base64-encoded bytes: {error}); "
+                "delete it and run generate (a new key makes stored connections unreadable)"
+            )
     return found
 
 
 def url(template: str, folder: Path = Path("/run/secrets")) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: urllib.parse.quote((folder / m.group(1)).read_text().strip(), safe=""), template)
+    return re.sub(
+        r"\{(\w+)\}", lambda m: urllib.parse.quote((folder / m.group(1)).read_text().strip(), safe=""), template
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -108,7 +115,9 @@ def main(argv: list[str]) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 1 if found else 0
     if command == "url" and rest:
-        print(url(rest[0], Path(rest[1]) if len(rest) > 1 else Path("/run/secrets")), end="")  # Airflow's *_CMD keeps a trailing newline: "airflow\n" would be the database's name
+        print(
+            url(rest[0], Path(rest[1]) if len(rest) > 1 else Path("/run/secrets")), end=""
+        )  # Airflow's *_CMD keeps a trailing newline: "airflow\n" would be the database's name
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -22,7 +22,8 @@ SMALL_UNIVERSE = ["^GSPC", "^VIX", "^NSEI", "AAPL", "XOM"]
 REPO = Path(__file__).resolve().parent.parent
 QUICK_SIZES = {"rounds": 60, "epochs": 2, "trees": 30}  # whole runs in seconds; fault tests judge custody, not skill
 QUICK_MODELS = {  # every catalogued model's parameters of those names, shrunk (a new model's too)
-    name: quick for name, params in model_params().items()
+    name: quick
+    for name, params in model_params().items()
     if (quick := {key: value for key, value in QUICK_SIZES.items() if key in params.__dataclass_fields__})
 }
 
@@ -45,9 +46,7 @@ def make_settings(data_dir: Path, mongo_uri: str | None = None, **validation) ->
     if mongo_uri:
         env[ENV_MONGO_URI] = mongo_uri
     settings = load_settings(env=env)
-    storage = dataclasses.replace(
-        settings.storage, database=f"test_{uuid.uuid4().hex[:10]}", ping_timeout_ms=1500
-    )
+    storage = dataclasses.replace(settings.storage, database=f"test_{uuid.uuid4().hex[:10]}", ping_timeout_ms=1500)
     checks = dataclasses.replace(settings.validation, **validation)
     return dataclasses.replace(settings, storage=storage, validation=checks)
 
@@ -170,6 +169,10 @@ def quarterly_runs(tmp_path_factory):
         stages = ["run"] if number not in UNDEPLOYED else ["ingest", "validate", "features", "train", "evaluate"]
         symbols = WITHOUT_VIX if number == 2 else QUARTERLY_SYMBOLS
         for stage in stages:
-            options = ["--symbols", ",".join(symbols), "--timeframes", "1d", "--models", ",".join(QUARTERLY_MODELS)] if stage in ("run", "ingest") else []
+            options = (
+                ["--symbols", ",".join(symbols), "--timeframes", "1d", "--models", ",".join(QUARTERLY_MODELS)]
+                if stage in ("run", "ingest")
+                else []
+            )
             assert main([stage, *options, "--as-of", as_of, "--config", config]) == 0, stage
     return folder, config

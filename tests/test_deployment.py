@@ -13,7 +13,13 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
-AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer"}
+AIRFLOW_SERVICES = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+    "airflow-triggerer",
+}
 ONE_SHOT = {"airflow-init"}
 SIGNALS_API = "signals-api"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN", re.IGNORECASE)
@@ -40,9 +46,15 @@ def test_every_service_of_the_deployment_is_there_with_a_health_check():
 def test_the_project_is_in_the_image_and_data_and_models_are_on_a_shared_volume():
     for name in AIRFLOW_SERVICES:
         build = SERVICES[name]["build"]
-        assert build["context"] == "." and build["args"]["AIRFLOW_BASE"] == "${AIRFLOW_BASE:-apache/airflow:3.3.2-python3.12}"
+        assert (
+            build["context"] == "."
+            and build["args"]["AIRFLOW_BASE"] == "${AIRFLOW_BASE:-apache/airflow:3.3.2-python3.12}"
+        )
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "ARG AIRFLOW_BASE=apache/airflow:3.3.2-python3.12\nFROM ${AIRFLOW_BASE}" in dockerfile and "pip install" in dockerfile
+    assert (
+        "ARG AIRFLOW_BASE=apache/airflow:3.3.2-python3.12\nFROM ${AIRFLOW_BASE}" in dockerfile
+        and "pip install" in dockerfile
+    )
     for source in re.findall(r"^COPY --chown=\S+ (.+) \S+$", dockerfile, re.MULTILINE):
         for path in source.split():
             assert (REPO / path).exists(), path
@@ -57,12 +69,25 @@ def test_the_build_context_is_the_library_the_dag_and_its_packaging_only():
     rules = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert rules[0] == "*"
     allowed = {rule[1:] for rule in rules if rule.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "logical_pipe.py", "train_production_models.py", "config.yaml", "constraints.txt",
-                       "trading_ml", "dags", "plugins", "scripts/deployment_secrets.py"}
+    assert allowed == {
+        "pyproject.toml",
+        "README.md",
+        "logical_pipe.py",
+        "train_production_models.py",
+        "config.yaml",
+        "constraints.txt",
+        "trading_ml",
+        "dags",
+        "plugins",
+        "scripts/deployment_secrets.py",
+    }
     assert all((REPO / path).exists() for path in allowed)
     assert not allowed & {".venv", "data", "secrets", "tests", ".git"}
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "AIRFLOW__CORE__DAGS_FOLDER=/opt/trading-ml/dags" in dockerfile and "AIRFLOW__CORE__PLUGINS_FOLDER=/opt/trading-ml/plugins" in dockerfile
+    assert (
+        "AIRFLOW__CORE__DAGS_FOLDER=/opt/trading-ml/dags" in dockerfile
+        and "AIRFLOW__CORE__PLUGINS_FOLDER=/opt/trading-ml/plugins" in dockerfile
+    )
 
 
 def test_no_secret_is_in_the_file_or_an_environment_variable_only_docker_secrets():
@@ -78,8 +103,14 @@ def test_no_secret_is_in_the_file_or_an_environment_variable_only_docker_secrets
                 assert secret in declared and secret in service.get("secrets", []), f"{name}: {key} reads {secret}"
     assert all(spec["file"].startswith("${TRADING_ML_SECRETS_DIR:-./secrets}/") for spec in COMPOSE["secrets"].values())
     used = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", (REPO / "docker-compose.yaml").read_text()))
-    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#"))
-    assert used <= set(example) and not any(SECRET_NAME.search(key) for key in example if not key.endswith("_DIR"))  # a folder's name, not a secret
+    example = dict(
+        line.split("=", 1)
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert used <= set(example) and not any(
+        SECRET_NAME.search(key) for key in example if not key.endswith("_DIR")
+    )  # a folder's name, not a secret
     ignored = (REPO / ".gitignore").read_text().split()
     assert ".env" in ignored and "/secrets/" in ignored
 
@@ -99,26 +130,44 @@ def test_the_secrets_are_generated_once_checked_for_format_and_a_placeholder_is_
     script = load_secrets_script()
     folder = tmp_path / "secrets"
     written = script.generate(folder)
-    assert set(written) == {Path(spec["file"]).name for spec in COMPOSE["secrets"].values()}  # every secret compose mounts
+    assert set(written) == {
+        Path(spec["file"]).name for spec in COMPOSE["secrets"].values()
+    }  # every secret compose mounts
     assert script.problems(folder) == []
     Fernet((folder / "airflow_fernet_key").read_text().strip())  # a key Airflow accepts
     key = (folder / "airflow_fernet_key").read_text()
     assert script.generate(folder) == [] and (folder / "airflow_fernet_key").read_text() == key  # never replaced
     password = (folder / "postgres_password").read_text().strip()
     assert script.url("db+postgresql+psycopg2://airflow:{postgres_password}@postgres/airflow", folder) == (
-        f"db+postgresql+psycopg2://airflow:{password}@postgres/airflow")
-    printed = subprocess.run([sys.executable, str(REPO / "scripts" / "deployment_secrets.py"), "url", "x://{postgres_password}@h/airflow", str(folder)],
-                             capture_output=True, text=True)
-    assert printed.stdout.endswith("@h/airflow")  # no newline: Airflow's *_CMD keeps it (the first real build's "airflow\n")
+        f"db+postgresql+psycopg2://airflow:{password}@postgres/airflow"
+    )
+    printed = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "deployment_secrets.py"),
+            "url",
+            "x://{postgres_password}@h/airflow",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert printed.stdout.endswith(
+        "@h/airflow"
+    )  # no newline: Airflow's *_CMD keeps it (the first real build's "airflow\n")
 
-    (folder / "airflow_fernet_key").write_text("change-me\n")  # the old .env.example's value: passed compose, failed at runtime
+    (folder / "airflow_fernet_key").write_text(
+        "change-me\n"
+    )  # the old .env.example's value: passed compose, failed at runtime
     assert any("placeholder" in problem for problem in script.problems(folder))
     (folder / "airflow_fernet_key").write_text("bm90IGEga2V5\n")
     assert any("is not a Fernet key" in problem for problem in script.problems(folder))
     (folder / "postgres_password").unlink()
     assert any("postgres_password is missing" in problem for problem in script.problems(folder))
     init = " ".join(SERVICES["airflow-init"]["command"])
-    assert init.index("deployment_secrets.py check /run/secrets airflow") < init.index("airflow db migrate")  # checked before anything starts
+    assert init.index("deployment_secrets.py check /run/secrets airflow") < init.index(
+        "airflow db migrate"
+    )  # checked before anything starts
 
 
 def test_airflow_init_checks_exactly_the_secrets_mounted_into_the_airflow_services(tmp_path):
@@ -140,18 +189,33 @@ def test_the_compose_file_runs_what_the_native_celery_test_runs():
     stack = (REPO / "tests" / "dags" / "airflow_stacks.py").read_text()
     env = environment(SERVICES["airflow-scheduler"])
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor" and '"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"' in stack
-    assert "db+postgresql+psycopg2://" in env["AIRFLOW__CELERY__RESULT_BACKEND_CMD"] and '"AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.database_url}"' in stack
+    assert (
+        "db+postgresql+psycopg2://" in env["AIRFLOW__CELERY__RESULT_BACKEND_CMD"]
+        and '"AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.database_url}"' in stack
+    )
     assert "postgresql+psycopg2" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] and "postgresql+psycopg2://" in stack
-    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and '"AIRFLOW__CELERY__BROKER_URL": f"redis://' in stack
+    assert (
+        env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        and '"AIRFLOW__CELERY__BROKER_URL": f"redis://' in stack
+    )
     for service, flag in (("airflow-worker", "--skip-serve-logs"), ("airflow-triggerer", "--skip-serve-logs")):
         assert flag in SERVICES[service]["command"] and flag in stack
     assert int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]) < 300
     assert SERVICES["airflow-worker"]["mem_limit"].startswith("${AIRFLOW_WORKER_MEMORY:-")
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "--constraint /opt/trading-ml/constraints.txt" in dockerfile and '"/opt/trading-ml[celery]"' in dockerfile
-    assert "mkdir -p /opt/trading-ml/data && chown -R airflow:0 /opt/trading-ml" in dockerfile  # the data volume's mount point, owned by uid 50000
+    assert (
+        "mkdir -p /opt/trading-ml/data && chown -R airflow:0 /opt/trading-ml" in dockerfile
+    )  # the data volume's mount point, owned by uid 50000
     pins = {line.split("==")[0].lower() for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line}
-    assert {"apache-airflow", "apache-airflow-providers-celery", "celery", "psycopg2-binary", "asyncpg", "torch"} <= pins
+    assert {
+        "apache-airflow",
+        "apache-airflow-providers-celery",
+        "celery",
+        "psycopg2-binary",
+        "asyncpg",
+        "torch",
+    } <= pins
 
 
 def test_the_ui_is_published_on_loopback_by_default_and_mongodb_is_not_published():
@@ -163,21 +227,28 @@ def test_the_signals_api_is_a_service_over_the_same_registry_and_data_volume_on_
     api = SERVICES[SIGNALS_API]
     assert api["ports"] == ["${SIGNALS_API_BIND:-127.0.0.1:8000}:8000"] and api["command"][:1] == ["serve"]
     assert api["entrypoint"][-1] == "trading-ml" and "trading-ml-data:/opt/trading-ml/data" in api["volumes"]
-    assert api["image"] == SERVICES["airflow-scheduler"]["image"] and "openapi.json" in " ".join(api["healthcheck"]["test"])
+    assert api["image"] == SERVICES["airflow-scheduler"]["image"] and "openapi.json" in " ".join(
+        api["healthcheck"]["test"]
+    )
     assert api["depends_on"]["mongodb"]["condition"] == "service_healthy"
-    assert environment(api) == {"TRADING_ML_MONGO_URI_FILE": "/run/secrets/signals_api_mongo_uri"}  # the registry the DAG writes
+    assert environment(api) == {
+        "TRADING_ML_MONGO_URI_FILE": "/run/secrets/signals_api_mongo_uri"
+    }  # the registry the DAG writes
     script = load_secrets_script()
     script.generate(tmp_path)
     from trading_ml.drivers import load_settings
 
     settings = load_settings(env={"TRADING_ML_MONGO_URI_FILE": str(tmp_path / "signals_api_mongo_uri")})
     connection = (tmp_path / "airflow_connections.json").read_text()
-    assert settings.storage.mongo_uri.startswith("mongodb://trading:") and settings.storage.mongo_uri.split("://")[1] in connection
+    assert (
+        settings.storage.mongo_uri.startswith("mongodb://trading:")
+        and settings.storage.mongo_uri.split("://")[1] in connection
+    )
 
 
 def test_both_deployments_map_an_sp500_universe_on_two_timeframes():
     s_and_p_pairs = (503 + 6) * 2  # one ingest task per symbol x timeframe; Airflow's default cap is 1024
-    standalone = re.search(r'MAX_MAP_LENGTH:-(\d+)', (REPO / "scripts" / "airflow-standalone").read_text())
+    standalone = re.search(r"MAX_MAP_LENGTH:-(\d+)", (REPO / "scripts" / "airflow-standalone").read_text())
     assert int(standalone.group(1)) >= s_and_p_pairs
     for name in AIRFLOW_SERVICES:
         assert int(environment(SERVICES[name])["AIRFLOW__CORE__MAX_MAP_LENGTH"]) >= s_and_p_pairs

@@ -49,7 +49,9 @@ def kill_when_renaming(monkeypatch, name: str) -> None:
 
 @pytest.fixture
 def validated_run(tmp_path):
-    ctx = RunContext.create(make_settings(tmp_path / "data"), AS_OF, ["^GSPC", "^VIX", "AAPL", "XOM"], ["1d"], "synthetic")
+    ctx = RunContext.create(
+        make_settings(tmp_path / "data"), AS_OF, ["^GSPC", "^VIX", "AAPL", "XOM"], ["1d"], "synthetic"
+    )
     resources = StageResources.open(ctx)
     return ctx, resources, run_through(ctx, resources, "validate")["validate"]
 
@@ -115,7 +117,9 @@ def test_two_runs_at_the_same_time_overwrite_nothing_of_each_other(tmp_path, req
     for ctx in prepared:
         record = registry.record("regime_rf", results[ctx.run_id]["version"])
         assert record["run_id"] == ctx.run_id
-        assert all((runs_root(settings.data_dir) / a["path"]).parent.parent == ctx.run_root for a in record["artifacts"])
+        assert all(
+            (runs_root(settings.data_dir) / a["path"]).parent.parent == ctx.run_root for a in record["artifacts"]
+        )
         assert ModelLoader(registry).load_model("regime_rf", record["version"]) is not None
 
 
@@ -136,7 +140,9 @@ class FlakyYahoo:
         if symbol == self.empty:
             return pd.DataFrame()
         bars = self.market.fetch(self.settings.instrument(symbol), interval, start, end)
-        frame = bars.rename(columns=str.title).set_index(pd.DatetimeIndex(bars.index.date, name="Date").tz_localize("America/New_York"))
+        frame = bars.rename(columns=str.title).set_index(
+            pd.DatetimeIndex(bars.index.date, name="Date").tz_localize("America/New_York")
+        )
         if symbol == self.malformed:
             frame["Close"] = frame["Close"].map(lambda price: f"{price:.2f} USD")
         return frame
@@ -147,16 +153,24 @@ def test_yahoo_rate_limits_then_an_empty_and_a_malformed_answer_quarantine_two_a
     symbols = ["^GSPC", "^VIX", "AAPL", "MSFT", "JPM", "XOM"]
     ctx = RunContext.create(settings, AS_OF, symbols, ["1d"], "yahoo")
     fake = FlakyYahoo(empty="JPM", malformed="XOM")
-    resources = StageResources(YahooSource(fetch=fake, retries=3, backoff_seconds=0.01, sleep=lambda s: None), open_stage_store(settings))
+    resources = StageResources(
+        YahooSource(fetch=fake, retries=3, backoff_seconds=0.01, sleep=lambda s: None), open_stage_store(settings)
+    )
     store = resources.store
     validated = run_through(ctx, resources, "validate")["validate"]
     assert all(count == 3 for count in fake.calls.values())  # two 429s retried, then an answer
     reasons = {q["symbol"]: " ".join(q["reasons"]) for q in validated["quarantined"]}
     assert set(reasons) == {"JPM", "XOM"}
     assert "Yahoo returned no bars" in reasons["JPM"] and "XOM" in reasons["XOM"] and "close" in reasons["XOM"].lower()
-    expected_rows = {s: len(fake.market.fetch(settings.instrument(s), "1d", *ctx.fetch_window(s, "1d"))) for s in symbols}  # with the warm-up
-    assert {p["symbol"]: p["rows"] for p in validated["passed"]} == {s: expected_rows[s] for s in ("^GSPC", "^VIX", "AAPL", "MSFT")}
-    assert store.count("market_data") == sum(expected_rows[s] for s in ("^GSPC", "^VIX", "AAPL", "MSFT"))  # nothing of the bad two
+    expected_rows = {
+        s: len(fake.market.fetch(settings.instrument(s), "1d", *ctx.fetch_window(s, "1d"))) for s in symbols
+    }  # with the warm-up
+    assert {p["symbol"]: p["rows"] for p in validated["passed"]} == {
+        s: expected_rows[s] for s in ("^GSPC", "^VIX", "AAPL", "MSFT")
+    }
+    assert store.count("market_data") == sum(
+        expected_rows[s] for s in ("^GSPC", "^VIX", "AAPL", "MSFT")
+    )  # nothing of the bad two
     features = build_features(ctx, resources)
     assert features["timeframes"]["1d"]["training_table"]["rows"] > 0
 
@@ -220,7 +234,9 @@ def stop_mongodb_at(point: str, mongo: RestartableMongo, monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("point", list(STOP_POINTS))
-def test_mongodb_stopping_mid_run_ends_on_tinydb_or_in_one_line_and_sync_loses_nothing(point, tmp_path, restartable_mongo, monkeypatch, capsys):
+def test_mongodb_stopping_mid_run_ends_on_tinydb_or_in_one_line_and_sync_loses_nothing(
+    point, tmp_path, restartable_mongo, monkeypatch, capsys
+):
     """Before: a raw ServerSelectionTimeoutError traceback, nothing stored. Now: where the run can go on
     (ingest, train) it finishes on TinyDB; where its models are in MongoDB (deploy, report) it stops
     with one line and exit 3 (retry later). Then `trading-ml sync` leaves everything in MongoDB."""
@@ -248,14 +264,22 @@ def test_mongodb_stopping_mid_run_ends_on_tinydb_or_in_one_line_and_sync_loses_n
     tiny, mongo = TinyStore(settings.storage.fallback_dir), MongoStore.connect(settings.storage.mongo_uri, "faults")
     try:
         for collection in ("market_data", "validation_reports", "pipeline_runs"):
-            keys = [{tuple(str(d[k]) for k in NATURAL_KEYS[collection]) for d in store.find(collection)} for store in (tiny, mongo)]
+            keys = [
+                {tuple(str(d[k]) for k in NATURAL_KEYS[collection]) for d in store.find(collection)}
+                for store in (tiny, mongo)
+            ]
             assert keys[0] <= keys[1], collection  # every document of the fallback
-        assert mongo.count("market_data") == sum(p["rows"] for p in json.loads(run.layout.validate_manifest.read_text())["passed"])
+        assert mongo.count("market_data") == sum(
+            p["rows"] for p in json.loads(run.layout.validate_manifest.read_text())["passed"]
+        )
         registry = ModelRegistry(mongo, settings.data_dir)
         records = [r for r in registry.records() if r["run_id"] == run.run_id]
         assert sorted(r["model_name"] for r in records) == sorted((*TRAINED_MODELS, "direction"))
         assert all(ModelLoader(registry).load_record(record) is not None for record in records)
-        assert all(len([r for r in registry.records(name) if r["status"] == "production"]) <= 1 for name in registry.production_versions())
+        assert all(
+            len([r for r in registry.records(name) if r["status"] == "production"]) <= 1
+            for name in registry.production_versions()
+        )
     finally:
         mongo.close()
 
@@ -267,7 +291,24 @@ def test_mongodb_down_when_deploy_starts_is_exit_3_not_train_it_first(tmp_path, 
 
     monkeypatch.setenv("TRADING_ML_MONGO_URI", restartable_mongo.start())
     config = str(write_config(tmp_path, models=QUICK_MODELS, storage={"database": "faults", "ping_timeout_ms": 1500}))
-    assert main(["run", "--symbols", "^GSPC,^VIX,AAPL,XOM", "--timeframes", "1d", "--as-of", AS_OF, "--models", "regime_rf", "--config", config]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--symbols",
+                "^GSPC,^VIX,AAPL,XOM",
+                "--timeframes",
+                "1d",
+                "--as-of",
+                AS_OF,
+                "--models",
+                "regime_rf",
+                "--config",
+                config,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     restartable_mongo.stop()
     code = main(["deploy", "--as-of", AS_OF, "--config", config])

@@ -18,8 +18,9 @@ MODEL, VOLATILITY, REGIME = QUARTERLY_MODELS
 
 def test_history_scores_what_production_served_between_runs(quarterly_runs, capsys):
     """Nothing is production in the first period (the gate's baseline served); the third run did not
-    deploy: the model it trained is the latest, production stays the second's for the last period. Before: the versions trained with the VIX features could not predict the
-    third quarter's table and the whole history exited 2; now that period is skipped, saying why."""
+    deploy: the model it trained is the latest, production stays the second's for the last period.
+    Before: the versions trained with the VIX features could not predict the third quarter's table
+    and the whole history exited 2; now that period is skipped, saying why."""
     folder, config = quarterly_runs
     capsys.readouterr()
     assert main(["history", MODEL, "--config", config]) == 0
@@ -28,22 +29,45 @@ def test_history_scores_what_production_served_between_runs(quarterly_runs, caps
     periods = history["periods"]
     assert [(p["from"], p["to"]) for p in periods] == list(zip(QUARTERS, QUARTERS[1:], strict=False))
     assert [p["latest"] for p in periods] == ["1.0", "2.0", "3.0"]
-    assert [p["served"] for p in periods] == ["baseline (class_prior)", "2.0", "2.0"]  # run 3 did not deploy: 2.0 kept serving
+    assert [p["served"] for p in periods] == [
+        "baseline (class_prior)",
+        "2.0",
+        "2.0",
+    ]  # run 3 did not deploy: 2.0 kept serving
     skipped = periods[1]
-    assert skipped["rows"] == 0 and "2.0 cannot predict this period's rows" in skipped["skipped"] and "vix" in skipped["skipped"]
+    assert (
+        skipped["rows"] == 0
+        and "2.0 cannot predict this period's rows" in skipped["skipped"]
+        and "vix" in skipped["skipped"]
+    )
     assert periods[0]["rows"] > 0 and periods[2]["rows"] > 0 and "skipped" not in periods[0]
     assert history["rows"] == sum(p["rows"] for p in periods)  # the header counts the rows the periods scored
-    assert f"2 of 3 periods between 4 runs scored, {history['rows']:,} rows" in out and "skipped: direction_xgboost 2.0" in out
-    for figure in (history["served"]["rank_ic"], history["latest"]["rank_ic"], history["baselines"]["class_prior"]["rank_ic"]):
+    assert (
+        f"2 of 3 periods between 4 runs scored, {history['rows']:,} rows" in out
+        and "skipped: direction_xgboost 2.0" in out
+    )
+    for figure in (
+        history["served"]["rank_ic"],
+        history["latest"]["rank_ic"],
+        history["baselines"]["class_prior"]["rank_ic"],
+    ):
         assert figure["low"] <= figure["value"] <= figure["high"]
-    assert history["served"]["rank_ic"]["value"] > history["baselines"]["class_prior"]["rank_ic"]["value"]  # the planted signal, served
+    assert (
+        history["served"]["rank_ic"]["value"] > history["baselines"]["class_prior"]["rank_ic"]["value"]
+    )  # the planted signal, served
     advantage = history["served_advantage"]
     assert advantage["low"] <= advantage["value"] <= advantage["high"]
-    assert advantage["value"] == pytest.approx(history["served"]["rank_ic"]["value"] - history["latest"]["rank_ic"]["value"], abs=1e-9)
+    assert advantage["value"] == pytest.approx(
+        history["served"]["rank_ic"]["value"] - history["latest"]["rank_ic"]["value"], abs=1e-9
+    )
     assert "served by production" in out and "always the latest" in out and "served's advantage over latest" in out
     assert main(["report", "--regenerate", "--config", config]) == 0  # the newest run's report shows the history
     page = next((folder / "data" / "runs" / QUARTERS[-1]).glob("*/report.html")).read_text()
-    assert "Deployment history" in page and f"{QUARTERS[0]}..{QUARTERS[1]}: baseline (class_prior)" in page and "(skipped: direction_xgboost 2.0" in page
+    assert (
+        "Deployment history" in page
+        and f"{QUARTERS[0]}..{QUARTERS[1]}: baseline (class_prior)" in page
+        and "(skipped: direction_xgboost 2.0" in page
+    )
 
 
 def test_history_of_a_lower_is_better_metric_keeps_its_sign(quarterly_runs, capsys):
@@ -56,8 +80,14 @@ def test_history_of_a_lower_is_better_metric_keeps_its_sign(quarterly_runs, caps
     history = json.loads((folder / "data" / "history" / f"{VOLATILITY}.json").read_text())
     metric = history["metric"]
     assert history["lower_is_better"] is True and history["rows"] == sum(p["rows"] for p in history["periods"])
-    served, latest, advantage = history["served"][metric]["value"], history["latest"][metric]["value"], history["served_advantage"]["value"]
-    assert advantage == pytest.approx(latest - served, rel=1e-6, abs=1e-15)  # positive exactly when served had the lower loss
+    served, latest, advantage = (
+        history["served"][metric]["value"],
+        history["latest"][metric]["value"],
+        history["served_advantage"]["value"],
+    )
+    assert advantage == pytest.approx(
+        latest - served, rel=1e-6, abs=1e-15
+    )  # positive exactly when served had the lower loss
     assert f"{metric} lower is better" in out and "positive: what was served did better" in out
 
 

@@ -19,12 +19,22 @@ from trading_ml.registry import ModelRegistry
 from trading_ml.serving import create_app
 from trading_ml.storage.tiny import TinyStore
 
-TASK_OF = {"direction_lstm": "direction", "direction_xgboost": "direction", "volatility_garch": "volatility", "regime_rf": "regime"}  # promoted by copy_of
+TASK_OF = {
+    "direction_lstm": "direction",
+    "direction_xgboost": "direction",
+    "volatility_garch": "volatility",
+    "regime_rf": "regime",
+}  # promoted by copy_of
 MALFORMED = {  # case: (model, file suffix, bytes written, where it fails)
     "crafted .pt": ("direction_lstm", ".pt", b"PK\x03\x04 not a torch archive", "load"),
     "junk XGBoost JSON": ("direction_xgboost", ".json", b'{"learner": 5}', "load"),
     "junk GARCH JSON": ("volatility_garch", ".json", b'{"parameters": "x", "window": 20}', "load"),
-    "GARCH parameters without their names": ("volatility_garch", ".json", b'{"parameters": {"AAPL": {"x": 1.0}}, "window": 20}', "predict"),
+    "GARCH parameters without their names": (
+        "volatility_garch",
+        ".json",
+        b'{"parameters": {"AAPL": {"x": 1.0}}, "window": 20}',
+        "predict",
+    ),
     "config feature_names: 5": ("regime_rf", ".config.json", None, "load"),
     "symlink loop": ("volatility_garch", ".json", "loop", "load"),
 }
@@ -36,7 +46,11 @@ def copy_of(trained_run, tmp_path):
     ctx = trained_run[0]
     shutil.copytree(ctx.settings.data_dir, tmp_path / "data")
     fallback = tmp_path / "data" / "fallback"
-    settings = dataclasses.replace(ctx.settings, data_dir=tmp_path / "data", storage=dataclasses.replace(ctx.settings.storage, fallback_dir=fallback))
+    settings = dataclasses.replace(
+        ctx.settings,
+        data_dir=tmp_path / "data",
+        storage=dataclasses.replace(ctx.settings.storage, fallback_dir=fallback),
+    )
     registry = ModelRegistry(TinyStore(fallback), settings.data_dir)
     for name in TASK_OF:
         if registry.record_for_run(name, ctx.run_id)["status"] != "production":
@@ -59,7 +73,9 @@ def malform(registry: ModelRegistry, run_id: str, name: str, suffix: str, payloa
         payload = json.dumps({**config, "feature_names": 5}).encode()
     path.write_bytes(payload)
     artifacts = [{**a, "sha256": sha256_bytes(payload)} if a is artifact else a for a in record["artifacts"]]
-    registry.store.upsert_many("ml_models", [{**{k: v for k, v in record.items() if k != "status"}, "artifacts": artifacts}])
+    registry.store.upsert_many(
+        "ml_models", [{**{k: v for k, v in record.items() if k != "status"}, "artifacts": artifacts}]
+    )
     return registry.record_for_run(name, run_id)
 
 
@@ -79,7 +95,11 @@ def test_a_hash_valid_malformed_model_is_refused_and_its_task_served_by_the_base
         health = client.get("/health")
         assert health.status_code == 200
         body = health.json()
-        assert name in body["refused"] and body["status"].startswith("degraded: ") and f"{name} {record['version']} refused" in body["status"]
+        assert (
+            name in body["refused"]
+            and body["status"].startswith("degraded: ")
+            and f"{name} {record['version']} refused" in body["status"]
+        )
         served = answer.json()["models"][TASK_OF[name]]
         assert served["model"] != name
         if TASK_OF[name] != "direction":  # direction's ensemble uses the member: the whole task falls back
@@ -100,7 +120,9 @@ def test_promote_refuses_a_malformed_a_mismatched_or_a_deleted_version(copy_of, 
     assert main(["promote", "direction_lstm", lstm["version"], *data]) == 2
     assert "does not match its registry sha256" in capsys.readouterr().err
     forest = registry.record_for_run("regime_rf", run_id)
-    shutil.rmtree(registry.models_root / forest["artifacts"][0]["path"].rsplit("/models/", 1)[0])  # the run folder is gone
+    shutil.rmtree(
+        registry.models_root / forest["artifacts"][0]["path"].rsplit("/models/", 1)[0]
+    )  # the run folder is gone
     assert main(["promote", "regime_rf", forest["version"], *data]) == 2
     assert "missing" in capsys.readouterr().err
 
@@ -132,7 +154,14 @@ def test_deploy_against_a_malformed_production_version_decides_without_it(copy_o
     ctx = RunContext.create(settings, AS_OF, ["^VIX", *symbols], ["1d"], "synthetic", models=["volatility_garch"])
     with StageResources.open(ctx) as resources:
         evaluated = run_through(ctx, resources, "evaluate")["evaluate"]["models"]
-        skilled = {"volatility_garch": {**evaluated["volatility_garch"], "skill": {**evaluated["volatility_garch"]["skill"], "better": True}}}
+        skilled = {
+            "volatility_garch": {
+                **evaluated["volatility_garch"],
+                "skill": {**evaluated["volatility_garch"]["skill"], "better": True},
+            }
+        }
         decision = deploy_as_if_evaluated(ctx, resources, skilled)["decisions"]["volatility_garch"]
-    assert decision["status"] == "candidate" and "cannot be scored on this run's rows" in decision["reason"], decision["reason"]
+    assert decision["status"] == "candidate" and "cannot be scored on this run's rows" in decision["reason"], decision[
+        "reason"
+    ]
     assert registry.production("volatility_garch")["run_id"] == run_id

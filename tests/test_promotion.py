@@ -36,11 +36,24 @@ def test_two_processes_promoting_at_once_never_leave_two_production_versions(kin
     where = str(settings.storage.fallback_dir) if kind == "tinydb" else settings.storage.mongo_uri
     registry = open_registry(kind, where, settings.storage.database, str(settings.data_dir))
     for number, run_id in enumerate(RUNS, 1):
-        registry.register({"model_name": "regime_rf", "version": f"{number}.0", "run_id": run_id, "as_of": "2026-11-20", "artifacts": []})
+        registry.register(
+            {
+                "model_name": "regime_rf",
+                "version": f"{number}.0",
+                "run_id": run_id,
+                "as_of": "2026-11-20",
+                "artifacts": [],
+            }
+        )
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter each: no driver state shared across a fork
     start, done = spawn.Barrier(3), spawn.Barrier(3)
-    promoters = [spawn.Process(target=promote_every_round, args=(kind, where, settings.storage.database, str(settings.data_dir), run_id, start, done))
-                 for run_id in RUNS]
+    promoters = [
+        spawn.Process(
+            target=promote_every_round,
+            args=(kind, where, settings.storage.database, str(settings.data_dir), run_id, start, done),
+        )
+        for run_id in RUNS
+    ]
     [process.start() for process in promoters]
     seen, recorded = [], 0
     try:
@@ -69,4 +82,7 @@ def test_two_processes_promoting_at_once_never_leave_two_production_versions(kin
     assert [process.exitcode for process in promoters] == [0, 0]
     statuses = {r["run_id"]: r["status"] for r in registry.records("regime_rf")}
     assert sorted(statuses.values()) == ["archived", "production"]
-    print(f"{kind}: {ROUNDS} rounds, one production version after every round; last promoter won {seen.count(RUNS[0])} / {seen.count(RUNS[1])} times")
+    print(
+        f"{kind}: {ROUNDS} rounds, one production version after every round; last promoter won {seen.count(RUNS[0])} "
+        f"/ {seen.count(RUNS[1])} times"
+    )

@@ -30,16 +30,21 @@ def true_bars(seed: int, stamps: pd.DatetimeIndex, level: float = 100.0, volume:
     rng = np.random.default_rng(seed)
     close = level * np.exp(np.cumsum(rng.normal(0.0003, 0.013, len(stamps))))
     opened = close * np.exp(rng.normal(0, 0.004, len(stamps)))
-    return pd.DataFrame({
-        "open": opened,
-        "high": np.maximum(opened, close) * (1 + rng.uniform(0.001, 0.01, len(stamps))),
-        "low": np.minimum(opened, close) * (1 - rng.uniform(0.001, 0.01, len(stamps))),
-        "close": close,
-        "volume": 2e6 * np.exp(rng.normal(0, 0.25, len(stamps))) if volume else 0.0,
-    }, index=stamps)
+    return pd.DataFrame(
+        {
+            "open": opened,
+            "high": np.maximum(opened, close) * (1 + rng.uniform(0.001, 0.01, len(stamps))),
+            "low": np.minimum(opened, close) * (1 - rng.uniform(0.001, 0.01, len(stamps))),
+            "close": close,
+            "volume": 2e6 * np.exp(rng.normal(0, 0.25, len(stamps))) if volume else 0.0,
+        },
+        index=stamps,
+    )
 
 
-def vendor_file(truth: pd.DataFrame, splits: dict[str, float], dividends: dict[str, float], adjusted: bool = True) -> pd.DataFrame:
+def vendor_file(
+    truth: pd.DataFrame, splits: dict[str, float], dividends: dict[str, float], adjusted: bool = True
+) -> pd.DataFrame:
     """What a vendor prints: before a split of F, prices F times higher and volume F times lower; the
     `Adj Close` on today's scale with dividends taken out (or equal to the close when not adjusted)."""
     raw = truth.copy()
@@ -55,7 +60,16 @@ def vendor_file(truth: pd.DataFrame, splits: dict[str, float], dividends: dict[s
 
 
 def write_vendor_csv(frame: pd.DataFrame, path) -> None:
-    out = frame.rename(columns={"open": "Open", "high": "High", "low": "Low", "close": "Close", "adj_close": "Adj Close", "volume": "Volume"})
+    out = frame.rename(
+        columns={
+            "open": "Open",
+            "high": "High",
+            "low": "Low",
+            "close": "Close",
+            "adj_close": "Adj Close",
+            "volume": "Volume",
+        }
+    )
     out.index = out.index.strftime("%Y-%m-%d")
     out.rename_axis("Date")[["Open", "High", "Low", "Close", "Adj Close", "Volume"]].to_csv(path)
 
@@ -64,7 +78,11 @@ def fx_hours(start: str, end: str) -> pd.DatetimeIndex:
     """The hours EUR/USD trades, from the rule itself: Sunday 17:00 to Friday 17:00 New York time."""
     hours = pd.date_range(pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"), freq="h", inclusive="left")
     local = hours.tz_convert("America/New_York")
-    closed = (local.day_of_week == 5) | ((local.day_of_week == 4) & (local.hour >= 17)) | ((local.day_of_week == 6) & (local.hour < 17))
+    closed = (
+        (local.day_of_week == 5)
+        | ((local.day_of_week == 4) & (local.hour >= 17))
+        | ((local.day_of_week == 6) & (local.hour < 17))
+    )
     return hours[~closed]
 
 
@@ -72,8 +90,10 @@ def fx_hours(start: str, end: str) -> pd.DatetimeIndex:
 def vendor_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("vendor")
     stamps = xcals.get_calendar("XNYS").sessions_in_range("2018-01-02", "2026-11-19")
-    truth = {symbol: true_bars(seed, stamps, volume=symbol != "^VIX", level=20.0 if symbol == "^VIX" else 100.0)
-             for seed, symbol in enumerate(DAILY)}
+    truth = {
+        symbol: true_bars(seed, stamps, volume=symbol != "^VIX", level=20.0 if symbol == "^VIX" else 100.0)
+        for seed, symbol in enumerate(DAILY)
+    }
     files = {
         "^GSPC": vendor_file(truth["^GSPC"], {}, {}),
         "^VIX": vendor_file(truth["^VIX"], {}, {}),
@@ -84,14 +104,18 @@ def vendor_folder(tmp_path_factory):
     files["AAPL"].loc[files["AAPL"].index[0], "adj_close"] /= 31  # an old row's factor of 31x, years before the window
     crashed = truth["XOM"].copy()
     after = crashed.index >= pd.Timestamp(CRASH)
-    crashed.loc[after, ["open", "high", "low", "close"]] *= 0.48 * crashed["close"].shift()[CRASH] / crashed["close"][CRASH]
+    crashed.loc[after, ["open", "high", "low", "close"]] *= (
+        0.48 * crashed["close"].shift()[CRASH] / crashed["close"][CRASH]
+    )
     crashed.loc[CRASH, "volume"] *= 6
     files["XOM"] = vendor_file(crashed, {}, {})
     for symbol, frame in files.items():
         write_vendor_csv(frame, folder / f"{symbol}_1d.csv")
     hours = fx_hours("2026-03-01", "2026-11-20")
     fx = true_bars(9, hours, level=1.1, volume=False)
-    fx.assign(adj_close=fx["close"]).rename_axis("timestamp").to_csv(folder / "EURUSD=X_1h.csv", date_format="%Y-%m-%dT%H:%M:%S+00:00")
+    fx.assign(adj_close=fx["close"]).rename_axis("timestamp").to_csv(
+        folder / "EURUSD=X_1h.csv", date_format="%Y-%m-%dT%H:%M:%S+00:00"
+    )
     return folder, truth
 
 
@@ -111,7 +135,18 @@ def daily_run(vendor_folder, tmp_path_factory):
     folder, truth = vendor_folder
     home = tmp_path_factory.mktemp("daily_run")
     config = write_config(home, validation={"min_pass_share": 0.5})  # two of six files are bad on purpose
-    common = ["--source", f"csv:{folder}", "--symbols", ",".join(DAILY), "--timeframes", "1d", "--as-of", AS_OF, "--config", str(config)]
+    common = [
+        "--source",
+        f"csv:{folder}",
+        "--symbols",
+        ",".join(DAILY),
+        "--timeframes",
+        "1d",
+        "--as-of",
+        AS_OF,
+        "--config",
+        str(config),
+    ]
     codes, outputs = [], []
     for stage in ("ingest", "validate", "features"):  # capsys is per test: capture by hand for the module
         out, err = io.StringIO(), io.StringIO()
@@ -130,15 +165,25 @@ def test_splits_are_repaired_and_named_an_unadjusted_split_and_a_crash_are_quara
     assert "ingest: 6/6 pairs" in ingested
     pairs = validation_reports(run_root)
     aapl = next(c for c in pairs["AAPL_1d"]["checks"] if c["check"] == "corporate_actions")["detail"]
-    assert f"repaired split 2:1 at {SPLIT_2_1} 00:00:00+00:00 (close {raw_move:+.1%}" in aapl and "1 other adjustment(s) (dividends)" in aapl
+    assert (
+        f"repaired split 2:1 at {SPLIT_2_1} 00:00:00+00:00 (close {raw_move:+.1%}" in aapl
+        and "1 other adjustment(s) (dividends)" in aapl
+    )
     msft = next(c for c in pairs["MSFT_1d"]["checks"] if c["check"] == "corporate_actions")["detail"]
     assert f"repaired split 3:2 at {SPLIT_3_2}" in msft
     jpm = {c["check"]: c for c in pairs["JPM_1d"]["checks"]}
-    assert pairs["JPM_1d"]["quarantined"] and f"unadjusted split 2:1 at {UNADJUSTED_SPLIT}" in jpm["corporate_actions"]["detail"]
+    assert (
+        pairs["JPM_1d"]["quarantined"]
+        and f"unadjusted split 2:1 at {UNADJUSTED_SPLIT}" in jpm["corporate_actions"]["detail"]
+    )
     assert jpm["price_sanity"]["passed"]  # the split day is reported once, as a split, not also as a crash
     xom = json.dumps(pairs["XOM_1d"])
     assert pairs["XOM_1d"]["quarantined"] and "-52.0%" in xom and "not splits" in xom and "repaired" not in xom
-    assert "validate: 4/6 pairs passed" in validated and validated.count("QUARANTINED") == 2 and "unadjusted split 2:1" in validated
+    assert (
+        "validate: 4/6 pairs passed" in validated
+        and validated.count("QUARANTINED") == 2
+        and "unadjusted split 2:1" in validated
+    )
 
 
 def test_features_on_the_repaired_file_equal_features_of_the_true_adjusted_series(daily_run):
@@ -164,7 +209,18 @@ def test_features_on_the_repaired_file_equal_features_of_the_true_adjusted_serie
 def test_an_hourly_fx_file_across_weekends_and_a_dst_change_validates_complete(vendor_folder, tmp_path, capsys):
     folder, _ = vendor_folder
     config = write_config(tmp_path, universe={"fx": ["EURUSD=X"]})
-    common = ["--source", f"csv:{folder}", "--symbols", "EURUSD=X", "--timeframes", "1h", "--as-of", AS_OF, "--config", str(config)]
+    common = [
+        "--source",
+        f"csv:{folder}",
+        "--symbols",
+        "EURUSD=X",
+        "--timeframes",
+        "1h",
+        "--as-of",
+        AS_OF,
+        "--config",
+        str(config),
+    ]
     assert cli(capsys, "ingest", *common)[0] == 0
     code, out, _ = cli(capsys, "validate", *common)
     assert code == 0 and "validate: 1/1 pairs passed" in out, out

@@ -30,11 +30,16 @@ SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM", "JPM", "MSFT"]
 
 def test_the_registry_report_serving_and_airflow_plugin_load_without_torch():
     """The catalogue imports a model class only when one is loaded, so listing and reporting stay light."""
-    code = ("import sys, importlib; sys.path.insert(0, 'plugins'); "
-            "[importlib.import_module(m) for m in ('trading_ml.registry', 'trading_ml.report', 'trading_ml.serving', 'trading_ml_plugin')]; "
-            "print(sorted(m for m in ('torch', 'xgboost') if m in sys.modules))")
+    code = (
+        "import sys, importlib; sys.path.insert(0, 'plugins'); "
+        "[importlib.import_module(m) for m in ('trading_ml.registry', 'trading_ml.report', 'trading_ml.serving', "
+        "'trading_ml_plugin')]; "
+        "print(sorted(m for m in ('torch', 'xgboost') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
-    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr  # Airflow may log a warning before it
+    assert result.stdout.strip().splitlines()[-1] == "[]", (
+        result.stdout + result.stderr
+    )  # Airflow may log a warning before it
 
 
 def full_run(settings, as_of, symbols=SYMBOLS):
@@ -64,10 +69,28 @@ def test_every_model_is_registered_with_the_plans_metadata_in_mongodb(two_runs):
     names = {r["model_name"] for r in registry.records()}
     assert names == set(TRAINED_MODELS) | {"direction"}
     record = registry.record("direction_xgboost", "1.0")
-    for field in ("model_name", "version", "trained_date", "training_samples", "test_metrics", "symbols",
-                  "feature_count", "timeframe", "artifacts", "feature_names", "data_window", "run_id", "config_hash", "status"):
+    for field in (
+        "model_name",
+        "version",
+        "trained_date",
+        "training_samples",
+        "test_metrics",
+        "symbols",
+        "feature_count",
+        "timeframe",
+        "artifacts",
+        "feature_names",
+        "data_window",
+        "run_id",
+        "config_hash",
+        "status",
+    ):
         assert field in record, field
-    assert record["timeframe"] == "1d" and record["run_id"] == ctx.run_id and record["feature_count"] == len(record["feature_names"])
+    assert (
+        record["timeframe"] == "1d"
+        and record["run_id"] == ctx.run_id
+        and record["feature_count"] == len(record["feature_names"])
+    )
     expected = str(ctx.layout.model_file("direction_xgboost", ".json").relative_to(runs_root(settings.data_dir)))
     assert record["artifacts"][0]["path"] == expected and len(record["artifacts"][0]["sha256"]) == 64
     assert sha256_bytes(resources.store.get_file(expected)) == record["artifacts"][0]["sha256"]  # GridFS holds a copy
@@ -182,7 +205,9 @@ def test_deploy_keeps_a_loser_as_candidate_and_production_untouched(two_runs, re
     original = path.read_bytes()
     predictions = pd.read_parquet(path)
     rotate = {"bull": "bear", "bear": "sideways", "sideways": "high_vol", "high_vol": "bull"}
-    predictions["regime_ahead"] = ctx_table_labels(ctx).map(rotate).where(predictions["regime_ahead"].notna())  # always wrong
+    predictions["regime_ahead"] = (
+        ctx_table_labels(ctx).map(rotate).where(predictions["regime_ahead"].notna())
+    )  # always wrong
     try:
         predictions.to_parquet(path)
         decision = deploy_as_if_evaluated(ctx, resources, {name: with_skill(summary, True)})["decisions"][name]
@@ -210,8 +235,12 @@ def test_an_older_run_does_not_replace_a_model_fitted_on_its_rows(two_runs, rest
     _, (ctx, resources, _, evaluated, _), second = two_runs
     registry, name = restore_production, "regime_rf"
     registry.promote(name, second[0].run_id, "production for the test")
-    decision = deploy_as_if_evaluated(ctx, resources, {name: with_skill(evaluated["models"][name], True)})["decisions"][name]
-    assert decision["status"] != "production" and "an older run does not replace a newer model" in decision["reason"], decision
+    decision = deploy_as_if_evaluated(ctx, resources, {name: with_skill(evaluated["models"][name], True)})["decisions"][
+        name
+    ]
+    assert decision["status"] != "production" and "an older run does not replace a newer model" in decision["reason"], (
+        decision
+    )
     assert f"`trading-ml promote {name} 1.0`" in decision["reason"]
     assert registry.record(name)["version"] == "2.0"
 
@@ -234,8 +263,11 @@ def own_copy(trained_run, tmp_path):
     """A copy of the trained run's data folder (runs and the TinyDB registry) this test may tamper with."""
     ctx = trained_run[0]
     shutil.copytree(ctx.settings.data_dir, tmp_path / "data")
-    settings = dataclasses.replace(ctx.settings, data_dir=tmp_path / "data",
-                                   storage=dataclasses.replace(ctx.settings.storage, fallback_dir=tmp_path / "data" / "fallback"))
+    settings = dataclasses.replace(
+        ctx.settings,
+        data_dir=tmp_path / "data",
+        storage=dataclasses.replace(ctx.settings.storage, fallback_dir=tmp_path / "data" / "fallback"),
+    )
     return ModelRegistry(TinyStore(settings.storage.fallback_dir), settings.data_dir), ctx.run_id
 
 
@@ -250,7 +282,10 @@ def test_a_crafted_skops_file_with_a_matching_sha256_is_refused_and_runs_nothing
     path = registry.models_root / next(a["path"] for a in record["artifacts"] if a["path"].endswith(".skops"))
     marker = tmp_path / "marker"
     path.write_bytes(skops_with_exec(path.read_bytes(), marker_code(marker)))
-    artifacts = [{**a, "sha256": sha256_bytes(path.read_bytes())} if a["path"].endswith(".skops") else a for a in record["artifacts"]]
+    artifacts = [
+        {**a, "sha256": sha256_bytes(path.read_bytes())} if a["path"].endswith(".skops") else a
+        for a in record["artifacts"]
+    ]
     record_as(registry, record, artifacts=artifacts)  # the store agrees with the file: only the allow-list stands
     with pytest.raises(DataError, match="builtins.exec"):
         ModelLoader(registry).load_model("regime_rf", record["version"])
@@ -267,9 +302,17 @@ def test_a_record_pointing_at_other_files_or_none_is_refused(own_copy, tmp_path)
         source = (registry.models_root / artifact["path"]).read_bytes()
         crafted = skops_with_exec(source, marker_code(marker)) if artifact["path"].endswith(".skops") else source
         (elsewhere / artifact["path"].rsplit("/", 1)[-1]).write_bytes(crafted)
-    outside = [{"path": f"../../elsewhere/{a['path'].rsplit('/', 1)[-1]}", "sha256": sha256_bytes((elsewhere / a["path"].rsplit("/", 1)[-1]).read_bytes())}
-               for a in record["artifacts"]]
-    other_run = [{"path": a["path"].replace(folder_name(run_id), "another-run"), "sha256": a["sha256"]} for a in record["artifacts"]]
+    outside = [
+        {
+            "path": f"../../elsewhere/{a['path'].rsplit('/', 1)[-1]}",
+            "sha256": sha256_bytes((elsewhere / a["path"].rsplit("/", 1)[-1]).read_bytes()),
+        }
+        for a in record["artifacts"]
+    ]
+    other_run = [
+        {"path": a["path"].replace(folder_name(run_id), "another-run"), "sha256": a["sha256"]}
+        for a in record["artifacts"]
+    ]
     for artifacts in (outside, other_run, [], [record["artifacts"][0]], record["artifacts"] * 2):
         record_as(registry, record, artifacts=artifacts)
         with pytest.raises(DataError, match="the record lists .* refusing to load it"):
@@ -300,7 +343,10 @@ def test_a_missing_file_comes_back_from_gridfs_only_when_intact(two_runs):
     path = runs_root(settings.data_dir) / record["artifacts"][0]["path"]
     original = path.read_bytes()
     path.unlink()
-    assert ModelLoader(registry).load_model("volatility_garch", record["version"]) is not None and path.read_bytes() == original
+    assert (
+        ModelLoader(registry).load_model("volatility_garch", record["version"]) is not None
+        and path.read_bytes() == original
+    )
     path.unlink()
     resources.store.put_file(record["artifacts"][0]["path"], original + b"x", {})
     try:

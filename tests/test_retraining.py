@@ -45,7 +45,21 @@ def test_four_quarters_with_a_symbol_dropping_out_keep_production_moving(tmp_pat
     clean, gapped = quarter_config(tmp_path, {}), quarter_config(tmp_path, {DROPS_OUT[0]: ["gap"]})
     for number, as_of in enumerate(QUARTERS):
         config = gapped if number == DROPS_OUT[1] else clean
-        code = main(["run", "--symbols", ",".join(SYMBOLS), "--timeframes", "1d", "--as-of", as_of, "--models", MODEL, "--config", config])
+        code = main(
+            [
+                "run",
+                "--symbols",
+                ",".join(SYMBOLS),
+                "--timeframes",
+                "1d",
+                "--as-of",
+                as_of,
+                "--models",
+                MODEL,
+                "--config",
+                config,
+            ]
+        )
         assert code == 0, capsys.readouterr().err
     decisions = decisions_by_quarter(tmp_path / "data")
     assert len(decisions) == 4

@@ -81,10 +81,16 @@ def test_a_run_is_found_by_id_as_of_or_folder(settings):
 
 def test_only_the_run_layout_builds_paths_inside_a_run_folder():
     """No module of the library or its drivers joins run-folder pieces by hand."""
-    by_hand = re.compile(r"run_root\s*/|/\s*\"(raw|validated|quarantine|features|models|runs)\"|\"(raw|validated|features|models)/")
+    by_hand = re.compile(
+        r"run_root\s*/|/\s*\"(raw|validated|quarantine|features|models|runs)\"|\"(raw|validated|features|models)/"
+    )
     offenders = []
     for path in [*REPO.glob("trading_ml/**/*.py"), *REPO.glob("dags/*.py"), *REPO.glob("plugins/*.py")]:
         if path.name == "run.py":
             continue
-        offenders += [f"{path.relative_to(REPO)}:{n}" for n, line in enumerate(path.read_text().splitlines(), 1) if by_hand.search(line)]
+        offenders += [
+            f"{path.relative_to(REPO)}:{n}"
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if by_hand.search(line)
+        ]
     assert offenders == []

@@ -61,14 +61,24 @@ def test_signals_have_probabilities_that_sum_to_one_and_the_registrys_versions(t
     registry = ModelRegistry(resources.store, ctx.settings.data_dir)
     for task, name in (("direction", "direction"), ("regime", "regime_rf")):
         record = registry.record(name)
-        assert body["models"][task] == {"source": "model", "model": name, "version": record["version"], "trained_until": record["trained_until"], "note": None}
+        assert body["models"][task] == {
+            "source": "model",
+            "model": name,
+            "version": record["version"],
+            "trained_until": record["trained_until"],
+            "note": None,
+        }
     volatility = body["models"]["volatility"]
-    production = [r for r in registry.records() if r["model_name"].startswith("volatility") and r["status"] == "production"]
+    production = [
+        r for r in registry.records() if r["model_name"].startswith("volatility") and r["status"] == "production"
+    ]
     assert volatility["model"] == (production[0]["model_name"] if production else "ewma")
     assert [s["symbol"] for s in body["signals"]] == ["AAPL", "^GSPC", "XOM"]
     for signal in body["signals"]:
         probabilities = signal["direction"]["probabilities"]
-        assert abs(sum(probabilities.values()) - 1) < 1e-5 and signal["direction"]["class"] == max(probabilities, key=probabilities.get)
+        assert abs(sum(probabilities.values()) - 1) < 1e-5 and signal["direction"]["class"] == max(
+            probabilities, key=probabilities.get
+        )
         assert 0 < signal["volatility"]["forecast"] < 0.2 and signal["regime"]["now"] in REGIMES
         assert signal["bar"] < f"{ctx.as_of.isoformat()}"  # the newest stored bar, before the run's as-of
     models = {(m["model_name"], m["version"]): m["status"] for m in client.get("/models").json()}
@@ -82,21 +92,33 @@ def test_bad_requests_get_a_4xx_that_says_what_to_fix(trained_run, start_api):
     assert unknown.status_code == 404 and "unknown symbol(s) ZZZZ" in unknown.json()["detail"]
     assert client.post("/signals/generate", json={"symbols": []}).status_code == 422
     assert client.post("/signals/generate", json={"tickers": ["AAPL"]}).status_code == 422
-    assert client.post("/signals/generate", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
-    early = client.post("/signals/generate", json={"symbols": ["AAPL"], "as_of": "2020-03-02"})  # ~70 bars after the first stored
+    assert (
+        client.post("/signals/generate", content=b"{not json", headers={"content-type": "application/json"}).status_code
+        == 422
+    )
+    early = client.post(
+        "/signals/generate", json={"symbols": ["AAPL"], "as_of": "2020-03-02"}
+    )  # ~70 bars after the first stored
     assert early.status_code == 422 and "use an as_of from " in early.json()["detail"]
 
 
-def test_without_a_production_model_a_task_is_served_by_its_baseline_and_a_promotion_is_picked_up(trained_run, start_api, tmp_path):
+def test_without_a_production_model_a_task_is_served_by_its_baseline_and_a_promotion_is_picked_up(
+    trained_run, start_api, tmp_path
+):
     empty = start_api(make_settings(tmp_path / "empty"))
     answer = empty.post("/signals/generate", json={"symbols": ["AAPL"]})
-    assert answer.status_code == 503 and "no 1d bars in the store; run `trading-ml ingest` first" in answer.json()["detail"]
+    assert (
+        answer.status_code == 503
+        and "no 1d bars in the store; run `trading-ml ingest` first" in answer.json()["detail"]
+    )
     ctx, resources, _ = trained_run
     client = start_api(ctx.settings)
     assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).json()["models"]["regime"]["source"] == "model"
     store = resources.store
     pointer = store.find("model_production", {"model_name": "regime_rf"})[0]
-    assert store.replace_if("model_production", {**pointer, "run_id": "nobody", "revision": pointer["revision"] + 1}, pointer["revision"])
+    assert store.replace_if(
+        "model_production", {**pointer, "run_id": "nobody", "revision": pointer["revision"] + 1}, pointer["revision"]
+    )
     try:
         answer = client.post("/signals/generate", json={"symbols": ["AAPL"]})  # it reads the registry each time
         assert answer.status_code == 200 and answer.json()["models"]["regime"]["source"] == "baseline"
@@ -105,7 +127,9 @@ def test_without_a_production_model_a_task_is_served_by_its_baseline_and_a_promo
         status = client.get("/health").json()["status"]
         assert status.startswith("degraded: ") and "regime served by its baseline" in status
     finally:
-        assert store.replace_if("model_production", {**pointer, "revision": pointer["revision"] + 2}, pointer["revision"] + 1)
+        assert store.replace_if(
+            "model_production", {**pointer, "revision": pointer["revision"] + 2}, pointer["revision"] + 1
+        )
     assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).json()["models"]["regime"]["source"] == "model"
 
 
@@ -128,14 +152,20 @@ def new_version_of(registry: ModelRegistry, good: dict, altered: str) -> dict:
 
 
 @pytest.mark.parametrize("altered", ["record", "file"])
-def test_a_tampered_new_production_version_is_refused_and_the_previous_one_keeps_serving(trained_run, start_api, tmp_path, altered):
+def test_a_tampered_new_production_version_is_refused_and_the_previous_one_keeps_serving(
+    trained_run, start_api, tmp_path, altered
+):
     """A copy of the run's registry where regime_rf 2.0 is promoted with a record whose sha256 does
     not match its files, or with a file altered on disk: the API refuses it, keeps serving 1.0 and
     says so."""
     ctx, _, _ = trained_run
     shutil.copytree(ctx.settings.data_dir, tmp_path / "data")
     fallback = tmp_path / "data" / "fallback"
-    settings = dataclasses.replace(ctx.settings, data_dir=tmp_path / "data", storage=dataclasses.replace(ctx.settings.storage, fallback_dir=fallback))
+    settings = dataclasses.replace(
+        ctx.settings,
+        data_dir=tmp_path / "data",
+        storage=dataclasses.replace(ctx.settings.storage, fallback_dir=fallback),
+    )
     client = start_api(settings)
     assert client.post("/signals/generate", json={"symbols": ["AAPL"]}).json()["models"]["regime"]["version"] == "1.0"
     registry = ModelRegistry(TinyStore(fallback), settings.data_dir)
@@ -160,6 +190,7 @@ def test_the_signal_cache_builds_each_key_once_and_a_free_build_slot_serves_anot
             if wait:
                 assert release.wait(10)
             return key, {}
+
         return run
 
     slow = [threading.Thread(target=cache.get, args=(("a",), build(("a",), wait=True))) for _ in range(8)]
@@ -223,7 +254,11 @@ def test_busy_is_503_with_retry_after_and_a_404_never_echoes_control_characters(
 
         monkeypatch.setattr(client.app.state.service.signals, "get", busy)
         answer = client.post("/signals/generate", json={"symbols": ["AAPL"], "as_of": "2026-06-01"})
-        assert answer.status_code == 503 and answer.headers["retry-after"] == "2" and "being built" in answer.json()["detail"]
+        assert (
+            answer.status_code == 503
+            and answer.headers["retry-after"] == "2"
+            and "being built" in answer.json()["detail"]
+        )
 
 
 def test_a_body_shorter_than_its_content_length_gets_408_within_seconds(trained_run, start_api):
@@ -233,15 +268,19 @@ def test_a_body_shorter_than_its_content_length_gets_408_within_seconds(trained_
     client = start_api(ctx.settings)
     host, port = client.base_url.host, client.base_url.port
     with socket.create_connection((host, port), timeout=15) as connection:
-        connection.sendall(b"POST /signals/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                           b"Content-Length: 1000\r\n\r\n{\"symbols\": [")
+        connection.sendall(
+            b"POST /signals/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"symbols": ['
+        )
         started = time.monotonic()
         answer = connection.recv(4096)
     assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 5 s" in answer
     assert time.monotonic() - started < 8
 
 
-def test_the_contract_is_typed_served_offline_and_each_signal_carries_what_a_trading_system_needs(trained_run, start_api):
+def test_the_contract_is_typed_served_offline_and_each_signal_carries_what_a_trading_system_needs(
+    trained_run, start_api
+):
     import re
 
     ctx, resources, _ = trained_run
@@ -251,11 +290,18 @@ def test_the_contract_is_typed_served_offline_and_each_signal_carries_what_a_tra
     assert docs.status_code == 200 and assets and all(a.startswith("/") for a in assets), assets  # no CDN
     assert all(client.get(asset).status_code == 200 for asset in assets)
     spec = client.get("/openapi.json").json()
-    answer_schema = spec["paths"]["/signals/generate"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    answer_schema = spec["paths"]["/signals/generate"]["post"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]
     assert answer_schema == {"$ref": "#/components/schemas/SignalsResponse"}
-    assert {"Signal", "Direction", "Volatility", "Regime", "ServedBy", "Health", "ModelVersion", "Problem"} <= set(spec["components"]["schemas"])
+    assert {"Signal", "Direction", "Volatility", "Regime", "ServedBy", "Health", "ModelVersion", "Problem"} <= set(
+        spec["components"]["schemas"]
+    )
     for name in ("Signal", "Direction", "Volatility", "Regime", "ServedBy"):
-        assert all("type" in field or "$ref" in field or "anyOf" in field for field in spec["components"]["schemas"][name]["properties"].values()), name
+        assert all(
+            "type" in field or "$ref" in field or "anyOf" in field
+            for field in spec["components"]["schemas"][name]["properties"].values()
+        ), name
     body = client.post("/signals/generate", json={"symbols": ["AAPL", "XOM"], "as_of": "2026-06-01"}).json()
     assert body["as_of"] == "2026-06-01" and body["generated_at"].startswith(dt.date.today().isoformat()[:4])
     registry = ModelRegistry(resources.store, ctx.settings.data_dir)
@@ -263,8 +309,14 @@ def test_the_contract_is_typed_served_offline_and_each_signal_carries_what_a_tra
     for signal in body["signals"]:
         assert signal["bar"] <= "2026-06-02"
         direction, volatility, regime = signal["direction"], signal["volatility"], signal["regime"]
-        assert direction["score"] == pytest.approx(direction["probabilities"]["up"] - direction["probabilities"]["down"])
-        assert volatility["unit"] == "standard deviation of one bar's return" and volatility["window_bars"] == 20 and volatility["horizon_bars"] == 1
+        assert direction["score"] == pytest.approx(
+            direction["probabilities"]["up"] - direction["probabilities"]["down"]
+        )
+        assert (
+            volatility["unit"] == "standard deviation of one bar's return"
+            and volatility["window_bars"] == 20
+            and volatility["horizon_bars"] == 1
+        )
         assert regime["horizon_bars"] == ctx.settings.features.regime.horizon
 
 

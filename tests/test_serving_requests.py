@@ -17,7 +17,11 @@ from trading_ml.storage.tiny import TinyStore
 def drop_bars_before(settings, symbol: str, day: str) -> int:
     """Remove a symbol's stored 1d bars before a day (a market input missing at older as-of dates)."""
     store = TinyStore(settings.storage.fallback_dir)
-    kept = [d for d in store.find("market_data", {"symbol": symbol, "timeframe": "1d"}) if d["timestamp"].date().isoformat() >= day]
+    kept = [
+        d
+        for d in store.find("market_data", {"symbol": symbol, "timeframe": "1d"})
+        if d["timestamp"].date().isoformat() >= day
+    ]
     path = next((settings.storage.fallback_dir / "market_data").glob(f"{symbol}_1d.json"))
     dropped = store.count("market_data", {"symbol": symbol, "timeframe": "1d"}) - len(kept)
     path.unlink()
@@ -33,7 +37,10 @@ def test_an_as_of_without_a_market_input_is_answered_for_that_request_and_refuse
         health = client.get("/health").json()
         newest = client.post("/signals/generate", json={"symbols": ["AAPL"]})
     assert old.status_code == 422, old.text  # its rows lack the VIX features: what is missing, in one line
-    assert "with every market input" in old.json()["detail"] and old.json()["detail"].split("use an as_of from ")[1] > "2025-06-01"
+    assert (
+        "with every market input" in old.json()["detail"]
+        and old.json()["detail"].split("use an as_of from ")[1] > "2025-06-01"
+    )
     assert health["refused"] == {} and "refused" not in health["status"], health
     assert newest.status_code == 200 and newest.json()["models"]["direction"]["source"] == "model"
     assert newest.json()["models"]["direction"]["version"] == registry.record("direction")["version"]
@@ -62,11 +69,19 @@ def test_a_malformed_registry_record_is_skipped_in_one_line_by_the_api_and_the_c
     good = {k: v for k, v in registry.record_for_run("regime_rf", run_id).items() if k != "status"}
     insert_raw(settings, "ml_models", BAD_RECORDS[case](good))
     with TestClient(create_app(settings)) as client:
-        answers = [client.get("/health"), client.post("/signals/generate", json={"symbols": ["AAPL"]}), client.get("/models")]
+        answers = [
+            client.get("/health"),
+            client.post("/signals/generate", json={"symbols": ["AAPL"]}),
+            client.get("/models"),
+        ]
     assert [a.status_code for a in answers] == [200, 200, 200], [a.text[:200] for a in answers]
     assert answers[1].json()["models"]["regime"]["source"] == "model"
     assert len(answers[2].json()) == len(registry.records())
-    skipped = [r.getMessage() for r in caplog.records if "skipping the ml_models document" in r.getMessage() or "not a document; skipped" in r.getMessage()]
+    skipped = [
+        r.getMessage()
+        for r in caplog.records
+        if "skipping the ml_models document" in r.getMessage() or "not a document; skipped" in r.getMessage()
+    ]
     assert skipped and all("\n" not in line for line in skipped)
     capsys.readouterr()
     assert main(["promote", "regime_rf", good["version"], "--data-dir", str(settings.data_dir)]) == 0
@@ -77,7 +92,11 @@ def test_a_fallback_file_that_is_not_tinydb_answers_503_in_one_line_and_promote_
     settings, registry, run_id = copy_of
     (settings.storage.fallback_dir / "ml_models.json").write_text(json.dumps([1, 2, 3]))
     with TestClient(create_app(settings)) as client:
-        answers = [client.get("/health"), client.post("/signals/generate", json={"symbols": ["AAPL"]}), client.get("/models")]
+        answers = [
+            client.get("/health"),
+            client.post("/signals/generate", json={"symbols": ["AAPL"]}),
+            client.get("/models"),
+        ]
     assert all(a.status_code == 503 for a in answers), [a.text[:200] for a in answers]
     assert all("is not a TinyDB file" in json.dumps(a.json()) for a in answers)
     assert main(["promote", "regime_rf", "1.0", "--data-dir", str(settings.data_dir)]) == 3
@@ -88,7 +107,9 @@ def test_a_fallback_file_that_is_not_tinydb_answers_503_in_one_line_and_promote_
 BAD_VALUES = [None, 5, -1.5, True, "x", "", "../../etc/passwd", [], ["x"], [1, 2], {}, {"a": 1}, "9" * 10_000]
 
 
-def test_registry_fuzz_every_field_of_records_and_pointers_with_bad_values_never_breaks_reading_or_serving(copy_of, caplog):
+def test_registry_fuzz_every_field_of_records_and_pointers_with_bad_values_never_breaks_reading_or_serving(
+    copy_of, caplog
+):
     """Each field of a good record and of a production pointer replaced by each bad value (and whole
     documents that are not objects), all written into the fallback files at once: the registry skips
     every malformed one, keeps every good one, and the API answers all three endpoints."""
@@ -114,12 +135,20 @@ def test_registry_fuzz_every_field_of_records_and_pointers_with_bad_values_never
     for document in (1, "x", [1, 2], None):
         insert_raw(settings, "ml_models", document)
         cases += 1
-    assert [r["run_id"] for r in registry.records()] == [r["run_id"] for r in good_records]  # the good ones, nothing else
+    assert [r["run_id"] for r in registry.records()] == [
+        r["run_id"] for r in good_records
+    ]  # the good ones, nothing else
     assert registry.production("regime_rf")["run_id"] == pointer["run_id"]
     with TestClient(create_app(settings)) as client:
-        answers = [client.get("/health"), client.post("/signals/generate", json={"symbols": ["AAPL"]}), client.get("/models")]
+        answers = [
+            client.get("/health"),
+            client.post("/signals/generate", json={"symbols": ["AAPL"]}),
+            client.get("/models"),
+        ]
     assert [a.status_code for a in answers] == [200, 200, 200], [a.text[:200] for a in answers]
-    print(f"registry fuzz: {cases} malformed documents skipped, {len(good_records)} good records kept, the API answered")
+    print(
+        f"registry fuzz: {cases} malformed documents skipped, {len(good_records)} good records kept, the API answered"
+    )
     assert cases >= 80
 
 

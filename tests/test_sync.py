@@ -50,7 +50,15 @@ def synced(tmp_path_factory):
     restartable_mongo.start()
     first, second = sync_to_mongo(settings), sync_to_mongo(settings)
     mongo = MongoStore.connect(settings.storage.mongo_uri, settings.storage.database)
-    yield settings, (run_a, deployed_a), (run_b, deployed_b), first, second, ModelRegistry(mongo, settings.data_dir), tiny
+    yield (
+        settings,
+        (run_a, deployed_a),
+        (run_b, deployed_b),
+        first,
+        second,
+        ModelRegistry(mongo, settings.data_dir),
+        tiny,
+    )
     mongo.close()
     restartable_mongo.stop()
 
@@ -67,8 +75,11 @@ def test_both_runs_records_are_in_mongodb_under_distinct_versions(synced):
         assert records[run_a.run_id]["version"] == "1.0" and records[run_b.run_id]["version"] == "2.0"
         theirs = tiny.record_for_run(name, run_b.run_id)
         assert {k: v for k, v in records[run_b.run_id].items() if k not in ("version", "status", "components")} == {
-            k: v for k, v in theirs.items() if k not in ("version", "status", "components")}  # nothing of B dropped
-    assert sorted((c["model_name"], c["from"], c["to"]) for c in first["renumbered"]) == sorted((n, "1.0", "2.0") for n in NAMES)
+            k: v for k, v in theirs.items() if k not in ("version", "status", "components")
+        }  # nothing of B dropped
+    assert sorted((c["model_name"], c["from"], c["to"]) for c in first["renumbered"]) == sorted(
+        (n, "1.0", "2.0") for n in NAMES
+    )
     assert all(c["run_id"] == run_b.run_id for c in first["renumbered"])
     assert mongo.record(ENSEMBLE, "2.0")["components"] == {"direction_xgboost": "2.0", "direction_lstm": "2.0"}
 
@@ -97,7 +108,8 @@ def test_exactly_one_production_per_model_and_the_newer_as_of_wins(synced):
         if name in promoted(deployed_a) & promoted(deployed_b):
             assert mongo.record_for_run(name, run_b.run_id)["status"] == "archived"  # B was production in TinyDB
     assert {name: p["run_id"] for name, p in first["production"].items()} == {
-        name: (run_a.run_id if name in promoted(deployed_a) else run_b.run_id) for name in promoted(deployed_b)}
+        name: (run_a.run_id if name in promoted(deployed_a) else run_b.run_id) for name in promoted(deployed_b)
+    }
 
 
 def test_a_second_sync_copies_nothing_and_changes_nothing(synced):
@@ -112,10 +124,18 @@ def test_a_second_sync_copies_nothing_and_changes_nothing(synced):
 def test_every_document_of_the_fallback_is_in_mongodb(synced):
     _, _, (run_b, _), _, _, mongo, tiny = synced
     bar_key = ("symbol", "timeframe", "timestamp")
-    keys = {c: {tuple(str(d[k]) for k in bar_key) for d in store.find("market_data")} for c, store in (("tiny", tiny.store), ("mongo", mongo.store))}
+    keys = {
+        c: {tuple(str(d[k]) for k in bar_key) for d in store.find("market_data")}
+        for c, store in (("tiny", tiny.store), ("mongo", mongo.store))
+    }
     assert len(keys["tiny"]) > 4000 and keys["tiny"] <= keys["mongo"]  # every bar run B ingested
     assert mongo.store.count("market_data") == len(keys["mongo"])  # each once
     for collection in ("validation_reports", "pipeline_runs"):
-        copies = [sorted(store.find(collection, {"run_id": run_b.run_id}), key=lambda d: (d.get("symbol", ""), d.get("timeframe", "")))
-                  for store in (mongo.store, tiny.store)]
+        copies = [
+            sorted(
+                store.find(collection, {"run_id": run_b.run_id}),
+                key=lambda d: (d.get("symbol", ""), d.get("timeframe", "")),
+            )
+            for store in (mongo.store, tiny.store)
+        ]
         assert copies[0] == copies[1] != []

@@ -74,7 +74,12 @@ def nan_weights(payload: bytes) -> bytes | None:
     """A torch state_dict with every weight NaN (loads with weights_only, predicts NaN)."""
     try:
         state = torch.load(io.BytesIO(payload), weights_only=True)
-    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError):  # not a torch state_dict (e.g. skops, also a zip archive)
+    except (
+        RuntimeError,
+        ValueError,
+        EOFError,
+        pickle.UnpicklingError,
+    ):  # not a torch state_dict (e.g. skops, also a zip archive)
         return None
     buffer = io.BytesIO()
     torch.save({k: torch.full_like(v, float("nan")) for k, v in state.items()}, buffer)
@@ -99,7 +104,8 @@ def mutations(payload: bytes) -> dict[str, bytes]:
 
 
 HARMLESS = {  # (model, suffix, case): the mutation touches nothing the model predicts with
-    ("direction_xgboost", ".config.json", "NaN numbers"), ("direction_xgboost", ".config.json", "inf numbers"),
+    ("direction_xgboost", ".config.json", "NaN numbers"),
+    ("direction_xgboost", ".config.json", "inf numbers"),
     ("direction_xgboost", ".config.json", "huge integers"),
 }
 
@@ -124,7 +130,9 @@ def test_every_malformed_model_file_is_refused_in_one_line_and_the_asking_proces
                     if (name, suffix, case) in HARMLESS:
                         continue
                     assert not verdict.passed, (name, suffix, case)
-                    assert "\n" not in verdict.why and verdict.why.startswith(f"{name} ") and "refusing it" in verdict.why, verdict.why
+                    assert (
+                        "\n" not in verdict.why and verdict.why.startswith(f"{name} ") and "refusing it" in verdict.why
+                    ), verdict.why
                     counts["refused"] += 1
                     if "crash the loader" in verdict.why:
                         counts["crashed the loader"] += 1
@@ -158,7 +166,9 @@ def crafted_bytes(path, how) -> bytes:
     if how == "window":
         return json.dumps({**document, "window": 10**12}).encode()
     change = {"omega nan": {"omega": float("nan")}, "explosive": {"alpha[1]": 5.0, "beta[1]": 5.0}}[how]
-    return json.dumps({**document, "parameters": {s: {**p, **change} for s, p in document["parameters"].items()}}).encode()
+    return json.dumps(
+        {**document, "parameters": {s: {**p, **change} for s, p in document["parameters"].items()}}
+    ).encode()
 
 
 @pytest.mark.parametrize("case", CRAFTED)
@@ -199,7 +209,13 @@ def test_a_version_that_passed_is_not_verified_again_for_the_same_hashes_but_is_
     record = registry.record_for_run("volatility_garch", run_id)
     first = verifier.verify([record])[0]
     assert first.passed and verifier.verify([record])[0] is first
-    malform(registry, run_id, "volatility_garch", ".json", crafted_bytes(registry.models_root / record["artifacts"][0]["path"], "omega nan"))
+    malform(
+        registry,
+        run_id,
+        "volatility_garch",
+        ".json",
+        crafted_bytes(registry.models_root / record["artifacts"][0]["path"], "omega nan"),
+    )
     changed = verifier.verify([registry.record_for_run("volatility_garch", run_id)])[0]
     assert not changed.passed and changed.hashes != first.hashes and "finite" in changed.why, changed.why
 
@@ -208,7 +224,8 @@ def test_the_range_checks_say_no_to_nonsense_and_yes_to_a_trained_model(trained_
     ctx, resources, _ = trained_run
     canary = canary_panel(ctx.settings)
     model = Verifier(ModelRegistry(resources.store, ctx.settings.data_dir), ctx.settings).load(
-        ModelRegistry(resources.store, ctx.settings.data_dir).record_for_run("volatility_garch", ctx.run_id))
+        ModelRegistry(resources.store, ctx.settings.data_dir).record_for_run("volatility_garch", ctx.run_id)
+    )
     check_predictions(model, canary)  # a trained GARCH passes
     model.parameters = {s: {**p, "alpha[1]": 5.0, "beta[1]": 5.0} for s, p in model.parameters.items()}
     with pytest.raises(Exception, match="outside"):
@@ -232,11 +249,28 @@ def test_deploy_never_promotes_over_a_production_model_that_predicts_nan_it_cann
 
     settings, registry, run_id = copy_of
     record = registry.record_for_run("volatility_garch", run_id)
-    malform(registry, run_id, "volatility_garch", ".json", crafted_bytes(registry.models_root / record["artifacts"][0]["path"], "omega nan"))
-    ctx = RunContext.create(settings, AS_OF, ["^VIX", *record["symbols"]], ["1d"], "synthetic", models=["volatility_garch"])
+    malform(
+        registry,
+        run_id,
+        "volatility_garch",
+        ".json",
+        crafted_bytes(registry.models_root / record["artifacts"][0]["path"], "omega nan"),
+    )
+    ctx = RunContext.create(
+        settings, AS_OF, ["^VIX", *record["symbols"]], ["1d"], "synthetic", models=["volatility_garch"]
+    )
     with StageResources.open(ctx) as resources:
         evaluated = run_through(ctx, resources, "evaluate")["evaluate"]["models"]
-        skilled = {"volatility_garch": {**evaluated["volatility_garch"], "skill": {**evaluated["volatility_garch"]["skill"], "better": True}}}
+        skilled = {
+            "volatility_garch": {
+                **evaluated["volatility_garch"],
+                "skill": {**evaluated["volatility_garch"]["skill"], "better": True},
+            }
+        }
         decision = deploy_as_if_evaluated(ctx, resources, skilled)["decisions"]["volatility_garch"]
-    assert decision["status"] == "candidate" and "cannot be scored" in decision["reason"] and "finite" in decision["reason"], decision["reason"]
+    assert (
+        decision["status"] == "candidate"
+        and "cannot be scored" in decision["reason"]
+        and "finite" in decision["reason"]
+    ), decision["reason"]
     assert registry.production("volatility_garch")["run_id"] == run_id

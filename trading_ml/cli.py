@@ -63,7 +63,9 @@ PLAN_STAGES = {  # the plan's script: its 'ingest' is Phase 1 (data), its 'valid
 def common_options() -> argparse.ArgumentParser:
     """--data-dir, --config and -v: every command takes them (an argparse parent)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="where runs and the fallback store live (default: config or TRADING_ML_DATA_DIR)")
+    common.add_argument(
+        "--data-dir", help="where runs and the fallback store live (default: config or TRADING_ML_DATA_DIR)"
+    )
     common.add_argument("--config", help="config.yaml path (default: TRADING_ML_CONFIG or the repo's)")
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     return common
@@ -75,11 +77,17 @@ def run_options() -> argparse.ArgumentParser:
     options.add_argument("--source", help=f"{' | '.join(spec_forms())} (default: config `source`)")
     options.add_argument("--symbols", help="comma-separated tickers (default: the config universe)")
     options.add_argument("--timeframes", help="comma-separated, e.g. 1d,1h (default: config)")
-    options.add_argument("--models", help=f"comma-separated models to train, of {', '.join(TRAINED_MODELS)} "
-                         f"(default: all {len(TRAINED_MODELS)}, or the run's)")
+    options.add_argument(
+        "--models",
+        help=f"comma-separated models to train, of {', '.join(TRAINED_MODELS)} "
+        f"(default: all {len(TRAINED_MODELS)}, or the run's)",
+    )
     options.add_argument("--as-of", help="YYYY-MM-DD; windows end here (default: today)")
-    options.add_argument("--run-id", type=run_id_option,
-                         help="the run to continue (default: a new run for run/ingest, else the as-of's newest)")
+    options.add_argument(
+        "--run-id",
+        type=run_id_option,
+        help="the run to continue (default: a new run for run/ingest, else the as-of's newest)",
+    )
     return options
 
 
@@ -90,8 +98,10 @@ def split_list(text: str | None, option: str = "--symbols") -> list[str] | None:
         return None
     items = [item.strip() for item in text.split(",") if item.strip()]
     if not items:
-        raise ConfigError(f"{option} {shorten(text)} lists nothing; name at least one (e.g. {option} {EXAMPLES[option]}) "
-                          "or leave the option out for the configured ones")
+        raise ConfigError(
+            f"{option} {shorten(text)} lists nothing; name at least one (e.g. {option} {EXAMPLES[option]}) "
+            "or leave the option out for the configured ones"
+        )
     return items
 
 
@@ -127,9 +137,13 @@ def host_name(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        if not re.fullmatch(r"[0-9.]+", text) and re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*", text):
+        if not re.fullmatch(r"[0-9.]+", text) and re.fullmatch(
+            r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*", text
+        ):
             return text
-    raise argparse.ArgumentTypeError(f"{shorten(text)} is not an IP address or host name; pass e.g. 127.0.0.1 or localhost")
+    raise argparse.ArgumentTypeError(
+        f"{shorten(text)} is not an IP address or host name; pass e.g. 127.0.0.1 or localhost"
+    )
 
 
 def run_id_option(text: str) -> str:
@@ -143,7 +157,9 @@ MAX_REASON = 500  # characters of a promotion's --reason
 
 def promotion_reason(text: str) -> str:
     if len(text) > MAX_REASON or not text.isprintable():
-        raise argparse.ArgumentTypeError(f"must be one line of printable text of at most {MAX_REASON} characters (got {len(text)})")
+        raise argparse.ArgumentTypeError(
+            f"must be one line of printable text of at most {MAX_REASON} characters (got {len(text)})"
+        )
     return text
 
 
@@ -166,7 +182,10 @@ def build_context(args: argparse.Namespace, stages: Sequence[str]) -> RunContext
 def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
     """Each stage in order, with what it printed; they find their inputs in the run folder."""
     with StageResources.open(ctx) as resources:
-        print(f"run {ctx.run_id}  as-of {ctx.as_of}  store {resources.store_choice.kind} ({resources.store_choice.reason})  -> {ctx.run_root}")
+        print(
+            f"run {ctx.run_id}  as-of {ctx.as_of}  store {resources.store_choice.kind} "
+            f"({resources.store_choice.reason})  -> {ctx.run_root}"
+        )
         for stage in stages:
             RUNNERS[stage](ctx, resources)
     if {"evaluate", "deploy"} & set(stages):
@@ -176,6 +195,7 @@ def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
 
 def run_ingest(ctx: RunContext, resources: StageResources) -> None:
     with tqdm(total=len(ctx.pairs), desc="ingest", unit="pair", file=sys.stderr, disable=None) as bar:
+
         def advance(manifest: dict) -> None:
             bar.set_postfix_str(f"{manifest['symbol']} {manifest['timeframe']}")
             bar.update()
@@ -234,8 +254,15 @@ def run_report_stage(ctx: RunContext, resources: StageResources) -> None:
     print(f"report: {ctx.layout.report_html} ({len(written['figures'])} plots; `trading-ml report --open` shows it)")
 
 
-RUNNERS = {"ingest": run_ingest, "validate": run_validate, "features": run_features, "train": run_train,
-           "evaluate": run_evaluate, "deploy": run_deploy, "report": run_report_stage}
+RUNNERS = {
+    "ingest": run_ingest,
+    "validate": run_validate,
+    "features": run_features,
+    "train": run_train,
+    "evaluate": run_evaluate,
+    "deploy": run_deploy,
+    "report": run_report_stage,
+}
 
 
 def find_evaluated_run(settings: Settings, reference: str | None):
@@ -243,7 +270,10 @@ def find_evaluated_run(settings: Settings, reference: str | None):
     if reference:
         run = find_run(settings.data_dir, reference)
         if not run.layout.evaluation_report.is_file():
-            raise ConfigError(f"run {run.run_id} ({run.layout.root}) is not evaluated yet; run `trading-ml evaluate --run-id {run.run_id}`")
+            raise ConfigError(
+                f"run {run.run_id} ({run.layout.root}) is not evaluated yet; run `trading-ml evaluate --run-id "
+                f"{run.run_id}`"
+            )
         return run
     evaluated = [run for run in find_runs(settings.data_dir) if run.layout.evaluation_report.is_file()]
     if not evaluated:
@@ -278,14 +308,20 @@ def run_serve(args: argparse.Namespace) -> None:
         try:
             probe.bind((args.host, args.port))
         except socket.gaierror as error:
-            raise ConfigError(f"cannot listen on {args.host}: no such address ({error.strerror or error}); "
-                              "pass --host an address of this machine, e.g. 127.0.0.1") from None
+            raise ConfigError(
+                f"cannot listen on {args.host}: no such address ({error.strerror or error}); "
+                "pass --host an address of this machine, e.g. 127.0.0.1"
+            ) from None
         except OSError as error:
             if error.errno == errno.EADDRNOTAVAIL:
-                raise ConfigError(f"cannot listen on {args.host}: it is not an address of this machine; "
-                                  "pass --host one that is, e.g. 127.0.0.1") from None
-            raise ConfigError(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}); "
-                              "stop what uses that port or pass another --port") from None
+                raise ConfigError(
+                    f"cannot listen on {args.host}: it is not an address of this machine; "
+                    "pass --host one that is, e.g. 127.0.0.1"
+                ) from None
+            raise ConfigError(
+                f"cannot listen on {args.host}:{args.port} ({error.strerror or error}); "
+                "stop what uses that port or pass another --port"
+            ) from None
     serve(settings, args.host, args.port)
 
 
@@ -307,11 +343,21 @@ def run_promote(args: argparse.Namespace) -> None:
     try:
         registry = ModelRegistry(store, settings.data_dir)
         record = registry.record(args.model, args.version)
-        Verifier(registry, settings).load(record)  # a DataError (altered, missing, malformed files, bad predictions) refuses it
+        Verifier(registry, settings).load(
+            record
+        )  # a DataError (altered, missing, malformed files, bad predictions) refuses it
         before = registry.production(args.model)
-        reason = f"promoted by hand (trading-ml promote): {args.reason}" if args.reason else "promoted by hand (trading-ml promote)"
+        reason = (
+            f"promoted by hand (trading-ml promote): {args.reason}"
+            if args.reason
+            else "promoted by hand (trading-ml promote)"
+        )
         registry.promote(args.model, record["run_id"], reason)
-        previous = f"; {registry.record_for_run(args.model, before['run_id'])['version']} is archived" if before and before["run_id"] != record["run_id"] else ""
+        previous = (
+            f"; {registry.record_for_run(args.model, before['run_id'])['version']} is archived"
+            if before and before["run_id"] != record["run_id"]
+            else ""
+        )
         print(f"{args.model} {record['version']} (run {record['run_id']}) is production{previous}")
     finally:
         store.close()
@@ -353,10 +399,16 @@ def stage_commands() -> tuple[tuple[str, str], ...]:
         ("ingest", "fetch every symbol and timeframe into raw/ and the store"),
         ("validate", "run the six checks on an ingested run; clean into validated/, quarantine failures"),
         ("features", "indicators, market-wide features and targets of a validated run; training tables"),
-        ("train", f"fit the {len(TRAINED_MODELS)} models ({', '.join(TRAINED_MODELS)}) on the run's training table, then "
-                  "combine them (the direction ensemble); register them as candidates"),
+        (
+            "train",
+            f"fit the {len(TRAINED_MODELS)} models ({', '.join(TRAINED_MODELS)}) on the run's training table, then "
+            "combine them (the direction ensemble); register them as candidates",
+        ),
         ("evaluate", "walk-forward out-of-sample metrics with intervals, beside the baselines and the plan's targets"),
-        ("deploy", "promote the candidates whose skill over their baselines is significant and not worse than production"),
+        (
+            "deploy",
+            "promote the candidates whose skill over their baselines is significant and not worse than production",
+        ),
         ("run", f"the full pipeline: {', '.join(STAGES)}"),
     )
 
@@ -367,24 +419,45 @@ def parser() -> argparse.ArgumentParser:
     common, stage = common_options(), run_options()
     for name, text in stage_commands():
         commands.add_parser(name, help=text, description=text, parents=[stage])
-    report = commands.add_parser("report", help="show (or regenerate) a run's HTML performance report", parents=[common])
-    report.add_argument("run", nargs="?", help="run id, as-of date (its newest run) or run folder (default: the newest evaluated run)")
-    report.add_argument("--regenerate", action="store_true", help="write it again from the run's files and the registry")
+    report = commands.add_parser(
+        "report", help="show (or regenerate) a run's HTML performance report", parents=[common]
+    )
+    report.add_argument(
+        "run", nargs="?", help="run id, as-of date (its newest run) or run folder (default: the newest evaluated run)"
+    )
+    report.add_argument(
+        "--regenerate", action="store_true", help="write it again from the run's files and the registry"
+    )
     report.add_argument("--open", action="store_true", help="open it in a browser")
     serve = commands.add_parser("serve", help="the signals API (FastAPI) over the production models", parents=[common])
     serve.add_argument("--host", default="127.0.0.1", type=host_name, help="default 127.0.0.1 (this machine only)")
     serve.add_argument("--port", type=port_number, default=8000)
-    listing = commands.add_parser("runs", help="list the runs: as-of, run id, finished stages, folder", parents=[common])
+    listing = commands.add_parser(
+        "runs", help="list the runs: as-of, run id, finished stages, folder", parents=[common]
+    )
     listing.add_argument("--as-of", help="only the runs of this as-of date")
-    listing.add_argument("--diff", nargs=2, metavar="RUN", help="how two runs' settings differ (each run's settings.json, frozen when it started)")
+    listing.add_argument(
+        "--diff",
+        nargs=2,
+        metavar="RUN",
+        help="how two runs' settings differ (each run's settings.json, frozen when it started)",
+    )
     models = f"one of {', '.join(MODEL_NAMES)}"
-    promote = commands.add_parser("promote", help="make a registered version production by hand (the gate is not asked)", parents=[common])
+    promote = commands.add_parser(
+        "promote", help="make a registered version production by hand (the gate is not asked)", parents=[common]
+    )
     promote.add_argument("model", help=models)
     promote.add_argument("version", help="the version, e.g. 3.0 (see GET /models or the Airflow registry page)")
-    promote.add_argument("--reason", type=promotion_reason,
-                         help=f"why, kept in the record and the production history (one line, at most {MAX_REASON} characters)")
-    history = commands.add_parser("history", help="what production served between runs, beside always promoting the latest and the baselines",
-                                  parents=[common])
+    promote.add_argument(
+        "--reason",
+        type=promotion_reason,
+        help=f"why, kept in the record and the production history (one line, at most {MAX_REASON} characters)",
+    )
+    history = commands.add_parser(
+        "history",
+        help="what production served between runs, beside always promoting the latest and the baselines",
+        parents=[common],
+    )
     history.add_argument("model", help=models)
     sync = commands.add_parser("sync", help="copy what landed in the TinyDB fallback into MongoDB", parents=[common])
     sync.add_argument("--mongo-uri", help="default: TRADING_ML_MONGO_URI or storage.mongo_uri")
@@ -397,7 +470,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> None:
-    commands = {"sync": run_sync, "report": run_report, "serve": run_serve, "runs": run_list, "promote": run_promote, "history": run_history}
+    commands = {
+        "sync": run_sync,
+        "report": run_report,
+        "serve": run_serve,
+        "runs": run_list,
+        "promote": run_promote,
+        "history": run_history,
+    }
     if args.command in commands:
         commands[args.command](args)
         return
@@ -407,8 +487,7 @@ def _dispatch(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace, action) -> int:
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
         action()
@@ -422,18 +501,27 @@ def _run(args: argparse.Namespace, action) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as error:  # a --data-dir that cannot be written (under /proc, read-only, a file in the path)
-        print(f"error: cannot use {error.filename or 'a path'}: {error.strerror or error}; pass --data-dir a folder you can write to",
-              file=sys.stderr)
+        print(
+            f"error: cannot use {error.filename or 'a path'}: {error.strerror or error}; pass --data-dir a folder "
+            "you can write to",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     return 0
 
 
 def plan_parser() -> argparse.ArgumentParser:
-    root = OneLineParser(prog="train_production_models.py", description="The plan's entry point: run one stage, or the full pipeline.",
-                         parents=[run_options()])
+    root = OneLineParser(
+        prog="train_production_models.py",
+        description="The plan's entry point: run one stage, or the full pipeline.",
+        parents=[run_options()],
+    )
     mode = root.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--stage", choices=list(PLAN_STAGES),
-                      help="ingest = fetch + validate data + features; validate = evaluate the models")
+    mode.add_argument(
+        "--stage",
+        choices=list(PLAN_STAGES),
+        help="ingest = fetch + validate data + features; validate = evaluate the models",
+    )
     mode.add_argument("--full-pipeline", action="store_true", help="every stage in order")
     return root
 

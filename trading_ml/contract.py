@@ -11,22 +11,34 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class SignalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    symbols: list[Annotated[str, Field(max_length=20)]] = Field(min_length=1, max_length=500, description="tickers of the configured universe")
-    as_of: dt.date | None = Field(None, description="signals from bars up to this date (default: the newest stored bar)")
+    symbols: list[Annotated[str, Field(max_length=20)]] = Field(
+        min_length=1, max_length=500, description="tickers of the configured universe"
+    )
+    as_of: dt.date | None = Field(
+        None, description="signals from bars up to this date (default: the newest stored bar)"
+    )
 
 
 class ServedBy(BaseModel):
-    source: Literal["model", "baseline"] = Field(description="a production model, or the task's baseline where none serves")
+    source: Literal["model", "baseline"] = Field(
+        description="a production model, or the task's baseline where none serves"
+    )
     model: str = Field(description="the model's name, or the baseline's")
     version: str | None = Field(description="the production version (null for a baseline)")
-    trained_until: str | None = Field(None, description="the first timestamp the model never saw in training (null for a baseline)")
+    trained_until: str | None = Field(
+        None, description="the first timestamp the model never saw in training (null for a baseline)"
+    )
     note: str | None = Field(None, description="why a baseline answers, in one line")
 
 
 class Direction(BaseModel):
-    probabilities: dict[Literal["down", "neutral", "up"], float] = Field(description="P(down), P(neutral), P(up) of the next bar; they sum to 1")
+    probabilities: dict[Literal["down", "neutral", "up"], float] = Field(
+        description="P(down), P(neutral), P(up) of the next bar; they sum to 1"
+    )
     class_: Literal["down", "neutral", "up"] = Field(alias="class", description="the most probable direction")
-    score: float = Field(description="P(up) - P(down): rank symbols by it (the direction models are judged on its rank IC)")
+    score: float = Field(
+        description="P(up) - P(down): rank symbols by it (the direction models are judged on its rank IC)"
+    )
     model_config = ConfigDict(populate_by_name=True)
 
 
@@ -38,7 +50,9 @@ class Volatility(BaseModel):
 
 
 class Regime(BaseModel):
-    now: Literal["bull", "bear", "sideways", "high_vol"] = Field(description="the plan's rules applied to the newest bar")
+    now: Literal["bull", "bear", "sideways", "high_vol"] = Field(
+        description="the plan's rules applied to the newest bar"
+    )
     ahead: Literal["bull", "bear", "sideways", "high_vol"] = Field(description="the regime forecast horizon_bars ahead")
     horizon_bars: int
 

@@ -39,7 +39,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     """Remove the temp files of ``path`` whose writing process no longer runs on this host."""
     removed = []
     for temporary in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-        pid = temporary.name[len(path.name) + 2:].split(".")[0]
+        pid = temporary.name[len(path.name) + 2 :].split(".")[0]
         if pid.isdigit() and not process_alive(int(pid)):
             temporary.unlink(missing_ok=True)
             removed.append(temporary)
@@ -63,7 +63,9 @@ def process_alive(pid: int) -> bool:
 def json_bytes(document: dict) -> bytes:
     """A document as the project writes JSON: indented, keys sorted, a newline at the end; a value
     that is not a finite number (NaN, inf) is written as null, so strict parsers read every file."""
-    return (json.dumps(finite_or_null(document), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n").encode()
+    return (
+        json.dumps(finite_or_null(document), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+    ).encode()
 
 
 def number(value, spec: str = ".4g") -> str:
@@ -93,7 +95,9 @@ def read_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
-        raise DataError(f"{path} is not valid JSON ({one_line(error, 120)}); re-run the stage that writes it") from error
+        raise DataError(
+            f"{path} is not valid JSON ({one_line(error, 120)}); re-run the stage that writes it"
+        ) from error
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
@@ -103,7 +107,9 @@ def read_parquet(path: Path) -> pd.DataFrame:
     except (pa.ArrowException, ValueError, OSError) as error:
         if isinstance(error, FileNotFoundError):
             raise
-        raise DataError(f"{path} cannot be read as parquet ({one_line(error, 120)}); re-run the stage that writes it") from error
+        raise DataError(
+            f"{path} cannot be read as parquet ({one_line(error, 120)}); re-run the stage that writes it"
+        ) from error
 
 
 def write_table_csv(path: Path, table: pd.DataFrame) -> Path:
@@ -111,7 +117,9 @@ def write_table_csv(path: Path, table: pd.DataFrame) -> Path:
     frame = table.reset_index(drop=True)
     frame.insert(0, "timestamp", table.index.strftime("%Y-%m-%dT%H:%M:%SZ"))
     buffer = io.BytesIO()
-    arrow_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), buffer, arrow_csv.WriteOptions(quoting_style="needed"))
+    arrow_csv.write_csv(
+        pa.Table.from_pandas(frame, preserve_index=False), buffer, arrow_csv.WriteOptions(quoting_style="needed")
+    )
     return atomic_write_bytes(path, buffer.getvalue())
 
 

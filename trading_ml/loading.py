@@ -51,8 +51,10 @@ class ModelLoader:
         except DataError as error:
             raise DataError(f"{label(record)}: {error}") from error
         except Exception as error:  # the bytes are the recorded ones, but not a model of this kind
-            raise DataError(f"{label(record)}: its files do not load as a {name} model ({type(error).__name__}: "
-                            f"{one_line(error)}); refusing it") from error
+            raise DataError(
+                f"{label(record)}: its files do not load as a {name} model ({type(error).__name__}: "
+                f"{one_line(error)}); refusing it"
+            ) from error
         check_feature_names(model, record)
         return model
 
@@ -68,9 +70,13 @@ class ModelLoader:
         """{path under the models root: suffix} of the files a record's model consists of, derived
         from its model name, run id and as-of, never from paths the record gives."""
         try:
-            layout = RunLayout.of(self.models_root.parent, dt.date.fromisoformat(str(record["as_of"])), record["run_id"])
+            layout = RunLayout.of(
+                self.models_root.parent, dt.date.fromisoformat(str(record["as_of"])), record["run_id"]
+            )
         except (KeyError, ValueError, ConfigError) as error:
-            raise DataError(f"{label(record)}: the record's run id or as-of is not valid ({error}); refusing to load it") from error
+            raise DataError(
+                f"{label(record)}: the record's run id or as-of is not valid ({error}); refusing to load it"
+            ) from error
         return {str(layout.model_file(record["model_name"], s).relative_to(self.models_root)): s for s in suffixes}
 
     def _verified_files(self, record: dict, suffixes: tuple[str, ...]) -> dict[str, bytes]:
@@ -79,9 +85,14 @@ class ModelLoader:
         artifacts = record.get("artifacts") or []
         listed = {a.get("path"): a.get("sha256") for a in artifacts}
         if sorted(map(str, listed)) != sorted(expected) or len(artifacts) != len(expected):
-            raise DataError(f"{label(record)}: the record lists {[a.get('path') for a in artifacts] or 'no files'}, but it consists of exactly "
-                            f"{sorted(expected)} under {self.models_root}; refusing to load it")
-        return {suffix: self._verified_bytes(relative, listed[relative], record) for relative, suffix in expected.items()}
+            raise DataError(
+                f"{label(record)}: the record lists {[a.get('path') for a in artifacts] or 'no files'}, but it "
+                "consists of exactly "
+                f"{sorted(expected)} under {self.models_root}; refusing to load it"
+            )
+        return {
+            suffix: self._verified_bytes(relative, listed[relative], record) for relative, suffix in expected.items()
+        }
 
     def _verified_bytes(self, relative: str, expected: str, record: dict) -> bytes:
         """A file's bytes if they match the recorded sha256 (a missing file is restored from GridFS)."""
@@ -90,9 +101,14 @@ class ModelLoader:
             inside = path.resolve(strict=False).is_relative_to(self.models_root.resolve())
             payload = path.read_bytes() if path.is_file() else None
         except (OSError, RuntimeError) as error:  # a symlink loop, a folder in its place, no permission
-            raise DataError(f"{label(record)}: {path} cannot be read ({type(error).__name__}: {one_line(error)}); refusing to load it") from error
+            raise DataError(
+                f"{label(record)}: {path} cannot be read ({type(error).__name__}: {one_line(error)}); refusing to "
+                "load it"
+            ) from error
         if not inside:
-            raise DataError(f"{label(record)}: {path} leads outside the models root {self.models_root}; refusing to load it")
+            raise DataError(
+                f"{label(record)}: {path} leads outside the models root {self.models_root}; refusing to load it"
+            )
         if payload is None:
             payload = self.store.get_file(relative)
             if payload is None or sha256_bytes(payload) != expected:
@@ -101,8 +117,10 @@ class ModelLoader:
             log.warning("restored %s from GridFS", path)
         actual = sha256_bytes(payload)
         if actual != expected:
-            raise DataError(f"{path} of {label(record)} does not match its registry sha256 "
-                            f"({actual[:12]}… != {str(expected)[:12]}…): the file was altered; refusing to load it")
+            raise DataError(
+                f"{path} of {label(record)} does not match its registry sha256 "
+                f"({actual[:12]}… != {str(expected)[:12]}…): the file was altered; refusing to load it"
+            )
         return payload
 
 
@@ -110,4 +128,6 @@ def check_feature_names(model, record: dict) -> None:
     """A loaded model's feature names (where it has them) are a list of strings."""
     names = getattr(model, "feature_names", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise DataError(f"{label(record)}: its config's feature_names is {type(names).__name__}, not a list of names; refusing it")
+        raise DataError(
+            f"{label(record)}: its config's feature_names is {type(names).__name__}, not a list of names; refusing it"
+        )

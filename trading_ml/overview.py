@@ -17,7 +17,13 @@ from trading_ml.registry import ModelRegistry, major_version
 from trading_ml.run import RunInfo, find_runs
 
 STAGE_ORDER = (*STAGES[:-1], "approve", STAGES[-1])  # approve (a person's answer) between deploy and report
-RUN_KINDS = {"manual": "triggered", "scheduled": "scheduled", "backfill": "backfill", "cli": "command line", "asset_triggered": "asset"}
+RUN_KINDS = {
+    "manual": "triggered",
+    "scheduled": "scheduled",
+    "backfill": "backfill",
+    "cli": "command line",
+    "asset_triggered": "asset",
+}
 
 
 def run_kind(run_id: str) -> str:
@@ -34,11 +40,21 @@ def run_rows(data_dir: Path) -> list[dict]:
 
 def run_row(run: RunInfo) -> dict:
     selection = run.selection
-    row = {"run_id": run.run_id, "as_of": run.as_of.isoformat(), "started": run.created_at[:19].replace("T", " "),
-           "kind": run_kind(run.run_id), "symbols": list(selection.get("symbols") or []),
-           "timeframes": list(selection.get("timeframes") or []), "models": list(selection.get("models") or []),
-           "source": str(selection.get("source", "")), "report": run.layout.report_html.is_file(),
-           "stages": [], "store": "", "decisions": {}, "problem": None}
+    row = {
+        "run_id": run.run_id,
+        "as_of": run.as_of.isoformat(),
+        "started": run.created_at[:19].replace("T", " "),
+        "kind": run_kind(run.run_id),
+        "symbols": list(selection.get("symbols") or []),
+        "timeframes": list(selection.get("timeframes") or []),
+        "models": list(selection.get("models") or []),
+        "source": str(selection.get("source", "")),
+        "report": run.layout.report_html.is_file(),
+        "stages": [],
+        "store": "",
+        "decisions": {},
+        "problem": None,
+    }
     try:
         manifest = read_json(run.layout.run_manifest) if run.layout.run_manifest.is_file() else {}
         stages = manifest.get("stages", {})
@@ -67,15 +83,30 @@ def model_versions(registry: ModelRegistry, name: str) -> dict:
     for record in records:
         metrics = record.get("test_metrics") or {}
         primary, skill = metrics.get("primary") or {}, metrics.get("skill") or {}
-        versions.append({"version": record["version"], "run_id": record["run_id"], "as_of": str(record.get("as_of", "")),
-                         "trained_date": str(record.get("trained_date", "")), "status": record["status"],
-                         "metric": primary.get("metric"), "value": primary.get("value"), "low": primary.get("low"),
-                         "high": primary.get("high"), "higher_is_better": primary.get("higher_is_better", True),
-                         "skill": skill, "decision": record.get("deploy_decision") or "not deployed",
-                         "evidence": evidence_text(record.get("deploy_evidence"), record.get("approval"))})
+        versions.append(
+            {
+                "version": record["version"],
+                "run_id": record["run_id"],
+                "as_of": str(record.get("as_of", "")),
+                "trained_date": str(record.get("trained_date", "")),
+                "status": record["status"],
+                "metric": primary.get("metric"),
+                "value": primary.get("value"),
+                "low": primary.get("low"),
+                "high": primary.get("high"),
+                "higher_is_better": primary.get("higher_is_better", True),
+                "skill": skill,
+                "decision": record.get("deploy_decision") or "not deployed",
+                "evidence": evidence_text(record.get("deploy_evidence"), record.get("approval")),
+            }
+        )
     history = [{**entry, "version": version_of.get(entry["run_id"], "?")} for entry in pointer.get("history", [])]
-    return {"model": name, "versions": versions, "production_history": history,
-            "production": version_of.get(pointer.get("run_id")) if pointer else None}
+    return {
+        "model": name,
+        "versions": versions,
+        "production_history": history,
+        "production": version_of.get(pointer.get("run_id")) if pointer else None,
+    }
 
 
 def evidence_text(evidence, approval) -> str:
@@ -86,14 +117,20 @@ def evidence_text(evidence, approval) -> str:
         versus = (evidence or {}).get("versus_production")
         if versus:
             worse = " (significantly worse)" if versus.get("worse") else ""
-            said.append(f"vs production {versus['version']} on {versus['days']} dates it never saw: {versus['metric']} "
-                        f"{number(versus['value'], '+.3g')} [{number(versus['low'], '+.3g')}, {number(versus['high'], '+.3g')}]{worse}; "
-                        f"{len((versus.get('symbols') or {}).get('shared', []))} symbols shared")
+            said.append(
+                f"vs production {versus['version']} on {versus['days']} dates it never saw: {versus['metric']} "
+                f"{number(versus['value'], '+.3g')} [{number(versus['low'], '+.3g')}, "
+                f"{number(versus['high'], '+.3g')}]{worse}; "
+                f"{len((versus.get('symbols') or {}).get('shared', []))} symbols shared"
+            )
         elif evidence and evidence.get("decided_against") is None:
             said.append("no production version to compare with")
         if approval:
             answer = "approved" if approval.get("approved") else "rejected"
-            said.append(f"{answer} by {approval.get('by')} at {approval.get('at')}" + (f": {approval['why']}" if approval.get("why") else ""))
+            said.append(
+                f"{answer} by {approval.get('by')} at {approval.get('at')}"
+                + (f": {approval['why']}" if approval.get("why") else "")
+            )
     except (AttributeError, KeyError, TypeError, ValueError):
         said.append("the recorded evidence is not in the expected form")
     return "; ".join(said)
@@ -116,11 +153,21 @@ def versions_chart(page: dict) -> str | None:
     above = [max(0.0, v["high"] - v["value"]) if isinstance(v["high"], int | float) else 0.0 for v in scored]
     served = {entry["run_id"] for entry in page["production_history"]}
     figure, axes = plt.subplots(figsize=(7.2, 3.2))
-    axes.errorbar(stamps, values, yerr=[below, above], fmt="o-", color="#546e7a", capsize=3, label="out-of-sample value [interval]")
+    axes.errorbar(
+        stamps,
+        values,
+        yerr=[below, above],
+        fmt="o-",
+        color="#546e7a",
+        capsize=3,
+        label="out-of-sample value [interval]",
+    )
     picked = [i for i, v in enumerate(scored) if v["run_id"] in served]
     axes.plot(stamps[picked], [values[i] for i in picked], "s", color="#2e7d32", markersize=9, label="was production")
     for stamp, version in zip(stamps, scored, strict=True):
-        axes.annotate(version["version"], (stamp, version["value"]), textcoords="offset points", xytext=(4, 6), fontsize=7)
+        axes.annotate(
+            version["version"], (stamp, version["value"]), textcoords="offset points", xytext=(4, 6), fontsize=7
+        )
     axes.set_ylabel(f"{scored[0]['metric']} ({'higher' if scored[0]['higher_is_better'] else 'lower'} is better)")
     axes.set_xlabel("as-of date of the run that trained it")
     axes.legend(fontsize=7, loc="best")
@@ -140,15 +187,23 @@ def compare_runs(data_dir: Path, first: str, second: str, registry: ModelRegistr
     rows = [run_row(run) for run in runs]
     evaluations = [_evaluation(run) for run in runs]
     models = list(dict.fromkeys([*evaluations[0], *evaluations[1]]))
-    return {"runs": rows, "models": {name: [_model_side(evaluations[k].get(name), rows[k]["decisions"].get(name)) for k in (0, 1)]
-                                     for name in models},
-            "differences": _differences(runs, rows, evaluations) + _settings_differences(runs)
-            + _configuration_differences(registry, runs, models)}
+    return {
+        "runs": rows,
+        "models": {
+            name: [_model_side(evaluations[k].get(name), rows[k]["decisions"].get(name)) for k in (0, 1)]
+            for name in models
+        },
+        "differences": _differences(runs, rows, evaluations)
+        + _settings_differences(runs)
+        + _configuration_differences(registry, runs, models),
+    }
 
 
 def _evaluation(run: RunInfo) -> dict:
     try:
-        return read_json(run.layout.evaluation_report).get("models", {}) if run.layout.evaluation_report.is_file() else {}
+        return (
+            read_json(run.layout.evaluation_report).get("models", {}) if run.layout.evaluation_report.is_file() else {}
+        )
     except TradingMLError:
         return {}
 
@@ -158,9 +213,16 @@ def _model_side(result: dict | None, decision: str | None) -> dict | None:
         return None
     primary, skill = result.get("primary", {}), result.get("skill", {})
     backtest = result.get("backtest") or {}
-    return {"metric": primary.get("metric"), "value": primary.get("value"), "low": primary.get("low"), "high": primary.get("high"),
-            "skill": skill, "decision": decision or "not deployed", "version": result.get("version"),
-            "sharpe": (backtest.get("intervals") or {}).get("long_short", {}).get("annualized_sharpe")}
+    return {
+        "metric": primary.get("metric"),
+        "value": primary.get("value"),
+        "low": primary.get("low"),
+        "high": primary.get("high"),
+        "skill": skill,
+        "decision": decision or "not deployed",
+        "version": result.get("version"),
+        "sharpe": (backtest.get("intervals") or {}).get("long_short", {}).get("annualized_sharpe"),
+    }
 
 
 def _differences(runs: list[RunInfo], rows: list[dict], evaluations: list[dict]) -> list[dict]:
@@ -171,8 +233,14 @@ def _differences(runs: list[RunInfo], rows: list[dict], evaluations: list[dict])
             found.append({"field": field, "first": rows[0][field], "second": rows[1][field]})
     symbols = [set(row["symbols"]) for row in rows]
     if symbols[0] != symbols[1]:
-        found.append({"field": "symbols", "first": sorted(symbols[0] - symbols[1]) or "(none of its own)",
-                      "second": sorted(symbols[1] - symbols[0]) or "(none of its own)", "note": f"{len(symbols[0] & symbols[1])} shared"})
+        found.append(
+            {
+                "field": "symbols",
+                "first": sorted(symbols[0] - symbols[1]) or "(none of its own)",
+                "second": sorted(symbols[1] - symbols[0]) or "(none of its own)",
+                "note": f"{len(symbols[0] & symbols[1])} shared",
+            }
+        )
     deploy = [run.selection.get("deploy") for run in runs]
     if deploy[0] != deploy[1]:
         found.append({"field": "deploy", "first": deploy[0], "second": deploy[1]})
@@ -190,8 +258,11 @@ def _settings_differences(runs: list[RunInfo]) -> list[dict]:
         return [{"field": "settings", "first": "", "second": "", "note": one_line(error, 200)}]
     if None in frozen:
         return []
-    return [{"field": f"setting {key}", "first": first, "second": second, "note": "settings.json"}
-            for key, first, second in settings_differences(*frozen) if key != "data_dir"]
+    return [
+        {"field": f"setting {key}", "first": first, "second": second, "note": "settings.json"}
+        for key, first, second in settings_differences(*frozen)
+        if key != "data_dir"
+    ]
 
 
 def _configuration_differences(registry: ModelRegistry | None, runs: list[RunInfo], models: list[str]) -> list[dict]:
@@ -208,6 +279,12 @@ def _configuration_differences(registry: ModelRegistry | None, runs: list[RunInf
             except TradingMLError:
                 sides.append("not registered")
         if sides[0] != sides[1]:
-            found.append({"field": f"{name} configuration", "first": sides[0], "second": sides[1],
-                          "note": "config.yaml's features, models and universe, hashed"})
+            found.append(
+                {
+                    "field": f"{name} configuration",
+                    "first": sides[0],
+                    "second": sides[1],
+                    "note": "config.yaml's features, models and universe, hashed",
+                }
+            )
     return found

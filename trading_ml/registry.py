@@ -62,12 +62,16 @@ class ModelRegistry:
             pointer = self.production(name)
             if pointer is None:
                 listed = ", ".join(f"{r['version']} ({r['status']})" for r in self.records(name)) or "none"
-                raise ModelNotFound(f"no production version of {name}; versions: {listed}. Deploy one, or pass version=")
+                raise ModelNotFound(
+                    f"no production version of {name}; versions: {listed}. Deploy one, or pass version="
+                )
             return self.record_for_run(name, pointer["run_id"])
         records = self.records(name)
         wanted = [r for r in records if r["version"] == _normalize(version)]
         if not wanted:
-            raise ModelNotFound(f"{name} has no version {version}; versions: {', '.join(r['version'] for r in records) or 'none'}")
+            raise ModelNotFound(
+                f"{name} has no version {version}; versions: {', '.join(r['version'] for r in records) or 'none'}"
+            )
         return wanted[0]
 
     def record_for_run(self, name: str, run_id: str) -> dict:
@@ -79,8 +83,10 @@ class ModelRegistry:
             missing = getattr(self.store, "missing", lambda _: None)(what)
             if missing:
                 raise missing
-            raise ModelNotFound(f"{what} is not registered in this store ({self.store.kind}); train it first, or if this run "
-                                "fell back to TinyDB earlier, run `trading-ml sync` and re-run this stage")
+            raise ModelNotFound(
+                f"{what} is not registered in this store ({self.store.kind}); train it first, or if this run "
+                "fell back to TinyDB earlier, run `trading-ml sync` and re-run this stage"
+            )
         return with_status(found[0], self.production(name))
 
     def production(self, name: str) -> dict | None:
@@ -113,8 +119,12 @@ class ModelRegistry:
             if same_run:
                 return same_run[0]["version"]
             # a malformed record still holds its version: the next one is past it too
-            written = [d.get("version") for d in self.store.find(COLLECTION, {"model_name": name}) if isinstance(d, dict)]
-            numbers = [major_version(r["version"]) for r in taken] + [major_version(v) for v in written if _version_problem(v) is None]
+            written = [
+                d.get("version") for d in self.store.find(COLLECTION, {"model_name": name}) if isinstance(d, dict)
+            ]
+            numbers = [major_version(r["version"]) for r in taken] + [
+                major_version(v) for v in written if _version_problem(v) is None
+            ]
             version = f"{max(numbers, default=0) + 1}.0"
             if self.store.insert_new(VERSIONS, {"model_name": name, "version": version, "run_id": run_id}):
                 return version
@@ -137,7 +147,11 @@ class ModelRegistry:
         check_run_id(record["run_id"])
         for artifact in record.get("artifacts", []):
             payload = (self.models_root / artifact["path"]).read_bytes()
-            self.store.put_file(artifact["path"], payload, {"model_name": record["model_name"], "run_id": record["run_id"], "sha256": artifact["sha256"]})
+            self.store.put_file(
+                artifact["path"],
+                payload,
+                {"model_name": record["model_name"], "run_id": record["run_id"], "sha256": artifact["sha256"]},
+            )
         self.store.upsert_many(COLLECTION, [record])
         return with_status(record, self.production(record["model_name"]))
 
@@ -149,7 +163,9 @@ class ModelRegistry:
             self.record_for_run(name, run_id)  # raises with the reason
         return self.record_for_run(name, run_id)
 
-    def promote(self, name: str, run_id: str, reason: str, expected: str | None | object = ..., approval: dict | None = None) -> bool:
+    def promote(
+        self, name: str, run_id: str, reason: str, expected: str | None | object = ..., approval: dict | None = None
+    ) -> bool:
         """Make this run's version production by compare-and-set on the pointer; the previous one
         becomes archived. With ``expected`` (the production run id the decision was made against,
         None for none) it promotes only if production is still that, and returns False otherwise.
@@ -162,14 +178,26 @@ class ModelRegistry:
                 return True
             if expected is not ... and (current["run_id"] if current else None) != expected:
                 return False
-            entry = {"run_id": run_id, "as_of": record["as_of"], "promoted_at": _now(), "reason": reason,
-                     **({"approval": approval} if approval else {})}
-            pointer = {"model_name": name, **entry, "revision": current["revision"] + 1 if current else 1,
-                       "history": [*(current["history"] if current else []), entry]}
+            entry = {
+                "run_id": run_id,
+                "as_of": record["as_of"],
+                "promoted_at": _now(),
+                "reason": reason,
+                **({"approval": approval} if approval else {}),
+            }
+            pointer = {
+                "model_name": name,
+                **entry,
+                "revision": current["revision"] + 1 if current else 1,
+                "history": [*(current["history"] if current else []), entry],
+            }
             if self.store.replace_if(PRODUCTION, pointer, current["revision"] if current else None):
                 self.update(name, run_id, deploy_decision=reason)
                 return True
-        raise ConflictError(f"promoting {name} of run {run_id}: the production pointer kept changing ({PROMOTE_ATTEMPTS} attempts); try again")
+        raise ConflictError(
+            f"promoting {name} of run {run_id}: the production pointer kept changing ({PROMOTE_ATTEMPTS} attempts); "
+            "try again"
+        )
 
     def artifacts(self, paths: list[Path]) -> list[dict]:
         """Registry entries of files under the models root: path relative to it, and sha256."""
@@ -177,6 +205,7 @@ class ModelRegistry:
 
 
 # the schemas records are read through --------------------------------------------------------------
+
 
 def record_problem(record) -> str | None:
     """Why a stored ``ml_models`` record cannot be used, in a few words; None when it can."""
@@ -191,8 +220,12 @@ def record_problem(record) -> str | None:
         return f"as_of {_shown(record.get('as_of'))} is not a date"
     artifacts = record.get("artifacts")
     if not isinstance(artifacts, list) or not all(
-            isinstance(a, dict) and isinstance(a.get("path"), str) and isinstance(a.get("sha256"), str) and SHA256.fullmatch(a["sha256"])
-            for a in artifacts):
+        isinstance(a, dict)
+        and isinstance(a.get("path"), str)
+        and isinstance(a.get("sha256"), str)
+        and SHA256.fullmatch(a["sha256"])
+        for a in artifacts
+    ):
         return "artifacts is not a list of {path, sha256} with 64 hex digits each"
     for field in ("symbols", "feature_names"):
         if field in record and not (isinstance(record[field], list) and all(isinstance(s, str) for s in record[field])):
@@ -213,7 +246,9 @@ def pointer_problem(pointer) -> str | None:
     revision, history = pointer.get("revision"), pointer.get("history", [])
     if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
         return f"revision {_shown(revision)} is not a positive integer"
-    if not isinstance(history, list) or not all(isinstance(h, dict) and isinstance(h.get("run_id"), str) for h in history):
+    if not isinstance(history, list) or not all(
+        isinstance(h, dict) and isinstance(h.get("run_id"), str) for h in history
+    ):
         return "history is not a list of {run_id, ...}"
     return None
 
@@ -235,7 +270,11 @@ def _identity_problem(document: dict) -> str | None:
 
 
 def _version_problem(version) -> str | None:
-    return None if isinstance(version, str) and VERSION.fullmatch(version) else f"version {_shown(version)} is not like '3.0'"
+    return (
+        None
+        if isinstance(version, str) and VERSION.fullmatch(version)
+        else f"version {_shown(version)} is not like '3.0'"
+    )
 
 
 def _shown(value) -> str:
@@ -276,7 +315,8 @@ def config_hash(settings) -> str:
 
 
 def label(record: dict) -> str:
-    return f"{_shown(record.get('model_name'))[1:-1]} {_shown(record.get('version'))[1:-1]} (run {_shown(record.get('run_id'))[1:-1]})"
+    name, version, run_id = (_shown(record.get(key))[1:-1] for key in ("model_name", "version", "run_id"))
+    return f"{name} {version} (run {run_id})"
 
 
 def check_name(name: str) -> None:

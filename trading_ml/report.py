@@ -69,10 +69,17 @@ def report_data(ctx: RunContext, registry: ModelRegistry) -> dict:
         "source": ctx.source,
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "data": {
-            "pairs": [{"symbol": p["symbol"], "timeframe": p["timeframe"], "rows": p["rows"]} for p in validated["passed"]],
-            "quarantined": [{"symbol": q["symbol"], "timeframe": q["timeframe"], "reasons": q["reasons"]} for q in validated["quarantined"]],
+            "pairs": [
+                {"symbol": p["symbol"], "timeframe": p["timeframe"], "rows": p["rows"]} for p in validated["passed"]
+            ],
+            "quarantined": [
+                {"symbol": q["symbol"], "timeframe": q["timeframe"], "reasons": q["reasons"]}
+                for q in validated["quarantined"]
+            ],
             "pass_share": validated["pass_share"],
-            "training_rows": {tf: entry.get("training_table", {}).get("rows") for tf, entry in features["timeframes"].items()},
+            "training_rows": {
+                tf: entry.get("training_table", {}).get("rows") for tf, entry in features["timeframes"].items()
+            },
         },
         "folds": evaluation["folds"],
         "confidence": ctx.settings.models.confidence,
@@ -88,7 +95,9 @@ def deployment_histories(ctx: RunContext, models: dict) -> dict:
     written by an older version, without the served version's advantage, is left out)."""
     folder = ctx.settings.data_dir / "history"
     found = {name: read_json(folder / f"{name}.json") for name in models if (folder / f"{name}.json").is_file()}
-    return {name: history for name, history in found.items() if isinstance(history, dict) and "served_advantage" in history}
+    return {
+        name: history for name, history in found.items() if isinstance(history, dict) and "served_advantage" in history
+    }
 
 
 def trading_figures(backtest: dict) -> dict:
@@ -100,10 +109,16 @@ def trading_figures(backtest: dict) -> dict:
         value = backtest[side][name]
         return drawn.get(side, {}).get(name) or {"value": value, "low": float("nan"), "high": float("nan")}
 
-    return {"costs_bps": backtest["costs_bps"],
-            **{f"{side}_{name}": figure(side, name) for side in ("long_short", "buy_and_hold")
-               for name in ("annualized_sharpe", "max_drawdown", "total_return")},
-            "turnover": drawn.get("turnover") or {"value": backtest["mean_turnover"], "low": float("nan"), "high": float("nan")}}
+    return {
+        "costs_bps": backtest["costs_bps"],
+        **{
+            f"{side}_{name}": figure(side, name)
+            for side in ("long_short", "buy_and_hold")
+            for name in ("annualized_sharpe", "max_drawdown", "total_return")
+        },
+        "turnover": drawn.get("turnover")
+        or {"value": backtest["mean_turnover"], "low": float("nan"), "high": float("nan")},
+    }
 
 
 def meaning(name: str, model: dict, result: dict, confidence: float) -> list[str]:
@@ -112,29 +127,55 @@ def meaning(name: str, model: dict, result: dict, confidence: float) -> list[str
     skill, level = result["skill"], f"{confidence:.0%}"
     metric, baseline, days = skill["metric"], skill["baseline"], result.get("days")
     verb = "beat" if skill["value"] > 0 else "fell short of"  # NaN too: nothing was beaten
-    measured = (f"Its {metric} {verb} {baseline}, the best baseline, by {number(abs(skill['value']), '.3g')} over {days} out-of-sample dates; "
-                f"the one-sided {level} lower bound of that skill is {number(skill['lower_bound'], '+.3g')}.")
+    measured = (
+        f"Its {metric} {verb} {baseline}, the best baseline, by {number(abs(skill['value']), '.3g')} over {days} "
+        "out-of-sample dates; "
+        f"the one-sided {level} lower bound of that skill is {number(skill['lower_bound'], '+.3g')}."
+    )
     if model["status"] == "production":
-        said = [measured, f"It is production: the bound is above zero and the gate found it not significantly worse than the "
-                          f"version before it ({model['deploy_decision']}).",
-                "A later run replaces it only with a model that is significantly better than its baselines and not "
-                "significantly worse than this version on dates neither trained on."]
+        said = [
+            measured,
+            f"It is production: the bound is above zero and the gate found it not significantly worse than the "
+            f"version before it ({model['deploy_decision']}).",
+            "A later run replaces it only with a model that is significantly better than its baselines and not "
+            "significantly worse than this version on dates neither trained on.",
+        ]
     elif skill["better"]:
-        said = [measured, f"The skill is significant, yet it stayed {model['status']}: {model['deploy_decision']}.",
-                "It would be promoted by a run whose model is also not significantly worse than production on the dates both can score."]
+        said = [
+            measured,
+            f"The skill is significant, yet it stayed {model['status']}: {model['deploy_decision']}.",
+            "It would be promoted by a run whose model is also not significantly worse than production on the dates "
+            "both can score.",
+        ]
     else:
-        width = skill["high"] - skill["low"] if skill["high"] == skill["high"] and skill["low"] == skill["low"] else float("nan")
-        said = [measured, f"It stayed {model['status']}: the bound is not above zero, so on these dates it cannot be told apart from {baseline}.",
-                f"It would be promoted by a run whose bound is above zero: a stronger signal (a higher value) or more out-of-sample "
-                f"dates (a narrower interval; it is {number(width, '.3g')} wide now)."]
+        width = (
+            skill["high"] - skill["low"]
+            if skill["high"] == skill["high"] and skill["low"] == skill["low"]
+            else float("nan")
+        )
+        said = [
+            measured,
+            f"It stayed {model['status']}: the bound is not above zero, so on these dates it cannot be told apart "
+            f"from {baseline}.",
+            "It would be promoted by a run whose bound is above zero: a stronger signal (a higher value) or more "
+            "out-of-sample "
+            f"dates (a narrower interval; it is {number(width, '.3g')} wide now).",
+        ]
     trading = model.get("trading")
     if trading:
         sharpe = trading["long_short_annualized_sharpe"]
-        said.append(f"Traded long-short after {trading['costs_bps']:g} bps costs: Sharpe {with_interval(sharpe)} against "
-                    f"{number(trading['buy_and_hold_annualized_sharpe']['value'], '.3g')} for buy-and-hold, worst drawdown "
-                    f"{number(trading['long_short_max_drawdown']['value'], '.1%')}, {number(trading['turnover']['value'], '.0%')} "
-                    "of the book traded per bar" + ("; the Sharpe interval reaches zero: the backtest alone does not show a "
-                                                   "profitable strategy." if not sharpe["low"] > 0 else "."))
+        said.append(
+            f"Traded long-short after {trading['costs_bps']:g} bps costs: Sharpe {with_interval(sharpe)} against "
+            f"{number(trading['buy_and_hold_annualized_sharpe']['value'], '.3g')} for buy-and-hold, worst drawdown "
+            f"{number(trading['long_short_max_drawdown']['value'], '.1%')}, "
+            f"{number(trading['turnover']['value'], '.0%')} "
+            "of the book traded per bar"
+            + (
+                "; the Sharpe interval reaches zero: the backtest alone does not show a profitable strategy."
+                if not sharpe["low"] > 0
+                else "."
+            )
+        )
     return said
 
 
@@ -148,8 +189,14 @@ def _planted_vs_recovered(evaluation: dict) -> dict | None:
     """The synthetic market's planted information coefficient beside each direction model's rank IC."""
     if evaluation.get("planted_signal") is None:
         return None
-    recovered = {name: result["metrics"]["rank_ic"] for name, result in evaluation["models"].items() if result["task"] == "direction"}
-    return {"information_coefficient": evaluation["planted_signal"], "recovered_rank_ic": recovered} if recovered else None
+    recovered = {
+        name: result["metrics"]["rank_ic"]
+        for name, result in evaluation["models"].items()
+        if result["task"] == "direction"
+    }
+    return (
+        {"information_coefficient": evaluation["planted_signal"], "recovered_rank_ic": recovered} if recovered else None
+    )
 
 
 def report_figures(ctx: RunContext, summary: dict) -> dict[str, tuple[str, str]]:
@@ -159,22 +206,34 @@ def report_figures(ctx: RunContext, summary: dict) -> dict[str, tuple[str, str]]
     figures = {}
     for name, result in evaluation.items():
         if "confusion_matrix" in result:
-            figures[f"confusion_{name}"] = (f"{name} {summary['models'][name]['version']}: confusion matrix (out of sample)",
-                                            _confusion_png(result["confusion_matrix"]))
+            figures[f"confusion_{name}"] = (
+                f"{name} {summary['models'][name]['version']}: confusion matrix (out of sample)",
+                _confusion_png(result["confusion_matrix"]),
+            )
         if "backtest" in result:
-            figures[f"equity_{name}"] = (f"{name} {summary['models'][name]['version']}: long-short vs buy-and-hold (out of sample, after costs)",
-                                         _equity_png(result["backtest"]))
+            figures[f"equity_{name}"] = (
+                f"{name} {summary['models'][name]['version']}: long-short vs buy-and-hold (out of sample, after costs)",
+                _equity_png(result["backtest"]),
+            )
         if "ic_by_date" in result:
-            figures[f"ic_{name}"] = (f"{name} {summary['models'][name]['version']}: rank IC by date and cumulative IC (out of sample)",
-                                     _ic_png(result["ic_by_date"]))
+            figures[f"ic_{name}"] = (
+                f"{name} {summary['models'][name]['version']}: rank IC by date and cumulative IC (out of sample)",
+                _ic_png(result["ic_by_date"]),
+            )
         importance = _feature_importance(ctx, name)
         if importance:
-            figures[f"importance_{name}"] = (f"{name}: top {TOP_FEATURES} features by gain", _importance_png(importance))
+            figures[f"importance_{name}"] = (
+                f"{name}: top {TOP_FEATURES} features by gain",
+                _importance_png(importance),
+            )
         plot = TASKS[result["task"]].report_plot
         if plot:
             title, draw = PLOTS[plot]
             predictions = read_parquet(ctx.layout.predictions(name))
-            figures[f"{plot}_{name}"] = (f"{name}: {title.format(benchmark=ctx.settings.features.benchmark)}", draw(ctx, data, predictions))
+            figures[f"{plot}_{name}"] = (
+                f"{name}: {title.format(benchmark=ctx.settings.features.benchmark)}",
+                draw(ctx, data, predictions),
+            )
     return figures
 
 
@@ -273,13 +332,22 @@ def _regime_png(ctx: RunContext, data: TrainingData, predictions: pd.DataFrame) 
         axes.plot(regimes.index, close.to_numpy(), color="black", linewidth=1)
         spans = (regimes != regimes.shift()).cumsum()
         for _, block in regimes.groupby(spans):
-            axes.axvspan(block.index[0], block.index[-1], color=REGIME_COLORS.get(block.iloc[0], "#ffffff"), alpha=0.25, linewidth=0)
+            axes.axvspan(
+                block.index[0],
+                block.index[-1],
+                color=REGIME_COLORS.get(block.iloc[0], "#ffffff"),
+                alpha=0.25,
+                linewidth=0,
+            )
         forecast = predictions["regime_ahead"].xs(benchmark, level="symbol").dropna()
         ahead = data.table["target_regime_ahead"].xs(benchmark, level="symbol").reindex(forecast.index)
         hits = forecast[(forecast == ahead) & ahead.notna()].index
         axes.plot(hits, close.reindex(hits).to_numpy(), "|", color="#1565c0", markersize=6, label="forecast right")
         agreement = float((forecast[ahead.notna()] == ahead.dropna()).mean()) if ahead.notna().any() else float("nan")
-        axes.set_title(f"{benchmark} close, shaded by the rules' regime; out-of-sample forecast right on {agreement:.0%} of bars", fontsize=9)
+        axes.set_title(
+            f"{benchmark} close, shaded by the rules' regime; out-of-sample forecast right on {agreement:.0%} of bars",
+            fontsize=9,
+        )
         handles = [plt.Rectangle((0, 0), 1, 1, color=color, alpha=0.4) for color in REGIME_COLORS.values()]
         axes.legend(handles, REGIME_COLORS.keys(), loc="upper left", fontsize=7, ncol=4)
     else:

@@ -5,8 +5,9 @@ Every run has its own folder, ``<data_dir>/runs/<as-of>/<run folder>/``: the as-
 window derives from) groups a day's runs, and the run folder is the run id (Airflow's DAG run id, or
 one the CLI makes) with every character other than letters, digits, ``.``, ``_`` and ``-`` written as
 ``-``. Creating a run's context (or rebuilding it in another task) claims its folder by writing
-``run.json`` (run id, as-of, selection) once, with the run's settings frozen beside it (``settings.json``); a run whose folder name is already claimed by another run id is refused, so no run
-ever writes into another run's files. Only :class:`RunLayout` builds paths inside a run folder.
+``run.json`` (run id, as-of, selection) once, with the run's settings frozen beside it
+(``settings.json``); a run whose folder name is already claimed by another run id is refused, so no
+run ever writes into another run's files. Only :class:`RunLayout` builds paths inside a run folder.
 """
 
 from __future__ import annotations
@@ -164,8 +165,10 @@ class RunLayout:
         recorded = read_identity(self.identity).get("settings_sha256") if self.identity.is_file() else None
         payload = self.settings_file.read_bytes()
         if recorded != hashlib.sha256(payload).hexdigest():
-            raise ConfigError(f"{self.settings_file} is not what run {self.root.name} froze when it started (its sha256 differs "
-                              f"from run.json's settings_sha256); restore it, or start a new run")
+            raise ConfigError(
+                f"{self.settings_file} is not what run {self.root.name} froze when it started (its sha256 differs "
+                f"from run.json's settings_sha256); restore it, or start a new run"
+            )
         return read_object(self.settings_file, "a run's settings", "restore it, or start a new run")
 
     def relative(self, path: Path) -> str:
@@ -175,7 +178,9 @@ class RunLayout:
         """A path a manifest recorded (relative to the run folder), refused if it leaves the folder."""
         path = self.root / relative
         if Path(relative).is_absolute() or not path.resolve().is_relative_to(self.root.resolve()):
-            raise ConfigError(f"{relative!r} is not a path inside the run folder {self.root}; the manifest that names it was altered")
+            raise ConfigError(
+                f"{relative!r} is not a path inside the run folder {self.root}; the manifest that names it was altered"
+            )
         return path
 
     def claim(self, identity: dict[str, Any]) -> dict[str, Any]:
@@ -235,13 +240,15 @@ def find_runs(data_dir: Path, as_of: dt.date | None = None) -> list[RunInfo]:
     found = []
     for path in runs_root(data_dir).glob(pattern):
         identity = read_identity(path)
-        found.append(RunInfo(
-            run_id=str(identity.get("run_id")),
-            as_of=dt.date.fromisoformat(path.parent.parent.name),
-            created_at=str(identity.get("created_at", "")),
-            selection=identity,
-            layout=RunLayout(path.parent),
-        ))
+        found.append(
+            RunInfo(
+                run_id=str(identity.get("run_id")),
+                as_of=dt.date.fromisoformat(path.parent.parent.name),
+                created_at=str(identity.get("created_at", "")),
+                selection=identity,
+                layout=RunLayout(path.parent),
+            )
+        )
     return sorted(found, key=lambda info: (info.as_of, info.created_at, info.run_id))
 
 
@@ -251,13 +258,21 @@ def find_run(data_dir: Path, reference: str | None = None, as_of: dt.date | None
     runs = find_runs(data_dir)
     if reference:
         folder = Path(reference)
-        matches = [r for r in runs if reference in (r.run_id, r.as_of.isoformat()) or (folder.is_dir() and r.layout.root.resolve() == folder.resolve())]
+        matches = [
+            r
+            for r in runs
+            if reference in (r.run_id, r.as_of.isoformat())
+            or (folder.is_dir() and r.layout.root.resolve() == folder.resolve())
+        ]
     else:
         matches = [r for r in runs if as_of is None or r.as_of == as_of]
     if not matches:
         wanted = reference or (f"as-of {as_of}" if as_of else "any run")
         known = ", ".join(f"{r.run_id} ({r.as_of})" for r in runs[-5:]) or "none"
-        raise ConfigError(f"no run matches {wanted} under {runs_root(data_dir)} (newest: {known}); start one with `trading-ml run` or `trading-ml ingest`")
+        raise ConfigError(
+            f"no run matches {wanted} under {runs_root(data_dir)} (newest: {known}); start one with `trading-ml run` "
+            "or `trading-ml ingest`"
+        )
     return matches[-1]
 
 
@@ -295,7 +310,9 @@ class RunContext:
         trains (None: all of them)."""
         for name, chosen in (("symbols", symbols), ("timeframes", timeframes), ("models", models)):
             if chosen is not None and not list(chosen):
-                raise ConfigError(f"{name} is an empty list; name at least one, or leave it unset for the configured {name}")
+                raise ConfigError(
+                    f"{name} is an empty list; name at least one, or leave it unset for the configured {name}"
+                )
         if source is not None:
             check_source(source)
         given = [check_ticker(s) for s in (symbols or settings.symbols)]
@@ -303,7 +320,9 @@ class RunContext:
         if len(chosen_symbols) < len(given):
             log.warning("%d repeated symbol(s) left out: each symbol is fetched once", len(given) - len(chosen_symbols))
         for symbol in (s for s in chosen_symbols if s not in settings.universe):
-            log.warning("%s is not in config.yaml: it follows the calendar %s", symbol, settings.calendar_source(symbol))
+            log.warning(
+                "%s is not in config.yaml: it follows the calendar %s", symbol, settings.calendar_source(symbol)
+            )
         chosen_timeframes = [settings.timeframe(t).name for t in (timeframes or settings.timeframes)]
         return cls(
             settings=settings,
@@ -371,17 +390,31 @@ class RunContext:
     def from_dict(cls, data: dict[str, Any], settings: Settings) -> RunContext:
         """The context :meth:`to_dict` describes, e.g. in another Airflow task, with the settings
         read again from its config file and data folder (trading_ml.drivers.run_settings)."""
-        return cls(settings, dt.date.fromisoformat(data["as_of"]), list(data["symbols"]), list(data["timeframes"]),
-                   data["source"], check_run_id(data["run_id"]), data.get("models"), bool(data.get("deploy", True))).claim()
+        return cls(
+            settings,
+            dt.date.fromisoformat(data["as_of"]),
+            list(data["symbols"]),
+            list(data["timeframes"]),
+            data["source"],
+            check_run_id(data["run_id"]),
+            data.get("models"),
+            bool(data.get("deploy", True)),
+        ).claim()
 
     # the manifests the stages leave in the run folder: how each stage finds its inputs
     def stage_manifest(self, stage: str) -> dict[str, Any]:
         """The manifest the named stage (validate, features, evaluate, deploy) wrote in this run."""
-        path = {"validate": self.layout.validate_manifest, "features": self.layout.features_manifest,
-                "evaluate": self.layout.evaluate_manifest, "deploy": self.layout.deploy_manifest}[stage]
+        path = {
+            "validate": self.layout.validate_manifest,
+            "features": self.layout.features_manifest,
+            "evaluate": self.layout.evaluate_manifest,
+            "deploy": self.layout.deploy_manifest,
+        }[stage]
         if not path.is_file():
-            raise ConfigError(f"{path} not found: run `trading-ml {stage} --run-id {self.run_id}` (or `run`) first; "
-                              f"the {stage} stage of run {self.run_id} has not finished")
+            raise ConfigError(
+                f"{path} not found: run `trading-ml {stage} --run-id {self.run_id}` (or `run`) first; "
+                f"the {stage} stage of run {self.run_id} has not finished"
+            )
         return read_stage_manifest(path)
 
     def ingest_manifests(self) -> list[dict[str, Any]]:

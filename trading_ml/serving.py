@@ -51,7 +51,9 @@ from trading_ml.verify import Verifier
 log = logging.getLogger(__name__)
 
 BARS_REFRESH_SECONDS = 60
-SERVED = {task: served_models(task) for task in TASKS}  # each task's models in order of preference; the first in production serves
+SERVED = {
+    task: served_models(task) for task in TASKS
+}  # each task's models in order of preference; the first in production serves
 MIN_SEQUENCE_ROWS = 20
 BUSY_RETRY_AFTER = 2  # seconds a client told 503 (busy) should wait
 
@@ -64,7 +66,9 @@ class SignalCache:
 
     def __init__(self, size: int, builds: int = 1, wait_seconds: float = 5.0):
         self.size, self.builds, self.wait_seconds = size, builds, wait_seconds
-        self._builds = threading.BoundedSemaphore(builds)  # tables built at once; a new key waits at most wait_seconds for a slot
+        self._builds = threading.BoundedSemaphore(
+            builds
+        )  # tables built at once; a new key waits at most wait_seconds for a slot
         self._tables: OrderedDict[tuple, tuple] = OrderedDict()
         self._building: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()  # guards the two dicts only, never held while building
@@ -75,15 +79,23 @@ class SignalCache:
                 self._tables.move_to_end(key)
                 return self._tables[key]
             building = self._building.setdefault(key, threading.Lock())
-        if not building.acquire(timeout=self.wait_seconds):  # another request is building this date: wait, but not for ever
-            raise Busy(f"the signal table of the newest stored bars is still being built by another request; retry in {BUSY_RETRY_AFTER} s")
+        if not building.acquire(
+            timeout=self.wait_seconds
+        ):  # another request is building this date: wait, but not for ever
+            raise Busy(
+                "the signal table of the newest stored bars is still being built by another request; retry in "
+                f"{BUSY_RETRY_AFTER} s"
+            )
         try:
             with self._lock:
                 if key in self._tables:  # built while this request waited
                     return self._tables[key]
             if not self._builds.acquire(timeout=self.wait_seconds):
-                raise Busy(f"{self.builds} signal table(s) are being built for other bars or model versions (api.concurrent_builds); "
-                           f"retry in {BUSY_RETRY_AFTER} s")
+                raise Busy(
+                    f"{self.builds} signal table(s) are being built for other bars or model versions "
+                    "(api.concurrent_builds); "
+                    f"retry in {BUSY_RETRY_AFTER} s"
+                )
             try:
                 value = build()
                 with self._lock:
@@ -129,7 +141,9 @@ class ProductionModels:
                 version = versions.get(name)
                 if version is None:
                     self._models.pop(name, None)
-                elif (name not in self._models or self._models[name].version != version) and not self.refused.get(name, "").startswith(f"{version}: "):
+                elif (name not in self._models or self._models[name].version != version) and not self.refused.get(
+                    name, ""
+                ).startswith(f"{version}: "):
                     self._load(name, version)
             return dict(self._models)
 
@@ -161,7 +175,9 @@ class StoredBars:
     def __init__(self, store, settings: Settings):
         self.store, self.settings, self.timeframe = store, settings, settings.models.timeframe
         self._lock = threading.Lock()
-        self._read: tuple[float, dict[str, pd.DataFrame], tuple | None] | None = None  # when read, bars, (first, newest)
+        self._read: tuple[float, dict[str, pd.DataFrame], tuple | None] | None = (
+            None  # when read, bars, (first, newest)
+        )
 
     def snapshot(self) -> tuple[dict[str, pd.DataFrame], tuple[pd.Timestamp, pd.Timestamp]]:
         """(bars by symbol, (first, newest) stamp), read together; ServiceUnavailable when there are none."""
@@ -190,6 +206,7 @@ class StoredBars:
 
 # the signal builder: pure functions of settings, bars and models ------------------------------------
 
+
 @dataclass(frozen=True)
 class SignalTable:
     """Every task's served columns for every stored row of the universe, built once per stored bars
@@ -202,21 +219,33 @@ class SignalTable:
     positions: dict[str, np.ndarray]  # symbol -> its rows in frame, oldest first
     stamps: dict[str, np.ndarray]  # symbol -> those rows' timestamps (ns)
     valid: np.ndarray  # rows whose every task's value is in range
-    columns: dict[str, np.ndarray] = field(default_factory=dict)  # frame's columns as arrays: a row read in microseconds
+    columns: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # frame's columns as arrays: a row read in microseconds
     answers: dict[int, dict] = field(default_factory=dict, compare=False)  # row -> its answer, once made
 
     def latest(self, symbol: str, end: pd.Timestamp, settings: Settings) -> dict | str:
         """The symbol's answer from its newest row before ``end``, or why there is none."""
         if symbol in self.excluded:
-            return {"symbol": symbol, "served": False, "reason": f"{self.excluded[symbol]}: no model learns from it, so none predicts it"}
+            return {
+                "symbol": symbol,
+                "served": False,
+                "reason": f"{self.excluded[symbol]}: no model learns from it, so none predicts it",
+            }
         if symbol not in self.positions:
             return f"{symbol}: no bars with complete features in the store; ingest it"
         count = int(np.searchsorted(self.stamps[symbol], end.value, side="left"))
         if count < MIN_SEQUENCE_ROWS:
             known = self.stamps[symbol]
-            first = pd.Timestamp(known[MIN_SEQUENCE_ROWS - 1], tz="UTC").date() if len(known) >= MIN_SEQUENCE_ROWS else None
-            return (f"{symbol}: {count} bars with every feature known (past the feature warm-up, with every market input) up to "
-                    f"this as-of; the models need {MIN_SEQUENCE_ROWS}" + (f": use an as_of from {first}" if first else "; ingest more history"))
+            first = (
+                pd.Timestamp(known[MIN_SEQUENCE_ROWS - 1], tz="UTC").date() if len(known) >= MIN_SEQUENCE_ROWS else None
+            )
+            return (
+                f"{symbol}: {count} bars with every feature known (past the feature warm-up, with every market "
+                "input) up to "
+                f"this as-of; the models need {MIN_SEQUENCE_ROWS}"
+                + (f": use an as_of from {first}" if first else "; ingest more history")
+            )
         position = int(self.positions[symbol][count - 1])
         if position not in self.answers:
             self.answers[position] = self._answer(symbol, position, settings)
@@ -226,10 +255,17 @@ class SignalTable:
         stamp = self.frame.index[position][0]
         if not self.valid[position]:
             row = self.frame.iloc[[position]]
-            problems = [f"{name}: {why}" for name, task in TASKS.items() if (why := task.invalid(row[list(task.predictions)]))]
-            return f"{symbol}: no valid signal for its newest bar {stamp.date()} ({'; '.join(problems)}); use a later as_of"
+            problems = [
+                f"{name}: {why}" for name, task in TASKS.items() if (why := task.invalid(row[list(task.predictions)]))
+            ]
+            reasons = "; ".join(problems)
+            return f"{symbol}: no valid signal for its newest bar {stamp.date()} ({reasons}); use a later as_of"
         row = {column: values[position] for column, values in self.columns.items()}
-        return {"symbol": symbol, "bar": stamp.isoformat(), **{name: task.signal(row, settings) for name, task in TASKS.items()}}
+        return {
+            "symbol": symbol,
+            "bar": stamp.isoformat(),
+            **{name: task.signal(row, settings) for name, task in TASKS.items()},
+        }
 
 
 def served_panel(settings: Settings, bars: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -248,7 +284,10 @@ def served_panel(settings: Settings, bars: dict[str, pd.DataFrame]) -> tuple[pd.
     instruments = {symbol: settings.instrument(symbol) for symbol in clean}
     panel, excluded = feature_panel(build_timeframe(clean, instruments, timeframe, settings.features), instruments)
     if panel is None:
-        raise NotServable(f"the store has no {timeframe} bars past the feature warm-up ({settings.features.warmup_bars} bars); ingest more history")
+        raise NotServable(
+            f"the store has no {timeframe} bars past the feature warm-up ({settings.features.warmup_bars} bars); "
+            "ingest more history"
+        )
     return panel, excluded
 
 
@@ -263,12 +302,20 @@ def signal_table(settings: Settings, bars: dict[str, pd.DataFrame], models: dict
     symbols = frame.index.get_level_values("symbol")
     positions = {symbol: np.flatnonzero(symbols == symbol) for symbol in symbols.unique()}
     stamps = frame.index.get_level_values("timestamp").asi8
-    return SignalTable(frame, dict(zip(SERVED, (source for _, source in outputs), strict=True)), excluded, positions,
-                       {symbol: stamps[rows] for symbol, rows in positions.items()}, valid,
-                       {column: frame[column].to_numpy() for column in frame.columns})
+    return SignalTable(
+        frame,
+        dict(zip(SERVED, (source for _, source in outputs), strict=True)),
+        excluded,
+        positions,
+        {symbol: stamps[rows] for symbol, rows in positions.items()},
+        valid,
+        {column: frame[column].to_numpy() for column in frame.columns},
+    )
 
 
-def task_output(settings: Settings, task: str, table: pd.DataFrame, models: dict, name: str | None) -> tuple[pd.DataFrame, dict]:
+def task_output(
+    settings: Settings, task: str, table: pd.DataFrame, models: dict, name: str | None
+) -> tuple[pd.DataFrame, dict]:
     """The task's output from its model, or from its baseline (no model, or one that cannot predict
     on these rows); a verified model is never refused for what the data lacks."""
     rules = TASKS[task]
@@ -277,18 +324,32 @@ def task_output(settings: Settings, task: str, table: pd.DataFrame, models: dict
     try:
         return rules.serve(table, models[name].model, settings), output_origin(models, name, task)
     except Exception as error:  # what the rows lack (a feature, a market input): this table's problem, not the model's
-        why = f"{name} {models[name].version} could not predict on the stored data ({type(error).__name__}: {one_line(error)})"
+        failure = f"{type(error).__name__}: {one_line(error)}"
+        why = f"{name} {models[name].version} could not predict on the stored data ({failure})"
         log.warning("%s; its baseline answers instead", why)
-        return rules.serve(table, None, settings), {**output_origin(models, None, task), "note": f"{why}; serving its baseline "
-                                                   f"({rules.served_baseline}: {rules.served_baseline_text}) for it"}
+        return rules.serve(table, None, settings), {
+            **output_origin(models, None, task),
+            "note": f"{why}; serving its baseline ({rules.served_baseline}: {rules.served_baseline_text}) for it",
+        }
 
 
 def output_origin(models: dict, name: str | None, task: str) -> dict:
     if name is None:
         rules = TASKS[task]
-        return {"source": "baseline", "model": rules.served_baseline, "version": None, "trained_until": None,
-                "note": f"no {task} model is in production; serving its baseline ({rules.served_baseline}: {rules.served_baseline_text})"}
-    return {"source": "model", "model": name, "version": models[name].version, "trained_until": models[name].trained_until}
+        return {
+            "source": "baseline",
+            "model": rules.served_baseline,
+            "version": None,
+            "trained_until": None,
+            "note": f"no {task} model is in production; "
+            f"serving its baseline ({rules.served_baseline}: {rules.served_baseline_text})",
+        }
+    return {
+        "source": "model",
+        "model": name,
+        "version": models[name].version,
+        "trained_until": models[name].trained_until,
+    }
 
 
 class SignalService:
@@ -297,11 +358,15 @@ class SignalService:
 
     def __init__(self, settings: Settings):
         self.settings, self.timeframe = settings, settings.models.timeframe
-        self.store, self.store_choice = open_store(settings, fall_back=False)  # MongoDB down is 503, not an empty TinyDB
+        self.store, self.store_choice = open_store(
+            settings, fall_back=False
+        )  # MongoDB down is 503, not an empty TinyDB
         self.registry = ModelRegistry(self.store, settings.data_dir)
         self.production = ProductionModels(self.registry, settings)
         self.bars = StoredBars(self.store, settings)
-        self.signals = SignalCache(settings.api.cached_as_of, settings.api.concurrent_builds, settings.api.build_wait_seconds)
+        self.signals = SignalCache(
+            settings.api.cached_as_of, settings.api.concurrent_builds, settings.api.build_wait_seconds
+        )
 
     @property
     def refused(self) -> dict[str, str]:
@@ -318,19 +383,28 @@ class SignalService:
     def generate(self, request: SignalRequest) -> dict:
         unknown = [s for s in request.symbols if s not in self.settings.universe]
         if unknown:
-            named = ", ".join(printable(s) for s in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            named = ", ".join(printable(s) for s in unknown[:5]) + (
+                f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            )
             raise UnknownSymbols(f"unknown symbol(s) {named}; the universe is {', '.join(self.settings.symbols)}")
         table, (first, newest) = self.table()
         check_as_of(request.as_of, first, newest, self.timeframe)
         end = newest + pd.Timedelta(seconds=1)
         if request.as_of is not None:
-            end = min(end, pd.Timestamp(request.as_of, tz="UTC") + pd.Timedelta(days=1))  # an as-of past the newest bar is the newest
+            end = min(
+                end, pd.Timestamp(request.as_of, tz="UTC") + pd.Timedelta(days=1)
+            )  # an as-of past the newest bar is the newest
         signals = [table.latest(symbol, end, self.settings) for symbol in request.symbols]
         for signal in signals:
             if isinstance(signal, str):
                 raise NotServable(signal)
-        return {"as_of": request.as_of, "generated_at": dt.datetime.now(dt.UTC), "timeframe": self.timeframe,
-                "models": table.sources, "signals": signals}
+        return {
+            "as_of": request.as_of,
+            "generated_at": dt.datetime.now(dt.UTC),
+            "timeframe": self.timeframe,
+            "models": table.sources,
+            "signals": signals,
+        }
 
     def health(self) -> dict:
         """'ok' when every task is served by a production model; 'degraded: <why>' when a task is
@@ -342,9 +416,18 @@ class SignalService:
         except (ServiceUnavailable, StoreError) as error:
             return {"status": f"unavailable: {error}", "serving_by_task": {}}
         problems = [f"{task} served by its baseline" for task, name in serving.items() if name is None]
-        problems += [f"{name} {why.split(':')[0]} refused (it failed verification: its files, its load or its canary predictions)" for name, why in self.refused.items()]
+        problems += [
+            f"{name} {why.split(':')[0]} refused (it failed verification: its files, its load or its canary "
+            "predictions)"
+            for name, why in self.refused.items()
+        ]
         status = "ok" if not problems else "degraded: " + "; ".join(problems)
-        return {"status": status, "serving_by_task": {task: name or f"baseline ({TASKS[task].served_baseline})" for task, name in serving.items()}}
+        return {
+            "status": status,
+            "serving_by_task": {
+                task: name or f"baseline ({TASKS[task].served_baseline})" for task, name in serving.items()
+            },
+        }
 
     def list_models(self) -> list[dict]:
         fields = ("model_name", "version", "status", "trained_date", "run_id", "test_metrics", "deploy_decision")
@@ -369,9 +452,11 @@ def check_as_of(as_of: dt.date | None, first: pd.Timestamp, newest: pd.Timestamp
         return
     today = dt.datetime.now(dt.UTC).date()
     if as_of < first.date() or as_of > today:
-        raise NotServable(f"as_of {as_of} is outside the stored {timeframe} bars, which run from {first.date()} to "
-                                 f"{newest.date()}; ask for a date in that range (signals need the feature warm-up "
-                                 "after the first), or leave as_of out for the newest bar")
+        raise NotServable(
+            f"as_of {as_of} is outside the stored {timeframe} bars, which run from {first.date()} to "
+            f"{newest.date()}; ask for a date in that range (signals need the feature warm-up "
+            "after the first), or leave as_of out for the newest bar"
+        )
 
 
 class BodyLimit:
@@ -412,13 +497,25 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _timed_out(self, send):
-        body = json.dumps({"detail": f"the request body did not arrive within {self.timeout:g} s; send the whole body "
-                                     "(its Content-Length must match it)"}).encode()
-        await send({"type": "http.response.start", "status": 408, "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+        body = json.dumps(
+            {
+                "detail": f"the request body did not arrive within {self.timeout:g} s; send the whole body "
+                "(its Content-Length must match it)"
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 408,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _too_large(self, send):
-        body = json.dumps({"detail": f"request body over {self.limit:,} bytes (api.max_body_bytes); send fewer symbols"}).encode()
+        body = json.dumps(
+            {"detail": f"request body over {self.limit:,} bytes (api.max_body_bytes); send fewer symbols"}
+        ).encode()
         await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
 
@@ -429,7 +526,9 @@ class Busy(Exception):
 
 def printable(text: str) -> str:
     """Text as it may be echoed: control and formatting characters (U+202E, newlines) escaped."""
-    return "".join(c if c.isprintable() and unicodedata.category(c) != "Cf" else c.encode("unicode_escape").decode() for c in text)
+    return "".join(
+        c if c.isprintable() and unicodedata.category(c) != "Cf" else c.encode("unicode_escape").decode() for c in text
+    )
 
 
 def first_error(error: RequestValidationError) -> str:
@@ -438,7 +537,9 @@ def first_error(error: RequestValidationError) -> str:
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
     if first.get("type") == "json_invalid":
         where = f"the body is not JSON (at character {where})"
-    return f"{where}: {first.get('msg', 'invalid')}; send {{\"symbols\": [\"AAPL\"], \"as_of\": \"YYYY-MM-DD\"}} (as_of optional)"
+    return (
+        f'{where}: {first.get("msg", "invalid")}; send {{"symbols": ["AAPL"], "as_of": "YYYY-MM-DD"}} (as_of optional)'
+    )
 
 
 PROBLEMS = {status: {"model": Problem} for status in (404, 408, 413, 422, 503)}
@@ -447,8 +548,11 @@ PROBLEMS = {status: {"model": Problem} for status in (404, 408, 413, 422, 503)}
 def create_app(settings: Settings) -> FastAPIOffline:
     """The API; /docs and /redoc are served from the installed package's assets (no CDN)."""
     service = SignalService(settings)
-    app = FastAPIOffline(title="trading-ml signals", responses=PROBLEMS,
-                         description="Direction, volatility and regime signals from the production models.")
+    app = FastAPIOffline(
+        title="trading-ml signals",
+        responses=PROBLEMS,
+        description="Direction, volatility and regime signals from the production models.",
+    )
     app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes, timeout=settings.api.body_timeout_seconds)
 
     @app.exception_handler(RequestValidationError)
@@ -457,7 +561,9 @@ def create_app(settings: Settings) -> FastAPIOffline:
 
     @app.exception_handler(Busy)
     async def busy(_, error: Busy):
-        return JSONResponse(status_code=503, content={"detail": str(error)}, headers={"Retry-After": str(BUSY_RETRY_AFTER)})
+        return JSONResponse(
+            status_code=503, content={"detail": str(error)}, headers={"Retry-After": str(BUSY_RETRY_AFTER)}
+        )
 
     @app.exception_handler(UnknownSymbols)
     async def unknown_symbols(_, error: UnknownSymbols):
@@ -486,8 +592,14 @@ def create_app(settings: Settings) -> FastAPIOffline:
             production = service.registry.production_versions()
         except StoreError:
             production = {}
-        body = {**state, "store": service.store_choice.kind, "production": production, "serving": service.production.loaded_versions(),
-                "refused": service.refused, "cached_signal_tables": len(service.signals)}
+        body = {
+            **state,
+            "store": service.store_choice.kind,
+            "production": production,
+            "serving": service.production.loaded_versions(),
+            "refused": service.refused,
+            "cached_signal_tables": len(service.signals),
+        }
         return JSONResponse(status_code=503 if state["status"].startswith("unavailable") else 200, content=body)
 
     @app.get("/models", response_model=list[ModelVersion])

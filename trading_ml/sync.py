@@ -34,12 +34,16 @@ def sync_to_mongo(settings: Settings, mongo_uri: str | None = None) -> dict:
     """Copy the TinyDB fallback into MongoDB; what was copied, kept and renumbered."""
     uri = mongo_uri or settings.storage.mongo_uri
     if not uri:
-        raise ConfigError("sync needs a MongoDB URI: pass --mongo-uri, or set TRADING_ML_MONGO_URI or storage.mongo_uri")
+        raise ConfigError(
+            "sync needs a MongoDB URI: pass --mongo-uri, or set TRADING_ML_MONGO_URI or storage.mongo_uri"
+        )
     tiny = TinyStore(settings.storage.fallback_dir)
     mongo = MongoStore.connect(uri, settings.storage.database, settings.storage.ping_timeout_ms)
     try:
         summary = {collection: copy_newer(tiny, mongo, collection) for collection in DATA_COLLECTIONS}
-        summary.update(merge_registries(ModelRegistry(tiny, settings.data_dir), ModelRegistry(mongo, settings.data_dir)))
+        summary.update(
+            merge_registries(ModelRegistry(tiny, settings.data_dir), ModelRegistry(mongo, settings.data_dir))
+        )
     finally:
         mongo.close()
     return summary
@@ -54,23 +58,48 @@ def copy_newer(source: Store, target: Store, collection: str) -> dict[str, int]:
 def merge_registries(source: ModelRegistry, target: ModelRegistry) -> dict:
     """Every record and production pointer of ``source`` into ``target`` (see the module's rules)."""
     versions, renumbered, copied = {}, [], 0
-    incoming = sorted(source.store.find(COLLECTION), key=lambda r: (bool(members_of(r["model_name"])), r["model_name"], major_version(r["version"])))
+    incoming = sorted(
+        source.store.find(COLLECTION),
+        key=lambda r: (bool(members_of(r["model_name"])), r["model_name"], major_version(r["version"])),
+    )
     for record in incoming:  # a combination after its members, whose versions it names
         record = {k: v for k, v in record.items() if k != "status"}
         if members_of(record["model_name"]):
-            record["components"] = {m: versions.get((m, record["run_id"]), v) for m, v in record.get("components", {}).items()}
+            record["components"] = {
+                m: versions.get((m, record["run_id"]), v) for m, v in record.get("components", {}).items()
+            }
         known = bool(target.store.find(COLLECTION, {"model_name": record["model_name"], "run_id": record["run_id"]}))
         version, written = _merge_record(target, record)
         copied += written
         versions[(record["model_name"], record["run_id"])] = version
         if version != record["version"] and not known:  # renumbered by this sync (an earlier one's mapping stands)
-            renumbered.append({"model_name": record["model_name"], "run_id": record["run_id"], "from": record["version"], "to": version})
-            log.warning("sync: %s %s of run %s is %s in MongoDB (%s belongs to another run there)",
-                        record["model_name"], record["version"], record["run_id"], version, record["version"])
+            renumbered.append(
+                {
+                    "model_name": record["model_name"],
+                    "run_id": record["run_id"],
+                    "from": record["version"],
+                    "to": version,
+                }
+            )
+            log.warning(
+                "sync: %s %s of run %s is %s in MongoDB (%s belongs to another run there)",
+                record["model_name"],
+                record["version"],
+                record["run_id"],
+                version,
+                record["version"],
+            )
         _copy_files(target, record)
     production = {p["model_name"]: _merge_pointer(target, p) for p in source.store.find(PRODUCTION)}
-    return {COLLECTION: {"copied": copied, "kept": len(incoming) - copied, f"in_{target.store.kind}": target.store.count(COLLECTION)},
-            "renumbered": renumbered, "production": production}
+    return {
+        COLLECTION: {
+            "copied": copied,
+            "kept": len(incoming) - copied,
+            f"in_{target.store.kind}": target.store.count(COLLECTION),
+        },
+        "renumbered": renumbered,
+        "production": production,
+    }
 
 
 def _merge_record(target: ModelRegistry, record: dict) -> tuple[str, int]:
@@ -80,7 +109,9 @@ def _merge_record(target: ModelRegistry, record: dict) -> tuple[str, int]:
     version = existing[0]["version"] if existing else _claim(target, name, run_id, record["version"])
     written = target.store.upsert_newer(COLLECTION, [{**record, "version": version}])
     if not target.store.find(COLLECTION, {"model_name": name, "version": version, "run_id": run_id}):
-        raise ConflictError(f"sync: {name} {version} in MongoDB belongs to another run than {run_id}; nothing of it was replaced")
+        raise ConflictError(
+            f"sync: {name} {version} in MongoDB belongs to another run than {run_id}; nothing of it was replaced"
+        )
     return version, written
 
 
@@ -90,7 +121,9 @@ def _claim(target: ModelRegistry, name: str, run_id: str, wanted: str) -> str:
     same_run = [t["version"] for t in taken if t["run_id"] == run_id]
     if same_run:
         return same_run[0]
-    if wanted not in {t["version"] for t in taken} and target.store.insert_new(VERSIONS, {"model_name": name, "version": wanted, "run_id": run_id}):
+    if wanted not in {t["version"] for t in taken} and target.store.insert_new(
+        VERSIONS, {"model_name": name, "version": wanted, "run_id": run_id}
+    ):
         return wanted
     return target.version_for_run(name, run_id)
 
@@ -103,9 +136,18 @@ def _copy_files(target: ModelRegistry, record: dict) -> None:
             continue
         path = target.models_root / artifact["path"]
         if not path.is_file() or sha256_bytes(path.read_bytes()) != artifact["sha256"]:
-            log.warning("sync: %s of %s %s is missing or altered on disk; its record is copied without it", path, record["model_name"], record["version"])
+            log.warning(
+                "sync: %s of %s %s is missing or altered on disk; its record is copied without it",
+                path,
+                record["model_name"],
+                record["version"],
+            )
             continue
-        target.store.put_file(artifact["path"], path.read_bytes(), {"model_name": record["model_name"], "run_id": record["run_id"], "sha256": artifact["sha256"]})
+        target.store.put_file(
+            artifact["path"],
+            path.read_bytes(),
+            {"model_name": record["model_name"], "run_id": record["run_id"], "sha256": artifact["sha256"]},
+        )
 
 
 def _merge_pointer(target: ModelRegistry, theirs: dict) -> dict:
@@ -118,11 +160,15 @@ def _merge_pointer(target: ModelRegistry, theirs: dict) -> dict:
             merged = {**{k: v for k, v in theirs.items() if k != "updated_at"}, "revision": 1}
         else:
             winner = max((mine, theirs), key=lambda p: (p["as_of"], p["promoted_at"]))
-            history = {(e["run_id"], e["promoted_at"]): e for e in [*mine.get("history", []), *theirs.get("history", [])]}
-            merged = {**{k: v for k, v in winner.items() if k != "updated_at"}, "revision": mine["revision"] + 1,
-                      "history": sorted(history.values(), key=lambda e: e["promoted_at"])}
+            history = {
+                (e["run_id"], e["promoted_at"]): e for e in [*mine.get("history", []), *theirs.get("history", [])]
+            }
+            merged = {
+                **{k: v for k, v in winner.items() if k != "updated_at"},
+                "revision": mine["revision"] + 1,
+                "history": sorted(history.values(), key=lambda e: e["promoted_at"]),
+            }
             if merged["run_id"] == mine["run_id"] and merged["history"] == mine.get("history", []):
                 return {"run_id": mine["run_id"], "changed": False}
         if target.store.replace_if(PRODUCTION, merged, mine["revision"] if mine else None):
             return {"run_id": merged["run_id"], "changed": True}
-

@@ -53,7 +53,9 @@ CANARY_EQUITIES = 2
 PRELOADED = ("torch", "xgboost", "arch", "sklearn.ensemble", "skops.io")  # imported once by the helper
 HELPER_MARGIN = 5.0  # seconds the helper may take beyond its child's limit to answer
 HELPER_START_SECONDS = 120.0  # a new helper imports the model libraries first
-ONE_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")  # no thread pools to fork
+ONE_THREAD = dict.fromkeys(
+    ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"
+)  # no thread pools to fork
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,9 @@ class Verifier:
         from one child for the batch (each alone again when the batch's child died)."""
         with self._lock:
             prepared = [self._prepare(record) for record in records]
-            pending = [(key, group) for key, group, verdict in prepared if verdict is None and key not in self._verdicts]
+            pending = [
+                (key, group) for key, group, verdict in prepared if verdict is None and key not in self._verdicts
+            ]
             if pending:
                 for key, verdict in self._run(pending).items():
                     self._verdicts[key] = verdict
@@ -117,7 +121,10 @@ class Verifier:
         """(key, the records the child needs, a verdict already reached here): the files of the version
         and its members are read and hashed in this process (pure Python), GridFS restoring a missing one."""
         try:
-            group = [record, *(self.registry.record_for_run(m, record["run_id"]) for m in members_of(record["model_name"]))]
+            group = [
+                record,
+                *(self.registry.record_for_run(m, record["run_id"]) for m in members_of(record["model_name"])),
+            ]
             hashes = tuple(sha for member in group for sha in self.loader.verified_hashes(member))
         except DataError as error:
             return (label(record), ()), [record], Verdict(label(record), (), False, one_line(error, 400))
@@ -138,16 +145,24 @@ class Verifier:
 
     def _child(self, groups: list[list[dict]]) -> list[str | None] | str:
         """Each group's failure (None when it passed), or why the child gave no answer."""
-        request = {"groups": groups, "models_root": str(self.registry.models_root), "memory_bytes": self.memory_bytes, "seconds": self.seconds}
+        request = {
+            "groups": groups,
+            "models_root": str(self.registry.models_root),
+            "memory_bytes": self.memory_bytes,
+            "seconds": self.seconds,
+        }
         answer = HELPER.ask(request, canary_parquet(self.settings), self.seconds + HELPER_MARGIN)
-        if isinstance(answer, list) and len(answer) == len(groups) and all(a is None or isinstance(a, str) for a in answer):
+        if (
+            isinstance(answer, list)
+            and len(answer) == len(groups)
+            and all(a is None or isinstance(a, str) for a in answer)
+        ):
             return answer
         if isinstance(answer, dict) and answer.get("timed_out"):
             return f"verification took over {self.seconds:g} s (load and canary prediction); stopped"
         if isinstance(answer, dict) and "exit" in answer:
             return f"its files crash the loader ({_exit_text(answer['exit'])})"
         return f"the verifier gave no usable answer ({str(answer)[:80]})"
-
 
 
 class Helper:
@@ -163,8 +178,13 @@ class Helper:
     def ask(self, request: dict, canary: bytes, seconds: float):
         with self._lock:
             if self._process is None or self._process.poll() is not None:
-                self._process = subprocess.Popen([sys.executable, "-m", "trading_ml.verify"], stdin=subprocess.PIPE,
-                                                 stdout=subprocess.PIPE, close_fds=True, env={**os.environ, **ONE_THREAD})
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "trading_ml.verify"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    close_fds=True,
+                    env={**os.environ, **ONE_THREAD},
+                )
             try:
                 _send(self._process.stdin, json.dumps(request, default=str).encode())
                 _send(self._process.stdin, canary)
@@ -200,7 +220,9 @@ def serve_helper() -> None:
     """The helper's loop: read a request, fork a child that verifies, answer with what it wrote or how it ended."""
     requests, replies = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
-    warnings.filterwarnings("ignore", message=".*use of fork\\(\\) may lead to deadlocks", category=DeprecationWarning)  # ONE_THREAD
+    warnings.filterwarnings(
+        "ignore", message=".*use of fork\\(\\) may lead to deadlocks", category=DeprecationWarning
+    )  # ONE_THREAD
     for module in PRELOADED:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
@@ -216,7 +238,9 @@ def _verify_forked(request: dict):
     if pid == 0:  # the child: verify, write the answers, leave without cleanup of the helper's state
         os.close(read_end)
         try:
-            answers = _verify_in_child(request["groups"], request["models_root"], request["canary"], request["memory_bytes"])
+            answers = _verify_in_child(
+                request["groups"], request["models_root"], request["canary"], request["memory_bytes"]
+            )
             with os.fdopen(write_end, "wb") as out:
                 out.write(json.dumps(answers).encode())
         finally:
@@ -252,7 +276,9 @@ def _exit_text(code: int | None) -> str:
     return f"the verifying process exited with {code} without an answer"
 
 
-def _verify_in_child(groups: list[list[dict]], models_root, canary: pd.DataFrame, memory_bytes: int) -> list[str | None]:
+def _verify_in_child(
+    groups: list[list[dict]], models_root, canary: pd.DataFrame, memory_bytes: int
+) -> list[str | None]:
     """In the child: limit memory, then load and check each group's first record."""
     _limit_memory(memory_bytes)
     warnings.simplefilter("ignore")  # e.g. scikit-learn's note that a forked child runs its forest on one core
@@ -288,8 +314,14 @@ def check_predictions(model, canary: pd.DataFrame) -> None:
     for part in [*getattr(model, "members", []), model]:
         task = TASKS[task_of(part.name)]
         predicted = part.predict(canary)
-        if not isinstance(predicted, pd.DataFrame) or not set(task.predictions) <= set(predicted.columns) or len(predicted) != len(canary):
-            raise DataError(f"{part.name} did not predict its task's columns {list(task.predictions)} for the canary panel")
+        if (
+            not isinstance(predicted, pd.DataFrame)
+            or not set(task.predictions) <= set(predicted.columns)
+            or len(predicted) != len(canary)
+        ):
+            raise DataError(
+                f"{part.name} did not predict its task's columns {list(task.predictions)} for the canary panel"
+            )
         problem = task.invalid(predicted[list(task.predictions)][due])
         if problem:
             raise DataError(f"{part.name} predicts {problem} on a canary panel")
@@ -325,7 +357,9 @@ def canary_panel(settings) -> pd.DataFrame:
 
     options, timeframe = settings.features, settings.models.timeframe
     market_inputs = [options.benchmark, options.volatility_index]
-    equities = [s for s in settings.symbols if s not in market_inputs and settings.instrument(s).kind == "equity"][:CANARY_EQUITIES]
+    equities = [s for s in settings.symbols if s not in market_inputs and settings.instrument(s).kind == "equity"][
+        :CANARY_EQUITIES
+    ]
     symbols = [s for s in dict.fromkeys(market_inputs + equities) if s in settings.universe]
     end = pd.Timestamp("2024-01-02", tz="UTC")
     exchange = settings.instrument(options.benchmark).exchange
@@ -335,7 +369,10 @@ def canary_panel(settings) -> pd.DataFrame:
     bars = {s: market.bars(instruments[s], timeframe, start, end) for s in symbols}
     panel, excluded = feature_panel(build_timeframe(bars, instruments, timeframe, options), instruments)
     if panel is None:
-        raise DataError(f"no canary panel could be built from the synthetic market ({excluded}); check features and models.timeframe")
+        raise DataError(
+            f"no canary panel could be built from the synthetic market ({excluded}); check features and "
+            "models.timeframe"
+        )
     return panel
 
 

@@ -21,8 +21,16 @@ PORT = 27017
 # --standalone: answer `hello` as a standalone server, as the official mongo image does. By default it
 # advertises a one-member replica set whose member is the bind address (0.0.0.0:27017), and drivers in
 # other containers then look for the server on their own loopback.
-SERVER = ["/opt/secantus/bin/secantusd-py", "--storage-path", str(DATA / "wiredtiger"), "--port", str(PORT), "--log-level", "WARNING",
-          "--standalone"]
+SERVER = [
+    "/opt/secantus/bin/secantusd-py",
+    "--storage-path",
+    str(DATA / "wiredtiger"),
+    "--port",
+    str(PORT),
+    "--log-level",
+    "WARNING",
+    "--standalone",
+]
 INITIALIZED = DATA / ".root-user-created"
 
 

@@ -23,10 +23,17 @@ def edited(path, change) -> None:
 
 
 def test_the_frozen_document_reads_back_as_the_same_settings(tmp_path):
-    path = write_config(tmp_path, universe={"fx": ["EURUSD=X"], "crypto": ["BTC-USD"], "indices": [
-        {"symbol": "^VIX", "exchange": "XNYS", "has_volume": False, "max_abs_return": 0.9}], "equities": {
-        "exchange": "XNYS", "sectors": {"Tech": ["AAPL", "MSFT"], "Energy": ["XOM"]}}},
-        sources={"synthetic": {"faults": {"AAPL": ["gap"]}, "signal_strength": 0.05}}, models={"folds": 3, "regime_rf": {"trees": 7}})
+    path = write_config(
+        tmp_path,
+        universe={
+            "fx": ["EURUSD=X"],
+            "crypto": ["BTC-USD"],
+            "indices": [{"symbol": "^VIX", "exchange": "XNYS", "has_volume": False, "max_abs_return": 0.9}],
+            "equities": {"exchange": "XNYS", "sectors": {"Tech": ["AAPL", "MSFT"], "Energy": ["XOM"]}},
+        },
+        sources={"synthetic": {"faults": {"AAPL": ["gap"]}, "signal_strength": 0.05}},
+        models={"folds": 3, "regime_rf": {"trees": 7}},
+    )
     settings = load_settings(path, env={})
     document = settings_document(settings)
     again = settings_from_document(json.loads(json.dumps(document)), tmp_path / "settings.json", {}, config_parts())
@@ -84,5 +91,11 @@ def test_a_cli_stage_continues_with_the_runs_settings_names_the_change_and_runs_
     assert ENV_DATA_DIR not in out
     from trading_ml.overview import compare_runs
 
-    rows = [row for row in compare_runs(tmp_path / "data", first.run_id, second.run_id)["differences"] if row["field"].startswith("setting")]
-    assert rows == [{"field": "setting validation.min_pass_share", "first": 0.8, "second": 0.5, "note": "settings.json"}]
+    rows = [
+        row
+        for row in compare_runs(tmp_path / "data", first.run_id, second.run_id)["differences"]
+        if row["field"].startswith("setting")
+    ]
+    assert rows == [
+        {"field": "setting validation.min_pass_share", "first": 0.8, "second": 0.5, "note": "settings.json"}
+    ]

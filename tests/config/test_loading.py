@@ -19,7 +19,11 @@ def test_config_holds_the_plans_universe_grouped_as_the_plan_groups_it():
         if instrument.kind == "equity":
             sectors.setdefault(instrument.sector, []).append(instrument.symbol)
     assert {k: len(v) for k, v in sectors.items()} == {
-        "Technology": 5, "Financials": 4, "Healthcare": 3, "Consumer": 4, "Energy": 4,
+        "Technology": 5,
+        "Financials": 4,
+        "Healthcare": 3,
+        "Consumer": 4,
+        "Energy": 4,
     }
     assert len(settings.symbols) == 26
     assert settings.universe["^NSEI"].exchange == "XBOM"
@@ -76,7 +80,9 @@ def test_feature_options_are_read_typed_and_typos_refused(tmp_path):
     assert settings.features.regime.fear_vix == 30.0 and settings.features.regime.horizon == 5
     base = "universe: {equities: {sectors: {Tech: [AAPL]}}}\ntimeframes: {1d: {lookback: 5y}}\n"
     cases = {
-        "features: {direction_treshold: 0.002}": "features.direction_treshold = 0.002: unknown key; did you mean 'direction_threshold'",
+        "features: {direction_treshold: 0.002}": (
+            "features.direction_treshold = 0.002: unknown key; did you mean 'direction_threshold'"
+        ),
         "features: {regime: {fear: 25}}": "features.regime.fear = 25: unknown key; did you mean 'fear_vix'",
         "features: {regime: {horizon: soon}}": "features.regime.horizon = 'soon': must be a whole number",
         "features: {direction_threshold: 0.5}": "features.direction_threshold = 0.5: must be < 0.1",
@@ -95,20 +101,32 @@ def test_feature_options_are_read_typed_and_typos_refused(tmp_path):
 def test_airflow_options_are_typed_and_a_context_survives_the_trip_through_xcom(settings, tmp_path):
     assert settings.airflow.source_pool == "market_data_source" and settings.airflow.ingest_retries == 4
     bad = tmp_path / "config.yaml"
-    bad.write_text("universe: {equities: {sectors: {Tech: [AAPL]}}}\ntimeframes: {1d: {lookback: 5y}}\nairflow: {retries: 3}\n")
+    bad.write_text(
+        "universe: {equities: {sectors: {Tech: [AAPL]}}}\ntimeframes: {1d: {lookback: 5y}}\nairflow: {retries: 3}\n"
+    )
     with pytest.raises(ConfigError, match="airflow.retries = 3: unknown key; did you mean 'stage_retries'"):
         load_settings(bad, env={})
     ctx = RunContext.create(settings, "2024-01-02", ["AAPL", "^GSPC"], ["1d"], "synthetic")
-    again = RunContext.from_dict(ctx.to_dict(), run_settings(ctx.to_dict(), mongo_uri="mongodb://u:secret@127.0.0.1:1/db"))
+    again = RunContext.from_dict(
+        ctx.to_dict(), run_settings(ctx.to_dict(), mongo_uri="mongodb://u:secret@127.0.0.1:1/db")
+    )
     assert (again.run_id, again.as_of, again.symbols, again.timeframes, again.source, again.run_root) == (
-        ctx.run_id, ctx.as_of, ctx.symbols, ctx.timeframes, ctx.source, ctx.run_root)
+        ctx.run_id,
+        ctx.as_of,
+        ctx.symbols,
+        ctx.timeframes,
+        ctx.source,
+        ctx.run_root,
+    )
     assert again.settings.storage.mongo_uri == "mongodb://u:secret@127.0.0.1:1/db"
     assert "secret" not in str(ctx.to_dict())
 
 
 def test_an_empty_section_means_its_defaults_and_the_environment_still_applies(tmp_path):
     path = tmp_path / "config.yaml"
-    path.write_text("universe: {equities: {sectors: {Tech: [AAPL]}}}\ntimeframes: {1d: {lookback: 5y}}\nstorage:\nvalidation:\n")
+    path.write_text(
+        "universe: {equities: {sectors: {Tech: [AAPL]}}}\ntimeframes: {1d: {lookback: 5y}}\nstorage:\nvalidation:\n"
+    )
     settings = load_settings(path, env={ENV_MONGO_URI: "mongodb://db:27017/"})
     assert settings.storage.mongo_uri == "mongodb://db:27017/" and settings.storage.database == "trading_system"
     assert settings.validation.min_pass_share == 0.8

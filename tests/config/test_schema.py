@@ -34,7 +34,9 @@ def config_with(tmp_path, **sections) -> str:
 
 
 def test_each_trained_model_reads_its_own_section_and_the_others_keep_their_defaults(tmp_path):
-    settings = load_settings(config_with(tmp_path, models={"regime_rf": {"trees": 7}, "direction_lstm": {"hidden": 16}}), env={})
+    settings = load_settings(
+        config_with(tmp_path, models={"regime_rf": {"trees": 7}, "direction_lstm": {"hidden": 16}}), env={}
+    )
     assert settings.models.of("regime_rf") == RegimeForest.Params(trees=7, max_samples=100_000)
     assert settings.models.of("direction_lstm").hidden == 16
     assert settings.models.of("volatility_lstm").hidden == 32  # the volatility LSTM has its own section
@@ -100,8 +102,12 @@ def registered(monkeypatch):
 
 
 def test_a_sixth_model_and_a_new_source_are_configured_and_checked_with_nothing_else_changed(registered, tmp_path):
-    path = config_with(tmp_path, source="example:/srv/bars", models={"direction_momentum": {"lookback": 60}},
-                       sources={"example": {"compression": "zstd"}})
+    path = config_with(
+        tmp_path,
+        source="example:/srv/bars",
+        models={"direction_momentum": {"lookback": 60}},
+        sources={"example": {"compression": "zstd"}},
+    )
     settings = load_settings(path, env={})
     assert settings.models.of("direction_momentum") == Momentum.Params(lookback=60)
     assert "direction_momentum" in catalogue.served_models("direction")
@@ -119,13 +125,17 @@ def test_a_sixth_model_and_a_new_source_are_configured_and_checked_with_nothing_
 def test_without_registration_neither_is_known(tmp_path):
     with pytest.raises(ConfigError, match=r"models\.direction_momentum: unknown key"):
         load_settings(config_with(tmp_path, models={"direction_momentum": {"lookback": 60}}), env={})
-    with pytest.raises(ConfigError, match=re.escape(f"unknown source 'example:/srv/bars'; use {sources.spec_choices()}")):
+    with pytest.raises(
+        ConfigError, match=re.escape(f"unknown source 'example:/srv/bars'; use {sources.spec_choices()}")
+    ):
         check_source("example:/srv/bars")
 
 
 def test_every_source_option_section_is_its_class_options():
     settings = load_settings(env={})
-    synthetic = make_source("synthetic", dataclasses.replace(settings, sources={"synthetic": {"seed": 7, "market": "random_walk"}}))
+    synthetic = make_source(
+        "synthetic", dataclasses.replace(settings, sources={"synthetic": {"seed": 7, "market": "random_walk"}})
+    )
     assert synthetic.market.seed == 7
     assert make_source("yahoo", settings, retries=0).retries == 0
     with pytest.raises(ValueError, match="market"):

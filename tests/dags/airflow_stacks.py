@@ -34,7 +34,11 @@ from cryptography.fernet import Fernet
 from tests.conftest import QUICK_MODELS, merged
 
 REPO = Path(__file__).resolve().parents[2]
-POSTGRES_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name), default=Path("/usr/lib/postgresql/15/bin"))
+POSTGRES_BIN = max(
+    Path("/usr/lib/postgresql").glob("*/bin"),
+    key=lambda path: int(path.parent.name),
+    default=Path("/usr/lib/postgresql/15/bin"),
+)
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAG_ID = "trading_ml_training"
 
@@ -43,8 +47,10 @@ def small_config(folder: Path) -> Path:
     """config.yaml with a five-symbol universe (^GSPC, ^VIX, AAPL, MSFT, XOM) on 1d over two years,
     quick models and fast retries: the run the Celery test and the Airflow benchmark schedule."""
     raw = yaml.safe_load((REPO / "config.yaml").read_text())
-    raw["universe"] = {"indices": [raw["universe"]["indices"][0], raw["universe"]["indices"][-1]],  # ^GSPC, ^VIX
-                       "equities": {"exchange": "XNYS", "sectors": {"Technology": ["AAPL", "MSFT"], "Energy": ["XOM"]}}}
+    raw["universe"] = {
+        "indices": [raw["universe"]["indices"][0], raw["universe"]["indices"][-1]],  # ^GSPC, ^VIX
+        "equities": {"exchange": "XNYS", "sectors": {"Technology": ["AAPL", "MSFT"], "Energy": ["XOM"]}},
+    }
     raw["timeframes"] = {"1d": {"lookback": "2y"}}
     raw["data_dir"], raw["source"] = str(folder / "data"), "synthetic"
     raw["models"] = merged(raw["models"], QUICK_MODELS)
@@ -93,7 +99,9 @@ class Process:
     def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path):
         self.name, self.log = name, log_dir / f"{name}.log"
         with self.log.open("w") as output:
-            self.popen = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+            self.popen = subprocess.Popen(
+                command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (a Celery worker and the task processes it forked)."""
@@ -149,14 +157,19 @@ class AirflowStack:
     def start_run(self) -> str:
         """Unpause the DAG once it is parsed and trigger a run over the config's universe (unpausing
         alone starts none: the schedule runs only quarters that end after it); the run's id."""
-        self.wait_for("the DAG parsed into the database", lambda: self.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300)
+        self.wait_for(
+            "the DAG parsed into the database", lambda: self.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300
+        )
         self.airflow("dags", "unpause", DAG_ID)
         self.airflow("dags", "trigger", DAG_ID)
-        [(run_id,)] = self.wait_for("the triggered run", lambda: self.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID), 120)
+        [(run_id,)] = self.wait_for(
+            "the triggered run", lambda: self.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID), 120
+        )
         return run_id
 
     def wait_for_run(self, run_id: str, timeout: float = 900) -> str:
         """The run's final state, success or failed; on timeout, the state of each of its tasks too."""
+
         def finished():
             [(state,)] = self.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
             return state if state in ("success", "failed") else None
@@ -164,7 +177,11 @@ class AirflowStack:
         try:
             return self.wait_for("the run to finish", finished, timeout, every=1)
         except TimeoutError as error:
-            tasks = self.query("SELECT task_id, map_index, state, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
+            tasks = self.query(
+                "SELECT task_id, map_index, state, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s",
+                DAG_ID,
+                run_id,
+            )
             raise TimeoutError(f"{error}\ntasks: {tasks}") from None
 
     def wait_for(self, what: str, check, timeout: float, every: float = 1.0):
@@ -174,9 +191,16 @@ class AirflowStack:
             found = check()
             if found:
                 return found
-            dead = [name for name, p in self.processes.items() if p.popen.poll() is not None and not name.startswith("worker")]
+            dead = [
+                name
+                for name, p in self.processes.items()
+                if p.popen.poll() is not None and not name.startswith("worker")
+            ]
             if dead:
-                raise RuntimeError(f"waiting for {what}: {', '.join(dead)} stopped:\n" + "\n".join(self.processes[d].tail() for d in dead))
+                raise RuntimeError(
+                    f"waiting for {what}: {', '.join(dead)} stopped:\n"
+                    + "\n".join(self.processes[d].tail() for d in dead)
+                )
             time.sleep(every)
         tails = "\n".join(f"--- {name}\n{p.tail(15)}" for name, p in self.processes.items())
         raise TimeoutError(f"{what} did not happen within {timeout:.0f} s\n{tails}")
@@ -196,8 +220,11 @@ class StandaloneStack(AirflowStack):
 
     def __init__(self, config: Path | None = None):
         super().__init__("trading-ml-standalone-")
-        self.env.update(AIRFLOW_HOME=str(self.root / "airflow"), TRADING_ML_DATA_DIR=str(self.root / "data"),
-                        AIRFLOW__API__PORT=str(self.api_port))
+        self.env.update(
+            AIRFLOW_HOME=str(self.root / "airflow"),
+            TRADING_ML_DATA_DIR=str(self.root / "data"),
+            AIRFLOW__API__PORT=str(self.api_port),
+        )
         if config is not None:
             self.env["TRADING_ML_CONFIG"] = str(config)
 
@@ -206,12 +233,21 @@ class StandaloneStack(AirflowStack):
         return self.processes["standalone"]
 
     def start(self) -> StandaloneStack:
-        self.processes["standalone"] = Process("standalone", [str(REPO / "scripts" / "airflow-standalone")], self.env, self.logs)
-        self.wait_for("the api-server", lambda: http_status(f"http://127.0.0.1:{self.api_port}/api/v2/version") == 200, 180, every=2)
+        self.processes["standalone"] = Process(
+            "standalone", [str(REPO / "scripts" / "airflow-standalone")], self.env, self.logs
+        )
+        self.wait_for(
+            "the api-server",
+            lambda: http_status(f"http://127.0.0.1:{self.api_port}/api/v2/version") == 200,
+            180,
+            every=2,
+        )
         return self
 
     def query(self, sql: str, *params) -> list[tuple]:
-        with sqlite3.connect(f"file:{self.root / 'airflow' / 'airflow.db'}?mode=ro", uri=True, timeout=30) as connection:
+        with sqlite3.connect(
+            f"file:{self.root / 'airflow' / 'airflow.db'}?mode=ro", uri=True, timeout=30
+        ) as connection:
             return connection.execute(sql.replace("%s", "?"), params).fetchall()
 
 
@@ -230,12 +266,19 @@ class Operator:
 
     def __init__(self, stack: StandaloneStack):
         self.base = f"http://127.0.0.1:{stack.api_port}"
-        password = json.loads((stack.root / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        password = json.loads((stack.root / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())[
+            "admin"
+        ]
         self.token = self.call("POST", "/auth/token", {"username": "admin", "password": password})["access_token"]
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.token}"} if hasattr(self, "token") else {})}
-        request = urllib.request.Request(self.base + path, json.dumps(body).encode() if body is not None else None, headers, method=method)
+        headers = {
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {self.token}"} if hasattr(self, "token") else {}),
+        }
+        request = urllib.request.Request(
+            self.base + path, json.dumps(body).encode() if body is not None else None, headers, method=method
+        )
         with urllib.request.urlopen(request, timeout=60) as answer:
             return json.load(answer)
 
@@ -262,25 +305,65 @@ class CeleryStack(AirflowStack):
             shutil.chown(self.root, "postgres")
             shutil.chown(data, "postgres")
             shutil.chown(self.logs, "postgres")
-        subprocess.run(self._as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]),
-                       check=True, capture_output=True)
+        subprocess.run(
+            self._as_postgres(
+                [str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]
+            ),
+            check=True,
+            capture_output=True,
+        )
         options = f"-c listen_addresses=127.0.0.1 -p {self.pg_port} -k {data} -c fsync=off"
-        subprocess.run(self._as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.logs / "postgres.log"),
-                                          "-w", "start"]), check=True, capture_output=True)
+        subprocess.run(
+            self._as_postgres(
+                [
+                    str(POSTGRES_BIN / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(self.logs / "postgres.log"),
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
         self._pg_data = data
-        subprocess.run([str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "airflow", "airflow"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "airflow", "airflow"],
+            check=True,
+            capture_output=True,
+        )
 
     def stop_postgres(self) -> None:
         if getattr(self, "_pg_data", None):
-            subprocess.run(self._as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self._pg_data), "-m", "immediate", "stop"]),
-                           capture_output=True)
+            subprocess.run(
+                self._as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self._pg_data), "-m", "immediate", "stop"]),
+                capture_output=True,
+            )
 
     def start_redis(self) -> None:
         (self.root / "redis").mkdir()
-        self.processes["redis"] = Process("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                                    "--save", "", "--appendonly", "no", "--dir", str(self.root / "redis")],
-                                          os.environ.copy(), self.logs)
+        self.processes["redis"] = Process(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root / "redis"),
+            ],
+            os.environ.copy(),
+            self.logs,
+        )
 
     # Airflow
     @property
@@ -307,7 +390,8 @@ class CeleryStack(AirflowStack):
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(heartbeat_timeout),
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",  # a task the lost worker had taken but not started is re-queued
+            # a task the lost worker had taken but not started is re-queued
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "TRADING_ML_CONFIG": str(config),
         }
@@ -318,9 +402,19 @@ class CeleryStack(AirflowStack):
 
         self.airflow("db", "migrate", timeout=600)
         settings = load_settings(self.env["TRADING_ML_CONFIG"]).airflow
-        self.airflow("pools", "set", settings.source_pool, str(settings.source_pool_slots), "concurrent calls to the market data provider")
-        for name, command in (("api-server", ["api-server"]), ("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"]),
-                              ("triggerer", ["triggerer", "--skip-serve-logs"])):
+        self.airflow(
+            "pools",
+            "set",
+            settings.source_pool,
+            str(settings.source_pool_slots),
+            "concurrent calls to the market data provider",
+        )
+        for name, command in (
+            ("api-server", ["api-server"]),
+            ("scheduler", ["scheduler"]),
+            ("dag-processor", ["dag-processor"]),
+            ("triggerer", ["triggerer", "--skip-serve-logs"]),
+        ):
             self.processes[name] = Process(name, [AIRFLOW, *command], self.env, self.logs)
         for number in range(1, workers + 1):
             self.start_worker(number)
@@ -329,17 +423,28 @@ class CeleryStack(AirflowStack):
         """A Celery worker with its own name; its tasks report it as their hostname (two workers share
         this host, and the test tells their tasks apart by it)."""
         name = f"worker{number}"
-        env = {**self.env, "TRADING_ML_WORKER_NAME": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_name.hostname",
-               "PYTHONPATH": str(Path(__file__).parent / "celery_hostname")}
-        self.processes[name] = Process(name, [AIRFLOW, "celery", "worker", "--celery-hostname", f"{name}@%h", "--skip-serve-logs"],
-                                       env, self.logs)
+        env = {
+            **self.env,
+            "TRADING_ML_WORKER_NAME": name,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_name.hostname",
+            "PYTHONPATH": str(Path(__file__).parent / "celery_hostname"),
+        }
+        self.processes[name] = Process(
+            name, [AIRFLOW, "celery", "worker", "--celery-hostname", f"{name}@%h", "--skip-serve-logs"], env, self.logs
+        )
 
     def kill_worker_running_training(self, run_id: str) -> tuple[str, str]:
         """SIGKILL, as a lost machine, the worker (and the task processes it forked) running the run's
         first training task once one runs: (task, worker)."""
+
         def training():
-            return self.query("SELECT task_id, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id LIKE 'train_%%' "
-                              "AND state = 'running' AND hostname LIKE 'worker%%'", DAG_ID, run_id)
+            return self.query(
+                "SELECT task_id, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id LIKE "
+                "'train_%%' "
+                "AND state = 'running' AND hostname LIKE 'worker%%'",
+                DAG_ID,
+                run_id,
+            )
 
         task, worker = self.wait_for("a training task running", training, 900, every=0.2)[0]
         self.processes[worker].kill()

@@ -27,8 +27,20 @@ def create_backfill(stack: StandaloneStack, start: str, end: str, conf: dict) ->
     command is one transaction: a locked try created nothing)."""
     for attempt in range(5):
         try:
-            stack.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", start, "--to-date", end,
-                          "--max-active-runs", "1", "--dag-run-conf", json.dumps(conf))
+            stack.airflow(
+                "backfill",
+                "create",
+                "--dag-id",
+                DAG_ID,
+                "--from-date",
+                start,
+                "--to-date",
+                end,
+                "--max-active-runs",
+                "1",
+                "--dag-run-conf",
+                json.dumps(conf),
+            )
             return
         except RuntimeError as error:
             if "database is locked" not in str(error) or attempt == 4:
@@ -39,10 +51,14 @@ def create_backfill(stack: StandaloneStack, start: str, end: str, conf: dict) ->
 def test_quarterly_backfills_with_a_symbol_dropping_out_keep_production_moving(tmp_path):
     synthetic = {"seed": 42, "epoch": "2000-01-03", "signal_strength": 0.3}
     stack = StandaloneStack(write_config(tmp_path, models=QUICK_MODELS, sources={"synthetic": synthetic}))
-    stack.env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"  # backfills only: unpausing starts no run of the latest quarter
+    stack.env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = (
+        "False"  # backfills only: unpausing starts no run of the latest quarter
+    )
     stack.start()
     try:
-        stack.wait_for("the DAG parsed into the database", lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300)
+        stack.wait_for(
+            "the DAG parsed into the database", lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300
+        )
         stack.airflow("dags", "unpause", DAG_ID)  # the runs of a backfill start only while its DAG is unpaused
         expected = 0
         for start, end, symbols in BACKFILLS:

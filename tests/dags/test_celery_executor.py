@@ -26,8 +26,11 @@ def stack(tmp_path_factory):
 
 
 def task_instances(stack: CeleryStack, run_id: str) -> dict[tuple[str, int], tuple[str, int, str]]:
-    rows = stack.query("SELECT task_id, map_index, state, try_number, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s",
-                       DAG_ID, run_id)
+    rows = stack.query(
+        "SELECT task_id, map_index, state, try_number, hostname FROM task_instance WHERE dag_id = %s AND run_id = %s",
+        DAG_ID,
+        run_id,
+    )
     return {(task, index): (state, tries, host) for task, index, state, tries, host in rows}
 
 
@@ -40,8 +43,17 @@ def test_a_worker_killed_while_training_does_not_fail_the_run(stack):
     assert all(ti[0] == "success" for ti in instances.values()), instances
     assert len([key for key in instances if key[0] == "ingest"]) == 5  # one mapped task per symbol
     state, tries, host = instances[(killed_task, -1)]
-    assert tries >= 2 and host != killed_worker, (killed_task, instances[(killed_task, -1)])  # retried on the other worker
+    assert tries >= 2 and host != killed_worker, (
+        killed_task,
+        instances[(killed_task, -1)],
+    )  # retried on the other worker
     assert {host for _, _, host in instances.values()} == {"worker1", "worker2"}  # both workers ran tasks
-    for task, progress in (("train_direction_lstm", "direction_lstm: epoch 2 of 2"), ("train_direction_xgboost", "stopped after"),
-                           ("train_volatility_garch", "4 of 4 symbols done"), ("train_regime_rf", "30 trees fitted")):
-        assert progress in stack.task_log(run_id, task, instances[(task, -1)][1]), task  # what training said, in its task log
+    for task, progress in (
+        ("train_direction_lstm", "direction_lstm: epoch 2 of 2"),
+        ("train_direction_xgboost", "stopped after"),
+        ("train_volatility_garch", "4 of 4 symbols done"),
+        ("train_regime_rf", "30 trees fitted"),
+    ):
+        assert progress in stack.task_log(run_id, task, instances[(task, -1)][1]), (
+            task
+        )  # what training said, in its task log

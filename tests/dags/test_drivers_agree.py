@@ -24,14 +24,20 @@ VARIES = {"finished_at", "created_at", "generated_at", "trained_date", "promoted
 def normalized(value, run):
     """The value with the run's id, folder and data folder replaced by placeholders and clock times dropped."""
     if isinstance(value, dict):
-        unstable = str(value.get("path", "")).endswith(".skops")  # its bytes hold object ids and a time; its arrays are compared
+        unstable = str(value.get("path", "")).endswith(
+            ".skops"
+        )  # its bytes hold object ids and a time; its arrays are compared
         return {k: normalized(v, run) for k, v in value.items() if k not in VARIES and not (unstable and k == "sha256")}
     if isinstance(value, list):
         return [normalized(v, run) for v in value]
     if isinstance(value, str):
         data_dir = run.layout.root.parents[2]
-        for actual, placeholder in ((run.run_id, "<run id>"), (run.layout.root.name, "<run folder>"),
-                                    (str(data_dir), "<data>"), (str(data_dir.parent), "<home>")):
+        for actual, placeholder in (
+            (run.run_id, "<run id>"),
+            (run.layout.root.name, "<run folder>"),
+            (str(data_dir), "<data>"),
+            (str(data_dir.parent), "<home>"),
+        ):
             value = value.replace(actual, placeholder)
     return value
 
@@ -65,8 +71,26 @@ def test_the_cli_and_the_dag_leave_the_same_run_folder_and_manifests(airflow_db,
     cli_config = write_config(tmp_path / "cli", models=QUICK_MODELS)
     dag_run, _ = run_dag(load_dag(dag_config, monkeypatch), as_of="2026-11-20", symbols=SYMBOLS, models=MODELS)
     assert dag_run.state == "success"
-    assert main(["run", "--config", str(cli_config), "--as-of", "2026-11-20", "--symbols", ",".join(SYMBOLS),
-                 "--timeframes", "1d", "--source", "synthetic", "--models", ",".join(MODELS)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--config",
+                str(cli_config),
+                "--as-of",
+                "2026-11-20",
+                "--symbols",
+                ",".join(SYMBOLS),
+                "--timeframes",
+                "1d",
+                "--source",
+                "synthetic",
+                "--models",
+                ",".join(MODELS),
+            ]
+        )
+        == 0
+    )
     [from_dag], [from_cli] = find_runs(tmp_path / "dag" / "data"), find_runs(tmp_path / "cli" / "data")
     dag_files, cli_files = run_folder(from_dag), run_folder(from_cli)
     assert sorted(dag_files) == sorted(cli_files)

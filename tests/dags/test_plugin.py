@@ -117,16 +117,26 @@ def test_a_model_page_shows_every_version_over_time_the_decisions_and_the_produc
         records, pointer = registry.records("volatility_garch"), registry.production("volatility_garch")
     finally:
         store.close()
-    assert len(records) == 4 and f"volatility_garch: 4 versions; production {registry_version(records, pointer)}" in page
+    assert (
+        len(records) == 4 and f"volatility_garch: 4 versions; production {registry_version(records, pointer)}" in page
+    )
     assert 'id="versions-chart"' in page and 'src="data:image/png;base64,' in page
     for record in records:
         assert f"<td>{record['version']}</td><td>{record['as_of']}</td>" in page
         assert (record.get("deploy_decision") or "not deployed") in page
     for entry in pointer["history"]:
         assert entry["reason"] in page and entry["promoted_at"] in page
-    versus = next(r["deploy_evidence"]["versus_production"] for r in records if (r.get("deploy_evidence") or {}).get("versus_production"))
-    assert f"vs production {versus['version']} on {versus['days']} dates it never saw: rmse {versus['value']:+.3g}" in page
-    assert client.get("/models/regime_rf").status_code == 200 and "never promoted" in client.get("/models/regime_rf").text
+    versus = next(
+        r["deploy_evidence"]["versus_production"]
+        for r in records
+        if (r.get("deploy_evidence") or {}).get("versus_production")
+    )
+    assert (
+        f"vs production {versus['version']} on {versus['days']} dates it never saw: rmse {versus['value']:+.3g}" in page
+    )
+    assert (
+        client.get("/models/regime_rf").status_code == 200 and "never promoted" in client.get("/models/regime_rf").text
+    )
     assert client.get("/models/regime").status_code == 404  # an exact allow-list of model names
     assert client.get("/models/..%2Fregistry").status_code == 404
 
@@ -145,8 +155,10 @@ def test_two_runs_compare_side_by_side_with_what_differed(quarters_client):
     for name in ("direction_xgboost", "volatility_garch", "regime_rf"):
         assert f"<td>{name}</td>" in page
     evaluation = json.loads(fourth.layout.evaluation_report.read_text())["models"]["volatility_garch"]["primary"]
-    assert f"{evaluation['metric']} {evaluation['value']:.4g} [{evaluation['low']:.4g}, {evaluation['high']:.4g}]" in page
-    assert "<td>symbols <span class=\"muted\">(7 shared)</span></td><td>(none of its own)</td><td>^VIX</td>" in page
+    assert (
+        f"{evaluation['metric']} {evaluation['value']:.4g} [{evaluation['low']:.4g}, {evaluation['high']:.4g}]" in page
+    )
+    assert '<td>symbols <span class="muted">(7 shared)</span></td><td>(none of its own)</td><td>^VIX</td>' in page
     assert "not deployed" in page  # the third run stopped after evaluate
     assert "<td>setting " not in page  # both froze the same settings
     registry, store, _ = plugin.registry_for(plugin.load_settings())
@@ -160,11 +172,14 @@ def test_two_runs_compare_side_by_side_with_what_differed(quarters_client):
     assert client.get("/compare", params={"a": third.run_id, "b": "nope"}).status_code == 404
 
 
-@pytest.mark.parametrize("conf, words", [
-    ({"other_symbols": ["aapl"]}, "Other symbols: 'aapl' is not a ticker"),
-    ({"timeframes": ["1m"]}, "Timeframes: '1m' is not one of this deployment's"),
-    ({"source": "csv"}, "CSV folder: the csv source reads files from a folder"),
-])
+@pytest.mark.parametrize(
+    "conf, words",
+    [
+        ({"other_symbols": ["aapl"]}, "Other symbols: 'aapl' is not a ticker"),
+        ({"timeframes": ["1m"]}, "Timeframes: '1m' is not one of this deployment's"),
+        ({"source": "csv"}, "CSV folder: the csv source reads files from a folder"),
+    ],
+)
 def test_a_trigger_the_form_cannot_run_is_answered_in_words_before_airflow_sees_it(conf, words, monkeypatch, tmp_path):
     """The plugin's root middleware, on the same calls the UI's trigger and backfill forms make."""
     monkeypatch.setenv("TRADING_ML_DATA_DIR", str(tmp_path))
@@ -184,7 +199,11 @@ def test_a_trigger_the_form_cannot_run_is_answered_in_words_before_airflow_sees_
 
     client = TestClient(plugin.TriggerFormInWords(airflow))
     refused = client.post("/api/v2/dags/trading_ml_training/dagRuns", json={"conf": conf, "logical_date": None})
-    assert refused.status_code == 400 and words in refused.json()["detail"] and "does not match" not in refused.json()["detail"]
+    assert (
+        refused.status_code == 400
+        and words in refused.json()["detail"]
+        and "does not match" not in refused.json()["detail"]
+    )
     backfill = client.post("/api/v2/backfills", json={"dag_id": "trading_ml_training", "dag_run_conf": conf})
     assert backfill.status_code == 400 and words in backfill.json()["detail"]
     assert seen == []  # neither reached Airflow
@@ -192,6 +211,11 @@ def test_a_trigger_the_form_cannot_run_is_answered_in_words_before_airflow_sees_
     assert client.post("/api/v2/dags/trading_ml_training/dagRuns", json=good).status_code == 200
     other = {"dag_id": "another_dag", "dag_run_conf": conf}
     assert client.post("/api/v2/backfills", json=other).status_code == 200  # another DAG's conf is not ours to judge
-    assert client.post("/api/v2/dags/trading_ml_training_x/dagRuns", json={"conf": conf}).status_code == 200  # exact path only
-    assert seen == [("/api/v2/dags/trading_ml_training/dagRuns", good), ("/api/v2/backfills", other),
-                    ("/api/v2/dags/trading_ml_training_x/dagRuns", {"conf": conf})]
+    assert (
+        client.post("/api/v2/dags/trading_ml_training_x/dagRuns", json={"conf": conf}).status_code == 200
+    )  # exact path only
+    assert seen == [
+        ("/api/v2/dags/trading_ml_training/dagRuns", good),
+        ("/api/v2/backfills", other),
+        ("/api/v2/dags/trading_ml_training_x/dagRuns", {"conf": conf}),
+    ]

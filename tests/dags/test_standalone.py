@@ -23,7 +23,9 @@ from tests.browser import CHROMIUM, Browser
 from tests.dags.airflow_stacks import DAG_ID, Operator, StandaloneStack, http_status
 
 SMALL_RUN = {"symbols": ["^GSPC", "AAPL", "MSFT"], "timeframes": ["1d"], "models": ["regime_rf"], "deploy": False}
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it when run as root)")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (make test installs it when run as root)"
+)
 
 
 def listening(root: psutil.Process) -> set[tuple[str, int]]:
@@ -31,7 +33,9 @@ def listening(root: psutil.Process) -> set[tuple[str, int]]:
     found = set()
     for process in [root, *root.children(recursive=True)]:
         try:
-            found |= {(c.laddr.ip, c.laddr.port) for c in process.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+            found |= {
+                (c.laddr.ip, c.laddr.port) for c in process.net_connections("tcp") if c.status == psutil.CONN_LISTEN
+            }
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
@@ -45,7 +49,9 @@ def stack(quarterly_runs):
     shutil.copytree(folder / "data", stack.root / "data")
     try:
         stack.start()
-        stack.wait_for("the DAG parsed into the database", lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300)
+        stack.wait_for(
+            "the DAG parsed into the database", lambda: stack.query("SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID), 300
+        )
         yield stack
     finally:  # Ctrl-C's path first (SIGTERM to the script's process group), then SIGKILL after 20 s
         stack.stop()
@@ -69,7 +75,9 @@ def small_run(stack, operator):
     """Unpause and trigger a small run exactly as the UI's form does (PATCH the DAG, POST a run); the
     run once it finished."""
     operator.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
-    run_id = operator.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": SMALL_RUN})["dag_run_id"]
+    run_id = operator.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": SMALL_RUN})[
+        "dag_run_id"
+    ]
     state = stack.wait_for_run(run_id, 600)
     assert state == "success", stack.script.tail(40)
     return run_id
@@ -105,19 +113,41 @@ def test_the_trigger_form_has_widgets_descriptions_and_answers_in_words(stack, o
         browser.open(f"{operator.base}/dags/{DAG_ID}")
         browser.wait_for("[...document.querySelectorAll('button')].some(b => b.innerText.trim() == 'Trigger')")
         browser.evaluate("[...document.querySelectorAll('button')].find(b => b.innerText.trim() == 'Trigger').click()")
-        browser.wait_for("document.body.innerText.includes('Run Parameters') && document.body.innerText.includes('CSV folder')")
+        browser.wait_for(
+            "document.body.innerText.includes('Run Parameters') && document.body.innerText.includes('CSV folder')"
+        )
         form = browser.text()
-        for shown in ("AAPL (Technology)", "XOM (Energy)", "^VIX (index)", "1d over 5y", "1h over 6mo", "synthetic: Synthetic market (seeded, offline)",
-                      "regime_rf: regime", "Other symbols", "Tickers outside the configured universe", "The last day the run may see"):
+        for shown in (
+            "AAPL (Technology)",
+            "XOM (Energy)",
+            "^VIX (index)",
+            "1d over 5y",
+            "1h over 6mo",
+            "synthetic: Synthetic market (seeded, offline)",
+            "regime_rf: regime",
+            "Other symbols",
+            "Tickers outside the configured universe",
+            "The last day the run may see",
+        ):
             assert shown in form, shown
-        one_per_line = "[...document.querySelectorAll('textarea')].filter(t => (t.placeholder || '').includes('new line')).length"
-        assert browser.evaluate(one_per_line) == 1  # only Other symbols is free text (the note box is the other textarea)
+        one_per_line = (
+            "[...document.querySelectorAll('textarea')].filter(t => (t.placeholder || '').includes('new line')).length"
+        )
+        assert (
+            browser.evaluate(one_per_line) == 1
+        )  # only Other symbols is free text (the note box is the other textarea)
         shot = browser.screenshot(screenshots / "trigger-form.png")
-        browser.evaluate("[...document.querySelectorAll('textarea')].find(t => (t.placeholder || '').includes('new line')).focus()")
+        browser.evaluate(
+            "[...document.querySelectorAll('textarea')].find(t => (t.placeholder || '').includes('new line')).focus()"
+        )
         browser.call("Input.insertText", text="aapl\nNOT A TICKER")
-        browser.evaluate("[...document.querySelectorAll('button')].filter(b => b.innerText.trim() == 'Trigger').pop().click()")
-        banner = browser.wait_for("[...document.querySelectorAll('[role=alert], .chakra-alert__root, div')]"
-                                  ".map(e => e.innerText).find(t => t && t.startsWith('400') && t.includes('cannot start')) || ''")
+        browser.evaluate(
+            "[...document.querySelectorAll('button')].filter(b => b.innerText.trim() == 'Trigger').pop().click()"
+        )
+        banner = browser.wait_for(
+            "[...document.querySelectorAll('[role=alert], .chakra-alert__root, div')]"
+            ".map(e => e.innerText).find(t => t && t.startsWith('400') && t.includes('cannot start')) || ''"
+        )
         assert "Other symbols: 'aapl' is not a ticker" in banner and "(did you mean AAPL?)" in banner
         assert "'NOT A TICKER' is not a ticker" in banner and "does not match" not in banner
         browser.screenshot(screenshots / "trigger-form-error.png", full_page=False)
@@ -125,22 +155,30 @@ def test_the_trigger_form_has_widgets_descriptions_and_answers_in_words(stack, o
 
 
 @needs_chromium
-def test_each_dag_run_has_a_report_tab_and_the_pages_show_runs_versions_and_comparisons(stack, operator, small_run, screenshots):
+def test_each_dag_run_has_a_report_tab_and_the_pages_show_runs_versions_and_comparisons(
+    stack, operator, small_run, screenshots
+):
     with Browser(height=1100) as browser:
         browser.set_cookie(operator.base, "_token", operator.token)
         browser.open(f"{operator.base}/dags/{DAG_ID}/runs/{urllib.parse.quote(small_run)}")
         browser.wait_for("[...document.querySelectorAll('a')].some(e => e.innerText.trim() == 'Report')")
         browser.evaluate("[...document.querySelectorAll('a')].find(e => e.innerText.trim() == 'Report').click()")
-        title = browser.wait_for("document.querySelector('iframe') && document.querySelector('iframe').contentDocument"
-                                 " && document.querySelector('iframe').contentDocument.title")
+        title = browser.wait_for(
+            "document.querySelector('iframe') && document.querySelector('iframe').contentDocument"
+            " && document.querySelector('iframe').contentDocument.title"
+        )
         assert title == f"trading-ml report {small_run}"
         browser.screenshot(screenshots / "dag-run-report-tab.png", full_page=False)
 
         browser.open(f"{operator.base}/trading-ml/runs")
         browser.wait_for("!!document.querySelector('#runs')")
-        assert browser.evaluate("document.querySelectorAll('#runs tr').length") == 1 + 4 + 1  # header, four quarters, the small run
-        link = browser.evaluate(f"[...document.querySelectorAll('#runs a')].map(a => a.getAttribute('href'))"
-                                f".find(h => h.startsWith('/dags/{DAG_ID}/runs/'))")
+        assert (
+            browser.evaluate("document.querySelectorAll('#runs tr').length") == 1 + 4 + 1
+        )  # header, four quarters, the small run
+        link = browser.evaluate(
+            f"[...document.querySelectorAll('#runs a')].map(a => a.getAttribute('href'))"
+            f".find(h => h.startsWith('/dags/{DAG_ID}/runs/'))"
+        )
         assert link == f"/dags/{DAG_ID}/runs/{urllib.parse.quote(small_run)}"  # the Airflow run links to its DAG run
         runs_shot = browser.screenshot(screenshots / "runs-page.png")
         browser.evaluate("document.querySelector('#compare button').click()")
@@ -149,7 +187,9 @@ def test_each_dag_run_has_a_report_tab_and_the_pages_show_runs_versions_and_comp
         browser.screenshot(screenshots / "compare-page.png")
 
         browser.open(f"{operator.base}/trading-ml/models/volatility_garch")
-        browser.wait_for("!!document.querySelector('#versions-chart img') && document.querySelector('#versions-chart img').complete")
+        browser.wait_for(
+            "!!document.querySelector('#versions-chart img') && document.querySelector('#versions-chart img').complete"
+        )
         assert browser.evaluate("document.querySelector('#versions-chart img').naturalWidth") > 300
         assert browser.evaluate("document.querySelectorAll('#versions tr').length") == 1 + 4
         model_shot = browser.screenshot(screenshots / "model-page.png")
@@ -160,4 +200,3 @@ def test_each_dag_run_has_a_report_tab_and_the_pages_show_runs_versions_and_comp
 def assert_has_content(shot: Path) -> None:
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[0] > 300 and pixels[..., :3].std() > 0.05  # a page with content, not a blank one
-

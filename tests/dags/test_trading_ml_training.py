@@ -58,7 +58,11 @@ def test_the_dag_folder_imports_without_errors_or_deprecation_warnings(airflow_d
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dag = load_dag(REPO / "config.yaml", monkeypatch)
-    deprecations = [str(w.message) for w in caught if "deprecat" in type(w.message).__name__.lower() or "deprecat" in str(w.message).lower()]
+    deprecations = [
+        str(w.message)
+        for w in caught
+        if "deprecat" in type(w.message).__name__.lower() or "deprecat" in str(w.message).lower()
+    ]
     assert dag is not None and deprecations == []
 
 
@@ -68,9 +72,23 @@ def test_the_graph_reads_like_the_plan(default_dag):
 
     settings = load_settings(REPO / "config.yaml")
     tasks = default_dag.task_dict
-    assert set(tasks) == {"plan", "pairs", "ingest", "validate", "features", "choose_models", *TRAIN_TASKS, "combine", "evaluate", "deploy", "report"}
+    assert set(tasks) == {
+        "plan",
+        "pairs",
+        "ingest",
+        "validate",
+        "features",
+        "choose_models",
+        *TRAIN_TASKS,
+        "combine",
+        "evaluate",
+        "deploy",
+        "report",
+    }
     ingest = tasks["ingest"]
-    assert tasks["plan"].downstream_task_ids == {"pairs"}  # plan feeds only pairs; the others pull it: no edge to every task
+    assert tasks["plan"].downstream_task_ids == {
+        "pairs"
+    }  # plan feeds only pairs; the others pull it: no edge to every task
     assert isinstance(ingest, MappedOperator) and ingest.upstream_task_ids == {"pairs"}
     assert ingest.pool == settings.airflow.source_pool and ingest.retries == settings.airflow.ingest_retries
     assert ingest.retry_exponential_backoff
@@ -116,7 +134,9 @@ def test_with_approve_promotions_deploy_waits_for_a_person_before_the_report(air
     dag = load_dag(write_config(tmp_path, airflow={"approve_promotions": True}), monkeypatch)
     tasks = dag.task_dict
     assert tasks["proposals"].upstream_task_ids == {"deploy"} and tasks["approve"].upstream_task_ids == {"proposals"}
-    assert tasks["apply_approval"].upstream_task_ids == {"approve"} and tasks["report"].upstream_task_ids == {"apply_approval"}
+    assert tasks["apply_approval"].upstream_task_ids == {"approve"} and tasks["report"].upstream_task_ids == {
+        "apply_approval"
+    }
     approve = tasks["approve"]
     assert isinstance(approve, HITLOperator) and approve.multiple and "direction_xgboost" in approve.options
     assert "xcom_pull(task_ids='deploy')['proposal']" in approve.body and "reason" in approve.params
@@ -167,7 +187,15 @@ def test_a_whole_run_through_airflow_registers_the_five_models_in_mongodb(two_ai
     trained = xcoms(run)[("train_regime_rf", -1, "return_value")]
     assert trained["artifacts"] == registry.record("regime_rf", "1.0")["artifacts"]
     stages = json.loads((run_root / "run_manifest.json").read_text())["stages"]
-    assert set(stages) == {"ingest", "validate", "features", "train", "evaluate", "deploy", "report"}  # what a CLI run records
+    assert set(stages) == {
+        "ingest",
+        "validate",
+        "features",
+        "train",
+        "evaluate",
+        "deploy",
+        "report",
+    }  # what a CLI run records
     assert stages["ingest"]["ok"] == stages["ingest"]["pairs"] == len(SYMBOLS)
 
 
@@ -187,7 +215,9 @@ def test_runs_with_different_as_of_dates_have_their_own_roots_and_versions(two_a
     store, data_dir = two_airflow_runs[1], two_airflow_runs[2]
     assert second.state == "success"
     plans = [xcoms(run)[("plan", -1, "return_value")] for run in (first, second)]
-    assert [p["run_root"] for p in plans] == [str(data_dir / "runs" / d / folder_name(r.run_id)) for d, r in (("2026-08-20", first), ("2026-11-20", second))]
+    assert [p["run_root"] for p in plans] == [
+        str(data_dir / "runs" / d / folder_name(r.run_id)) for d, r in (("2026-08-20", first), ("2026-11-20", second))
+    ]
     registry = ModelRegistry(store, data_dir)
     for name in TRAINED_MODELS:
         versions = {r["version"]: r["run_id"] for r in registry.records(name)}
@@ -212,7 +242,10 @@ def test_one_symbol_failing_to_ingest_is_quarantined_and_the_run_succeeds(airflo
     states = {task: ti.state for (task, _), ti in instances.items() if task != "ingest"}
     assert states["train_volatility_garch"] == "success" and states["evaluate"] == "success"
     assert states["train_direction_xgboost"] == "skipped" and states["deploy"] == "skipped"
-    assert states["report"] == "success" and (tmp_path / "data" / "runs" / "2026-11-20" / folder_name(run.run_id) / "report.html").is_file()
+    assert (
+        states["report"] == "success"
+        and (tmp_path / "data" / "runs" / "2026-11-20" / folder_name(run.run_id) / "report.html").is_file()
+    )
     registry = ModelRegistry(TinyStore(tmp_path / "data" / "fallback"), tmp_path / "data")
     assert registry.record("volatility_garch", "1.0")["status"] == "candidate"
     assert "JPM" not in registry.record("volatility_garch", "1.0")["symbols"]
@@ -223,21 +256,33 @@ def test_the_mongo_uri_comes_from_the_airflow_connection_with_its_options(airflo
 
     monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
     assert trading_ml_airflow.mongo_uri() is None  # no connection: the library falls back to TinyDB
-    monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", "mongo://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true")
-    assert trading_ml_airflow.mongo_uri() == "mongodb://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MONGO_DEFAULT", "mongo://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true"
+    )
+    assert (
+        trading_ml_airflow.mongo_uri()
+        == "mongodb://trader:p%40ss@db.internal:27017/trading_system?authSource=admin&ssl=true"
+    )
 
 
-def test_two_dag_runs_on_one_day_keep_their_own_files_and_records_and_a_retried_train_keeps_its_version(airflow_db, tmp_path, monkeypatch):
+def test_two_dag_runs_on_one_day_keep_their_own_files_and_records_and_a_retried_train_keeps_its_version(
+    airflow_db, tmp_path, monkeypatch
+):
     """Two manual triggers on the same day with different symbols: two run folders, two versions,
     both intact. In the second, train_regime_rf fails once after registering (as when MongoDB stops
     answering): Airflow retries it and the retry reuses the run's version."""
     from trading_ml.errors import StoreError
 
     monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
-    dag = load_dag(write_config(tmp_path, airflow={"stage_retries": 1, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1}), monkeypatch)
+    dag = load_dag(
+        write_config(tmp_path, airflow={"stage_retries": 1, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1}),
+        monkeypatch,
+    )
     models = ["volatility_garch", "regime_rf"]
     first, _ = run_dag(dag, as_of="2026-11-20", symbols=["^GSPC", "^VIX", "AAPL", "XOM"], models=models)
-    files = {path: path.read_bytes() for path in find_runs(tmp_path / "data")[0].layout.root.rglob("*") if path.is_file()}
+    files = {
+        path: path.read_bytes() for path in find_runs(tmp_path / "data")[0].layout.root.rglob("*") if path.is_file()
+    }
 
     publish, failed = ModelRegistry.publish, []
 
@@ -253,12 +298,19 @@ def test_two_dag_runs_on_one_day_keep_their_own_files_and_records_and_a_retried_
     assert first.state == second.state == "success" and first.run_id != second.run_id
     assert instances[("train_regime_rf", -1)].try_number == 2 and failed == ["2.0"]
     runs = find_runs(tmp_path / "data")
-    assert [r.run_id for r in runs] == [first.run_id, second.run_id] and {r.as_of.isoformat() for r in runs} == {"2026-11-20"}
-    assert {path: path.read_bytes() for path in runs[0].layout.root.rglob("*") if path.is_file()} == files  # the first run untouched
+    assert [r.run_id for r in runs] == [first.run_id, second.run_id] and {r.as_of.isoformat() for r in runs} == {
+        "2026-11-20"
+    }
+    assert {
+        path: path.read_bytes() for path in runs[0].layout.root.rglob("*") if path.is_file()
+    } == files  # the first run untouched
     registry = ModelRegistry(TinyStore(tmp_path / "data" / "fallback"), tmp_path / "data")
     for name in models:
         records = {r["run_id"]: r for r in registry.records(name)}
-        assert {run_id: r["version"] for run_id, r in records.items()} == {first.run_id: "1.0", second.run_id: "2.0"}  # no third
+        assert {run_id: r["version"] for run_id, r in records.items()} == {
+            first.run_id: "1.0",
+            second.run_id: "2.0",
+        }  # no third
         assert "AAPL" in records[first.run_id]["symbols"] and "JPM" in records[second.run_id]["symbols"]
         assert all(ModelLoader(registry).load_record(r) is not None for r in records.values())
     assert len(registry.store.find("model_versions", {"model_name": "regime_rf"})) == 2
@@ -267,28 +319,54 @@ def test_two_dag_runs_on_one_day_keep_their_own_files_and_records_and_a_retried_
 def test_an_error_retrying_cannot_cure_fails_its_task_at_once(airflow_db, tmp_path, monkeypatch):
     """Validation below its bar is not a store outage: no retry although stage_retries allows two."""
     monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
-    config = write_config(tmp_path, airflow={"stage_retries": 2, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1},
-                          validation={"min_pass_share": 1.0},
-                          sources={"synthetic": {"seed": 42, "epoch": "2000-01-03", "faults": {"AAPL": ["split"]}}})
-    run, instances = run_dag(load_dag(config, monkeypatch), as_of="2026-11-20", models=["volatility_garch"], deploy=False)
+    config = write_config(
+        tmp_path,
+        airflow={"stage_retries": 2, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1},
+        validation={"min_pass_share": 1.0},
+        sources={"synthetic": {"seed": 42, "epoch": "2000-01-03", "faults": {"AAPL": ["split"]}}},
+    )
+    run, instances = run_dag(
+        load_dag(config, monkeypatch), as_of="2026-11-20", models=["volatility_garch"], deploy=False
+    )
     assert run.state == "failed"
     validate = instances[("validate", -1)]
     assert validate.state == "failed" and validate.try_number == 1
 
 
-@pytest.mark.parametrize("conf, words", [
-    ({"symbols": [], "other_symbols": []}, "Symbols: choose at least one symbol"),
-    ({"other_symbols": ["aapl"]}, "Other symbols: 'aapl' is not a ticker: use upper-case letters, digits and . - = ^ (for example AAPL, ^GSPC, BRK-B) (did you mean AAPL?)"),
-    ({"other_symbols": ["NOT A TICKER"]}, "Other symbols: 'NOT A TICKER' is not a ticker"),
-    ({"timeframes": []}, "Timeframes: choose at least one of 1d, 1h"),
-    ({"timeframes": ["1m"]}, "Timeframes: '1m' is not one of this deployment's (1d, 1h; config.yaml `timeframes`)"),
-    ({"models": ["direction_random"]}, "Models: 'direction_random' is not one of this deployment's"),
-    ({"source": "nonsense"}, "Data source: 'nonsense' is not a source; choose one of yahoo, synthetic, sample, csv"),
-    ({"source": "csv"}, "CSV folder: the csv source reads files from a folder; fill in CSV folder"),
-    ({"as_of": "2026-13-01"}, "As-of date: as-of date '2026-13-01' is not YYYY-MM-DD"),
-    ({"symbol": ["AAPL"]}, "'symbol' is not a field of this form"),
-], ids=["no symbols", "lower case", "not a ticker", "no timeframes", "unknown timeframe", "unknown model", "unknown source",
-        "csv without folder", "impossible date", "misspelt field"])
+@pytest.mark.parametrize(
+    "conf, words",
+    [
+        ({"symbols": [], "other_symbols": []}, "Symbols: choose at least one symbol"),
+        (
+            {"other_symbols": ["aapl"]},
+            "Other symbols: 'aapl' is not a ticker: use upper-case letters, digits and . - = ^ (for example AAPL, "
+            "^GSPC, BRK-B) (did you mean AAPL?)",
+        ),
+        ({"other_symbols": ["NOT A TICKER"]}, "Other symbols: 'NOT A TICKER' is not a ticker"),
+        ({"timeframes": []}, "Timeframes: choose at least one of 1d, 1h"),
+        ({"timeframes": ["1m"]}, "Timeframes: '1m' is not one of this deployment's (1d, 1h; config.yaml `timeframes`)"),
+        ({"models": ["direction_random"]}, "Models: 'direction_random' is not one of this deployment's"),
+        (
+            {"source": "nonsense"},
+            "Data source: 'nonsense' is not a source; choose one of yahoo, synthetic, sample, csv",
+        ),
+        ({"source": "csv"}, "CSV folder: the csv source reads files from a folder; fill in CSV folder"),
+        ({"as_of": "2026-13-01"}, "As-of date: as-of date '2026-13-01' is not YYYY-MM-DD"),
+        ({"symbol": ["AAPL"]}, "'symbol' is not a field of this form"),
+    ],
+    ids=[
+        "no symbols",
+        "lower case",
+        "not a ticker",
+        "no timeframes",
+        "unknown timeframe",
+        "unknown model",
+        "unknown source",
+        "csv without folder",
+        "impossible date",
+        "misspelt field",
+    ],
+)
 def test_the_trigger_form_refuses_what_cannot_run_in_words(default_dag, conf, words):
     """Before: Airflow's schema answered with the raw pattern ('aapl' does not match '^[\\^A-Z0-9]...');
     now every problem is a sentence naming the field, and the plan task refuses the same form."""
@@ -307,7 +385,10 @@ def test_the_trigger_form_has_widgets_descriptions_and_airflow_accepts_its_defau
     source, a text field for the CSV folder, and a description on every field."""
     schemas = {name: param.schema for name, param in default_dag.params.items()}
     settings = load_settings(REPO / "config.yaml")
-    assert schemas["symbols"]["examples"] == settings.symbols and schemas["symbols"]["values_display"]["AAPL"] == "AAPL (Technology)"
+    assert (
+        schemas["symbols"]["examples"] == settings.symbols
+        and schemas["symbols"]["values_display"]["AAPL"] == "AAPL (Technology)"
+    )
     assert schemas["timeframes"]["examples"] == ["1d", "1h"] and schemas["models"]["examples"] == list(TRAINED_MODELS)
     assert schemas["source"]["enum"] == ["yahoo", "synthetic", "sample", "csv"] and "enum" not in schemas["csv_folder"]
     assert all(param.description and schemas[name].get("title") for name, param in default_dag.params.items())
@@ -335,28 +416,45 @@ def test_unpausing_starts_no_run_nobody_asked_for(default_dag):
     assert after_pause.run_after > now and after_pause.run_after - now < dt.timedelta(days=93)
 
 
-def test_a_source_that_cannot_work_fails_the_run_at_once_with_its_line_in_the_log(airflow_db, tmp_path, monkeypatch, capfd):
+def test_a_source_that_cannot_work_fails_the_run_at_once_with_its_line_in_the_log(
+    airflow_db, tmp_path, monkeypatch, capfd
+):
     """A CSV folder that does not exist passes the form; the plan task fails on its first try, nothing is ingested."""
     monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
-    dag = load_dag(write_config(tmp_path, airflow={"stage_retries": 3, "ingest_retries": 4, "retry_delay_seconds": 5}), monkeypatch)
+    dag = load_dag(
+        write_config(tmp_path, airflow={"stage_retries": 3, "ingest_retries": 4, "retry_delay_seconds": 5}), monkeypatch
+    )
     run, instances = run_dag(dag, as_of="2026-11-20", source="csv", csv_folder=str(tmp_path / "nonexistent"))
     assert run.state == "failed" and (run.end_date - run.start_date).total_seconds() < 30
     plan = instances[("plan", -1)]
     assert plan.state == "failed" and plan.try_number == 1
-    ran = {task: (ti.state, ti.try_number) for (task, _), ti in instances.items() if ti.state not in ("upstream_failed", None)}
-    assert ran == {"plan": ("failed", 1), "combine": ("failed", 1), "evaluate": ("failed", 1)}  # (all_done) stop at once: nothing was planned
+    ran = {
+        task: (ti.state, ti.try_number)
+        for (task, _), ti in instances.items()
+        if ti.state not in ("upstream_failed", None)
+    }
+    assert ran == {
+        "plan": ("failed", 1),
+        "combine": ("failed", 1),
+        "evaluate": ("failed", 1),
+    }  # (all_done) stop at once: nothing was planned
     out, err = capfd.readouterr()
     assert f"ConfigError: csv source folder {tmp_path / 'nonexistent'} does not exist" in out + err
 
 
-def test_a_lost_worker_is_retried_and_a_model_that_never_trains_leaves_the_others_registered(airflow_db, tmp_path, monkeypatch):
+def test_a_lost_worker_is_retried_and_a_model_that_never_trains_leaves_the_others_registered(
+    airflow_db, tmp_path, monkeypatch
+):
     """train_volatility_garch dies once (as when its worker is lost) and is retried; train_regime_rf
     fails on every try. evaluate, deploy and report go on with what trained, the report names
     regime_rf, and the run succeeds."""
     from trading_ml.pipeline import train as train_stage
 
     monkeypatch.delenv("AIRFLOW_CONN_MONGO_DEFAULT", raising=False)
-    dag = load_dag(write_config(tmp_path, airflow={"stage_retries": 1, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1}), monkeypatch)
+    dag = load_dag(
+        write_config(tmp_path, airflow={"stage_retries": 1, "retry_delay_seconds": 1, "max_retry_delay_seconds": 1}),
+        monkeypatch,
+    )
     train, lost = train_stage.train, []
 
     def flaky_train(ctx, name, **rest):
@@ -368,12 +466,22 @@ def test_a_lost_worker_is_retried_and_a_model_that_never_trains_leaves_the_other
         return train(ctx, name, **rest)
 
     monkeypatch.setattr(train_stage, "train", flaky_train)
-    run, instances = run_dag(dag, as_of="2026-11-20", symbols=["^GSPC", "^VIX", "AAPL", "XOM"], models=["volatility_garch", "regime_rf"])
+    run, instances = run_dag(
+        dag, as_of="2026-11-20", symbols=["^GSPC", "^VIX", "AAPL", "XOM"], models=["volatility_garch", "regime_rf"]
+    )
     assert run.state == "success"
-    assert instances[("train_volatility_garch", -1)].state == "success" and instances[("train_volatility_garch", -1)].try_number == 2
+    assert (
+        instances[("train_volatility_garch", -1)].state == "success"
+        and instances[("train_volatility_garch", -1)].try_number == 2
+    )
     assert instances[("train_regime_rf", -1)].state == "failed" and instances[("train_regime_rf", -1)].try_number == 2
-    assert {task: instances[(task, -1)].state for task in ("combine", "evaluate", "deploy", "report")} == dict.fromkeys(("combine", "evaluate", "deploy", "report"), "success")
+    assert {task: instances[(task, -1)].state for task in ("combine", "evaluate", "deploy", "report")} == dict.fromkeys(
+        ("combine", "evaluate", "deploy", "report"), "success"
+    )
     evaluated = xcoms(run)[("evaluate", -1, "return_value")]
-    assert list(evaluated["models"]) == ["volatility_garch"] and "train_regime_rf failed" in evaluated["not_trained"]["regime_rf"]
+    assert (
+        list(evaluated["models"]) == ["volatility_garch"]
+        and "train_regime_rf failed" in evaluated["not_trained"]["regime_rf"]
+    )
     report = (find_runs(tmp_path / "data")[0].layout.root / "report.html").read_text()
     assert "Not trained" in report and "regime_rf: its task train_regime_rf failed" in report

@@ -33,7 +33,9 @@ def test_no_feature_is_constant_or_empty_after_warm_up_on_real_sample_data(sampl
     assert [s.symbol for s in training] == ["^GSPC", "^IXIC"]
     for result in training:
         table = result.table[result.feature_names]
-        assert len(table) > 700 and result.warmup_rows == feature_settings.features.warmup_bars  # 500 > the 199 SMA 200 needs
+        assert (
+            len(table) > 700 and result.warmup_rows == feature_settings.features.warmup_bars
+        )  # 500 > the 199 SMA 200 needs
         assert table.notna().all().all()
         varying = table.nunique()
         constant = sorted(varying[varying <= 1].index)

@@ -13,27 +13,77 @@ from trading_ml.features.indicators import symbol_features
 
 # StockCharts ChartSchool's RSI worksheet: 33 closes and the 14-bar RSI it publishes from bar 15.
 STOCKCHARTS_CLOSES = [
-    44.34, 44.09, 44.15, 43.61, 44.33, 44.83, 45.10, 45.42, 45.84, 46.08, 45.89, 46.03, 45.61, 46.28,
-    46.28, 46.00, 46.03, 46.41, 46.22, 45.64, 46.21, 46.25, 45.71, 46.45, 45.78, 45.35, 44.03, 44.18,
-    44.22, 44.57, 43.42, 42.66, 43.13,
+    44.34,
+    44.09,
+    44.15,
+    43.61,
+    44.33,
+    44.83,
+    45.10,
+    45.42,
+    45.84,
+    46.08,
+    45.89,
+    46.03,
+    45.61,
+    46.28,
+    46.28,
+    46.00,
+    46.03,
+    46.41,
+    46.22,
+    45.64,
+    46.21,
+    46.25,
+    45.71,
+    46.45,
+    45.78,
+    45.35,
+    44.03,
+    44.18,
+    44.22,
+    44.57,
+    43.42,
+    42.66,
+    43.13,
 ]
 STOCKCHARTS_RSI = [
-    70.53, 66.32, 66.55, 69.41, 66.36, 57.97, 62.93, 63.26, 56.06, 62.38, 54.71, 50.42, 39.99, 41.46,
-    41.87, 45.46, 37.30, 33.09, 37.79,
+    70.53,
+    66.32,
+    66.55,
+    69.41,
+    66.36,
+    57.97,
+    62.93,
+    63.26,
+    56.06,
+    62.38,
+    54.71,
+    50.42,
+    39.99,
+    41.46,
+    41.87,
+    45.46,
+    37.30,
+    33.09,
+    37.79,
 ]
 
 
 def bars_frame(close, high=None, low=None, volume=None, open_=None) -> pd.DataFrame:
     close = np.asarray(close, dtype=float)
     index = pd.date_range("2020-01-01", periods=len(close), freq="D", tz="UTC", name="timestamp")
-    return pd.DataFrame({
-        "open": close if open_ is None else open_,
-        "high": close + 0.5 if high is None else high,
-        "low": close - 0.5 if low is None else low,
-        "close": close,
-        "adj_close": close,
-        "volume": np.full(len(close), 1000.0) if volume is None else volume,
-    }, index=index)
+    return pd.DataFrame(
+        {
+            "open": close if open_ is None else open_,
+            "high": close + 0.5 if high is None else high,
+            "low": close - 0.5 if low is None else low,
+            "close": close,
+            "adj_close": close,
+            "volume": np.full(len(close), 1000.0) if volume is None else volume,
+        },
+        index=index,
+    )
 
 
 def random_bars(rows: int, seed: int = 7) -> pd.DataFrame:
@@ -94,7 +144,7 @@ def test_obv_change_adds_volume_on_up_closes_and_subtracts_it_on_down_closes():
     volume = np.arange(1.0, 28.0) * 100
     features = symbol_features(bars_frame(close, volume=volume))
     signed = [v * np.sign(close[i] - close[i - 1]) for i, v in enumerate(volume) if i > 0]
-    expected = [sum(signed[end - 20:end]) / volume[end - 19:end + 1].sum() for end in range(20, 27)]
+    expected = [sum(signed[end - 20 : end]) / volume[end - 19 : end + 1].sum() for end in range(20, 27)]
     np.testing.assert_allclose(features["obv_change_20"].to_numpy()[20:], expected, rtol=1e-12)
     assert not {"obv", "ad"} & set(features.columns)  # cumulative levels depend on where the data starts
 
@@ -106,7 +156,7 @@ def test_cci_is_lamberts_formula():
     typical = ((bars["high"] + bars["low"] + bars["close"]) / 3).to_numpy()
     expected = []
     for end in range(20, 46):
-        window = typical[end - 20:end]
+        window = typical[end - 20 : end]
         deviation = np.abs(window - window.mean()).mean()
         expected.append((window[-1] - window.mean()) / (0.015 * deviation))
     assert np.allclose(symbol_features(bars)["cci_20"].to_numpy()[19:], expected, rtol=1e-9)
@@ -213,8 +263,15 @@ def test_window_moments_are_the_bias_corrected_skew_and_kurtosis_pandas_gives():
 
     returns = random_bars(300)["close"].pct_change()
     for length in (20, 60):
-        np.testing.assert_allclose(window_skew(windows(returns, length), returns.index), returns.rolling(length).skew(), rtol=1e-7, atol=1e-10)
-        np.testing.assert_allclose(window_kurtosis(windows(returns, length), returns.index), returns.rolling(length).kurt(), rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(
+            window_skew(windows(returns, length), returns.index), returns.rolling(length).skew(), rtol=1e-7, atol=1e-10
+        )
+        np.testing.assert_allclose(
+            window_kurtosis(windows(returns, length), returns.index),
+            returns.rolling(length).kurt(),
+            rtol=1e-7,
+            atol=1e-10,
+        )
 
 
 AFTER_WARM_UP = 500  # features.warmup_bars: rows the feature stage keeps
@@ -243,7 +300,9 @@ def textbook_ema(values: np.ndarray, span: int) -> np.ndarray:
 
 def assert_after_warm_up(ours, expected, rtol: float = 1e-9):
     assert np.isfinite(np.asarray(ours, dtype=float)[AFTER_WARM_UP:]).all()
-    np.testing.assert_allclose(np.asarray(ours, dtype=float)[AFTER_WARM_UP:], np.asarray(expected, dtype=float)[AFTER_WARM_UP:], rtol=rtol)
+    np.testing.assert_allclose(
+        np.asarray(ours, dtype=float)[AFTER_WARM_UP:], np.asarray(expected, dtype=float)[AFTER_WARM_UP:], rtol=rtol
+    )
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +351,7 @@ def trailing(values, length: int, summary) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     out = np.full(len(values), np.nan)
     for end in range(length, len(values) + 1):
-        out[end - 1] = summary(values[end - length:end])
+        out[end - 1] = summary(values[end - length : end])
     return out
 
 
@@ -313,7 +372,9 @@ def test_oscillators_follow_their_authors_definitions(long_bars):
     assert_after_warm_up(features["uo_7_14_28"], 100 * (4 * average[7] + 2 * average[14] + average[28]) / 7)
 
     median = (high + low) / 2
-    assert_after_warm_up(features["ao_pct"], 100 * (trailing(median, 5, np.mean) - trailing(median, 34, np.mean)) / close)
+    assert_after_warm_up(
+        features["ao_pct"], 100 * (trailing(median, 5, np.mean) - trailing(median, 34, np.mean)) / close
+    )
 
     def bars_since(window, pick):  # the most recent extreme counts, as in Chande's and TA-Lib's Aroon
         return len(window) - 1 - np.flatnonzero(window == pick(window))[-1]
@@ -381,7 +442,9 @@ def test_averages_ratios_and_volume_features_follow_their_definitions(long_bars)
         "volume_ratio_5": shares / trailing(shares, 5, np.mean),
         "volume_trend_5_20": trailing(shares, 5, np.mean) / trailing(shares, 20, np.mean),
         "volume_zscore_20": (shares - trailing(shares, 20, np.mean)) / trailing(shares, 20, np.std),
-        "close_to_vwap_20": close / (trailing((high + low + close) / 3 * shares, 20, np.sum) / trailing(shares, 20, np.sum)) - 1,
+        "close_to_vwap_20": close
+        / (trailing((high + low + close) / 3 * shares, 20, np.sum) / trailing(shares, 20, np.sum))
+        - 1,
         "volume_weighted_return_20": trailing(returns * shares, 20, np.sum) / trailing(shares, 20, np.sum),
         "up_volume_share_20": trailing(np.where(returns > 0, shares, 0.0), 20, np.sum) / trailing(shares, 20, np.sum),
     }
@@ -399,14 +462,20 @@ def test_statistical_and_pattern_features_follow_their_definitions(long_bars):
 
     expected = {
         "zscore_20": (close - trailing(close, 20, np.mean)) / trailing(close, 20, np.std),
-        "autocorr_1_20": np.array([np.corrcoef(returns[t - 19:t + 1], returns[t - 20:t])[0, 1] if t >= 21 else np.nan for t in range(len(close))]),
+        "autocorr_1_20": np.array(
+            [
+                np.corrcoef(returns[t - 19 : t + 1], returns[t - 20 : t])[0, 1] if t >= 21 else np.nan
+                for t in range(len(close))
+            ]
+        ),
         "sharpe_20": trailing(returns, 20, np.mean) / trailing(returns, 20, lambda w: np.std(w, ddof=1)),
         "downside_vol_20": np.sqrt(trailing(np.fmin(returns, 0) ** 2, 20, np.mean)),
         "drawdown_20": close / trailing(close, 20, np.max) - 1,
         "percentile_rank_60": trailing(close, 60, lambda w: (w <= w[-1]).mean()),
         "dist_to_support_50": close / trailing(low, 50, np.min) - 1,
         "dist_to_resistance_20": close / trailing(high, 20, np.max) - 1,
-        "range_position_50": (close - trailing(low, 50, np.min)) / (trailing(high, 50, np.max) - trailing(low, 50, np.min)),
+        "range_position_50": (close - trailing(low, 50, np.min))
+        / (trailing(high, 50, np.max) - trailing(low, 50, np.min)),
         "breakout_up_20": (close > lagged(trailing(high, 20, np.max))).astype(float),
         "breakout_down_20": (close < lagged(trailing(low, 20, np.min))).astype(float),
         "inside_bar": ((high <= lagged(high)) & (low >= lagged(low))).astype(float),
@@ -415,7 +484,15 @@ def test_statistical_and_pattern_features_follow_their_definitions(long_bars):
     }
     for name, values in expected.items():
         assert_after_warm_up(features[name], values, rtol=1e-9)
-    entropy = trailing(returns, 20, lambda w: -sum(p * np.log2(p) for p in (np.mean(w > 0.001), np.mean(np.abs(w) <= 0.001), np.mean(w < -0.001)) if p > 0))
+    entropy = trailing(
+        returns,
+        20,
+        lambda w: (
+            -sum(
+                p * np.log2(p) for p in (np.mean(w > 0.001), np.mean(np.abs(w) <= 0.001), np.mean(w < -0.001)) if p > 0
+            )
+        ),
+    )
     assert_after_warm_up(features["entropy_20"], entropy, rtol=1e-9)
 
 
@@ -429,7 +506,10 @@ def test_the_remaining_model_features_follow_their_definitions(long_bars):
         return np.concatenate([np.full(bars_back, np.nan), values[:-bars_back]])
 
     def rsi(length):
-        gains, losses = wilder_average(np.clip(moves, 0, None), length), wilder_average(np.clip(-moves, 0, None), length)
+        gains, losses = (
+            wilder_average(np.clip(moves, 0, None), length),
+            wilder_average(np.clip(-moves, 0, None), length),
+        )
         return 100 - 100 * losses / (gains + losses)
 
     def moment(window, power):
@@ -457,7 +537,8 @@ def test_the_remaining_model_features_follow_their_definitions(long_bars):
         "bb_width_20": 100 * 2 * spread / middle,
         "close_to_bb_upper_20": close / (middle + spread) - 1,
         "close_to_bb_lower_20": close / (middle - spread) - 1,
-        "volatility_ratio_5_60": trailing(returns, 5, lambda w: np.std(w, ddof=1)) / trailing(returns, 60, lambda w: np.std(w, ddof=1)),
+        "volatility_ratio_5_60": trailing(returns, 5, lambda w: np.std(w, ddof=1))
+        / trailing(returns, 60, lambda w: np.std(w, ddof=1)),
         "volume_ratio_20": shares / trailing(shares, 20, np.mean),
         "dist_to_support_20": close / trailing(low, 20, np.min) - 1,
         "dist_to_resistance_50": close / trailing(high, 50, np.max) - 1,
@@ -467,7 +548,12 @@ def test_the_remaining_model_features_follow_their_definitions(long_bars):
         **{f"return_{n}": close / back(close, n) - 1 for n in (1, 5, 20, 60)},
         "log_return_1": np.log(close / back(close, 1)),
         "zscore_50": (close - trailing(close, 50, np.mean)) / trailing(close, 50, np.std),
-        "autocorr_1_60": np.array([np.corrcoef(returns[t - 59:t + 1], returns[t - 60:t])[0, 1] if t >= 61 else np.nan for t in range(len(close))]),
+        "autocorr_1_60": np.array(
+            [
+                np.corrcoef(returns[t - 59 : t + 1], returns[t - 60 : t])[0, 1] if t >= 61 else np.nan
+                for t in range(len(close))
+            ]
+        ),
         **{f"skew_{n}": trailing(returns, n, skew) for n in (20, 60)},
         **{f"kurtosis_{n}": trailing(returns, n, kurtosis) for n in (20, 60)},
     }

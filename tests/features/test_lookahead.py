@@ -44,12 +44,18 @@ def test_every_feature_up_to_t_is_the_same_with_or_without_the_bars_after_t(data
     full = build_timeframe(bars, instruments, timeframe, feature_settings.features)
     compared = 0
     for cut in cut_points(bars, instruments, timeframe):
-        partial = build_timeframe(truncated(bars, instruments, timeframe, cut), instruments, timeframe, feature_settings.features)
+        partial = build_timeframe(
+            truncated(bars, instruments, timeframe, cut), instruments, timeframe, feature_settings.features
+        )
         for symbol, result in partial.symbols.items():
             names = result.feature_names
             expected = full.symbols[symbol].table
-            expected = expected.loc[closed_by(expected, instruments[symbol], timeframe, cut), names + list(BASELINE_COLUMNS)]
-            pd.testing.assert_frame_equal(result.table[names + list(BASELINE_COLUMNS)], expected, check_exact=False, rtol=1e-12, atol=1e-12)
+            expected = expected.loc[
+                closed_by(expected, instruments[symbol], timeframe, cut), names + list(BASELINE_COLUMNS)
+            ]
+            pd.testing.assert_frame_equal(
+                result.table[names + list(BASELINE_COLUMNS)], expected, check_exact=False, rtol=1e-12, atol=1e-12
+            )
             compared += len(expected)
     assert compared > 1000  # the comparison covered real rows, not empty tables
 

@@ -44,17 +44,29 @@ def test_missing_inputs_leave_their_features_out_and_say_why(synthetic_daily):
     only_indices = {s: b for s, b in bars.items() if instruments[s].kind == "index" and s != "^VIX"}
     panel = build_market_panel(only_indices, instruments, "1d", FeatureSettings())
     missing = missing_market_features(panel)
-    assert set(missing) == {"vix_level", "vix_change_1", "vix_change_5", "vix_to_sma_20",
-                            "breadth_above_sma_50", "advance_decline", "advance_decline_10"}
+    assert set(missing) == {
+        "vix_level",
+        "vix_change_1",
+        "vix_change_5",
+        "vix_to_sma_20",
+        "breadth_above_sma_50",
+        "advance_decline",
+        "advance_decline_10",
+    }
     assert "^VIX" in missing["vix_level"] and "equities" in missing["advance_decline"]
     assert "benchmark_return_1" in panel.feature_names and "relative_strength_20" in panel.feature_names
 
 
 def test_a_stale_market_value_is_not_carried_forward():
     def daily(*days):
-        return pd.DataFrame({"close": 16.0, "adj_close": 16.0}, index=pd.DatetimeIndex(days, tz="UTC", name="timestamp"))
+        return pd.DataFrame(
+            {"close": 16.0, "adj_close": 16.0}, index=pd.DatetimeIndex(days, tz="UTC", name="timestamp")
+        )
 
-    instruments = {"^VIX": Instrument("^VIX", "index", "XNYS", has_volume=False), "ABC": Instrument("ABC", "equity", "XNYS")}
+    instruments = {
+        "^VIX": Instrument("^VIX", "index", "XNYS", has_volume=False),
+        "ABC": Instrument("ABC", "equity", "XNYS"),
+    }
     panel = build_market_panel({"^VIX": daily("2024-03-01", "2024-03-04")}, instruments, "1d", FeatureSettings())
     joined = attach_market(daily("2024-03-04", "2024-03-20")[[]], instruments["ABC"], panel)
     assert joined["vix_level"].iloc[0] == 16.0  # the same session

@@ -26,16 +26,19 @@ def inputs(trend, returns, adx, fear):
     return pd.DataFrame({"trend": [trend], "returns": [returns], "adx": [adx], "fear": [fear]})
 
 
-@pytest.mark.parametrize("row, label, rule", [
-    ((-1, -0.05, 35, 40), "bear", "1 the plan's Bear: downtrend, falling, VIX > 30"),
-    ((1, 0.05, 35, 40), "high_vol", "2 VIX > 30 without a falling downtrend"),
-    ((-1, 0.02, 10, 31), "high_vol", "2 even when choppy"),
-    ((1, 0.03, 15, 15), "bull", "3 the plan's Bull: uptrend, rising, VIX < 20 (even with a low ADX)"),
-    ((-1, -0.03, 12, 25), "sideways", "4 the plan's Sideways: ADX < 20"),
-    ((1, 0.03, 30, 25), "bull", "5 uptrend and rising with VIX 20-30: the trend decides"),
-    ((-1, -0.03, 30, 25), "bear", "6 downtrend and falling with VIX 20-30"),
-    ((1, -0.03, 30, 15), "sideways", "7 trend and returns disagree"),
-])
+@pytest.mark.parametrize(
+    "row, label, rule",
+    [
+        ((-1, -0.05, 35, 40), "bear", "1 the plan's Bear: downtrend, falling, VIX > 30"),
+        ((1, 0.05, 35, 40), "high_vol", "2 VIX > 30 without a falling downtrend"),
+        ((-1, 0.02, 10, 31), "high_vol", "2 even when choppy"),
+        ((1, 0.03, 15, 15), "bull", "3 the plan's Bull: uptrend, rising, VIX < 20 (even with a low ADX)"),
+        ((-1, -0.03, 12, 25), "sideways", "4 the plan's Sideways: ADX < 20"),
+        ((1, 0.03, 30, 25), "bull", "5 uptrend and rising with VIX 20-30: the trend decides"),
+        ((-1, -0.03, 30, 25), "bear", "6 downtrend and falling with VIX 20-30"),
+        ((1, -0.03, 30, 15), "sideways", "7 trend and returns disagree"),
+    ],
+)
 def test_hand_made_rows_hit_each_rule(row, label, rule):
     assert regime_labels(inputs(*row), RULES).iloc[0] == label, rule
 
@@ -73,15 +76,20 @@ def test_volatility_targets_look_one_and_h_bars_ahead(synthetic_daily):
     returns = aapl["adj_close"].pct_change()
     row = 300
     assert targets["target_return"].iloc[row] == pytest.approx(returns.iloc[row + 1])
-    assert targets["target_volatility"].iloc[row] == pytest.approx(returns.iloc[row - 18:row + 2].std())
-    forward = returns.iloc[row + 1:row + 6]
+    assert targets["target_volatility"].iloc[row] == pytest.approx(returns.iloc[row - 18 : row + 2].std())
+    forward = returns.iloc[row + 1 : row + 6]
     assert targets["target_forward_volatility"].iloc[row] == pytest.approx(np.sqrt((forward**2).mean()))
     assert targets["target_regime_ahead"].iloc[row] == targets["target_regime"].iloc[row + 5]
-    assert targets["target_return"].iloc[-1:].isna().all() and targets["target_forward_volatility"].iloc[-5:].isna().all()
+    assert (
+        targets["target_return"].iloc[-1:].isna().all() and targets["target_forward_volatility"].iloc[-5:].isna().all()
+    )
 
 
 def test_fear_gauge_is_the_vix_or_else_annualized_benchmark_volatility():
     index = pd.RangeIndex(2)
-    assert fear_gauge(pd.DataFrame({"vix_level": [22.0, 18.0], "volatility_20": [0.1, 0.1]}, index), 252).tolist() == [22.0, 18.0]
+    assert fear_gauge(pd.DataFrame({"vix_level": [22.0, 18.0], "volatility_20": [0.1, 0.1]}, index), 252).tolist() == [
+        22.0,
+        18.0,
+    ]
     proxy = fear_gauge(pd.DataFrame({"benchmark_volatility_20": [0.01, 0.02], "volatility_20": [0.5, 0.5]}, index), 252)
     assert proxy.tolist() == pytest.approx([0.01 * np.sqrt(252) * 100, 0.02 * np.sqrt(252) * 100])

@@ -20,12 +20,18 @@ SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM", "JPM"]
 
 
 def training_table(settings, lookback: str) -> tuple[RunContext, pd.DataFrame, list[str]]:
-    settings = dataclasses.replace(settings, timeframes={"1d": dataclasses.replace(settings.timeframes["1d"], lookback=lookback)})
+    settings = dataclasses.replace(
+        settings, timeframes={"1d": dataclasses.replace(settings.timeframes["1d"], lookback=lookback)}
+    )
     ctx = RunContext.create(settings, AS_OF, SYMBOLS, ["1d"], "synthetic")
     with StageResources.open(ctx) as resources:
         manifest = run_through(ctx, resources, "features")["features"]
     entry = manifest["timeframes"]["1d"]
-    return ctx, pd.read_parquet(ctx.layout.resolve(entry["training_table"]["path"])), model_features(entry["feature_names"])
+    return (
+        ctx,
+        pd.read_parquet(ctx.layout.resolve(entry["training_table"]["path"])),
+        model_features(entry["feature_names"]),
+    )
 
 
 def relative_gap(first: pd.DataFrame, second: pd.DataFrame) -> pd.Series:
@@ -63,7 +69,6 @@ def test_serving_computes_the_same_features_for_a_bar_as_training(two_windows):
     assert np.isfinite(served.loc[shared, names].to_numpy()).all()
 
 
-
 def test_the_answer_for_an_old_as_of_is_the_answer_built_from_the_bars_before_it(two_windows):
     """Any as-of is a lookup in one build of every stored bar: the same signal as a build from only
     the bars before that as-of (features at a bar use bars up to it only)."""
@@ -79,4 +84,6 @@ def test_the_answer_for_an_old_as_of_is_the_answer_built_from_the_bars_before_it
             for task in ("direction", "volatility"):
                 for key, value in looked_up[task].items():
                     expected = built[task][key]
-                    assert value == pytest.approx(expected, rel=1e-9) if isinstance(value, float) else value == expected, (as_of, symbol, task, key)
+                    assert (
+                        value == pytest.approx(expected, rel=1e-9) if isinstance(value, float) else value == expected
+                    ), (as_of, symbol, task, key)

@@ -20,7 +20,9 @@ def test_pure_noise_is_promoted_in_at_most_7_percent_of_300_trials():
     assert result["median_lower_bound"] < 0
 
 
-@pytest.mark.parametrize("strength", [0.05, DEFAULT_SIGNAL_STRENGTH])  # a realistic IC, and the synthetic market's default
+@pytest.mark.parametrize(
+    "strength", [0.05, DEFAULT_SIGNAL_STRENGTH]
+)  # a realistic IC, and the synthetic market's default
 def test_a_planted_effect_is_promoted_in_at_least_80_percent_of_trials(strength):
     result = promotion_rate(SETTINGS, strength=strength, trials=100, seed=5000)
     assert result["rate"] >= 0.80, result
@@ -54,7 +56,9 @@ def test_blocks_of_dates_widen_the_interval_of_serially_correlated_days():
 def regime_stream(hit_rate_model: float, hit_rate_persistence: float, days=400, symbols=10, seed=0):
     """Labels ahead, and two forecasts that match them on the given share of rows."""
     rng = np.random.default_rng(seed)
-    index = pd.MultiIndex.from_product([pd.date_range("2021-01-01", periods=days, freq="B", tz="UTC"), range(symbols)], names=["timestamp", "symbol"])
+    index = pd.MultiIndex.from_product(
+        [pd.date_range("2021-01-01", periods=days, freq="B", tz="UTC"), range(symbols)], names=["timestamp", "symbol"]
+    )
     truth = rng.choice(REGIMES, size=len(index))
     table = pd.DataFrame({"target_regime_ahead": truth}, index=index)
 
@@ -92,11 +96,17 @@ def test_no_volatility_or_regime_model_is_promoted_on_five_random_walk_markets(t
     promoted = {"volatility_garch": 0, "regime_rf": 0}
     for seed in range(1, 6):
         settings = quick(make_settings(tmp_path / str(seed) / "data"))
-        trial = market_trial(settings, tmp_path / str(seed) / "data", "random_walk", 0.0, seed, list(promoted), RANDOM_WALK_SYMBOLS)
+        trial = market_trial(
+            settings, tmp_path / str(seed) / "data", "random_walk", 0.0, seed, list(promoted), RANDOM_WALK_SYMBOLS
+        )
         for name, result in trial.items():
             promoted[name] += result["status"] == "production"
-            assert result["skill"]["baseline"] in {"volatility_garch": {"historical", "ewma", "naive"},
-                                                   "regime_rf": {"random_walk", "persistence"}}[name]
+            assert (
+                result["skill"]["baseline"]
+                in {"volatility_garch": {"historical", "ewma", "naive"}, "regime_rf": {"random_walk", "persistence"}}[
+                    name
+                ]
+            )
     assert all(count <= 1 for count in promoted.values()), promoted  # the nominal rate is 5%: at most 1 of 5
 
 

@@ -30,8 +30,12 @@ from trading_ml.models.tasks import persistence
 from trading_ml.models.volatility import GarchVolatility, LSTMVolatility, fit_garch
 
 BASE = load_settings()
-SETTINGS = dataclasses.replace(BASE, models=BASE.models.tuned(direction_lstm={"epochs": 4}, volatility_lstm={"epochs": 4},
-                                                             direction_xgboost={"rounds": 200}))
+SETTINGS = dataclasses.replace(
+    BASE,
+    models=BASE.models.tuned(
+        direction_lstm={"epochs": 4}, volatility_lstm={"epochs": 4}, direction_xgboost={"rounds": 200}
+    ),
+)
 FEATURES = model_features(symbol_feature_names())[:12]  # real feature names, synthetic values
 
 
@@ -54,7 +58,9 @@ def last_fold(table: pd.DataFrame, settings: Settings = SETTINGS) -> Split:
 
 def fitted(model_class, table, names, settings: Settings = SETTINGS):
     split = last_fold(table, settings)
-    return model_class.fit(Data(table, split, names), settings.models.params.get(model_class.name), settings.models.seed), split
+    return model_class.fit(
+        Data(table, split, names), settings.models.params.get(model_class.name), settings.models.seed
+    ), split
 
 
 def rmse(truth, forecast) -> float:
@@ -92,7 +98,9 @@ def planted_table(signal: float, days: int = 600, symbols: int = 8, seed: int = 
 def direction_accuracy(model_class, table):
     model, split = fitted(model_class, table, FEATURES)
     probabilities = model.predict(table)
-    rows = split.mask("test") & table["target_direction"].notna().to_numpy() & probabilities.notna().all(axis=1).to_numpy()
+    rows = (
+        split.mask("test") & table["target_direction"].notna().to_numpy() & probabilities.notna().all(axis=1).to_numpy()
+    )
     truth = table["target_direction"].to_numpy()[rows].astype(int)
     accuracy = float((np.array([-1, 0, 1])[probabilities.to_numpy()[rows].argmax(axis=1)] == truth).mean())
     best_constant = pd.Series(truth).value_counts(normalize=True).max()  # the best single class, known in hindsight
@@ -121,7 +129,9 @@ def test_save_and_load_give_identical_predictions(model_class):
     table = planted_table(signal=1.0, days=300, symbols=4)
     model, _ = fitted(model_class, table, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES)
     files = model.save()
-    assert tuple(files) == model_class.FILES and all(isinstance(payload, bytes) and payload for payload in files.values())
+    assert tuple(files) == model_class.FILES and all(
+        isinstance(payload, bytes) and payload for payload in files.values()
+    )
     again = model_class.load(files)
     pd.testing.assert_frame_equal(model.predict(table), again.predict(table))
 
@@ -172,7 +182,8 @@ def planted_regime_table(days: int = 700, symbols: int = 6, seed: int = 4) -> pd
         frame["vix_level"] = 20 + 8 * frame["vix_level"]
         label = np.select(
             [frame["vix_level"] > 30, frame["sma_50_to_sma_200"] > 0.3, frame["sma_50_to_sma_200"] < -0.3],
-            ["high_vol", "bull", "bear"], "sideways",
+            ["high_vol", "bull", "bear"],
+            "sideways",
         )
         frame[FORECAST] = label
         frame[NOWCAST] = frame[FORECAST].shift(5)
@@ -190,7 +201,10 @@ def test_regime_forest_forecast_beats_persistence_and_survives_save_and_load():
     model, split = fitted(RegimeForest, table, REGIME_FEATURES)
     forecast = model.predict(table)
     assert list(forecast.columns) == ["regime_ahead"]  # the regime now is the rules', not the forest's
-    ours, theirs = forecast_accuracy(table, split, forecast["regime_ahead"]), forecast_accuracy(table, split, persistence(table)["regime_ahead"])
+    ours, theirs = (
+        forecast_accuracy(table, split, forecast["regime_ahead"]),
+        forecast_accuracy(table, split, persistence(table)["regime_ahead"]),
+    )
     assert ours > theirs + 0.3, (ours, theirs)
     again = RegimeForest.load(model.save())
     pd.testing.assert_frame_equal(forecast, again.predict(table))
@@ -204,10 +218,15 @@ def test_regime_trees_draw_at_most_forest_max_samples_rows_and_all_rows_below_it
     uncapped, _ = fitted(RegimeForest, table, REGIME_FEATURES, with_models(regime_rf={"max_samples": train_rows + 1}))
     assert train_rows > 1000 and capped.forests[FORECAST].max_samples == 300
     assert uncapped.forests[FORECAST].max_samples is None  # below the cap: the plain bootstrap of every row
-    nodes = {name: np.mean([tree.tree_.node_count for tree in model.forests[FORECAST].estimators_])
-             for name, model in (("capped", capped), ("uncapped", uncapped))}
+    nodes = {
+        name: np.mean([tree.tree_.node_count for tree in model.forests[FORECAST].estimators_])
+        for name, model in (("capped", capped), ("uncapped", uncapped))
+    }
     assert nodes["capped"] < 0.5 * nodes["uncapped"], nodes
-    assert forecast_accuracy(table, split, capped.predict(table)["regime_ahead"]) > forecast_accuracy(table, split, persistence(table)["regime_ahead"]) + 0.2
+    assert (
+        forecast_accuracy(table, split, capped.predict(table)["regime_ahead"])
+        > forecast_accuracy(table, split, persistence(table)["regime_ahead"]) + 0.2
+    )
 
 
 def logged(caplog, pattern: str) -> list[tuple[str, ...]]:
@@ -222,16 +241,23 @@ def test_lstm_training_logs_every_epoch_with_its_losses(model_class, caplog):
     model, _ = fitted(model_class, table, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES)
     epochs = logged(caplog, rf"^{model_class.name}: epoch (\d+) of 4: training loss ([\d.]+), validation loss ([\d.]+)")
     assert [int(epoch) for epoch, _, _ in epochs] == [1, 2, 3, 4]
-    assert [round(float(loss), 5) for _, _, loss in epochs] == [round(loss, 5) for loss in model.info["validation_loss_by_epoch"]]
+    assert [round(float(loss), 5) for _, _, loss in epochs] == [
+        round(loss, 5) for loss in model.info["validation_loss_by_epoch"]
+    ]
     assert logged(caplog, rf"^{model_class.name}: 4 epochs over (\d+) training and (\d+) validation sequences")
 
 
 def test_xgboost_logs_its_rounds_and_where_it_stopped(caplog):
     caplog.set_level(logging.INFO, logger="trading_ml")
     model, _ = fitted(XGBoostDirection, planted_table(signal=1.0, days=300, symbols=4), FEATURES)
-    rounds = [int(r) for (r,) in logged(caplog, r"^direction_xgboost: round (\d+) of at most 200: validation mlogloss [\d.]+$")]
+    rounds = [
+        int(r)
+        for (r,) in logged(caplog, r"^direction_xgboost: round (\d+) of at most 200: validation mlogloss [\d.]+$")
+    ]
     [(stopped,)] = logged(caplog, r"^direction_xgboost: stopped after (\d+) rounds$")
-    assert rounds == list(range(20, int(stopped) + 1, 20))  # a tenth of the 200 rounds each, up to where early stopping ended
+    assert rounds == list(
+        range(20, int(stopped) + 1, 20)
+    )  # a tenth of the 200 rounds each, up to where early stopping ended
     assert int(stopped) == model.booster.get_booster().num_boosted_rounds()
     assert logged(caplog, r"^direction_xgboost: best round (\d+)$") == [(str(model.info["best_iteration"] + 1),)]
 
@@ -249,7 +275,11 @@ def test_the_forest_logs_its_rows_and_when_it_is_done(caplog):
     caplog.set_level(logging.INFO, logger="trading_ml")
     table = planted_regime_table()
     split = last_fold(table)
-    RegimeForest.fit(Data(table, split, REGIME_FEATURES), with_models(regime_rf={"trees": 20}).models.of("regime_rf"), SETTINGS.models.seed)
+    RegimeForest.fit(
+        Data(table, split, REGIME_FEATURES),
+        with_models(regime_rf={"trees": 20}).models.of("regime_rf"),
+        SETTINGS.models.seed,
+    )
     rows = int((split.mask("train") & table[FORECAST].notna().to_numpy()).sum())
     assert logged(caplog, r"^regime_rf: 20 trees on (\d+) training rows x 11 features") == [(str(rows),)]
     assert logged(caplog, r"^regime_rf: 20 trees fitted in [\d.]+ s$")
@@ -266,7 +296,9 @@ def test_a_garch_fit_that_does_not_converge_is_logged_with_its_symbol(caplog):
     flat = pd.Series(np.full(300, 0.001))  # no variance to fit: the optimizer stops on incompatible constraints
     with pytest.warns(Warning):  # arch's own ConvergenceWarning
         fit_garch("FLAT", flat)
-    assert logged(caplog, r"^volatility_garch: the fit for (\w+) did not converge \((.+)\)") == [("FLAT", "Inequality constraints incompatible")]
+    assert logged(caplog, r"^volatility_garch: the fit for (\w+) did not converge \((.+)\)") == [
+        ("FLAT", "Inequality constraints incompatible")
+    ]
     caplog.clear()
     fit_garch("NOISE", pd.Series(np.random.default_rng(0).normal(0, 0.01, 300)))
     assert not logged(caplog, r"did not converge")

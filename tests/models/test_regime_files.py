@@ -55,5 +55,7 @@ def test_forests_fitted_as_the_pipeline_fits_them_load_within_the_list(forest):
         again = RegimeForest.load(model.save())
         features = feature_matrix(table, model.feature_names, model.name)
         for target, forest_fit in model.forests.items():  # probabilities, not labels: 5 trees tie often, and
-            np.testing.assert_allclose(forest_fit.predict_proba(features), again.forests[target].predict_proba(features))  # n_jobs=2 breaks ties by thread order
+            np.testing.assert_allclose(
+                forest_fit.predict_proba(features), again.forests[target].predict_proba(features)
+            )  # n_jobs=2 breaks ties by thread order
     assert all("." in name and "*" not in name for name in FOREST_TYPES)  # names, not prefixes

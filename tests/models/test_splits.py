@@ -24,7 +24,10 @@ def test_folds_test_the_newest_segments_in_order_each_trained_only_on_what_came_
     train_sizes = []
     for split in folds:
         train, validation, test = (stamps[split.mask(name)] for name in ("train", "validation", "test"))
-        assert train.max() < split.validation_start <= validation.min() and validation.max() < split.test_start <= test.min()
+        assert (
+            train.max() < split.validation_start <= validation.min()
+            and validation.max() < split.test_start <= test.min()
+        )
         if split.test_end is not None:
             assert test.max() < split.test_end
         train_sizes.append(len(train))
@@ -43,6 +46,6 @@ def test_the_last_bars_before_each_boundary_belong_to_no_segment():
     for split in walk_forward(frame, MODELS, FEATURES):
         for boundary in (split.validation_start, split.test_start):
             before = np.flatnonzero(np.asarray(stamps < boundary))
-            last_rows = before[-gap * 2:]  # two symbols: the last `gap` bars of each
+            last_rows = before[-gap * 2 :]  # two symbols: the last `gap` bars of each
             assert (split.segment.to_numpy()[last_rows] == "").all()
             assert split.segment.to_numpy()[before[-gap * 2 - 1]] != ""

@@ -62,9 +62,16 @@ def test_the_planted_signal_is_found_and_promoted_with_an_interval_that_excludes
     promoted = [name for name in DIRECTION if deployed["decisions"][name]["status"] == "production"]
     assert promoted, {name: deployed["decisions"][name]["reason"] for name in DIRECTION}
     for name in promoted:  # the gate's one-sided bound is above zero
-        assert evaluated["models"][name]["primary"]["metric"] == "rank_ic" and evaluated["models"][name]["skill"]["lower_bound"] > 0
-    assert any(evaluated["models"][name]["primary"]["low"] > 0 for name in promoted)  # and a two-sided 95% interval excludes it
-    strict = json.loads(ctx.layout.evaluation_report.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in evaluation.json"))
+        assert (
+            evaluated["models"][name]["primary"]["metric"] == "rank_ic"
+            and evaluated["models"][name]["skill"]["lower_bound"] > 0
+        )
+    assert any(
+        evaluated["models"][name]["primary"]["low"] > 0 for name in promoted
+    )  # and a two-sided 95% interval excludes it
+    strict = json.loads(
+        ctx.layout.evaluation_report.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in evaluation.json")
+    )
     assert strict["planted_signal"] == ctx.settings.sources["synthetic"]["signal_strength"]
     report = write_run_report(ctx, resources)
     page = (ctx.run_root / report["html"]).read_text()
@@ -105,15 +112,25 @@ def test_a_run_on_another_universe_is_compared_on_the_symbols_both_share(planted
     assert in_production
     for name in in_production:  # the run's own deploy compared on the shared symbols, or found no skill
         reason = other["decisions"][name]["reason"]
-        assert "cannot be scored" not in reason and ("on the 11 symbols both have" in reason or "no significant skill" in reason), reason
+        assert "cannot be scored" not in reason and (
+            "on the 11 symbols both have" in reason or "no significant skill" in reason
+        ), reason
         registry.promote(name, before[name]["run_id"], "put back for the forced comparison")
-    skilled = {name: {**other_evaluated["models"][name], "skill": {**other_evaluated["models"][name]["skill"], "better": True}} for name in in_production}
+    skilled = {
+        name: {**other_evaluated["models"][name], "skill": {**other_evaluated["models"][name]["skill"], "better": True}}
+        for name in in_production
+    }
     forced = deploy_as_if_evaluated(other_ctx, other_resources, skilled)  # as if each had shown skill
     for name, decision in forced["decisions"].items():
         assert "versus_production" in decision["evidence"], decision["reason"]
         versus = decision["evidence"]["versus_production"]
-        assert versus["symbols"]["only_this_run"] == ["NOPE"] and len(versus["symbols"]["shared"]) == 11, versus["symbols"]  # ^VIX is no row
-        assert "on the 11 symbols both have (only in production: " in decision["reason"] and "only in this run: NOPE)" in decision["reason"]
+        assert versus["symbols"]["only_this_run"] == ["NOPE"] and len(versus["symbols"]["shared"]) == 11, versus[
+            "symbols"
+        ]  # ^VIX is no row
+        assert (
+            "on the 11 symbols both have (only in production: " in decision["reason"]
+            and "only in this run: NOPE)" in decision["reason"]
+        )
         assert versus["days"] >= ctx.settings.models.min_compare_days
         assert (decision["status"] == "production") == (not versus["worse"]), decision
         expected = other_ctx.run_id if decision["status"] == "production" else before[name]["run_id"]
@@ -121,10 +138,15 @@ def test_a_run_on_another_universe_is_compared_on_the_symbols_both_share(planted
 
     version = registry.record_for_run("direction", other_ctx.run_id)["version"]
     argv = ["promote", "direction", version, "--reason", "checked by hand", "--data-dir", str(ctx.settings.data_dir)]
-    assert main(["promote", "direction", "99.0", "--data-dir", str(ctx.settings.data_dir)]) == 2  # no such version: bad input
+    assert (
+        main(["promote", "direction", "99.0", "--data-dir", str(ctx.settings.data_dir)]) == 2
+    )  # no such version: bad input
     assert main(argv) == 0
     assert registry.production("direction")["run_id"] == other_ctx.run_id
-    assert registry.record_for_run("direction", other_ctx.run_id)["deploy_decision"] == "promoted by hand (trading-ml promote): checked by hand"
+    assert (
+        registry.record_for_run("direction", other_ctx.run_id)["deploy_decision"]
+        == "promoted by hand (trading-ml promote): checked by hand"
+    )
     assert registry.promote("direction", before["direction"]["run_id"], "put back") if before["direction"] else True
 
 
@@ -138,9 +160,15 @@ def test_the_api_answers_for_every_symbol_and_names_model_or_baseline(planted, r
         production = ModelRegistry(resources.store, ctx.settings.data_dir).production_versions()
         for task, used in body["models"].items():
             assert used["source"] in ("model", "baseline")
-            assert (used["source"] == "model") == any(name in production for name in models_of(task)), (task, used, production)
+            assert (used["source"] == "model") == any(name in production for name in models_of(task)), (
+                task,
+                used,
+                production,
+            )
         assert [s["symbol"] for s in body["signals"]] == symbols
         health = client.get("/health").json()
         baselines = [task for task, used in body["models"].items() if used["source"] == "baseline"]
-        assert health["status"] == ("ok" if not baselines else "degraded: " + "; ".join(f"{t} served by its baseline" for t in baselines))
+        assert health["status"] == (
+            "ok" if not baselines else "degraded: " + "; ".join(f"{t} served by its baseline" for t in baselines)
+        )
     assert body["models"]["direction"]["source"] == "baseline"  # the random walk promoted no direction model

@@ -33,7 +33,9 @@ def model_files(ctx: RunContext) -> dict[str, str]:
 
 
 def versions(resources: StageResources, ctx: RunContext) -> list[tuple[str, int]]:
-    return sorted((r["model_name"], r["version"]) for r in ModelRegistry(resources.store, ctx.settings.data_dir).records())
+    return sorted(
+        (r["model_name"], r["version"]) for r in ModelRegistry(resources.store, ctx.settings.data_dir).records()
+    )
 
 
 def test_evaluate_writes_no_model_file_and_no_version(copied_run):
@@ -48,10 +50,14 @@ def test_evaluate_writes_no_model_file_and_no_version(copied_run):
 def test_re_running_combine_rewrites_the_same_ensemble_under_its_version(copied_run):
     ctx, resources = copied_run
     registry, before = ModelRegistry(resources.store, ctx.settings.data_dir), versions(resources, ctx)
-    record = {name: registry.record_for_run(name, ctx.run_id) for name in ("direction", "direction_xgboost", "direction_lstm")}
+    record = {
+        name: registry.record_for_run(name, ctx.run_id) for name in ("direction", "direction_xgboost", "direction_lstm")
+    }
     combined = combine(ctx, resources)["combined"]
     assert list(combined) == ["direction"] and combined["direction"]["version"] == record["direction"]["version"]
-    assert combined["direction"]["components"] == {m: record[m]["version"] for m in ("direction_xgboost", "direction_lstm")}
+    assert combined["direction"]["components"] == {
+        m: record[m]["version"] for m in ("direction_xgboost", "direction_lstm")
+    }
     assert versions(resources, ctx) == before
 
 

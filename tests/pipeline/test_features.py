@@ -22,8 +22,11 @@ def test_features_stage_writes_the_plans_csvs_and_one_training_table_per_timefra
     table = pd.read_parquet(root / daily["training_table"]["path"])
     assert table.index.names == ["timestamp", "symbol"]
     assert sorted(table.index.get_level_values("symbol").unique()) == ["AAPL", "XOM", "^GSPC", "^NSEI"]
-    assert len(table) == daily["training_table"]["rows"] == sum(
-        s["rows"] for sym, s in daily["symbols"].items() if sym != "^VIX")
+    assert (
+        len(table)
+        == daily["training_table"]["rows"]
+        == sum(s["rows"] for sym, s in daily["symbols"].items() if sym != "^VIX")
+    )
     for symbol, entry in daily["symbols"].items():
         assert entry["bars"] == entry["warmup_rows"] + entry["incomplete_rows"] + entry["rows"]
         assert entry["warmup_rows"] >= 199
@@ -46,7 +49,9 @@ def test_features_rerun_rewrites_the_same_bytes_and_drops_files_of_quarantined_s
     assert resources.store.count("pipeline_runs") == 1
     assert (ctx.run_root / "features" / "XOM_1d_features.csv").is_file()
 
-    broken = context(with_faults(settings, {"XOM": ["split"]}), symbols=ctx.symbols, timeframes=["1d"], run_id=ctx.run_id)  # the same run again
+    broken = context(
+        with_faults(settings, {"XOM": ["split"]}), symbols=ctx.symbols, timeframes=["1d"], run_id=ctx.run_id
+    )  # the same run again
     _, third, _ = run_to_features(broken)
     assert "XOM" not in third["timeframes"]["1d"]["symbols"]
     assert not (ctx.run_root / "features" / "XOM_1d_features.csv").exists()
@@ -62,12 +67,16 @@ def test_features_refuse_a_validated_file_changed_since_validation(small_context
 
 def test_a_short_window_gets_its_warm_up_from_the_margin_and_fails_only_without_one(tmp_path):
     settings = make_settings(tmp_path)
-    short = dataclasses.replace(settings, timeframes={"1d": dataclasses.replace(settings.timeframes["1d"], lookback="6mo")})
+    short = dataclasses.replace(
+        settings, timeframes={"1d": dataclasses.replace(settings.timeframes["1d"], lookback="6mo")}
+    )
     ctx = context(short, symbols=["^GSPC", "AAPL"], timeframes=["1d"])
     validated, resources = run_both(ctx)[1:]
     built = build_features(ctx, resources)["timeframes"]["1d"]
     assert built["training_table"]["rows"] > 2 * 100  # six months of both symbols, none lost to the warm-up
-    early = context(short, symbols=["^GSPC", "AAPL"], timeframes=["1d"], as_of="2000-08-01")  # no margin before the epoch
+    early = context(
+        short, symbols=["^GSPC", "AAPL"], timeframes=["1d"], as_of="2000-08-01"
+    )  # no margin before the epoch
     validated, resources = run_both(early)[1:]
     ctx = early
     with pytest.raises(StageFailed, match=r"no training rows .* features.warmup_bars \(500\) bars before its rows"):

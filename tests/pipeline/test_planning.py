@@ -21,16 +21,23 @@ def test_the_configured_symbols_narrow_to_what_the_source_has_whether_left_out_o
     """The CLI leaves --symbols out; the DAG's form starts filled with the configured list: one plan."""
     source = sample_folder(tmp_path)
     left_out = plan_run(settings, RunRequest(as_of=AS_OF, source=source))
-    spelled_out = plan_run(settings, RunRequest(as_of=AS_OF, symbols=list(settings.symbols), timeframes=list(settings.timeframes), source=source))
+    spelled_out = plan_run(
+        settings,
+        RunRequest(as_of=AS_OF, symbols=list(settings.symbols), timeframes=list(settings.timeframes), source=source),
+    )
     assert left_out.symbols == spelled_out.symbols == ["AAPL", "XOM"]  # in config order; NOTINCONFIG is not configured
-    assert left_out.timeframes == spelled_out.timeframes == ["1d", "1h"]  # a pair without its file fails at ingest, named
+    assert (
+        left_out.timeframes == spelled_out.timeframes == ["1d", "1h"]
+    )  # a pair without its file fails at ingest, named
     assert left_out.models == list(TRAINED_MODELS) and left_out.deploy is True
     assert left_out.run_id != spelled_out.run_id
 
 
 def test_symbols_asked_for_by_name_are_kept_even_when_the_source_lacks_them(settings, tmp_path):
     """Validation quarantines what the source does not have, with the reason; planning drops nothing asked for."""
-    ctx = plan_run(settings, RunRequest(as_of=AS_OF, symbols=["AAPL", "JPM"], timeframes=["1d"], source=sample_folder(tmp_path)))
+    ctx = plan_run(
+        settings, RunRequest(as_of=AS_OF, symbols=["AAPL", "JPM"], timeframes=["1d"], source=sample_folder(tmp_path))
+    )
     assert ctx.symbols == ["AAPL", "JPM"] and ctx.pairs == [("AAPL", "1d"), ("JPM", "1d")]
 
 
@@ -44,21 +51,33 @@ def test_a_source_that_cannot_work_or_has_none_of_the_universe_fails_the_plan(se
         plan_run(settings, RunRequest(as_of=AS_OF, source=f"csv:{tmp_path / 'empty'}"))
 
 
-@pytest.mark.parametrize("request_fields, message", [
-    ({"models": []}, "models is an empty list"),
-    ({"models": ["direction_random"]}, "unknown model.*direction_random"),
-    ({"symbols": []}, "symbols is an empty list"),
-])
+@pytest.mark.parametrize(
+    "request_fields, message",
+    [
+        ({"models": []}, "models is an empty list"),
+        ({"models": ["direction_random"]}, "unknown model.*direction_random"),
+        ({"symbols": []}, "symbols is an empty list"),
+    ],
+)
 def test_empty_or_unknown_choices_are_refused_never_read_as_everything(settings, request_fields, message):
     with pytest.raises(ConfigError, match=message):
         plan_run(settings, RunRequest(as_of=AS_OF, source="synthetic", **request_fields))
 
 
 def test_a_later_stage_continues_the_run_with_what_it_chose(settings):
-    first = plan_run(settings, RunRequest(as_of=AS_OF, symbols=["AAPL", "^GSPC"], timeframes=["1d"], source="synthetic", models=["regime_rf"]))
+    first = plan_run(
+        settings,
+        RunRequest(as_of=AS_OF, symbols=["AAPL", "^GSPC"], timeframes=["1d"], source="synthetic", models=["regime_rf"]),
+    )
     first.layout  # noqa: B018 - claims the folder, as ingest does
     later = plan_run(settings, RunRequest(as_of=AS_OF, continues=True))
-    assert (later.run_id, later.symbols, later.timeframes, later.source, later.models) == (first.run_id, ["AAPL", "^GSPC"], ["1d"], "synthetic", ["regime_rf"])
+    assert (later.run_id, later.symbols, later.timeframes, later.source, later.models) == (
+        first.run_id,
+        ["AAPL", "^GSPC"],
+        ["1d"],
+        "synthetic",
+        ["regime_rf"],
+    )
     narrower = plan_run(settings, RunRequest(run_id=first.run_id, symbols=["AAPL"], continues=True))
     assert narrower.run_id == first.run_id and narrower.symbols == ["AAPL"] and narrower.as_of == first.as_of
     with pytest.raises(ConfigError, match="no run matches"):

@@ -1,6 +1,5 @@
 """What stages share: the store, and a source only for the stage that fetches."""
 
-
 import pytest
 
 from tests.conftest import make_settings

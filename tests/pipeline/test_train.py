@@ -18,7 +18,11 @@ def test_a_training_task_logs_its_table_every_fold_and_the_version_it_registered
     messages = [record.getMessage() for record in caplog.records]
     rows = len(pd.read_parquet(ctx.run_root / features["timeframes"]["1d"]["training_table"]["path"]))
     assert f"regime_rf: 1d training table of {rows} rows, 3 symbols" in messages[0]
-    folds = [m for m in messages if re.match(r"regime_rf: fold \d of \d: \d+ training, \d+ validation and \d+ test rows", m)]
+    folds = [
+        m for m in messages if re.match(r"regime_rf: fold \d of \d: \d+ training, \d+ validation and \d+ test rows", m)
+    ]
     assert len(folds) == manifest["folds"] >= 2
-    assert len([m for m in messages if re.match(r"regime_rf: 30 trees fitted", m)]) == manifest["folds"]  # the forest, per fold
+    assert (
+        len([m for m in messages if re.match(r"regime_rf: 30 trees fitted", m)]) == manifest["folds"]
+    )  # the forest, per fold
     assert re.match(rf"regime_rf: registered version {manifest['version']} as a candidate \([\d.]+ s\)$", messages[-1])

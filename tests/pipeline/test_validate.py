@@ -14,12 +14,16 @@ from trading_ml.pipeline.validate import validate
 
 
 def test_faulty_symbols_are_quarantined_with_reasons_and_the_run_goes_on(tmp_path):
-    settings = with_faults(make_settings(tmp_path, min_pass_share=0.5), {"AAPL": ["split"], "XOM": ["gap"], "^GSPC": ["ohlc"]})
+    settings = with_faults(
+        make_settings(tmp_path, min_pass_share=0.5), {"AAPL": ["split"], "XOM": ["gap"], "^GSPC": ["ohlc"]}
+    )
     ctx = context(settings, timeframes=["1d"])
     _, result, resources = run_both(ctx)
     quarantined = {q["symbol"]: q["reasons"] for q in result["quarantined"]}
     assert set(quarantined) == {"AAPL", "XOM"}
-    assert "corporate_actions: unadjusted split 3:1" in quarantined["AAPL"][0] and "completeness" in quarantined["XOM"][0]
+    assert (
+        "corporate_actions: unadjusted split 3:1" in quarantined["AAPL"][0] and "completeness" in quarantined["XOM"][0]
+    )
     assert {p["symbol"] for p in result["passed"]} == {"^GSPC", "^VIX", "^NSEI"}
     assert (ctx.run_root / "quarantine" / "AAPL_1d.json").is_file()
     assert not (ctx.run_root / "validated" / "AAPL_1d.csv").exists()

@@ -55,30 +55,54 @@ def test_upserting_twice_adds_no_duplicates_and_updates_values(store):
 
 
 def test_documents_are_found_by_field(store):
-    store.upsert_many("validation_reports", [
-        {"run_id": "r1", "symbol": "AAPL", "timeframe": "1d", "quarantined": False},
-        {"run_id": "r1", "symbol": "MSFT", "timeframe": "1d", "quarantined": True},
-    ])
+    store.upsert_many(
+        "validation_reports",
+        [
+            {"run_id": "r1", "symbol": "AAPL", "timeframe": "1d", "quarantined": False},
+            {"run_id": "r1", "symbol": "MSFT", "timeframe": "1d", "quarantined": True},
+        ],
+    )
     assert [d["symbol"] for d in store.find("validation_reports", {"quarantined": True})] == ["MSFT"]
     assert store.count("validation_reports", {"run_id": "r1"}) == 2
 
 
 def test_a_record_of_another_run_is_never_replaced(store):
-    store.upsert_many("ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-a", "symbols": ["AAPL"]}])
-    store.upsert_many("ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-a", "symbols": ["AAPL", "XOM"]}])
+    store.upsert_many(
+        "ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-a", "symbols": ["AAPL"]}]
+    )
+    store.upsert_many(
+        "ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-a", "symbols": ["AAPL", "XOM"]}]
+    )
     with pytest.raises(ConflictError, match="another run|belongs to"):
-        store.upsert_many("ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-b", "symbols": ["MSFT"]}])
-    assert store.upsert_newer("ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-b", "updated_at": "9999"}]) == 0
+        store.upsert_many(
+            "ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-b", "symbols": ["MSFT"]}]
+        )
+    assert (
+        store.upsert_newer(
+            "ml_models", [{"model_name": "regime_rf", "version": "1.0", "run_id": "run-b", "updated_at": "9999"}]
+        )
+        == 0
+    )
     [record] = store.find("ml_models")
     assert record["run_id"] == "run-a" and record["symbols"] == ["AAPL", "XOM"]
 
 
 def test_upsert_newer_keeps_the_newer_copy_of_each_document(store):
-    store.upsert_newer("pipeline_runs", [{"run_id": "r1", "stage": "old", "updated_at": "2026-01-02"},
-                                         {"run_id": "r2", "stage": "old", "updated_at": "2026-01-02"}])
-    written = store.upsert_newer("pipeline_runs", [{"run_id": "r1", "stage": "older", "updated_at": "2026-01-01"},
-                                                   {"run_id": "r2", "stage": "newer", "updated_at": "2026-01-03"},
-                                                   {"run_id": "r3", "stage": "new", "updated_at": "2026-01-01"}])
+    store.upsert_newer(
+        "pipeline_runs",
+        [
+            {"run_id": "r1", "stage": "old", "updated_at": "2026-01-02"},
+            {"run_id": "r2", "stage": "old", "updated_at": "2026-01-02"},
+        ],
+    )
+    written = store.upsert_newer(
+        "pipeline_runs",
+        [
+            {"run_id": "r1", "stage": "older", "updated_at": "2026-01-01"},
+            {"run_id": "r2", "stage": "newer", "updated_at": "2026-01-03"},
+            {"run_id": "r3", "stage": "new", "updated_at": "2026-01-01"},
+        ],
+    )
     assert written == 2
     assert {d["run_id"]: d["stage"] for d in store.find("pipeline_runs")} == {"r1": "old", "r2": "newer", "r3": "new"}
 
@@ -116,7 +140,11 @@ def test_tinydb_writes_one_pair_without_touching_the_others(tmp_path):
     store.upsert_many("market_data", bars_to_documents("^GSPC", "1d", sample_bars("^GSPC"), "synthetic"))
     store.upsert_many("market_data", bars_to_documents("AAPL", "1h", sample_bars("AAPL", "1h", days=5), "synthetic"))
     assert (tmp_path / "market_data" / "AAPL_1d.json").read_bytes() == aapl
-    assert sorted(p.name for p in (tmp_path / "market_data").glob("*.json")) == ["AAPL_1d.json", "AAPL_1h.json", "^GSPC_1d.json"]
+    assert sorted(p.name for p in (tmp_path / "market_data").glob("*.json")) == [
+        "AAPL_1d.json",
+        "AAPL_1h.json",
+        "^GSPC_1d.json",
+    ]
     assert {d["symbol"] for d in store.find("market_data", {"timeframe": "1d"})} == {"AAPL", "^GSPC"}
     assert len(store.read_bars("AAPL", "1h")) == store.count("market_data", {"symbol": "AAPL", "timeframe": "1h"}) > 0
 
@@ -165,7 +193,11 @@ def test_sync_copies_the_fallback_into_mongodb_exactly_once(tmp_path, mongo_uri)
     second = sync_to_mongo(settings)
 
     total = sum(len(f) for f in bars.values())
-    assert first["market_data"] == {"copied": total - 5, "kept": 5, "in_mongodb": total}  # MongoDB's 5 bars were written later
+    assert first["market_data"] == {
+        "copied": total - 5,
+        "kept": 5,
+        "in_mongodb": total,
+    }  # MongoDB's 5 bars were written later
     assert second["market_data"] == {"copied": 0, "kept": total, "in_mongodb": total}
     for symbol, frame in bars.items():
         pd.testing.assert_frame_equal(mongo.read_bars(symbol, "1d"), frame, check_freq=False)
@@ -181,18 +213,29 @@ def test_sync_without_a_reachable_mongodb_is_a_clear_error(tmp_path):
 
 
 def test_mask_uri_hides_passwords_only():
-    assert mask_uri("mongodb://alice:s3cr3t@db:27017/x?authSource=admin") == "mongodb://alice:***@db:27017/x?authSource=admin"
+    assert (
+        mask_uri("mongodb://alice:s3cr3t@db:27017/x?authSource=admin")
+        == "mongodb://alice:***@db:27017/x?authSource=admin"
+    )
     assert mask_uri("mongodb://127.0.0.1:27017/") == "mongodb://127.0.0.1:27017/"
 
 
-@pytest.mark.parametrize("operation", [
-    ("find", ("ml_models", {"model_name": "regime_rf"})), ("count", ("market_data",)), ("read_bars", ("AAPL", "1d")),
-    ("insert_new", ("model_versions", {"model_name": "regime_rf", "version": "1.0", "run_id": "r1"})),
-    ("update_fields", ("ml_models", {"model_name": "regime_rf", "run_id": "r1"}, {"note": "x"})),
-    ("replace_if", ("model_production", {"model_name": "regime_rf", "run_id": "r1", "revision": 1}, None)),
-    ("put_file", ("a/models/regime_rf.skops", b"bytes", {})), ("get_file", ("a/models/regime_rf.skops",)),
-    ("upsert_many", ("pipeline_runs", [{"run_id": "r1"}])), ("upsert_newer", ("pipeline_runs", [{"run_id": "r1"}])),
-], ids=lambda operation: operation[0])
+@pytest.mark.parametrize(
+    "operation",
+    [
+        ("find", ("ml_models", {"model_name": "regime_rf"})),
+        ("count", ("market_data",)),
+        ("read_bars", ("AAPL", "1d")),
+        ("insert_new", ("model_versions", {"model_name": "regime_rf", "version": "1.0", "run_id": "r1"})),
+        ("update_fields", ("ml_models", {"model_name": "regime_rf", "run_id": "r1"}, {"note": "x"})),
+        ("replace_if", ("model_production", {"model_name": "regime_rf", "run_id": "r1", "revision": 1}, None)),
+        ("put_file", ("a/models/regime_rf.skops", b"bytes", {})),
+        ("get_file", ("a/models/regime_rf.skops",)),
+        ("upsert_many", ("pipeline_runs", [{"run_id": "r1"}])),
+        ("upsert_newer", ("pipeline_runs", [{"run_id": "r1"}])),
+    ],
+    ids=lambda operation: operation[0],
+)
 def test_every_store_operation_falls_back_to_tinydb_when_mongodb_stops_answering(operation, tmp_path, mongo_uri):
     from trading_ml.storage import open_stage_store
 

@@ -41,7 +41,9 @@ DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
 ENV_CONFIG = "TRADING_ML_CONFIG"
 ENV_DATA_DIR = "TRADING_ML_DATA_DIR"
 ENV_MONGO_URI = "TRADING_ML_MONGO_URI"
-ENV_MONGO_URI_FILE = "TRADING_ML_MONGO_URI_FILE"  # a file holding the URI (a Docker secret), when TRADING_ML_MONGO_URI is unset
+ENV_MONGO_URI_FILE = (
+    "TRADING_ML_MONGO_URI_FILE"  # a file holding the URI (a Docker secret), when TRADING_ML_MONGO_URI is unset
+)
 ENV_SOURCE = "TRADING_ML_SOURCE"
 ENVIRONMENT_KEYS = {ENV_DATA_DIR: ("data_dir",), ENV_MONGO_URI: ("storage", "mongo_uri"), ENV_SOURCE: ("source",)}
 MAX_CONFIG_DEPTH = 20  # nesting levels a config may have (the repo's has 5)
@@ -59,13 +61,17 @@ class ConfigParts:
     source_problem: Callable[[object], str | None]
 
 
-def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None, *, parts: ConfigParts) -> Settings:
+def load_settings(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None, *, parts: ConfigParts
+) -> Settings:
     """Read config.yaml (or TRADING_ML_CONFIG), apply the environment overrides, check both against
     the schema; any error is a ConfigError of one line."""
     env = os.environ if env is None else env
     for variable in (ENV_CONFIG, *ENVIRONMENT_KEYS):
         if variable in env and not env[variable].strip():
-            raise ConfigError(f"{variable} is set but empty; give it a value or unset it (`unset {variable}`) for the configured one")
+            raise ConfigError(
+                f"{variable} is set but empty; give it a value or unset it (`unset {variable}`) for the configured one"
+            )
     env = _with_uri_file(env)
     config_path = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG).resolve()
     raw = _read_yaml(config_path)
@@ -81,7 +87,9 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
 def settings_from_document(document: dict, origin: Path, env: Mapping[str, str], parts: ConfigParts) -> Settings:
     """Settings from a document in config.yaml's shape (a run's settings.json), checked by the same
     schema; only the data folder and the MongoDB URI come from the environment."""
-    env = _with_uri_file({key: value for key, value in env.items() if key in (ENV_DATA_DIR, ENV_MONGO_URI, ENV_MONGO_URI_FILE)})
+    env = _with_uri_file(
+        {key: value for key, value in env.items() if key in (ENV_DATA_DIR, ENV_MONGO_URI, ENV_MONGO_URI_FILE)}
+    )
     raw = copy.deepcopy(document)
     overridden = _apply_environment(raw, env)
     schema = config_schema(parts)
@@ -100,8 +108,10 @@ def _with_uri_file(env) -> dict:
     try:
         uri = Path(path).read_text().strip()
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{ENV_MONGO_URI_FILE} {shorten(path)} cannot be read ({getattr(error, 'strerror', None) or error}); "
-                          "point it at a file holding the MongoDB URI, or unset it") from None
+        raise ConfigError(
+            f"{ENV_MONGO_URI_FILE} {shorten(path)} cannot be read ({getattr(error, 'strerror', None) or error}); "
+            "point it at a file holding the MongoDB URI, or unset it"
+        ) from None
     if not uri:
         raise ConfigError(f"{ENV_MONGO_URI_FILE} {shorten(path)} is empty; write the MongoDB URI into it, or unset it")
     return {**env, ENV_MONGO_URI: uri}
@@ -127,9 +137,12 @@ MOVED_MODEL_KEYS = {
     "lstm_epochs": "models.direction_lstm.epochs and models.volatility_lstm.epochs",
     "lstm_batch": "models.direction_lstm.batch and models.volatility_lstm.batch",
     "lstm_learning_rate": "models.direction_lstm.learning_rate and models.volatility_lstm.learning_rate",
-    "xgboost_rounds": "models.direction_xgboost.rounds", "xgboost_depth": "models.direction_xgboost.depth",
-    "xgboost_learning_rate": "models.direction_xgboost.learning_rate", "early_stopping_rounds": "models.direction_xgboost.early_stopping_rounds",
-    "forest_trees": "models.regime_rf.trees", "forest_max_samples": "models.regime_rf.max_samples",
+    "xgboost_rounds": "models.direction_xgboost.rounds",
+    "xgboost_depth": "models.direction_xgboost.depth",
+    "xgboost_learning_rate": "models.direction_xgboost.learning_rate",
+    "early_stopping_rounds": "models.direction_xgboost.early_stopping_rounds",
+    "forest_trees": "models.regime_rf.trees",
+    "forest_max_samples": "models.regime_rf.max_samples",
 }
 
 
@@ -143,8 +156,10 @@ class ModelsBase(BaseModel):
     def moved_keys(cls, data):
         moved = [key for key in MOVED_MODEL_KEYS if isinstance(data, dict) and key in data]
         if moved:
-            raise ValueError(f"`{moved[0]}` now belongs to its model: write {MOVED_MODEL_KEYS[moved[0]]} "
-                             "(each model's parameters sit under its name, see the repo's config.yaml)")
+            raise ValueError(
+                f"`{moved[0]}` now belongs to its model: write {MOVED_MODEL_KEYS[moved[0]]} "
+                "(each model's parameters sit under its name, see the repo's config.yaml)"
+            )
         return data
 
     @model_validator(mode="after")
@@ -154,12 +169,16 @@ class ModelsBase(BaseModel):
     def settings(self) -> ModelSettings:
         """The shared settings, with each model's section as its parameters."""
         models = [name for name in type(self).model_fields if name not in ModelSettings.__pydantic_fields__]
-        return ModelSettings(**self.model_dump(exclude=set(models)), params={name: getattr(self, name) for name in models})
+        return ModelSettings(
+            **self.model_dump(exclude=set(models)), params={name: getattr(self, name) for name in models}
+        )
 
 
 def models_section(model_params: tuple[tuple[str, type], ...]) -> type[BaseModel]:
     """ModelSettings' shared fields (with their defaults) plus one section per configurable model."""
-    shared = {key: (info.annotation, info) for key, info in ModelSettings.__pydantic_fields__.items() if key != "params"}
+    shared = {
+        key: (info.annotation, info) for key, info in ModelSettings.__pydantic_fields__.items() if key != "params"
+    }
     sections = {name: (params, params()) for name, params in model_params}
     return create_model("ModelsSection", __base__=ModelsBase, **shared, **sections)
 
@@ -168,7 +187,9 @@ def models_section(model_params: tuple[tuple[str, type], ...]) -> type[BaseModel
 def config_schema(parts: ConfigParts) -> type[BaseModel]:
     """The shape of config.yaml, every key typed and bounded: the shared sections plus one per model
     (`models.<name>`: its Params) and per source (`sources.<kind>`: its Options)."""
-    sources = create_model("SourcesSection", __config__=STRICT, **{kind: (options, options()) for kind, options in parts.source_options})
+    sources = create_model(
+        "SourcesSection", __config__=STRICT, **{kind: (options, options()) for kind, options in parts.source_options}
+    )
     models = models_section(parts.model_params)
 
     def source(value: str) -> str:
@@ -178,7 +199,8 @@ def config_schema(parts: ConfigParts) -> type[BaseModel]:
         return value
 
     return create_model(
-        "ConfigFile", __config__=STRICT,
+        "ConfigFile",
+        __config__=STRICT,
         universe=(UniverseSection, ...),
         timeframes=(Annotated[dict[Literal["1d", "1h"], TimeframeEntry], Field(min_length=1)], ...),
         data_dir=(Annotated[str, Field(min_length=1)], "data"),
@@ -201,7 +223,9 @@ class StrictLoader(yaml.SafeLoader):
         depth = getattr(self, "_depth", 0)
         if depth > MAX_CONFIG_DEPTH:
             mark = self.peek_event().start_mark
-            raise yaml.constructor.ConstructorError(None, None, f"nested more than {MAX_CONFIG_DEPTH} levels deep", mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"nested more than {MAX_CONFIG_DEPTH} levels deep", mark
+            )
         self._depth = depth + 1
         try:
             return super().compose_node(parent, index)
@@ -213,8 +237,9 @@ class StrictLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {str(key)[:40]!r} is given twice in one mapping; keep one",
-                                                        key_node.start_mark)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {str(key)[:40]!r} is given twice in one mapping; keep one", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -223,11 +248,16 @@ def _read_yaml(config_path: Path) -> dict:
     if not config_path.is_file():
         raise ConfigError(f"config file {config_path} not found; set {ENV_CONFIG} or pass --config")
     if config_path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{config_path} is {config_path.stat().st_size:,} bytes, more than a config can be ({MAX_CONFIG_BYTES:,}); pass a config file")
+        raise ConfigError(
+            f"{config_path} is {config_path.stat().st_size:,} bytes, more than a config can be "
+            f"({MAX_CONFIG_BYTES:,}); pass a config file"
+        )
     try:
         raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError as error:
-        raise ConfigError(f"{config_path}: not a text file (byte {error.start} is not UTF-8); pass a YAML config") from None
+        raise ConfigError(
+            f"{config_path}: not a text file (byte {error.start} is not UTF-8); pass a YAML config"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -236,8 +266,12 @@ def _read_yaml(config_path: Path) -> dict:
     if raw is None:
         raise ConfigError(f"{config_path} is empty; start from the repo's config.yaml")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{config_path} must be a mapping of settings (universe:, timeframes:, ...), not a {type(raw).__name__}")
-    return {key: value for key, value in raw.items() if value is not None}  # an empty section (`storage:`) means its defaults
+        raise ConfigError(
+            f"{config_path} must be a mapping of settings (universe:, timeframes:, ...), not a {type(raw).__name__}"
+        )
+    return {
+        key: value for key, value in raw.items() if value is not None
+    }  # an empty section (`storage:`) means its defaults
 
 
 def _settings(config, config_path: Path, parts: ConfigParts) -> Settings:
@@ -254,7 +288,9 @@ def _settings(config, config_path: Path, parts: ConfigParts) -> Settings:
         timeframes={name: Timeframe(name=name, lookback=entry.lookback) for name, entry in config.timeframes.items()},
         data_dir=data_dir,
         source=config.source,
-        storage=StorageSettings(storage.mongo_uri, storage.database, storage.ping_timeout_ms, data_dir / storage.fallback_dir),
+        storage=StorageSettings(
+            storage.mongo_uri, storage.database, storage.ping_timeout_ms, data_dir / storage.fallback_dir
+        ),
         validation=config.validation,
         sources=config.sources.model_dump(exclude_none=True),
         features=config.features,
@@ -267,13 +303,21 @@ def _settings(config, config_path: Path, parts: ConfigParts) -> Settings:
 
 def _instruments(universe: UniverseSection) -> dict[str, Instrument]:
     instruments = {
-        entry.symbol: Instrument(symbol=entry.symbol, kind="index", exchange=entry.exchange, name=entry.name,
-                                 has_volume=entry.has_volume, max_abs_return=entry.max_abs_return)
+        entry.symbol: Instrument(
+            symbol=entry.symbol,
+            kind="index",
+            exchange=entry.exchange,
+            name=entry.name,
+            has_volume=entry.has_volume,
+            max_abs_return=entry.max_abs_return,
+        )
         for entry in universe.indices
     }
     for sector, symbols in universe.equities.sectors.items():
         for symbol in symbols:
-            instruments[symbol] = Instrument(symbol=symbol, kind="equity", exchange=universe.equities.exchange, sector=sector)
+            instruments[symbol] = Instrument(
+                symbol=symbol, kind="equity", exchange=universe.equities.exchange, sector=sector
+            )
     for symbol in universe.fx:
         instruments[symbol] = Instrument(symbol=symbol, kind="fx", exchange="FX", has_volume=False)
     for symbol in universe.crypto:

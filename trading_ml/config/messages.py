@@ -15,8 +15,13 @@ def shorten(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def describe_error(error: ValidationError, where: str, schema: type, overridden: dict[tuple, str] | None = None,
-                   secrets: frozenset[tuple[str, ...]] = frozenset()) -> str:
+def describe_error(
+    error: ValidationError,
+    where: str,
+    schema: type,
+    overridden: dict[tuple, str] | None = None,
+    secrets: frozenset[tuple[str, ...]] = frozenset(),
+) -> str:
     """The first error of a validation against ``schema`` as one line."""
     first = error.errors()[0]
     location = tuple(str(part) for part in first["loc"] if part not in ("[key]",))
@@ -27,15 +32,30 @@ def describe_error(error: ValidationError, where: str, schema: type, overridden:
     return f"{name}{value}: {_advice(first, location, schema)}"
 
 
-BOUNDS = {"greater_than_equal": ">= {ge}", "greater_than": "> {gt}", "less_than_equal": "<= {le}", "less_than": "< {lt}"}
+BOUNDS = {
+    "greater_than_equal": ">= {ge}",
+    "greater_than": "> {gt}",
+    "less_than_equal": "<= {le}",
+    "less_than": "< {lt}",
+}
 FIXED_ADVICE = {
     "missing": "is missing; add it (see the repo's config.yaml)",
-    "int_parsing": "must be a whole number", "int_type": "must be a whole number", "int_from_float": "must be a whole number",
-    "float_parsing": "must be a number", "float_type": "must be a number", "finite_number": "must be a finite number",
-    "bool_parsing": "must be true or false", "bool_type": "must be true or false",
-    "list_type": "must be a list", "string_type": "must be text",
-    "too_short": "must not be empty", "string_too_short": "must not be empty",
-    **dict.fromkeys(("dict_type", "model_type", "dataclass_type", "model_attributes_type", "dataclass_args_type"), "must be a mapping"),
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "string_type": "must be text",
+    "too_short": "must not be empty",
+    "string_too_short": "must not be empty",
+    **dict.fromkeys(
+        ("dict_type", "model_type", "dataclass_type", "model_attributes_type", "dataclass_args_type"),
+        "must be a mapping",
+    ),
 }
 
 
@@ -48,7 +68,11 @@ def _advice(error: dict, location: tuple[str, ...], schema: type) -> str:
         nearest = difflib.get_close_matches(location[-1], known, n=1)
         if not known:
             return "unknown key; this section takes none: remove it"
-        return f"unknown key; did you mean {nearest[0]!r}?" if nearest else f"unknown key; known keys here: {', '.join(known)}"
+        return (
+            f"unknown key; did you mean {nearest[0]!r}?"
+            if nearest
+            else f"unknown key; known keys here: {', '.join(known)}"
+        )
     if kind in FIXED_ADVICE:
         return FIXED_ADVICE[kind]
     if kind.startswith("date"):

@@ -34,7 +34,9 @@ def parse_lookback(text: str) -> pd.DateOffset:
         raise ConfigError(f"lookback {text!r} is not like '5y', '6mo', '4w' or '30d'")
     amount, unit = int(match.group(1)), match.group(2)
     if amount > MAX_LOOKBACK_YEARS * {"y": 1, "mo": 12, "w": 53, "d": 366}[unit]:
-        raise ConfigError(f"lookback {text!r} reaches back more than {MAX_LOOKBACK_YEARS} years; use at most {MAX_LOOKBACK_YEARS}y")
+        raise ConfigError(
+            f"lookback {text!r} reaches back more than {MAX_LOOKBACK_YEARS} years; use at most {MAX_LOOKBACK_YEARS}y"
+        )
     unit_name = {"y": "years", "mo": "months", "w": "weeks", "d": "days"}[unit]
     return pd.DateOffset(**{unit_name: amount})
 
@@ -56,7 +58,9 @@ def _lookback(value: str) -> str:
         parse_lookback(value)
     except ConfigError as error:
         if "more than" in str(error):
-            raise ValueError(f"reaches back more than {MAX_LOOKBACK_YEARS} years; use at most {MAX_LOOKBACK_YEARS}y") from None
+            raise ValueError(
+                f"reaches back more than {MAX_LOOKBACK_YEARS} years; use at most {MAX_LOOKBACK_YEARS}y"
+            ) from None
         raise ValueError("is not a lookback: write e.g. 5y, 6mo, 4w or 30d") from None
     return value.strip()
 
@@ -73,8 +77,12 @@ def _mongo_uri(value: str) -> str:
     try:
         parse_uri(value)
     except (PyMongoError, ValueError, TypeError) as error:
-        reason = re.split(r"[:.](?:\s|$)", str(error))[0][:80]  # the first clause: never the URI itself (it may hold a password)
-        raise ValueError(f"is not a MongoDB URI ({reason}): write mongodb://HOST:PORT/ or mongodb+srv://CLUSTER/") from None
+        reason = re.split(r"[:.](?:\s|$)", str(error))[0][
+            :80
+        ]  # the first clause: never the URI itself (it may hold a password)
+        raise ValueError(
+            f"is not a MongoDB URI ({reason}): write mongodb://HOST:PORT/ or mongodb+srv://CLUSTER/"
+        ) from None
     return value
 
 
@@ -116,7 +124,9 @@ class RegimeRules:
     @model_validator(mode="after")
     def fear_above_calm(self):
         if self.fear_vix < self.calm_vix:
-            raise ValueError(f"fear_vix {self.fear_vix} is below calm_vix {self.calm_vix}; make fear_vix at least calm_vix")
+            raise ValueError(
+                f"fear_vix {self.fear_vix} is below calm_vix {self.calm_vix}; make fear_vix at least calm_vix"
+            )
         return self
 
 
@@ -126,10 +136,16 @@ class FeatureSettings:
 
     benchmark: Ticker = "^GSPC"
     volatility_index: Ticker = "^VIX"
-    direction_threshold: Annotated[float, Field(ge=0, lt=0.1)] = 0.001  # Up above +0.1%, Down below -0.1%, Neutral between
-    volatility_window: Annotated[int, Strict(), Field(ge=2)] = 20  # the plan's volatility target: this rolling std, one bar ahead
+    direction_threshold: Annotated[float, Field(ge=0, lt=0.1)] = (
+        0.001  # Up above +0.1%, Down below -0.1%, Neutral between
+    )
+    volatility_window: Annotated[int, Strict(), Field(ge=2)] = (
+        20  # the plan's volatility target: this rolling std, one bar ahead
+    )
     forward_volatility_bars: Count = 5  # realized volatility over the next h bars
-    warmup_bars: Annotated[int, Strict(), Field(ge=0, le=MAX_WARMUP_BARS)] = 500  # bars fetched before each window so every recursive indicator has converged
+    warmup_bars: Annotated[int, Strict(), Field(ge=0, le=MAX_WARMUP_BARS)] = (
+        500  # bars fetched before each window so every recursive indicator has converged
+    )
     regime: RegimeRules = field(default_factory=RegimeRules)
 
 
@@ -137,7 +153,8 @@ def room_to_train(models):
     """Refuse walk-forward settings that leave the first fold less than 20% of the span to train on."""
     if models.folds * models.test_share + models.validation_share >= 0.8:
         raise ValueError(
-            f"folds x test_share + validation_share is {models.folds * models.test_share + models.validation_share:.2f}; "
+            "folds x test_share + validation_share is "
+            f"{models.folds * models.test_share + models.validation_share:.2f}; "
             "keep it below 0.8 so the first fold trains on at least 20% of the span (e.g. 4 x 0.1 + 0.1)"
         )
     return models
@@ -152,15 +169,25 @@ class ModelSettings:
     seed: Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)] = 42  # every library takes a 32-bit seed
     folds: at_most(20) = 4  # walk-forward: this many test segments at the end of the table, judged pooled
     test_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1  # each test segment's share of the table's time span
-    validation_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1  # early stopping on this share just before each test segment
+    validation_share: Annotated[float, Field(gt=0, lt=0.5)] = (
+        0.1  # early stopping on this share just before each test segment
+    )
     ewma_lambda: Annotated[float, Field(gt=0, lt=1)] = 0.94  # RiskMetrics
-    costs_bps: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 5.0  # per unit of turnover in the long-short backtest
-    long_short_share: Annotated[float, Field(gt=0, le=0.5)] = 0.2  # long the top and short the bottom fifth by P(up) - P(down)
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95  # intervals, and the one-sided level the deploy gate demands
+    costs_bps: Annotated[float, Field(ge=0, allow_inf_nan=False)] = (
+        5.0  # per unit of turnover in the long-short backtest
+    )
+    long_short_share: Annotated[float, Field(gt=0, le=0.5)] = (
+        0.2  # long the top and short the bottom fifth by P(up) - P(down)
+    )
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = (
+        0.95  # intervals, and the one-sided level the deploy gate demands
+    )
     bootstrap_block_days: at_most(1_000) = 20  # block bootstrap over dates: blocks this many dates long
     bootstrap_samples: Annotated[int, Strict(), Field(ge=100, le=100_000)] = 1000
     min_compare_days: Count = 20  # production is compared on this run's rows it never saw: at least this many dates
-    params: Mapping[str, Any] = field(default_factory=dict)  # model name -> its class's Params (config.yaml `models.<name>`)
+    params: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # model name -> its class's Params (config.yaml `models.<name>`)
 
     @model_validator(mode="after")
     def room_to_train(self):
@@ -169,7 +196,9 @@ class ModelSettings:
     def of(self, model: str) -> Any:
         """A model's parameters (config.yaml `models.<model>`)."""
         if model not in self.params:
-            raise UnknownModel(f"model {shorten(model)} takes no parameters; configurable models are {', '.join(self.params)}")
+            raise UnknownModel(
+                f"model {shorten(model)} takes no parameters; configurable models are {', '.join(self.params)}"
+            )
         return self.params[model]
 
     @property
@@ -190,15 +219,21 @@ class ModelSettings:
 class AirflowSettings:
     """How the DAG (dags/trading_ml_training.py) schedules and retries the stages."""
 
-    schedule: Annotated[str, Field(min_length=9)] = "0 6 1 1,4,7,10 *"  # quarterly: 06:00 UTC on the first day of each quarter
+    schedule: Annotated[str, Field(min_length=9)] = (
+        "0 6 1 1,4,7,10 *"  # quarterly: 06:00 UTC on the first day of each quarter
+    )
     ingest_retries: Annotated[int, Strict(), Field(ge=0)] = 4
-    stage_retries: Annotated[int, Strict(), Field(ge=0)] = 2  # every other task: a lost worker or a store that stopped answering
+    stage_retries: Annotated[int, Strict(), Field(ge=0)] = (
+        2  # every other task: a lost worker or a store that stopped answering
+    )
     retry_delay_seconds: Positive = 30.0  # doubles on each retry, up to max_retry_delay_seconds
     max_retry_delay_seconds: Positive = 600.0
     source_pool: Name = "market_data_source"  # caps concurrent calls to the data provider (Yahoo)
     source_pool_slots: Count = 4
     mongo_conn_id: Name = "mongo_default"
-    approve_promotions: Annotated[bool, Strict()] = False  # a person approves each promotion the gate proposes (Airflow's human-in-the-loop)
+    approve_promotions: Annotated[bool, Strict()] = (
+        False  # a person approves each promotion the gate proposes (Airflow's human-in-the-loop)
+    )
 
 
 @checked(frozen=True, config=STRICT)
@@ -206,9 +241,15 @@ class ApiSettings:
     """The signals API (trading_ml.serving)."""
 
     max_body_bytes: at_most(100_000_000) = 1_000_000  # larger request bodies get 413
-    cached_as_of: at_most(1_000) = 8  # signal tables kept (least recently used out first), one per stored bars and production versions
-    concurrent_builds: at_most(64) = 1  # signal tables built at once (a cold as-of costs seconds of CPU; raise it with the cores)
-    build_wait_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0  # a cold request waits this long for a build slot, else 503
+    cached_as_of: at_most(1_000) = (
+        8  # signal tables kept (least recently used out first), one per stored bars and production versions
+    )
+    concurrent_builds: at_most(64) = (
+        1  # signal tables built at once (a cold as-of costs seconds of CPU; raise it with the cores)
+    )
+    build_wait_seconds: Annotated[float, Field(ge=0, le=600)] = (
+        5.0  # a cold request waits this long for a build slot, else 503
+    )
     body_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0  # a request body that stops arriving gets 408
 
 

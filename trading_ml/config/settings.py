@@ -73,7 +73,9 @@ class Settings:
     models: ModelSettings = field(default_factory=ModelSettings)
     airflow: AirflowSettings = field(default_factory=AirflowSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
-    parts: Any = field(default=None, compare=False, repr=False)  # the ConfigParts they were checked with (config.loader)
+    parts: Any = field(
+        default=None, compare=False, repr=False
+    )  # the ConfigParts they were checked with (config.loader)
 
     def instrument(self, symbol: str) -> Instrument:
         """The configured instrument, or an equity on the default exchange for symbols outside it."""
@@ -119,12 +121,11 @@ def parse_as_of(text: str | dt.date | None, today: dt.date | None = None) -> dt.
         except ValueError as error:
             raise ConfigError(f"as-of date {text!r} is not YYYY-MM-DD") from error
     if as_of < EARLIEST_AS_OF:
-        raise ConfigError(f"as-of date {as_of} is before {EARLIEST_AS_OF}; no market data reaches back that far: pass a later date")
-    if as_of > today:
         raise ConfigError(
-            f"as-of date {as_of} is in the future (today is {today}); "
-            "pass today or an earlier date"
+            f"as-of date {as_of} is before {EARLIEST_AS_OF}; no market data reaches back that far: pass a later date"
         )
+    if as_of > today:
+        raise ConfigError(f"as-of date {as_of} is in the future (today is {today}); pass today or an earlier date")
     return as_of
 
 
@@ -139,15 +140,27 @@ def settings_document(settings: Settings) -> dict[str, Any]:
     sectors: dict[str, list[str]] = {}
     for instrument in equities:
         sectors.setdefault(instrument.sector, []).append(instrument.symbol)
-    indices = [{"symbol": i.symbol, "name": i.name, "exchange": i.exchange, "has_volume": i.has_volume,
-                "max_abs_return": i.max_abs_return} for i in instruments if i.kind == "index"]
+    indices = [
+        {
+            "symbol": i.symbol,
+            "name": i.name,
+            "exchange": i.exchange,
+            "has_volume": i.has_volume,
+            "max_abs_return": i.max_abs_return,
+        }
+        for i in instruments
+        if i.kind == "index"
+    ]
     models = to_jsonable_python(settings.models)
     storage = settings.storage
     fallback = storage.fallback_dir
     return {
         "universe": {
             "indices": indices,
-            "equities": {"exchange": equities[0].exchange if equities else settings.default_exchange, "sectors": sectors},
+            "equities": {
+                "exchange": equities[0].exchange if equities else settings.default_exchange,
+                "sectors": sectors,
+            },
             "fx": [i.symbol for i in instruments if i.kind == "fx"],
             "crypto": [i.symbol for i in instruments if i.kind == "crypto"],
             "default_exchange": settings.default_exchange,
@@ -155,8 +168,13 @@ def settings_document(settings: Settings) -> dict[str, Any]:
         "timeframes": {name: {"lookback": timeframe.lookback} for name, timeframe in settings.timeframes.items()},
         "data_dir": str(settings.data_dir),
         "source": settings.source,
-        "storage": {"database": storage.database, "ping_timeout_ms": storage.ping_timeout_ms,
-                    "fallback_dir": str(fallback.relative_to(settings.data_dir) if fallback.is_relative_to(settings.data_dir) else fallback)},
+        "storage": {
+            "database": storage.database,
+            "ping_timeout_ms": storage.ping_timeout_ms,
+            "fallback_dir": str(
+                fallback.relative_to(settings.data_dir) if fallback.is_relative_to(settings.data_dir) else fallback
+            ),
+        },
         "validation": to_jsonable_python(settings.validation),
         "sources": to_jsonable_python(settings.sources),
         "features": to_jsonable_python(settings.features),

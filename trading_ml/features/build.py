@@ -57,7 +57,11 @@ def build_timeframe(
 
 
 def build_symbol(
-    symbol: str, bars: pd.DataFrame, instrument: Instrument, market: MarketPanel, options: FeatureSettings,
+    symbol: str,
+    bars: pd.DataFrame,
+    instrument: Instrument,
+    market: MarketPanel,
+    options: FeatureSettings,
     window_start: pd.Timestamp | None = None,
 ) -> SymbolFeatures:
     names = symbol_feature_names(instrument.has_volume) + market.feature_names
@@ -80,7 +84,9 @@ def build_symbol(
     )
 
 
-def feature_panel(built: TimeframeFeatures, instruments: dict[str, Instrument]) -> tuple[pd.DataFrame | None, dict[str, str]]:
+def feature_panel(
+    built: TimeframeFeatures, instruments: dict[str, Instrument]
+) -> tuple[pd.DataFrame | None, dict[str, str]]:
     """The one table models learn from and are served on: every symbol with volume and rows past the
     warm-up, indexed by (timestamp, symbol), features then targets; and each symbol left out, with why.
     Training and serving both call this, so a bar gets the same row in both."""
@@ -94,7 +100,9 @@ def feature_panel(built: TimeframeFeatures, instruments: dict[str, Instrument]) 
     if not tables:
         return None, excluded
     names = symbol_feature_names(True) + built.market.feature_names
-    return pd.concat(tables).sort_index(level=["timestamp", "symbol"])[names + list(TARGET_COLUMNS) + list(BASELINE_COLUMNS)], excluded
+    return pd.concat(tables).sort_index(level=["timestamp", "symbol"])[
+        names + list(TARGET_COLUMNS) + list(BASELINE_COLUMNS)
+    ], excluded
 
 
 def panel_exclusion(instrument: Instrument, result: SymbolFeatures) -> str | None:
@@ -102,5 +110,7 @@ def panel_exclusion(instrument: Instrument, result: SymbolFeatures) -> str | Non
     if not instrument.has_volume:
         return "market input only (no volume)"
     if result.table.empty:
-        return f"no rows past the warm-up: {result.bars} bars, {result.warmup_rows} needed before every feature is known"
+        return (
+            f"no rows past the warm-up: {result.bars} bars, {result.warmup_rows} needed before every feature is known"
+        )
     return None

@@ -173,8 +173,16 @@ def bollinger(close: pd.Series, length: int, width: float) -> pd.DataFrame:
     moments (population standard deviation)."""
     middle, spread = window_mean(close, length), width * window_std(close, length, ddof=0)
     lower, upper = middle - spread, middle + spread
-    return pd.DataFrame({0: lower, 1: middle, 2: upper, 3: 100 * (upper - lower) / middle,
-                         4: (close - lower) / (upper - lower).where(upper > lower)}, index=close.index)
+    return pd.DataFrame(
+        {
+            0: lower,
+            1: middle,
+            2: upper,
+            3: 100 * (upper - lower) / middle,
+            4: (close - lower) / (upper - lower).where(upper > lower),
+        },
+        index=close.index,
+    )
 
 
 def volume(bars: pd.DataFrame) -> dict[str, pd.Series]:
@@ -293,7 +301,9 @@ def commodity_channel_index(high: pd.Series, low: pd.Series, close: pd.Series, l
     (``tp - sma / (c * mad)``), which gives values in the thousands.
     """
     typical = _series(ta.hlc3(high, low, close), close.index)
-    return (typical - _series(ta.sma(typical, length), close.index)) / (0.015 * _series(ta.mad(typical, length), close.index))
+    return (typical - _series(ta.sma(typical, length), close.index)) / (
+        0.015 * _series(ta.mad(typical, length), close.index)
+    )
 
 
 def _sign_entropy(returns: pd.Series, bars: int, flat: float) -> pd.Series:

@@ -47,7 +47,9 @@ def build_market_panel(
     if options.volatility_index in closed:
         panel.components["vix"] = vix_component(closed[options.volatility_index])
     else:
-        panel.missing["vix"] = f"{options.volatility_index} ({options.volatility_index} {timeframe}) was not validated in this run"
+        panel.missing["vix"] = (
+            f"{options.volatility_index} ({options.volatility_index} {timeframe}) was not validated in this run"
+        )
     equities = {s: bars for s, bars in closed.items() if instruments[s].kind == "equity"}
     if equities:
         panel.components["breadth"] = breadth_component(equities)
@@ -62,12 +64,14 @@ def build_market_panel(
 
 def vix_component(vix: pd.DataFrame) -> pd.DataFrame:
     level = vix["close"]
-    return pd.DataFrame({
-        "vix_level": level,
-        "vix_change_1": level.diff(),
-        "vix_change_5": level.pct_change(5),
-        "vix_to_sma_20": level / level.rolling(20).mean() - 1,
-    })
+    return pd.DataFrame(
+        {
+            "vix_level": level,
+            "vix_change_1": level.diff(),
+            "vix_change_5": level.pct_change(5),
+            "vix_to_sma_20": level / level.rolling(20).mean() - 1,
+        }
+    )
 
 
 def breadth_component(equities: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -81,24 +85,28 @@ def breadth_component(equities: dict[str, pd.DataFrame]) -> pd.DataFrame:
     above_frame, move_frame = pd.DataFrame(above), pd.DataFrame(moves)
     net = ((move_frame > 0).sum(axis=1) - (move_frame < 0).sum(axis=1)) / move_frame.notna().sum(axis=1)
     net = net.where(move_frame.notna().any(axis=1))
-    return pd.DataFrame({
-        "breadth_above_sma_50": above_frame.mean(axis=1),
-        "advance_decline": net,
-        "advance_decline_10": net.rolling(10).mean(),
-    })
+    return pd.DataFrame(
+        {
+            "breadth_above_sma_50": above_frame.mean(axis=1),
+            "advance_decline": net,
+            "advance_decline_10": net.rolling(10).mean(),
+        }
+    )
 
 
 def benchmark_component(benchmark: pd.DataFrame) -> pd.DataFrame:
     price = benchmark["adj_close"]
     returns = price.pct_change()
     close = benchmark["close"]
-    return pd.DataFrame({
-        "benchmark_return_1": returns,
-        "benchmark_return_5": price.pct_change(5),
-        "benchmark_return_20": price.pct_change(20),
-        "benchmark_close_to_sma_200": close / close.rolling(200).mean() - 1,
-        "benchmark_volatility_20": window_std(returns, 20),
-    })
+    return pd.DataFrame(
+        {
+            "benchmark_return_1": returns,
+            "benchmark_return_5": price.pct_change(5),
+            "benchmark_return_20": price.pct_change(20),
+            "benchmark_close_to_sma_200": close / close.rolling(200).mean() - 1,
+            "benchmark_volatility_20": window_std(returns, 20),
+        }
+    )
 
 
 def attach_market(features: pd.DataFrame, instrument: Instrument, panel: MarketPanel) -> pd.DataFrame:

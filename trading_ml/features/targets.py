@@ -40,22 +40,27 @@ TARGET_COLUMNS = (
 )
 
 
-def make_targets(bars: pd.DataFrame, features: pd.DataFrame, options: FeatureSettings, timeframe: str, bars_per_year: int) -> pd.DataFrame:
+def make_targets(
+    bars: pd.DataFrame, features: pd.DataFrame, options: FeatureSettings, timeframe: str, bars_per_year: int
+) -> pd.DataFrame:
     """Every target of one symbol, aligned with its bars; NaN where the future is not in the data.
     ``bars_per_year`` (from the symbol's calendar) annualizes the fear gauge when there is no VIX."""
     returns = bars["adj_close"].pct_change()
     next_return = returns.shift(-1)
     horizon = options.forward_volatility_bars
     regime = regime_labels(regime_inputs(bars, features, options.regime, bars_per_year), options.regime)
-    return pd.DataFrame({
-        "target_return": next_return,
-        "target_direction": direction_labels(next_return, options.direction_threshold),
-        "target_volatility": returns.rolling(options.volatility_window).std().shift(-1),
-        "target_forward_volatility": np.sqrt((returns**2).rolling(horizon).mean().shift(-horizon)),
-        "target_regime": regime,
-        "target_regime_ahead": regime.shift(-options.regime.horizon),
-        "baseline_regime_random_walk": random_walk_regime(bars, features, options.regime, bars_per_year),
-    }, index=bars.index)
+    return pd.DataFrame(
+        {
+            "target_return": next_return,
+            "target_direction": direction_labels(next_return, options.direction_threshold),
+            "target_volatility": returns.rolling(options.volatility_window).std().shift(-1),
+            "target_forward_volatility": np.sqrt((returns**2).rolling(horizon).mean().shift(-horizon)),
+            "target_regime": regime,
+            "target_regime_ahead": regime.shift(-options.regime.horizon),
+            "baseline_regime_random_walk": random_walk_regime(bars, features, options.regime, bars_per_year),
+        },
+        index=bars.index,
+    )
 
 
 def direction_labels(next_return: pd.Series, threshold: float) -> pd.Series:
@@ -66,12 +71,15 @@ def direction_labels(next_return: pd.Series, threshold: float) -> pd.Series:
 
 def regime_inputs(bars: pd.DataFrame, features: pd.DataFrame, rules: RegimeRules, bars_per_year: int) -> pd.DataFrame:
     """The rule inputs at each bar: trend (SMA 50 vs 200), return, ADX and the fear gauge."""
-    return pd.DataFrame({
-        "trend": np.sign(features["sma_50_to_sma_200"]),
-        "returns": bars["adj_close"].pct_change(rules.return_bars),
-        "adx": features["adx_14"],
-        "fear": fear_gauge(features, bars_per_year),
-    }, index=bars.index)
+    return pd.DataFrame(
+        {
+            "trend": np.sign(features["sma_50_to_sma_200"]),
+            "returns": bars["adj_close"].pct_change(rules.return_bars),
+            "adx": features["adx_14"],
+            "fear": fear_gauge(features, bars_per_year),
+        },
+        index=bars.index,
+    )
 
 
 def fear_gauge(features: pd.DataFrame, bars_per_year: int) -> pd.Series:
@@ -107,11 +115,16 @@ def regime_codes(trend, returns, adx, fear, rules: RegimeRules) -> np.ndarray:
     up, down = (trend > 0) & (returns > 0), (trend < 0) & (returns < 0)
     fearful, calm, choppy = fear > rules.fear_vix, fear < rules.calm_vix, adx < rules.trend_adx
     bull, bear, sideways, high_vol = (REGIMES.index(n) for n in ("bull", "bear", "sideways", "high_vol"))
-    return np.select([down & fearful, fearful, up & calm, choppy, up, down], [bear, high_vol, bull, sideways, bull, bear], default=sideways)
+    return np.select(
+        [down & fearful, fearful, up & calm, choppy, up, down],
+        [bear, high_vol, bull, sideways, bull, bear],
+        default=sideways,
+    )
 
 
-def random_walk_regime(bars: pd.DataFrame, features: pd.DataFrame, rules: RegimeRules, bars_per_year: int,
-                       paths: int = RANDOM_WALK_PATHS) -> pd.Series:
+def random_walk_regime(
+    bars: pd.DataFrame, features: pd.DataFrame, rules: RegimeRules, bars_per_year: int, paths: int = RANDOM_WALK_PATHS
+) -> pd.Series:
     """The modal label ``rules.horizon`` bars ahead over ``paths`` driftless random-walk continuations
     of the close at its 20-bar volatility; the 50/200 averages and the return over ``return_bars``
     are rolled forward along each path, ADX and the fear gauge stay (data up to each bar only)."""
@@ -120,19 +133,28 @@ def random_walk_regime(bars: pd.DataFrame, features: pd.DataFrame, rules: Regime
     log_close = np.log(close)
     volatility = pd.Series(np.diff(log_close, prepend=np.nan)).rolling(20).std().to_numpy()
     steps = np.random.default_rng(0).standard_normal((paths, horizon))
-    future = close[:, None, None] * np.exp(volatility[:, None, None] * np.cumsum(steps, axis=1)[None])  # rows x paths x horizon
+    future = close[:, None, None] * np.exp(
+        volatility[:, None, None] * np.cumsum(steps, axis=1)[None]
+    )  # rows x paths x horizon
     added = future.sum(axis=2)
     kept = {n: pd.Series(close).rolling(n - horizon).sum().to_numpy()[:, None] for n in (50, 200)}
     trend = np.sign((kept[50] + added) / 50 - (kept[200] + added) / 200)
     if horizon < lookback:  # the return's first price is already known
         base = np.broadcast_to(pd.Series(close).shift(lookback - horizon).to_numpy()[:, None], future.shape[:2])
     else:
-        base = np.concatenate([np.broadcast_to(close[:, None, None], (len(close), paths, 1)), future], axis=2)[:, :, horizon - lookback]
+        base = np.concatenate([np.broadcast_to(close[:, None, None], (len(close), paths, 1)), future], axis=2)[
+            :, :, horizon - lookback
+        ]
     returns = future[:, :, -1] / base - 1
     inputs = regime_inputs(bars, features, rules, bars_per_year)
     adx, fear = inputs["adx"].to_numpy(dtype=float)[:, None], inputs["fear"].to_numpy(dtype=float)[:, None]
     codes = regime_codes(trend, returns, adx, fear, rules)
     counts = np.stack([(codes == k).sum(axis=1) for k in range(len(REGIMES))], axis=1)
     labels = pd.Series(np.array(REGIMES, dtype=object)[counts.argmax(axis=1)], index=bars.index, dtype="object")
-    known = np.isfinite(volatility) & np.isfinite(kept[200][:, 0]) & np.isfinite(base[:, 0]) & inputs.notna().all(axis=1).to_numpy()
+    known = (
+        np.isfinite(volatility)
+        & np.isfinite(kept[200][:, 0])
+        & np.isfinite(base[:, 0])
+        & inputs.notna().all(axis=1).to_numpy()
+    )
     return labels.where(known)

@@ -22,15 +22,23 @@ class Resampling:
     confidence: float
 
 
-def long_short_backtest(score: pd.Series, next_return: pd.Series, share: float, costs_bps: float, bars_per_year: int,
-                        resampling: Resampling | None = None) -> dict:
+def long_short_backtest(
+    score: pd.Series,
+    next_return: pd.Series,
+    share: float,
+    costs_bps: float,
+    bars_per_year: int,
+    resampling: Resampling | None = None,
+) -> dict:
     """Each bar: long the top ``share`` of symbols by score, short the bottom, equal weights, costs
     of ``costs_bps`` per unit of turnover; against buy-and-hold of every symbol, equally weighted.
     Sharpe ratios are annualized with the calendar's ``bars_per_year``. With ``resampling``, each
     of Sharpe, maximum drawdown, total return and turnover gets an interval from paths of whole
     blocks of dates (a path keeps the order a drawdown needs inside each block)."""
     frame = pd.DataFrame({"score": score, "next": next_return}).dropna()
-    weights = frame.groupby(level="timestamp", group_keys=False)["score"].apply(lambda day: _long_short_weights(day, share))
+    weights = frame.groupby(level="timestamp", group_keys=False)["score"].apply(
+        lambda day: _long_short_weights(day, share)
+    )
     frame["weight"] = weights
     gross = (frame["weight"] * frame["next"]).groupby(level="timestamp").sum()
     turnover = frame["weight"].unstack("symbol").fillna(0.0).diff().abs().sum(axis=1)
@@ -53,27 +61,40 @@ def long_short_backtest(score: pd.Series, next_return: pd.Series, share: float, 
     return result
 
 
-def _intervals(strategy: pd.Series, hold: pd.Series, turnover: pd.Series, bars_per_year: int, resampling: Resampling) -> dict:
+def _intervals(
+    strategy: pd.Series, hold: pd.Series, turnover: pd.Series, bars_per_year: int, resampling: Resampling
+) -> dict:
     """{long_short: {metric: interval}, buy_and_hold: {...}, turnover: interval} over block-resampled
     paths: arch's circular-block indices, every path's figures computed at once."""
-    paths = np.column_stack([strategy.to_numpy(), hold.reindex(strategy.index).fillna(0.0).to_numpy(), turnover.to_numpy()])
+    paths = np.column_stack(
+        [strategy.to_numpy(), hold.reindex(strategy.index).fillna(0.0).to_numpy(), turnover.to_numpy()]
+    )
     block = max(1, min(resampling.block_days, len(paths)))
     bootstrap = CircularBlockBootstrap(block, paths, seed=np.random.default_rng(resampling.seed))
     resampled = paths[np.stack([bootstrap.update_indices() for _ in range(resampling.samples)])]  # samples x bars x 3
     names = ("annualized_sharpe", "max_drawdown", "total_return")
     drawn = {}
     for column, side in enumerate(("long_short", "buy_and_hold")):
-        point, samples = _figures(paths[None, :, column], bars_per_year), _figures(resampled[:, :, column], bars_per_year)
+        point, samples = (
+            _figures(paths[None, :, column], bars_per_year),
+            _figures(resampled[:, :, column], bars_per_year),
+        )
         drawn[side] = {name: interval(point[k][0], samples[k], resampling.confidence) for k, name in enumerate(names)}
     turnover_point, turnover_samples = paths[:, 2].mean(), resampled[:, :, 2].mean(axis=1)
-    return {**drawn, "turnover": interval(turnover_point, turnover_samples, resampling.confidence), "confidence": resampling.confidence}
+    return {
+        **drawn,
+        "turnover": interval(turnover_point, turnover_samples, resampling.confidence),
+        "confidence": resampling.confidence,
+    }
 
 
 def _figures(returns: np.ndarray, bars_per_year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(annualized Sharpe, maximum drawdown, total return) of each row of returns (one path per row)."""
     equity = np.cumprod(1 + returns, axis=1)
     spread = returns.std(axis=1, ddof=1) if returns.shape[1] > 1 else np.zeros(len(returns))
-    sharpe = np.divide(returns.mean(axis=1), spread, out=np.zeros(len(returns)), where=spread > 0) * np.sqrt(bars_per_year)
+    sharpe = np.divide(returns.mean(axis=1), spread, out=np.zeros(len(returns)), where=spread > 0) * np.sqrt(
+        bars_per_year
+    )
     drawdown = (equity / np.maximum.accumulate(equity, axis=1) - 1).min(axis=1)
     return sharpe, drawdown, equity[:, -1] - 1
 

@@ -35,7 +35,9 @@ class Entry:
 
 CATALOGUE = {model.name: Entry.of(model) for model in MODELS}
 ENSEMBLE = DirectionEnsemble.name
-TRAINED_MODELS = tuple(name for name, found in CATALOGUE.items() if not found.members)  # in training order; combinations are built after them (combine)
+TRAINED_MODELS = tuple(
+    name for name, found in CATALOGUE.items() if not found.members
+)  # in training order; combinations are built after them (combine)
 MODEL_NAMES = tuple(CATALOGUE)
 
 
@@ -52,8 +54,10 @@ def chosen_models(names: Sequence[str] | None) -> list[str]:
         return list(TRAINED_MODELS)
     for name in names:
         if members_of(entry(name).name):
-            raise UnknownModel(f"{name} is built from {' and '.join(members_of(name))} once they trained, not trained itself; "
-                               f"choose from {', '.join(TRAINED_MODELS)}")
+            raise UnknownModel(
+                f"{name} is built from {' and '.join(members_of(name))} once they trained, not trained itself; "
+                f"choose from {', '.join(TRAINED_MODELS)}"
+            )
     return [name for name in TRAINED_MODELS if name in names]
 
 

@@ -35,11 +35,21 @@ class TrainingData:
         path = entry["training_table"]["path"]
         resolved = ctx.layout.resolve(path)
         if not intact(resolved, entry["training_table"]["sha256"]):
-            raise DataError(f"{resolved} is missing or changed since the features stage wrote it; re-run `trading-ml features --run-id {ctx.run_id}`")
+            raise DataError(
+                f"{resolved} is missing or changed since the features stage wrote it; re-run `trading-ml features "
+                f"--run-id {ctx.run_id}`"
+            )
         table = read_parquet(resolved)
         folds = walk_forward(table, ctx.settings.models, ctx.settings.features)
-        return cls(table, folds, folds[-1], model_features(entry["feature_names"]), timeframe, path,
-                   ctx.settings.features.volatility_window)
+        return cls(
+            table,
+            folds,
+            folds[-1],
+            model_features(entry["feature_names"]),
+            timeframe,
+            path,
+            ctx.settings.features.volatility_window,
+        )
 
     def for_fold(self, split: Split) -> TrainingData:
         return replace(self, split=split)

@@ -46,7 +46,9 @@ def round_logger(name: str, rounds: int):
     class RoundLogger(xgb.callback.TrainingCallback):
         def after_iteration(self, model, epoch: int, evals_log) -> bool:
             if progress_due(epoch + 1, rounds):
-                losses = ", ".join(f"{metric} {values[-1]:.5f}" for scores in evals_log.values() for metric, values in scores.items())
+                losses = ", ".join(
+                    f"{metric} {values[-1]:.5f}" for scores in evals_log.values() for metric, values in scores.items()
+                )
                 log.info("%s: round %d of at most %d: validation %s", name, epoch + 1, rounds, losses)
             return False
 
@@ -96,16 +98,25 @@ class XGBoostDirection:
             tree_method="hist",
             callbacks=[round_logger(cls.name, params.rounds)],
         )
-        log.info("%s: up to %d rounds on %d training rows, stopping after %d without a better validation loss",
-                 cls.name, params.rounds, train.sum(), params.early_stopping_rounds)
-        booster.fit(features[train], target[train], eval_set=[(features[validation], target[validation])], verbose=False)
+        log.info(
+            "%s: up to %d rounds on %d training rows, stopping after %d without a better validation loss",
+            cls.name,
+            params.rounds,
+            train.sum(),
+            params.early_stopping_rounds,
+        )
+        booster.fit(
+            features[train], target[train], eval_set=[(features[validation], target[validation])], verbose=False
+        )
         log.info("%s: best round %d", cls.name, booster.best_iteration + 1)
         importance = dict(zip(feature_names, booster.feature_importances_.round(6).tolist(), strict=True))
         info = {"best_iteration": int(booster.best_iteration), "feature_importance": importance}
         return cls(feature_names, booster, info)
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
-        return probabilities_frame(table.index, self.booster.predict_proba(feature_matrix(table, self.feature_names, self.name)))
+        return probabilities_frame(
+            table.index, self.booster.predict_proba(feature_matrix(table, self.feature_names, self.name))
+        )
 
     def save(self) -> dict[str, bytes]:
         model = bytes(self.booster.get_booster().save_raw(raw_format="json"))
@@ -126,7 +137,9 @@ class LSTMDirection:
     FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), the scaler and shape
     Params = LSTMParams  # config.yaml `models.direction_lstm`
 
-    def __init__(self, feature_names: list[str], net: lstm.LSTMNet, scaler: Standardizer, shape: dict, info: dict | None = None):
+    def __init__(
+        self, feature_names: list[str], net: lstm.LSTMNet, scaler: Standardizer, shape: dict, info: dict | None = None
+    ):
         self.feature_names, self.net, self.scaler, self.shape, self.info = feature_names, net, scaler, shape, info or {}
 
     @classmethod
@@ -146,9 +159,15 @@ class LSTMDirection:
         lstm.seed_everything(seed)
         net = lstm.LSTMNet(len(feature_names), params.hidden, 3)
         history = lstm.fit(
-            net, sequences, targets,
-            np.flatnonzero(labelled & (segment == "train")), np.flatnonzero(labelled & (segment == "validation")),
-            nn.CrossEntropyLoss(), params, seed, cls.name,
+            net,
+            sequences,
+            targets,
+            np.flatnonzero(labelled & (segment == "train")),
+            np.flatnonzero(labelled & (segment == "validation")),
+            nn.CrossEntropyLoss(),
+            params,
+            seed,
+            cls.name,
         )
         shape = {"sequence_length": params.sequence_length, "hidden": params.hidden}
         return cls(feature_names, net, scaler, shape, history)
@@ -226,4 +245,3 @@ def average_probabilities(members: list[pd.DataFrame]) -> pd.DataFrame:
     present = np.isfinite(stacked).sum(axis=0)
     mean = np.nansum(stacked, axis=0) / np.where(present > 0, present, 1)
     return probabilities_frame(members[0].index, np.where(present > 0, mean, np.nan))
-

@@ -33,18 +33,26 @@ def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd
     and its skill: the improvement over the best baseline on the primary metric."""
     rules = TASKS[task]
     candidates = {"model": predictions, **rules.baselines(table, folds, settings)}
-    rows = np.logical_and.reduce([out_of_sample_rows(task, table, folds, predictions), *(_complete(c) for c in candidates.values())])
+    rows = np.logical_and.reduce(
+        [out_of_sample_rows(task, table, folds, predictions), *(_complete(c) for c in candidates.values())]
+    )
     if not rows.any():
-        raise DataError(f"{task}: no out-of-sample rows with a label and a prediction; the table is too short for {len(folds)} "
-                        "walk-forward folds: use a longer lookback or fewer models.folds")
+        raise DataError(
+            f"{task}: no out-of-sample rows with a label and a prediction; the table is too short for {len(folds)} "
+            "walk-forward folds: use a longer lookback or fewer models.folds"
+        )
     resampled, model, others, skill = judge(task, table, rows, candidates, settings)
     result = {
         "task": task,
         "rows": int(rows.sum()),
         "days": resampled.days,
         "folds": [split.to_dict() for split in folds],
-        "primary": {"metric": rules.primary, **model[rules.primary], "higher_is_better": rules.higher_is_better,
-                    **rules.primary_details(table.index[rows])},
+        "primary": {
+            "metric": rules.primary,
+            **model[rules.primary],
+            "higher_is_better": rules.higher_is_better,
+            **rules.primary_details(table.index[rows]),
+        },
         "metrics": model,
         "baselines": others,
         "skill": skill,
@@ -52,7 +60,9 @@ def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd
         **rules.details(table, rows, predictions, settings),
     }
     if rules.t_statistic:  # in the metrics, after the primary summary took its copy
-        model[rules.primary]["t_stat"] = bootstrap_t(model[rules.primary]["value"], _samples(rules, resampled, "model", rules.primary))
+        model[rules.primary]["t_stat"] = bootstrap_t(
+            model[rules.primary]["value"], _samples(rules, resampled, "model", rules.primary)
+        )
     return result
 
 
@@ -64,17 +74,33 @@ def judge(task: str, table: pd.DataFrame, rows: np.ndarray, candidates: dict[str
     scored = {name: _scored(rules, resampled, name, settings.models.confidence) for name in candidates}
     model, others = scored.pop("model"), scored
     best = max(others, key=lambda b: _oriented(rules, others[b][rules.primary]["value"]))
-    skill = {"metric": rules.primary, "baseline": best, **_improvement(rules, resampled, "model", best, settings.models.confidence)}
+    skill = {
+        "metric": rules.primary,
+        "baseline": best,
+        **_improvement(rules, resampled, "model", best, settings.models.confidence),
+    }
     return resampled, model, others, skill
 
 
-def versus(task: str, table: pd.DataFrame, folds: list[Split], challenger: pd.DataFrame, incumbent: pd.DataFrame, rows: np.ndarray, settings: Settings) -> dict:
+def versus(
+    task: str,
+    table: pd.DataFrame,
+    folds: list[Split],
+    challenger: pd.DataFrame,
+    incumbent: pd.DataFrame,
+    rows: np.ndarray,
+    settings: Settings,
+) -> dict:
     """The challenger's improvement over another model's predictions on the given rows (primary metric)."""
     rules = TASKS[task]
     rows = rows & out_of_sample_rows(task, table, folds, challenger) & _complete(incumbent)
     resampled = _resample(task, table, rows, {"model": challenger, "production": incumbent}, settings)
-    return {"metric": rules.primary, "rows": int(rows.sum()), "days": resampled.days,
-            **_improvement(rules, resampled, "model", "production", settings.models.confidence)}
+    return {
+        "metric": rules.primary,
+        "rows": int(rows.sum()),
+        "days": resampled.days,
+        **_improvement(rules, resampled, "model", "production", settings.models.confidence),
+    }
 
 
 def out_of_sample_rows(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd.DataFrame) -> np.ndarray:
@@ -102,8 +128,11 @@ def _samples(rules: Task, resampled, name: str, metric: str) -> pd.Series:
 def _scored(rules: Task, resampled, name: str, confidence: float) -> dict:
     """Every metric the candidate has (one-hot baselines have no log loss), with its interval."""
     point = resampled.point.to_frame().T
-    return {metric: interval(float(fn(point, name).iloc[0]), fn(resampled.samples, name), confidence) for metric, fn in rules.metrics.items()
-            if metric != "log_loss" or f"{name}.log_loss" in point}
+    return {
+        metric: interval(float(fn(point, name).iloc[0]), fn(resampled.samples, name), confidence)
+        for metric, fn in rules.metrics.items()
+        if metric != "log_loss" or f"{name}.log_loss" in point
+    }
 
 
 def _oriented(rules: Task, value: float) -> float:

@@ -96,15 +96,30 @@ def fit(
     log.info("%s: %d epochs over %d training and %d validation sequences", name, epochs, len(train), len(validation))
     for epoch in range(epochs):
         started = time.perf_counter()
-        training_loss = train_epoch(net, sequences, targets, train[torch.randperm(len(train), generator=generator).numpy()],
-                                    loss_fn, optimizer, batch)
+        training_loss = train_epoch(
+            net,
+            sequences,
+            targets,
+            train[torch.randperm(len(train), generator=generator).numpy()],
+            loss_fn,
+            optimizer,
+            batch,
+        )
         validation_loss = evaluate_loss(net, sequences, targets, validation, loss_fn, batch)
         history.append(round(validation_loss, 6))
         improved = validation_loss < best[0]
         if improved:
             best = (validation_loss, copy.deepcopy(net.state_dict()))
-        log.info("%s: epoch %d of %d: training loss %.5f, validation loss %.5f%s (%.1f s)", name, epoch + 1, epochs,
-                 training_loss, validation_loss, ", best so far" if improved else "", time.perf_counter() - started)
+        log.info(
+            "%s: epoch %d of %d: training loss %.5f, validation loss %.5f%s (%.1f s)",
+            name,
+            epoch + 1,
+            epochs,
+            training_loss,
+            validation_loss,
+            ", best so far" if improved else "",
+            time.perf_counter() - started,
+        )
     if best[1] is not None:
         net.load_state_dict(best[1])
     return {"validation_loss_by_epoch": history, "best_epoch": int(np.argmin(history)) + 1 if history else 0}
@@ -115,7 +130,7 @@ def train_epoch(net, sequences: Sequences, targets, order: np.ndarray, loss_fn, 
     net.train()
     total = 0.0
     for start in range(0, len(order), batch):
-        chunk = order[start:start + batch]
+        chunk = order[start : start + batch]
         optimizer.zero_grad()
         loss = loss_fn(net(sequences.batch(chunk)), targets[chunk])
         loss.backward()
@@ -134,5 +149,5 @@ def evaluate_loss(net, sequences, targets, positions, loss_fn, batch) -> float:
 def predict(net: nn.Module, sequences: Sequences, positions: np.ndarray, batch: int = 1024) -> torch.Tensor:
     net.eval()
     with torch.no_grad():
-        chunks = [net(sequences.batch(positions[s:s + batch])) for s in range(0, len(positions), batch)]
+        chunks = [net(sequences.batch(positions[s : s + batch])) for s in range(0, len(positions), batch)]
     return torch.cat(chunks) if chunks else torch.empty(0)

@@ -2,9 +2,9 @@
 regime features, judged against persistence (the label stays what it is now).
 
 The current regime needs no model: it is the plan's rules applied to today's features
-(``target_regime``), which serving reports as is. Saved with skops; loading reads the file's schema first and refuses every node
-whose type (or loader) is not on an exact list of what a fitted random forest holds, so a crafted
-file cannot call anything.
+(``target_regime``), which serving reports as is. Saved with skops; loading reads the file's schema
+first and refuses every node whose type (or loader) is not on an exact list of what a fitted
+random forest holds, so a crafted file cannot call anything.
 """
 
 from __future__ import annotations
@@ -31,16 +31,36 @@ if TYPE_CHECKING:  # scikit-learn loads when the forest is fitted or loaded, not
 
 NOWCAST, FORECAST = "target_regime", "target_regime_ahead"  # the rule label now, and horizon bars ahead
 REGIME_FEATURES = [  # the plan's: 50/200 crossover, VIX, trend strength, breadth; plus the rule's returns
-    "sma_50_to_sma_200", "adx_14", "plus_di_14", "minus_di_14", "return_20", "volatility_20",
-    "vix_level", "vix_change_5", "breadth_above_sma_50", "advance_decline_10", "benchmark_return_20",
+    "sma_50_to_sma_200",
+    "adx_14",
+    "plus_di_14",
+    "minus_di_14",
+    "return_20",
+    "volatility_20",
+    "vix_level",
+    "vix_change_5",
+    "breadth_above_sma_50",
+    "advance_decline_10",
+    "benchmark_return_20",
 ]
 log = logging.getLogger(__name__)
 # Exactly what a fitted RandomForestClassifier (in a dict by target) is made of, as skops writes it.
-FOREST_TYPES = frozenset({
-    "builtins.dict", "builtins.list", "builtins.str", "builtins.tuple", "numpy.int64", "numpy.ndarray",
-    "sklearn.ensemble._forest.RandomForestClassifier", "sklearn.tree._classes.DecisionTreeClassifier", "sklearn.tree._tree.Tree",
-})
-FOREST_LOADERS = frozenset({"DictNode", "JsonNode", "ListNode", "NdArrayNode", "ObjectNode", "TreeNode", "TupleNode", "TypeNode"})
+FOREST_TYPES = frozenset(
+    {
+        "builtins.dict",
+        "builtins.list",
+        "builtins.str",
+        "builtins.tuple",
+        "numpy.int64",
+        "numpy.ndarray",
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.tree._tree.Tree",
+    }
+)
+FOREST_LOADERS = frozenset(
+    {"DictNode", "JsonNode", "ListNode", "NdArrayNode", "ObjectNode", "TreeNode", "TupleNode", "TypeNode"}
+)
 
 
 @contextmanager
@@ -64,7 +84,9 @@ class RegimeForest:
         """config.yaml `models.regime_rf`: the plan's regime random forest."""
 
         trees: at_most(10_000) = 100
-        max_samples: at_most(100_000_000) = 100_000  # rows each tree draws; bounds fit time and model size on large universes
+        max_samples: at_most(100_000_000) = (
+            100_000  # rows each tree draws; bounds fit time and model size on large universes
+        )
 
     def __init__(self, feature_names: list[str], forests: dict[str, RandomForestClassifier]):
         self.feature_names, self.forests = feature_names, forests
@@ -81,8 +103,14 @@ class RegimeForest:
         forest = RandomForestClassifier(
             n_estimators=params.trees, min_samples_leaf=5, max_samples=draws, random_state=seed, n_jobs=2
         )
-        log.info("%s: %d trees on %d training rows x %d features, %s rows per tree", cls.name, params.trees, rows.sum(),
-                 len(names), draws or rows.sum())
+        log.info(
+            "%s: %d trees on %d training rows x %d features, %s rows per tree",
+            cls.name,
+            params.trees,
+            rows.sum(),
+            len(names),
+            draws or rows.sum(),
+        )
         started = time.perf_counter()
         forest.fit(features[rows], table[FORECAST].to_numpy()[rows].astype(str))
         log.info("%s: %d trees fitted in %.1f s", cls.name, params.trees, time.perf_counter() - started)
@@ -105,7 +133,10 @@ class RegimeForest:
         with quiet_skops() as sio:
             refused = sorted((node_types(payload) | set(sio.get_untrusted_types(data=payload))) - FOREST_TYPES)
             if refused:
-                raise DataError(f"{cls.name}: the skops file holds {', '.join(refused)}, which a random forest does not; refusing to load it")
+                raise DataError(
+                    f"{cls.name}: the skops file holds {', '.join(refused)}, which a random forest does not; "
+                    "refusing to load it"
+                )
             forests = sio.loads(payload, trusted=sorted(FOREST_TYPES))
         if set(forests) != {FORECAST} or not isinstance(forests[FORECAST], RandomForestClassifier):
             raise DataError(f"{cls.name}: the skops file does not hold one forest for {FORECAST}; refusing it")

@@ -39,7 +39,7 @@ def interval(point: float, samples: np.ndarray | pd.Series, confidence: float) -
     tail = (1 - confidence) / 2
     finite = np.asarray(samples, dtype=float)
     finite = finite[np.isfinite(finite)]
-    low, high = (np.quantile(finite, [tail, 1 - tail]) if len(finite) else (np.nan, np.nan))
+    low, high = np.quantile(finite, [tail, 1 - tail]) if len(finite) else (np.nan, np.nan)
     return {"value": _number(point), "low": _number(low), "high": _number(high)}
 
 
@@ -48,9 +48,15 @@ def improvement(point: float, samples: np.ndarray | pd.Series, confidence: float
     ``lower_bound`` above zero means significantly better, ``upper_bound`` below zero significantly worse."""
     finite = np.asarray(samples, dtype=float)
     finite = finite[np.isfinite(finite)]
-    lower, upper = (np.quantile(finite, [1 - confidence, confidence]) if len(finite) else (np.nan, np.nan))
-    return {**interval(point, finite, confidence), "lower_bound": _number(lower), "upper_bound": _number(upper),
-            "confidence": confidence, "better": bool(lower > 0), "worse": bool(upper < 0)}
+    lower, upper = np.quantile(finite, [1 - confidence, confidence]) if len(finite) else (np.nan, np.nan)
+    return {
+        **interval(point, finite, confidence),
+        "lower_bound": _number(lower),
+        "upper_bound": _number(upper),
+        "confidence": confidence,
+        "better": bool(lower > 0),
+        "worse": bool(upper < 0),
+    }
 
 
 def bootstrap_t(point: float, samples: np.ndarray | pd.Series) -> float:

@@ -61,7 +61,9 @@ class Task:
         """Each baseline's predictions over the table, shaped like a model's."""
         raise NotImplementedError
 
-    def row_sums(self, table: pd.DataFrame, rows: np.ndarray, candidates: dict) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    def row_sums(
+        self, table: pd.DataFrame, rows: np.ndarray, candidates: dict
+    ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """Per-row columns to sum by date, and per-date values (None when there are none)."""
         raise NotImplementedError
 
@@ -112,8 +114,11 @@ def classification_metrics(labels) -> dict[str, Metric]:
     def balanced(sums: pd.DataFrame, name: str) -> pd.Series:
         return pd.concat({str(k): ratio(sums, f"{name}.correct_{k}", f"is_{k}") for k in labels}, axis=1).mean(axis=1)
 
-    return {"accuracy": lambda s, c: ratio(s, f"{c}.correct", "rows"), "balanced_accuracy": balanced,
-            **{f"recall_{k}": recall(k) for k in labels}}
+    return {
+        "accuracy": lambda s, c: ratio(s, f"{c}.correct", "rows"),
+        "balanced_accuracy": balanced,
+        **{f"recall_{k}": recall(k) for k in labels},
+    }
 
 
 def classification_rows(truth: np.ndarray, predicted: dict[str, np.ndarray], labels) -> dict[str, np.ndarray]:
@@ -127,6 +132,7 @@ def classification_rows(truth: np.ndarray, predicted: dict[str, np.ndarray], lab
 
 
 # direction ------------------------------------------------------------------------------------------
+
 
 def rank_ic(sums: pd.DataFrame, name: str) -> pd.Series:
     """The mean daily cross-sectional rank IC, or the time-series one where the sums hold its parts."""
@@ -144,6 +150,7 @@ def cross_section_kind(index: pd.MultiIndex) -> str:
 
 def time_series_rank_parts(scores: pd.DataFrame, next_return: np.ndarray) -> dict[str, np.ndarray]:
     """Per-row products of demeaned ranks (over all rows) whose sums give each score's rank correlation."""
+
     def centred(values) -> np.ndarray:
         ranks = pd.Series(values).rank().to_numpy()
         return ranks - ranks.mean()
@@ -187,7 +194,9 @@ class DirectionTask(Task):
     def baselines(self, table, folds, settings):
         prior = class_prior(table, folds, self.target)
         majority = np.eye(3)[prior.to_numpy().argmax(axis=1)]
-        previous = direction_labels(table["return_1"], settings.features.direction_threshold).fillna(0).to_numpy(dtype=int)
+        previous = (
+            direction_labels(table["return_1"], settings.features.direction_threshold).fillna(0).to_numpy(dtype=int)
+        )
         return {
             "class_prior": prior,
             "majority_class": pd.DataFrame(majority, index=table.index, columns=PROBABILITIES),
@@ -197,9 +206,14 @@ class DirectionTask(Task):
     def row_sums(self, table, rows, candidates):
         truth = table[self.target].to_numpy()[rows].astype(int)
         index = table.index[rows]
-        probabilities = {name: normalized(frame[PROBABILITIES].to_numpy(dtype=float)[rows]) for name, frame in candidates.items()}
-        columns = classification_rows(truth, {n: np.array(DIRECTION_CLASSES)[p.argmax(axis=1)] for n, p in probabilities.items()},
-                                      DIRECTION_CLASSES)
+        probabilities = {
+            name: normalized(frame[PROBABILITIES].to_numpy(dtype=float)[rows]) for name, frame in candidates.items()
+        }
+        columns = classification_rows(
+            truth,
+            {n: np.array(DIRECTION_CLASSES)[p.argmax(axis=1)] for n, p in probabilities.items()},
+            DIRECTION_CLASSES,
+        )
         for name, p in probabilities.items():
             if name in self.probabilistic:  # the others are one-hot
                 columns[f"{name}.log_loss"] = -np.log(np.clip(p[np.arange(len(truth)), truth + 1], 1e-7, 1))
@@ -219,17 +233,31 @@ class DirectionTask(Task):
         truth = table[self.target].to_numpy()[rows].astype(int)
         predicted = np.array(DIRECTION_CLASSES)[predictions[PROBABILITIES].to_numpy(dtype=float)[rows].argmax(axis=1)]
         score = predictions["p_up"] - predictions["p_down"]
-        per_year = bars_per_year(settings.instrument(settings.features.benchmark).exchange, settings.models.timeframe,
-                                 table.index.get_level_values("timestamp").max())
+        per_year = bars_per_year(
+            settings.instrument(settings.features.benchmark).exchange,
+            settings.models.timeframe,
+            table.index.get_level_values("timestamp").max(),
+        )
         models = settings.models
         resampling = Resampling(models.bootstrap_block_days, models.bootstrap_samples, models.seed, models.confidence)
-        details = {"confusion_matrix": confusion(truth, predicted, DIRECTION_CLASSES),
-                   "backtest": long_short_backtest(score[rows], table["target_return"][rows], models.long_short_share,
-                                                   models.costs_bps, per_year, resampling)}
+        details = {
+            "confusion_matrix": confusion(truth, predicted, DIRECTION_CLASSES),
+            "backtest": long_short_backtest(
+                score[rows],
+                table["target_return"][rows],
+                models.long_short_share,
+                models.costs_bps,
+                per_year,
+                resampling,
+            ),
+        }
         daily = daily_rank_ic(score[rows].to_frame("model"), table["target_return"].to_numpy()[rows])["model"]
         if len(daily):  # the dates with a cross-section (a time-series IC has no date-by-date value)
-            details["ic_by_date"] = {"timestamps": [t.isoformat() for t in daily.index], "ic": daily.round(6).tolist(),
-                                     "cumulative": daily.cumsum().round(6).tolist()}
+            details["ic_by_date"] = {
+                "timestamps": [t.isoformat() for t in daily.index],
+                "ic": daily.round(6).tolist(),
+                "cumulative": daily.cumsum().round(6).tolist(),
+            }
         return details
 
     def serve(self, table, model, settings):
@@ -242,13 +270,22 @@ class DirectionTask(Task):
     def valid_rows(self, predicted):
         values = predicted[PROBABILITIES].to_numpy(dtype=float)
         with np.errstate(invalid="ignore"):
-            return (np.isfinite(values).all(axis=1) & (values >= 0).all(axis=1) & (values <= 1).all(axis=1)
-                    & (np.abs(values.sum(axis=1) - 1) <= PROBABILITY_TOLERANCE))
+            return (
+                np.isfinite(values).all(axis=1)
+                & (values >= 0).all(axis=1)
+                & (values <= 1).all(axis=1)
+                & (np.abs(values.sum(axis=1) - 1) <= PROBABILITY_TOLERANCE)
+            )
 
     def signal(self, row, settings):
-        probabilities = {DIRECTIONS[k]: float(row[column]) for k, column in zip(DIRECTION_CLASSES, PROBABILITIES, strict=True)}
-        return {"probabilities": probabilities, "class": max(probabilities, key=probabilities.get),
-                "score": probabilities["up"] - probabilities["down"]}  # what the rank IC judges: rank symbols by it
+        probabilities = {
+            DIRECTIONS[k]: float(row[column]) for k, column in zip(DIRECTION_CLASSES, PROBABILITIES, strict=True)
+        }
+        return {
+            "probabilities": probabilities,
+            "class": max(probabilities, key=probabilities.get),
+            "score": probabilities["up"] - probabilities["down"],
+        }  # what the rank IC judges: rank symbols by it
 
 
 def known_prior(table: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -256,7 +293,11 @@ def known_prior(table: pd.DataFrame, target: str) -> pd.DataFrame:
     label is the next bar's direction); equal thirds before any is known."""
     stamps = table.index.get_level_values("timestamp")
     labels = table[target].to_numpy()
-    counts = pd.DataFrame({k: (labels == k).astype(float) for k in DIRECTION_CLASSES}, index=table.index).groupby(stamps).sum()
+    counts = (
+        pd.DataFrame({k: (labels == k).astype(float) for k in DIRECTION_CLASSES}, index=table.index)
+        .groupby(stamps)
+        .sum()
+    )
     known = counts.cumsum().shift(1, fill_value=0.0)
     total = known.sum(axis=1)
     frequencies = known.div(total.where(total > 0), axis=0).fillna(1 / len(DIRECTION_CLASSES))
@@ -271,17 +312,23 @@ def confusion(truth: np.ndarray, predicted: np.ndarray, labels) -> dict:
     """The confusion matrix of out-of-sample rows (rows = truth)."""
     from sklearn.metrics import confusion_matrix
 
-    return {"labels": [str(label) for label in labels], "counts": confusion_matrix(truth, predicted, labels=labels).tolist()}
+    return {
+        "labels": [str(label) for label in labels],
+        "counts": confusion_matrix(truth, predicted, labels=labels).tolist(),
+    }
 
 
 # volatility -----------------------------------------------------------------------------------------
 
+
 class VolatilityTask(Task):
     def baselines(self, table, folds, settings):
         window = settings.features.volatility_window
-        return {"naive": naive_forecast(table, window).to_frame("volatility"),
-                "ewma": ewma_forecast(table, window, settings.models.ewma_lambda).to_frame("volatility"),
-                "historical": historical_forecast(table, window).to_frame("volatility")}
+        return {
+            "naive": naive_forecast(table, window).to_frame("volatility"),
+            "ewma": ewma_forecast(table, window, settings.models.ewma_lambda).to_frame("volatility"),
+            "historical": historical_forecast(table, window).to_frame("volatility"),
+        }
 
     def row_sums(self, table, rows, candidates):
         truth = table[self.target].to_numpy(dtype=float)[rows]
@@ -289,8 +336,13 @@ class VolatilityTask(Task):
         for name, frame in candidates.items():
             forecast = np.maximum(frame["volatility"].to_numpy(dtype=float)[rows], 1e-8)
             qlike_ratio = np.maximum(truth**2, QLIKE_FLOOR) / forecast**2
-            columns.update({f"{name}.se": (truth - forecast) ** 2, f"{name}.ae": np.abs(truth - forecast),
-                            f"{name}.qlike": qlike_ratio - np.log(qlike_ratio) - 1})
+            columns.update(
+                {
+                    f"{name}.se": (truth - forecast) ** 2,
+                    f"{name}.ae": np.abs(truth - forecast),
+                    f"{name}.qlike": qlike_ratio - np.log(qlike_ratio) - 1,
+                }
+            )
         return pd.DataFrame(columns, index=table.index[rows]), None
 
     def plan_target(self, model, baselines):
@@ -300,9 +352,14 @@ class VolatilityTask(Task):
     def serve(self, table, model, settings):
         if model is not None:
             return model.predict(table)[["volatility"]]
-        return ewma_forecast(table, settings.features.volatility_window, settings.models.ewma_lambda).to_frame("volatility")
+        return ewma_forecast(table, settings.features.volatility_window, settings.models.ewma_lambda).to_frame(
+            "volatility"
+        )
 
-    valid_text = f"with a volatility that is not finite or outside (0, {MAX_VOLATILITY:g}] (a standard deviation of returns per bar)"
+    valid_text = (
+        f"with a volatility that is not finite or outside (0, {MAX_VOLATILITY:g}] "
+        "(a standard deviation of returns per bar)"
+    )
 
     def valid_rows(self, predicted):
         values = predicted["volatility"].to_numpy(dtype=float)
@@ -310,11 +367,16 @@ class VolatilityTask(Task):
             return np.isfinite(values) & (values > 0) & (values <= MAX_VOLATILITY)
 
     def signal(self, row, settings):
-        return {"forecast": float(row["volatility"]), "unit": "standard deviation of one bar's return",
-                "window_bars": settings.features.volatility_window, "horizon_bars": 1}
+        return {
+            "forecast": float(row["volatility"]),
+            "unit": "standard deviation of one bar's return",
+            "window_bars": settings.features.volatility_window,
+            "horizon_bars": 1,
+        }
 
 
 # regime ---------------------------------------------------------------------------------------------
+
 
 class RegimeTask(Task):
     now = "target_regime"  # the rules' regime of the bar itself: persistence, and what serving calls "now"
@@ -332,7 +394,11 @@ class RegimeTask(Task):
 
     def details(self, table, rows, predictions, settings):
         truth = table[self.target].to_numpy()[rows].astype(str)
-        return {"confusion_matrix": confusion(truth, predictions["regime_ahead"].to_numpy()[rows].astype(str), list(REGIMES))}
+        return {
+            "confusion_matrix": confusion(
+                truth, predictions["regime_ahead"].to_numpy()[rows].astype(str), list(REGIMES)
+            )
+        }
 
     def serve(self, table, model, settings):
         now = table[self.now].rename("regime_now")
@@ -345,7 +411,11 @@ class RegimeTask(Task):
         return predicted["regime_ahead"].isin(REGIMES).to_numpy()
 
     def signal(self, row, settings):
-        return {"now": str(row["regime_now"]), "ahead": str(row["regime_ahead"]), "horizon_bars": settings.features.regime.horizon}
+        return {
+            "now": str(row["regime_now"]),
+            "ahead": str(row["regime_ahead"]),
+            "horizon_bars": settings.features.regime.horizon,
+        }
 
 
 def persistence(table: pd.DataFrame) -> pd.DataFrame:
@@ -354,27 +424,52 @@ def persistence(table: pd.DataFrame) -> pd.DataFrame:
 
 
 DIRECTION = DirectionTask(
-    name="direction", target="target_direction", predictions=tuple(PROBABILITIES), primary="rank_ic", higher_is_better=True,
-    metrics={"rank_ic": rank_ic, **classification_metrics(DIRECTION_CLASSES),
-             "log_loss": lambda s, c: ratio(s, f"{c}.log_loss", "rows")},
-    plan_rule="test accuracy > 55%", plan_threshold=0.55,
-    served_baseline="class_prior", served_baseline_text="the frequencies of down, neutral and up over the stored history",
-    probabilistic=frozenset({"model", "class_prior", "production"}), t_statistic=True,
+    name="direction",
+    target="target_direction",
+    predictions=tuple(PROBABILITIES),
+    primary="rank_ic",
+    higher_is_better=True,
+    metrics={
+        "rank_ic": rank_ic,
+        **classification_metrics(DIRECTION_CLASSES),
+        "log_loss": lambda s, c: ratio(s, f"{c}.log_loss", "rows"),
+    },
+    plan_rule="test accuracy > 55%",
+    plan_threshold=0.55,
+    served_baseline="class_prior",
+    served_baseline_text="the frequencies of down, neutral and up over the stored history",
+    probabilistic=frozenset({"model", "class_prior", "production"}),
+    t_statistic=True,
 )
 VOLATILITY = VolatilityTask(
-    name="volatility", target="target_volatility", predictions=("volatility",), primary="rmse", higher_is_better=False,
-    metrics={"rmse": lambda s, c: np.sqrt(ratio(s, f"{c}.se", "rows")), "mae": lambda s, c: ratio(s, f"{c}.ae", "rows"),
-             "qlike": lambda s, c: ratio(s, f"{c}.qlike", "rows")},
+    name="volatility",
+    target="target_volatility",
+    predictions=("volatility",),
+    primary="rmse",
+    higher_is_better=False,
+    metrics={
+        "rmse": lambda s, c: np.sqrt(ratio(s, f"{c}.se", "rows")),
+        "mae": lambda s, c: ratio(s, f"{c}.ae", "rows"),
+        "qlike": lambda s, c: ratio(s, f"{c}.qlike", "rows"),
+    },
     plan_rule="test RMSE below the naive forecast (yesterday's value)",
-    served_baseline="ewma", served_baseline_text="the RiskMetrics EWMA of squared returns",
+    served_baseline="ewma",
+    served_baseline_text="the RiskMetrics EWMA of squared returns",
     report_plot="volatility",
 )
 REGIME = RegimeTask(
-    name="regime", target="target_regime_ahead", predictions=("regime_ahead",), primary="accuracy", higher_is_better=True,
+    name="regime",
+    target="target_regime_ahead",
+    predictions=("regime_ahead",),
+    primary="accuracy",
+    higher_is_better=True,
     metrics=classification_metrics(REGIMES),
-    plan_rule="test accuracy > 70% (forecast, horizon bars ahead)", plan_threshold=0.70,
-    served_baseline="persistence", served_baseline_text="the regime ahead is the rules' regime now",
-    labels=("target_regime",), report_plot="regime_timeline",
+    plan_rule="test accuracy > 70% (forecast, horizon bars ahead)",
+    plan_threshold=0.70,
+    served_baseline="persistence",
+    served_baseline_text="the regime ahead is the rules' regime now",
+    labels=("target_regime",),
+    report_plot="regime_timeline",
 )
 TASKS: dict[str, Task] = {task.name: task for task in (DIRECTION, VOLATILITY, REGIME)}
 

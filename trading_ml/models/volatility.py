@@ -21,7 +21,14 @@ GARCH_SCALE = 100.0  # arch fits percent returns
 MIN_TRAIN_RETURNS = 100
 PARAMETERS = ("mu", "omega", "alpha[1]", "beta[1]")  # arch's order for a constant-mean GARCH(1,1)
 log = logging.getLogger(__name__)
-EXTRA_LSTM_INPUTS = ["return_1", "downside_vol_20", "volume_ratio_20", "vix_level", "vix_change_1", "benchmark_volatility_20"]
+EXTRA_LSTM_INPUTS = [
+    "return_1",
+    "downside_vol_20",
+    "volume_ratio_20",
+    "vix_level",
+    "vix_change_1",
+    "benchmark_volatility_20",
+]
 
 
 class GarchVolatility:
@@ -48,8 +55,13 @@ class GarchVolatility:
             if in_train.sum() >= MIN_TRAIN_RETURNS:
                 parameters[symbol] = fit_garch(symbol, returns[in_train])
             else:
-                log.info("%s: %s has %d training returns (fewer than %d); it gets the median parameters", cls.name, symbol,
-                         in_train.sum(), MIN_TRAIN_RETURNS)
+                log.info(
+                    "%s: %s has %d training returns (fewer than %d); it gets the median parameters",
+                    cls.name,
+                    symbol,
+                    in_train.sum(),
+                    MIN_TRAIN_RETURNS,
+                )
             if progress_due(number, len(by_symbol)):
                 log.info("%s: %d of %d symbols done", cls.name, number, len(by_symbol))
         return cls(parameters, window)
@@ -65,7 +77,9 @@ class GarchVolatility:
             model = arch_model(returns.to_numpy() * GARCH_SCALE, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
             forecast = model.fix([parameters[name] for name in PARAMETERS]).forecast(horizon=1, start=0, reindex=True)
             next_variance = pd.Series(forecast.variance.to_numpy()[:, 0] / GARCH_SCALE**2, index=returns.index)
-            parts.append(rolling_std_with_next(returns, next_variance, self.window).to_frame("volatility").assign(symbol=symbol))
+            parts.append(
+                rolling_std_with_next(returns, next_variance, self.window).to_frame("volatility").assign(symbol=symbol)
+            )
         return align(table, parts).to_frame()
 
     def pooled_parameters(self) -> dict[str, float]:
@@ -78,11 +92,26 @@ class GarchVolatility:
     @classmethod
     def load(cls, files: Mapping[str, bytes]) -> GarchVolatility:
         data = json.loads(files[".json"])
-        parameters, window = data.get("parameters") if isinstance(data, dict) else None, data.get("window") if isinstance(data, dict) else None
-        if not isinstance(window, int) or isinstance(window, bool) or window < 2 or not isinstance(parameters, dict) or not all(
-                isinstance(p, dict) and p and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p.values())
-                for p in parameters.values()):
-            raise DataError("volatility_garch: the file is not {'parameters': {symbol: {name: number}}, 'window': integer >= 2}; refusing it")
+        parameters, window = (
+            data.get("parameters") if isinstance(data, dict) else None,
+            data.get("window") if isinstance(data, dict) else None,
+        )
+        if (
+            not isinstance(window, int)
+            or isinstance(window, bool)
+            or window < 2
+            or not isinstance(parameters, dict)
+            or not all(
+                isinstance(p, dict)
+                and p
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p.values())
+                for p in parameters.values()
+            )
+        ):
+            raise DataError(
+                "volatility_garch: the file is not {'parameters': {symbol: {name: number}}, 'window': integer >= 2}; "
+                "refusing it"
+            )
         return cls(parameters, window)
 
 
@@ -93,8 +122,11 @@ def fit_garch(symbol: str, returns: pd.Series) -> dict[str, float]:
     model = arch_model(returns.to_numpy() * GARCH_SCALE, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
     result = model.fit(disp="off", options={"maxiter": 500})
     if result.convergence_flag != 0:
-        log.warning("volatility_garch: the fit for %s did not converge (%s); its parameters are kept as they ended", symbol,
-                    result.optimization_result.message)
+        log.warning(
+            "volatility_garch: the fit for %s did not converge (%s); its parameters are kept as they ended",
+            symbol,
+            result.optimization_result.message,
+        )
     return {name: float(value) for name, value in result.params.items()}
 
 
@@ -111,7 +143,9 @@ class LSTMVolatility:
     FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), scalers and shape
     Params = LSTMParams  # config.yaml `models.volatility_lstm`
 
-    def __init__(self, feature_names, net, scaler: Standardizer, target_scale: dict, shape: dict, info: dict | None = None):
+    def __init__(
+        self, feature_names, net, scaler: Standardizer, target_scale: dict, shape: dict, info: dict | None = None
+    ):
         self.feature_names, self.net, self.scaler = feature_names, net, scaler
         self.target_scale, self.shape, self.info = target_scale, shape, info or {}
 
@@ -138,8 +172,15 @@ class LSTMVolatility:
         lstm.seed_everything(seed)
         net = lstm.LSTMNet(len(names), params.hidden, 1)
         history = lstm.fit(
-            net, sequences, targets, np.flatnonzero(ok & (segment == "train")), np.flatnonzero(ok & (segment == "validation")),
-            nn.MSELoss(), params, seed, cls.name,
+            net,
+            sequences,
+            targets,
+            np.flatnonzero(ok & (segment == "train")),
+            np.flatnonzero(ok & (segment == "validation")),
+            nn.MSELoss(),
+            params,
+            seed,
+            cls.name,
         )
         shape = {"sequence_length": params.sequence_length, "hidden": params.hidden}
         return cls(names, net, scaler, target_scale, shape, history)
@@ -147,18 +188,29 @@ class LSTMVolatility:
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         from trading_ml.models import lstm
 
-        sequences = lstm.Sequences(table, self.scaler.transform(feature_matrix(table, self.feature_names, self.name)), self.shape["sequence_length"])
+        sequences = lstm.Sequences(
+            table,
+            self.scaler.transform(feature_matrix(table, self.feature_names, self.name)),
+            self.shape["sequence_length"],
+        )
         forecast = np.full(len(table), np.nan)
         outputs = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
         if len(outputs):
-            forecast[sequences.row_of] = np.exp(outputs[:, 0].numpy() * self.target_scale["std"] + self.target_scale["mean"])
+            forecast[sequences.row_of] = np.exp(
+                outputs[:, 0].numpy() * self.target_scale["std"] + self.target_scale["mean"]
+            )
         return pd.DataFrame({"volatility": forecast}, index=table.index)
 
     def save(self) -> dict[str, bytes]:
         from trading_ml.models import lstm
 
-        config = {"feature_names": self.feature_names, "scaler": self.scaler.to_dict(), "target_scale": self.target_scale,
-                  **self.shape, **self.info}
+        config = {
+            "feature_names": self.feature_names,
+            "scaler": self.scaler.to_dict(),
+            "target_scale": self.target_scale,
+            **self.shape,
+            **self.info,
+        }
         return {".pt": lstm.state_dict_bytes(self.net), CONFIG: json_bytes(config)}
 
     @classmethod
@@ -167,4 +219,6 @@ class LSTMVolatility:
 
         config = read_config(files)
         net, shape = lstm.load_net(config, 1, files[".pt"])
-        return cls(config["feature_names"], net, Standardizer.from_dict(config["scaler"]), config["target_scale"], shape)
+        return cls(
+            config["feature_names"], net, Standardizer.from_dict(config["scaler"]), config["target_scale"], shape
+        )

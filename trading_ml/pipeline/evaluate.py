@@ -13,8 +13,12 @@ from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
 from trading_ml.run import RunContext
 
-NOT_TRAINED = "its task train_{model} failed or did not finish (see that task's log), or `trading-ml train` stopped before it"
-NOT_COMBINED = "its members trained but the task combine failed or did not run (see its log; `trading-ml train` runs it)"
+NOT_TRAINED = (
+    "its task train_{model} failed or did not finish (see that task's log), or `trading-ml train` stopped before it"
+)
+NOT_COMBINED = (
+    "its members trained but the task combine failed or did not run (see its log; `trading-ml train` runs it)"
+)
 
 
 @stage("evaluate", summarize=lambda manifest: {name: m["primary"] for name, m in manifest["models"].items()})
@@ -29,7 +33,10 @@ def evaluate(ctx: RunContext, resources: StageResources | None = None) -> dict:
     trained = trained_manifests(ctx)
     missing = {name: NOT_TRAINED.format(model=name) for name in chosen_models(ctx.models) if name not in trained}
     if not trained:
-        raise StageFailed(f"evaluate: no model of run {ctx.run_id} trained, nothing to evaluate ({'; '.join(f'{n}: {w}' for n, w in missing.items())})")
+        raise StageFailed(
+            f"evaluate: no model of run {ctx.run_id} trained, nothing to evaluate "
+            f"({'; '.join(f'{n}: {w}' for n, w in missing.items())})"
+        )
     missing |= {name: NOT_COMBINED for name in combinations_of(trained) if name not in trained}
     registry = resources.registry(ctx)
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
@@ -37,15 +44,31 @@ def evaluate(ctx: RunContext, resources: StageResources | None = None) -> dict:
     for name, manifest in trained.items():
         values = read_parquet(ctx.layout.resolve(manifest["predictions"]))
         version = registry.record_for_run(name, ctx.run_id)["version"]
-        report[name] = {"version": version, **evaluation.evaluate(task_of(name), data.table, data.folds, values, ctx.settings)}
+        report[name] = {
+            "version": version,
+            **evaluation.evaluate(task_of(name), data.table, data.folds, values, ctx.settings),
+        }
         models[name] = {"version": version, **evaluation.summary(report[name])}
         accuracy = report[name]["metrics"].get("accuracy", {}).get("value")
         registry.update(name, ctx.run_id, test_metrics=models[name], test_accuracy=accuracy)
     folds = [split.to_dict() for split in data.folds]
-    write_json(ctx.layout.evaluation_report, {"run_id": ctx.run_id, "folds": folds, "planted_signal": planted_signal(ctx),
-                                              "models": report, "not_trained": missing})
-    manifest = {"stage": "evaluate", "run_id": ctx.run_id, "report": ctx.layout.relative(ctx.layout.evaluation_report),
-                "models": models, "not_trained": missing}
+    write_json(
+        ctx.layout.evaluation_report,
+        {
+            "run_id": ctx.run_id,
+            "folds": folds,
+            "planted_signal": planted_signal(ctx),
+            "models": report,
+            "not_trained": missing,
+        },
+    )
+    manifest = {
+        "stage": "evaluate",
+        "run_id": ctx.run_id,
+        "report": ctx.layout.relative(ctx.layout.evaluation_report),
+        "models": models,
+        "not_trained": missing,
+    }
     write_json(ctx.layout.evaluate_manifest, manifest)
     return manifest
 

@@ -71,7 +71,10 @@ def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFr
     for entry in entries:
         path = ctx.layout.resolve(entry["path"])
         if not intact(path, entry["sha256"]):
-            raise DataError(f"{path} is missing or changed since validation; re-run validate for {entry['symbol']} {entry['timeframe']}")
+            raise DataError(
+                f"{path} is missing or changed since validation; re-run validate for {entry['symbol']} "
+                f"{entry['timeframe']}"
+            )
         bars[entry["symbol"]] = read_bars_csv(path, entry["timeframe"])
     return bars
 
@@ -97,7 +100,10 @@ def _write_timeframe(ctx: RunContext, built: TimeframeFeatures) -> dict:
         "excluded_from_training": excluded,
         "feature_names": names,
         "model_features": catalogue.model_features(names),
-        "categories": {c: sum(catalogue.FEATURES[n].category == c for n in names) for c in (*catalogue.SYMBOL_CATEGORIES, catalogue.MARKET_CATEGORY)},
+        "categories": {
+            c: sum(catalogue.FEATURES[n].category == c for n in names)
+            for c in (*catalogue.SYMBOL_CATEGORIES, catalogue.MARKET_CATEGORY)
+        },
         "missing_market_features": missing_market_features(built.market),
     }
     if panel is not None:
@@ -125,7 +131,8 @@ def _target_definitions(ctx: RunContext) -> dict:
     options = ctx.settings.features
     return {
         "target_return": "next bar's return of the adjusted close",
-        "target_direction": f"1 if target_return > {options.direction_threshold}, -1 if < -{options.direction_threshold}, else 0",
+        "target_direction": f"1 if target_return > {options.direction_threshold}, "
+        f"-1 if < -{options.direction_threshold}, else 0",
         "target_volatility": f"{options.volatility_window}-bar rolling std of returns, one bar ahead",
         "target_forward_volatility": f"sqrt(mean(r^2)) over the next {options.forward_volatility_bars} bars",
         "target_regime": "bull | bear | sideways | high_vol at this bar (rules in trading_ml.features.targets)",

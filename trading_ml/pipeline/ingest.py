@@ -35,7 +35,9 @@ def ingest(
     manifests of the pairs ingested so far (the DAG ingests a pair per task). Ingesting the whole
     run raises StageFailed (exit 1) when not one pair could be ingested.
     """
-    manifests = ingest_pairs(ctx, ctx.pairs if pairs is None else [tuple(pair) for pair in pairs], resources=resources, on_done=on_done)
+    manifests = ingest_pairs(
+        ctx, ctx.pairs if pairs is None else [tuple(pair) for pair in pairs], resources=resources, on_done=on_done
+    )
     summary = summarize_ingest(manifests)
     if pairs is None and manifests and not summary["ok"]:
         failures = "; ".join(f"{pair}: {error}" for pair, error in list(summary["failed"].items())[:3])
@@ -44,13 +46,19 @@ def ingest(
 
 
 @stage("ingest")
-def ingest_pairs(ctx: RunContext, chosen: list[tuple[str, str]], resources: StageResources | None = None,
-                 on_done: Callable[[dict], None] = lambda manifest: None) -> list[dict]:
+def ingest_pairs(
+    ctx: RunContext,
+    chosen: list[tuple[str, str]],
+    resources: StageResources | None = None,
+    on_done: Callable[[dict], None] = lambda manifest: None,
+) -> list[dict]:
     """Fetch these pairs of the run; their manifests (the stage's record is derived from them)."""
     outside = [pair_name(*pair) for pair in chosen if pair not in ctx.pairs]
     if outside:
-        raise ConfigError(f"{', '.join(map(shorten, outside))} not in run {ctx.run_id}, which ingests {len(ctx.pairs)} pairs of "
-                          f"{', '.join(ctx.symbols[:5])}{' ...' if len(ctx.symbols) > 5 else ''} x {', '.join(ctx.timeframes)}")
+        raise ConfigError(
+            f"{', '.join(map(shorten, outside))} not in run {ctx.run_id}, which ingests {len(ctx.pairs)} pairs of "
+            f"{', '.join(ctx.symbols[:5])}{' ...' if len(ctx.symbols) > 5 else ''} x {', '.join(ctx.timeframes)}"
+        )
     fetched = []
     for symbol, timeframe in chosen:
         fetched.append(fetch_to_raw(ctx, symbol, timeframe, resources.source))
@@ -58,7 +66,9 @@ def ingest_pairs(ctx: RunContext, chosen: list[tuple[str, str]], resources: Stag
     return store_and_record(ctx, resources, fetched)
 
 
-def fetch_to_raw(ctx: RunContext, symbol: str, timeframe: str, source: MarketDataSource) -> tuple[dict, pd.DataFrame | None]:
+def fetch_to_raw(
+    ctx: RunContext, symbol: str, timeframe: str, source: MarketDataSource
+) -> tuple[dict, pd.DataFrame | None]:
     """(manifest, bars) with bars written to raw/; (failed manifest, None) for bad input. The bars
     reach ``features.warmup_bars`` bars before the window when the source has them."""
     start, end = ctx.window(timeframe)
@@ -100,11 +110,19 @@ def fetch_with_warmup(source: MarketDataSource, instrument, timeframe: str, warm
     try:
         return source.fetch(instrument, timeframe, warmup_from, end)
     except OutsideCoverage as error:
-        log.info("%s %s: no warm-up margin before %s (%s); fetching the window alone", instrument.symbol, timeframe, start.date(), error)
+        log.info(
+            "%s %s: no warm-up margin before %s (%s); fetching the window alone",
+            instrument.symbol,
+            timeframe,
+            start.date(),
+            error,
+        )
         return source.fetch(instrument, timeframe, start, end)
 
 
-def store_and_record(ctx: RunContext, resources: StageResources, fetched: list[tuple[dict, pd.DataFrame | None]]) -> list[dict]:
+def store_and_record(
+    ctx: RunContext, resources: StageResources, fetched: list[tuple[dict, pd.DataFrame | None]]
+) -> list[dict]:
     """Upsert the fetched bars into market_data in one write, then save each pair's manifest."""
     documents = [
         document

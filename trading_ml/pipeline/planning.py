@@ -39,24 +39,46 @@ def plan_run(settings: Settings, request: RunRequest) -> RunContext:
     if request.continues:
         earlier = find_run(settings.data_dir, request.run_id, None if request.run_id else parse_as_of(request.as_of))
         recorded, settings = earlier.selection, frozen_settings_of(earlier, settings)
-        return RunContext.create(settings, given(request.as_of, recorded.get("as_of")), given(request.symbols, recorded.get("symbols")),
-                                 given(request.timeframes, recorded.get("timeframes")), request.source or recorded.get("source"),
-                                 earlier.run_id, chosen_models(given(request.models, recorded.get("models"))), request.deploy)
+        return RunContext.create(
+            settings,
+            given(request.as_of, recorded.get("as_of")),
+            given(request.symbols, recorded.get("symbols")),
+            given(request.timeframes, recorded.get("timeframes")),
+            request.source or recorded.get("source"),
+            earlier.run_id,
+            chosen_models(given(request.models, recorded.get("models"))),
+            request.deploy,
+        )
     source_spec = request.source or settings.source
     source = make_source(source_spec, settings)
-    symbols, timeframes = configured_or(request.symbols, settings.symbols), configured_or(request.timeframes, list(settings.timeframes))
+    symbols, timeframes = (
+        configured_or(request.symbols, settings.symbols),
+        configured_or(request.timeframes, list(settings.timeframes)),
+    )
     if symbols is None and source.symbols is not None:
         symbols = [s for s in settings.symbols if s in source.symbols]
         if not symbols:
-            raise ConfigError(f"source {source.name} has none of the {len(settings.symbols)} configured symbols; "
-                              "name the symbols it has (--symbols or the symbols Param)")
+            raise ConfigError(
+                f"source {source.name} has none of the {len(settings.symbols)} configured symbols; "
+                "name the symbols it has (--symbols or the symbols Param)"
+            )
         log.info("source %s offers %d of the %d configured symbols", source.name, len(symbols), len(settings.symbols))
     if timeframes is None:
         timeframes = [t for t in settings.timeframes if t in source.timeframes]
         if not timeframes:
-            raise ConfigError(f"source {source.name} has none of the configured timeframes ({', '.join(settings.timeframes)})")
-    return RunContext.create(settings, request.as_of, symbols, timeframes, source_spec, request.run_id,
-                             chosen_models(request.models), request.deploy)
+            raise ConfigError(
+                f"source {source.name} has none of the configured timeframes ({', '.join(settings.timeframes)})"
+            )
+    return RunContext.create(
+        settings,
+        request.as_of,
+        symbols,
+        timeframes,
+        source_spec,
+        request.run_id,
+        chosen_models(request.models),
+        request.deploy,
+    )
 
 
 def frozen_settings_of(run: RunInfo, settings: Settings) -> Settings:
@@ -70,8 +92,12 @@ def frozen_settings_of(run: RunInfo, settings: Settings) -> Settings:
         return settings
     changed = [key for key, _, _ in settings_differences(frozen, settings_document(settings)) if key != "data_dir"]
     if changed:
-        log.warning("run %s keeps the settings it started with (%s); the config differs now in %s", run.run_id,
-                    run.layout.settings_file, ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else ""))
+        log.warning(
+            "run %s keeps the settings it started with (%s); the config differs now in %s",
+            run.run_id,
+            run.layout.settings_file,
+            ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else ""),
+        )
     env = {ENV_DATA_DIR: str(settings.data_dir), ENV_MONGO_URI: settings.storage.mongo_uri or ""}
     return settings_from_document(frozen, run.layout.settings_file, env, settings.parts)
 
@@ -89,7 +115,9 @@ def configured_or(requested: list[str] | None, configured: list[str]) -> list[st
     return list(requested)
 
 
-def as_of_for_run(requested: str | None, manual: bool, data_interval_end: dt.datetime | None, triggered_at: dt.datetime) -> dt.date:
+def as_of_for_run(
+    requested: str | None, manual: bool, data_interval_end: dt.datetime | None, triggered_at: dt.datetime
+) -> dt.date:
     """A scheduled or backfill run's as-of: the end of its data interval. A manual trigger's: the day
     it was triggered (its inferred interval would end at the last quarter boundary). An as-of the
     user asked for wins over both."""

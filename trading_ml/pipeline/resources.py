@@ -16,7 +16,9 @@ class StageResources:
     other stages never build one (the synthetic simulator included). Close it, or use it in a
     ``with`` block."""
 
-    def __init__(self, source: MarketDataSource | None, store: FallbackStore, make: Callable[[], MarketDataSource] | None = None):
+    def __init__(
+        self, source: MarketDataSource | None, store: FallbackStore, make: Callable[[], MarketDataSource] | None = None
+    ):
         self._source, self._make, self.store = source, make, store
 
     @classmethod

@@ -75,13 +75,17 @@ def _trained(ctx: RunContext) -> dict | None:
 FANNED_OUT: dict[str, Callable[[RunContext], dict | None]] = {"ingest": _ingested, "train": _trained}
 
 
-def stage(name: str, summarize: Callable[[dict], dict | None] = lambda manifest: None,
-          check: Callable[[RunContext, dict], None] = lambda ctx, manifest: None):
+def stage(
+    name: str,
+    summarize: Callable[[dict], dict | None] = lambda manifest: None,
+    check: Callable[[RunContext, dict], None] = lambda ctx, manifest: None,
+):
     """The envelope every stage shares, written once: its resources (the caller's, else opened for
     the stage and closed after it), the stage's work, its record in the run manifest
     (``summarize(manifest)``; None for a fan-out stage), then ``check``, which may raise
     StageFailed once everything the stage wrote is recorded. The stage is called as it is written,
     ``stage(ctx, ..., resources=None)``."""
+
     def wrap(work: Callable[..., dict]) -> Callable[..., dict]:
         signature = inspect.signature(work)
 
@@ -100,5 +104,7 @@ def stage(name: str, summarize: Callable[[dict], dict | None] = lambda manifest:
                     resources.close()
             check(ctx, manifest)
             return manifest
+
         return run
+
     return wrap

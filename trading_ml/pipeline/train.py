@@ -34,18 +34,36 @@ def train(ctx: RunContext, model_name: str, resources: StageResources | None = N
     files and keeps its version.
     """
     if model_name not in chosen_models(ctx.models):
-        raise DataError(f"model {shorten(model_name)} is not one of run {ctx.run_id}'s models; train one of {', '.join(chosen_models(ctx.models))}")
+        raise DataError(
+            f"model {shorten(model_name)} is not one of run {ctx.run_id}'s models; train one of "
+            f"{', '.join(chosen_models(ctx.models))}"
+        )
     started = time.perf_counter()
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
-    log.info("%s: %s training table of %d rows, %d symbols, %d features; %d walk-forward folds", model_name, data.timeframe,
-             len(data.table), len(data.symbols), len(data.feature_names), len(data.folds))
+    log.info(
+        "%s: %s training table of %d rows, %d symbols, %d features; %d walk-forward folds",
+        model_name,
+        data.timeframe,
+        len(data.table),
+        len(data.symbols),
+        len(data.feature_names),
+        len(data.folds),
+    )
     model, out_of_sample = fit_walk_forward(model_class(model_name), data, ctx)
-    files = [atomic_write_bytes(ctx.layout.model_file(model_name, suffix), payload) for suffix, payload in model.save().items()]
+    files = [
+        atomic_write_bytes(ctx.layout.model_file(model_name, suffix), payload)
+        for suffix, payload in model.save().items()
+    ]
     predictions = write_parquet(ctx.layout.predictions(model_name), out_of_sample)
     registry = resources.registry(ctx)
     record = registry.publish(model_metadata(ctx, registry, model_name, files, data, model.feature_names))
     manifest = write_trained_manifest(ctx, resources, record, predictions, data)
-    log.info("%s: registered version %s as a candidate (%.1f s)", model_name, record["version"], time.perf_counter() - started)
+    log.info(
+        "%s: registered version %s as a candidate (%.1f s)",
+        model_name,
+        record["version"],
+        time.perf_counter() - started,
+    )
     return manifest
 
 
@@ -60,22 +78,32 @@ def combine(ctx: RunContext, resources: StageResources | None = None) -> dict:
     return {"stage": "train", "run_id": ctx.run_id, "combined": combined}
 
 
-def _register_combination(ctx: RunContext, resources: StageResources, name: str, data: TrainingData, trained: dict) -> dict:
+def _register_combination(
+    ctx: RunContext, resources: StageResources, name: str, data: TrainingData, trained: dict
+) -> dict:
     registry = resources.registry(ctx)
     cls, members = model_class(name), {m: registry.record_for_run(m, ctx.run_id) for m in members_of(name)}
-    paths = [atomic_write_bytes(ctx.layout.model_file(name, suffix), payload) for suffix, payload in cls.spec_files(list(members)).items()]
+    paths = [
+        atomic_write_bytes(ctx.layout.model_file(name, suffix), payload)
+        for suffix, payload in cls.spec_files(list(members)).items()
+    ]
     names = sorted({n for record in members.values() for n in record["feature_names"]})
     components = {member: record["version"] for member, record in members.items()}
     record = registry.publish({**model_metadata(ctx, registry, name, paths, data, names), "components": components})
     combined = cls.combine([read_parquet(ctx.layout.resolve(trained[member]["predictions"])) for member in members])
     predictions = write_parquet(ctx.layout.predictions(name), combined)
-    log.info("%s: registered version %s as a candidate, built from %s", name, record["version"],
-             ", ".join(f"{member} v{version}" for member, version in components.items()))
+    log.info(
+        "%s: registered version %s as a candidate, built from %s",
+        name,
+        record["version"],
+        ", ".join(f"{member} v{version}" for member, version in components.items()),
+    )
     return write_trained_manifest(ctx, resources, record, predictions, data, components=components)
 
 
-def write_trained_manifest(ctx: RunContext, resources: StageResources, record: dict, predictions, data: TrainingData,
-                           **extra) -> dict:
+def write_trained_manifest(
+    ctx: RunContext, resources: StageResources, record: dict, predictions, data: TrainingData, **extra
+) -> dict:
     """A model's train manifest (``models/<name>.trained.json``): what evaluate reads."""
     manifest = {
         "stage": "train",
@@ -99,13 +127,20 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[object, 
     rows no fold tested), with a ``fold`` column."""
     pooled = None
     for split in data.folds:
-        log.info("%s: fold %d of %d: %d training, %d validation and %d test rows, test from %s", cls.name, split.fold + 1,
-                 len(data.folds), *(int(split.mask(segment).sum()) for segment in ("train", "validation", "test")),
-                 split.test_start.date())
+        log.info(
+            "%s: fold %d of %d: %d training, %d validation and %d test rows, test from %s",
+            cls.name,
+            split.fold + 1,
+            len(data.folds),
+            *(int(split.mask(segment).sum()) for segment in ("train", "validation", "test")),
+            split.test_start.date(),
+        )
         model = cls.fit(data.for_fold(split), ctx.settings.models.params.get(cls.name), ctx.settings.models.seed)
         predictions = model.predict(data.table)
         if pooled is None:
-            pooled = pd.DataFrame(float("nan"), index=predictions.index, columns=predictions.columns).astype(predictions.dtypes)
+            pooled = pd.DataFrame(float("nan"), index=predictions.index, columns=predictions.columns).astype(
+                predictions.dtypes
+            )
             pooled["fold"] = -1
         tested = split.mask("test")
         pooled.loc[tested, predictions.columns] = predictions[tested]
@@ -113,7 +148,9 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[object, 
     return model, pooled
 
 
-def model_metadata(ctx: RunContext, registry: ModelRegistry, name: str, files, data: TrainingData, feature_names: list[str]) -> dict:
+def model_metadata(
+    ctx: RunContext, registry: ModelRegistry, name: str, files, data: TrainingData, feature_names: list[str]
+) -> dict:
     """The plan's metadata (model_name ... timeframe) plus what makes the model traceable; the
     version comes from the registry when it is published."""
     target = entry(name).target

@@ -22,8 +22,22 @@ SOURCES: dict[str, type[MarketDataSource]] = {
     source.kind: source for source in (YahooSource, SyntheticSource, SampleSource, CsvSource)
 }
 
-__all__ = ["SOURCES", "CsvSource", "MarketDataSource", "NoOptions", "SampleSource", "SyntheticSource", "YahooSource",
-           "check_source", "make_source", "source_options", "source_problem", "spec_forms", "spec_is_known", "spec_pattern"]
+__all__ = [
+    "SOURCES",
+    "CsvSource",
+    "MarketDataSource",
+    "NoOptions",
+    "SampleSource",
+    "SyntheticSource",
+    "YahooSource",
+    "check_source",
+    "make_source",
+    "source_options",
+    "source_problem",
+    "spec_forms",
+    "spec_is_known",
+    "spec_pattern",
+]
 
 
 def make_source(spec: str, settings: Settings, retries: int | None = None) -> MarketDataSource:
@@ -60,7 +74,9 @@ def spec_choices() -> str:
 
 def spec_pattern() -> str:
     """A regular expression of every spec (the DAG's `source` parameter)."""
-    return "^(" + "|".join(re.escape(kind) + (":.+" if source.argument else "") for kind, source in SOURCES.items()) + ")$"
+    return (
+        "^(" + "|".join(re.escape(kind) + (":.+" if source.argument else "") for kind, source in SOURCES.items()) + ")$"
+    )
 
 
 def check_source(spec: object) -> str:

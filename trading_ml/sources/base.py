@@ -21,9 +21,7 @@ class MarketDataSource(Protocol):
     @classmethod
     def from_spec(cls, argument: str, options: Any, retries: int | None) -> MarketDataSource: ...
 
-    def fetch(
-        self, instrument: Instrument, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
-    ) -> pd.DataFrame: ...
+    def fetch(self, instrument: Instrument, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame: ...
 
 
 @checked(frozen=True, config=STRICT)

@@ -41,7 +41,6 @@ class CsvSource:
         """The symbols the folder has a file for: a run's configured universe narrows to them."""
         return tuple(sorted({symbol for symbol, _ in self._files()}))
 
-
     def path(self, symbol: str, timeframe: str) -> Path:
         return self.directory / f"{symbol}_{timeframe}.csv"
 
@@ -49,7 +48,6 @@ class CsvSource:
         path = self.path(instrument.symbol, timeframe)
         if not path.is_file():
             raise DataError(
-                f"no file for {instrument.symbol} {timeframe}: expected {path} "
-                f"(name files SYMBOL_TIMEFRAME.csv)"
+                f"no file for {instrument.symbol} {timeframe}: expected {path} (name files SYMBOL_TIMEFRAME.csv)"
             )
         return read_bars_csv(path, timeframe, start, end, time_zone(instrument.exchange))

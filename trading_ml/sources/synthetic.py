@@ -29,12 +29,25 @@ class SyntheticSource:
 
     @classmethod
     def from_spec(cls, argument: str, options: Options, retries: int | None) -> SyntheticSource:
-        return cls(seed=options.seed, epoch=options.epoch.isoformat(), faults=options.faults,
-                   signal_strength=options.signal_strength, market=options.market)
+        return cls(
+            seed=options.seed,
+            epoch=options.epoch.isoformat(),
+            faults=options.faults,
+            signal_strength=options.signal_strength,
+            market=options.market,
+        )
 
-    def __init__(self, seed: int = 42, epoch: str = "2000-01-03", faults=None, signal_strength: float = DEFAULT_SIGNAL_STRENGTH,
-                 market: str = "regimes"):
-        self.market = SyntheticMarket(seed=seed, epoch=epoch, faults=faults, signal_strength=signal_strength, market=market)
+    def __init__(
+        self,
+        seed: int = 42,
+        epoch: str = "2000-01-03",
+        faults=None,
+        signal_strength: float = DEFAULT_SIGNAL_STRENGTH,
+        market: str = "regimes",
+    ):
+        self.market = SyntheticMarket(
+            seed=seed, epoch=epoch, faults=faults, signal_strength=signal_strength, market=market
+        )
         self.name = f"synthetic(seed={self.market.seed})"
 
     def fetch(self, instrument, timeframe, start, end):

@@ -106,19 +106,24 @@ class YahooSource:
             stop=tenacity.stop_after_attempt(self.retries + 1),
             wait=tenacity.wait_exponential(multiplier=self.backoff_seconds, min=0),
             sleep=self.sleep,
-            before_sleep=lambda state: log.warning("%s: rate-limited, retry %d in %.1fs", origin,
-                                                   state.attempt_number, state.upcoming_sleep),
+            before_sleep=lambda state: log.warning(
+                "%s: rate-limited, retry %d in %.1fs", origin, state.attempt_number, state.upcoming_sleep
+            ),
             reraise=True,
         )
         try:
             answer = retrying(self._fetch, symbol, start, end, interval)
         except Exception as error:  # yfinance raises many kinds; only rate limits were retried
             if rate_limited(error):
-                raise SourceUnavailable(f"{origin}: still rate-limited by Yahoo after {self.retries + 1} tries; "
-                                        "retry later or lower the ingestion concurrency") from error
+                raise SourceUnavailable(
+                    f"{origin}: still rate-limited by Yahoo after {self.retries + 1} tries; "
+                    "retry later or lower the ingestion concurrency"
+                ) from error
             if unreachable(error):
-                raise SourceUnavailable(f"{origin}: Yahoo did not answer ({' '.join(str(error).split())[:160]}); "
-                                        "check the network and retry later") from error
+                raise SourceUnavailable(
+                    f"{origin}: Yahoo did not answer ({' '.join(str(error).split())[:160]}); "
+                    "check the network and retry later"
+                ) from error
             raise DataError(f"{origin}: Yahoo request failed: {error}") from error
         return empty_bars() if answer is None else answer
 
@@ -132,8 +137,5 @@ def flatten_yfinance_columns(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
         if symbol in set(values):
             return frame.xs(symbol, axis=1, level=level)
     return frame.droplevel(
-        [lvl for lvl in range(frame.columns.nlevels) if "Close" not in set(frame.columns.get_level_values(lvl))],
-        axis=1,
+        [lvl for lvl in range(frame.columns.nlevels) if "Close" not in set(frame.columns.get_level_values(lvl))], axis=1
     )
-
-

@@ -13,7 +13,16 @@ from trading_ml.storage.tiny import TinyStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Store", "StoreChoice", "FallbackStore", "MongoStore", "TinyStore", "open_store", "open_stage_store", "bars_to_documents"]
+__all__ = [
+    "Store",
+    "StoreChoice",
+    "FallbackStore",
+    "MongoStore",
+    "TinyStore",
+    "open_store",
+    "open_stage_store",
+    "bars_to_documents",
+]
 
 
 def open_store(settings: Settings, mongo_uri: str | None = None, fall_back: bool = True) -> tuple[Store, StoreChoice]:
@@ -28,7 +37,9 @@ def open_store(settings: Settings, mongo_uri: str | None = None, fall_back: bool
         store = MongoStore.connect(uri, settings.storage.database, settings.storage.ping_timeout_ms)
     except StoreError as error:
         if not fall_back:
-            raise StoreError(f"{error}; the registry and the stored bars live there: start it (or fix the URI) and retry") from error
+            raise StoreError(
+                f"{error}; the registry and the stored bars live there: start it (or fix the URI) and retry"
+            ) from error
         log.warning("%s; falling back to TinyDB at %s", error, fallback)
         return TinyStore(fallback), StoreChoice("tinydb", f"{error}; fell back to {fallback}")
     return store, StoreChoice("mongodb", f"MongoDB at {mask_uri(uri)} answered")
@@ -38,5 +49,7 @@ def open_stage_store(settings: Settings, mongo_uri: str | None = None) -> Fallba
     """The store a stage works with: :func:`open_store`, falling back to TinyDB if MongoDB fails later."""
     store, choice = open_store(settings, mongo_uri)
     stage_store = FallbackStore(store, choice, settings.storage.fallback_dir)
-    stage_store.fell_back = choice.kind == "tinydb" and bool(mongo_uri or settings.storage.mongo_uri)  # MongoDB did not answer the ping
+    stage_store.fell_back = choice.kind == "tinydb" and bool(
+        mongo_uri or settings.storage.mongo_uri
+    )  # MongoDB did not answer the ping
     return stage_store

@@ -40,7 +40,9 @@ class FallbackStore:
             return getattr(self.active, operation)(*args)
 
     def _fall_back(self, error: StoreError) -> None:
-        log.warning("%s; continuing on TinyDB at %s (`trading-ml sync` copies it to MongoDB later)", error, self.fallback_dir)
+        log.warning(
+            "%s; continuing on TinyDB at %s (`trading-ml sync` copies it to MongoDB later)", error, self.fallback_dir
+        )
         self.active.close()
         self.active = TinyStore(self.fallback_dir)
         self.choice = StoreChoice("tinydb", f"{error}; fell back to TinyDB mid-run")
@@ -80,8 +82,10 @@ class FallbackStore:
         """Why ``what`` may be missing here: MongoDB failed and TinyDB lacks it."""
         if not self.fell_back:
             return None
-        return StoreError(f"{what} is not in the TinyDB fallback: {self.choice.reason.split('; fell back')[0]}; "
-                          "it is in MongoDB: re-run this stage when MongoDB answers")
+        return StoreError(
+            f"{what} is not in the TinyDB fallback: {self.choice.reason.split('; fell back')[0]}; "
+            "it is in MongoDB: re-run this stage when MongoDB answers"
+        )
 
     def close(self) -> None:
         self.active.close()

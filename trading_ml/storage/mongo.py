@@ -57,7 +57,10 @@ class MongoStore:
             client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True)
             database = client.get_default_database(database).name
         except (ConfigurationError, ValueError) as error:
-            raise ConfigError(f"MongoDB URI {mask_uri(uri)} is not valid ({brief(error)}); write it as mongodb://HOST:PORT/DATABASE, with USER:PASSWORD@ before HOST when it needs a login") from error
+            raise ConfigError(
+                f"MongoDB URI {mask_uri(uri)} is not valid ({brief(error)}); write it as "
+                "mongodb://HOST:PORT/DATABASE, with USER:PASSWORD@ before HOST when it needs a login"
+            ) from error
         try:
             client.admin.command("ping")
         except PyMongoError as error:
@@ -107,7 +110,10 @@ class MongoStore:
             operations = [UpdateOne(self._key_filter(collection, d), {"$set": d}, upsert=True) for d in batch]
             _, refused = self._bulk(collection, operations)
             if refused:
-                raise ConflictError(f"{collection}: {refused} document(s) have the natural key of another run's document; nothing of theirs was replaced")
+                raise ConflictError(
+                    f"{collection}: {refused} document(s) have the natural key of another run's document; nothing of "
+                    "theirs was replaced"
+                )
         return len(documents)
 
     def upsert_newer(self, collection: str, documents: list[dict]) -> int:
@@ -163,9 +169,11 @@ class MongoStore:
 
     def read_bars(self, symbol: str, timeframe: str) -> pd.DataFrame:
         with self._driver_errors(f"reading {symbol} {timeframe} bars"):
-            cursor = self._collection("market_data").find(
-                {"symbol": symbol, "timeframe": timeframe}, {"_id": False}
-            ).sort("timestamp", ASCENDING)
+            cursor = (
+                self._collection("market_data")
+                .find({"symbol": symbol, "timeframe": timeframe}, {"_id": False})
+                .sort("timestamp", ASCENDING)
+            )
             return documents_to_bars(cursor)
 
     def put_file(self, name: str, payload: bytes, metadata: dict) -> None:

@@ -97,8 +97,10 @@ class _Replacements:
             if not replaces(self.collection, document, stored):
                 return False
         elif self.owner and stored.get(self.owner) != document.get(self.owner):
-            raise ConflictError(f"{self.collection} {key} belongs to {self.owner} {stored.get(self.owner)!r}, "
-                                f"not {document.get(self.owner)!r}; nothing was written")
+            raise ConflictError(
+                f"{self.collection} {key} belongs to {self.owner} {stored.get(self.owner)!r}, "
+                f"not {document.get(self.owner)!r}; nothing was written"
+            )
         self.chosen[id(stored)] = document  # TinyDB hands the same dict to replace() next
         return True
 
@@ -123,10 +125,14 @@ class AtomicJSONStorage(Storage):
             with self.path.open(encoding="utf-8") as handle:
                 data = json.load(handle)
         except (OSError, ValueError, RecursionError) as error:
-            raise StoreError(f"the TinyDB fallback file {self.path} cannot be read ({one_line(error)}); restore it or move it aside") from error
+            raise StoreError(
+                f"the TinyDB fallback file {self.path} cannot be read ({one_line(error)}); restore it or move it aside"
+            ) from error
         if not isinstance(data, dict) or not all(isinstance(table, dict) for table in data.values()):
-            raise StoreError(f"the TinyDB fallback file {self.path} is not a TinyDB file (an object of tables of documents); "
-                             "restore it or move it aside")
+            raise StoreError(
+                f"the TinyDB fallback file {self.path} is not a TinyDB file (an object of tables of documents); "
+                "restore it or move it aside"
+            )
         return {name: _documents_only(self.path, name, table) for name, table in data.items()}
 
     def write(self, data) -> None:
@@ -140,8 +146,13 @@ class AtomicJSONStorage(Storage):
 def _documents_only(path: Path, name: str, table: dict) -> dict:
     """A table's entries that are documents; any other is skipped with one line naming it."""
     for key in [k for k, document in table.items() if not isinstance(document, dict)]:
-        log.warning("%s: table %s entry %s is a %s, not a document; skipped (fix or remove it)", path, name, key[:20],
-                    type(table.pop(key)).__name__)
+        log.warning(
+            "%s: table %s entry %s is a %s, not a document; skipped (fix or remove it)",
+            path,
+            name,
+            key[:20],
+            type(table.pop(key)).__name__,
+        )
     return table
 
 
