@@ -6,7 +6,7 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 RUN_ARGS ?=
 
-.PHONY: install run test browser services bench airflow compose-smoke constraints clean
+.PHONY: install run test lint docs browser services bench airflow compose-smoke constraints clean
 
 install: $(INSTALLED)
 
@@ -14,7 +14,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else "Python 3.12 is needed (pandas-ta 0.4): pyenv install 3.12.1, or make PYTHON=/path/to/python3.12")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet --constraint constraints.txt -e '.[test,celery]'
+	$(VENV)/bin/pip install --quiet --constraint constraints.txt -e '.[test,celery,dev]'
 	touch $(INSTALLED)
 
 run: $(INSTALLED)
@@ -22,6 +22,16 @@ run: $(INSTALLED)
 
 test: $(INSTALLED) browser services
 	$(VENV)/bin/python -m pytest
+
+# ruff (lint and format) and mypy over trading_ml/, dags/ and plugins/ (pyproject.toml holds their settings)
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# docs/ as a site under site/ (MkDocs, Material theme); the references are generated from the code, warnings are errors
+docs: $(INSTALLED)
+	$(VENV)/bin/mkdocs build --strict --quiet
 
 # Debian's chromium renders the HTML report in one test; installed when missing and we are root.
 browser:

@@ -60,9 +60,9 @@ PLAN_STAGES = {  # the plan's script: its 'ingest' is Phase 1 (data), its 'valid
 }
 
 
-def common_options() -> argparse.ArgumentParser:
+def common_options() -> OneLineParser:
     """--data-dir, --config and -v: every command takes them (an argparse parent)."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument(
         "--data-dir", help="where runs and the fallback store live (default: config or TRADING_ML_DATA_DIR)"
     )
@@ -71,9 +71,9 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-def run_options() -> argparse.ArgumentParser:
+def run_options() -> OneLineParser:
     """What a stage command takes to pick its run (an argparse parent, with the common options)."""
-    options = argparse.ArgumentParser(add_help=False, parents=[common_options()])
+    options = OneLineParser(add_help=False, parents=[common_options()])
     options.add_argument("--source", help=f"{' | '.join(spec_forms())} (default: config `source`)")
     options.add_argument("--symbols", help="comma-separated tickers (default: the config universe)")
     options.add_argument("--timeframes", help="comma-separated, e.g. 1d,1h (default: config)")

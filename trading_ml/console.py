@@ -193,16 +193,16 @@ def print_report_summary(summary: dict) -> None:
 def print_history(model: str, history: dict, path) -> None:
     """What production served between runs, beside always the latest and the baselines."""
     metric = history["metric"]
-    scored = [p for p in history["periods"] if "skipped" not in p]
+    scored_periods = [p for p in history["periods"] if "skipped" not in p]
     print(
-        f"{model}: {len(scored)} of {len(history['periods'])} periods between {len(history['periods']) + 1} runs "
-        "scored, "
-        f"{history['rows']:,} rows (each labelled and predicted by every candidate)"
+        f"{model}: {len(scored_periods)} of {len(history['periods'])} periods between "
+        f"{len(history['periods']) + 1} runs scored, {history['rows']:,} rows "
+        "(each labelled and predicted by every candidate)"
     )
     for period in history["periods"]:
-        rows = f"skipped: {period['skipped']}" if "skipped" in period else f"{period['rows']:>7,} rows"
+        scored = f"skipped: {period['skipped']}" if "skipped" in period else f"{period['rows']:>7,} rows"
         print(
-            f"  {period['from']} .. {period['to']}  served {period['served']:<22} latest {period['latest']:<6} {rows}"
+            f"  {period['from']} .. {period['to']}  served {period['served']:<22} latest {period['latest']:<6} {scored}"
         )
     rows = [
         ("served by production", history["served"]),
@@ -259,14 +259,13 @@ def print_settings_differences(runs: list, frozen: list[dict | None]) -> None:
     from trading_ml.config.settings import settings_differences
 
     names = [f"{run.run_id} ({run.as_of})" for run in runs]
-    for run, settings in zip(runs, frozen, strict=True):
-        if settings is None:
-            print(f"run {run.run_id} froze no settings (it started before runs did); nothing to compare")
-            return
+    first, second = frozen
+    if first is None or second is None:
+        unfrozen = runs[0] if first is None else runs[1]
+        print(f"run {unfrozen.run_id} froze no settings (it started before runs did); nothing to compare")
+        return
     rows = [
-        (key, json.dumps(first), json.dumps(second))
-        for key, first, second in settings_differences(*frozen)
-        if key != "data_dir"
+        (key, json.dumps(a), json.dumps(b)) for key, a, b in settings_differences(first, second) if key != "data_dir"
     ]
     if not rows:
         print(f"runs {names[0]} and {names[1]} used the same settings")

@@ -61,7 +61,7 @@ class ModelLoader:
     def verified_hashes(self, record: dict) -> tuple[str, ...]:
         """The sha256 of each of a record's files, in suffix order, after checking the bytes on disk
         (or restored from GridFS) match them; nothing is parsed."""
-        name = record.get("model_name") if isinstance(record, dict) else None
+        name = str(record.get("model_name")) if isinstance(record, dict) else ""
         check_name(name)
         files = self._verified_files(record, model_class(name).FILES)
         return tuple(sha256_bytes(files[suffix]) for suffix in sorted(files))

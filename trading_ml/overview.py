@@ -180,10 +180,10 @@ def compare_runs(data_dir: Path, first: str, second: str, registry: ModelRegistr
     differed in what they covered (as-of, symbols, timeframes, models, source, deploy, folds) and,
     from the registry, in each model's configuration (the hash of config.yaml's features, models and
     universe sections, and the feature count)."""
-    runs = [find_run_by_id(data_dir, run_id) for run_id in (first, second)]
-    missing = [run_id for run_id, run in zip((first, second), runs, strict=True) if run is None]
-    if missing:
-        raise KeyError(f"no run {', '.join(missing)} under {data_dir}")
+    found = {run_id: find_run_by_id(data_dir, run_id) for run_id in (first, second)}
+    runs = [run for run in found.values() if run is not None]
+    if len(runs) < len(found):
+        raise KeyError(f"no run {', '.join(run_id for run_id, run in found.items() if run is None)} under {data_dir}")
     rows = [run_row(run) for run in runs]
     evaluations = [_evaluation(run) for run in runs]
     models = list(dict.fromkeys([*evaluations[0], *evaluations[1]]))
@@ -244,7 +244,7 @@ def _differences(runs: list[RunInfo], rows: list[dict], evaluations: list[dict])
     deploy = [run.selection.get("deploy") for run in runs]
     if deploy[0] != deploy[1]:
         found.append({"field": "deploy", "first": deploy[0], "second": deploy[1]})
-    folds = [len(next(iter(e.values()), {}).get("folds", [])) if e else None for e in evaluations]
+    folds = [len(next(iter(e.values())).get("folds", [])) if e else None for e in evaluations]
     if folds[0] != folds[1]:
         found.append({"field": "walk-forward folds", "first": folds[0], "second": folds[1]})
     return found
@@ -256,11 +256,12 @@ def _settings_differences(runs: list[RunInfo]) -> list[dict]:
         frozen = [run.layout.frozen_settings() for run in runs]
     except TradingMLError as error:
         return [{"field": "settings", "first": "", "second": "", "note": one_line(error, 200)}]
-    if None in frozen:
+    first, second = frozen
+    if first is None or second is None:
         return []
     return [
-        {"field": f"setting {key}", "first": first, "second": second, "note": "settings.json"}
-        for key, first, second in settings_differences(*frozen)
+        {"field": f"setting {key}", "first": a, "second": b, "note": "settings.json"}
+        for key, a, b in settings_differences(first, second)
         if key != "data_dir"
     ]
 

@@ -123,7 +123,7 @@ class ModelRegistry:
                 d.get("version") for d in self.store.find(COLLECTION, {"model_name": name}) if isinstance(d, dict)
             ]
             numbers = [major_version(r["version"]) for r in taken] + [
-                major_version(v) for v in written if _version_problem(v) is None
+                major_version(str(v)) for v in written if _version_problem(v) is None
             ]
             version = f"{max(numbers, default=0) + 1}.0"
             if self.store.insert_new(VERSIONS, {"model_name": name, "version": version, "run_id": run_id}):
@@ -262,7 +262,7 @@ def claim_problem(claim) -> str | None:
 
 def _identity_problem(document: dict) -> str | None:
     try:
-        check_name(document.get("model_name"))
+        check_name(str(document.get("model_name")))
         check_run_id(document.get("run_id"))
     except ConfigError as error:
         return str(error).split(";")[0]

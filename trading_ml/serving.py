@@ -27,10 +27,11 @@ import time
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -73,7 +74,7 @@ class SignalCache:
         self._building: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()  # guards the two dicts only, never held while building
 
-    def get(self, key: tuple, build) -> tuple:
+    def get(self, key: tuple, build) -> Any:
         with self._lock:
             if key in self._tables:
                 self._tables.move_to_end(key)
@@ -189,8 +190,10 @@ class StoredBars:
                     self._read = self._read_store()
             finally:
                 self._lock.release()
+        if self._read is None:
+            raise ServiceUnavailable("the stored bars could not be read yet; retry")
         _, bars, span = self._read
-        if not bars:
+        if not bars or span is None:
             raise ServiceUnavailable(f"no {self.timeframe} bars in the store; run `trading-ml ingest` first")
         return bars, span
 
@@ -222,7 +225,7 @@ class SignalTable:
     columns: dict[str, np.ndarray] = field(
         default_factory=dict
     )  # frame's columns as arrays: a row read in microseconds
-    answers: dict[int, dict] = field(default_factory=dict, compare=False)  # row -> its answer, once made
+    answers: dict[int, dict | str] = field(default_factory=dict, compare=False)  # row -> its answer, once made
 
     def latest(self, symbol: str, end: pd.Timestamp, settings: Settings) -> dict | str:
         """The symbol's answer from its newest row before ``end``, or why there is none."""
@@ -545,7 +548,7 @@ def first_error(error: RequestValidationError) -> str:
 PROBLEMS = {status: {"model": Problem} for status in (404, 408, 413, 422, 503)}
 
 
-def create_app(settings: Settings) -> FastAPIOffline:
+def create_app(settings: Settings) -> FastAPI:
     """The API; /docs and /redoc are served from the installed package's assets (no CDN)."""
     service = SignalService(settings)
     app = FastAPIOffline(

@@ -57,7 +57,8 @@ def copy_newer(source: Store, target: Store, collection: str) -> dict[str, int]:
 
 def merge_registries(source: ModelRegistry, target: ModelRegistry) -> dict:
     """Every record and production pointer of ``source`` into ``target`` (see the module's rules)."""
-    versions, renumbered, copied = {}, [], 0
+    versions: dict[tuple, str] = {}
+    renumbered, copied = [], 0
     incoming = sorted(
         source.store.find(COLLECTION),
         key=lambda r: (bool(members_of(r["model_name"])), r["model_name"], major_version(r["version"])),

@@ -33,6 +33,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -247,9 +248,9 @@ def _verify_forked(request: dict):
             os._exit(0)
     os.close(write_end)
     received, deadline = b"", time.monotonic() + request["seconds"]
-    with os.fdopen(read_end, "rb") as answers:
-        while (left := deadline - time.monotonic()) > 0 and select.select([answers], [], [], left)[0]:
-            chunk = os.read(answers.fileno(), 1 << 16)
+    with os.fdopen(read_end, "rb") as pipe:
+        while (left := deadline - time.monotonic()) > 0 and select.select([pipe], [], [], left)[0]:
+            chunk = os.read(pipe.fileno(), 1 << 16)
             if not chunk:
                 break
             received += chunk
@@ -282,10 +283,10 @@ def _verify_in_child(
     """In the child: limit memory, then load and check each group's first record."""
     _limit_memory(memory_bytes)
     warnings.simplefilter("ignore")  # e.g. scikit-learn's note that a forked child runs its forest on one core
-    answers = []
+    answers: list[str | None] = []
     for group in groups:
         try:
-            model = ModelLoader(RecordSet(group, models_root)).load_record(group[0])
+            model = ModelLoader(cast(ModelRegistry, RecordSet(group, models_root))).load_record(group[0])
             check_predictions(model, canary)
             answers.append(None)
         except MemoryError:

@@ -13,10 +13,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
+from pydantic import create_model as pydantic_create_model
 
 from trading_ml.config.messages import describe_error, shorten
 from trading_ml.config.schema import (
@@ -34,6 +35,8 @@ from trading_ml.config.schema import (
 )
 from trading_ml.config.settings import Instrument, Settings, StorageSettings, Timeframe
 from trading_ml.errors import ConfigError
+
+create_model: Any = pydantic_create_model  # fields given as a dict, which its overloads do not describe
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "config.yaml"
@@ -168,17 +171,18 @@ class ModelsBase(BaseModel):
 
     def settings(self) -> ModelSettings:
         """The shared settings, with each model's section as its parameters."""
-        models = [name for name in type(self).model_fields if name not in ModelSettings.__pydantic_fields__]
+        models = [name for name in type(self).model_fields if name not in SHARED_MODEL_FIELDS]
         return ModelSettings(
             **self.model_dump(exclude=set(models)), params={name: getattr(self, name) for name in models}
         )
 
 
+SHARED_MODEL_FIELDS: dict[str, Any] = getattr(ModelSettings, "__pydantic_fields__")  # noqa: B009 - pydantic's own
+
+
 def models_section(model_params: tuple[tuple[str, type], ...]) -> type[BaseModel]:
     """ModelSettings' shared fields (with their defaults) plus one section per configurable model."""
-    shared = {
-        key: (info.annotation, info) for key, info in ModelSettings.__pydantic_fields__.items() if key != "params"
-    }
+    shared = {key: (info.annotation, info) for key, info in SHARED_MODEL_FIELDS.items() if key != "params"}
     sections = {name: (params, params()) for name, params in model_params}
     return create_model("ModelsSection", __base__=ModelsBase, **shared, **sections)
 

@@ -59,7 +59,7 @@ FIXED_ADVICE = {
 }
 
 
-def _advice(error: dict, location: tuple[str, ...], schema: type) -> str:
+def _advice(error: Any, location: tuple[str, ...], schema: type) -> str:
     kind, context = error["type"], error.get("ctx") or {}
     if kind in BOUNDS:
         return f"must be {BOUNDS[kind].format(**context)}"

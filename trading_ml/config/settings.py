@@ -139,7 +139,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
     equities = [i for i in instruments if i.kind == "equity"]
     sectors: dict[str, list[str]] = {}
     for instrument in equities:
-        sectors.setdefault(instrument.sector, []).append(instrument.symbol)
+        sectors.setdefault(str(instrument.sector), []).append(instrument.symbol)
     indices = [
         {
             "symbol": i.symbol,

@@ -11,6 +11,7 @@ features, lives with the features.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -125,7 +126,7 @@ def price_jumps(bars: pd.DataFrame, max_abs_return: float, unadjusted_splits=())
     return (moves.abs() > max_abs_return) & ~bars.index.isin(list(unadjusted_splits))
 
 
-def check_price_sanity(bars: pd.DataFrame, max_abs_return: float, unadjusted_splits: list[pd.Timestamp] = ()) -> CheckResult:
+def check_price_sanity(bars: pd.DataFrame, max_abs_return: float, unadjusted_splits: Sequence[pd.Timestamp] = ()) -> CheckResult:
     """No bar-to-bar move of the adjusted close above the limit: what is left after splits are told
     apart is a crash or a bad print, which a person must look at. The days of unadjusted splits
     (reported by the corporate-actions check) are not counted twice."""

@@ -26,7 +26,10 @@ class Feature:
 
 
 def _features(category: str, rows: list[tuple], needs_volume: bool = False) -> list[Feature]:
-    return [Feature(name, category, text, *flags, needs_volume=needs_volume) for name, text, *flags in rows]
+    return [
+        Feature(name, category, text, scale_free=bool(flags[0]) if flags else True, needs_volume=needs_volume)
+        for name, text, *flags in rows
+    ]
 
 
 LEVEL = False  # marks a price- or volume-level column (not scale-free)

@@ -105,7 +105,8 @@ def regime_labels(inputs: pd.DataFrame, rules: RegimeRules) -> pd.Series:
     'Rising' and 'falling' are the sign of the return over ``return_bars``. Rows whose inputs are
     missing (warm-up) get no label.
     """
-    codes = regime_codes(*(inputs[c].to_numpy(dtype=float) for c in ("trend", "returns", "adx", "fear")), rules)
+    trend, returns, adx, fear = (inputs[c].to_numpy(dtype=float) for c in ("trend", "returns", "adx", "fear"))
+    codes = regime_codes(trend, returns, adx, fear, rules)
     labels = pd.Series(np.array(REGIMES, dtype=object)[codes], index=inputs.index, dtype="object")
     return labels.where(inputs.notna().all(axis=1))
 

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
 from trading_ml.config import STRICT, Rate, at_most, checked
 from trading_ml.errors import DataError
+
+if TYPE_CHECKING:
+    from trading_ml.models.splits import Split
 
 CONFIG = ".config.json"
 
@@ -32,7 +35,7 @@ class Dataset(Protocol):
     """What a model is fitted on: the training table, one fold of it, and the features it may use."""
 
     table: pd.DataFrame
-    split: object  # trading_ml.models.splits.Split
+    split: Split
     feature_names: list[str]
     volatility_window: int  # bars in a realized-volatility window (features.volatility_window)
 

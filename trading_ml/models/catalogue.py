@@ -8,8 +8,9 @@ config schema) never loads them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from trading_ml.errors import UnknownModel
 from trading_ml.models.direction import DirectionEnsemble, LSTMDirection, XGBoostDirection
@@ -25,11 +26,11 @@ class Entry:
     name: str
     task: str  # direction | volatility | regime
     target: str  # the training table's column it predicts
-    model: type
+    model: Any  # the model's class
     members: tuple[str, ...] = ()  # the models a combination is built from (none for a model of its own)
 
     @classmethod
-    def of(cls, model: type) -> Entry:
+    def of(cls, model: Any) -> Entry:
         return cls(model.name, model.task, model.target, model, tuple(getattr(model, "MEMBERS", ())))
 
 
@@ -66,7 +67,7 @@ def model_params() -> dict[str, type]:
     return {name: found.model.Params for name, found in CATALOGUE.items() if hasattr(found.model, "Params")}
 
 
-def model_class(name: str) -> type:
+def model_class(name: str) -> Any:
     """The class of a model name."""
     return entry(name).model
 
@@ -85,7 +86,7 @@ def members_of(name: str) -> tuple[str, ...]:
     return found.members if found else ()
 
 
-def combinations_of(trained: Sequence[str]) -> list[str]:
+def combinations_of(trained: Iterable[str]) -> list[str]:
     """The combinations whose members all trained, in catalogue order."""
     return [name for name, found in CATALOGUE.items() if found.members and set(found.members) <= set(trained)]
 

@@ -143,7 +143,7 @@ class LSTMDirection:
         self.feature_names, self.net, self.scaler, self.shape, self.info = feature_names, net, scaler, shape, info or {}
 
     @classmethod
-    def fit(cls, dataset: Dataset, params: Params, seed: int) -> LSTMDirection:
+    def fit(cls, dataset: Dataset, params: LSTMParams, seed: int) -> LSTMDirection:
         import torch
         from torch import nn
 

@@ -92,7 +92,8 @@ def fit(
     generator = seed_everything(seed)
     epochs, batch = params.epochs, params.batch
     optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate)
-    best, history = (float("inf"), None), []
+    best: tuple[float, dict | None] = (float("inf"), None)
+    history: list[float] = []
     log.info("%s: %d epochs over %d training and %d validation sequences", name, epochs, len(train), len(validation))
     for epoch in range(epochs):
         started = time.perf_counter()

@@ -150,7 +150,7 @@ class LSTMVolatility:
         self.target_scale, self.shape, self.info = target_scale, shape, info or {}
 
     @classmethod
-    def fit(cls, dataset: Dataset, params: Params, seed: int) -> LSTMVolatility:
+    def fit(cls, dataset: Dataset, params: LSTMParams, seed: int) -> LSTMVolatility:
         import torch
         from torch import nn
 

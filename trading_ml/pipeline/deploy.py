@@ -15,7 +15,7 @@ from trading_ml.models import evaluation
 from trading_ml.models.catalogue import task_of
 from trading_ml.models.dataset import TrainingData
 from trading_ml.models.splits import out_of_sample_fold
-from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunContext
@@ -28,7 +28,7 @@ PROPOSED = "proposed"  # the gate would promote it; a person decides (airflow.ap
 
 
 @stage("deploy", summarize=lambda manifest: {name: d["status"] for name, d in manifest["decisions"].items()})
-def deploy(ctx: RunContext, resources: StageResources | None = None, *, propose_only: bool = False) -> dict:
+def deploy(ctx: RunContext, resources: StageResources = OWN_RESOURCES, *, propose_only: bool = False) -> dict:
     """Promote each candidate the evaluate stage scored whose out-of-sample skill over its best
     baseline is significant (the one-sided lower bound of the improvement above zero) and that is
     not significantly worse than the current production version on rows that version never saw, of
@@ -82,7 +82,7 @@ def proposal_text(ctx: RunContext, decisions: dict) -> str:
 
 @stage("approve", summarize=lambda manifest: {name: d["status"] for name, d in manifest["decisions"].items()})
 def apply_approval(
-    ctx: RunContext, approved: list[str], approval: dict, resources: StageResources | None = None
+    ctx: RunContext, approved: list[str], approval: dict, resources: StageResources = OWN_RESOURCES
 ) -> dict:
     """A person's answer to the deploy's proposals: each proposed version in ``approved`` is promoted
     (if production is still what the gate compared it with), every other proposed one stays

@@ -9,7 +9,7 @@ from trading_ml.io import read_parquet, write_json
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import chosen_models, combinations_of, task_of
 from trading_ml.models.dataset import TrainingData
-from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
 from trading_ml.run import RunContext
 
@@ -22,7 +22,7 @@ NOT_COMBINED = (
 
 
 @stage("evaluate", summarize=lambda manifest: {name: m["primary"] for name, m in manifest["models"].items()})
-def evaluate(ctx: RunContext, resources: StageResources | None = None) -> dict:
+def evaluate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict:
     """Every model of the run that trained (and the direction ensemble) on the pooled out-of-sample
     rows, beside its baselines, with block-bootstrap intervals and its skill over the best baseline.
     A model whose training did not finish is named in the report; the rest go on.

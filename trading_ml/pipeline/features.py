@@ -12,7 +12,7 @@ from trading_ml.features.build import TimeframeFeatures, build_timeframe, featur
 from trading_ml.features.market import missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
 from trading_ml.io import intact, sha256_file, write_json, write_parquet, write_table_csv
-from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage
 from trading_ml.run import RunContext
 
@@ -30,7 +30,7 @@ def _summarize_features(manifest: dict) -> dict:
 
 
 @stage("features", summarize=_summarize_features)
-def build_features(ctx: RunContext, resources: StageResources | None = None) -> dict:
+def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict:
     """Features and targets for every validated pair: per-symbol CSVs and one training table per timeframe.
 
     Writes features/{SYMBOL}_{tf}_features.csv, features/training_{tf}.parquet (every symbol with

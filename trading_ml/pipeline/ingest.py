@@ -12,7 +12,7 @@ from trading_ml.config import shorten
 from trading_ml.data.bar_files import write_bars_csv
 from trading_ml.errors import ConfigError, DataError, OutsideCoverage, StageFailed
 from trading_ml.io import sha256_file, write_json
-from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, summarize_ingest
 from trading_ml.run import RunContext, pair_name
 from trading_ml.sources import MarketDataSource
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def ingest(
     ctx: RunContext,
     pairs: list[tuple[str, str]] | None = None,
-    resources: StageResources | None = None,
+    resources: StageResources = OWN_RESOURCES,
     on_done: Callable[[dict], None] = lambda manifest: None,
 ) -> list[dict]:
     """Fetch the given pairs (default: every pair of the run) with one store write; their manifests.
@@ -49,7 +49,7 @@ def ingest(
 def ingest_pairs(
     ctx: RunContext,
     chosen: list[tuple[str, str]],
-    resources: StageResources | None = None,
+    resources: StageResources = OWN_RESOURCES,
     on_done: Callable[[dict], None] = lambda manifest: None,
 ) -> list[dict]:
     """Fetch these pairs of the run; their manifests (the stage's record is derived from them)."""

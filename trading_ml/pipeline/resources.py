@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunContext
@@ -30,6 +31,8 @@ class StageResources:
     @property
     def source(self) -> MarketDataSource:
         if self._source is None:
+            if self._make is None:
+                raise ValueError("these stage resources were opened without a data source")
             self._source = self._make()
         return self._source
 
@@ -52,3 +55,8 @@ class StageResources:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# A stage's default ``resources``: a stage called without them opens its own for the call and closes
+# them after it (trading_ml.pipeline.run_manifest.stage), so inside a stage they are never None.
+OWN_RESOURCES = cast(StageResources, None)

@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 from trading_ml.io import read_json, write_json
 from trading_ml.pipeline.resources import StageResources
@@ -24,7 +25,7 @@ def record_stage(ctx: RunContext, stage: str, summary: dict | None, resources: S
     summary (None for a fan-out stage: its items' manifests say it) and what the fan-out stages'
     items say now."""
     path = ctx.layout.run_manifest
-    run = read_json(path) if path.exists() else {"run_id": ctx.run_id, "stages": {}}
+    run: dict[str, Any] = read_json(path) if path.exists() else {"run_id": ctx.run_id, "stages": {}}
     run.update(ctx.to_dict())
     run["calendars"] = {symbol: ctx.settings.calendar_source(symbol) for symbol in ctx.symbols}
     now = dt.datetime.now(dt.UTC).isoformat()
@@ -92,10 +93,10 @@ def stage(
         @functools.wraps(work)
         def run(*args, **kwargs) -> dict:
             bound = signature.bind(*args, **kwargs)
-            ctx, resources = bound.arguments["ctx"], bound.arguments.get("resources")
-            owned = resources is None
-            if owned:
-                bound.arguments["resources"] = resources = StageResources.open(ctx)
+            ctx, given = bound.arguments["ctx"], bound.arguments.get("resources")
+            owned = given is None
+            resources = StageResources.open(ctx) if given is None else given
+            bound.arguments["resources"] = resources
             try:
                 manifest = work(*bound.args, **bound.kwargs)
                 record_stage(ctx, name, summarize(manifest), resources)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from typing import Any
 
 import pandas as pd
 
@@ -15,7 +16,7 @@ from trading_ml.errors import DataError
 from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
 from trading_ml.models.catalogue import chosen_models, combinations_of, entry, members_of, model_class
 from trading_ml.models.dataset import TrainingData
-from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
 from trading_ml.registry import ModelRegistry, config_hash
 from trading_ml.run import RunContext
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 @stage("train")
-def train(ctx: RunContext, model_name: str, resources: StageResources | None = None) -> dict:
+def train(ctx: RunContext, model_name: str, resources: StageResources = OWN_RESOURCES) -> dict:
     """Fit one model on every walk-forward fold of the features stage's training table, save the
     last fold's model under models/ with the pooled out-of-sample predictions of all folds, and
     register it as a candidate.
@@ -68,13 +69,14 @@ def train(ctx: RunContext, model_name: str, resources: StageResources | None = N
 
 
 @stage("train")
-def combine(ctx: RunContext, resources: StageResources | None = None) -> dict:
+def combine(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict:
     """The fan-in after the trainings: register each combination (the direction ensemble) whose
     members all trained in this run, with its files, its out-of-sample predictions (its rule applied
     to the members' own) and a train manifest like a trained model's. Re-running rewrites the same."""
     trained = {name: m for name, m in trained_manifests(ctx).items() if not members_of(name)}
-    data = TrainingData.load(ctx, ctx.stage_manifest("features")) if trained else None
-    combined = {name: _register_combination(ctx, resources, name, data, trained) for name in combinations_of(trained)}
+    names = combinations_of(trained)
+    data = TrainingData.load(ctx, ctx.stage_manifest("features")) if names else None
+    combined = {name: _register_combination(ctx, resources, name, data, trained) for name in names if data is not None}
     return {"stage": "train", "run_id": ctx.run_id, "combined": combined}
 
 
@@ -122,7 +124,7 @@ def write_trained_manifest(
     return manifest
 
 
-def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[object, pd.DataFrame]:
+def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[Any, pd.DataFrame]:
     """The model of the last fold, and every fold's predictions of its own test segment (NaN on
     rows no fold tested), with a ``fold`` column."""
     pooled = None

@@ -8,7 +8,7 @@ from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import StageFailed
 from trading_ml.io import intact, sha256_file, write_json
-from trading_ml.pipeline.resources import StageResources
+from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage
 from trading_ml.run import RunContext, pair_name
 
@@ -35,7 +35,7 @@ def _summarize_validate(manifest: dict) -> dict:
 
 
 @stage("validate", summarize=_summarize_validate, check=enough_passed)
-def validate(ctx: RunContext, resources: StageResources | None = None) -> dict:
+def validate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict:
     """Join every ingestion of the run (the manifests in raw/): check, clean into validated/,
     quarantine what fails; a pair without a manifest did not finish ingesting and is quarantined.
 
@@ -44,7 +44,9 @@ def validate(ctx: RunContext, resources: StageResources | None = None) -> dict:
     """
     ingested = ctx.ingest_manifests()
     by_pair = {(m["symbol"], m["timeframe"]): m for m in ingested}
-    reports, passed, quarantined = [], [], []
+    reports: list[dict] = []
+    passed: list = []
+    quarantined: list = []
     for symbol, timeframe in ctx.pairs:
         report, validated = _validate_pair(ctx, symbol, timeframe, by_pair.get((symbol, timeframe)))
         reports.append(report)
@@ -70,9 +72,9 @@ def _validate_pair(ctx: RunContext, symbol: str, timeframe: str, ingested: dict 
     base = {"run_id": ctx.run_id, "symbol": symbol, "timeframe": timeframe}
     validated_path = ctx.layout.validated_bars(symbol, timeframe)
     problem = _ingest_problem(ctx, ingested)
-    if problem:
+    if problem or ingested is None:
         validated_path.unlink(missing_ok=True)
-        return {**base, "quarantined": True, "reasons": [problem], "checks": []}, None
+        return {**base, "quarantined": True, "reasons": [str(problem)], "checks": []}, None
     instrument = ctx.settings.instrument(symbol)
     bars = read_bars_csv(ctx.layout.resolve(ingested["path"]), timeframe)
     start, end = ctx.window(timeframe)

@@ -9,6 +9,7 @@ and :class:`SourceUnavailable` when the provider did not answer (retrying later 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from trading_ml.config import Settings, shorten
 from trading_ml.errors import ConfigError
@@ -18,7 +19,7 @@ from trading_ml.sources.sample import SampleSource
 from trading_ml.sources.synthetic import SyntheticSource
 from trading_ml.sources.yahoo import YahooSource
 
-SOURCES: dict[str, type[MarketDataSource]] = {
+SOURCES: dict[str, Any] = {  # kind -> its class (a MarketDataSource)
     source.kind: source for source in (YahooSource, SyntheticSource, SampleSource, CsvSource)
 }
 
@@ -81,7 +82,7 @@ def spec_pattern() -> str:
 
 def check_source(spec: object) -> str:
     """The spec, or a ConfigError naming it and the forms a spec takes."""
-    if not spec_is_known(spec):
+    if not isinstance(spec, str) or not spec_is_known(spec):
         raise ConfigError(f"unknown source {shorten(spec)}; use {spec_choices()}")
     return spec
 

@@ -40,7 +40,9 @@ class StoreChoice:
 
 
 class Store(Protocol):
-    kind: str  # "mongodb" or "tinydb"
+    @property
+    def kind(self) -> str:
+        """ "mongodb" or "tinydb"."""
 
     def upsert_many(self, collection: str, documents: list[dict]) -> int:
         """Insert or replace documents by the collection's natural key, stamped with updated_at;
@@ -90,7 +92,7 @@ def replaces(collection: str, incoming: dict, stored: dict | None) -> bool:
 
 def partitions(collection: str, documents: list[dict]) -> list[tuple[dict, list[dict]]]:
     """[(match, documents)] grouping documents by the collection's partition fields (one group if none)."""
-    fields, groups = PARTITIONS.get(collection, ()), {}
+    fields, groups = PARTITIONS.get(collection, ()), dict[tuple, list[dict]]()
     for document in documents:
         groups.setdefault(tuple(document[f] for f in fields), []).append(document)
     return [(dict(zip(fields, values)), group) for values, group in groups.items()]

@@ -54,7 +54,9 @@ class MongoStore:
         A database named in the URI (``mongodb://host/NAME``) wins over ``database``.
         """
         try:
-            client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True)
+            client: MongoClient = MongoClient(
+                uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
+            )
             database = client.get_default_database(database).name
         except (ConfigurationError, ValueError) as error:
             raise ConfigError(
@@ -123,7 +125,7 @@ class MongoStore:
         written = 0
         for match, group in partitions(collection, documents):
             stored = {natural_key(collection, d): d for d in self.find(collection, match)}
-            operations = []
+            operations: list[UpdateOne | ReplaceOne] = []
             for document in group:
                 old = stored.get(natural_key(collection, document))
                 if not replaces(collection, document, old):

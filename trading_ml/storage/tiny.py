@@ -86,7 +86,7 @@ class _Replacements:
 
     def __init__(self, collection: str, incoming: dict[tuple, dict], newer_only: bool):
         self.collection, self.incoming, self.newer_only = collection, incoming, newer_only
-        self.owner, self.chosen = OWNERS.get(collection), {}
+        self.owner, self.chosen = OWNERS.get(collection), dict[int, dict]()
 
     def matches(self, stored: dict) -> bool:
         key = _stored_key(self.collection, stored)
@@ -177,7 +177,8 @@ class TinyStore:
         if collection not in PARTITIONS:
             return [self.path(collection)] if self.path(collection).exists() else []
         self._split_unpartitioned(collection)
-        pattern = "_".join(glob.escape(str(match[f])) if f in (match or {}) else "*" for f in PARTITIONS[collection])
+        given = match or {}
+        pattern = "_".join(glob.escape(str(given[f])) if f in given else "*" for f in PARTITIONS[collection])
         return sorted((self.directory / collection).glob(f"{pattern}.json"))
 
     def _split_unpartitioned(self, collection: str) -> None:
