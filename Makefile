@@ -31,7 +31,7 @@ lint: $(INSTALLED)
 
 # docs/ as a site under site/ (MkDocs, Material theme); the references are generated from the code, warnings are errors
 docs: $(INSTALLED)
-	$(VENV)/bin/mkdocs build --strict --quiet
+	DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 # Debian's chromium renders the HTML report in one test; installed when missing and we are root.
 browser:

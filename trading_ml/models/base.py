@@ -3,14 +3,14 @@
 Every model class names its ``name``, ``task`` (direction, volatility, regime) and ``target``
 column, declares its parameters as ``Params`` (a checked dataclass: its section of config.yaml,
 `models.<name>`), and offers ``fit(dataset, params, seed)`` (a dataset is a table, one walk-forward
-fold, the feature names and the volatility window; ``params`` its ``Params`` as configured, None for a
-model without), ``predict(table)``, ``save()`` and ``load(files)``. ``save`` turns the model into
-files (suffix -> bytes: ``.config.json`` with feature names, settings and fitted scalers, plus one
-binary in a format that cannot run code on load); ``load`` rebuilds it from exactly those bytes. A
-model never opens a path: the pipeline writes the files where the run's layout says, and the
-registry reads them back after checking their sha256. A combination of other models of its run
-(the catalogue names its members: the direction ensemble) is not fitted: ``combine`` applies its
-rule to the members' predictions, and ``load(files, members)`` gets the loaded members.
+fold, the feature names and the volatility window; ``params`` its ``Params`` as configured),
+``predict(table)``, ``save()`` and ``load(files)``. ``save`` turns the model into files (suffix ->
+bytes: ``.config.json`` with feature names, settings and fitted scalers, plus one binary in a format
+that cannot run code on load); ``load`` rebuilds it from exactly those bytes. A model never opens a
+path: the pipeline writes the files where the run's layout says, and the registry reads them back
+after checking their sha256. A combination of other models of its run (the catalogue names its
+members: the direction ensemble) is not fitted: ``combine`` applies its rule to the members'
+predictions, and ``load(files, members)`` gets the loaded members.
 """
 
 from __future__ import annotations

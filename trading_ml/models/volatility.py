@@ -46,7 +46,7 @@ class GarchVolatility:
         self.parameters, self.window = parameters, window
 
     @classmethod
-    def fit(cls, dataset: Dataset, params: None, seed: int) -> GarchVolatility:
+    def fit(cls, dataset: Dataset, params: Params, seed: int) -> GarchVolatility:
         table, window = dataset.table, dataset.volatility_window
         train = dataset.split.segment == "train"
         parameters, by_symbol = {}, symbol_returns(table)
