@@ -207,6 +207,8 @@ class DirectionEnsemble:
     its one file names them and the rule, the loader hands it the loaded members, and ``combine`` is
     the rule applied to predictions the members already made (out of sample, when the train stage combines them)."""
 
+    # Named as its task: the seed plan's interface loads it as load_model("direction"), and registries
+    # hold its versions and production pointer under that name.
     name, task, target = "direction", "direction", TARGET
     MEMBERS = ("direction_xgboost", "direction_lstm")  # built from these models of its run
     FILES = (".json",)
