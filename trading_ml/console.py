@@ -264,9 +264,7 @@ def print_settings_differences(runs: list, frozen: list[dict | None]) -> None:
         unfrozen = runs[0] if first is None else runs[1]
         print(f"run {unfrozen.run_id} froze no settings (it started before runs did); nothing to compare")
         return
-    rows = [
-        (key, json.dumps(a), json.dumps(b)) for key, a, b in settings_differences(first, second) if key != "data_dir"
-    ]
+    rows = [(key, json.dumps(a), json.dumps(b)) for key, a, b in settings_differences(first, second)]
     if not rows:
         print(f"runs {names[0]} and {names[1]} used the same settings")
         return

@@ -47,4 +47,4 @@ def run_settings(context: dict, mongo_uri: str | None = None) -> Settings:
     frozen = layout.frozen_settings()
     if frozen is None:
         return load_settings(context["config_path"], env)
-    return settings_from_document(frozen, layout.settings_file, env, config_parts())
+    return settings_from_document(frozen, layout.settings_file, env, config_parts(), Path(context["config_path"]))

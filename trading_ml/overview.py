@@ -262,7 +262,6 @@ def _settings_differences(runs: list[RunInfo]) -> list[dict]:
     return [
         {"field": f"setting {key}", "first": a, "second": b, "note": "settings.json"}
         for key, a, b in settings_differences(first, second)
-        if key != "data_dir"
     ]
 
 

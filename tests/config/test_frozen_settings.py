@@ -36,9 +36,10 @@ def test_the_frozen_document_reads_back_as_the_same_settings(tmp_path):
     )
     settings = load_settings(path, env={})
     document = settings_document(settings)
-    again = settings_from_document(json.loads(json.dumps(document)), tmp_path / "settings.json", {}, config_parts())
+    env = {ENV_DATA_DIR: str(settings.data_dir)}
+    again = settings_from_document(json.loads(json.dumps(document)), tmp_path / "settings.json", env, config_parts())
     assert dataclasses.replace(again, config_path=settings.config_path) == settings
-    assert "mongo_uri" not in document["storage"]
+    assert "mongo_uri" not in document["storage"] and "data_dir" not in document  # no secret, no location
 
 
 def test_a_config_edited_during_a_run_does_not_reach_its_later_tasks(tmp_path):

@@ -87,9 +87,12 @@ def load_settings(
     return _settings(checked_file, config_path, parts)
 
 
-def settings_from_document(document: dict, origin: Path, env: Mapping[str, str], parts: ConfigParts) -> Settings:
-    """Settings from a document in config.yaml's shape (a run's settings.json), checked by the same
-    schema; only the data folder and the MongoDB URI come from the environment."""
+def settings_from_document(
+    document: dict, origin: Path, env: Mapping[str, str], parts: ConfigParts, config_path: Path | None = None
+) -> Settings:
+    """Settings from a document in config.yaml's shape (a run's settings.json, ``origin``), checked by
+    the same schema; only the data folder and the MongoDB URI come from the environment.
+    ``config_path``: the config file the run started from (what the settings say they came from)."""
     env = _with_uri_file(
         {key: value for key, value in env.items() if key in (ENV_DATA_DIR, ENV_MONGO_URI, ENV_MONGO_URI_FILE)}
     )
@@ -100,7 +103,7 @@ def settings_from_document(document: dict, origin: Path, env: Mapping[str, str],
         checked_file = schema.model_validate_json(json.dumps(raw))
     except ValidationError as error:
         raise ConfigError(describe_error(error, str(origin), schema, overridden, SECRET_KEYS)) from None
-    return _settings(checked_file, origin, parts)
+    return _settings(checked_file, config_path or origin, parts)
 
 
 def _with_uri_file(env) -> dict:

@@ -130,9 +130,10 @@ def parse_as_of(text: str | dt.date | None, today: dt.date | None = None) -> dt.
 
 
 def settings_document(settings: Settings) -> dict[str, Any]:
-    """The settings in config.yaml's own shape, as JSON values, without secrets (the MongoDB URI):
-    what a run freezes into its folder when it starts (``settings.json``). Read back through the
-    schema, it gives the same settings."""
+    """The settings in config.yaml's own shape, as JSON values, without secrets (the MongoDB URI) and
+    without the data folder (where the run's folder is found, given again when it is read): what a
+    run freezes into its folder when it starts (``settings.json``). Read back through the schema with
+    the same data folder, it gives the same settings."""
     from pydantic_core import to_jsonable_python
 
     instruments = list(settings.universe.values())
@@ -166,7 +167,6 @@ def settings_document(settings: Settings) -> dict[str, Any]:
             "default_exchange": settings.default_exchange,
         },
         "timeframes": {name: {"lookback": timeframe.lookback} for name, timeframe in settings.timeframes.items()},
-        "data_dir": str(settings.data_dir),
         "source": settings.source,
         "storage": {
             "database": storage.database,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from trading_ml.config import Settings, parse_as_of
 from trading_ml.errors import ConfigError
@@ -90,7 +91,7 @@ def frozen_settings_of(run: RunInfo, settings: Settings) -> Settings:
     frozen = run.layout.frozen_settings()
     if frozen is None:
         return settings
-    changed = [key for key, _, _ in settings_differences(frozen, settings_document(settings)) if key != "data_dir"]
+    changed = [key for key, _, _ in settings_differences(frozen, settings_document(settings))]
     if changed:
         log.warning(
             "run %s keeps the settings it started with (%s); the config differs now in %s",
@@ -99,7 +100,8 @@ def frozen_settings_of(run: RunInfo, settings: Settings) -> Settings:
             ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else ""),
         )
     env = {ENV_DATA_DIR: str(settings.data_dir), ENV_MONGO_URI: settings.storage.mongo_uri or ""}
-    return settings_from_document(frozen, run.layout.settings_file, env, settings.parts)
+    started_from = Path(str(run.selection.get("config_path") or settings.config_path))
+    return settings_from_document(frozen, run.layout.settings_file, env, settings.parts, started_from)
 
 
 def given(requested, recorded):
