@@ -20,14 +20,15 @@ from trading_ml.run import RunContext
 
 
 def run_through(ctx: RunContext, resources: StageResources, last: str = "deploy") -> dict:
-    """Stage name -> what it returned, for ingest up to ``last``; train returns one manifest per model."""
+    """Stage name -> what it returned, for ingest up to ``last``; train returns one manifest per model,
+    the combinations (the direction ensemble) after the trained ones."""
     steps = {
         "ingest": lambda: ingest(ctx, resources=resources),
         "validate": lambda: validate(ctx, resources=resources),
         "features": lambda: build_features(ctx, resources=resources),
         "train": lambda: [
             *(train(ctx, name, resources=resources) for name in chosen_models(ctx.models)),
-            combine(ctx, resources),
+            *combine(ctx, resources)["combined"].values(),
         ],
         "evaluate": lambda: evaluate(ctx, resources=resources),
         "deploy": lambda: deploy(ctx, resources=resources),

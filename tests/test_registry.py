@@ -19,6 +19,7 @@ from trading_ml.errors import DataError, UnknownModel
 from trading_ml.io import sha256_bytes
 from trading_ml.loading import ModelLoader
 from trading_ml.models import TRAINED_MODELS
+from trading_ml.models.catalogue import MODEL_NAMES
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.train import train
 from trading_ml.registry import ModelNotFound, ModelRegistry
@@ -103,7 +104,9 @@ def test_every_model_is_registered_with_the_plans_metadata_in_mongodb(two_runs):
 def test_versions_increase_per_run_and_the_old_version_is_untouched(two_runs):
     settings, first, second = two_runs
     registry = registry_of(second[1], settings)
-    assert [m["version"] for m in first[2]] == ["1.0"] * 5 and [m["version"] for m in second[2]] == ["2.0"] * 5
+    models = len(MODEL_NAMES)  # the five trained and the ensemble combined from two of them
+    assert [m["version"] for m in first[2]] == ["1.0"] * models
+    assert [m["version"] for m in second[2]] == ["2.0"] * models
     old = registry.record("regime_rf", "1.0")
     assert old["run_id"] == first[0].run_id
     for artifact in old["artifacts"]:
