@@ -175,8 +175,11 @@ def test_the_plans_script_runs_a_stage_and_the_full_pipeline(tmp_path):
 
 def test_two_runs_on_one_day_with_different_symbols_keep_their_own_files_and_records(tmp_path, capsys):
     """What a second manual trigger on the same day did before: reuse version 1.0 and rewrite the
-    first run's models in place. Now each run has its own folder, versions and records."""
-    common = ["--timeframes", "1d", "--as-of", "2026-11-20", "--data-dir", str(tmp_path)]
+    first run's models in place. Now each run has its own folder, versions and records (quick models:
+    files and versions are under test, not skill)."""
+    (tmp_path / "config").mkdir()
+    config = str(write_config(tmp_path / "config", models=QUICK_MODELS))
+    common = ["--timeframes", "1d", "--as-of", "2026-11-20", "--data-dir", str(tmp_path), "--config", config]
     assert cli(capsys, "run", "--symbols", "^GSPC,^VIX,AAPL", *common)[0] == 0
     first = find_runs(tmp_path)[0]
     files = {path: path.read_bytes() for path in first.layout.root.rglob("*") if path.is_file()}

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import QUICK_MODELS
 from tests.dags.conftest import REPO, write_config
 from trading_ml.drivers import load_settings
 from trading_ml.errors import ConfigError
@@ -161,7 +162,7 @@ def two_airflow_runs(airflow_db, mongo_server, tmp_path_factory):
     address = urlsplit(mongo_server.uri)
     database = f"dag_{folder.name.replace('-', '_')}"
     monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", f"mongo://{address.hostname}:{address.port}/{database}")
-    dag = load_dag(write_config(folder), monkeypatch)
+    dag = load_dag(write_config(folder, models=QUICK_MODELS), monkeypatch)  # registration is under test, not skill
     runs = [run_dag(dag, as_of=as_of) for as_of in ("2026-08-20", "2026-11-20")]
     store = MongoStore.connect(mongo_server.uri, database)
     yield runs, store, folder / "data"
