@@ -2,6 +2,7 @@
 train stage's fan-in (combine), which a re-run repeats without a new version."""
 
 import dataclasses
+import json
 import shutil
 
 import pytest
@@ -67,3 +68,25 @@ def test_an_ensemble_whose_combine_did_not_run_is_named_not_evaluated(copied_run
     manifest = evaluate(ctx, resources)
     assert "direction" not in manifest["models"] and "direction_xgboost" in manifest["models"]
     assert "task combine failed or did not run" in manifest["not_trained"]["direction"]
+
+
+def test_the_ensembles_record_says_of_its_table_what_reading_the_table_says(copied_run):
+    """combine takes the table's facts from the members' records instead of reading the table again."""
+    from trading_ml.models.dataset import TrainingData
+    from trading_ml.pipeline.train import TABLE_FIELDS, table_metadata
+
+    ctx, resources = copied_run
+    record = ModelRegistry(resources.store, ctx.settings.data_dir).record_for_run("direction", ctx.run_id)
+    expected = table_metadata("direction", TrainingData.load(ctx, ctx.stage_manifest("features")))
+    assert {key: record[key] for key in TABLE_FIELDS} == json.loads(json.dumps(expected))
+
+
+def test_a_member_record_without_its_table_facts_is_refused_naming_it(copied_run):
+    from trading_ml.errors import DataError
+
+    ctx, resources = copied_run
+    registry = ModelRegistry(resources.store, ctx.settings.data_dir)
+    member = registry.record_for_run("direction_xgboost", ctx.run_id)
+    resources.store.upsert_many("ml_models", [{k: v for k, v in member.items() if k not in ("status", "walk_forward")}])
+    with pytest.raises(DataError, match="direction: the record of its member direction_xgboost lacks walk_forward"):
+        combine(ctx, resources)

@@ -57,8 +57,9 @@ def train(ctx: RunContext, model_name: str, resources: StageResources = OWN_RESO
     ]
     predictions = write_parquet(ctx.layout.predictions(model_name), out_of_sample)
     registry = resources.registry(ctx)
-    record = registry.publish(model_metadata(ctx, registry, model_name, files, data, model.feature_names))
-    manifest = write_trained_manifest(ctx, resources, record, predictions, data)
+    table = table_metadata(model_name, data)
+    record = registry.publish(model_metadata(ctx, registry, model_name, files, table, model.feature_names))
+    manifest = write_trained_manifest(ctx, resources, record, predictions)
     log.info(
         "%s: registered version %s as a candidate (%.1f s)",
         model_name,
@@ -72,17 +73,15 @@ def train(ctx: RunContext, model_name: str, resources: StageResources = OWN_RESO
 def combine(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict:
     """The fan-in after the trainings: register each combination (the direction ensemble) whose
     members all trained in this run, with its files, its out-of-sample predictions (its rule applied
-    to the members' own) and a train manifest like a trained model's. Re-running rewrites the same."""
+    to the members' own) and a train manifest like a trained model's. The members learned from the
+    same table and folds: what a record says of them comes from the members' records, so the
+    training table is not read again. Re-running rewrites the same."""
     trained = {name: m for name, m in trained_manifests(ctx).items() if not members_of(name)}
-    names = combinations_of(trained)
-    data = TrainingData.load(ctx, ctx.stage_manifest("features")) if names else None
-    combined = {name: _register_combination(ctx, resources, name, data, trained) for name in names if data is not None}
+    combined = {name: _register_combination(ctx, resources, name, trained) for name in combinations_of(trained)}
     return {"stage": "train", "run_id": ctx.run_id, "combined": combined}
 
 
-def _register_combination(
-    ctx: RunContext, resources: StageResources, name: str, data: TrainingData, trained: dict
-) -> dict:
+def _register_combination(ctx: RunContext, resources: StageResources, name: str, trained: dict) -> dict:
     registry = resources.registry(ctx)
     cls, members = model_class(name), {m: registry.record_for_run(m, ctx.run_id) for m in members_of(name)}
     paths = [
@@ -91,7 +90,8 @@ def _register_combination(
     ]
     names = sorted({n for record in members.values() for n in record["feature_names"]})
     components = {member: record["version"] for member, record in members.items()}
-    record = registry.publish({**model_metadata(ctx, registry, name, paths, data, names), "components": components})
+    table = _shared_table_metadata(name, members)
+    record = registry.publish({**model_metadata(ctx, registry, name, paths, table, names), "components": components})
     combined = cls.combine([read_parquet(ctx.layout.resolve(trained[member]["predictions"])) for member in members])
     predictions = write_parquet(ctx.layout.predictions(name), combined)
     log.info(
@@ -100,12 +100,23 @@ def _register_combination(
         record["version"],
         ", ".join(f"{member} v{version}" for member, version in components.items()),
     )
-    return write_trained_manifest(ctx, resources, record, predictions, data, components=components)
+    return write_trained_manifest(ctx, resources, record, predictions, components=components)
 
 
-def write_trained_manifest(
-    ctx: RunContext, resources: StageResources, record: dict, predictions, data: TrainingData, **extra
-) -> dict:
+def _shared_table_metadata(name: str, members: dict[str, dict]) -> dict:
+    """What the members' records say of the table and folds they learned from (the same for all of
+    them); a DataError naming the member whose record lacks it."""
+    first_name, first = next(iter(members.items()))
+    missing = [key for key in TABLE_FIELDS if key not in first]
+    if missing or first.get("target") != entry(name).target:
+        raise DataError(
+            f"{name}: the record of its member {first_name} lacks {', '.join(missing) or 'its target'}; "
+            f"re-run train_{first_name}, then combine"
+        )
+    return {key: first[key] for key in TABLE_FIELDS}
+
+
+def write_trained_manifest(ctx: RunContext, resources: StageResources, record: dict, predictions, **extra) -> dict:
     """A model's train manifest (``models/<name>.trained.json``): what evaluate reads."""
     manifest = {
         "stage": "train",
@@ -115,7 +126,7 @@ def write_trained_manifest(
         "artifacts": record["artifacts"],
         "predictions": ctx.layout.relative(predictions),
         "training_samples": record["training_samples"],
-        "folds": len(data.folds),
+        "folds": len(record["walk_forward"]),
         "dataset": ctx.layout.relative(ctx.layout.features_manifest),
         "store": resources.store_choice.to_dict(),
         **extra,
@@ -150,26 +161,37 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[Any, pd.
     return model, pooled
 
 
-def model_metadata(
-    ctx: RunContext, registry: ModelRegistry, name: str, files, data: TrainingData, feature_names: list[str]
-) -> dict:
-    """The plan's metadata (model_name ... timeframe) plus what makes the model traceable; the
-    version comes from the registry when it is published."""
+# what a model's record says of the table and folds it learned from
+TABLE_FIELDS = ("training_samples", "symbols", "timeframe", "data_window", "split", "walk_forward", "trained_until")
+
+
+def table_metadata(name: str, data: TrainingData) -> dict:
+    """The TABLE_FIELDS of a model fitted on ``data``."""
     target = entry(name).target
     return {
-        "model_name": name,
-        "task": entry(name).task,
-        "target": target,
-        "trained_date": dt.datetime.now(dt.UTC).date().isoformat(),
         "training_samples": int((data.split.mask("train") & data.table[target].notna().to_numpy()).sum()),
         "symbols": data.symbols,
-        "feature_count": len(feature_names),
-        "feature_names": list(feature_names),
         "timeframe": data.timeframe,
         "data_window": data.window(),
         "split": data.split.to_dict(),
         "walk_forward": [split.to_dict() for split in data.folds],
         "trained_until": data.split.test_start.isoformat(),  # the registered model saw no row from here on
+    }
+
+
+def model_metadata(
+    ctx: RunContext, registry: ModelRegistry, name: str, files, table: dict, feature_names: list[str]
+) -> dict:
+    """The plan's metadata (model_name ... timeframe) plus what makes the model traceable; the
+    version comes from the registry when it is published."""
+    return {
+        "model_name": name,
+        "task": entry(name).task,
+        "target": entry(name).target,
+        "trained_date": dt.datetime.now(dt.UTC).date().isoformat(),
+        **table,
+        "feature_count": len(feature_names),
+        "feature_names": list(feature_names),
         "run_id": ctx.run_id,
         "as_of": ctx.as_of.isoformat(),
         "config_hash": config_hash(ctx.settings),
