@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import types
 import typing
 import warnings
 from typing import Any
@@ -63,7 +64,7 @@ def type_text(annotation: Any) -> str:
         return " | ".join(repr(value) for value in typing.get_args(annotation))
     if origin is typing.Annotated:
         return type_text(typing.get_args(annotation)[0])
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, types.UnionType):
         return " | ".join(type_text(arg) for arg in typing.get_args(annotation))
     if origin is not None:
         args = ", ".join(type_text(arg) for arg in typing.get_args(annotation))
