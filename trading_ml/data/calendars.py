@@ -1,6 +1,8 @@
 """Calendars: which bars a symbol should have in a window, so holidays and weekends are not 'missing'.
 
-Exchanges come from ``exchange_calendars`` (XNYS, XBOM, ...). Two calendars are this project's own,
+Exchanges come from ``exchange_calendars`` (XNYS, XBOM, ...), built from 2000 or from the decade of
+the earliest date asked about, whichever is earlier (XNYS and XLON go back to the 1980s and
+before; a calendar that cannot reach that far starts where its records do). Two calendars are this project's own,
 because no exchange keeps them: ``FX``, the foreign-exchange week from Sunday 17:00 to Friday 17:00
 New York time (daylight saving included), one daily bar per weekday; and ``CRYPTO``, every hour of
 every day. Bars per year, for annualizing, are counted from the calendar, never assumed.
@@ -10,30 +12,46 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import logging
+
 import exchange_calendars
 import pandas as pd
 
 from trading_ml.data.bars import bar_index
 from trading_ml.errors import ConfigError
 
-CALENDAR_START = "2000-01-01"
+CALENDAR_START_YEAR = 2000  # every calendar covers at least this year onwards
+log = logging.getLogger(__name__)
 FX, CRYPTO = "FX", "CRYPTO"
 FX_TIMEZONE = "America/New_York"
 FX_DAY_SHIFT = pd.Timedelta(hours=7)  # New York 17:00 + 7 h = midnight: the FX trading day's date
 
 
-@lru_cache(maxsize=None)
-def calendar(exchange: str) -> exchange_calendars.ExchangeCalendar:
-    """The exchange_calendars calendar (e.g. XNYS, XBOM), built once per process."""
+def calendar(exchange: str, since: pd.Timestamp | None = None) -> exchange_calendars.ExchangeCalendar:
+    """The exchange_calendars calendar (e.g. XNYS, XBOM) covering ``since`` onwards (2000 onwards at
+    least), built once per process and decade."""
     if exchange in (FX, CRYPTO):
-        raise ConfigError(f"{exchange} is not an exchange calendar; use the functions of trading_ml.data.calendars for it")
+        raise ConfigError(
+            f"{exchange} is not an exchange calendar; use the functions of trading_ml.data.calendars for it"
+        )
+    year = CALENDAR_START_YEAR if since is None or pd.isna(since) else pd.Timestamp(since).year
+    return _calendar(exchange, min(CALENDAR_START_YEAR, year // 10 * 10))
+
+
+@lru_cache(maxsize=None)
+def _calendar(exchange: str, start_year: int) -> exchange_calendars.ExchangeCalendar:
     try:
-        return exchange_calendars.get_calendar(exchange, start=CALENDAR_START)
+        return exchange_calendars.get_calendar(exchange, start=f"{start_year}-01-01")
     except exchange_calendars.errors.InvalidCalendarName as error:
         raise ConfigError(
             f"unknown exchange calendar {exchange!r}; use a name from "
             "exchange_calendars.get_calendar_names(), e.g. XNYS or XBOM"
         ) from error
+    except ValueError as error:  # the exchange's records start later than asked
+        if start_year >= CALENDAR_START_YEAR:
+            raise
+        log.warning("%s: %s; its calendar starts in %d", exchange, error, CALENDAR_START_YEAR)
+        return _calendar(exchange, CALENDAR_START_YEAR)
 
 
 def time_zone(exchange: str) -> str:
@@ -45,9 +63,7 @@ def time_zone(exchange: str) -> str:
     return str(calendar(exchange).tz)
 
 
-def expected_timestamps(
-    exchange: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
-) -> pd.DatetimeIndex:
+def expected_timestamps(exchange: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
     """Bar timestamps an exchange produces in [start, end): sessions for 1d, hour starts for 1h.
 
     Daily bars are stamped at midnight UTC of the session date; hourly bars at the start of each
@@ -55,7 +71,7 @@ def expected_timestamps(
     """
     if exchange in (FX, CRYPTO):
         return _round_the_clock(exchange, timeframe, start, end)
-    cal = calendar(exchange)
+    cal = calendar(exchange, _naive_day(start))
     first = max(_naive_day(start), cal.first_session)
     last = min(_naive_day(end - pd.Timedelta(1, "ns")), cal.last_session)
     if first > last:
@@ -98,7 +114,9 @@ def session_days(exchange: str, stamps: pd.DatetimeIndex) -> pd.DatetimeIndex:
         return fx_days(stamps)
     if exchange == CRYPTO:
         return pd.DatetimeIndex(stamps).tz_convert("UTC").tz_localize(None).normalize()
-    return pd.DatetimeIndex(stamps).tz_convert(calendar(exchange).tz).tz_localize(None).normalize()
+    stamps = pd.DatetimeIndex(stamps)
+    earliest = _naive_day(stamps.min()) if len(stamps) else None
+    return stamps.tz_convert(calendar(exchange, earliest).tz).tz_localize(None).normalize()
 
 
 def bars_per_year(exchange: str, timeframe: str, end: pd.Timestamp) -> int:
@@ -141,9 +159,12 @@ def bar_close_times(exchange: str, timeframe: str, index: pd.DatetimeIndex) -> p
     (1d) or hour (1h), which never claims data earlier than it existed; so do FX and CRYPTO bars.
     """
     if exchange in (FX, CRYPTO):
-        return bar_index(pd.DatetimeIndex(index) + pd.Timedelta(days=1 if timeframe == "1d" else 0, hours=0 if timeframe == "1d" else 1))
-    cal = calendar(exchange)
+        return bar_index(
+            pd.DatetimeIndex(index)
+            + pd.Timedelta(days=1 if timeframe == "1d" else 0, hours=0 if timeframe == "1d" else 1)
+        )
     days = pd.DatetimeIndex(index).tz_convert("UTC").tz_localize(None).normalize()
+    cal = calendar(exchange, days.min() if len(days) else None)
     closes = bar_index(cal.closes.reindex(days))
     if timeframe == "1d":
         fallback = pd.DatetimeIndex(index) + pd.Timedelta(days=1)
