@@ -1,6 +1,6 @@
 """The deploy gate's false-positive rate and power for every task; prints figures.
 
-    .venv/bin/python benchmarks/bench_gate.py [--trials 1000] [--markets 20]
+    .venv/bin/python benchmarks/bench_gate.py [--trials 1000] [--markets 20] [--horizons 5]
 
 Part 1, direction on simulated prediction streams:
 Each trial is a direction model's pooled out-of-sample period (420 dates x 25 symbols, a little less than the
@@ -11,13 +11,17 @@ its power at that information coefficient.
 
 Part 2, every model on whole runs (quick model settings, 12 symbols, 1d, 5 years): ``--markets``
 random-walk markets (constant volatility, no regimes, no signal: every promotion is a false
-positive), then ``--markets`` / 2 markets of the regime simulator with the planted reversal (power:
-direction has a planted signal, volatility clusters, regimes switch).
+positive), ``--markets`` / 2 GARCH markets (volatility clusters and nothing else is predictable: a
+volatility model's promotion is power, any other model's a false positive), then ``--markets`` / 2
+markets of the regime simulator with the planted reversal (power: direction has a planted signal,
+volatility clusters, regimes switch). The volatility task's horizon h (realized volatility over the
+next h bars) is each of ``--horizons`` in turn.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -41,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--markets", type=int, default=20)
+    parser.add_argument("--horizons", default="5", help="volatility horizons h to judge on, e.g. 1,5,20")
     args = parser.parse_args()
     settings = load_settings()
     print(
@@ -57,29 +62,39 @@ def main() -> None:
             f"  strength {strength:<5g} {label:<20} {result['rate']:6.1%} of {trials} trials "
             f"(median lower bound {result['median_lower_bound']:+.4f}; {time.perf_counter() - start:.0f}s)"
         )
-    for market, strength, markets, label in (
-        ("random_walk", 0.0, args.markets, "false-positive rate"),
-        ("regimes", DEFAULT_SIGNAL_STRENGTH, max(1, args.markets // 2), "power"),
-    ):
-        print(f"== whole runs on {markets} {market} markets (signal {strength:g}): {label} ==")
-        promoted, baselines, start = {m: 0 for m in MODELS}, {m: {} for m in MODELS}, time.perf_counter()
-        for seed in range(1, markets + 1):
-            with tempfile.TemporaryDirectory() as folder:
-                data = Path(folder) / "data"
-                for name, result in market_trial(
-                    quick(make_settings(data)), data, market, strength, seed, TRAINED, TRIAL_SYMBOLS
-                ).items():
-                    promoted.setdefault(name, 0)
-                    baselines.setdefault(name, {})
-                    promoted[name] += result["status"] == "production"
-                    best = result["skill"]["baseline"]
-                    baselines[name][best] = baselines[name].get(best, 0) + 1
-        for name in promoted:
-            print(
-                f"  {name:<18} promoted {promoted[name]:>3} of {markets} ({promoted[name] / markets:6.1%}); best "
-                "baseline " + ", ".join(f"{b} {n}x" for b, n in sorted(baselines[name].items()))
-            )
-        print(f"  ({time.perf_counter() - start:.0f}s)")
+    for horizon in (int(h) for h in args.horizons.split(",")):
+        for market, strength, markets, label in (
+            ("random_walk", 0.0, args.markets, "false-positive rate"),
+            ("garch", 0.0, max(1, args.markets // 2), "power for volatility, false-positive rate for the rest"),
+            ("regimes", DEFAULT_SIGNAL_STRENGTH, max(1, args.markets // 2), "power"),
+        ):
+            whole_runs(market, strength, markets, label, horizon)
+
+
+def whole_runs(market: str, strength: float, markets: int, label: str, horizon: int) -> None:
+    """Each model's promotions over ``markets`` seeded markets of one kind, and its best baselines."""
+    print(f"== whole runs on {markets} {market} markets (signal {strength:g}, volatility h={horizon}): {label} ==")
+    promoted, baselines, start = {m: 0 for m in MODELS}, {m: {} for m in MODELS}, time.perf_counter()
+    for seed in range(1, markets + 1):
+        with tempfile.TemporaryDirectory() as folder:
+            data = Path(folder) / "data"
+            settings = with_horizon(quick(make_settings(data)), horizon)
+            for name, result in market_trial(settings, data, market, strength, seed, TRAINED, TRIAL_SYMBOLS).items():
+                promoted[name] = promoted.get(name, 0) + (result["status"] == "production")
+                best = result["skill"]["baseline"]
+                baselines.setdefault(name, {})[best] = baselines.get(name, {}).get(best, 0) + 1
+    for name in promoted:
+        print(
+            f"  {name:<18} promoted {promoted[name]:>3} of {markets} ({promoted[name] / markets:6.1%}); best "
+            "baseline " + ", ".join(f"{b} {n}x" for b, n in sorted(baselines[name].items()))
+        )
+    print(f"  ({time.perf_counter() - start:.0f}s)")
+
+
+def with_horizon(settings, horizon: int):
+    return dataclasses.replace(
+        settings, features=dataclasses.replace(settings.features, forward_volatility_bars=horizon)
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 Trains the direction, volatility and regime models on a diversified universe and registers them.
 
 **plan** → **pairs** → **ingest** (one mapped task per symbol × timeframe) → **validate** (joins them; a failed
-symbol is quarantined and the run goes on) → **features** → **choose_models** → the five training
+symbol is quarantined and the run goes on) → **features** → **choose_models** → the six training
 tasks in parallel (each walk-forward over 4 folds) → **combine** (the direction ensemble of the models
 that trained) → **evaluate** (out-of-sample metrics with 95%
 block-bootstrap intervals beside baselines) → **deploy** (promote only significant skill that is not

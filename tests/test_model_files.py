@@ -15,6 +15,8 @@ from trading_ml.cli import main
 from trading_ml.errors import DataError
 from trading_ml.io import sha256_bytes
 from trading_ml.loading import ModelLoader
+from trading_ml.models.catalogue import served_models
+from trading_ml.models.tasks import TASKS
 from trading_ml.registry import ModelRegistry
 from trading_ml.serving import create_app
 from trading_ml.storage.tiny import TinyStore
@@ -23,20 +25,27 @@ TASK_OF = {
     "direction_lstm": "direction",
     "direction_xgboost": "direction",
     "volatility_garch": "volatility",
+    "volatility_har": "volatility",
     "regime_rf": "regime",
 }  # promoted by copy_of
 MALFORMED = {  # case: (model, file suffix, bytes written, where it fails)
     "crafted .pt": ("direction_lstm", ".pt", b"PK\x03\x04 not a torch archive", "load"),
     "junk XGBoost JSON": ("direction_xgboost", ".json", b'{"learner": 5}', "load"),
-    "junk GARCH JSON": ("volatility_garch", ".json", b'{"parameters": "x", "window": 20}', "load"),
+    "junk GARCH JSON": ("volatility_garch", ".json", b'{"parameters": "x", "horizon": 5}', "load"),
     "GARCH parameters without their names": (
         "volatility_garch",
         ".json",
-        b'{"parameters": {"AAPL": {"x": 1.0}}, "window": 20}',
+        b'{"parameters": {"AAPL": {"x": 1.0}}, "horizon": 5}',
         "predict",
     ),
     "config feature_names: 5": ("regime_rf", ".config.json", None, "load"),
     "symlink loop": ("volatility_garch", ".json", "loop", "load"),
+    "HAR coefficients that are not numbers": (
+        "volatility_har",
+        ".json",
+        b'{"regressors": ["intercept"], "pooled": {"coefficients": ["NaN"], "smearing": 1}, "per_symbol": {}}',
+        "load",
+    ),
 }
 
 
@@ -103,7 +112,10 @@ def test_a_hash_valid_malformed_model_is_refused_and_its_task_served_by_the_base
         served = answer.json()["models"][TASK_OF[name]]
         assert served["model"] != name
         if TASK_OF[name] != "direction":  # direction's ensemble uses the member: the whole task falls back
-            assert served["source"] == "baseline"
+            others = [m for m in served_models(TASK_OF[name]) if m != name and registry.production(m)]
+            assert served["source"] == ("model" if others else "baseline") and served["model"] in others + [
+                TASKS[TASK_OF[name]].served_baseline
+            ]
         again = client.post("/signals/generate", json={"symbols": ["AAPL"]})
         assert again.status_code == 200
 

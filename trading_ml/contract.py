@@ -43,10 +43,11 @@ class Direction(BaseModel):
 
 
 class Volatility(BaseModel):
-    forecast: float = Field(gt=0, description="the forecast standard deviation of one bar's return (0.01 = 1%)")
+    forecast: float = Field(
+        gt=0, description="the forecast realized volatility: root mean square of one bar's return (0.01 = 1%)"
+    )
     unit: str
-    window_bars: int = Field(description="the target: the standard deviation of this many returns ...")
-    horizon_bars: int = Field(description="... ending this many bars ahead")
+    horizon_bars: int = Field(description="over the next this many bars (features.forward_volatility_bars)")
 
 
 class Regime(BaseModel):

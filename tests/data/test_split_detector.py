@@ -147,3 +147,94 @@ def test_the_readme_run_quarantines_nothing_on_the_synthetic_market(tmp_path):
         _, manifest, resources = run_both(ctx)
         resources.close()
         assert len(manifest["passed"]) == 52 and manifest["quarantined"] == [], (as_of, manifest["quarantined"])
+
+
+# Files without an adjusted close ------------------------------------------------------------------
+
+
+def without_adj_close(bars: pd.DataFrame) -> pd.DataFrame:
+    """The series as a file without adj_close reads: the adjusted close is the close."""
+    return bars.assign(adj_close=bars["close"])
+
+
+def with_vendor_adjusted_split(bars: pd.DataFrame, position: int, factor: float) -> pd.DataFrame:
+    """An F-for-1 split from ``position`` on in a file without adj_close whose vendor already
+    split-adjusted the volume (it does not move by F): only the prices show it."""
+    out = bars.copy()
+    after = out.index[position:]
+    prices = ["open", "high", "low", "close"]
+    out.loc[after, prices] = out.loc[after, prices] / factor
+    return without_adj_close(out)
+
+
+@pytest.fixture(scope="module")
+def benchmarks():
+    """Each seed's synthetic S&P 500 close: the market the detector asks whether it moved."""
+    start, end = pd.Timestamp("2000-01-03", tz="UTC"), pd.Timestamp("2026-11-01", tz="UTC")
+    gspc = SETTINGS.instrument("^GSPC")
+    return {seed: SyntheticMarket(seed=seed).bars(gspc, "1d", start, end)["close"] for seed in (7, 42, 2024)}
+
+
+def test_without_adj_close_no_split_is_called_in_split_free_series(synthetic, benchmarks):
+    called = {key: find_actions(without_adj_close(bars), benchmarks[key[0]]) for key, bars in synthetic.items()}
+    called.update({key: find_actions(without_adj_close(bars)) for key, bars in real_series().items()})
+    assert {key: [a.describe() for a in found] for key, found in called.items() if found} == {}
+
+
+def test_without_adj_close_crashes_and_jumps_are_not_called_splits(synthetic):
+    """Every shape of CRASHES at 10 places in each real series and 3 synthetic histories (60 each)."""
+    series = [*real_series().values(), *list(synthetic.values())[:3]]
+    for name, (move, gap, day_volume, surge, allowed) in CRASHES.items():
+        rng = np.random.default_rng(len(name))
+        called = [
+            a.describe()
+            for bars in series
+            for position in rng.integers(40, len(bars) - 40, size=10)
+            for a in find_actions(without_adj_close(with_crash(bars, int(position), move, gap, day_volume, surge)))
+        ]
+        assert len(called) <= allowed, (name, called)
+
+
+def test_without_adj_close_or_volume_evidence_planted_splits_are_found_from_the_prices(synthetic, benchmarks):
+    """Power on every standard factor; before the price evidence none of these was found (0 of 624)."""
+    keys = list(synthetic)[::6]
+    found, planted = {}, {}
+    for factor in SPLIT_FACTORS:
+        rng = np.random.default_rng(int(factor * 1000))
+        cases = [(synthetic[k], benchmarks[k[0]]) for k in keys] + [(b, None) for b in real_series().values()]
+        for bars, market in cases:
+            for position in rng.integers(60, len(bars) - 60, size=4):
+                actions = find_actions(with_vendor_adjusted_split(bars, int(position), factor), market)
+                hit = any(a.timestamp == bars.index[position] and a.factor == factor for a in actions)
+                found[factor] = found.get(factor, 0) + hit
+                planted[factor] = planted.get(factor, 0) + 1
+    assert all(found[f] / planted[f] >= 0.75 for f in SPLIT_FACTORS), found
+    assert sum(found.values()) / sum(planted.values()) >= 0.85, (found, planted)
+
+
+def test_a_split_shaped_day_when_the_market_moved_is_not_called_a_split(synthetic, benchmarks):
+    """Must say no: the same planted split is found with a calm benchmark and not when the benchmark
+    fell 8% that day (the whole market moved: not a split)."""
+    key = next(iter(synthetic))
+    bars, market = synthetic[key], benchmarks[key[0]]
+    position = 700
+    split = with_vendor_adjusted_split(bars, position, 2.0)
+    day = bars.index[position]
+    assert [a.confirmed_by for a in find_actions(split, market)] == ["price"]
+    moved = market.copy()
+    moved.loc[moved.index >= day] *= 0.92
+    assert find_actions(split, moved) == []
+
+
+def test_a_file_without_adj_close_holding_a_split_is_quarantined_naming_it(synthetic):
+    from trading_ml.data.calendars import expected_timestamps
+    from trading_ml.data.validation import validate_bars
+
+    key = next(iter(synthetic))
+    bars = with_vendor_adjusted_split(synthetic[key].iloc[-1500:], 1000, 2.0)
+    instrument = SETTINGS.instrument(key[1])
+    expected = expected_timestamps(instrument.exchange, "1d", bars.index[0], bars.index[-1] + pd.Timedelta(days=1))
+    report, _ = validate_bars(bars, instrument, "1d", expected, SETTINGS.validation)
+    assert report.quarantined
+    reason = next(r for r in report.reasons if "split" in r)
+    assert f"unadjusted split 2:1 at {bars.index[1000]}" in reason and "supply split-adjusted adj_close" in reason

@@ -142,7 +142,7 @@ class FeatureSettings:
     volatility_window: Annotated[int, Strict(), Field(ge=2)] = (
         20  # the plan's volatility target: this rolling std, one bar ahead
     )
-    forward_volatility_bars: Count = 5  # realized volatility over the next h bars
+    forward_volatility_bars: Count = 5  # h: the volatility task's target is realized volatility over the next h bars
     warmup_bars: Annotated[int, Strict(), Field(ge=0, le=MAX_WARMUP_BARS)] = (
         500  # bars fetched before each window so every recursive indicator has converged
     )

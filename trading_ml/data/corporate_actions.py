@@ -16,7 +16,17 @@ A move of about 1/F is called a split only when something confirms it:
   changed for good, where a crash's volume surges and decays); and the day's own volume no frenzy
   (at most DAY_VOLUME_LIMIT times the new typical volume; a crash trades many times its normal
   volume). That cannot be repaired without adjusted prices, so the pair is
-  quarantined with the date, the factor and the volume ratio measured.
+  quarantined with the date, the factor and the volume ratio measured;
+- **the bar, the market and the level** (files without an adjusted close, whose vendor already
+  split-adjusted the volume, so volume cannot move by F): the whole bar of the day at 1/F of the
+  previous close, its range an ordinary day's (at most RANGE_SIGMAS of the symbol's typical
+  high-low range: a split day trades like any other, a crash does not); its volume no surge (at most
+  PRICE_DAY_VOLUME times the typical volume before it, and the month after within
+  VOLUME_TOLERANCE of the month before: shares did not change hands in a panic); the market not
+  moving that day (the benchmark's move at most MARKET_CALM, when the run has the benchmark); and the
+  level staying there (the next LEVEL_BARS bars as calm as the ones before, with no rebound
+  towards the old level). Also quarantined, with what was measured. (Yahoo needs none of this: its
+  open, high, low and close are already split-adjusted, even with auto_adjust off.)
 
 A move with none of these (a crash, a +30% day, a bad print) is not a split and is never
 "repaired": price sanity judges it on the adjusted closes. The false-positive rate on split-free
@@ -42,13 +52,19 @@ DAY_VOLUME_LIMIT = 3.0  # the day's volume / the typical volume after it (a spli
 VOLUME_BARS = 20  # bars of volume compared on each side of the day
 LATER_BARS = 40  # the bars after those: a split's volume stays near F (a crash's surge decays)
 MIN_VOLUME_BARS = 10  # fewer traded bars on either side: volume cannot confirm a split
+RANGE_SIGMAS = 3.0  # the split day's log(high / low) at most this many times the median of the 40 bars before
+MARKET_CALM = 0.03  # |the benchmark's log move| on a split day at most (the market did not move)
+LEVEL_BARS = 20  # bars after the day that must stay at the new level, as calm as before
+PRICE_DAY_VOLUME = 2.0  # without volume at F: the day's volume at most this many times the typical before it
+CALM_AFTER = 2.5  # their median |log move| at most this many times the median of the 40 bars before
+REBOUND_SIGMAS = 6.0  # |log(close LEVEL_BARS later / the day's close)| at most this many typical moves x sqrt(LEVEL_BARS)
 
 
 @dataclass(frozen=True)
 class CorporateAction:
     timestamp: pd.Timestamp
     factor: float  # new shares per old share
-    confirmed_by: str  # "adjustment" or "volume"
+    confirmed_by: str  # "adjustment", "volume" or "price" (the bar, the market and the level)
     close_move: float  # the raw close-to-close move that day
     volume_ratio: float | None = None  # measured: typical volume after the day / before it
 
@@ -57,16 +73,30 @@ class CorporateAction:
         new, old = _ratio_text(self.factor)
         return f"{'reverse split' if self.factor < 1 else 'split'} {new}:{old}"
 
+    @property
+    def unadjusted(self) -> bool:
+        """Whether the prices around it are on two scales (only the adjusted close can repair that)."""
+        return self.confirmed_by != "adjustment"
+
     def describe(self) -> str:
-        return (f"{self.name} at {self.timestamp} (close {self.close_move:+.1%}; "
-                f"{'the adjusted close moves on' if self.confirmed_by == 'adjustment' else self._volume_text()})")
+        if self.confirmed_by == "volume":
+            evidence = self._volume_text()
+        elif self.confirmed_by == "price":
+            evidence = (
+                f"the whole bar at 1/{self.factor:.3g} of the previous close on an ordinary day's range and volume, "
+                "the market calm, the level kept"
+            )
+        else:
+            evidence = "the adjusted close moves on"
+        return f"{self.name} at {self.timestamp} (close {self.close_move:+.1%}; {evidence})"
 
     def _volume_text(self) -> str:
         return f"the whole bar at 1/{self.factor:.3g} of the previous close, volume x{self.volume_ratio:.3g} after it (x{self.factor:.3g} expected)"
 
 
-def find_actions(bars: pd.DataFrame) -> list[CorporateAction]:
-    """Every split or reverse split in the bars, with what confirms it."""
+def find_actions(bars: pd.DataFrame, market: pd.Series | None = None) -> list[CorporateAction]:
+    """Every split or reverse split in the bars, with what confirms it. ``market`` is the benchmark's
+    close (its move on a candidate day is looked up by timestamp; None: not asked)."""
     close = bars["close"].to_numpy(dtype=float)
     ratio = close / np.roll(close, 1)
     change = (bars["adj_close"] / bars["close"]).to_numpy()
@@ -74,13 +104,19 @@ def find_actions(bars: pd.DataFrame) -> list[CorporateAction]:
     volume = bars["volume"].to_numpy(dtype=float)
     found = []
     for position, factor in _near_factors(ratio):
+        when, move = bars.index[position], ratio[position] - 1
         if abs(np.log(change[position] / factor)) < FACTOR_TOLERANCE:
-            found.append(CorporateAction(bars.index[position], factor, "adjustment", ratio[position] - 1))
-        elif (abs(np.log(change[position])) < FACTOR_TOLERANCE and _ordinary_day_move(ratio, position, factor)
-              and _bar_on_new_scale(bars, position, factor)):
+            found.append(CorporateAction(when, factor, "adjustment", move))
+        elif (
+            abs(np.log(change[position])) < FACTOR_TOLERANCE
+            and _ordinary_day_move(ratio, position, factor)
+            and _bar_on_new_scale(bars, position, factor)
+        ):
             volume_ratio = _volume_confirms(volume, position, factor)
             if volume_ratio is not None:
-                found.append(CorporateAction(bars.index[position], factor, "volume", ratio[position] - 1, volume_ratio))
+                found.append(CorporateAction(when, factor, "volume", move, volume_ratio))
+            elif _price_confirms(bars, volume, ratio, position) and _market_calm(market, when):
+                found.append(CorporateAction(when, factor, "price", move))
     return found
 
 
@@ -144,6 +180,42 @@ def _volume_confirms(volume: np.ndarray, position: int, factor: float) -> float 
     if len(later) >= MIN_VOLUME_BARS and abs(np.log(np.median(later) / typical_before / factor)) >= nearer_f:
         return None
     return measured
+
+
+def _price_confirms(bars: pd.DataFrame, volume: np.ndarray, ratio: np.ndarray, position: int) -> bool:
+    """A split's day without volume at F: an ordinary range, volume no surge, the level kept calmly."""
+    if position < 40 or position + LEVEL_BARS >= len(bars):
+        return False  # too little on either side to tell
+    log_range = np.log(bars["high"].to_numpy(dtype=float) / bars["low"].to_numpy(dtype=float))
+    typical_range = float(np.median(log_range[position - 40 : position]))
+    if not log_range[position] <= RANGE_SIGMAS * max(typical_range, 1e-4):
+        return False
+    before = _traded(volume[position - VOLUME_BARS : position])
+    after = _traded(volume[position + 1 : position + 1 + VOLUME_BARS])
+    if len(before) < MIN_VOLUME_BARS or len(after) < MIN_VOLUME_BARS:
+        return False
+    typical_before = float(np.median(before))
+    if volume[position] > PRICE_DAY_VOLUME * typical_before:
+        return False
+    if abs(np.log(np.median(after) / typical_before)) >= VOLUME_TOLERANCE:
+        return False
+    moves = np.abs(np.log(ratio))
+    typical_move = float(np.median(moves[position - 40 : position]))
+    calm = np.median(moves[position + 1 : position + 1 + LEVEL_BARS]) <= CALM_AFTER * max(typical_move, 1e-4)
+    close = bars["close"].to_numpy(dtype=float)
+    drift = abs(np.log(close[position + LEVEL_BARS] / close[position]))
+    return bool(calm and drift <= REBOUND_SIGMAS * 1.4826 * max(typical_move, 1e-4) * np.sqrt(LEVEL_BARS))
+
+
+def _market_calm(market: pd.Series | None, when: pd.Timestamp) -> bool:
+    """The benchmark's log move that day at most MARKET_CALM; True without a benchmark (nothing to ask)."""
+    if market is None or when not in market.index:
+        return True
+    position = market.index.get_loc(when)
+    if not isinstance(position, int) or position == 0:
+        return True
+    move = np.log(float(market.iloc[position]) / float(market.iloc[position - 1]))
+    return bool(abs(move) <= MARKET_CALM)
 
 
 def _traded(volume: np.ndarray) -> np.ndarray:

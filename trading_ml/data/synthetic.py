@@ -17,7 +17,9 @@ What it models, and why:
 
 ``market="random_walk"`` is the null market: no regimes, constant volatility (no clustering), the
 same factors and volume model; with ``signal_strength`` 0 nothing in it is predictable, so no model
-of any task should be promoted on it.
+of any task should be promoted on it. ``market="garch"`` has no regimes and no drift, only the
+market's GARCH(1,1) clustering (alpha 0.08, beta 0.90), which every symbol's own and sector moves
+share: volatility is predictable there and nothing else is.
 
 Determinism: every random stream is keyed by (seed, what it drives) and simulated from a fixed
 epoch, day by day, so a symbol's bar at a timestamp is the same whatever window or universe is asked
@@ -86,7 +88,7 @@ def stream(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
-MARKETS = ("regimes", "random_walk")
+MARKETS = ("regimes", "random_walk", "garch")  # garch: one regime of no drift, GARCH(1,1) clustering only
 
 
 @lru_cache(maxsize=8)
@@ -99,6 +101,7 @@ def market_path(seed: int, epoch: pd.Timestamp, days: int, kind: str = "regimes"
     if kind == "random_walk":  # one regime of no drift, constant volatility
         vols = np.full(days, MARKET_DAILY_VOL)
         return pd.DataFrame({"regime": np.zeros(days, dtype=np.int8), "vol": vols, "ret": vols * shocks * news_scale}, index=dates)
+    clustering_only = kind == "garch"
     cumulative = REGIME_TRANSITIONS.cumsum(axis=1)
     omega = MARKET_DAILY_VOL**2 * (1 - GARCH_ALPHA - GARCH_BETA)
     regime, variance = 0, MARKET_DAILY_VOL**2
@@ -106,12 +109,12 @@ def market_path(seed: int, epoch: pd.Timestamp, days: int, kind: str = "regimes"
     vols = np.empty(days)
     returns = np.empty(days)
     for day in range(days):
-        regime = int(np.searchsorted(cumulative[regime], uniforms[day], side="right"))
-        regime = min(regime, len(REGIMES) - 1)
+        if not clustering_only:
+            regime = min(int(np.searchsorted(cumulative[regime], uniforms[day], side="right")), len(REGIMES) - 1)
         garch_shock = np.sqrt(variance) * shocks[day]
-        vol = np.sqrt(variance) * REGIME_VOL[regime]
-        regimes[day], vols[day] = regime, vol
-        returns[day] = (REGIME_DRIFT[regime] + REGIME_VOL[regime] * garch_shock) * news_scale[day]
+        scale, drift = (1.0, 0.0) if clustering_only else (REGIME_VOL[regime], REGIME_DRIFT[regime])
+        regimes[day], vols[day] = regime, np.sqrt(variance) * scale
+        returns[day] = (drift + scale * garch_shock) * news_scale[day]
         variance = omega + GARCH_ALPHA * garch_shock**2 + GARCH_BETA * variance
     return pd.DataFrame({"regime": regimes, "vol": vols, "ret": returns}, index=dates)
 

@@ -104,9 +104,10 @@ def check_ohlc_logic(bars: pd.DataFrame) -> tuple[CheckResult, pd.Series]:
 
 def check_corporate_actions(bars: pd.DataFrame, actions: list[CorporateAction]) -> CheckResult:
     """Splits the adjusted close confirms are repaired (the window goes on the adjusted scale, as are
-    dividends); a split only volume confirms cannot be, and quarantines the symbol."""
-    repaired = [a for a in actions if a.confirmed_by == "adjustment"]
-    unadjusted = [a for a in actions if a.confirmed_by == "volume"]
+    dividends); a split the adjusted close does not adjust for (confirmed by volume, by the bar, the
+    market and the level, or by the source) cannot be, and quarantines the symbol."""
+    repaired = [a for a in actions if not a.unadjusted]
+    unadjusted = [a for a in actions if a.unadjusted]
     factor = bars["adj_close"] / bars["close"]
     other = int((np.abs(np.log(factor / factor.shift())) > 1e-9).sum()) - len(repaired)
     parts = [f"repaired {a.describe()}: prices before it scaled by 1/{a.factor:.3g}, volume by {a.factor:.3g}" for a in repaired]
@@ -151,7 +152,7 @@ def cut_warmup(bars: pd.DataFrame, actions: list[CorporateAction], max_abs_retur
     left, and a note saying what was cut."""
     if window_start is None:
         return bars, actions, None
-    unadjusted = [a.timestamp for a in actions if a.confirmed_by == "volume"]
+    unadjusted = [a.timestamp for a in actions if a.unadjusted]
     problems = [*unadjusted, *bars.index[price_jumps(bars, max_abs_return, unadjusted).to_numpy()]]
     problems = [when for when in problems if when < window_start]
     if not problems:
@@ -193,10 +194,12 @@ def validate_bars(
     expected: pd.DatetimeIndex,
     settings: ValidationSettings,
     window_start: pd.Timestamp | None = None,
+    market: pd.Series | None = None,
 ) -> tuple[ValidationReport, pd.DataFrame]:
     """Run every check in order, dropping what the soft checks reject; return report and clean bars.
     Bars before ``window_start`` are the warm-up: cleaned and adjusted like the rest, but only the
-    window's bars can fail a hard check (None: every bar is in the window)."""
+    window's bars can fail a hard check (None: every bar is in the window). ``market`` (the
+    benchmark's close, when the run has it) tells the split detector whether the market moved."""
     report = ValidationReport(instrument.symbol, timeframe, len(bars), 0, len(expected))
     temporal, duplicated = check_temporal_integrity(bars, expected)
     clean = bars[~duplicated.to_numpy()].sort_index(kind="stable")
@@ -205,11 +208,11 @@ def validate_bars(
     volume, empty = check_volume_sanity(clean, instrument)
     clean = clean[~empty]
     limit = instrument.max_abs_return or settings.max_abs_return
-    found = find_actions(clean)
+    found = find_actions(clean, market)
     clean, found, warmup_note = cut_warmup(clean, found, limit, window_start)  # adj_close's moves are the adjusted scale's
     actions = check_corporate_actions(clean, found)
     clean = adjusted(clean)
-    sanity = check_price_sanity(clean, limit, [a.timestamp for a in found if a.confirmed_by == "volume"])
+    sanity = check_price_sanity(clean, limit, [a.timestamp for a in found if a.unadjusted])
     for check in (actions, sanity):
         check.detail = "; ".join(filter(None, [check.detail, warmup_note]))
     in_window = expected if window_start is None else expected[expected >= window_start]

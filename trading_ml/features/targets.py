@@ -6,9 +6,10 @@ Every target column starts with ``target_`` and is never among the features:
 - ``target_direction``: that return as 1 (Up, above +threshold), -1 (Down, below -threshold) or
   0 (Neutral); threshold ``features.direction_threshold`` (0.1%).
 - ``target_volatility``: the plan's target, the rolling standard deviation of returns over
-  ``features.volatility_window`` (20) bars, one bar ahead.
-- ``target_forward_volatility``: realized volatility over the next ``forward_volatility_bars`` (5)
-  bars, sqrt(mean(r²)).
+  ``features.volatility_window`` (20) bars, one bar ahead (19 of its 20 returns are known at the
+  bar: nearly a nowcast, so the evaluation reports it beside the task's target).
+- ``target_forward_volatility``: the volatility task's target, realized volatility over the next
+  ``forward_volatility_bars`` (h, 5) bars, sqrt(mean(r²)): what a risk system sizes positions with.
 - ``target_regime``: the regime label at this bar (a nowcast; it uses data up to the bar only);
   ``target_regime_ahead``: the label ``regime.horizon`` (5) bars ahead.
 

@@ -3,7 +3,7 @@
 Every model class names its ``name``, ``task`` (direction, volatility, regime) and ``target``
 column, declares its parameters as ``Params`` (a checked dataclass: its section of config.yaml,
 `models.<name>`), and offers ``fit(dataset, params, seed)`` (a dataset is a table, one walk-forward
-fold, the feature names and the volatility window; ``params`` its ``Params`` as configured),
+fold, the feature names and the volatility horizon; ``params`` its ``Params`` as configured),
 ``predict(table)``, ``save()`` and ``load(files)``. ``save`` turns the model into files (suffix ->
 bytes: ``.config.json`` with feature names, settings and fitted scalers, plus one binary in a format
 that cannot run code on load); ``load`` rebuilds it from exactly those bytes. A model never opens a
@@ -37,7 +37,7 @@ class Dataset(Protocol):
     table: pd.DataFrame
     split: Split
     feature_names: list[str]
-    volatility_window: int  # bars in a realized-volatility window (features.volatility_window)
+    volatility_horizon: int  # bars the volatility target looks ahead (features.forward_volatility_bars)
 
 
 class Model(Protocol):

@@ -15,10 +15,18 @@ from typing import Any
 from trading_ml.errors import UnknownModel
 from trading_ml.models.direction import DirectionEnsemble, LSTMDirection, XGBoostDirection
 from trading_ml.models.regime import RegimeForest
-from trading_ml.models.volatility import GarchVolatility, LSTMVolatility
+from trading_ml.models.volatility import GarchVolatility, HarVolatility, LSTMVolatility
 
 # Every model, in training order; a combination (``members``) after the models it is built from.
-MODELS = (XGBoostDirection, LSTMDirection, GarchVolatility, LSTMVolatility, RegimeForest, DirectionEnsemble)
+MODELS = (
+    XGBoostDirection,
+    LSTMDirection,
+    GarchVolatility,
+    LSTMVolatility,
+    HarVolatility,
+    RegimeForest,
+    DirectionEnsemble,
+)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ class TrainingData:
     feature_names: list[str]  # the scale-free features of the table
     timeframe: str
     path: str  # relative to the run folder
-    volatility_window: int  # bars in a realized-volatility window (features.volatility_window): the volatility target's
+    volatility_horizon: int  # bars the volatility target looks ahead (features.forward_volatility_bars)
 
     @classmethod
     def load(cls, ctx: RunContext, features_manifest: dict) -> TrainingData:
@@ -48,7 +48,7 @@ class TrainingData:
             model_features(entry["feature_names"]),
             timeframe,
             path,
-            ctx.settings.features.volatility_window,
+            ctx.settings.features.forward_volatility_bars,
         )
 
     def for_fold(self, split: Split) -> TrainingData:

@@ -4,7 +4,8 @@ block-bootstrap intervals (:mod:`trading_ml.models.statistics`) on every metric.
 Baselines use only what was known before each test segment, on the same rows:
 - direction: the class prior of the fold's training rows (probabilities), its majority class, and
   the previous bar's direction;
-- volatility: yesterday's value (naive), the RiskMetrics EWMA and the historical (expanding) variance;
+- volatility (realized volatility over the next h bars): today's value (naive), the RiskMetrics
+  EWMA and the historical (expanding) variance; the plan's target is reported beside it;
 - regime: persistence (the rule label now, for the label ``horizon`` bars ahead) and the rules rolled
   forward on driftless random-walk paths (what the rules' mechanics alone predict).
 
@@ -42,6 +43,7 @@ def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd
             "walk-forward folds: use a longer lookback or fewer models.folds"
         )
     resampled, model, others, skill = judge(task, table, rows, candidates, settings)
+    details = rules.details(table, rows, predictions, settings)
     result = {
         "task": task,
         "rows": int(rows.sum()),
@@ -56,8 +58,8 @@ def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd
         "metrics": model,
         "baselines": others,
         "skill": skill,
-        "plan_target": rules.plan_target(model, others),
-        **rules.details(table, rows, predictions, settings),
+        "plan_target": rules.plan_target(model, others, details),
+        **details,
     }
     if rules.t_statistic:  # in the metrics, after the primary summary took its copy
         model[rules.primary]["t_stat"] = bootstrap_t(

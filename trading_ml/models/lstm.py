@@ -86,13 +86,19 @@ def fit(
     params: LSTMParams,
     seed: int,
     name: str = "lstm",
+    keep_initial: bool = False,
 ) -> dict:
     """Train on the ``train`` positions, keep the weights of the best validation epoch; the history.
-    Each epoch logs its losses under the model's ``name``."""
+    Each epoch logs its losses under the model's ``name``. With ``keep_initial`` the untrained net
+    competes too (epoch 0): a net that starts at a baseline then never ends worse than it on validation."""
     generator = seed_everything(seed)
     epochs, batch = params.epochs, params.batch
     optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate)
     best: tuple[float, dict | None] = (float("inf"), None)
+    best_epoch = 0
+    if keep_initial and len(validation):
+        best = (evaluate_loss(net, sequences, targets, validation, loss_fn, batch), copy.deepcopy(net.state_dict()))
+        log.info("%s: epoch 0 (untrained): validation loss %.5f", name, best[0])
     history: list[float] = []
     log.info("%s: %d epochs over %d training and %d validation sequences", name, epochs, len(train), len(validation))
     for epoch in range(epochs):
@@ -110,7 +116,7 @@ def fit(
         history.append(round(validation_loss, 6))
         improved = validation_loss < best[0]
         if improved:
-            best = (validation_loss, copy.deepcopy(net.state_dict()))
+            best, best_epoch = (validation_loss, copy.deepcopy(net.state_dict())), epoch + 1
         log.info(
             "%s: epoch %d of %d: training loss %.5f, validation loss %.5f%s (%.1f s)",
             name,
@@ -123,7 +129,7 @@ def fit(
         )
     if best[1] is not None:
         net.load_state_dict(best[1])
-    return {"validation_loss_by_epoch": history, "best_epoch": int(np.argmin(history)) + 1 if history else 0}
+    return {"validation_loss_by_epoch": history, "best_epoch": best_epoch}
 
 
 def train_epoch(net, sequences: Sequences, targets, order: np.ndarray, loss_fn, optimizer, batch: int) -> float:

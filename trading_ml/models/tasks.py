@@ -20,7 +20,15 @@ import pandas as pd
 
 from trading_ml.errors import ConfigError
 from trading_ml.features.targets import DIRECTIONS, REGIMES, direction_labels
-from trading_ml.models.baselines import ewma_forecast, historical_forecast, naive_forecast
+from trading_ml.models.baselines import (
+    PLAN_TARGET,
+    TARGET,
+    ewma_forecast,
+    historical_forecast,
+    naive_forecast,
+    plan_forecast,
+    plan_naive_forecast,
+)
 from trading_ml.models.splits import Split, out_of_sample_fold
 
 PROBABILITIES = ["p_down", "p_neutral", "p_up"]  # a direction model's output columns, in class order
@@ -67,7 +75,7 @@ class Task:
         """Per-row columns to sum by date, and per-date values (None when there are none)."""
         raise NotImplementedError
 
-    def plan_target(self, model: dict, baselines: dict) -> dict:
+    def plan_target(self, model: dict, baselines: dict, details: dict) -> dict:
         """The plan's target, met or not, as the metrics came out (here: accuracy above the threshold)."""
         value = model["accuracy"]["value"]
         return {"rule": self.plan_rule, "value": value, "met": value > self.plan_threshold}
@@ -323,11 +331,10 @@ def confusion(truth: np.ndarray, predicted: np.ndarray, labels) -> dict:
 
 class VolatilityTask(Task):
     def baselines(self, table, folds, settings):
-        window = settings.features.volatility_window
         return {
-            "naive": naive_forecast(table, window).to_frame("volatility"),
-            "ewma": ewma_forecast(table, window, settings.models.ewma_lambda).to_frame("volatility"),
-            "historical": historical_forecast(table, window).to_frame("volatility"),
+            "naive": naive_forecast(table, settings.features.forward_volatility_bars).to_frame("volatility"),
+            "ewma": ewma_forecast(table, settings.models.ewma_lambda).to_frame("volatility"),
+            "historical": historical_forecast(table).to_frame("volatility"),
         }
 
     def row_sums(self, table, rows, candidates):
@@ -345,20 +352,45 @@ class VolatilityTask(Task):
             )
         return pd.DataFrame(columns, index=table.index[rows]), None
 
-    def plan_target(self, model, baselines):
-        value, naive = model["rmse"]["value"], baselines["naive"]["rmse"]["value"]
-        return {"rule": self.plan_rule, "value": value, "naive": naive, "met": value < naive}
+    def details(self, table, rows, predictions, settings):
+        """The plan's target beside the task's: the model's forecast taken as the next bar's variance,
+        against the plan's naive forecast (today's window-bar std), on the judged rows that have it."""
+        window = settings.features.volatility_window
+        model = plan_forecast(table, predictions["volatility"], window).to_numpy()
+        naive = plan_naive_forecast(table, window).to_numpy()
+        truth = table[PLAN_TARGET].to_numpy(dtype=float)
+        judged = rows & np.isfinite(truth) & np.isfinite(model) & np.isfinite(naive)
+
+        def rmse(forecast: np.ndarray) -> float | None:
+            return round(float(np.sqrt(np.mean((truth[judged] - forecast[judged]) ** 2))), 8) if judged.any() else None
+
+        return {
+            "plan_target_rmse": {
+                "target": f"{window}-bar rolling std of returns, one bar ahead",
+                "rows": int(judged.sum()),
+                "model": rmse(model),
+                "naive": rmse(naive),
+            }
+        }
+
+    def plan_target(self, model, baselines, details):
+        plan = details["plan_target_rmse"]
+        value, naive = plan["model"], plan["naive"]
+        return {
+            "rule": self.plan_rule,
+            "value": value,
+            "naive": naive,
+            "met": value is not None and naive is not None and value < naive,
+        }
 
     def serve(self, table, model, settings):
         if model is not None:
             return model.predict(table)[["volatility"]]
-        return ewma_forecast(table, settings.features.volatility_window, settings.models.ewma_lambda).to_frame(
-            "volatility"
-        )
+        return ewma_forecast(table, settings.models.ewma_lambda).to_frame("volatility")
 
     valid_text = (
         f"with a volatility that is not finite or outside (0, {MAX_VOLATILITY:g}] "
-        "(a standard deviation of returns per bar)"
+        "(a root mean square of returns per bar)"
     )
 
     def valid_rows(self, predicted):
@@ -369,9 +401,8 @@ class VolatilityTask(Task):
     def signal(self, row, settings):
         return {
             "forecast": float(row["volatility"]),
-            "unit": "standard deviation of one bar's return",
-            "window_bars": settings.features.volatility_window,
-            "horizon_bars": 1,
+            "unit": "realized volatility: root mean square of one bar's return over the next horizon_bars bars",
+            "horizon_bars": settings.features.forward_volatility_bars,
         }
 
 
@@ -443,7 +474,7 @@ DIRECTION = DirectionTask(
 )
 VOLATILITY = VolatilityTask(
     name="volatility",
-    target="target_volatility",
+    target=TARGET,
     predictions=("volatility",),
     primary="rmse",
     higher_is_better=False,
@@ -452,7 +483,7 @@ VOLATILITY = VolatilityTask(
         "mae": lambda s, c: ratio(s, f"{c}.ae", "rows"),
         "qlike": lambda s, c: ratio(s, f"{c}.qlike", "rows"),
     },
-    plan_rule="test RMSE below the naive forecast (yesterday's value)",
+    plan_rule="test RMSE below the naive forecast (yesterday's value) on the plan's target (20-bar std, one bar ahead)",
     served_baseline="ewma",
     served_baseline_text="the RiskMetrics EWMA of squared returns",
     report_plot="volatility",

@@ -1,5 +1,6 @@
-"""Volatility of the next bar: GARCH(1,1) per symbol and an LSTM; their baselines (naive, EWMA) and
-the target's definition are in :mod:`trading_ml.models.baselines`."""
+"""Realized volatility over the next h bars: GARCH(1,1) per symbol, an LSTM anchored on EWMA, and
+HAR-RV; their baselines (naive, EWMA, historical) and the target's definition are in
+:mod:`trading_ml.models.baselines`."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from trading_ml.config import STRICT, checked
+from trading_ml.config import STRICT, at_most, checked
 from trading_ml.errors import DataError
 from trading_ml.features.catalogue import FEATURES
 from trading_ml.io import json_bytes
 from trading_ml.models.base import CONFIG, Dataset, LSTMParams, Standardizer, feature_matrix, progress_due, read_config
-from trading_ml.models.baselines import RETURN, TARGET, align, rolling_std_with_next, symbol_returns
+from trading_ml.models.baselines import RETURN, TARGET, align, ewma_variance, symbol_returns
 
 GARCH_SCALE = 100.0  # arch fits percent returns
 MIN_TRAIN_RETURNS = 100
@@ -42,12 +43,12 @@ class GarchVolatility:
     class Params:
         """config.yaml `models.volatility_garch`: GARCH(1,1) has nothing to set."""
 
-    def __init__(self, parameters: dict[str, dict[str, float]], window: int):
-        self.parameters, self.window = parameters, window
+    def __init__(self, parameters: dict[str, dict[str, float]], horizon: int):
+        self.parameters, self.horizon = parameters, horizon
 
     @classmethod
     def fit(cls, dataset: Dataset, params: Params, seed: int) -> GarchVolatility:
-        table, window = dataset.table, dataset.volatility_window
+        table, horizon = dataset.table, dataset.volatility_horizon
         train = dataset.split.segment == "train"
         parameters, by_symbol = {}, symbol_returns(table)
         for number, (symbol, returns) in enumerate(by_symbol.items(), start=1):
@@ -64,22 +65,22 @@ class GarchVolatility:
                 )
             if progress_due(number, len(by_symbol)):
                 log.info("%s: %d of %d symbols done", cls.name, number, len(by_symbol))
-        return cls(parameters, window)
+        return cls(parameters, horizon)
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
-        """One-step forecasts with the fitted parameters held fixed; symbols it was not fitted on use
-        the median parameters of those it was."""
+        """Forecasts of the next ``horizon`` bars' variances with the fitted parameters held fixed, as
+        their realized volatility (root of the mean); symbols it was not fitted on use the median
+        parameters of those it was."""
         from arch import arch_model
 
         parts = []
         for symbol, returns in symbol_returns(table).items():
             parameters = self.parameters.get(symbol) or self.pooled_parameters()
             model = arch_model(returns.to_numpy() * GARCH_SCALE, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
-            forecast = model.fix([parameters[name] for name in PARAMETERS]).forecast(horizon=1, start=0, reindex=True)
-            next_variance = pd.Series(forecast.variance.to_numpy()[:, 0] / GARCH_SCALE**2, index=returns.index)
-            parts.append(
-                rolling_std_with_next(returns, next_variance, self.window).to_frame("volatility").assign(symbol=symbol)
-            )
+            fixed = model.fix([parameters[name] for name in PARAMETERS])
+            forecast = fixed.forecast(horizon=self.horizon, start=0, reindex=True)
+            variance = forecast.variance.to_numpy().mean(axis=1) / GARCH_SCALE**2
+            parts.append(pd.DataFrame({"volatility": np.sqrt(variance), "symbol": symbol}, index=returns.index))
         return align(table, parts).to_frame()
 
     def pooled_parameters(self) -> dict[str, float]:
@@ -87,19 +88,19 @@ class GarchVolatility:
         return {name: float(np.median([p[name] for p in self.parameters.values()])) for name in names}
 
     def save(self) -> dict[str, bytes]:
-        return {".json": json_bytes({"parameters": self.parameters, "window": self.window, "scale": GARCH_SCALE})}
+        return {".json": json_bytes({"parameters": self.parameters, "horizon": self.horizon, "scale": GARCH_SCALE})}
 
     @classmethod
     def load(cls, files: Mapping[str, bytes]) -> GarchVolatility:
         data = json.loads(files[".json"])
-        parameters, window = (
+        parameters, horizon = (
             data.get("parameters") if isinstance(data, dict) else None,
-            data.get("window") if isinstance(data, dict) else None,
+            data.get("horizon") if isinstance(data, dict) else None,
         )
         if (
-            not isinstance(window, int)
-            or isinstance(window, bool)
-            or window < 2
+            not isinstance(horizon, int)
+            or isinstance(horizon, bool)
+            or horizon < 1
             or not isinstance(parameters, dict)
             or not all(
                 isinstance(p, dict)
@@ -109,10 +110,10 @@ class GarchVolatility:
             )
         ):
             raise DataError(
-                "volatility_garch: the file is not {'parameters': {symbol: {name: number}}, 'window': integer >= 2}; "
+                "volatility_garch: the file is not {'parameters': {symbol: {name: number}}, 'horizon': integer >= 1}; "
                 "refusing it"
             )
-        return cls(parameters, window)
+        return cls(parameters, horizon)
 
 
 def fit_garch(symbol: str, returns: pd.Series) -> dict[str, float]:
@@ -136,8 +137,26 @@ def lstm_inputs(feature_names: list[str]) -> list[str]:
     return volatility + [n for n in EXTRA_LSTM_INPUTS if n in feature_names]
 
 
+ANCHOR_DECAY = 0.94  # the LSTM's anchor: the RiskMetrics EWMA of squared returns
+MIN_VOLATILITY = 1e-6
+
+
+def ewma_anchor(table: pd.DataFrame, decay: float) -> np.ndarray:
+    """Each row's RiskMetrics volatility forecast from its symbol's returns up to the row."""
+    parts = [
+        np.sqrt(ewma_variance(returns, decay)).to_frame("volatility").assign(symbol=symbol)
+        for symbol, returns in symbol_returns(table).items()
+    ]
+    return np.maximum(align(table, parts).to_numpy(dtype=np.float64), MIN_VOLATILITY)
+
+
 class LSTMVolatility:
-    """An LSTM on sequences of volatility features, predicting log(target), fitted with MSE."""
+    """An LSTM that learns how far the target sits from the EWMA forecast: it predicts
+    log(target / EWMA) from sequences of the scale-free volatility features and log(EWMA), fitted
+    with MSE. Its output head starts at zero and the untrained net competes in early stopping, so it
+    begins at (and keeps unless it beats on validation) the EWMA forecast; exp() of a log forecast is
+    biased low, so the forecast is scaled by Duan's smearing factor, mean(exp(residual)) on the
+    validation rows."""
 
     name, task, target = "volatility_lstm", "volatility", TARGET
     FILES = (".pt", CONFIG)  # a torch state_dict (loaded with weights_only), scalers and shape
@@ -158,47 +177,54 @@ class LSTMVolatility:
 
         table, split = dataset.table, dataset.split
         names = lstm_inputs(dataset.feature_names)
-        features = feature_matrix(table, names, cls.name)
-        scaler = Standardizer.fit(features[split.mask("train")])
-        sequences = lstm.Sequences(table, scaler.transform(features), params.sequence_length)
-        log_target = np.log(table[TARGET].to_numpy(dtype=np.float64).clip(min=1e-6))
-        labelled = np.isfinite(log_target)
+        anchor = ewma_anchor(table, ANCHOR_DECAY)
+        inputs = inputs_with_anchor(table, names, anchor, cls.name)
+        scaler = Standardizer.fit(inputs[split.mask("train")])
+        sequences = lstm.Sequences(table, scaler.transform(inputs), params.sequence_length)
+        log_ratio = np.log(np.maximum(table[TARGET].to_numpy(dtype=np.float64), MIN_VOLATILITY) / anchor)
+        labelled = np.isfinite(log_ratio) & table[TARGET].notna().to_numpy()
         train_rows = split.mask("train") & labelled
-        target_scale = {"mean": float(log_target[train_rows].mean()), "std": float(log_target[train_rows].std())}
-        scaled = torch.from_numpy(((log_target - target_scale["mean"]) / target_scale["std"]).astype(np.float32))
+        scale = {"mean": float(log_ratio[train_rows].mean()), "std": float(log_ratio[train_rows].std()) or 1.0}
+        scaled = torch.from_numpy(((log_ratio - scale["mean"]) / scale["std"]).astype(np.float32))
         targets = torch.nan_to_num(scaled)[sequences.row_of].unsqueeze(1)
         segment = split.segment.to_numpy()[sequences.row_of]
         ok = labelled[sequences.row_of]
+        validation = np.flatnonzero(ok & (segment == "validation"))
         lstm.seed_everything(seed)
-        net = lstm.LSTMNet(len(names), params.hidden, 1)
+        net = lstm.LSTMNet(inputs.shape[1], params.hidden, 1)
+        nn.init.zeros_(net.head.weight)
+        nn.init.zeros_(net.head.bias)  # the untrained net forecasts the mean log ratio: a scaled EWMA
         history = lstm.fit(
             net,
             sequences,
             targets,
             np.flatnonzero(ok & (segment == "train")),
-            np.flatnonzero(ok & (segment == "validation")),
+            validation,
             nn.MSELoss(),
             params,
             seed,
             cls.name,
+            keep_initial=True,
         )
+        residual = targets[validation, 0].numpy() - lstm.predict(net, sequences, validation)[:, 0].numpy()
+        smearing = float(np.mean(np.exp(residual * scale["std"]))) if len(validation) else 1.0
         shape = {"sequence_length": params.sequence_length, "hidden": params.hidden}
-        return cls(names, net, scaler, target_scale, shape, history)
+        model = cls(names, net, scaler, {**scale, "smearing": smearing, "anchor_decay": ANCHOR_DECAY}, shape, history)
+        log.info("%s: best epoch %d, smearing factor %.4f", cls.name, history["best_epoch"], smearing)
+        return model
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         from trading_ml.models import lstm
 
-        sequences = lstm.Sequences(
-            table,
-            self.scaler.transform(feature_matrix(table, self.feature_names, self.name)),
-            self.shape["sequence_length"],
-        )
+        anchor = ewma_anchor(table, self.target_scale["anchor_decay"])
+        inputs = inputs_with_anchor(table, self.feature_names, anchor, self.name)
+        sequences = lstm.Sequences(table, self.scaler.transform(inputs), self.shape["sequence_length"])
         forecast = np.full(len(table), np.nan)
         outputs = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
         if len(outputs):
-            forecast[sequences.row_of] = np.exp(
-                outputs[:, 0].numpy() * self.target_scale["std"] + self.target_scale["mean"]
-            )
+            scale = self.target_scale
+            log_ratio = outputs[:, 0].numpy().astype(np.float64) * scale["std"] + scale["mean"]
+            forecast[sequences.row_of] = anchor[sequences.row_of] * np.exp(log_ratio) * scale["smearing"]
         return pd.DataFrame({"volatility": forecast}, index=table.index)
 
     def save(self) -> dict[str, bytes]:
@@ -218,7 +244,186 @@ class LSTMVolatility:
         from trading_ml.models import lstm
 
         config = read_config(files)
+        scale = config.get("target_scale")
+        if not isinstance(scale, dict) or not all(
+            isinstance(scale.get(k), (int, float)) and not isinstance(scale.get(k), bool)
+            for k in ("mean", "std", "smearing", "anchor_decay")
+        ):
+            raise DataError(
+                "volatility_lstm: target_scale is not {mean, std, smearing, anchor_decay: number} "
+                "(a file from before the EWMA anchor); retrain it"
+            )
+        config["feature_names"] = [*config["feature_names"], ANCHOR_INPUT]  # the net also reads log(EWMA)
         net, shape = lstm.load_net(config, 1, files[".pt"])
-        return cls(
-            config["feature_names"], net, Standardizer.from_dict(config["scaler"]), config["target_scale"], shape
+        return cls(config["feature_names"][:-1], net, Standardizer.from_dict(config["scaler"]), scale, shape)
+
+
+ANCHOR_INPUT = "log_ewma_volatility"  # the input the LSTM adds to its features
+
+
+def inputs_with_anchor(table: pd.DataFrame, names: list[str], anchor: np.ndarray, model: str) -> np.ndarray:
+    """The named features and log(EWMA volatility) as the last column, float32."""
+    return np.column_stack([feature_matrix(table, names, model), np.log(anchor)]).astype(np.float32)
+
+
+HAR_REGRESSORS = [  # logs of realized variances (averages over 1, 5 and 22 bars) and the long-run variance
+    "intercept",
+    "squared_return_5",
+    "squared_return_22",
+    "range_1",
+    "range_5",
+    "range_22",
+    "long_run",  # the expanding mean of squared returns: where volatility reverts to
+]
+MONTH = 22
+VARIANCE_FLOOR = 1e-10  # added before taking logs (a flat bar has zero range)
+
+
+class HarVolatility:
+    """HAR-RV (Corsi 2009) in logs, pooled over symbols and per symbol: log of the next h bars'
+    variance regressed on the logs of the weekly (5-bar) and monthly (22-bar) averages of squared
+    returns, the daily, weekly and monthly averages of the Parkinson range variance of the bar (from
+    ``hl_range_pct``; a daily realized variance far less noisy than one squared return), and the
+    long-run variance (the expanding mean of squared returns). exp() of a log forecast is biased low,
+    so each fit carries Duan's smearing factor (mean exp(residual) on its training rows).
+
+    A symbol with ``per_symbol_min_rows`` training rows also gets its own fit, kept only where it
+    beats the pooled one on the symbol's validation rows. Fitted by least squares; saved as JSON
+    (numbers only, no code)."""
+
+    name, task, target = "volatility_har", "volatility", TARGET
+    feature_names = [RETURN, "hl_range_pct"]
+    FILES = (".json",)  # the fits: pooled, and per symbol where they won on validation
+
+    @checked(frozen=True, config=STRICT)
+    class Params:
+        """config.yaml `models.volatility_har`: HAR-RV in logs, fitted by least squares."""
+
+        per_symbol_min_rows: at_most(1_000_000) = 250  # training rows a symbol needs for its own fit
+
+    def __init__(self, pooled: dict, per_symbol: dict[str, dict], horizon: int):
+        self.pooled, self.per_symbol, self.horizon = pooled, per_symbol, horizon
+
+    @classmethod
+    def fit(cls, dataset: Dataset, params: Params, seed: int) -> HarVolatility:
+        table, split = dataset.table, dataset.split
+        x = har_frame(table).to_numpy()
+        target = np.log(table[TARGET].to_numpy(dtype=np.float64) ** 2 + VARIANCE_FLOOR)
+        known = np.isfinite(x).all(axis=1) & np.isfinite(target)
+        train, validation = split.mask("train") & known, split.mask("validation") & known
+        if train.sum() < len(HAR_REGRESSORS) * 10:
+            raise DataError(
+                f"{cls.name}: {train.sum()} training rows with {MONTH} bars of history and a label; "
+                "use a longer lookback or fewer models.folds"
+            )
+        pooled = log_least_squares(x[train], target[train])
+        symbols = table.index.get_level_values("symbol").to_numpy()
+        per_symbol = {}
+        for symbol in pd.unique(symbols):
+            own = symbols == symbol
+            rows = own & validation
+            if (own & train).sum() < params.per_symbol_min_rows or not rows.any():
+                continue
+            fitted = log_least_squares(x[own & train], target[own & train])
+            if level_error(x[rows], target[rows], fitted) < level_error(x[rows], target[rows], pooled):
+                per_symbol[str(symbol)] = fitted
+        log.info(
+            "%s: pooled coefficients %s, smearing %.3f; %d of %d symbols keep their own fit",
+            cls.name,
+            dict(zip(HAR_REGRESSORS, np.round(pooled["coefficients"], 3), strict=True)),
+            pooled["smearing"],
+            len(per_symbol),
+            len(pd.unique(symbols)),
         )
+        return cls(pooled, per_symbol, dataset.volatility_horizon)
+
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        x = har_frame(table).to_numpy()
+        symbols = table.index.get_level_values("symbol")
+        fits = [self.per_symbol.get(symbol, self.pooled) for symbol in symbols]
+        coefficients = np.array([fit["coefficients"] for fit in fits])
+        smearing = np.array([fit["smearing"] for fit in fits])
+        variance = np.exp(np.einsum("ij,ij->i", x, coefficients)) * smearing
+        return pd.DataFrame({"volatility": np.sqrt(variance)}, index=table.index)
+
+    def save(self) -> dict[str, bytes]:
+        document = {
+            "regressors": HAR_REGRESSORS,
+            "pooled": self.pooled,
+            "per_symbol": self.per_symbol,
+            "horizon": self.horizon,
+        }
+        return {".json": json_bytes(document)}
+
+    @classmethod
+    def load(cls, files: Mapping[str, bytes]) -> HarVolatility:
+        data = json.loads(files[".json"])
+        if not (
+            isinstance(data, dict)
+            and data.get("regressors") == HAR_REGRESSORS
+            and is_fit(data.get("pooled"))
+            and isinstance(data.get("per_symbol"), dict)
+            and all(is_fit(fit) for fit in data["per_symbol"].values())
+            and isinstance(data.get("horizon"), int)
+            and not isinstance(data["horizon"], bool)
+            and data["horizon"] >= 1
+        ):
+            raise DataError(
+                f"volatility_har: the file is not {{'regressors': {HAR_REGRESSORS}, 'pooled': {{'coefficients': "
+                f"[number x {len(HAR_REGRESSORS)}], 'smearing': number > 0}}, 'per_symbol': {{symbol: the same}}, "
+                "'horizon': integer >= 1}; refusing it"
+            )
+        return cls(data["pooled"], data["per_symbol"], data["horizon"])
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def is_fit(fit) -> bool:
+    """{'coefficients': one finite number per regressor, 'smearing': a finite number > 0}."""
+    return (
+        isinstance(fit, dict)
+        and set(fit) == {"coefficients", "smearing"}
+        and isinstance(fit["coefficients"], list)
+        and len(fit["coefficients"]) == len(HAR_REGRESSORS)
+        and all(is_number(v) for v in fit["coefficients"])
+        and is_number(fit["smearing"])
+        and fit["smearing"] > 0
+    )
+
+
+def har_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Per row, the HAR regressors (logs of variances up to the row); NaN before a symbol's 22nd bar."""
+    missing = [n for n in HarVolatility.feature_names if n not in table.columns]
+    if missing:
+        raise DataError(f"volatility_har needs feature(s) {', '.join(missing)} that this table lacks; rebuild features")
+    parts = []
+    for symbol, rows in table.groupby(level="symbol", sort=False):
+        returns, bar_range = rows[RETURN].droplevel("symbol"), rows["hl_range_pct"].droplevel("symbol")
+        squared, ranged = returns**2, np.log1p(bar_range) ** 2 / (4 * np.log(2))
+        variances = {
+            "squared_return_5": squared.rolling(5).mean(),
+            "squared_return_22": squared.rolling(MONTH).mean(),
+            "range_1": ranged,
+            "range_5": ranged.rolling(5).mean(),
+            "range_22": ranged.rolling(MONTH).mean(),
+            "long_run": squared.expanding(MONTH).mean(),
+        }
+        columns = {"intercept": pd.Series(1.0, index=returns.index)}
+        columns.update({name: np.log(values + VARIANCE_FLOOR) for name, values in variances.items()})
+        parts.append(pd.DataFrame(columns)[HAR_REGRESSORS].assign(symbol=symbol).set_index("symbol", append=True))
+    return pd.concat(parts).reindex(table.index)[HAR_REGRESSORS]
+
+
+def log_least_squares(x: np.ndarray, log_variance: np.ndarray) -> dict:
+    """Least squares in logs, and the smearing factor that makes exp() of its forecast unbiased."""
+    coefficients = np.linalg.lstsq(x, log_variance, rcond=None)[0]
+    smearing = float(np.mean(np.exp(log_variance - x @ coefficients)))
+    return {"coefficients": [float(v) for v in coefficients], "smearing": smearing}
+
+
+def level_error(x: np.ndarray, log_variance: np.ndarray, fit: dict) -> float:
+    """Mean squared error of the volatility forecast (not its log) on these rows."""
+    forecast = np.sqrt(np.exp(x @ np.asarray(fit["coefficients"])) * fit["smearing"])
+    return float(np.mean((np.sqrt(np.exp(log_variance)) - forecast) ** 2))

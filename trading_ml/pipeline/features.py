@@ -133,8 +133,9 @@ def _target_definitions(ctx: RunContext) -> dict:
         "target_return": "next bar's return of the adjusted close",
         "target_direction": f"1 if target_return > {options.direction_threshold}, "
         f"-1 if < -{options.direction_threshold}, else 0",
-        "target_volatility": f"{options.volatility_window}-bar rolling std of returns, one bar ahead",
-        "target_forward_volatility": f"sqrt(mean(r^2)) over the next {options.forward_volatility_bars} bars",
+        "target_volatility": f"the plan's: {options.volatility_window}-bar rolling std of returns, one bar ahead",
+        "target_forward_volatility": f"the volatility task's: realized volatility sqrt(mean(r^2)) over the next "
+        f"{options.forward_volatility_bars} bars",
         "target_regime": "bull | bear | sideways | high_vol at this bar (rules in trading_ml.features.targets)",
         "target_regime_ahead": f"target_regime {options.regime.horizon} bars ahead",
     }

@@ -47,8 +47,10 @@ def validate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict
     reports: list[dict] = []
     passed: list = []
     quarantined: list = []
+    markets = {timeframe: _benchmark_close(ctx, by_pair, timeframe) for timeframe in ctx.timeframes}
     for symbol, timeframe in ctx.pairs:
-        report, validated = _validate_pair(ctx, symbol, timeframe, by_pair.get((symbol, timeframe)))
+        market = markets[timeframe] if symbol != ctx.settings.features.benchmark else None
+        report, validated = _validate_pair(ctx, symbol, timeframe, by_pair.get((symbol, timeframe)), market)
         reports.append(report)
         (passed if validated else quarantined).append(validated or _quarantine(ctx, report))
     report_path = write_json(ctx.layout.validation_report, {"run_id": ctx.run_id, "reports": reports})
@@ -67,8 +69,19 @@ def validate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict
     return manifest
 
 
-def _validate_pair(ctx: RunContext, symbol: str, timeframe: str, ingested: dict | None) -> tuple[dict, dict | None]:
-    """(report document, validated-file entry or None when quarantined)."""
+def _benchmark_close(ctx: RunContext, by_pair: dict, timeframe: str):
+    """The benchmark's raw close of this timeframe when the run ingested it intact; None otherwise."""
+    ingested = by_pair.get((ctx.settings.features.benchmark, timeframe))
+    if ingested is None or _ingest_problem(ctx, ingested):
+        return None
+    return read_bars_csv(ctx.layout.resolve(ingested["path"]), timeframe)["close"]
+
+
+def _validate_pair(
+    ctx: RunContext, symbol: str, timeframe: str, ingested: dict | None, market=None
+) -> tuple[dict, dict | None]:
+    """(report document, validated-file entry or None when quarantined); ``market`` is the benchmark's
+    close (None without one), which the split detector asks whether the market moved."""
     base = {"run_id": ctx.run_id, "symbol": symbol, "timeframe": timeframe}
     validated_path = ctx.layout.validated_bars(symbol, timeframe)
     problem = _ingest_problem(ctx, ingested)
@@ -81,7 +94,9 @@ def _validate_pair(ctx: RunContext, symbol: str, timeframe: str, ingested: dict 
     warmup_from, _ = ctx.fetch_window(symbol, timeframe)
     first = min(bars.index.min(), start) if len(bars) else start  # a margin the source did not have is not 'missing'
     expected = expected_timestamps(instrument.exchange, timeframe, max(warmup_from, first), end)
-    report, clean = validate_bars(bars, instrument, timeframe, expected, ctx.settings.validation, window_start=start)
+    report, clean = validate_bars(
+        bars, instrument, timeframe, expected, ctx.settings.validation, window_start=start, market=market
+    )
     document = {**base, **report.to_dict()}
     if report.quarantined:
         validated_path.unlink(missing_ok=True)

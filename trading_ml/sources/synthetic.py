@@ -24,7 +24,9 @@ class SyntheticSource:
         seed: Annotated[int, Strict(), Field(ge=0)] = 42
         epoch: dt.date = dt.date(2000, 1, 3)
         signal_strength: Annotated[float, Field(ge=0, lt=0.5)] = DEFAULT_SIGNAL_STRENGTH  # 0 plants no signal
-        market: Literal["regimes", "random_walk"] = "regimes"  # random_walk: no regimes, constant volatility
+        market: Literal["regimes", "random_walk", "garch"] = (
+            "regimes"  # random_walk: no regimes, constant volatility; garch: no regimes, GARCH(1,1) clustering
+        )
         faults: dict[Ticker, list[str]] | None = None  # tests' injected faults; kinds checked by the synthetic market
 
     @classmethod
