@@ -79,7 +79,7 @@ def test_features_as_its_own_command_and_a_clear_error_without_validation(tmp_pa
     assert code == 2 and "validated/manifest.json not found: run `trading-ml validate --run-id cli__" in err
     assert cli(capsys, "validate", *common, "--as-of", "2026-11-20")[0] == 0
     code, out, _ = cli(capsys, "features", *common, "--as-of", "2026-11-20")
-    assert code == 0 and "features 1d: 126 (trend 27, momentum 17" in out
+    assert code == 0 and "features 1d: 136 (trend 27, momentum 17" in out
     sessions = len(
         expected_timestamps("XNYS", "1d", pd.Timestamp("2021-11-20", tz="UTC"), pd.Timestamp("2026-11-20", tz="UTC"))
     )

@@ -18,6 +18,7 @@ import pytest
 
 from trading_ml.config import Settings
 from trading_ml.drivers import load_settings
+from trading_ml.errors import DataError
 from trading_ml.features.catalogue import model_features, symbol_feature_names
 from trading_ml.features.targets import direction_labels
 from trading_ml.models.base import progress_due
@@ -46,6 +47,7 @@ class Data:
     split: Split
     feature_names: list[str]
     volatility_horizon: int = SETTINGS.features.forward_volatility_bars
+    direction_labels: str = "target_direction"
 
 
 def with_models(**changes) -> Settings:
@@ -390,3 +392,24 @@ def test_a_har_file_that_is_not_its_coefficients_is_refused(payload):
     document = {**valid, **payload}
     with pytest.raises(DataError, match="volatility_har: the file is not"):
         HarVolatility.load({".json": json.dumps(document).encode()})
+
+
+def test_direction_models_learn_the_labels_the_settings_choose():
+    """models.direction_labels: cross_sectional fits on target_direction_cross_section. Here that
+    column follows a second planted feature and the absolute direction the first: the model follows
+    the column it was told to learn; a table without it is refused, naming it."""
+    table = planted_table(signal=1.0)
+    other = planted_table(signal=1.0, seed=9)  # same shapes, its own first feature
+    table["target_direction_cross_section"] = direction_labels(
+        0.01 * table[FEATURES[1]] + 0.5 * table["target_return"].sub(0.01 * table[FEATURES[0]]), 0.001
+    )
+    split = last_fold(table)
+    params = SETTINGS.models.params.get(XGBoostDirection.name)
+    for column, driver in (("target_direction", FEATURES[0]), ("target_direction_cross_section", FEATURES[1])):
+        model = XGBoostDirection.fit(Data(table, split, FEATURES, direction_labels=column), params, 0)
+        importance = dict(zip(model.feature_names, model.booster.feature_importances_, strict=True))
+        assert max(importance, key=importance.get) == driver, (column, importance)
+    with pytest.raises(DataError, match="target_direction_cross_section"):
+        XGBoostDirection.fit(
+            Data(other, last_fold(other), FEATURES, direction_labels="target_direction_cross_section"), params, 0
+        )

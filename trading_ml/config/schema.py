@@ -166,6 +166,9 @@ class ModelSettings:
     parameters are in ``params`` (config.yaml `models.<model name>`, declared by the model's class)."""
 
     timeframe: Literal["1d", "1h"] = "1d"  # the training table the models learn from
+    direction_labels: Literal["absolute", "cross_sectional"] = (
+        "absolute"  # what direction models learn: the next return's sign, or its tercile across the date's symbols
+    )
     seed: Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)] = 42  # every library takes a 32-bit seed
     folds: at_most(20) = 4  # walk-forward: this many test segments at the end of the table, judged pooled
     test_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1  # each test segment's share of the table's time span

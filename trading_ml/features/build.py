@@ -16,6 +16,7 @@ import pandas as pd
 from trading_ml.config import FeatureSettings, Instrument
 from trading_ml.data.calendars import bars_per_year
 from trading_ml.features.catalogue import symbol_feature_names
+from trading_ml.features.cross_section import CROSS_SECTION_TARGETS, add_cross_section, cross_section_names
 from trading_ml.features.indicators import symbol_features
 from trading_ml.features.market import MarketPanel, attach_market, build_market_panel
 from trading_ml.features.targets import BASELINE_COLUMNS, TARGET_COLUMNS, make_targets
@@ -88,8 +89,9 @@ def feature_panel(
     built: TimeframeFeatures, instruments: dict[str, Instrument]
 ) -> tuple[pd.DataFrame | None, dict[str, str]]:
     """The one table models learn from and are served on: every symbol with volume and rows past the
-    warm-up, indexed by (timestamp, symbol), features then targets; and each symbol left out, with why.
-    Training and serving both call this, so a bar gets the same row in both."""
+    warm-up, indexed by (timestamp, symbol), features (the cross-sectional ones last) then targets;
+    and each symbol left out, with why. Training and serving both call this, so a bar gets the same
+    row in both."""
     tables, excluded = [], {}
     for symbol, result in built.symbols.items():
         reason = panel_exclusion(instruments[symbol], result)
@@ -100,9 +102,9 @@ def feature_panel(
     if not tables:
         return None, excluded
     names = symbol_feature_names(True) + built.market.feature_names
-    return pd.concat(tables).sort_index(level=["timestamp", "symbol"])[
-        names + list(TARGET_COLUMNS) + list(BASELINE_COLUMNS)
-    ], excluded
+    panel = add_cross_section(pd.concat(tables).sort_index(level=["timestamp", "symbol"]), instruments)
+    targets = [*TARGET_COLUMNS, *CROSS_SECTION_TARGETS, *BASELINE_COLUMNS]
+    return panel[names + cross_section_names(names) + targets], excluded
 
 
 def panel_exclusion(instrument: Instrument, result: SymbolFeatures) -> str | None:

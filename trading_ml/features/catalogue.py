@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trading_ml.features.cross_section import SECTOR_RETURNS, STANDARDIZED
+
 SYMBOL_CATEGORIES = ("trend", "momentum", "volatility", "volume", "pattern", "statistical")
 MARKET_CATEGORY = "market"
+CROSS_SECTION_CATEGORY = "cross_section"
 TARGET_PREFIX = "target_"
 
 
@@ -205,8 +208,14 @@ MARKET = _features(
     ],
 )
 
+CROSS_SECTION = _features(
+    CROSS_SECTION_CATEGORY,
+    [(f"cs_z_{name}", f"{name} standardized across the symbols of the date (z-score)") for name in STANDARDIZED]
+    + [(f"sector_relative_{name}", f"{name} minus its sector's mean that date") for name in SECTOR_RETURNS],
+)
+
 SYMBOL_FEATURES = TREND + MOMENTUM + VOLATILITY + VOLUME + PATTERN + STATISTICAL
-FEATURES = {feature.name: feature for feature in SYMBOL_FEATURES + MARKET}
+FEATURES = {feature.name: feature for feature in SYMBOL_FEATURES + MARKET + CROSS_SECTION}
 
 MARKET_INPUTS = {  # which market input each market feature needs
     "vix": [f.name for f in MARKET if f.name.startswith("vix_")],

@@ -38,6 +38,7 @@ class Dataset(Protocol):
     split: Split
     feature_names: list[str]
     volatility_horizon: int  # bars the volatility target looks ahead (features.forward_volatility_bars)
+    direction_labels: str  # the label column direction models learn (models.direction_labels)
 
 
 class Model(Protocol):

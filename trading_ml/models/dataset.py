@@ -12,6 +12,11 @@ from trading_ml.io import intact, read_parquet
 from trading_ml.models.splits import Split, walk_forward
 from trading_ml.run import RunContext
 
+DIRECTION_LABELS = {  # models.direction_labels -> the training table's column
+    "absolute": "target_direction",
+    "cross_sectional": "target_direction_cross_section",
+}
+
 
 @dataclass
 class TrainingData:
@@ -22,6 +27,7 @@ class TrainingData:
     timeframe: str
     path: str  # relative to the run folder
     volatility_horizon: int  # bars the volatility target looks ahead (features.forward_volatility_bars)
+    direction_labels: str = "target_direction"  # the column direction models learn (models.direction_labels)
 
     @classmethod
     def load(cls, ctx: RunContext, features_manifest: dict) -> TrainingData:
@@ -49,6 +55,7 @@ class TrainingData:
             timeframe,
             path,
             ctx.settings.features.forward_volatility_bars,
+            DIRECTION_LABELS[ctx.settings.models.direction_labels],
         )
 
     def for_fold(self, split: Split) -> TrainingData:

@@ -34,6 +34,15 @@ def class_index(labels: pd.Series) -> np.ndarray:
     return labels.to_numpy(dtype=np.int64) + 1
 
 
+def direction_labels(table: pd.DataFrame, dataset: Dataset, model: str) -> pd.Series:
+    """The labels a direction model learns: the dataset's choice (models.direction_labels), the
+    absolute direction unless it says otherwise."""
+    column = getattr(dataset, "direction_labels", TARGET)
+    if column not in table:
+        raise DataError(f"{model}: the training table has no {column} (models.direction_labels); rebuild features")
+    return table[column]
+
+
 def probabilities_frame(index: pd.Index, values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(values, index=index, columns=PROBABILITIES)
 
@@ -80,10 +89,11 @@ class XGBoostDirection:
         import xgboost as xgb
 
         table, split, feature_names = dataset.table, dataset.split, dataset.feature_names
-        labelled = table[TARGET].notna().to_numpy()
+        labels = direction_labels(table, dataset, cls.name)
+        labelled = labels.notna().to_numpy()
         train, validation = split.mask("train") & labelled, split.mask("validation") & labelled
         features = feature_matrix(table, feature_names, cls.name)
-        target = class_index(table[TARGET].fillna(0))
+        target = class_index(labels.fillna(0))
         booster = xgb.XGBClassifier(
             n_estimators=params.rounds,
             max_depth=params.depth,
@@ -153,9 +163,10 @@ class LSTMDirection:
         features = feature_matrix(table, feature_names, cls.name)
         scaler = Standardizer.fit(features[split.mask("train")])
         sequences = lstm.Sequences(table, scaler.transform(features), params.sequence_length)
-        labelled = table[TARGET].notna().to_numpy()[sequences.row_of]
+        labels = direction_labels(table, dataset, cls.name)
+        labelled = labels.notna().to_numpy()[sequences.row_of]
         segment = split.segment.to_numpy()[sequences.row_of]
-        targets = torch.from_numpy(class_index(table[TARGET].fillna(0))[sequences.row_of])
+        targets = torch.from_numpy(class_index(labels.fillna(0))[sequences.row_of])
         lstm.seed_everything(seed)
         net = lstm.LSTMNet(len(feature_names), params.hidden, 3)
         history = lstm.fit(

@@ -9,6 +9,7 @@ from trading_ml.data.bar_files import read_bars_csv
 from trading_ml.errors import DataError, StageFailed
 from trading_ml.features import catalogue
 from trading_ml.features.build import TimeframeFeatures, build_timeframe, feature_panel
+from trading_ml.features.cross_section import CROSS_SECTION_TARGETS, cross_section_names
 from trading_ml.features.market import missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
 from trading_ml.io import intact, sha256_file, write_json, write_parquet, write_table_csv
@@ -58,7 +59,7 @@ def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -
         "run_id": ctx.run_id,
         "path": ctx.layout.relative(ctx.layout.features_manifest),
         "timeframes": timeframes,
-        "targets": list(TARGET_COLUMNS),
+        "targets": [*TARGET_COLUMNS, *CROSS_SECTION_TARGETS],
         "target_definitions": _target_definitions(ctx),
         "store": resources.store_choice.to_dict(),
     }
@@ -95,6 +96,7 @@ def _write_timeframe(ctx: RunContext, built: TimeframeFeatures) -> dict:
         }
     panel, excluded = feature_panel(built, {symbol: ctx.settings.instrument(symbol) for symbol in built.symbols})
     names = catalogue.symbol_feature_names(True) + built.market.feature_names
+    names += cross_section_names(names) if panel is not None else []
     entry = {
         "symbols": symbols,
         "excluded_from_training": excluded,
@@ -102,7 +104,7 @@ def _write_timeframe(ctx: RunContext, built: TimeframeFeatures) -> dict:
         "model_features": catalogue.model_features(names),
         "categories": {
             c: sum(catalogue.FEATURES[n].category == c for n in names)
-            for c in (*catalogue.SYMBOL_CATEGORIES, catalogue.MARKET_CATEGORY)
+            for c in (*catalogue.SYMBOL_CATEGORIES, catalogue.MARKET_CATEGORY, catalogue.CROSS_SECTION_CATEGORY)
         },
         "missing_market_features": missing_market_features(built.market),
     }
@@ -138,4 +140,6 @@ def _target_definitions(ctx: RunContext) -> dict:
         f"{options.forward_volatility_bars} bars",
         "target_regime": "bull | bear | sideways | high_vol at this bar (rules in trading_ml.features.targets)",
         "target_regime_ahead": f"target_regime {options.regime.horizon} bars ahead",
+        "target_return_rank": "target_return's percentile rank across the date's symbols, centred on 0",
+        "target_direction_cross_section": "terciles of target_return_rank: 1 top third, -1 bottom third, else 0",
     }
