@@ -132,7 +132,8 @@ def test_a_model_page_shows_every_version_over_time_the_decisions_and_the_produc
         if (r.get("deploy_evidence") or {}).get("versus_production")
     )
     assert (
-        f"vs production {versus['version']} on {versus['days']} dates it never saw: rmse {versus['value']:+.3g}" in page
+        f"vs production {versus['version']} on {versus['days']} dates it never saw: {versus['metric']} "
+        f"{versus['value']:+.3g}" in page
     )
     assert (
         client.get("/models/regime_rf").status_code == 200 and "never promoted" in client.get("/models/regime_rf").text

@@ -135,3 +135,16 @@ def test_with_cross_sectional_labels_no_direction_model_is_promoted_on_a_random_
     )
     assert set(trial) == {"direction_xgboost", "direction_lstm", "direction"}
     assert all(result["status"] != "production" for result in trial.values()), trial
+
+
+def test_garch_is_promoted_on_a_market_whose_volatility_clusters(tmp_path):
+    """Power: with volatility judged as a forecast (realized volatility over the next 5 bars, on
+    QLIKE), a good GARCH beats EWMA and the historical variance on a clustered market. Judged on the
+    plan's nowcast target with RMSE, GARCH was promoted on none of 8 such markets."""
+    from tests.conftest import make_settings, quick
+    from tests.stages import market_trial
+
+    settings = quick(make_settings(tmp_path / "data"))
+    trial = market_trial(settings, tmp_path / "data", "garch", 0.0, 1, ["volatility_garch"], RANDOM_WALK_SYMBOLS)
+    assert trial["volatility_garch"]["status"] == "production", trial
+    assert trial["volatility_garch"]["skill"]["lower_bound"] > 0

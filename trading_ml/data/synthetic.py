@@ -18,8 +18,10 @@ What it models, and why:
 ``market="random_walk"`` is the null market: no regimes, constant volatility (no clustering), the
 same factors and volume model; with ``signal_strength`` 0 nothing in it is predictable, so no model
 of any task should be promoted on it. ``market="garch"`` has no regimes and no drift, only the
-market's GARCH(1,1) clustering (alpha 0.08, beta 0.90), which every symbol's own and sector moves
-share: volatility is predictable there and nothing else is.
+market's GARCH(1,1) clustering (alpha 0.10, beta 0.85: a shock's effect halves in about two weeks,
+so a flat EWMA forecast is not the best one), which every symbol's sector moves share, and each
+symbol's own moves cluster the same way on their own shocks: volatility is predictable there and
+nothing else is.
 
 Determinism: every random stream is keyed by (seed, what it drives) and simulated from a fixed
 epoch, day by day, so a symbol's bar at a timestamp is the same whatever window or universe is asked
@@ -54,6 +56,7 @@ REGIME_TRANSITIONS = np.array(
     ]
 )
 GARCH_ALPHA, GARCH_BETA, MARKET_DAILY_VOL = 0.08, 0.90, 0.010
+CLUSTERING_ALPHA, CLUSTERING_BETA = 0.10, 0.85  # the garch market: strong clustering that reverts in weeks
 NON_SESSION_VOL = 0.3  # weekend and holiday news moves, as a share of a weekday's volatility
 OVERNIGHT_SHARE = 0.3  # share of a session's move that happens between the close and the open
 FAULT_KINDS = ("gap", "duplicates", "ohlc", "split", "zero_volume", "outage")  # outage: the source does not answer
@@ -103,7 +106,8 @@ def market_path(seed: int, epoch: pd.Timestamp, days: int, kind: str = "regimes"
         return pd.DataFrame({"regime": np.zeros(days, dtype=np.int8), "vol": vols, "ret": vols * shocks * news_scale}, index=dates)
     clustering_only = kind == "garch"
     cumulative = REGIME_TRANSITIONS.cumsum(axis=1)
-    omega = MARKET_DAILY_VOL**2 * (1 - GARCH_ALPHA - GARCH_BETA)
+    alpha, beta = (CLUSTERING_ALPHA, CLUSTERING_BETA) if clustering_only else (GARCH_ALPHA, GARCH_BETA)
+    omega = MARKET_DAILY_VOL**2 * (1 - alpha - beta)
     regime, variance = 0, MARKET_DAILY_VOL**2
     regimes = np.empty(days, dtype=np.int8)
     vols = np.empty(days)
@@ -115,8 +119,19 @@ def market_path(seed: int, epoch: pd.Timestamp, days: int, kind: str = "regimes"
         scale, drift = (1.0, 0.0) if clustering_only else (REGIME_VOL[regime], REGIME_DRIFT[regime])
         regimes[day], vols[day] = regime, np.sqrt(variance) * scale
         returns[day] = (drift + scale * garch_shock) * news_scale[day]
-        variance = omega + GARCH_ALPHA * garch_shock**2 + GARCH_BETA * variance
+        variance = omega + alpha * garch_shock**2 + beta * variance
     return pd.DataFrame({"regime": regimes, "vol": vols, "ret": returns}, index=dates)
+
+
+def own_clustering(shocks: np.ndarray) -> np.ndarray:
+    """A symbol's own GARCH(1,1) volatility (CLUSTERING_ALPHA, CLUSTERING_BETA), relative to its long-run
+    level, driven by its own standardized shocks: idiosyncratic clustering, independent across symbols."""
+    relative = np.empty(len(shocks))
+    variance = 1.0
+    for day, shock in enumerate(shocks):
+        relative[day] = np.sqrt(variance)
+        variance = (1 - CLUSTERING_ALPHA - CLUSTERING_BETA) + CLUSTERING_ALPHA * variance * shock**2 + CLUSTERING_BETA * variance
+    return relative
 
 
 def symbol_profile(seed: int, instrument: Instrument) -> SymbolProfile:
@@ -199,10 +214,11 @@ class SyntheticMarket:
             factor_vol = SECTOR_VOL.get(profile.sector, DEFAULT_SECTOR_VOL)
             factor = stream(self.seed, f"sector:{profile.sector}").standard_normal(days)
             returns = returns + factor_vol * relative_vol * factor * news_scale
-        own_move = profile.idio_vol * relative_vol * news_scale
+        own_relative = own_clustering(own[:, 0]) if self.kind == "garch" else relative_vol
+        own_move = profile.idio_vol * own_relative * news_scale
         returns = returns + own_move * (own[:, 0] + planted_reversal(own[:, 0], news_scale, self.signal_strength))
         # Convexity: without it, own and sector noise alone would drag every price towards zero.
-        own_variance = (profile.idio_vol * relative_vol) ** 2
+        own_variance = (profile.idio_vol * own_relative) ** 2
         if profile.sector:
             own_variance = own_variance + (factor_vol * relative_vol) ** 2
         returns = returns + 0.5 * own_variance * news_scale
