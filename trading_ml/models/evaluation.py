@@ -13,8 +13,8 @@ Each task has one primary metric (direction: the daily cross-sectional rank IC, 
 signal is used for, or, where no date has MIN_CROSS_SECTION symbols, the time-series rank IC: the
 rank correlation of score and next return over all rows, from per-date sums so that it resamples
 like the rest; volatility: QLIKE, with RMSE and MAE reported; regime: forecast accuracy).
-``skill`` is the improvement over the best baseline on it, with its one-sided lower bound: the deploy gate promotes only when that
-bound is above zero.
+``skill`` is the improvement over the best baseline on it, with its one-sided lower bound: the
+deploy gate promotes only when that bound is above zero.
 """
 
 from __future__ import annotations
