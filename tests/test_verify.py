@@ -148,7 +148,7 @@ CRAFTED = {  # model, suffix, what the file holds
     "XGBoost JSON nested 50,000 deep (segfault)": ("direction_xgboost", ".json", DEEP),
     "GARCH omega NaN": ("volatility_garch", ".json", "omega nan"),
     "GARCH explosive": ("volatility_garch", ".json", "explosive"),
-    "GARCH window 10**12": ("volatility_garch", ".json", "window"),
+    "GARCH horizon 10**12": ("volatility_garch", ".json", "horizon"),
     "volatility LSTM NaN weights": ("volatility_lstm", ".pt", "nan weights"),
     "volatility LSTM sequence_length 10**9": ("volatility_lstm", ".config.json", "sequence"),
     "direction LSTM NaN weights (the ensemble's member)": ("direction_lstm", ".pt", "nan weights"),
@@ -163,8 +163,8 @@ def crafted_bytes(path, how) -> bytes:
     document = json.loads(path.read_text())
     if how == "sequence":
         return json.dumps({**document, "sequence_length": 10**9}).encode()
-    if how == "window":
-        return json.dumps({**document, "window": 10**12}).encode()
+    if how == "horizon":
+        return json.dumps({**document, "horizon": 10**12}).encode()
     change = {"omega nan": {"omega": float("nan")}, "explosive": {"alpha[1]": 5.0, "beta[1]": 5.0}}[how]
     return json.dumps(
         {**document, "parameters": {s: {**p, **change} for s, p in document["parameters"].items()}}

@@ -380,6 +380,7 @@ def test_har_forecasts_clustered_volatility_better_than_naive_and_round_trips_as
         {"pooled": {"coefficients": [0.1] * 7, "smearing": 1.0, "code": "os.system"}},
         {"per_symbol": {"AAPL": {"coefficients": [0.1] * 6, "smearing": 1.0}}},
         {"horizon": True},
+        {"horizon": 10**12},
     ],
 )
 def test_a_har_file_that_is_not_its_coefficients_is_refused(payload):

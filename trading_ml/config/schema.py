@@ -87,6 +87,7 @@ def _mongo_uri(value: str) -> str:
 
 
 Count = Annotated[int, Strict(), Field(ge=1)]
+MAX_VOLATILITY_HORIZON = 250  # bars: a year of daily bars; a model file claiming more is refused
 MAX_SEED = 2**31 - 1
 MAX_WARMUP_BARS = 10_000
 
@@ -142,7 +143,9 @@ class FeatureSettings:
     volatility_window: Annotated[int, Strict(), Field(ge=2)] = (
         20  # the plan's volatility target: this rolling std, one bar ahead
     )
-    forward_volatility_bars: Count = 5  # h: the volatility task's target is realized volatility over the next h bars
+    forward_volatility_bars: Annotated[int, Strict(), Field(ge=1, le=MAX_VOLATILITY_HORIZON)] = (
+        5  # h: the volatility task's target is realized volatility over the next h bars
+    )
     warmup_bars: Annotated[int, Strict(), Field(ge=0, le=MAX_WARMUP_BARS)] = (
         500  # bars fetched before each window so every recursive indicator has converged
     )

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from trading_ml.config import STRICT, at_most, checked
+from trading_ml.config.schema import MAX_VOLATILITY_HORIZON
 from trading_ml.errors import DataError
 from trading_ml.features.catalogue import FEATURES
 from trading_ml.io import json_bytes
@@ -100,7 +101,7 @@ class GarchVolatility:
         if (
             not isinstance(horizon, int)
             or isinstance(horizon, bool)
-            or horizon < 1
+            or not 1 <= horizon <= MAX_VOLATILITY_HORIZON
             or not isinstance(parameters, dict)
             or not all(
                 isinstance(p, dict)
@@ -110,8 +111,8 @@ class GarchVolatility:
             )
         ):
             raise DataError(
-                "volatility_garch: the file is not {'parameters': {symbol: {name: number}}, 'horizon': integer >= 1}; "
-                "refusing it"
+                "volatility_garch: the file is not {'parameters': {symbol: {name: number}}, 'horizon': integer in 1.."
+                f"{MAX_VOLATILITY_HORIZON}}}; refusing it"
             )
         return cls(parameters, horizon)
 
@@ -366,12 +367,12 @@ class HarVolatility:
             and all(is_fit(fit) for fit in data["per_symbol"].values())
             and isinstance(data.get("horizon"), int)
             and not isinstance(data["horizon"], bool)
-            and data["horizon"] >= 1
+            and 1 <= data["horizon"] <= MAX_VOLATILITY_HORIZON
         ):
             raise DataError(
                 f"volatility_har: the file is not {{'regressors': {HAR_REGRESSORS}, 'pooled': {{'coefficients': "
                 f"[number x {len(HAR_REGRESSORS)}], 'smearing': number > 0}}, 'per_symbol': {{symbol: the same}}, "
-                "'horizon': integer >= 1}; refusing it"
+                f"'horizon': integer in 1..{MAX_VOLATILITY_HORIZON}}}; refusing it"
             )
         return cls(data["pooled"], data["per_symbol"], data["horizon"])
 
