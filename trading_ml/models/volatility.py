@@ -17,7 +17,7 @@ from trading_ml.errors import DataError
 from trading_ml.features.catalogue import FEATURES
 from trading_ml.io import json_bytes
 from trading_ml.models.base import CONFIG, Dataset, LSTMParams, Standardizer, feature_matrix, progress_due, read_config
-from trading_ml.models.baselines import RETURN, TARGET, align, ewma_variance, symbol_returns
+from trading_ml.models.baselines import RETURN, TARGET, align, ewma_variance, per_symbol, symbol_returns
 
 GARCH_SCALE = 100.0  # arch fits percent returns
 MIN_TRAIN_RETURNS = 100
@@ -144,11 +144,8 @@ MIN_VOLATILITY = 1e-6
 
 def ewma_anchor(table: pd.DataFrame, decay: float) -> np.ndarray:
     """Each row's RiskMetrics volatility forecast from its symbol's returns up to the row."""
-    parts = [
-        np.sqrt(ewma_variance(returns, decay)).to_frame("volatility").assign(symbol=symbol)
-        for symbol, returns in symbol_returns(table).items()
-    ]
-    return np.maximum(align(table, parts).to_numpy(dtype=np.float64), MIN_VOLATILITY)
+    anchor = per_symbol(table, lambda returns: np.sqrt(ewma_variance(returns, decay)))
+    return np.maximum(anchor.to_numpy(dtype=np.float64), MIN_VOLATILITY)
 
 
 class LSTMVolatility:
