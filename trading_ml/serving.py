@@ -273,15 +273,20 @@ class SignalTable:
 
 def served_panel(settings: Settings, bars: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, str]]:
     """The feature panel (the same builder as training's) of every stored bar, each symbol validated
-    over its own span (the checks see the bars past its warm-up), and the symbols left out with why."""
+    over its own span (the checks see the bars past its warm-up, and the benchmark's close as validate
+    does), and the symbols left out with why."""
     timeframe = settings.models.timeframe
+    benchmark = settings.features.benchmark
     clean = {}
     for symbol, frame in bars.items():
+        market = bars[benchmark]["close"] if benchmark in bars and symbol != benchmark else None
         instrument = settings.instrument(symbol)
         end = frame.index.max() + pd.Timedelta(seconds=1)
         expected = expected_timestamps(instrument.exchange, timeframe, frame.index.min(), end)
         checked_from = frame.index[min(settings.features.warmup_bars, len(frame) - 1)]
-        report, cleaned = validate_bars(frame, instrument, timeframe, expected, settings.validation, checked_from)
+        report, cleaned = validate_bars(
+            frame, instrument, timeframe, expected, settings.validation, checked_from, market=market
+        )
         if not report.quarantined and len(cleaned):
             clean[symbol] = cleaned
     instruments = {symbol: settings.instrument(symbol) for symbol in clean}

@@ -44,7 +44,8 @@ import pandas as pd
 SPLIT_FACTORS = (2.0, 3.0, 1.5, 4.0, 5.0, 10.0, 1 / 2, 1 / 3, 2 / 3, 1 / 4, 1 / 5, 1 / 10)
 FACTOR_TOLERANCE = 0.02  # |log(change of the adjustment factor / F)| for "adjusted by F"
 MOVE_TOLERANCE = 0.15  # |log(close ratio x F)|: a split day's own move, on top of the split, at most
-MOVE_SIGMAS = 4.0  # and at most this many of the symbol's typical daily moves (robust, the 40 bars before)
+MOVE_SIGMAS = 4.0  # and at most this many of the symbol's typical daily moves (robust, the BEFORE_BARS before)
+BEFORE_BARS = 40  # the bars before a candidate day that say what is typical for the symbol
 MIN_MOVE_TOLERANCE = 0.02
 BAR_TOLERANCE = 0.10  # |log(price x F / previous close)| for every price of the day's bar
 VOLUME_TOLERANCE = np.log(1.5)  # |log(volume after / before / F)| at most, and at most half of |log F|
@@ -52,11 +53,11 @@ DAY_VOLUME_LIMIT = 3.0  # the day's volume / the typical volume after it (a spli
 VOLUME_BARS = 20  # bars of volume compared on each side of the day
 LATER_BARS = 40  # the bars after those: a split's volume stays near F (a crash's surge decays)
 MIN_VOLUME_BARS = 10  # fewer traded bars on either side: volume cannot confirm a split
-RANGE_SIGMAS = 3.0  # the split day's log(high / low) at most this many times the median of the 40 bars before
+RANGE_SIGMAS = 3.0  # the split day's log(high / low) at most this many times its median over BEFORE_BARS
 MARKET_CALM = 0.03  # |the benchmark's log move| on a split day at most (the market did not move)
 LEVEL_BARS = 20  # bars after the day that must stay at the new level, as calm as before
 PRICE_DAY_VOLUME = 2.0  # without volume at F: the day's volume at most this many times the typical before it
-CALM_AFTER = 2.5  # their median |log move| at most this many times the median of the 40 bars before
+CALM_AFTER = 2.5  # their median |log move| at most this many times the typical move before
 REBOUND_SIGMAS = 6.0  # |log(close LEVEL_BARS later / the day's close)| at most this many typical moves x sqrt(LEVEL_BARS)
 
 
@@ -146,11 +147,18 @@ def _near_factors(ratio: np.ndarray) -> list[tuple[int, float]]:
     return [(int(position), SPLIT_FACTORS[nearest[position]]) for position in near]
 
 
+def _typical_move(ratio: np.ndarray, position: int) -> float | None:
+    """The symbol's typical |log move| (robust: 1.4826 x the median) over the BEFORE_BARS before the
+    day; None with fewer than MIN_VOLUME_BARS of them."""
+    before = np.abs(np.log(ratio[max(1, position - BEFORE_BARS) : position]))
+    before = before[np.isfinite(before)]
+    return 1.4826 * float(np.median(before)) if len(before) >= MIN_VOLUME_BARS else None
+
+
 def _ordinary_day_move(ratio: np.ndarray, position: int, factor: float) -> bool:
     """The close's move beyond 1/F is an ordinary day's for this symbol (MOVE_SIGMAS of its typical move)."""
-    before = np.log(ratio[max(1, position - 40):position])
-    before = before[np.isfinite(before)]
-    typical = 1.4826 * float(np.median(np.abs(before))) if len(before) >= MIN_VOLUME_BARS else MOVE_TOLERANCE
+    typical = _typical_move(ratio, position)
+    typical = MOVE_TOLERANCE if typical is None else typical
     return abs(np.log(ratio[position] * factor)) < min(MOVE_TOLERANCE, max(MOVE_SIGMAS * typical, MIN_MOVE_TOLERANCE))
 
 
@@ -184,10 +192,11 @@ def _volume_confirms(volume: np.ndarray, position: int, factor: float) -> float 
 
 def _price_confirms(bars: pd.DataFrame, volume: np.ndarray, ratio: np.ndarray, position: int) -> bool:
     """A split's day without volume at F: an ordinary range, volume no surge, the level kept calmly."""
-    if position < 40 or position + LEVEL_BARS >= len(bars):
+    typical_move = _typical_move(ratio, position)
+    if position < BEFORE_BARS or position + LEVEL_BARS >= len(bars) or typical_move is None:
         return False  # too little on either side to tell
     log_range = np.log(bars["high"].to_numpy(dtype=float) / bars["low"].to_numpy(dtype=float))
-    typical_range = float(np.median(log_range[position - 40 : position]))
+    typical_range = float(np.median(log_range[position - BEFORE_BARS : position]))
     if not log_range[position] <= RANGE_SIGMAS * max(typical_range, 1e-4):
         return False
     before = _traded(volume[position - VOLUME_BARS : position])
@@ -199,12 +208,11 @@ def _price_confirms(bars: pd.DataFrame, volume: np.ndarray, ratio: np.ndarray, p
         return False
     if abs(np.log(np.median(after) / typical_before)) >= VOLUME_TOLERANCE:
         return False
-    moves = np.abs(np.log(ratio))
-    typical_move = float(np.median(moves[position - 40 : position]))
-    calm = np.median(moves[position + 1 : position + 1 + LEVEL_BARS]) <= CALM_AFTER * max(typical_move, 1e-4)
+    typical_move = max(typical_move, 1e-4)
+    after = 1.4826 * np.median(np.abs(np.log(ratio[position + 1 : position + 1 + LEVEL_BARS])))
     close = bars["close"].to_numpy(dtype=float)
     drift = abs(np.log(close[position + LEVEL_BARS] / close[position]))
-    return bool(calm and drift <= REBOUND_SIGMAS * 1.4826 * max(typical_move, 1e-4) * np.sqrt(LEVEL_BARS))
+    return bool(after <= CALM_AFTER * typical_move and drift <= REBOUND_SIGMAS * typical_move * np.sqrt(LEVEL_BARS))
 
 
 def _market_calm(market: pd.Series | None, when: pd.Timestamp) -> bool:

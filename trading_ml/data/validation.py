@@ -104,8 +104,8 @@ def check_ohlc_logic(bars: pd.DataFrame) -> tuple[CheckResult, pd.Series]:
 
 def check_corporate_actions(bars: pd.DataFrame, actions: list[CorporateAction]) -> CheckResult:
     """Splits the adjusted close confirms are repaired (the window goes on the adjusted scale, as are
-    dividends); a split the adjusted close does not adjust for (confirmed by volume, by the bar, the
-    market and the level, or by the source) cannot be, and quarantines the symbol."""
+    dividends); a split the adjusted close does not adjust for (confirmed by volume, or by the bar,
+    the market and the level) cannot be, and quarantines the symbol."""
     repaired = [a for a in actions if not a.unadjusted]
     unadjusted = [a for a in actions if a.unadjusted]
     factor = bars["adj_close"] / bars["close"]

@@ -37,7 +37,7 @@ def class_index(labels: pd.Series) -> np.ndarray:
 def direction_labels(table: pd.DataFrame, dataset: Dataset, model: str) -> pd.Series:
     """The labels a direction model learns: the dataset's choice (models.direction_labels), the
     absolute direction unless it says otherwise."""
-    column = getattr(dataset, "direction_labels", TARGET)
+    column = dataset.direction_labels
     if column not in table:
         raise DataError(f"{model}: the training table has no {column} (models.direction_labels); rebuild features")
     return table[column]
