@@ -60,7 +60,7 @@ BUSY_RETRY_AFTER = 2  # seconds a client told 503 (busy) should wait
 
 
 class SignalCache:
-    """Signal tables by key (newest stored bar, production versions), least recently used out first.
+    """Signal tables by key (newest stored bar, newest hourly bar, production versions), least recently used out first.
     Each key is built once: concurrent requests for it wait (at most ``wait_seconds``) for that one
     build; other keys are built beside it while one of the ``builds`` slots is free, else they get
     ``Busy`` after ``wait_seconds``. The lock that guards the tables is never held while building."""
@@ -169,19 +169,21 @@ def serving_models(models: dict) -> dict[str, str | None]:
 
 
 class StoredBars:
-    """The bar cache: the universe's stored bars of the models' timeframe, re-read at most every
+    """The bar cache: the universe's stored bars of the models' timeframe (and, for daily models, the
+    hourly bars their sessions' realized variance comes from), re-read at most every
     BARS_REFRESH_SECONDS (ingestion adds bars). One request re-reads them; the others go on with
     the bars already read meanwhile."""
 
     def __init__(self, store, settings: Settings):
         self.store, self.settings, self.timeframe = store, settings, settings.models.timeframe
         self._lock = threading.Lock()
-        self._read: tuple[float, dict[str, pd.DataFrame], tuple | None] | None = (
-            None  # when read, bars, (first, newest)
+        self._read: tuple[float, dict[str, pd.DataFrame], tuple | None, dict[str, pd.DataFrame]] | None = (
+            None  # when read, bars, (first, newest), hourly bars
         )
 
-    def snapshot(self) -> tuple[dict[str, pd.DataFrame], tuple[pd.Timestamp, pd.Timestamp]]:
-        """(bars by symbol, (first, newest) stamp), read together; ServiceUnavailable when there are none."""
+    def snapshot(self) -> tuple[dict[str, pd.DataFrame], tuple[pd.Timestamp, pd.Timestamp], dict[str, pd.DataFrame]]:
+        """(bars by symbol, (first, newest) stamp, hourly bars by symbol), read together;
+        ServiceUnavailable when there are no bars."""
         current = self._read
         stale = current is None or time.monotonic() - current[0] > BARS_REFRESH_SECONDS
         if stale and self._lock.acquire(blocking=current is None):
@@ -192,19 +194,23 @@ class StoredBars:
                 self._lock.release()
         if self._read is None:
             raise ServiceUnavailable("the stored bars could not be read yet; retry")
-        _, bars, span = self._read
+        _, bars, span, hourly = self._read
         if not bars or span is None:
             raise ServiceUnavailable(f"no {self.timeframe} bars in the store; run `trading-ml ingest` first")
-        return bars, span
+        return bars, span, hourly
 
-    def _read_store(self) -> tuple[float, dict[str, pd.DataFrame], tuple | None]:
-        documents = self.store.find("market_data", {"timeframe": self.timeframe})  # one read for every symbol
+    def _read_store(self) -> tuple[float, dict[str, pd.DataFrame], tuple | None, dict[str, pd.DataFrame]]:
+        bars = self._read_timeframe(self.timeframe)
+        hourly = self._read_timeframe("1h") if self.timeframe == "1d" else {}
+        span = (min(f.index.min() for f in bars.values()), max(f.index.max() for f in bars.values())) if bars else None
+        return time.monotonic(), bars, span, hourly
+
+    def _read_timeframe(self, timeframe: str) -> dict[str, pd.DataFrame]:
+        documents = self.store.find("market_data", {"timeframe": timeframe})  # one read for every symbol
         by_symbol: dict[str, list[dict]] = {}
         for document in documents:
             by_symbol.setdefault(document["symbol"], []).append(document)
-        bars = {s: documents_to_bars(by_symbol[s]) for s in self.settings.symbols if s in by_symbol}
-        span = (min(f.index.min() for f in bars.values()), max(f.index.max() for f in bars.values())) if bars else None
-        return time.monotonic(), bars, span
+        return {s: documents_to_bars(by_symbol[s]) for s in self.settings.symbols if s in by_symbol}
 
 
 # the signal builder: pure functions of settings, bars and models ------------------------------------
@@ -271,14 +277,34 @@ class SignalTable:
         }
 
 
-def served_panel(settings: Settings, bars: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, str]]:
+def served_panel(
+    settings: Settings, bars: dict[str, pd.DataFrame], hourly: dict[str, pd.DataFrame] | None = None
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """The feature panel (the same builder as training's) of every stored bar, each symbol validated
     over its own span (the checks see the bars past its warm-up, and the benchmark's close as validate
-    does), and the symbols left out with why."""
+    does), and the symbols left out with why. ``hourly`` bars, validated the same way, give daily rows
+    their session's realized variance, as in training."""
     timeframe = settings.models.timeframe
+    clean = validated_bars(settings, bars, timeframe)
+    hourly_clean = validated_bars(settings, hourly, "1h") if hourly else {}
+    instruments = {symbol: settings.instrument(symbol) for symbol in clean}
+    built = build_timeframe(clean, instruments, timeframe, settings.features, hourly_by_symbol=hourly_clean)
+    panel, excluded = feature_panel(built, instruments)
+    if panel is None:
+        raise NotServable(
+            f"the store has no {timeframe} bars past the feature warm-up ({settings.features.warmup_bars} bars); "
+            "ingest more history"
+        )
+    return panel, excluded
+
+
+def validated_bars(settings: Settings, bars: dict[str, pd.DataFrame], timeframe: str) -> dict[str, pd.DataFrame]:
+    """Each symbol's bars cleaned by validation over its own span; quarantined symbols left out."""
     benchmark = settings.features.benchmark
     clean = {}
     for symbol, frame in bars.items():
+        if frame.empty:
+            continue
         market = bars[benchmark]["close"] if benchmark in bars and symbol != benchmark else None
         instrument = settings.instrument(symbol)
         end = frame.index.max() + pd.Timedelta(seconds=1)
@@ -289,20 +315,15 @@ def served_panel(settings: Settings, bars: dict[str, pd.DataFrame]) -> tuple[pd.
         )
         if not report.quarantined and len(cleaned):
             clean[symbol] = cleaned
-    instruments = {symbol: settings.instrument(symbol) for symbol in clean}
-    panel, excluded = feature_panel(build_timeframe(clean, instruments, timeframe, settings.features), instruments)
-    if panel is None:
-        raise NotServable(
-            f"the store has no {timeframe} bars past the feature warm-up ({settings.features.warmup_bars} bars); "
-            "ingest more history"
-        )
-    return panel, excluded
+    return clean
 
 
-def signal_table(settings: Settings, bars: dict[str, pd.DataFrame], models: dict) -> SignalTable:
+def signal_table(
+    settings: Settings, bars: dict[str, pd.DataFrame], models: dict, hourly: dict[str, pd.DataFrame] | None = None
+) -> SignalTable:
     """Every task's served columns on every stored row, and what served each task. A model that
     cannot predict on these rows leaves its task to the baseline, and says why; it is not refused."""
-    table, excluded = served_panel(settings, bars)
+    table, excluded = served_panel(settings, bars, hourly)
     serving = serving_models(models)
     outputs = [task_output(settings, task, table, models, serving[task]) for task in SERVED]
     frame = pd.concat([output for output, _ in outputs], axis=1)
@@ -384,9 +405,10 @@ class SignalService:
         """The signal table of the stored bars and production versions (built once for both), and
         the stored span."""
         models = self.production.current()
-        bars, (first, newest) = self.bars.snapshot()
-        key = (newest, tuple(sorted((name, loaded.version) for name, loaded in models.items())))
-        return self.signals.get(key, lambda: signal_table(self.settings, bars, models)), (first, newest)
+        bars, (first, newest), hourly = self.bars.snapshot()
+        newest_hour = max((frame.index.max() for frame in hourly.values() if len(frame)), default=None)
+        key = (newest, newest_hour, tuple(sorted((name, loaded.version) for name, loaded in models.items())))
+        return self.signals.get(key, lambda: signal_table(self.settings, bars, models, hourly)), (first, newest)
 
     def generate(self, request: SignalRequest) -> dict:
         unknown = [s for s in request.symbols if s not in self.settings.universe]

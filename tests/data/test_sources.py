@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 from yfinance.exceptions import YFRateLimitError
@@ -98,6 +99,69 @@ def test_yahoo_partial_answer_is_a_clear_per_symbol_error():
     source, _ = yahoo(missing_volume)
     with pytest.raises(DataError, match="missing column\\(s\\) volume"):
         source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+
+
+def split_answer(reported: float, close_ratio: float, adjusted_too: bool = True) -> pd.DataFrame:
+    """Ten yfinance daily rows whose prices move by ``close_ratio`` overnight into the sixth, and
+    ``reported`` in its Stock Splits column on that day (0 elsewhere, as Yahoo answers)."""
+    frame = yfinance_frame(False, rows=10)
+    frame["Close"] = 100.0 * 1.001 ** np.arange(10)
+    frame["Open"], frame["High"], frame["Low"] = frame["Close"] * 0.999, frame["Close"] * 1.004, frame["Close"] * 0.995
+    frame["Adj Close"] = frame["Close"] * 0.99
+    scaled = ["Open", "High", "Low", "Close"] + (["Adj Close"] if adjusted_too else [])
+    frame.loc[frame.index[5:], scaled] *= close_ratio
+    frame["Dividends"], frame["Stock Splits"] = 0.0, 0.0
+    frame.loc[frame.index[5], "Stock Splits"] = reported
+    return frame
+
+
+@pytest.mark.parametrize("factor", [2.0, 7.0, 0.1])  # 7:1 (AAPL 2014) is outside the detector's usual set
+def test_yahoo_applies_a_split_it_reports_but_its_prices_miss(factor, caplog):
+    source, _ = yahoo(split_answer(factor, 1 / factor))
+    bars = source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+    expected = 100.0 * 1.001 ** np.arange(10) / factor
+    np.testing.assert_allclose(bars["close"], expected, rtol=1e-12)  # one scale: the split's
+    np.testing.assert_allclose(bars["adj_close"], expected * 0.99, rtol=1e-12)
+    assert (bars["volume"].iloc[:5] == 1_000_000 * factor).all() and (bars["volume"].iloc[5:] == 1_000_000).all()
+    assert f"yahoo AAPL 1d: split {factor:g} reported at 2024-01-09 00:00:00+00:00 but not in the prices" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "reported, close_ratio",
+    [
+        (4.0, 1.0),  # reported and already adjusted, as Yahoo's prices normally are
+        (2.0, 0.7),  # reported 2:1 but the close fell 30%: not a move to 1/2
+        (0.0, 0.5),  # the close halved with no split reported: left to validation's split detector
+    ],
+)
+def test_yahoo_leaves_prices_alone_where_its_split_actions_do_not_explain_a_move(reported, close_ratio, caplog):
+    source, _ = yahoo(split_answer(reported, close_ratio))
+    bars = source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+    plain, _ = yahoo(split_answer(0.0, close_ratio).drop(columns=["Stock Splits"]))
+    pd.testing.assert_frame_equal(bars, plain.fetch(SETTINGS.instrument("AAPL"), "1d", START, END))
+    assert ("kept as they are" in caplog.text) == (reported > 0)
+
+
+def test_yahoo_is_asked_for_its_split_actions(monkeypatch):
+    """At yfinance's boundary: the history call asks for actions, and keeps auto_adjust off."""
+    import yfinance
+
+    from trading_ml.sources.yahoo import yfinance_history
+
+    asked = {}
+
+    class Ticker:
+        def __init__(self, symbol):
+            asked["symbol"] = symbol
+
+        def history(self, **options):
+            asked.update(options)
+            return split_answer(2.0, 0.5)
+
+    monkeypatch.setattr(yfinance, "Ticker", Ticker)
+    answer = yfinance_history("AAPL", START, END, "1d")
+    assert asked["actions"] is True and asked["auto_adjust"] is False and asked["symbol"] == "AAPL"
+    assert "Stock Splits" in answer.columns
 
 
 def test_yahoo_a_message_that_only_mentions_429_is_not_a_rate_limit():

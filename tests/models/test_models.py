@@ -20,6 +20,7 @@ from trading_ml.config import Settings
 from trading_ml.drivers import load_settings
 from trading_ml.errors import DataError
 from trading_ml.features.catalogue import model_features, symbol_feature_names
+from trading_ml.features.intraday import INTRADAY_VARIANCE
 from trading_ml.features.targets import direction_labels
 from trading_ml.models.base import progress_due
 from trading_ml.models.baselines import ewma_forecast, naive_forecast
@@ -310,8 +311,11 @@ def test_a_garch_fit_that_does_not_converge_is_logged_with_its_symbol(caplog):
     assert not logged(caplog, r"did not converge")
 
 
-def clustered_table(days: int = 700, symbols: int = 6, seed: int = 5) -> pd.DataFrame:
-    """GARCH(1,1) returns of different scales, their bar ranges, and the 5-bar realized-volatility target."""
+def clustered_table(
+    days: int = 700, symbols: int = 6, seed: int = 5, range_noise: float = 0.4, hourly_share: float = 0.0
+) -> pd.DataFrame:
+    """GARCH(1,1) returns of different scales, their bar ranges, and the 5-bar realized-volatility target;
+    with ``hourly_share``, the last share of days also has the realized variance of seven hourly returns."""
     rng = np.random.default_rng(seed)
     stamps = pd.date_range("2020-01-01", periods=days, freq="B", tz="UTC", name="timestamp")
     frames = []
@@ -326,12 +330,15 @@ def clustered_table(days: int = 700, symbols: int = 6, seed: int = 5) -> pd.Data
         frame = pd.DataFrame(
             {
                 "return_1": returns,
-                "hl_range_pct": sigma * np.abs(1.6 + 0.4 * rng.normal(size=days)),
+                "hl_range_pct": sigma * np.abs(1.6 + range_noise * rng.normal(size=days)),
                 "volatility_20": pd.Series(returns).rolling(20).std().bfill().to_numpy(),
                 "target_forward_volatility": np.sqrt(squared.rolling(5).mean().shift(-5)).to_numpy(),
             },
             index=stamps,
         )
+        if hourly_share:
+            hourly = sigma**2 * rng.chisquare(7, days) / 7
+            frame[INTRADAY_VARIANCE] = np.where(np.arange(days) >= days * (1 - hourly_share), hourly, np.nan)
         frames.append(frame.assign(symbol=f"S{number}").set_index("symbol", append=True))
     return pd.concat(frames).sort_index(level=["timestamp", "symbol"])
 
@@ -369,6 +376,34 @@ def test_har_forecasts_clustered_volatility_better_than_naive_and_round_trips_as
     pd.testing.assert_frame_equal(HarVolatility.load(files).predict(table), model.predict(table))
     unseen = table.rename(index={"S0": "NEW"}, level="symbol")  # a symbol it never saw gets the pooled fit
     assert np.isfinite(HarVolatility.load(files).predict(unseen)["volatility"].dropna()).all()
+
+
+def test_har_reads_a_sessions_hourly_realized_variance_where_the_table_has_it():
+    """Where the daily range is a poor estimate and seven hourly returns are there (the last 40% of
+    days: validation and test), HAR's forecasts improve; without the column they are the range's."""
+    ratios = []
+    for seed in range(4):
+        table = clustered_table(seed=seed, range_noise=1.0, hourly_share=0.4)
+        with_hourly, split = fitted(HarVolatility, table, ["return_1", "hl_range_pct"])
+        without = table.drop(columns=[INTRADAY_VARIANCE])
+        ranges_only, _ = fitted(HarVolatility, without, ["return_1", "hl_range_pct"])
+        ratios.append(
+            volatility_rmse(with_hourly, table, split)["model"] / volatility_rmse(ranges_only, without, split)["model"]
+        )
+    assert np.mean(ratios) < 0.995, ratios
+
+
+def test_a_bars_variance_averages_the_range_and_the_hourly_sessions_put_on_its_level():
+    from trading_ml.models.volatility import MONTH, bar_variance
+
+    parkinson = pd.Series(np.full(60, 4e-4))
+    hourly = pd.Series(np.where(np.arange(60) >= 10, 1e-4, np.nan))  # a quarter of the range's level
+    hourly[40] = 3e-4  # a session three times as volatile as the others
+    variance = bar_variance(parkinson, hourly)
+    assert (variance[: 10 + MONTH - 1] == 4e-4).all()  # the range alone until MONTH sessions have both
+    assert variance[10 + MONTH - 1 : 40].to_numpy() == pytest.approx(4e-4)  # the hourly sessions on its level
+    assert 4e-4 < variance[40] < 12e-4  # the volatile session raises it, through the calibration so far
+    assert bar_variance(parkinson, None).equals(parkinson)  # no hourly column: the range alone
 
 
 @pytest.mark.parametrize(

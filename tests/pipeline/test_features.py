@@ -3,13 +3,16 @@
 import dataclasses
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from tests.conftest import make_settings
 from tests.stages import context, run_both, run_to_features, with_faults
 from trading_ml.errors import DataError, StageFailed
+from trading_ml.features.intraday import INTRADAY_VARIANCE
 from trading_ml.pipeline.features import build_features
+from trading_ml.serving import SignalService, served_panel
 
 
 def test_features_stage_writes_the_plans_csvs_and_one_training_table_per_timeframe(small_context):
@@ -38,6 +41,25 @@ def test_features_stage_writes_the_plans_csvs_and_one_training_table_per_timefra
     assert json.loads((root / "features" / "manifest.json").read_text())["catalog"][0]["category"] == "trend"
     run = json.loads((root / "run_manifest.json").read_text())
     assert run["stages"]["features"]["1d"]["training_rows"] == len(table)
+
+
+def test_daily_rows_carry_their_hourly_sessions_variance_in_training_and_in_serving(small_context):
+    """HAR's daily variance comes from the run's validated hourly bars where a session is complete; the
+    service, reading the stored hourly bars, gives a bar the same value as the training table."""
+    _, manifest, _ = run_to_features(small_context)
+    daily = manifest["timeframes"]["1d"]
+    table = pd.read_parquet(small_context.run_root / daily["training_table"]["path"])
+    hourly = pd.read_parquet(small_context.run_root / manifest["timeframes"]["1h"]["training_table"]["path"])
+    assert hourly[INTRADAY_VARIANCE].isna().all()  # hourly rows have no sessions inside them
+    known = table[INTRADAY_VARIANCE].dropna()
+    per_symbol = known.groupby(level="symbol").size()
+    assert (per_symbol >= 100).all() and len(per_symbol) == 4, per_symbol  # about six months of sessions each
+    service = SignalService(small_context.settings)
+    bars, _, stored_hourly = service.bars.snapshot()
+    served, _ = served_panel(small_context.settings, bars, stored_hourly)
+    shared = known.index.intersection(served.index)
+    assert len(shared) == len(known)
+    np.testing.assert_allclose(served.loc[shared, INTRADAY_VARIANCE], known.loc[shared], rtol=1e-12)
 
 
 def test_features_rerun_rewrites_the_same_bytes_and_drops_files_of_quarantined_symbols(tmp_path):

@@ -25,8 +25,11 @@ A move of about 1/F is called a split only when something confirms it:
   VOLUME_TOLERANCE of the month before: shares did not change hands in a panic); the market not
   moving that day (the benchmark's move at most MARKET_CALM, when the run has the benchmark); and the
   level staying there (the next LEVEL_BARS bars as calm as the ones before, with no rebound
-  towards the old level). Also quarantined, with what was measured. (Yahoo needs none of this: its
-  open, high, low and close are already split-adjusted, even with auto_adjust off.)
+  towards the old level). Also quarantined, with what was measured.
+
+Yahoo needs none of this: its open, high, low and close are already split-adjusted, even with
+auto_adjust off, and a split it reports (its split actions) that its prices miss is applied by
+``apply_reported_splits`` before the bars are stored, for any reported ratio (7:1 and 20:1 too).
 
 A move with none of these (a crash, a +30% day, a bad print) is not a split and is never
 "repaired": price sanity judges it on the adjusted closes. The false-positive rate on split-free
@@ -132,6 +135,41 @@ def adjusted(bars: pd.DataFrame) -> pd.DataFrame:
     out["volume"] = bars["volume"] / relative
     out["adj_close"] = out["close"]
     return out
+
+
+def apply_reported_splits(bars: pd.DataFrame, splits: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+    """Bars with every split the vendor reports (``splits``: F new shares per old, by date) but its
+    prices do not show adjusted: where the close moves to 1/F (within MOVE_TOLERANCE) on the split's
+    first bar and that whole bar sits at 1/F of the previous close, the bars before it are put on the
+    new scale (prices / F, volume x F; the adjusted close too when it moves the same way). A reported
+    split whose bars show no such move (already adjusted, or a move that is not 1/F) changes nothing.
+    Also returns one line per split: what was done, or why not."""
+    out, notes = bars.copy(), []
+    for when, factor in splits.items():
+        position = int(out.index.searchsorted(when))
+        if not (np.isfinite(factor) and factor > 0 and factor != 1) or not 0 < position < len(out):
+            continue
+        day = out.index[position]
+        close = out["close"].to_numpy(dtype=float)
+        move = np.log(close[position] / close[position - 1] * factor)
+        if abs(move) > MOVE_TOLERANCE or not _bar_on_new_scale(out, position, factor):
+            change = close[position] / close[position - 1] - 1
+            notes.append(
+                f"split {factor:g} reported at {day}: the close moved {change:+.1%}, not to 1/{factor:g} of the "
+                "day before, so the prices already reflect it; kept as they are"
+            )
+            continue
+        earlier = out.index < day
+        adj = out["adj_close"].to_numpy(dtype=float)
+        columns = ["open", "high", "low", "close"]
+        columns += ["adj_close"] if abs(np.log(adj[position] / adj[position - 1] * factor)) <= MOVE_TOLERANCE else []
+        out.loc[earlier, columns] = out.loc[earlier, columns] / factor
+        out.loc[earlier, "volume"] = out.loc[earlier, "volume"] * factor
+        notes.append(
+            f"split {factor:g} reported at {day} but not in the prices (close {np.expm1(move - np.log(factor)):+.1%}): "
+            "the bars before it are put on the new scale"
+        )
+    return out, notes
 
 
 def _near_factors(ratio: np.ndarray) -> list[tuple[int, float]]:

@@ -18,6 +18,7 @@ from trading_ml.data.calendars import bars_per_year
 from trading_ml.features.catalogue import symbol_feature_names
 from trading_ml.features.cross_section import CROSS_SECTION_TARGETS, add_cross_section, cross_section_names
 from trading_ml.features.indicators import symbol_features
+from trading_ml.features.intraday import INTRADAY_VARIANCE, session_variance
 from trading_ml.features.market import MarketPanel, attach_market, build_market_panel
 from trading_ml.features.targets import BASELINE_COLUMNS, TARGET_COLUMNS, make_targets
 
@@ -47,11 +48,16 @@ def build_timeframe(
     timeframe: str,
     options: FeatureSettings,
     window_start: pd.Timestamp | None = None,
+    hourly_by_symbol: dict[str, pd.DataFrame] | None = None,
 ) -> TimeframeFeatures:
-    """Features and targets of every symbol of one timeframe, for its rows from ``window_start``."""
+    """Features and targets of every symbol of one timeframe, for its rows from ``window_start``;
+    daily rows also get their session's realized variance from ``hourly_by_symbol`` where given."""
     market = build_market_panel(bars_by_symbol, instruments, timeframe, options)
+    hourly_by_symbol = hourly_by_symbol or {}
     symbols = {
-        symbol: build_symbol(symbol, bars, instruments[symbol], market, options, window_start)
+        symbol: build_symbol(
+            symbol, bars, instruments[symbol], market, options, window_start, hourly_by_symbol.get(symbol)
+        )
         for symbol, bars in bars_by_symbol.items()
     }
     return TimeframeFeatures(timeframe, symbols, market)
@@ -64,12 +70,14 @@ def build_symbol(
     market: MarketPanel,
     options: FeatureSettings,
     window_start: pd.Timestamp | None = None,
+    hourly: pd.DataFrame | None = None,
 ) -> SymbolFeatures:
     names = symbol_feature_names(instrument.has_volume) + market.feature_names
     indicators = symbol_features(bars, instrument.has_volume, options.direction_threshold)
     features = attach_market(indicators, instrument, market)[names]
     per_year = bars_per_year(instrument.exchange, market.timeframe, bars.index[-1]) if len(bars) else 1
     targets = make_targets(bars, features, options, market.timeframe, per_year)
+    intraday = session_variance(hourly, instrument.exchange).reindex(bars.index)
     warmed = np.arange(len(bars)) >= options.warmup_bars
     if window_start is not None:
         warmed &= np.asarray(bars.index >= window_start)
@@ -77,7 +85,7 @@ def build_symbol(
     first = int(keep.argmax()) if keep.any() else len(keep)
     return SymbolFeatures(
         symbol=symbol,
-        table=pd.concat([features, targets], axis=1)[keep],
+        table=pd.concat([features, targets, intraday], axis=1)[keep],
         feature_names=names,
         bars=len(bars),
         warmup_rows=first,
@@ -103,7 +111,7 @@ def feature_panel(
         return None, excluded
     names = symbol_feature_names(True) + built.market.feature_names
     panel = add_cross_section(pd.concat(tables).sort_index(level=["timestamp", "symbol"]), instruments)
-    targets = [*TARGET_COLUMNS, *CROSS_SECTION_TARGETS, *BASELINE_COLUMNS]
+    targets = [*TARGET_COLUMNS, *CROSS_SECTION_TARGETS, *BASELINE_COLUMNS, INTRADAY_VARIANCE]
     return panel[names + cross_section_names(names) + targets], excluded
 
 

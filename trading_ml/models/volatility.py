@@ -15,6 +15,7 @@ from trading_ml.config import STRICT, at_most, checked
 from trading_ml.config.schema import MAX_VOLATILITY_HORIZON
 from trading_ml.errors import DataError
 from trading_ml.features.catalogue import FEATURES
+from trading_ml.features.intraday import INTRADAY_VARIANCE
 from trading_ml.io import json_bytes
 from trading_ml.models.base import CONFIG, Dataset, LSTMParams, Standardizer, feature_matrix, progress_due, read_config
 from trading_ml.models.baselines import RETURN, TARGET, align, ewma_variance, per_symbol, symbol_returns
@@ -268,9 +269,9 @@ HAR_REGRESSORS = [  # logs of realized variances (averages over 1, 5 and 22 bars
     "intercept",
     "squared_return_5",
     "squared_return_22",
-    "range_1",
-    "range_5",
-    "range_22",
+    "session_variance_1",  # the bar's variance: hourly realized variance where the run has it, else Parkinson's
+    "session_variance_5",
+    "session_variance_22",
     "long_run",  # the expanding mean of squared returns: where volatility reverts to
 ]
 MONTH = 22
@@ -280,9 +281,11 @@ VARIANCE_FLOOR = 1e-10  # added before taking logs (a flat bar has zero range)
 class HarVolatility:
     """HAR-RV (Corsi 2009) in logs, pooled over symbols and per symbol: log of the next h bars'
     variance regressed on the logs of the weekly (5-bar) and monthly (22-bar) averages of squared
-    returns, the daily, weekly and monthly averages of the Parkinson range variance of the bar (from
-    ``hl_range_pct``; a daily realized variance far less noisy than one squared return), and the
-    long-run variance (the expanding mean of squared returns). exp() of a log forecast is biased low,
+    returns, the daily, weekly and monthly averages of the session's variance, and the long-run
+    variance (the expanding mean of squared returns). The session's variance is the realized variance
+    of its hourly bars where the run has them (the training table's ``intraday_variance``, put on the
+    range estimate's level), else the Parkinson range variance of the bar (from ``hl_range_pct``);
+    either is far less noisy than one squared return. exp() of a log forecast is biased low,
     so each fit carries Duan's smearing factor (mean exp(residual) on its training rows).
 
     A symbol with ``per_symbol_min_rows`` training rows also gets its own fit, kept only where it
@@ -399,19 +402,34 @@ def har_frame(table: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for symbol, rows in table.groupby(level="symbol", sort=False):
         returns, bar_range = rows[RETURN].droplevel("symbol"), rows["hl_range_pct"].droplevel("symbol")
-        squared, ranged = returns**2, np.log1p(bar_range) ** 2 / (4 * np.log(2))
+        intraday = rows[INTRADAY_VARIANCE].droplevel("symbol") if INTRADAY_VARIANCE in rows else None
+        squared = returns**2
+        session = bar_variance(np.log1p(bar_range) ** 2 / (4 * np.log(2)), intraday)
         variances = {
             "squared_return_5": squared.rolling(5).mean(),
             "squared_return_22": squared.rolling(MONTH).mean(),
-            "range_1": ranged,
-            "range_5": ranged.rolling(5).mean(),
-            "range_22": ranged.rolling(MONTH).mean(),
+            "session_variance_1": session,
+            "session_variance_5": session.rolling(5).mean(),
+            "session_variance_22": session.rolling(MONTH).mean(),
             "long_run": squared.expanding(MONTH).mean(),
         }
         columns = {"intercept": pd.Series(1.0, index=returns.index)}
         columns.update({name: np.log(values + VARIANCE_FLOOR) for name, values in variances.items()})
         parts.append(pd.DataFrame(columns)[HAR_REGRESSORS].assign(symbol=symbol).set_index("symbol", append=True))
     return pd.concat(parts).reindex(table.index)[HAR_REGRESSORS]
+
+
+def bar_variance(parkinson: pd.Series, intraday: pd.Series | None) -> pd.Series:
+    """Each bar's variance: the Parkinson range variance, averaged with the realized variance of the
+    bar's hourly session where the run has a complete one, once the symbol has MONTH such sessions
+    (hourly realized variance misses the moves inside each hour, so it is put on the range estimate's
+    level first: the mean log ratio of the two over the sessions so far)."""
+    if intraday is None:
+        return parkinson
+    both = intraday.notna() & (intraday > 0) & (parkinson > 0)
+    log_ratio = (np.log(parkinson.where(both)) - np.log(intraday.where(both))).expanding().mean()
+    ready = both & (both.cumsum() >= MONTH)
+    return parkinson.where(~ready, (parkinson + intraday * np.exp(log_ratio)) / 2)
 
 
 def log_least_squares(x: np.ndarray, log_variance: np.ndarray) -> dict:

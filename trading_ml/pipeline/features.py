@@ -34,18 +34,22 @@ def _summarize_features(manifest: dict) -> dict:
 def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict:
     """Features and targets for every validated pair: per-symbol CSVs and one training table per timeframe.
 
-    Writes features/{SYMBOL}_{tf}_features.csv, features/training_{tf}.parquet (every symbol with
-    volume; ^VIX is a market input only) and features/manifest.json. Raises StageFailed when no
-    symbol has a single row past the warm-up.
+    Daily rows also get their session's realized variance from the run's validated hourly bars
+    (``intraday_variance``; HAR reads it). Writes features/{SYMBOL}_{tf}_features.csv,
+    features/training_{tf}.parquet (every symbol with volume; ^VIX is a market input only) and
+    features/manifest.json. Raises StageFailed when no symbol has a single row past the warm-up.
     """
     validated = ctx.stage_manifest("validate")
     timeframes = {}
     for timeframe in ctx.timeframes:
-        entries = [p for p in validated["passed"] if p["timeframe"] == timeframe and p["symbol"] in ctx.symbols]
+        entries = _passed(ctx, validated, timeframe)
         if entries:
             bars = _read_validated(ctx, entries)
+            hourly = _read_validated(ctx, _passed(ctx, validated, "1h")) if timeframe == "1d" else {}
             instruments = {symbol: ctx.settings.instrument(symbol) for symbol in bars}
-            built = build_timeframe(bars, instruments, timeframe, ctx.settings.features, ctx.window(timeframe)[0])
+            built = build_timeframe(
+                bars, instruments, timeframe, ctx.settings.features, ctx.window(timeframe)[0], hourly
+            )
             timeframes[timeframe] = _write_timeframe(ctx, built)
     _remove_stale_feature_files(ctx, timeframes)
     if not any(t.get("training_table") for t in timeframes.values()):
@@ -65,6 +69,11 @@ def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -
     }
     write_json(ctx.layout.features_manifest, {**manifest, "catalog": catalogue.describe(list(catalogue.FEATURES))})
     return manifest
+
+
+def _passed(ctx: RunContext, validated: dict, timeframe: str) -> list[dict]:
+    """The validate manifest's passed entries of this run's symbols in one timeframe."""
+    return [p for p in validated["passed"] if p["timeframe"] == timeframe and p["symbol"] in ctx.symbols]
 
 
 def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFrame]:

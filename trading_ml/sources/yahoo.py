@@ -1,5 +1,7 @@
 """Yahoo Finance through yfinance, as a source: rate limits retried with exponential backoff
-(tenacity), an unreachable provider reported as SourceUnavailable, anything else as DataError."""
+(tenacity), an unreachable provider reported as SourceUnavailable, anything else as DataError.
+Yahoo's prices are split-adjusted; a split it reports (its split actions) that its prices do not
+show adjusted is applied here (trading_ml.data.corporate_actions.apply_reported_splits)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import tenacity
 from pydantic import Field, Strict
 
 from trading_ml.config import STRICT, checked
-from trading_ml.data.bars import BAR_COLUMNS, canonical_column, empty_bars, normalize_bars
+from trading_ml.data.bars import BAR_COLUMNS, canonical_column, empty_bars, normalize_bars, to_utc_index
+from trading_ml.data.corporate_actions import apply_reported_splits
 from trading_ml.errors import DataError, SourceUnavailable
 from trading_ml.sources.base import within
 
@@ -34,7 +37,7 @@ def yfinance_history(symbol: str, start: pd.Timestamp, end: pd.Timestamp, interv
             end=end.strftime("%Y-%m-%d"),
             interval=interval,
             auto_adjust=False,
-            actions=False,
+            actions=True,  # the split actions: a split Yahoo reports but its prices miss is applied here
         )
     finally:
         yfinance.config.debug.hide_exceptions = previous
@@ -98,7 +101,13 @@ class YahooSource:
                 f"{origin}: Yahoo returned {int(partial.sum())} partial bar(s), the first at "
                 f"{bars.index[partial.to_numpy().argmax()]}; retry later or use another source"
             )
-        return within(normalize_bars(bars, timeframe, origin), start, end)
+        normalized = normalize_bars(bars, timeframe, origin)
+        splits = reported_splits(bars, timeframe, origin)
+        if not splits.empty:
+            normalized, notes = apply_reported_splits(normalized, splits)
+            for note in notes:
+                log.warning("%s: %s", origin, note)
+        return within(normalized, start, end)
 
     def _fetch_with_retries(self, symbol, start, end, interval, origin) -> pd.DataFrame:
         retrying = tenacity.Retrying(
@@ -126,6 +135,15 @@ class YahooSource:
                 ) from error
             raise DataError(f"{origin}: Yahoo request failed: {error}") from error
         return empty_bars() if answer is None else answer
+
+
+def reported_splits(bars: pd.DataFrame, timeframe: str, origin: str) -> pd.Series:
+    """Yahoo's split actions (its ``Stock Splits`` column: new shares per old, 0 on other days) by bar time."""
+    if "stock_splits" not in bars.columns:
+        return pd.Series(dtype="float64")
+    ratios = pd.to_numeric(bars["stock_splits"], errors="coerce")
+    ratios.index = to_utc_index(ratios.index, timeframe, origin)
+    return ratios[ratios.notna() & (ratios > 0) & (ratios != 1)]
 
 
 def flatten_yfinance_columns(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
