@@ -147,7 +147,14 @@ def choose_models() -> list[str]:
 def train(model_name: str):
     from trading_ml.pipeline.train import train
 
-    return call(train, model_name)
+    run = this_run()
+    return call(train, model_name, run=run, sharing=parallel_trainings(run["context"]["models"]))
+
+
+def parallel_trainings(models: list[str]) -> int:
+    """The trainings sharing a worker's cores: airflow.parallel_trainings, else every model the run
+    trains (their tasks start together)."""
+    return AIRFLOW.parallel_trainings or sum(name in TRAINED_MODELS for name in models)
 
 
 @task(

@@ -15,6 +15,7 @@ from trading_ml.drivers import load_settings
 from trading_ml.errors import ConfigError
 from trading_ml.loading import ModelLoader
 from trading_ml.models import TRAINED_MODELS
+from trading_ml.models.threads import fit_threads
 from trading_ml.pipeline.planning import as_of_for_run
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import find_runs, folder_name, runs_root
@@ -187,6 +188,7 @@ def test_a_whole_run_through_airflow_registers_the_five_models_in_mongodb(two_ai
     assert deployed["store"]["kind"] == "mongodb" and set(deployed["decisions"]) == {*TRAINED_MODELS, "direction"}
     trained = xcoms(run)[("train_regime_rf", -1, "return_value")]
     assert trained["artifacts"] == registry.record("regime_rf", "1.0")["artifacts"]
+    assert trained["threads"] == fit_threads(0, len(TRAINED_MODELS))  # the trainings share the cores
     stages = json.loads((run_root / "run_manifest.json").read_text())["stages"]
     assert set(stages) == {
         "ingest",

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from trading_ml.models.direction import LSTMDirection, XGBoostDirection
 from trading_ml.models.regime import FORECAST, NOWCAST, REGIME_FEATURES, RegimeForest
 from trading_ml.models.splits import Split, walk_forward
 from trading_ml.models.tasks import persistence
+from trading_ml.models.threads import machine_cores
 from trading_ml.models.volatility import GarchVolatility, HarVolatility, LSTMVolatility, fit_garch
 
 BASE = load_settings()
@@ -49,6 +50,7 @@ class Data:
     feature_names: list[str]
     volatility_horizon: int = SETTINGS.features.forward_volatility_bars
     direction_labels: str = "target_direction"
+    threads: int = field(default_factory=machine_cores)
 
 
 def with_models(**changes) -> Settings:

@@ -7,6 +7,7 @@ import pandas as pd
 
 from tests.conftest import quick
 from tests.stages import context, run_to_features
+from trading_ml.models.threads import machine_cores
 from trading_ml.pipeline.train import train
 
 
@@ -18,6 +19,7 @@ def test_a_training_task_logs_its_table_every_fold_and_the_version_it_registered
     messages = [record.getMessage() for record in caplog.records]
     rows = len(pd.read_parquet(ctx.run_root / features["timeframes"]["1d"]["training_table"]["path"]))
     assert f"regime_rf: 1d training table of {rows} rows, 3 symbols" in messages[0]
+    assert messages[0].endswith(f"; {machine_cores()} thread(s)") and manifest["threads"] == machine_cores()
     folds = [
         m for m in messages if re.match(r"regime_rf: fold \d of \d: \d+ training, \d+ validation and \d+ test rows", m)
     ]

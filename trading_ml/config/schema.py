@@ -191,6 +191,9 @@ class ModelSettings:
     bootstrap_block_days: at_most(1_000) = 20  # block bootstrap over dates: blocks this many dates long
     bootstrap_samples: Annotated[int, Strict(), Field(ge=100, le=100_000)] = 1000
     min_compare_days: Count = 20  # production is compared on this run's rows it never saw: at least this many dates
+    cores: Annotated[int, Strict(), Field(ge=0, le=4096)] = (
+        0  # cores the model fits share (XGBoost, the forest, torch, BLAS); 0: this machine's
+    )
     params: Mapping[str, Any] = field(
         default_factory=dict
     )  # model name -> its class's Params (config.yaml `models.<name>`)
@@ -237,6 +240,9 @@ class AirflowSettings:
     source_pool: Name = "market_data_source"  # caps concurrent calls to the data provider (Yahoo)
     source_pool_slots: Count = 4
     mongo_conn_id: Name = "mongo_default"
+    parallel_trainings: Annotated[int, Strict(), Field(ge=0, le=64)] = (
+        0  # training tasks a worker runs at once, sharing models.cores; 0: every model the run trains
+    )
     approve_promotions: Annotated[bool, Strict()] = (
         False  # a person approves each promotion the gate proposes (Airflow's human-in-the-loop)
     )

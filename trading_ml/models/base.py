@@ -39,6 +39,7 @@ class Dataset(Protocol):
     feature_names: list[str]
     volatility_horizon: int  # bars the volatility target looks ahead (features.forward_volatility_bars)
     direction_labels: str  # the label column direction models learn (models.direction_labels)
+    threads: int  # the threads a fit may use (trading_ml.models.threads): XGBoost's, the forest's, torch's
 
 
 class Model(Protocol):

@@ -10,6 +10,7 @@ from trading_ml.errors import ConfigError, DataError
 from trading_ml.features.catalogue import model_features
 from trading_ml.io import intact, read_parquet
 from trading_ml.models.splits import Split, walk_forward
+from trading_ml.models.threads import fit_threads
 from trading_ml.run import RunContext
 
 DIRECTION_LABELS = {  # models.direction_labels -> the training table's column
@@ -28,6 +29,7 @@ class TrainingData:
     path: str  # relative to the run folder
     volatility_horizon: int  # bars the volatility target looks ahead (features.forward_volatility_bars)
     direction_labels: str = "target_direction"  # the column direction models learn (models.direction_labels)
+    threads: int = 1  # a fit's threads: models.cores over the trainings that share them (trading_ml.models.threads)
 
     @classmethod
     def load(cls, ctx: RunContext, features_manifest: dict) -> TrainingData:
@@ -56,6 +58,7 @@ class TrainingData:
             path,
             ctx.settings.features.forward_volatility_bars,
             DIRECTION_LABELS[ctx.settings.models.direction_labels],
+            fit_threads(ctx.settings.models.cores, 1),
         )
 
     def for_fold(self, split: Split) -> TrainingData:

@@ -104,7 +104,7 @@ class XGBoostDirection:
             eval_metric="mlogloss",
             early_stopping_rounds=params.early_stopping_rounds,
             random_state=seed,
-            n_jobs=2,
+            n_jobs=dataset.threads,
             tree_method="hist",
             callbacks=[round_logger(cls.name, params.rounds)],
         )
@@ -179,6 +179,7 @@ class LSTMDirection:
             params,
             seed,
             cls.name,
+            threads=dataset.threads,
         )
         shape = {"sequence_length": params.sequence_length, "hidden": params.hidden}
         return cls(feature_names, net, scaler, shape, history)

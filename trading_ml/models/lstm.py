@@ -87,10 +87,14 @@ def fit(
     seed: int,
     name: str = "lstm",
     keep_initial: bool = False,
+    threads: int | None = None,
 ) -> dict:
     """Train on the ``train`` positions, keep the weights of the best validation epoch; the history.
     Each epoch logs its losses under the model's ``name``. With ``keep_initial`` the untrained net
-    competes too (epoch 0): a net that starts at a baseline then never ends worse than it on validation."""
+    competes too (epoch 0): a net that starts at a baseline then never ends worse than it on validation.
+    ``threads``: torch's intra-op threads from here on (None: as they are)."""
+    if threads:
+        torch.set_num_threads(threads)
     generator = seed_everything(seed)
     epochs, batch = params.epochs, params.batch
     optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate)

@@ -101,7 +101,7 @@ class RegimeForest:
         rows = dataset.split.mask("train") & table[FORECAST].notna().to_numpy()
         draws = params.max_samples if rows.sum() > params.max_samples else None
         forest = RandomForestClassifier(
-            n_estimators=params.trees, min_samples_leaf=5, max_samples=draws, random_state=seed, n_jobs=2
+            n_estimators=params.trees, min_samples_leaf=5, max_samples=draws, random_state=seed, n_jobs=dataset.threads
         )
         log.info(
             "%s: %d trees on %d training rows x %d features, %s rows per tree",

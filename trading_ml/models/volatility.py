@@ -204,6 +204,7 @@ class LSTMVolatility:
             seed,
             cls.name,
             keep_initial=True,
+            threads=dataset.threads,
         )
         residual = targets[validation, 0].numpy() - lstm.predict(net, sequences, validation)[:, 0].numpy()
         smearing = float(np.mean(np.exp(residual * scale["std"]))) if len(validation) else 1.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,7 @@ from trading_ml.errors import DataError
 from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
 from trading_ml.models.catalogue import chosen_models, combinations_of, entry, members_of, model_class
 from trading_ml.models.dataset import TrainingData
+from trading_ml.models.threads import fit_threads, limited_threads
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
 from trading_ml.registry import ModelRegistry, config_hash
@@ -25,10 +27,11 @@ log = logging.getLogger(__name__)
 
 
 @stage("train")
-def train(ctx: RunContext, model_name: str, resources: StageResources = OWN_RESOURCES) -> dict:
+def train(ctx: RunContext, model_name: str, resources: StageResources = OWN_RESOURCES, sharing: int = 1) -> dict:
     """Fit one model on every walk-forward fold of the features stage's training table, save the
     last fold's model under models/ with the pooled out-of-sample predictions of all folds, and
-    register it as a candidate.
+    register it as a candidate. ``sharing``: the trainings running at once on these cores (the DAG's
+    parallel tasks); the fit gets models.cores / sharing threads.
 
     Returns the artifact paths, sha256, version and
     what training found, never the model itself. A retried task of the same run rewrites the same
@@ -41,16 +44,19 @@ def train(ctx: RunContext, model_name: str, resources: StageResources = OWN_RESO
         )
     started = time.perf_counter()
     data = TrainingData.load(ctx, ctx.stage_manifest("features"))
+    data = replace(data, threads=fit_threads(ctx.settings.models.cores, sharing))
     log.info(
-        "%s: %s training table of %d rows, %d symbols, %d features; %d walk-forward folds",
+        "%s: %s training table of %d rows, %d symbols, %d features; %d walk-forward folds; %d thread(s)",
         model_name,
         data.timeframe,
         len(data.table),
         len(data.symbols),
         len(data.feature_names),
         len(data.folds),
+        data.threads,
     )
-    model, out_of_sample = fit_walk_forward(model_class(model_name), data, ctx)
+    with limited_threads(data.threads):
+        model, out_of_sample = fit_walk_forward(model_class(model_name), data, ctx)
     files = [
         atomic_write_bytes(ctx.layout.model_file(model_name, suffix), payload)
         for suffix, payload in model.save().items()
@@ -59,7 +65,7 @@ def train(ctx: RunContext, model_name: str, resources: StageResources = OWN_RESO
     registry = resources.registry(ctx)
     table = table_metadata(model_name, data)
     record = registry.publish(model_metadata(ctx, registry, model_name, files, table, model.feature_names))
-    manifest = write_trained_manifest(ctx, resources, record, predictions)
+    manifest = write_trained_manifest(ctx, resources, record, predictions, threads=data.threads)
     log.info(
         "%s: registered version %s as a candidate (%.1f s)",
         model_name,
