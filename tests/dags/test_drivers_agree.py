@@ -13,12 +13,14 @@ from tests.conftest import QUICK_MODELS
 from tests.dags.conftest import write_config
 from tests.dags.test_trading_ml_training import load_dag, run_dag
 from trading_ml.cli import main
+from trading_ml.models.threads import fit_threads
 from trading_ml.run import find_runs
 
 SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM"]
 MODELS = ["direction_xgboost", "direction_lstm", "regime_rf"]  # the ensemble too; quick settings keep it to seconds
 GENERATED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")  # when the report was written
 VARIES = {"finished_at", "created_at", "generated_at", "trained_date", "promoted_at", "updated_at"}  # clock times
+VARIES |= {"threads"}  # a fit's thread budget: the DAG's trainings share the cores, the CLI's run one at a time
 
 
 def normalized(value, run):
@@ -94,6 +96,9 @@ def test_the_cli_and_the_dag_leave_the_same_run_folder_and_manifests(airflow_db,
     [from_dag], [from_cli] = find_runs(tmp_path / "dag" / "data"), find_runs(tmp_path / "cli" / "data")
     dag_files, cli_files = run_folder(from_dag), run_folder(from_cli)
     assert sorted(dag_files) == sorted(cli_files)
+    trained = "models/direction_lstm.trained.json"
+    threads = [json.loads((run.layout.root / trained).read_text())["threads"] for run in (from_dag, from_cli)]
+    assert threads == [fit_threads(0, len(MODELS)), fit_threads(0, 1)]  # each fit's budget; the models still agree
     assert any(name.endswith("evaluation.json") for name in dag_files) and "run_manifest.json" in dag_files
     for name, content in dag_files.items():
         if isinstance(content, pd.DataFrame):
