@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 import uvicorn
 
@@ -18,8 +19,9 @@ from tests.conftest import make_settings
 from trading_ml.models.catalogue import MODEL_NAMES
 from trading_ml.registry import ModelRegistry
 from trading_ml.run import RunLayout
-from trading_ml.serving import create_app
+from trading_ml.serving import StoredBars, create_app
 from trading_ml.storage import TinyStore
+from trading_ml.storage.base import bars_to_documents
 
 REGIMES = {"bull", "bear", "sideways", "high_vol"}
 
@@ -329,3 +331,20 @@ def test_evaluation_and_report_files_are_strict_json(trained_run):
     assert len(files) >= 2, files
     for path in files:
         json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in {path}"))
+
+
+def test_unreadable_stored_hourly_bars_leave_serving_on_the_daily_bars_with_one_line(tmp_path, caplog):
+    """The hourly bars only refine HAR's daily variance: a malformed stored one is logged, not fatal."""
+    settings = make_settings(tmp_path / "data")
+    store = TinyStore(tmp_path / "store")
+    stamps = pd.date_range("2024-03-04", periods=3, freq="B", tz="UTC", name="timestamp")
+    daily = pd.DataFrame(
+        {"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "adj_close": 10.5, "volume": 100.0}, index=stamps
+    )
+    store.upsert_many("market_data", bars_to_documents("AAPL", "1d", daily, "csv"))
+    hourly = bars_to_documents("AAPL", "1h", daily.set_axis(stamps + pd.Timedelta(hours=15)), "csv")
+    hourly[1]["close"] = "not a price"
+    store.upsert_many("market_data", hourly)
+    bars, span, stored_hourly = StoredBars(store, settings).snapshot()
+    assert list(bars) == ["AAPL"] and span[1] == stamps[-1] and stored_hourly == {}
+    assert "the stored 1h bars could not be read (" in caplog.text

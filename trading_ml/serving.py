@@ -201,9 +201,17 @@ class StoredBars:
 
     def _read_store(self) -> tuple[float, dict[str, pd.DataFrame], tuple | None, dict[str, pd.DataFrame]]:
         bars = self._read_timeframe(self.timeframe)
-        hourly = self._read_timeframe("1h") if self.timeframe == "1d" else {}
+        hourly = self._read_hourly() if self.timeframe == "1d" else {}
         span = (min(f.index.min() for f in bars.values()), max(f.index.max() for f in bars.values())) if bars else None
         return time.monotonic(), bars, span, hourly
+
+    def _read_hourly(self) -> dict[str, pd.DataFrame]:
+        """The stored hourly bars, or none when they cannot be read (HAR then uses daily ranges alone)."""
+        try:
+            return self._read_timeframe("1h")
+        except (KeyError, TypeError, ValueError) as error:  # a malformed stored document
+            log.warning("the stored 1h bars could not be read (%s); serving without hourly sessions", one_line(error))
+            return {}
 
     def _read_timeframe(self, timeframe: str) -> dict[str, pd.DataFrame]:
         documents = self.store.find("market_data", {"timeframe": timeframe})  # one read for every symbol
