@@ -34,12 +34,10 @@ def session_variance(hourly: pd.DataFrame, exchange: str) -> pd.Series:
         log_open = np.log(hourly["open"].to_numpy(dtype="float64"))
     first_of_day = np.r_[True, days[1:] != days[:-1]]
     previous = np.where(first_of_day, log_open, np.r_[np.nan, log_close[:-1]])
-    squared = pd.Series((log_close - previous) ** 2, index=days)
-    on_calendar = pd.Series(stamps.isin(expected), index=days)
-    grouped = squared.groupby(level=0)
-    complete = (on_calendar.groupby(level=0).sum() == expected_per_day.reindex(grouped.size().index)) & (
-        grouped.size() == expected_per_day.reindex(grouped.size().index)
-    )
-    variance = grouped.sum(min_count=1).where(complete & grouped.count().eq(grouped.size()))
-    variance = variance[np.isfinite(variance)]
+    squared = (log_close - previous) ** 2
+    usable = stamps.isin(expected) & np.isfinite(squared)  # on the calendar, and no non-positive price
+    sessions = pd.DataFrame({"squared": squared, "usable": usable}, index=days).groupby(level=0)
+    bars = sessions.size()
+    complete = sessions["usable"].all() & bars.eq(expected_per_day.reindex(bars.index))
+    variance = sessions["squared"].sum()[complete]
     return pd.Series(variance.to_numpy(), index=bar_index(variance.index), name=INTRADAY_VARIANCE)

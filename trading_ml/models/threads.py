@@ -8,6 +8,7 @@ and OpenMP pools numpy, scipy and arch call into, instead of every library takin
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,8 +31,6 @@ def limited_threads(threads: int) -> Iterator[int]:
     """Every BLAS and OpenMP pool loaded at entry held to ``threads`` (threadpoolctl), and torch's
     when torch is loaded; restored after. A library loaded inside the block is not reached: the
     models pass ``threads`` to XGBoost, the forest and torch themselves (``Dataset.threads``)."""
-    import sys
-
     from threadpoolctl import threadpool_limits
 
     torch = sys.modules.get("torch")
