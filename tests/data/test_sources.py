@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,11 +137,13 @@ def test_yahoo_applies_a_split_it_reports_but_its_prices_miss(factor, caplog):
     ],
 )
 def test_yahoo_leaves_prices_alone_where_its_split_actions_do_not_explain_a_move(reported, close_ratio, caplog):
+    caplog.set_level(logging.INFO, logger="trading_ml")
     source, _ = yahoo(split_answer(reported, close_ratio))
     bars = source.fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
     plain, _ = yahoo(split_answer(0.0, close_ratio).drop(columns=["Stock Splits"]))
     pd.testing.assert_frame_equal(bars, plain.fetch(SETTINGS.instrument("AAPL"), "1d", START, END))
     assert ("kept as they are" in caplog.text) == (reported > 0)
+    assert all(r.levelname == "INFO" for r in caplog.records if "kept as they are" in r.getMessage())  # Yahoo's norm
 
 
 def test_yahoo_is_asked_for_its_split_actions(monkeypatch):

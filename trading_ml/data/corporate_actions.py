@@ -137,13 +137,13 @@ def adjusted(bars: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def apply_reported_splits(bars: pd.DataFrame, splits: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+def apply_reported_splits(bars: pd.DataFrame, splits: pd.Series) -> tuple[pd.DataFrame, list[tuple[bool, str]]]:
     """Bars with every split the vendor reports (``splits``: F new shares per old, by date) but its
     prices do not show adjusted: where the close moves to 1/F (within MOVE_TOLERANCE) on the split's
     first bar and that whole bar sits at 1/F of the previous close, the bars before it are put on the
     new scale (prices / F, volume x F; the adjusted close too when it moves the same way). A reported
     split whose bars show no such move (already adjusted, or a move that is not 1/F) changes nothing.
-    Also returns one line per split: what was done, or why not."""
+    Also returns, per split, whether it was applied and one line saying what was done or why not."""
     out, notes = bars.copy(), []
     for when, factor in splits.items():
         position = int(out.index.searchsorted(when))
@@ -155,8 +155,11 @@ def apply_reported_splits(bars: pd.DataFrame, splits: pd.Series) -> tuple[pd.Dat
         if abs(move) > MOVE_TOLERANCE or not _bar_on_new_scale(out, position, factor):
             change = close[position] / close[position - 1] - 1
             notes.append(
-                f"split {factor:g} reported at {day}: the close moved {change:+.1%}, not to 1/{factor:g} of the "
-                "day before, so the prices already reflect it; kept as they are"
+                (
+                    False,
+                    f"split {factor:g} reported at {day}: the close moved {change:+.1%}, not to 1/{factor:g} of "
+                    "the day before, so the prices already reflect it; kept as they are",
+                )
             )
             continue
         earlier = out.index < day
@@ -166,8 +169,11 @@ def apply_reported_splits(bars: pd.DataFrame, splits: pd.Series) -> tuple[pd.Dat
         out.loc[earlier, columns] = out.loc[earlier, columns] / factor
         out.loc[earlier, "volume"] = out.loc[earlier, "volume"] * factor
         notes.append(
-            f"split {factor:g} reported at {day} but not in the prices (close {np.expm1(move - np.log(factor)):+.1%}): "
-            "the bars before it are put on the new scale"
+            (
+                True,
+                f"split {factor:g} reported at {day} but not in the prices (close "
+                f"{np.expm1(move - np.log(factor)):+.1%}): the bars before it are put on the new scale",
+            )
         )
     return out, notes
 

@@ -41,11 +41,10 @@ def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -
     """
     validated = ctx.stage_manifest("validate")
     timeframes = {}
-    for timeframe in ctx.timeframes:
-        entries = _passed(ctx, validated, timeframe)
-        if entries:
-            bars = _read_validated(ctx, entries)
-            hourly = _read_validated(ctx, _passed(ctx, validated, "1h")) if timeframe == "1d" else {}
+    bars_by_timeframe = {tf: _read_validated(ctx, _passed(ctx, validated, tf)) for tf in ctx.timeframes}  # read once
+    for timeframe, bars in bars_by_timeframe.items():
+        if bars:
+            hourly = bars_by_timeframe.get("1h", {}) if timeframe == "1d" else {}
             instruments = {symbol: ctx.settings.instrument(symbol) for symbol in bars}
             built = build_timeframe(
                 bars, instruments, timeframe, ctx.settings.features, ctx.window(timeframe)[0], hourly

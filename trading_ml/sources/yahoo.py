@@ -105,8 +105,8 @@ class YahooSource:
         splits = reported_splits(bars, timeframe, origin)
         if not splits.empty:
             normalized, notes = apply_reported_splits(normalized, splits)
-            for note in notes:
-                log.warning("%s: %s", origin, note)
+            for applied, note in notes:  # an applied split is news; one already in the prices is Yahoo's norm
+                log.log(logging.WARNING if applied else logging.INFO, "%s: %s", origin, note)
         return within(normalized, start, end)
 
     def _fetch_with_retries(self, symbol, start, end, interval, origin) -> pd.DataFrame:
