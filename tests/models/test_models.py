@@ -28,7 +28,7 @@ from trading_ml.models.catalogue import CATALOGUE, TRAINED_MODELS
 from trading_ml.models.catalogue import model_class as class_of
 from trading_ml.models.direction import LSTMDirection, XGBoostDirection
 from trading_ml.models.regime import FORECAST, NOWCAST, REGIME_FEATURES, RegimeForest
-from trading_ml.models.splits import Split, walk_forward
+from trading_ml.models.splits import Split, rows_with_context, walk_forward
 from trading_ml.models.tasks import persistence
 from trading_ml.models.threads import machine_cores
 from trading_ml.models.volatility import GarchVolatility, HarVolatility, LSTMVolatility, fit_garch
@@ -253,7 +253,38 @@ def test_lstm_training_logs_every_epoch_with_its_losses(model_class, caplog):
     assert [round(float(loss), 5) for _, _, loss in epochs] == [
         round(loss, 5) for loss in model.info["validation_loss_by_epoch"]
     ]
-    assert logged(caplog, rf"^{model_class.name}: 4 epochs over (\d+) training and (\d+) validation sequences")
+    drawn = logged(caplog, rf"^{model_class.name}: 4 epochs, each over (\d+) of (\d+) training sequences; (\d+) valid")
+    assert drawn and drawn[0][0] == drawn[0][1]  # fewer than sequences_per_epoch: every epoch sees them all
+
+
+@pytest.mark.parametrize("model_class", [LSTMDirection, LSTMVolatility])
+def test_each_lstm_epoch_trains_on_a_fresh_draw_of_sequences_per_epoch(model_class, monkeypatch):
+    from trading_ml.models import lstm
+
+    epochs: list[np.ndarray] = []
+    real_epoch = lstm.train_epoch
+    monkeypatch.setattr(
+        lstm, "train_epoch", lambda net, seq, t, order, *a: epochs.append(order) or real_epoch(net, seq, t, order, *a)
+    )
+    settings = with_models(**{model_class.name: {"epochs": 3, "sequences_per_epoch": 100}})
+    table = planted_table(signal=1.0, days=300, symbols=4)
+    fitted(model_class, table, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES, settings)
+    assert [len(order) for order in epochs] == [100, 100, 100]
+    assert all(len(set(order)) == 100 for order in epochs)  # a draw without repeats
+    assert len(set(epochs[0]) ^ set(epochs[1])) > 0 and len(set().union(*map(set, epochs))) > 100
+
+
+@pytest.mark.parametrize("model_class", [LSTMDirection, LSTMVolatility])
+def test_an_lstm_predicts_a_fold_from_its_rows_and_their_context_as_from_the_whole_table(model_class):
+    table = planted_table(signal=1.0, days=300, symbols=4)
+    model, split = fitted(model_class, table, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES)
+    tested = split.mask("test")
+    context = getattr(model, "context_bars", None)  # the volatility LSTM's EWMA anchor reads the whole history
+    needed = rows_with_context(table, np.flatnonzero(tested), context)
+    assert (needed.sum() < len(table) // 2) == (model_class is LSTMDirection)
+    whole, trimmed = model.predict(table)[tested], model.predict(table[needed])[tested[needed]]
+    assert whole.notna().all().all()
+    pd.testing.assert_frame_equal(whole, trimmed)
 
 
 def test_xgboost_logs_its_rounds_and_where_it_stopped(caplog):

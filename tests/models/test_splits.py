@@ -5,7 +5,7 @@ import pandas as pd
 
 from trading_ml.config import FeatureSettings
 from trading_ml.drivers import load_settings
-from trading_ml.models.splits import out_of_sample_fold, purge_gap, walk_forward
+from trading_ml.models.splits import out_of_sample_fold, purge_gap, rows_with_context, walk_forward
 
 MODELS, FEATURES = load_settings(env={}).models, FeatureSettings()  # the repo's models: sequences of 20 bars
 
@@ -49,3 +49,17 @@ def test_the_last_bars_before_each_boundary_belong_to_no_segment():
             last_rows = before[-gap * 2 :]  # two symbols: the last `gap` bars of each
             assert (split.segment.to_numpy()[last_rows] == "").all()
             assert split.segment.to_numpy()[before[-gap * 2 - 1]] != ""
+
+
+def test_rows_with_context_reach_back_per_symbol_from_the_first_row_to_the_last():
+    frame = table(days=50, symbols=3).drop(index=[(pd.Timestamp("2021-01-05", tz="UTC"), "S1")])
+    symbols = frame.index.get_level_values("symbol")
+    stamps = frame.index.get_level_values("timestamp")
+    rows = np.flatnonzero((stamps >= "2021-02-01") & (stamps < "2021-02-10") & (symbols != "S2"))
+    needed = rows_with_context(frame, rows, context=5)
+    for symbol in ("S0", "S1"):
+        own = np.flatnonzero(symbols == symbol)
+        first, last = np.searchsorted(own, rows[symbols[rows] == symbol][[0, -1]])
+        assert np.array_equal(np.flatnonzero(needed[own]), np.arange(first - 4, last + 1))
+    assert not needed[symbols == "S2"].any()  # none of its rows asked for
+    assert rows_with_context(frame, rows, context=None).all()

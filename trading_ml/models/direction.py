@@ -152,6 +152,11 @@ class LSTMDirection:
     ):
         self.feature_names, self.net, self.scaler, self.shape, self.info = feature_names, net, scaler, shape, info or {}
 
+    @property
+    def context_bars(self) -> int:
+        """A prediction reads this many bars of its symbol (the row's and those before it)."""
+        return self.shape["sequence_length"]
+
     @classmethod
     def fit(cls, dataset: Dataset, params: LSTMParams, seed: int) -> LSTMDirection:
         import torch

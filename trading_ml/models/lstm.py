@@ -1,7 +1,8 @@
 """The LSTM both direction and volatility use: sequences of the last ``length`` bars per symbol.
 
 Sequences never cross symbols; a row without ``length`` bars of its symbol before it gets no
-prediction. Training keeps the epoch with the lowest validation loss. Seeds are fixed and torch
+prediction. Each epoch trains on a fresh random draw of at most ``sequences_per_epoch`` training
+sequences, and training keeps the epoch with the lowest validation loss. Seeds are fixed and torch
 runs deterministic algorithms, so the same data gives the same weights.
 """
 
@@ -104,14 +105,21 @@ def fit(
         best = (evaluate_loss(net, sequences, targets, validation, loss_fn, batch), copy.deepcopy(net.state_dict()))
         log.info("%s: epoch 0 (untrained): validation loss %.5f", name, best[0])
     history: list[float] = []
-    log.info("%s: %d epochs over %d training and %d validation sequences", name, epochs, len(train), len(validation))
+    log.info(
+        "%s: %d epochs, each over %d of %d training sequences; %d validation sequences",
+        name,
+        epochs,
+        min(len(train), params.sequences_per_epoch),
+        len(train),
+        len(validation),
+    )
     for epoch in range(epochs):
         started = time.perf_counter()
         training_loss = train_epoch(
             net,
             sequences,
             targets,
-            train[torch.randperm(len(train), generator=generator).numpy()],
+            train[torch.randperm(len(train), generator=generator).numpy()[: params.sequences_per_epoch]],
             loss_fn,
             optimizer,
             batch,

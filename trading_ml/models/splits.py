@@ -92,3 +92,18 @@ def _last_bars_before(table: pd.DataFrame, stamps: pd.DatetimeIndex, boundary: p
     last = np.zeros(len(table), dtype=bool)
     last[np.flatnonzero(before)[from_end < bars]] = True
     return last
+
+
+def rows_with_context(table: pd.DataFrame, rows: np.ndarray, context: int | None) -> np.ndarray:
+    """The rows a model whose prediction for a row reads only that row and the ``context`` - 1 rows of
+    its symbol before it (table order) needs to predict ``rows``: per symbol, from ``context`` - 1 rows
+    before its first such row to its last one. None: every row (the model reads the whole history)."""
+    if context is None:
+        return np.ones(len(table), dtype=bool)
+    position = table.groupby(level="symbol", sort=False).cumcount().to_numpy()
+    symbols = pd.factorize(table.index.get_level_values("symbol"))[0]
+    first = np.full(symbols.max() + 1 if len(symbols) else 0, np.iinfo(np.int64).max)
+    last = np.full_like(first, -1)
+    np.minimum.at(first, symbols[rows], position[rows])
+    np.maximum.at(last, symbols[rows], position[rows])
+    return (position >= first[symbols] - (context - 1)) & (position <= last[symbols])

@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from trading_ml.config import shorten
@@ -17,6 +18,7 @@ from trading_ml.errors import DataError
 from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
 from trading_ml.models.catalogue import chosen_models, combinations_of, entry, members_of, model_class
 from trading_ml.models.dataset import TrainingData
+from trading_ml.models.splits import rows_with_context
 from trading_ml.models.threads import fit_threads, limited_threads
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
@@ -143,7 +145,8 @@ def write_trained_manifest(ctx: RunContext, resources: StageResources, record: d
 
 def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[Any, pd.DataFrame]:
     """The model of the last fold, and every fold's predictions of its own test segment (NaN on
-    rows no fold tested), with a ``fold`` column."""
+    rows no fold tested), with a ``fold`` column. A model with ``context_bars`` (it reads only that
+    many bars of a symbol per prediction) predicts only its test rows and the bars before them."""
     pooled = None
     for split in data.folds:
         log.info(
@@ -155,14 +158,15 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[Any, pd.
             split.test_start.date(),
         )
         model = cls.fit(data.for_fold(split), ctx.settings.models.params.get(cls.name), ctx.settings.models.seed)
-        predictions = model.predict(data.table)
+        tested = split.mask("test")
+        needed = rows_with_context(data.table, np.flatnonzero(tested), getattr(model, "context_bars", None))
+        predictions = model.predict(data.table[needed])
         if pooled is None:
-            pooled = pd.DataFrame(float("nan"), index=predictions.index, columns=predictions.columns).astype(
+            pooled = pd.DataFrame(float("nan"), index=data.table.index, columns=predictions.columns).astype(
                 predictions.dtypes
             )
             pooled["fold"] = -1
-        tested = split.mask("test")
-        pooled.loc[tested, predictions.columns] = predictions[tested]
+        pooled.loc[tested, predictions.columns] = predictions[tested[needed]]
         pooled.loc[tested, "fold"] = split.fold
     return model, pooled
 
