@@ -229,6 +229,20 @@ def test_mfi_is_the_textbook_one_even_when_the_typical_price_does_not_change():
     assert np.nanmax(np.abs(theirs[14:] - ours[14:])) > 1  # pandas-ta counts the flat bars as negative flow
 
 
+def test_the_windowed_aroon_and_mad_are_pandas_tas_own_values():
+    import pandas_ta as ta
+
+    from trading_ml.features.indicators import aroon_oscillator, window_mad
+
+    bars = random_bars(300)
+    bars.iloc[100, bars.columns.get_loc("high")] = np.nan  # a gap: windows over it are NaN in both
+    bars.iloc[[150, 151], bars.columns.get_loc("low")] = bars["low"].iloc[149]  # a tie: the most recent counts
+    theirs = ta.aroon(bars["high"], bars["low"], 25, talib=False).iloc[:, 2]
+    pd.testing.assert_series_equal(aroon_oscillator(bars["high"], bars["low"], 25), theirs, check_names=False)
+    typical = (bars["high"] + bars["low"] + bars["close"]) / 3
+    np.testing.assert_allclose(window_mad(typical, 20), ta.mad(typical, 20), rtol=1e-12, atol=1e-14)
+
+
 class FakeTalib(types.ModuleType):
     """An importable 'talib' whose every function returns 12345: any feature computed through it shows."""
 
@@ -259,15 +273,18 @@ def test_features_do_not_change_when_talib_is_importable(monkeypatch):
 
 
 def test_window_moments_are_the_bias_corrected_skew_and_kurtosis_pandas_gives():
-    from trading_ml.features.indicators import window_kurtosis, window_skew, windows
+    from trading_ml.features.indicators import central_moments, window_kurtosis, window_skew, windows
 
     returns = random_bars(300)["close"].pct_change()
     for length in (20, 60):
         np.testing.assert_allclose(
-            window_skew(windows(returns, length), returns.index), returns.rolling(length).skew(), rtol=1e-7, atol=1e-10
+            window_skew(central_moments(windows(returns, length)), returns.index),
+            returns.rolling(length).skew(),
+            rtol=1e-7,
+            atol=1e-10,
         )
         np.testing.assert_allclose(
-            window_kurtosis(windows(returns, length), returns.index),
+            window_kurtosis(central_moments(windows(returns, length)), returns.index),
             returns.rolling(length).kurt(),
             rtol=1e-7,
             atol=1e-10,

@@ -104,7 +104,7 @@ def trend(bars: pd.DataFrame) -> dict[str, pd.Series]:
         "plus_di_14": adx.iloc[:, -2],
         "minus_di_14": adx.iloc[:, -1],
         "cci_20": commodity_channel_index(high, low, close, 20),
-        "aroon_osc_25": _frame(ta.aroon(high, low, 25), bars.index, 3).iloc[:, 2],
+        "aroon_osc_25": aroon_oscillator(high, low, 25),
         "vortex_spread_14": vortex.iloc[:, 0] - vortex.iloc[:, 1],
         "sma_20_slope_5": sma[20] / sma[20].shift(5) - 1,
         "sma_50_slope_10": sma[50] / sma[50].shift(10) - 1,
@@ -242,7 +242,7 @@ def statistical(bars: pd.DataFrame, flat_return: float) -> dict[str, pd.Series]:
     price = bars["adj_close"]
     returns = price.pct_change()
     lagged = returns.shift()
-    window = {n: windows(returns, n) for n in (20, 60)}
+    moments = {n: central_moments(windows(returns, n)) for n in (20, 60)}
     return {
         **{f"return_{n}": price.pct_change(n) for n in (1, 5, 20, 60)},
         "log_return_1": np.log(price).diff(),
@@ -251,10 +251,8 @@ def statistical(bars: pd.DataFrame, flat_return: float) -> dict[str, pd.Series]:
         "autocorr_1_20": window_correlation(returns, lagged, 20),
         "autocorr_1_60": window_correlation(returns, lagged, 60),
         "entropy_20": _sign_entropy(returns, 20, flat_return),
-        "skew_20": window_skew(window[20], bars.index),
-        "skew_60": window_skew(window[60], bars.index),
-        "kurtosis_20": window_kurtosis(window[20], bars.index),
-        "kurtosis_60": window_kurtosis(window[60], bars.index),
+        **{f"skew_{n}": window_skew(moments[n], bars.index) for n in (20, 60)},
+        **{f"kurtosis_{n}": window_kurtosis(moments[n], bars.index) for n in (20, 60)},
         "sharpe_20": window_mean(returns, 20) / window_std(returns, 20),
         "downside_vol_20": np.sqrt((returns.clip(upper=0) ** 2).rolling(20).mean()),
         "drawdown_20": bars["close"] / bars["close"].rolling(20).max() - 1,
@@ -271,27 +269,48 @@ def window_correlation(first: pd.Series, second: pd.Series, length: int) -> pd.S
     return pd.Series(values, index=first.index)
 
 
-def window_skew(values: np.ndarray, index: pd.Index) -> pd.Series:
-    """Bias-corrected skewness (G1, what pandas' rolling skew gives) of each window row."""
-    n, m2, m3, _ = _central_moments(values)
+def window_skew(moments: tuple, index: pd.Index) -> pd.Series:
+    """Bias-corrected skewness (G1, what pandas' rolling skew gives) of each window row, from its
+    :func:`central_moments`."""
+    n, m2, m3, _ = moments
     with np.errstate(invalid="ignore", divide="ignore"):
         return pd.Series(m3 / m2**1.5 * np.sqrt(n * (n - 1)) / (n - 2), index=index)
 
 
-def window_kurtosis(values: np.ndarray, index: pd.Index) -> pd.Series:
-    """Bias-corrected excess kurtosis (G2, what pandas' rolling kurt gives) of each window row."""
-    n, m2, _, m4 = _central_moments(values)
+def window_kurtosis(moments: tuple, index: pd.Index) -> pd.Series:
+    """Bias-corrected excess kurtosis (G2, what pandas' rolling kurt gives) of each window row, from
+    its :func:`central_moments`."""
+    n, m2, _, m4 = moments
     with np.errstate(invalid="ignore", divide="ignore"):
         excess = m4 / m2**2 - 3
         return pd.Series(((n + 1) * excess + 6) * (n - 1) / ((n - 2) * (n - 3)), index=index)
 
 
-def _central_moments(values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+def central_moments(values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """(n, m2, m3, m4) of each row, NaN for a row with a NaN; m2 = 0 (a flat window) gives NaN moments."""
     deviations = values - values.mean(axis=1, keepdims=True)
-    m2 = (deviations**2).mean(axis=1)
+    squared = deviations * deviations
+    m2 = squared.mean(axis=1)
     m2 = np.where(m2 > 0, m2, np.nan)
-    return values.shape[1], m2, (deviations**3).mean(axis=1), (deviations**4).mean(axis=1)
+    return values.shape[1], m2, (squared * deviations).mean(axis=1), (squared * squared).mean(axis=1)
+
+
+def aroon_oscillator(high: pd.Series, low: pd.Series, length: int) -> pd.Series:
+    """Aroon up - Aroon down: 100 x (``length`` - bars since the window's highest high, or lowest low)
+    / ``length``, over ``length`` + 1 bars, the most recent extreme counting (as pandas-ta's ``aroon``)."""
+    since_high = windows(high, length + 1)[:, ::-1].argmax(axis=1)
+    since_low = windows(low, length + 1)[:, ::-1].argmin(axis=1)
+    oscillator = 100.0 * (since_low - since_high) / length
+    complete = high.notna().rolling(length + 1).sum().eq(length + 1) & low.notna().rolling(length + 1).sum().eq(
+        length + 1
+    )
+    return pd.Series(oscillator, index=high.index).where(complete.to_numpy())
+
+
+def window_mad(values: pd.Series, length: int) -> pd.Series:
+    """The mean absolute deviation from the window's mean (pandas-ta's ``mad``), computed per window."""
+    rows = windows(values, length)
+    return pd.Series(np.abs(rows - rows.mean(axis=1, keepdims=True)).mean(axis=1), index=values.index)
 
 
 def commodity_channel_index(high: pd.Series, low: pd.Series, close: pd.Series, length: int) -> pd.Series:
@@ -301,9 +320,7 @@ def commodity_channel_index(high: pd.Series, low: pd.Series, close: pd.Series, l
     (``tp - sma / (c * mad)``), which gives values in the thousands.
     """
     typical = _series(ta.hlc3(high, low, close), close.index)
-    return (typical - _series(ta.sma(typical, length), close.index)) / (
-        0.015 * _series(ta.mad(typical, length), close.index)
-    )
+    return (typical - _series(ta.sma(typical, length), close.index)) / (0.015 * window_mad(typical, length))
 
 
 def _sign_entropy(returns: pd.Series, bars: int, flat: float) -> pd.Series:
