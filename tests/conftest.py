@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import uuid
 from pathlib import Path
@@ -26,6 +27,26 @@ QUICK_MODELS = {  # every catalogued model's parameters of those names, shrunk (
     for name, params in model_params().items()
     if (quick := {key: value for key, value in QUICK_SIZES.items() if key in params.__dataclass_fields__})
 }
+
+
+SHARED_RUNS = ("trained_run", "quarterly_runs")  # session fixtures that run whole pipelines
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets a core of its own (thread budgets then follow
+    ``machine_cores``, and no worker's torch spins against another's)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
+
+
+def pytest_collection_modifyitems(items):
+    """Under ``--dist loadgroup``, the tests that read a shared pipeline run go to one worker, so it
+    runs once; every other test goes to whichever worker is free."""
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in SHARED_RUNS):
+            item.add_marker(pytest.mark.xdist_group("shared_runs"))
 
 
 @pytest.fixture(scope="session")
