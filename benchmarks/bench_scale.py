@@ -1,13 +1,16 @@
-"""How cost grows with the universe: the pipeline at 26, 100 and 500 symbols (1d, 5 years, synthetic,
-TinyDB), wall time and peak memory per stage, and cost growth over universe growth.
+"""How cost grows with the universe: the pipeline at 26, 100 and 500 symbols (1d over 5 years and 1h
+over 6 months, synthetic, TinyDB), wall time and peak memory per stage, and cost growth over universe
+growth.
 
-    .venv/bin/python benchmarks/bench_scale.py [--sizes 26,100,500] [--as-of YYYY-MM-DD]
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 26,100,500] [--timeframes 1d,1h] [--as-of YYYY-MM-DD]
 
 Each size runs in its own process, so peak memory is that run's. "ingest, a task per pair" is
 ingestion as Airflow's mapped tasks do it (one store write per pair, into an empty fallback of its
 own); it is not part of the CLI's end to end. Beyond the plan's 26 symbols the universe grows with
 synthetic equities (SYN0001, ...) spread over the plan's five sectors (``benchmarks/universe.py``).
-A ratio near 1.0 means linear; above 1.0 grows faster than the universe.
+A ratio near 1.0 means linear; above 1.0 grows faster than the universe. The last column projects
+each stage to ``--project`` symbols from the two largest sizes measured: time grows as it grew
+between them (never slower than linearly), peak memory by its measured cost per added symbol.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -80,7 +84,7 @@ def ingest_per_pair(settings, ctx: RunContext, data_dir: Path) -> None:
         ingest(own_ctx, [(symbol, timeframe)], resources)
 
 
-def run_size(size: int, as_of: str) -> dict:
+def run_size(size: int, as_of: str, timeframes: list[str]) -> dict:
     figures = {}
 
     def stage(label, action):
@@ -99,7 +103,7 @@ def run_size(size: int, as_of: str) -> dict:
         config = write_config(Path(folder))
         grow_universe(config, size)
         settings = load_settings(config)
-        ctx = RunContext.create(settings, as_of, settings.symbols[:size], ["1d"], "synthetic")
+        ctx = RunContext.create(settings, as_of, settings.symbols[:size], timeframes, "synthetic")
         resources = StageResources.open(ctx)
         stage(PER_PAIR, lambda: ingest_per_pair(settings, ctx, Path(folder) / "per-pair"))
         stage("ingest", lambda: ingest(ctx, resources=resources))
@@ -121,27 +125,41 @@ def run_size(size: int, as_of: str) -> dict:
     return figures
 
 
+def projection(sizes: list[int], seconds: dict, peaks: dict, target: int) -> str:
+    """A stage at ``target`` symbols from the two largest sizes: time by their growth exponent (at
+    least 1, linear), peak memory by their cost per added symbol."""
+    small, large = sizes[-2], sizes[-1]
+    exponent = math.log(max(seconds[large], 1e-9) / max(seconds[small], 1e-9)) / math.log(large / small)
+    time = seconds[large] * (target / large) ** max(exponent, 1.0)
+    memory = peaks[large] + max(peaks[large] - peaks[small], 0.0) / (large - small) * (target - large)
+    return f"{time:12.0f}s {memory:7.0f}MB"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="26,100,500")
+    parser.add_argument("--timeframes", default="1d,1h")
     parser.add_argument("--as-of", default="2026-11-20")
+    parser.add_argument("--project", type=int, default=3000, help="project every stage to this many symbols")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size, print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_size(args.one, args.as_of)))
+        print(json.dumps(run_size(args.one, args.as_of, args.timeframes.split(","))))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {}
     for size in sizes:
         done = subprocess.run(
-            [sys.executable, __file__, "--one", str(size), "--as-of", args.as_of], capture_output=True, text=True
+            [sys.executable, __file__, "--one", str(size), "--as-of", args.as_of, "--timeframes", args.timeframes],
+            capture_output=True,
+            text=True,
         )
         sys.stderr.write(done.stderr[-2000:] if done.returncode else "")
         results[size] = json.loads(done.stdout.strip().splitlines()[-1])
     stages = list(results[sizes[0]])
     header = "".join(f"{f'{n} sym':>18}" for n in sizes)
     growth = "".join(f"{f'x{n / sizes[0]:.1f} ratio':>14}" for n in sizes[1:])
-    print(f"{'stage':<26}{header}{growth}")
+    print(f"{'stage':<26}{header}{growth}{f'{args.project} projected':>22}")
     for label in [*stages, "end to end"]:
         cli_stages = {n: [v for name, v in results[n].items() if name != PER_PAIR] for n in sizes}
         seconds = {
@@ -154,7 +172,8 @@ def main() -> None:
         }
         cells = "".join(f"{seconds[n]:8.1f}s {peaks[n]:6.0f}MB" for n in sizes)
         ratios = "".join(f"{(seconds[n] / seconds[sizes[0]]) / (n / sizes[0]):14.2f}" for n in sizes[1:])
-        print(f"{label:<26}{cells}{ratios}")
+        projected = projection(sizes, seconds, peaks, args.project) if len(sizes) > 1 else ""
+        print(f"{label:<26}{cells}{ratios}{projected}")
     print("ratio = (time growth) / (universe growth): 1.0 is linear, above 1.0 grows faster than the universe")
 
 

@@ -105,5 +105,4 @@ class LSTMParams:
     epochs: at_most(10_000) = 8
     batch: at_most(1_000_000) = 256
     learning_rate: Rate = 0.001
-    sequences_per_epoch: at_most(100_000_000) = 50_000  # an epoch trains on a fresh random draw of this many
-    #   training sequences (all when fewer): an epoch's cost stops growing with the universe
+    sequences_per_epoch: at_most(100_000_000) = 50_000  # training sequences each epoch draws afresh (all when fewer)
