@@ -32,7 +32,7 @@ QUICK_MODELS = {  # every catalogued model's parameters of those names, shrunk (
 SHARED_RUNS = ("trained_run", "quarterly_runs")  # session fixtures that run whole pipelines
 
 
-def pytest_configure(config):
+def pytest_configure():
     """Under pytest-xdist each worker gets a core of its own (thread budgets then follow
     ``machine_cores``, and no worker's torch spins against another's)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")

@@ -69,6 +69,11 @@ def fitted(model_class, table, names, settings: Settings = SETTINGS):
     ), split
 
 
+def features_of(model_class) -> list[str]:
+    """FEATURES, with the return the volatility LSTM's inputs need."""
+    return FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES
+
+
 def rmse(truth, forecast) -> float:
     return float(np.sqrt(np.mean((truth - forecast) ** 2)))
 
@@ -134,7 +139,7 @@ def test_garch_beats_the_naive_forecast_on_clustered_volatility():
 @pytest.mark.parametrize("model_class", [XGBoostDirection, LSTMDirection, LSTMVolatility, GarchVolatility])
 def test_save_and_load_give_identical_predictions(model_class):
     table = planted_table(signal=1.0, days=300, symbols=4)
-    model, _ = fitted(model_class, table, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES)
+    model, _ = fitted(model_class, table, features_of(model_class))
     files = model.save()
     assert tuple(files) == model_class.FILES and all(
         isinstance(payload, bytes) and payload for payload in files.values()
@@ -247,7 +252,7 @@ def logged(caplog, pattern: str) -> list[tuple[str, ...]]:
 def test_lstm_training_logs_every_epoch_with_its_losses(model_class, caplog):
     caplog.set_level(logging.INFO, logger="trading_ml")
     table = planted_table(signal=1.0, days=300, symbols=4)
-    model, _ = fitted(model_class, table, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES)
+    model, _ = fitted(model_class, table, features_of(model_class))
     epochs = logged(caplog, rf"^{model_class.name}: epoch (\d+) of 4: training loss ([\d.]+), validation loss ([\d.]+)")
     assert [int(epoch) for epoch, _, _ in epochs] == [1, 2, 3, 4]
     assert [round(float(loss), 5) for _, _, loss in epochs] == [
@@ -268,7 +273,7 @@ def test_each_lstm_epoch_trains_on_a_fresh_draw_of_sequences_per_epoch(model_cla
     )
     settings = with_models(**{model_class.name: {"epochs": 3, "sequences_per_epoch": 100}})
     table = planted_table(signal=1.0, days=300, symbols=4)
-    fitted(model_class, table, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES, settings)
+    fitted(model_class, table, features_of(model_class), settings)
     assert [len(order) for order in epochs] == [100, 100, 100]
     assert all(len(set(order)) == 100 for order in epochs)  # a draw without repeats
     assert len(set(epochs[0]) ^ set(epochs[1])) > 0 and len(set().union(*map(set, epochs))) > 100
@@ -277,7 +282,7 @@ def test_each_lstm_epoch_trains_on_a_fresh_draw_of_sequences_per_epoch(model_cla
 @pytest.mark.parametrize("model_class", [LSTMDirection, LSTMVolatility])
 def test_an_lstm_predicts_a_fold_from_its_rows_and_their_context_as_from_the_whole_table(model_class):
     table = planted_table(signal=1.0, days=300, symbols=4)
-    model, split = fitted(model_class, table, FEATURES + ["return_1"] if model_class is LSTMVolatility else FEATURES)
+    model, split = fitted(model_class, table, features_of(model_class))
     tested = split.mask("test")
     context = getattr(model, "context_bars", None)  # the volatility LSTM's EWMA anchor reads the whole history
     needed = rows_with_context(table, np.flatnonzero(tested), context)
