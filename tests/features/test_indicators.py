@@ -238,9 +238,10 @@ def test_the_windowed_aroon_and_mad_are_pandas_tas_own_values():
     bars.iloc[100, bars.columns.get_loc("high")] = np.nan  # a gap: windows over it are NaN in both
     bars.iloc[[150, 151], bars.columns.get_loc("low")] = bars["low"].iloc[149]  # a tie: the most recent counts
     theirs = ta.aroon(bars["high"], bars["low"], 25, talib=False).iloc[:, 2]
-    pd.testing.assert_series_equal(aroon_oscillator(bars["high"], bars["low"], 25), theirs, check_names=False)
+    ours = aroon_oscillator(bars["high"].to_numpy(), bars["low"].to_numpy(), 25)
+    np.testing.assert_allclose(ours, theirs.to_numpy(), rtol=1e-12)
     typical = (bars["high"] + bars["low"] + bars["close"]) / 3
-    np.testing.assert_allclose(window_mad(typical, 20), ta.mad(typical, 20), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(window_mad(typical.to_numpy(), 20), ta.mad(typical, 20), rtol=1e-12, atol=1e-14)
 
 
 class FakeTalib(types.ModuleType):
@@ -273,18 +274,18 @@ def test_features_do_not_change_when_talib_is_importable(monkeypatch):
 
 
 def test_window_moments_are_the_bias_corrected_skew_and_kurtosis_pandas_gives():
-    from trading_ml.features.indicators import central_moments, window_kurtosis, window_skew, windows
+    from trading_ml.features.indicators import central_moments, window_kurtosis, window_skew
 
     returns = random_bars(300)["close"].pct_change()
     for length in (20, 60):
         np.testing.assert_allclose(
-            window_skew(central_moments(windows(returns, length)), returns.index),
+            window_skew(central_moments(returns.to_numpy(), length)),
             returns.rolling(length).skew(),
             rtol=1e-7,
             atol=1e-10,
         )
         np.testing.assert_allclose(
-            window_kurtosis(central_moments(windows(returns, length)), returns.index),
+            window_kurtosis(central_moments(returns.to_numpy(), length)),
             returns.rolling(length).kurt(),
             rtol=1e-7,
             atol=1e-10,
@@ -576,3 +577,43 @@ def test_the_remaining_model_features_follow_their_definitions(long_bars):
     }
     for name, values in expected.items():
         assert_after_warm_up(features[name], values, rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_every_column_pandas_ta_defines_is_pandas_tas_value_after_the_warm_up(seed):
+    """The stacked computation against pandas-ta's own code, symbol by symbol."""
+    from tests.features.pandas_ta_reference import pandas_ta_columns
+    from trading_ml.features.indicators import each_symbol_features
+
+    bars_by_symbol = {"A": random_bars(900, seed=seed), "B": random_bars(700, seed=seed + 1)}
+    ours = dict(each_symbol_features(bars_by_symbol, dict.fromkeys(bars_by_symbol, True)))
+    compared = 0
+    for symbol, bars in bars_by_symbol.items():
+        for name, theirs in pandas_ta_columns(bars).items():
+            expected = theirs.to_numpy(dtype=float)[AFTER_WARM_UP:]
+            got = ours[symbol][name].to_numpy()[AFTER_WARM_UP:]
+            np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max(), err_msg=name)
+            compared += np.isfinite(expected).sum()
+    assert compared > 2 * 40 * 200  # every column compared on real rows
+
+
+def test_a_flat_stretch_gives_flat_window_values_not_rounding_noise():
+    """30 bars of one unchanged price: pandas' running moments and the RSI's decay leave noise of
+    1e-14 there, which a z-score or a stochastic would blow up to any value."""
+    bars = random_bars(900, seed=21)
+    bars.iloc[600:630, :5] = bars["close"].iloc[600]
+    features = symbol_features(bars).iloc[625:630]  # the last bars of the stretch: 20-bar windows all flat
+    assert features["zscore_20"].isna().all() and features["bb_percent_b_20"].isna().all()
+    assert (features[["bb_width_20", "volatility_5", "stoch_k_14", "stochrsi_k_14", "hl_range_pct"]] == 0).all().all()
+    assert features["sharpe_20"].isna().all() and (features["vortex_spread_14"] == 0).all()
+
+
+def test_a_symbol_s_features_do_not_depend_on_the_symbols_stacked_with_it():
+    from trading_ml.features.indicators import each_symbol_features
+
+    bars_by_symbol = {"LONG": random_bars(900, seed=3), "SHORT": random_bars(260, seed=4)}
+    together = dict(each_symbol_features(bars_by_symbol, {"LONG": True, "SHORT": False}))
+    for symbol, bars in bars_by_symbol.items():
+        alone = symbol_features(bars, has_volume=symbol == "LONG")
+        pd.testing.assert_frame_equal(together[symbol], alone, check_exact=False, rtol=1e-12, atol=1e-12)
+    assert "mfi_14" not in together["SHORT"] and together["SHORT"].index.equals(bars_by_symbol["SHORT"].index)

@@ -17,7 +17,7 @@ from trading_ml.config import FeatureSettings, Instrument
 from trading_ml.data.calendars import bars_per_year
 from trading_ml.features.catalogue import symbol_feature_names
 from trading_ml.features.cross_section import CROSS_SECTION_TARGETS, add_cross_section, cross_section_names
-from trading_ml.features.indicators import symbol_features
+from trading_ml.features.indicators import each_symbol_features
 from trading_ml.features.intraday import INTRADAY_VARIANCE, session_variance
 from trading_ml.features.market import MarketPanel, attach_market, build_market_panel
 from trading_ml.features.targets import BASELINE_COLUMNS, TARGET_COLUMNS, make_targets
@@ -54,11 +54,19 @@ def build_timeframe(
     daily rows also get their session's realized variance from ``hourly_by_symbol`` where given."""
     market = build_market_panel(bars_by_symbol, instruments, timeframe, options)
     hourly_by_symbol = hourly_by_symbol or {}
+    has_volume = {symbol: instruments[symbol].has_volume for symbol in bars_by_symbol}
     symbols = {
         symbol: build_symbol(
-            symbol, bars, instruments[symbol], market, options, window_start, hourly_by_symbol.get(symbol)
+            symbol,
+            bars_by_symbol[symbol],
+            indicators,
+            instruments[symbol],
+            market,
+            options,
+            window_start,
+            hourly_by_symbol.get(symbol),
         )
-        for symbol, bars in bars_by_symbol.items()
+        for symbol, indicators in each_symbol_features(bars_by_symbol, has_volume, options.direction_threshold)
     }
     return TimeframeFeatures(timeframe, symbols, market)
 
@@ -66,6 +74,7 @@ def build_timeframe(
 def build_symbol(
     symbol: str,
     bars: pd.DataFrame,
+    indicators: pd.DataFrame,
     instrument: Instrument,
     market: MarketPanel,
     options: FeatureSettings,
@@ -73,7 +82,6 @@ def build_symbol(
     hourly: pd.DataFrame | None = None,
 ) -> SymbolFeatures:
     names = symbol_feature_names(instrument.has_volume) + market.feature_names
-    indicators = symbol_features(bars, instrument.has_volume, options.direction_threshold)
     features = attach_market(indicators, instrument, market)[names]
     per_year = bars_per_year(instrument.exchange, market.timeframe, bars.index[-1]) if len(bars) else 1
     targets = make_targets(bars, features, options, market.timeframe, per_year)

@@ -15,7 +15,7 @@ import pandas as pd
 from trading_ml.config import FeatureSettings, Instrument
 from trading_ml.data.calendars import bar_close_times
 from trading_ml.features.catalogue import MARKET_INPUTS
-from trading_ml.features.indicators import window_std
+from trading_ml.features.indicators import rolling_std
 
 STALE_AFTER = {"1d": pd.Timedelta(days=7), "1h": pd.Timedelta(days=4)}  # older market values are not used
 
@@ -104,7 +104,7 @@ def benchmark_component(benchmark: pd.DataFrame) -> pd.DataFrame:
             "benchmark_return_5": price.pct_change(5),
             "benchmark_return_20": price.pct_change(20),
             "benchmark_close_to_sma_200": close / close.rolling(200).mean() - 1,
-            "benchmark_volatility_20": window_std(returns, 20),
+            "benchmark_volatility_20": rolling_std(returns.to_numpy(), 20),
         }
     )
 
