@@ -93,3 +93,17 @@ def test_fear_gauge_is_the_vix_or_else_annualized_benchmark_volatility():
     ]
     proxy = fear_gauge(pd.DataFrame({"benchmark_volatility_20": [0.01, 0.02], "volatility_20": [0.5, 0.5]}, index), 252)
     assert proxy.tolist() == pytest.approx([0.01 * np.sqrt(252) * 100, 0.02 * np.sqrt(252) * 100])
+
+
+def test_the_random_walk_baseline_from_a_later_row_is_the_whole_one_there(synthetic_daily):
+    """The stage simulates the baseline only from the first row a table can keep; the rolling
+    inputs still read the bars before it, so those rows get the same labels."""
+    from trading_ml.features.indicators import symbol_features
+    from trading_ml.features.targets import random_walk_regime
+
+    aapl = synthetic_daily[0]["AAPL"]
+    features = symbol_features(aapl)
+    whole = random_walk_regime(aapl, features, RULES, 252)
+    later = random_walk_regime(aapl, features, RULES, 252, first_row=400)
+    assert later.iloc[:400].isna().all() and later.index.equals(aapl.index)
+    assert later.iloc[400:].equals(whole.iloc[400:]) and whole.iloc[400:].notna().sum() > 500

@@ -136,6 +136,23 @@ def test_garch_beats_the_naive_forecast_on_clustered_volatility():
     assert rmse(truth, forecast.to_numpy()[rows]) < 0.9 * rmse(truth, naive_forecast(table, 5).to_numpy()[rows])
 
 
+def test_garch_forecasts_are_arch_s_own_multi_step_forecasts():
+    """The closed form against arch's analytic forecast (a Python loop over the bars): equal once the
+    two starts (arch's forecast and its filter begin from slightly different variances) have died out."""
+    from arch import arch_model
+
+    from trading_ml.models.volatility import PARAMETERS, garch_mean_variance
+
+    returns = planted_table(signal=0.0, seed=2).xs("S0", level="symbol")["return_1"].to_numpy() * 100
+    model = arch_model(returns, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
+    parameters = dict(zip(PARAMETERS, model.fit(disp="off").params, strict=True))
+    theirs = model.fix(list(parameters.values())).forecast(horizon=5, start=0, reindex=True).variance.mean(axis=1)
+    ours = garch_mean_variance(returns, parameters, 5)
+    np.testing.assert_allclose(ours, theirs.to_numpy(), rtol=1e-2)
+    np.testing.assert_allclose(ours[150:], theirs.to_numpy()[150:], rtol=1e-10)
+    assert np.std(ours) > 0.05 * np.mean(ours)  # the forecasts move with the clustering, not a constant
+
+
 @pytest.mark.parametrize("model_class", [XGBoostDirection, LSTMDirection, LSTMVolatility, GarchVolatility])
 def test_save_and_load_give_identical_predictions(model_class):
     table = planted_table(signal=1.0, days=300, symbols=4)
@@ -432,16 +449,41 @@ def test_har_reads_a_sessions_hourly_realized_variance_where_the_table_has_it():
 
 
 def test_a_bars_variance_averages_the_range_and_the_hourly_sessions_put_on_its_level():
-    from trading_ml.models.volatility import MONTH, bar_variance
+    from trading_ml.models.volatility import MONTH, SymbolRuns, bar_variance
 
-    parkinson = pd.Series(np.full(60, 4e-4))
-    hourly = pd.Series(np.where(np.arange(60) >= 10, 1e-4, np.nan))  # a quarter of the range's level
+    parkinson = np.full(60, 4e-4)
+    hourly = np.where(np.arange(60) >= 10, 1e-4, np.nan)  # a quarter of the range's level
     hourly[40] = 3e-4  # a session three times as volatile as the others
-    variance = bar_variance(parkinson, hourly)
+    one_symbol = SymbolRuns(pd.Index(["S"] * 60))
+    variance = bar_variance(parkinson, hourly, one_symbol)
     assert (variance[: 10 + MONTH - 1] == 4e-4).all()  # the range alone until MONTH sessions have both
-    assert variance[10 + MONTH - 1 : 40].to_numpy() == pytest.approx(4e-4)  # the hourly sessions on its level
+    assert variance[10 + MONTH - 1 : 40] == pytest.approx(4e-4)  # the hourly sessions on its level
     assert 4e-4 < variance[40] < 12e-4  # the volatile session raises it, through the calibration so far
-    assert bar_variance(parkinson, None).equals(parkinson)  # no hourly column: the range alone
+    assert (bar_variance(parkinson, None, one_symbol) == parkinson).all()  # no hourly column: the range alone
+    two_symbols = SymbolRuns(pd.Index(["S", "T"] * 60))  # interleaved, as the table's rows are
+    both = bar_variance(two_symbols.sort(np.repeat(parkinson, 2)), two_symbols.sort(np.repeat(hourly, 2)), two_symbols)
+    np.testing.assert_allclose(both, np.concatenate([variance, variance]), rtol=1e-12)  # runs: S, then T
+
+
+def test_the_har_regressors_are_each_symbol_s_own_rolling_and_expanding_variances():
+    """The whole-table computation against pandas, one symbol at a time."""
+    from trading_ml.models.volatility import HAR_REGRESSORS, MONTH, VARIANCE_FLOOR, har_frame
+
+    table = planted_table(signal=0.0, days=300, symbols=3)
+    table["hl_range_pct"] = np.random.default_rng(5).uniform(0.005, 0.03, len(table))
+    frame = har_frame(table)
+    assert list(frame.columns) == HAR_REGRESSORS and frame.index.equals(table.index)
+    for symbol, rows in table.groupby(level="symbol"):
+        squared = rows["return_1"].droplevel("symbol") ** 2
+        ours = frame.xs(symbol, level="symbol")
+        expected = {
+            "squared_return_5": squared.rolling(5).mean(),
+            "squared_return_22": squared.rolling(MONTH).mean(),
+            "long_run": squared.expanding(MONTH).mean(),
+        }
+        for name, values in expected.items():
+            np.testing.assert_allclose(ours[name], np.log(values + VARIANCE_FLOOR), rtol=1e-9, err_msg=name)
+        assert ours["squared_return_22"].isna().sum() == MONTH - 1
 
 
 @pytest.mark.parametrize(

@@ -103,7 +103,9 @@ def market_path(seed: int, epoch: pd.Timestamp, days: int, kind: str = "regimes"
     news_scale = np.where(dates.day_of_week >= 5, NON_SESSION_VOL, 1.0)
     if kind == "random_walk":  # one regime of no drift, constant volatility
         vols = np.full(days, MARKET_DAILY_VOL)
-        return pd.DataFrame({"regime": np.zeros(days, dtype=np.int8), "vol": vols, "ret": vols * shocks * news_scale}, index=dates)
+        return pd.DataFrame(
+            {"regime": np.zeros(days, dtype=np.int8), "vol": vols, "ret": vols * shocks * news_scale}, index=dates
+        )
     clustering_only = kind == "garch"
     cumulative = REGIME_TRANSITIONS.cumsum(axis=1)
     alpha, beta = (CLUSTERING_ALPHA, CLUSTERING_BETA) if clustering_only else (GARCH_ALPHA, GARCH_BETA)
@@ -130,7 +132,11 @@ def own_clustering(shocks: np.ndarray) -> np.ndarray:
     variance = 1.0
     for day, shock in enumerate(shocks):
         relative[day] = np.sqrt(variance)
-        variance = (1 - CLUSTERING_ALPHA - CLUSTERING_BETA) + CLUSTERING_ALPHA * variance * shock**2 + CLUSTERING_BETA * variance
+        variance = (
+            (1 - CLUSTERING_ALPHA - CLUSTERING_BETA)
+            + CLUSTERING_ALPHA * variance * shock**2
+            + CLUSTERING_BETA * variance
+        )
     return relative
 
 
@@ -151,8 +157,14 @@ def symbol_profile(seed: int, instrument: Instrument) -> SymbolProfile:
 class SyntheticMarket:
     """Bars for any symbol of a seeded simulated market; see the module docstring."""
 
-    def __init__(self, seed: int = 42, epoch: str | pd.Timestamp = "2000-01-03", faults=None,
-                 signal_strength: float = DEFAULT_SIGNAL_STRENGTH, market: str = "regimes"):
+    def __init__(
+        self,
+        seed: int = 42,
+        epoch: str | pd.Timestamp = "2000-01-03",
+        faults=None,
+        signal_strength: float = DEFAULT_SIGNAL_STRENGTH,
+        market: str = "regimes",
+    ):
         if market not in MARKETS:
             raise ConfigError(f"sources.synthetic.market {market!r} is unknown; choose from {', '.join(MARKETS)}")
         self.kind = market
@@ -160,19 +172,18 @@ class SyntheticMarket:
         self.epoch = pd.Timestamp(epoch).normalize()
         self.signal_strength = float(signal_strength)
         if not 0 <= self.signal_strength < 0.5:
-            raise ConfigError(f"sources.synthetic.signal_strength {signal_strength!r} must be in [0, 0.5); 0 plants no signal")
+            raise ConfigError(
+                f"sources.synthetic.signal_strength {signal_strength!r} must be in [0, 0.5); 0 plants no signal"
+            )
         self.faults = {s: list(kinds) for s, kinds in (faults or {}).items()}
         for symbol, kinds in self.faults.items():
             unknown = sorted(set(kinds) - set(FAULT_KINDS))
             if unknown:
                 raise ConfigError(
-                    f"synthetic fault(s) {unknown} for {symbol} are unknown; "
-                    f"choose from {', '.join(FAULT_KINDS)}"
+                    f"synthetic fault(s) {unknown} for {symbol} are unknown; choose from {', '.join(FAULT_KINDS)}"
                 )
 
-    def bars(
-        self, instrument: Instrument, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
-    ) -> pd.DataFrame:
+    def bars(self, instrument: Instrument, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """The normalized bars of one symbol in [start, end), with any configured faults."""
         if pd.Timestamp(start).tz_localize(None) < self.epoch:
             raise OutsideCoverage(
@@ -181,7 +192,9 @@ class SyntheticMarket:
                 "an earlier sources.synthetic.epoch"
             )
         if "outage" in self.faults.get(instrument.symbol, []):
-            raise SourceUnavailable(f"synthetic {instrument.symbol} {timeframe}: the source did not answer (injected 'outage' fault)")
+            raise SourceUnavailable(
+                f"synthetic {instrument.symbol} {timeframe}: the source did not answer (injected 'outage' fault)"
+            )
         if timeframe == "1d":
             bars = self._daily(instrument, start, end)
         elif timeframe == "1h":
@@ -225,9 +238,7 @@ class SyntheticMarket:
         total_vol = np.sqrt((profile.beta * market["vol"].to_numpy()) ** 2 + profile.idio_vol**2)
 
         log_close = np.log(profile.start_price) + np.cumsum(returns)
-        session_days = calendars.sessions(
-            instrument.exchange, pd.Timestamp(self.epoch, tz="UTC"), pd.Timestamp(end)
-        )
+        session_days = calendars.sessions(instrument.exchange, pd.Timestamp(self.epoch, tz="UTC"), pd.Timestamp(end))
         rows = market.index.get_indexer(session_days)
         rows = rows[rows >= 0]
         if instrument.symbol == "^VIX":
@@ -286,46 +297,60 @@ class SyntheticMarket:
     def _hourly(self, instrument: Instrument, start, end) -> pd.DataFrame:
         """Hourly bars that aggregate exactly to the daily bar of their session. Each touched session
         is simulated whole and then cut to the window, so a bar is the same whatever window cuts its
-        session (FX sessions run from Sunday evening, across midnight UTC)."""
+        session (FX sessions run from Sunday evening, across midnight UTC). Sessions of the same
+        length are simulated together."""
         around = pd.Timedelta(days=3)
         stamps = calendars.expected_timestamps(instrument.exchange, "1h", start - around, end + around)
         if stamps.empty:
             return empty_bars()
         daily = self._daily_all(instrument, end + around)
-        session_keys = calendars.session_days(instrument.exchange, stamps).tz_localize("UTC")
-        pieces, stamps_kept = [], []
-        for session, hours in pd.Series(stamps, index=session_keys).groupby(level=0):
-            inside = ((hours >= start) & (hours < end)).to_numpy()
-            if session in daily.index and inside.any():
-                pieces.append(self._session_hours(instrument.symbol, daily.loc[session], len(hours))[inside])
-                stamps_kept.append(hours[inside].dt.tz_convert(None).to_numpy())
-        if not pieces:
+        sessions = calendars.session_days(instrument.exchange, stamps).tz_localize("UTC")
+        inside = np.asarray((stamps >= start) & (stamps < end))
+        days, first, counts = np.unique(sessions.asi8, return_index=True, return_counts=True)
+        touched = np.add.reduceat(inside, first) > 0
+        days = pd.DatetimeIndex(days, tz="UTC")
+        wanted = touched & np.asarray(days.isin(daily.index))
+        rows = np.full((len(stamps), len(BAR_COLUMNS)), np.nan)
+        for count in np.unique(counts[wanted]):
+            chosen = wanted & (counts == count)
+            simulated = self._sessions_hours(instrument.symbol, daily.loc[days[chosen]], int(count))
+            positions = first[chosen][:, None] + np.arange(count)
+            rows[positions.ravel()] = simulated.reshape(-1, len(BAR_COLUMNS))
+        kept = inside & ~np.isnan(rows[:, 0])
+        if not kept.any():
             return empty_bars()
-        return pd.DataFrame(np.vstack(pieces), index=bar_index(np.concatenate(stamps_kept)), columns=BAR_COLUMNS)
+        return pd.DataFrame(rows[kept], index=bar_index(stamps[kept].tz_convert(None).to_numpy()), columns=BAR_COLUMNS)
 
-    def _session_hours(self, symbol: str, day: pd.Series, count: int) -> np.ndarray:
-        """One session's hourly bars as rows of BAR_COLUMNS: a Brownian bridge from open to close
-        that stays inside the day's range and touches its high and low."""
-        draws = stream(self.seed, f"hours:{symbol}:{day.name.date()}").standard_normal((count, 4))
-        steps = np.cumsum(draws[:, 0])
-        bridge = steps - np.arange(1, count + 1) / count * steps[-1]
-        log_open, log_close = np.log(day["open"]), np.log(day["close"])
-        log_high, log_low = np.log(day["high"]), np.log(day["low"])
+    def _sessions_hours(self, symbol: str, days: pd.DataFrame, count: int) -> np.ndarray:
+        """The hourly bars of sessions of ``count`` hours each, as (session, hour, BAR_COLUMNS): per
+        session a Brownian bridge from open to close that stays inside the day's range and touches
+        its high and low, drawn from the session's own random stream."""
+        draws = np.stack(
+            [stream(self.seed, f"hours:{symbol}:{day.date()}").standard_normal((count, 4)) for day in days.index]
+        )
+        steps = np.cumsum(draws[..., 0], axis=1)
+        share = np.arange(1, count + 1) / count
+        bridge = steps - share * steps[:, -1:]
+        log_open, log_close, log_high, log_low = (
+            np.log(days[c].to_numpy())[:, None] for c in ("open", "close", "high", "low")
+        )
         scale = (log_high - log_low) / (2.5 * np.sqrt(count))
-        path = log_open + (log_close - log_open) * np.arange(1, count + 1) / count + scale * bridge
+        path = log_open + (log_close - log_open) * share + scale * bridge
         closes = np.clip(path, log_low, log_high)
-        opens = np.concatenate([[log_open], closes[:-1]])
-        highs = np.minimum(np.maximum(opens, closes) + np.abs(draws[:, 1]) * scale, log_high)
-        lows = np.maximum(np.minimum(opens, closes) - np.abs(draws[:, 2]) * scale, log_low)
-        highs[np.argmax(highs)] = log_high
-        lows[np.argmin(lows)] = log_low
+        opens = np.concatenate([log_open, closes[:, :-1]], axis=1)
+        highs = np.minimum(np.maximum(opens, closes) + np.abs(draws[..., 1]) * scale, log_high)
+        lows = np.maximum(np.minimum(opens, closes) - np.abs(draws[..., 2]) * scale, log_low)
+        sessions = np.arange(len(days))
+        highs[sessions, highs.argmax(axis=1)] = log_high[:, 0]
+        lows[sessions, lows.argmin(axis=1)] = log_low[:, 0]
         centre = (count - 1) / 2 or 1.0
-        weights = (1 + 0.8 * ((np.arange(count) - centre) / centre) ** 2) * np.exp(0.2 * draws[:, 3])
-        volume = np.floor(day["volume"] * weights / weights.sum())
-        volume[-1] += day["volume"] - volume.sum()
-        prices = np.exp(np.column_stack([opens, highs, lows, closes]))
-        prices[0, 0], prices[-1, 3] = day["open"], day["close"]
-        return np.column_stack([prices, prices[:, 3], volume])
+        weights = (1 + 0.8 * ((np.arange(count) - centre) / centre) ** 2) * np.exp(0.2 * draws[..., 3])
+        day_volume = days["volume"].to_numpy()[:, None]
+        volume = np.floor(day_volume * weights / weights.sum(axis=1, keepdims=True))
+        volume[:, -1] += day_volume[:, 0] - volume.sum(axis=1)
+        prices = np.exp(np.stack([opens, highs, lows, closes], axis=2))
+        prices[:, 0, 0], prices[:, -1, 3] = days["open"].to_numpy(), days["close"].to_numpy()
+        return np.concatenate([prices, prices[..., 3:4], volume[..., None]], axis=2)
 
 
 def configured_strength(options: dict) -> float:

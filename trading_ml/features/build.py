@@ -83,12 +83,13 @@ def build_symbol(
 ) -> SymbolFeatures:
     names = symbol_feature_names(instrument.has_volume) + market.feature_names
     features = attach_market(indicators, instrument, market)[names]
-    per_year = bars_per_year(instrument.exchange, market.timeframe, bars.index[-1]) if len(bars) else 1
-    targets = make_targets(bars, features, options, market.timeframe, per_year)
-    intraday = session_variance(hourly, instrument.exchange).reindex(bars.index)
     warmed = np.arange(len(bars)) >= options.warmup_bars
     if window_start is not None:
         warmed &= np.asarray(bars.index >= window_start)
+    first_candidate = int(warmed.argmax()) if warmed.any() else len(bars)
+    per_year = bars_per_year(instrument.exchange, market.timeframe, bars.index[-1]) if len(bars) else 1
+    targets = make_targets(bars, features, options, market.timeframe, per_year, first_row=first_candidate)
+    intraday = session_variance(hourly, instrument.exchange).reindex(bars.index)
     keep = features.notna().all(axis=1).to_numpy() & warmed
     first = int(keep.argmax()) if keep.any() else len(keep)
     return SymbolFeatures(

@@ -42,10 +42,16 @@ TARGET_COLUMNS = (
 
 
 def make_targets(
-    bars: pd.DataFrame, features: pd.DataFrame, options: FeatureSettings, timeframe: str, bars_per_year: int
+    bars: pd.DataFrame,
+    features: pd.DataFrame,
+    options: FeatureSettings,
+    timeframe: str,
+    bars_per_year: int,
+    first_row: int = 0,
 ) -> pd.DataFrame:
     """Every target of one symbol, aligned with its bars; NaN where the future is not in the data.
-    ``bars_per_year`` (from the symbol's calendar) annualizes the fear gauge when there is no VIX."""
+    ``bars_per_year`` (from the symbol's calendar) annualizes the fear gauge when there is no VIX.
+    The random-walk baseline is simulated from ``first_row`` on (the rows a table keeps)."""
     returns = bars["adj_close"].pct_change()
     next_return = returns.shift(-1)
     horizon = options.forward_volatility_bars
@@ -58,7 +64,9 @@ def make_targets(
             "target_forward_volatility": np.sqrt((returns**2).rolling(horizon).mean().shift(-horizon)),
             "target_regime": regime,
             "target_regime_ahead": regime.shift(-options.regime.horizon),
-            "baseline_regime_random_walk": random_walk_regime(bars, features, options.regime, bars_per_year),
+            "baseline_regime_random_walk": random_walk_regime(
+                bars, features, options.regime, bars_per_year, first_row=first_row
+            ),
         },
         index=bars.index,
     )
@@ -125,38 +133,46 @@ def regime_codes(trend, returns, adx, fear, rules: RegimeRules) -> np.ndarray:
 
 
 def random_walk_regime(
-    bars: pd.DataFrame, features: pd.DataFrame, rules: RegimeRules, bars_per_year: int, paths: int = RANDOM_WALK_PATHS
+    bars: pd.DataFrame,
+    features: pd.DataFrame,
+    rules: RegimeRules,
+    bars_per_year: int,
+    paths: int = RANDOM_WALK_PATHS,
+    first_row: int = 0,
 ) -> pd.Series:
     """The modal label ``rules.horizon`` bars ahead over ``paths`` driftless random-walk continuations
     of the close at its 20-bar volatility; the 50/200 averages and the return over ``return_bars``
-    are rolled forward along each path, ADX and the fear gauge stay (data up to each bar only)."""
+    are rolled forward along each path, ADX and the fear gauge stay (data up to each bar only).
+    Rows before ``first_row`` are not simulated (NaN)."""
     horizon, lookback = rules.horizon, rules.return_bars
-    close = bars["adj_close"].to_numpy(dtype=float)
-    log_close = np.log(close)
-    volatility = pd.Series(np.diff(log_close, prepend=np.nan)).rolling(20).std().to_numpy()
+    every_close = bars["adj_close"].to_numpy(dtype=float)
+    rows = slice(first_row, None)  # the rolling inputs read the whole history, the paths start at these rows
+    close = every_close[rows]
+    volatility = pd.Series(np.diff(np.log(every_close), prepend=np.nan)).rolling(20).std().to_numpy()[rows]
     steps = np.random.default_rng(0).standard_normal((paths, horizon))
     future = close[:, None, None] * np.exp(
         volatility[:, None, None] * np.cumsum(steps, axis=1)[None]
     )  # rows x paths x horizon
     added = future.sum(axis=2)
-    kept = {n: pd.Series(close).rolling(n - horizon).sum().to_numpy()[:, None] for n in (50, 200)}
+    kept = {n: pd.Series(every_close).rolling(n - horizon).sum().to_numpy()[rows, None] for n in (50, 200)}
     trend = np.sign((kept[50] + added) / 50 - (kept[200] + added) / 200)
     if horizon < lookback:  # the return's first price is already known
-        base = np.broadcast_to(pd.Series(close).shift(lookback - horizon).to_numpy()[:, None], future.shape[:2])
+        earlier = pd.Series(every_close).shift(lookback - horizon).to_numpy()[rows]
+        base = np.broadcast_to(earlier[:, None], future.shape[:2])
     else:
         base = np.concatenate([np.broadcast_to(close[:, None, None], (len(close), paths, 1)), future], axis=2)[
             :, :, horizon - lookback
         ]
     returns = future[:, :, -1] / base - 1
-    inputs = regime_inputs(bars, features, rules, bars_per_year)
+    inputs = regime_inputs(bars, features, rules, bars_per_year).iloc[rows]
     adx, fear = inputs["adx"].to_numpy(dtype=float)[:, None], inputs["fear"].to_numpy(dtype=float)[:, None]
     codes = regime_codes(trend, returns, adx, fear, rules)
     counts = np.stack([(codes == k).sum(axis=1) for k in range(len(REGIMES))], axis=1)
-    labels = pd.Series(np.array(REGIMES, dtype=object)[counts.argmax(axis=1)], index=bars.index, dtype="object")
+    labels = pd.Series(np.array(REGIMES, dtype=object)[counts.argmax(axis=1)], index=inputs.index, dtype="object")
     known = (
         np.isfinite(volatility)
         & np.isfinite(kept[200][:, 0])
         & np.isfinite(base[:, 0])
         & inputs.notna().all(axis=1).to_numpy()
     )
-    return labels.where(known)
+    return labels.where(known).reindex(bars.index)

@@ -15,6 +15,7 @@ from trading_ml.config import STRICT, at_most, checked
 from trading_ml.config.schema import MAX_VOLATILITY_HORIZON
 from trading_ml.errors import DataError
 from trading_ml.features.catalogue import FEATURES
+from trading_ml.features.indicators import rolling_reduce
 from trading_ml.features.intraday import INTRADAY_VARIANCE
 from trading_ml.io import json_bytes
 from trading_ml.models.base import CONFIG, Dataset, LSTMParams, Standardizer, feature_matrix, progress_due, read_config
@@ -73,15 +74,10 @@ class GarchVolatility:
         """Forecasts of the next ``horizon`` bars' variances with the fitted parameters held fixed, as
         their realized volatility (root of the mean); symbols it was not fitted on use the median
         parameters of those it was."""
-        from arch import arch_model
-
         parts = []
         for symbol, returns in symbol_returns(table).items():
             parameters = self.parameters.get(symbol) or self.pooled_parameters()
-            model = arch_model(returns.to_numpy() * GARCH_SCALE, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
-            fixed = model.fix([parameters[name] for name in PARAMETERS])
-            forecast = fixed.forecast(horizon=self.horizon, start=0, reindex=True)
-            variance = forecast.variance.to_numpy().mean(axis=1) / GARCH_SCALE**2
+            variance = garch_mean_variance(returns.to_numpy() * GARCH_SCALE, parameters, self.horizon) / GARCH_SCALE**2
             parts.append(pd.DataFrame({"volatility": np.sqrt(variance), "symbol": symbol}, index=returns.index))
         return align(table, parts).to_frame()
 
@@ -116,6 +112,24 @@ class GarchVolatility:
                 f"{MAX_VOLATILITY_HORIZON}}}; refusing it"
             )
         return cls(parameters, horizon)
+
+
+def garch_mean_variance(returns: np.ndarray, parameters: dict[str, float], horizon: int) -> np.ndarray:
+    """At each bar, the mean of the next ``horizon`` bars' variance forecasts of a GARCH(1,1) with
+    these parameters: arch filters the conditional variances, and the h-step forecasts follow from
+    sigma2(t+1) = omega + alpha eps(t)^2 + beta sigma2(t), sigma2(t+k) = omega + (alpha + beta)
+    sigma2(t+k-1) (arch's analytic forecast, which loops over the bars in Python)."""
+    from arch import arch_model
+
+    model = arch_model(returns, mean="Constant", vol="GARCH", p=1, q=1, rescale=False)
+    fixed = model.fix([parameters[name] for name in PARAMETERS])
+    mu, omega, alpha, beta = (parameters[name] for name in PARAMETERS)
+    step = omega + alpha * (returns - mu) ** 2 + beta * fixed.conditional_volatility**2
+    total = step.copy()
+    for _ in range(horizon - 1):
+        step = omega + (alpha + beta) * step
+        total += step
+    return total / horizon
 
 
 def fit_garch(symbol: str, returns: pd.Series) -> dict[str, float]:
@@ -396,41 +410,80 @@ def is_fit(fit) -> bool:
 
 
 def har_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """Per row, the HAR regressors (logs of variances up to the row); NaN before a symbol's 22nd bar."""
+    """Per row, the HAR regressors (logs of variances up to the row); NaN before a symbol's 22nd bar.
+    Computed over the whole table at once, its rows ordered by symbol (each symbol's in their order)."""
     missing = [n for n in HarVolatility.feature_names if n not in table.columns]
     if missing:
         raise DataError(f"volatility_har needs feature(s) {', '.join(missing)} that this table lacks; rebuild features")
-    parts = []
-    for symbol, rows in table.groupby(level="symbol", sort=False):
-        returns, bar_range = rows[RETURN].droplevel("symbol"), rows["hl_range_pct"].droplevel("symbol")
-        intraday = rows[INTRADAY_VARIANCE].droplevel("symbol") if INTRADAY_VARIANCE in rows else None
-        squared = returns**2
-        session = bar_variance(np.log1p(bar_range) ** 2 / (4 * np.log(2)), intraday)
-        variances = {
-            "squared_return_5": squared.rolling(5).mean(),
-            "squared_return_22": squared.rolling(MONTH).mean(),
-            "session_variance_1": session,
-            "session_variance_5": session.rolling(5).mean(),
-            "session_variance_22": session.rolling(MONTH).mean(),
-            "long_run": squared.expanding(MONTH).mean(),
-        }
-        columns = {"intercept": pd.Series(1.0, index=returns.index)}
-        columns.update({name: np.log(values + VARIANCE_FLOOR) for name, values in variances.items()})
-        parts.append(pd.DataFrame(columns)[HAR_REGRESSORS].assign(symbol=symbol).set_index("symbol", append=True))
-    return pd.concat(parts).reindex(table.index)[HAR_REGRESSORS]
+    symbols = SymbolRuns(table.index.get_level_values("symbol"))
+    squared = symbols.sort(table[RETURN].to_numpy(dtype=np.float64)) ** 2
+    bar_range = symbols.sort(table["hl_range_pct"].to_numpy(dtype=np.float64))
+    intraday = symbols.sort(table[INTRADAY_VARIANCE].to_numpy(dtype=np.float64)) if INTRADAY_VARIANCE in table else None
+    session = bar_variance(np.log1p(bar_range) ** 2 / (4 * np.log(2)), intraday, symbols)
+    variances = {
+        "squared_return_5": symbols.rolling_mean(squared, 5),
+        "squared_return_22": symbols.rolling_mean(squared, MONTH),
+        "session_variance_1": session,
+        "session_variance_5": symbols.rolling_mean(session, 5),
+        "session_variance_22": symbols.rolling_mean(session, MONTH),
+        "long_run": symbols.expanding_mean(squared, MONTH),
+    }
+    columns = {"intercept": np.ones(len(table))}
+    columns.update({name: symbols.unsort(np.log(values + VARIANCE_FLOOR)) for name, values in variances.items()})
+    return pd.DataFrame(columns, index=table.index)[HAR_REGRESSORS]
 
 
-def bar_variance(parkinson: pd.Series, intraday: pd.Series | None) -> pd.Series:
+class SymbolRuns:
+    """A table's rows reordered so each symbol's rows are one run (in their order), with the
+    per-symbol rolling, expanding and cumulative operations over those runs."""
+
+    def __init__(self, symbols: pd.Index):
+        codes = pd.factorize(symbols)[0]
+        self.order = np.argsort(codes, kind="stable")
+        rows = np.arange(len(codes))
+        starts = np.ones(len(codes), dtype=bool)
+        starts[1:] = codes[self.order][1:] != codes[self.order][:-1]
+        self.first = np.maximum.accumulate(np.where(starts, rows, 0))  # each row's run start
+        self.position = rows - self.first  # bars of its symbol before it
+
+    def sort(self, values: np.ndarray) -> np.ndarray:
+        return values[self.order]
+
+    def unsort(self, values: np.ndarray) -> np.ndarray:
+        out = np.empty_like(values)
+        out[self.order] = values
+        return out
+
+    def cumulative_sum(self, values: np.ndarray) -> np.ndarray:
+        """The running sum within each symbol."""
+        total = np.cumsum(values)
+        return total - total[self.first] + values[self.first]
+
+    def rolling_mean(self, values: np.ndarray, length: int) -> np.ndarray:
+        """The mean of each row's last ``length`` values of its symbol (NaN while one is missing)."""
+        means = rolling_reduce(values, length, np.add) / length
+        return np.where(self.position >= length - 1, means, np.nan)
+
+    def expanding_mean(self, values: np.ndarray, min_values: int = 1) -> np.ndarray:
+        """The mean of the symbol's known values up to each row, once there are ``min_values``."""
+        known = ~np.isnan(values)
+        count = self.cumulative_sum(known.astype(np.float64))
+        mean = self.cumulative_sum(np.where(known, values, 0.0)) / np.maximum(count, 1)
+        return np.where(count >= min_values, mean, np.nan)
+
+
+def bar_variance(parkinson: np.ndarray, intraday: np.ndarray | None, symbols: SymbolRuns) -> np.ndarray:
     """Each bar's variance: the Parkinson range variance, averaged with the realized variance of the
     bar's hourly session where the run has a complete one, once the symbol has MONTH such sessions
     (hourly realized variance misses the moves inside each hour, so it is put on the range estimate's
-    level first: the mean log ratio of the two over the sessions so far)."""
+    level first: the mean log ratio of the two over the sessions so far). Rows in ``symbols``' order."""
     if intraday is None:
         return parkinson
-    both = intraday.notna() & (intraday > 0) & (parkinson > 0)
-    log_ratio = (np.log(parkinson.where(both)) - np.log(intraday.where(both))).expanding().mean()
-    ready = both & (both.cumsum() >= MONTH)
-    return parkinson.where(~ready, (parkinson + intraday * np.exp(log_ratio)) / 2)
+    both = (intraday > 0) & (parkinson > 0)  # False where either is missing
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = symbols.expanding_mean(np.where(both, np.log(parkinson) - np.log(intraday), np.nan))
+    ready = both & (symbols.cumulative_sum(both.astype(np.float64)) >= MONTH)
+    return np.where(ready, (parkinson + intraday * np.exp(log_ratio)) / 2, parkinson)
 
 
 def log_least_squares(x: np.ndarray, log_variance: np.ndarray) -> dict:

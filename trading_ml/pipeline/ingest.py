@@ -27,7 +27,7 @@ def ingest(
     resources: StageResources = OWN_RESOURCES,
     on_done: Callable[[dict], None] = lambda manifest: None,
 ) -> list[dict]:
-    """Fetch the given pairs (default: every pair of the run) with one store write; their manifests.
+    """Fetch the given pairs (default: every pair of the run), each stored as it arrives; their manifests.
 
     Input that will stay bad (unknown symbol, malformed data) gives a manifest with status 'failed'
     and the reason, so the run goes on and validation quarantines it. A source that did not answer
@@ -59,11 +59,11 @@ def ingest_pairs(
             f"{', '.join(map(shorten, outside))} not in run {ctx.run_id}, which ingests {len(ctx.pairs)} pairs of "
             f"{', '.join(ctx.symbols[:5])}{' ...' if len(ctx.symbols) > 5 else ''} x {', '.join(ctx.timeframes)}"
         )
-    fetched = []
-    for symbol, timeframe in chosen:
-        fetched.append(fetch_to_raw(ctx, symbol, timeframe, resources.source))
-        on_done(fetched[-1][0])
-    return store_and_record(ctx, resources, fetched)
+    manifests = []
+    for symbol, timeframe in chosen:  # one pair's bars in memory at a time
+        manifests.append(store_and_record(ctx, resources, *fetch_to_raw(ctx, symbol, timeframe, resources.source)))
+        on_done(manifests[-1])
+    return manifests
 
 
 def fetch_to_raw(
@@ -120,21 +120,12 @@ def fetch_with_warmup(source: MarketDataSource, instrument, timeframe: str, warm
         return source.fetch(instrument, timeframe, start, end)
 
 
-def store_and_record(
-    ctx: RunContext, resources: StageResources, fetched: list[tuple[dict, pd.DataFrame | None]]
-) -> list[dict]:
-    """Upsert the fetched bars into market_data in one write, then save each pair's manifest."""
-    documents = [
-        document
-        for manifest, bars in fetched
-        if bars is not None
-        for document in bars_to_documents(manifest["symbol"], manifest["timeframe"], bars, manifest["source"])
-    ]
-    resources.store.upsert_many("market_data", documents)
-    manifests = []
-    for manifest, bars in fetched:
-        if bars is not None:
-            manifest["store"] = resources.store_choice.to_dict()
-        write_json(ctx.layout.ingest_manifest(manifest["symbol"], manifest["timeframe"]), manifest)
-        manifests.append(manifest)
-    return manifests
+def store_and_record(ctx: RunContext, resources: StageResources, manifest: dict, bars: pd.DataFrame | None) -> dict:
+    """Upsert one pair's fetched bars into market_data, then save its manifest (so a manifest on
+    disk always means its bars are stored)."""
+    if bars is not None:
+        documents = bars_to_documents(manifest["symbol"], manifest["timeframe"], bars, manifest["source"])
+        resources.store.upsert_many("market_data", documents)
+        manifest["store"] = resources.store_choice.to_dict()
+    write_json(ctx.layout.ingest_manifest(manifest["symbol"], manifest["timeframe"]), manifest)
+    return manifest

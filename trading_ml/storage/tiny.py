@@ -42,13 +42,16 @@ from trading_ml.storage.base import (
 log = logging.getLogger(__name__)
 
 
+PLAIN = (float, int, str, bool, type(None))  # stored as they are
+
+
 def _encode(value):
     if isinstance(value, dt.datetime):
         return {"$date": value.isoformat()}
     if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
+        return {k: v if type(v) in PLAIN else _encode(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_encode(v) for v in value]
+        return [v if type(v) in PLAIN else _encode(v) for v in value]
     return value
 
 
@@ -221,9 +224,14 @@ class TinyStore:
         the stored documents replaces those the batch has a newer version of (keeping their doc
         ids), one ``insert_multiple`` adds the rest. A document of another owner is never
         replaced: upsert_many refuses (writing nothing), upsert_newer keeps it."""
-        by_file, written = defaultdict(list), 0
+        by_partition: dict[tuple, list[dict]] = defaultdict(list)
+        by_file: dict[Path, list[dict]] = defaultdict(list)
+        written = 0
+        fields = PARTITIONS.get(collection, ())
         for document in encoded:
-            by_file[self._file_of(collection, document)].append(document)
+            by_partition[tuple(document[f] for f in fields)].append(document)
+        for documents in by_partition.values():  # the file's path once per partition, not per document
+            by_file[self._file_of(collection, documents[0])] += documents
         for path, documents in by_file.items():
             incoming = {_stored_key(collection, document): document for document in documents}
             with self._table(path, collection) as table:
