@@ -337,7 +337,7 @@ def signal_table(
     frame = pd.concat([output for output, _ in outputs], axis=1)
     valid = np.logical_and.reduce([task.valid_rows(frame[list(task.predictions)]) for task in TASKS.values()])
     symbols = frame.index.get_level_values("symbol")
-    positions = {symbol: np.flatnonzero(symbols == symbol) for symbol in symbols.unique()}
+    positions = pd.Series(np.arange(len(symbols))).groupby(symbols, sort=False).indices  # symbol -> its rows
     stamps = frame.index.get_level_values("timestamp").asi8
     return SignalTable(
         frame,

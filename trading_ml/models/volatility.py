@@ -333,14 +333,13 @@ class HarVolatility:
                 "use a longer lookback or fewer models.folds"
             )
         pooled = log_least_squares(x[train], target[train])
-        symbols = table.index.get_level_values("symbol").to_numpy()
+        symbols = table.index.get_level_values("symbol")
         per_symbol = {}
-        for symbol in pd.unique(symbols):
-            own = symbols == symbol
-            rows = own & validation
-            if (own & train).sum() < params.per_symbol_min_rows or not rows.any():
+        for symbol, own in pd.Series(np.arange(len(table))).groupby(symbols, sort=False).indices.items():
+            fitting, rows = own[train[own]], own[validation[own]]  # positions of the symbol's rows
+            if len(fitting) < params.per_symbol_min_rows or not len(rows):
                 continue
-            fitted = log_least_squares(x[own & train], target[own & train])
+            fitted = log_least_squares(x[fitting], target[fitting])
             if level_error(x[rows], target[rows], fitted) < level_error(x[rows], target[rows], pooled):
                 per_symbol[str(symbol)] = fitted
         log.info(

@@ -50,6 +50,7 @@ def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -
                 bars, instruments, timeframe, ctx.settings.features, ctx.window(timeframe)[0], hourly
             )
             timeframes[timeframe] = _write_timeframe(ctx, built)
+            del built  # one timeframe's tables in memory at a time
     _remove_stale_feature_files(ctx, timeframes)
     if not any(t.get("training_table") for t in timeframes.values()):
         raise StageFailed(
