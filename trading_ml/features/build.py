@@ -8,6 +8,7 @@ window when one is given; rows whose features are not all known are dropped and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,14 +50,18 @@ def build_timeframe(
     options: FeatureSettings,
     window_start: pd.Timestamp | None = None,
     hourly_by_symbol: dict[str, pd.DataFrame] | None = None,
+    on_symbol: Callable[[SymbolFeatures], None] = lambda built: None,
 ) -> TimeframeFeatures:
     """Features and targets of every symbol of one timeframe, for its rows from ``window_start``;
-    daily rows also get their session's realized variance from ``hourly_by_symbol`` where given."""
+    daily rows also get their session's realized variance from ``hourly_by_symbol`` where given.
+    ``on_symbol`` is called with each symbol's result as soon as it is built (the stage starts
+    writing its file while the next symbols are computed)."""
     market = build_market_panel(bars_by_symbol, instruments, timeframe, options)
     hourly_by_symbol = hourly_by_symbol or {}
     has_volume = {symbol: instruments[symbol].has_volume for symbol in bars_by_symbol}
-    symbols = {
-        symbol: build_symbol(
+    symbols = {}
+    for symbol, indicators in each_symbol_features(bars_by_symbol, has_volume, options.direction_threshold):
+        symbols[symbol] = build_symbol(
             symbol,
             bars_by_symbol[symbol],
             indicators,
@@ -66,8 +71,7 @@ def build_timeframe(
             window_start,
             hourly_by_symbol.get(symbol),
         )
-        for symbol, indicators in each_symbol_features(bars_by_symbol, has_volume, options.direction_threshold)
-    }
+        on_symbol(symbols[symbol])
     return TimeframeFeatures(timeframe, symbols, market)
 
 

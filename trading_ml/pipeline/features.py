@@ -3,12 +3,14 @@ per-symbol feature files and one training table (the feature panel) per timefram
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import pandas as pd
 
 from trading_ml.data.bar_files import read_bars_csv
 from trading_ml.errors import DataError, StageFailed
 from trading_ml.features import catalogue
-from trading_ml.features.build import TimeframeFeatures, build_timeframe, feature_panel
+from trading_ml.features.build import SymbolFeatures, TimeframeFeatures, build_timeframe, feature_panel
 from trading_ml.features.cross_section import CROSS_SECTION_TARGETS, cross_section_names
 from trading_ml.features.market import missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
@@ -46,10 +48,20 @@ def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -
         if bars:
             hourly = bars_by_timeframe.get("1h", {}) if timeframe == "1d" else {}
             instruments = {symbol: ctx.settings.instrument(symbol) for symbol in bars}
-            built = build_timeframe(
-                bars, instruments, timeframe, ctx.settings.features, ctx.window(timeframe)[0], hourly
-            )
-            timeframes[timeframe] = _write_timeframe(ctx, built)
+            with ThreadPoolExecutor(max_workers=1) as writer:  # a symbol's CSV written while the next is built
+                written: dict[str, Future] = {}
+                built = build_timeframe(
+                    bars,
+                    instruments,
+                    timeframe,
+                    ctx.settings.features,
+                    ctx.window(timeframe)[0],
+                    hourly,
+                    on_symbol=lambda result: written.update(
+                        {result.symbol: writer.submit(_write_symbol, ctx, timeframe, result)}
+                    ),
+                )
+                timeframes[timeframe] = _write_timeframe(ctx, built, written)
             del built  # one timeframe's tables in memory at a time
     _remove_stale_feature_files(ctx, timeframes)
     if not any(t.get("training_table") for t in timeframes.values()):
@@ -89,25 +101,28 @@ def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFr
     return bars
 
 
-def _write_timeframe(ctx: RunContext, built: TimeframeFeatures) -> dict:
-    """Per-symbol CSVs and the training table (the feature panel) of one timeframe; the manifest entry."""
-    symbols = {}
-    for symbol, result in built.symbols.items():
-        path = write_table_csv(ctx.layout.features_csv(symbol, built.timeframe), result.table)
-        symbols[symbol] = {
-            "path": ctx.layout.relative(path),
-            "sha256": sha256_file(path),
-            "bars": result.bars,
-            "rows": len(result.table),
-            "warmup_rows": result.warmup_rows,
-            "incomplete_rows": result.incomplete_rows,
-            "features": len(result.feature_names),
-        }
+def _write_symbol(ctx: RunContext, timeframe: str, result: SymbolFeatures) -> dict:
+    """One symbol's feature CSV; its manifest entry."""
+    path = write_table_csv(ctx.layout.features_csv(result.symbol, timeframe), result.table)
+    return {
+        "path": ctx.layout.relative(path),
+        "sha256": sha256_file(path),
+        "bars": result.bars,
+        "rows": len(result.table),
+        "warmup_rows": result.warmup_rows,
+        "incomplete_rows": result.incomplete_rows,
+        "features": len(result.feature_names),
+    }
+
+
+def _write_timeframe(ctx: RunContext, built: TimeframeFeatures, written: dict[str, Future]) -> dict:
+    """The training table (the feature panel) of one timeframe, once its per-symbol CSVs (being
+    written) are done; the manifest entry."""
     panel, excluded = feature_panel(built, {symbol: ctx.settings.instrument(symbol) for symbol in built.symbols})
     names = catalogue.symbol_feature_names(True) + built.market.feature_names
     names += cross_section_names(names) if panel is not None else []
     entry = {
-        "symbols": symbols,
+        "symbols": {symbol: written[symbol].result() for symbol in built.symbols},
         "excluded_from_training": excluded,
         "feature_names": names,
         "model_features": catalogue.model_features(names),
