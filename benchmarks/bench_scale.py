@@ -3,8 +3,11 @@ over 6 months, synthetic, TinyDB), wall time and peak memory per stage, and cost
 growth.
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 26,100,500] [--timeframes 1d,1h] [--as-of YYYY-MM-DD]
+    .venv/bin/python benchmarks/bench_scale.py --isolated   # each stage in its own process, as Airflow
 
-Each size runs in its own process, so peak memory is that run's. "ingest, a task per pair" is
+Each size runs in its own process, so peak memory is that run's; with ``--isolated`` every stage
+runs in a process of its own too, as Airflow's tasks do, and its peak is that task's (imports
+included). "ingest, a task per pair" is
 ingestion as Airflow's mapped tasks do it (one store write per pair, into an empty fallback of its
 own); it is not part of the CLI's end to end. Beyond the plan's 26 symbols the universe grows with
 synthetic equities (SYN0001, ...) spread over the plan's five sectors (``benchmarks/universe.py``).
@@ -20,6 +23,7 @@ import dataclasses
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -84,7 +88,47 @@ def ingest_per_pair(settings, ctx: RunContext, data_dir: Path) -> None:
         ingest(own_ctx, [(symbol, timeframe)], resources)
 
 
-def run_size(size: int, as_of: str, timeframes: list[str]) -> dict:
+def run_stage(ctx: RunContext, label: str, resources: StageResources) -> None:
+    """One stage of the CLI's run by its label ("train <model>" for a training)."""
+    # the model stages load torch and xgboost: imported here, as a training task does, so the data
+    # stages' memory is theirs alone
+    if label.startswith("train "):
+        from trading_ml.pipeline.train import train
+
+        train(ctx, label.removeprefix("train "), resources)
+        return
+    from trading_ml.pipeline.deploy import deploy
+    from trading_ml.pipeline.evaluate import evaluate
+    from trading_ml.pipeline.report import report
+    from trading_ml.pipeline.train import combine
+
+    stages = {"ingest": ingest, "validate": validate, "features": build_features, "combine": combine}
+    stages |= {"evaluate": evaluate, "deploy": deploy, "report": report}
+    stages[label](ctx, resources=resources)
+
+
+def isolated_stage(context_file: Path, label: str) -> dict:
+    """``label`` run in a process of its own on the run ``context_file`` describes: its seconds and
+    that process's peak resident memory (what an Airflow task of it needs)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--stage", label, "--context", str(context_file)], capture_output=True, text=True
+    )
+    if done.returncode:
+        raise RuntimeError(f"stage {label} failed in its own process: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def stage_in_this_process(context_file: Path, label: str) -> None:
+    """The child of :func:`isolated_stage`: print the stage's seconds and this process's peak (MB)."""
+    description = json.loads(context_file.read_text())
+    ctx = RunContext.from_dict(description, load_settings(Path(description["config_path"])))
+    start = time.perf_counter()
+    run_stage(ctx, label, StageResources.open(ctx))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak}))
+
+
+def run_size(size: int, as_of: str, timeframes: list[str], isolated: bool = False) -> dict:
     figures = {}
 
     def stage(label, action):
@@ -92,6 +136,8 @@ def run_size(size: int, as_of: str, timeframes: list[str]) -> dict:
         with PeakMemory() as memory:
             result = action()
         figures[label] = {"seconds": time.perf_counter() - start, "peak_mb": memory.peak}
+        if isinstance(result, dict):  # measured in its own process
+            figures[label] = result
         print(
             f"  {size:>4} {label:<26} {figures[label]['seconds']:8.1f}s {memory.peak:8.0f} MB",
             file=sys.stderr,
@@ -105,23 +151,15 @@ def run_size(size: int, as_of: str, timeframes: list[str]) -> dict:
         settings = load_settings(config)
         ctx = RunContext.create(settings, as_of, settings.symbols[:size], timeframes, "synthetic")
         resources = StageResources.open(ctx)
+        context_file = Path(folder) / "context.json"
+        context_file.write_text(json.dumps(ctx.to_dict()))
         stage(PER_PAIR, lambda: ingest_per_pair(settings, ctx, Path(folder) / "per-pair"))
-        stage("ingest", lambda: ingest(ctx, resources=resources))
-        stage("validate", lambda: validate(ctx, resources))
-        stage("features", lambda: build_features(ctx, resources))
-        # the model stages load torch and xgboost: imported here, as a training task does, so the data
-        # stages' memory is theirs alone
-        from trading_ml.pipeline.deploy import deploy
-        from trading_ml.pipeline.evaluate import evaluate
-        from trading_ml.pipeline.report import report
-        from trading_ml.pipeline.train import combine, train
-
-        for name in TRAINED_MODELS:
-            stage(f"train {name}", lambda n=name: train(ctx, n, resources))
-        stage("combine", lambda: combine(ctx, resources))
-        stage("evaluate", lambda: evaluate(ctx, resources))
-        stage("deploy", lambda: deploy(ctx, resources))
-        stage("report", lambda: report(ctx, resources))
+        labels = ["ingest", "validate", "features", *(f"train {name}" for name in TRAINED_MODELS)]
+        for label in [*labels, "combine", "evaluate", "deploy", "report"]:
+            if isolated:
+                stage(label, lambda lb=label: isolated_stage(context_file, lb))
+            else:
+                stage(label, lambda lb=label: run_stage(ctx, lb, resources))
     return figures
 
 
@@ -141,16 +179,23 @@ def main() -> None:
     parser.add_argument("--timeframes", default="1d,1h")
     parser.add_argument("--as-of", default="2026-11-20")
     parser.add_argument("--project", type=int, default=3000, help="project every stage to this many symbols")
+    parser.add_argument("--isolated", action="store_true", help="every stage in a process of its own (as Airflow)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size, print JSON
+    parser.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one stage of --context, print JSON
+    parser.add_argument("--context", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stage:
+        stage_in_this_process(args.context, args.stage)
+        return
     if args.one:
-        print(json.dumps(run_size(args.one, args.as_of, args.timeframes.split(","))))
+        print(json.dumps(run_size(args.one, args.as_of, args.timeframes.split(","), args.isolated)))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {}
     for size in sizes:
         done = subprocess.run(
-            [sys.executable, __file__, "--one", str(size), "--as-of", args.as_of, "--timeframes", args.timeframes],
+            [sys.executable, __file__, "--one", str(size), "--as-of", args.as_of, "--timeframes", args.timeframes]
+            + (["--isolated"] if args.isolated else []),
             capture_output=True,
             text=True,
         )
@@ -175,6 +220,8 @@ def main() -> None:
         projected = projection(sizes, seconds, peaks, args.project) if len(sizes) > 1 else ""
         print(f"{label:<26}{cells}{ratios}{projected}")
     print("ratio = (time growth) / (universe growth): 1.0 is linear, above 1.0 grows faster than the universe")
+    if args.isolated:
+        print("each stage ran in its own process: a peak is that task's, and end to end's is the largest task's")
 
 
 if __name__ == "__main__":

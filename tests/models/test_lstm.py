@@ -2,8 +2,10 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from trading_ml.models.lstm import Sequences
+from trading_ml.models.base import Standardizer
+from trading_ml.models.lstm import Sequences, standardized_sequences
 
 
 def interleaved_table() -> tuple[pd.DataFrame, np.ndarray]:
@@ -34,3 +36,17 @@ def test_rows_without_a_full_window_of_their_symbol_get_none():
     assert counts == {"A": 60 - 19, "B": 60 - 19, "C": 59 - 19}  # D's 10 bars never make a window
     assert len(set(sequences.row_of)) == len(sequences.row_of)
     assert Sequences(table.iloc[:0], values[:0], 20).batch(np.arange(0)).shape == (0, 20, 3)
+
+
+def test_standardized_sequences_hold_what_the_copying_transform_gives_and_leave_no_float64_path():
+    table, values = interleaved_table()
+    values = values * 7 + 3
+    train = np.arange(len(table)) < len(table) // 2
+    expected_scaler = Standardizer.fit(values[train])
+    expected = Sequences(table, expected_scaler.transform(values), length=5).grouped
+    scaler, sequences = standardized_sequences(table, values.copy(), train, 5)
+    np.testing.assert_array_equal(sequences.grouped, expected)  # the same numbers, bit for bit
+    np.testing.assert_array_equal(scaler.mean, expected_scaler.mean)
+    assert abs(float(sequences.grouped[:, 0].mean())) < 1.0  # standardized, not the raw values (mean 3)
+    with pytest.raises(TypeError, match="float32"):
+        scaler.transform_in_place(values.astype(np.float64))

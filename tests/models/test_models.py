@@ -296,14 +296,18 @@ def test_each_lstm_epoch_trains_on_a_fresh_draw_of_sequences_per_epoch(model_cla
     assert len(set(epochs[0]) ^ set(epochs[1])) > 0 and len(set().union(*map(set, epochs))) > 100
 
 
-@pytest.mark.parametrize("model_class", [LSTMDirection, LSTMVolatility])
-def test_an_lstm_predicts_a_fold_from_its_rows_and_their_context_as_from_the_whole_table(model_class):
-    table = planted_table(signal=1.0, days=300, symbols=4)
-    model, split = fitted(model_class, table, features_of(model_class))
+@pytest.mark.parametrize("model_class", [LSTMDirection, LSTMVolatility, XGBoostDirection, RegimeForest])
+def test_a_model_predicts_a_fold_from_its_rows_and_their_context_as_from_the_whole_table(model_class):
+    if model_class is RegimeForest:
+        table, names = planted_regime_table(), REGIME_FEATURES
+    else:
+        table, names = planted_table(signal=1.0, days=300, symbols=4), features_of(model_class)
+    model, split = fitted(model_class, table, names)
     tested = split.mask("test")
     context = getattr(model, "context_bars", None)  # the volatility LSTM's EWMA anchor reads the whole history
     needed = rows_with_context(table, np.flatnonzero(tested), context)
-    assert (needed.sum() < len(table) // 2) == (model_class is LSTMDirection)
+    assert (needed.sum() < len(table) // 2) == (model_class is not LSTMVolatility)
+    assert (needed == tested).all() == (context == 1)  # a model of single rows needs nothing but the tested rows
     whole, trimmed = model.predict(table)[tested], model.predict(table[needed])[tested[needed]]
     assert whole.notna().all().all()
     pd.testing.assert_frame_equal(whole, trimmed)

@@ -67,11 +67,13 @@ def read_config(files: Mapping[str, bytes]) -> dict:
 
 
 def feature_matrix(table: pd.DataFrame, names: list[str], model: str) -> np.ndarray:
-    """The named feature columns as float32, or a DataError naming what the table lacks."""
+    """The named feature columns as a float32 array of the caller's own (writable), or a DataError
+    naming what the table lacks."""
     missing = [n for n in names if n not in table.columns]
     if missing:
         raise DataError(f"{model} needs feature(s) {', '.join(missing[:5])} that this table lacks; rebuild features")
-    return table[names].to_numpy(dtype=np.float32)
+    matrix = table[names].to_numpy(dtype=np.float32)
+    return matrix if matrix.flags.writeable else matrix.copy()  # float32 columns come as a read-only view
 
 
 class Standardizer:
@@ -86,7 +88,17 @@ class Standardizer:
         return cls(values.mean(axis=0), np.where(scale > 0, scale, 1.0))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        return ((values - self.mean) / self.scale).astype(np.float32)
+        scaled = values - self.mean
+        scaled /= self.scale  # in place: one copy of the values, not three
+        return scaled.astype(np.float32, copy=False)
+
+    def transform_in_place(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`transform` written over float32 ``values`` (the same numbers), for a caller done with them."""
+        if values.dtype != np.float32:
+            raise TypeError(f"transform_in_place needs float32 values, not {values.dtype}")
+        values -= self.mean
+        values /= self.scale
+        return values
 
     def to_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}

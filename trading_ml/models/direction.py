@@ -71,6 +71,7 @@ def round_logger(name: str, rounds: int):
 class XGBoostDirection:
     name, task, target = "direction_xgboost", "direction", TARGET
     FILES = (".json", CONFIG)  # XGBoost's own JSON model format, and the feature names
+    context_bars = 1  # a prediction reads its own row only: a fold predicts just its test rows
 
     @checked(frozen=True, config=STRICT)
     class Params:
@@ -165,9 +166,9 @@ class LSTMDirection:
         from trading_ml.models import lstm
 
         table, split, feature_names = dataset.table, dataset.split, dataset.feature_names
-        features = feature_matrix(table, feature_names, cls.name)
-        scaler = Standardizer.fit(features[split.mask("train")])
-        sequences = lstm.Sequences(table, scaler.transform(features), params.sequence_length)
+        scaler, sequences = lstm.standardized_sequences(
+            table, feature_matrix(table, feature_names, cls.name), split.mask("train"), params.sequence_length
+        )
         labels = direction_labels(table, dataset, cls.name)
         labelled = labels.notna().to_numpy()[sequences.row_of]
         segment = split.segment.to_numpy()[sequences.row_of]
@@ -194,8 +195,9 @@ class LSTMDirection:
 
         from trading_ml.models import lstm
 
-        features = self.scaler.transform(feature_matrix(table, self.feature_names, self.name))
+        features = self.scaler.transform_in_place(feature_matrix(table, self.feature_names, self.name))
         sequences = lstm.Sequences(table, features, self.shape["sequence_length"])
+        del features  # the sequences hold their own grouped copy
         probabilities = np.full((len(table), 3), np.nan)
         logits = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
         if len(logits):

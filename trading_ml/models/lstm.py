@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trading_ml.models.base import LSTMParams
+from trading_ml.models.base import LSTMParams, Standardizer
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,14 @@ class Sequences:
         """Windows at these positions (indices into row_of), as (batch, length, features)."""
         rows = self.starts[positions][:, None] + np.arange(self.length)
         return torch.from_numpy(self.grouped[rows])
+
+
+def standardized_sequences(table: pd.DataFrame, values: np.ndarray, train: np.ndarray, length: int):
+    """The :class:`Standardizer` fitted on the ``train`` rows of ``values`` (float32, standardized in
+    place), and the :class:`Sequences` of them. Only the sequences' grouped copy outlives the call,
+    so a caller that passes its matrix straight in holds one copy of it while training, not three."""
+    scaler = Standardizer.fit(values[train])
+    return scaler, Sequences(table, scaler.transform_in_place(values), length)
 
 
 def load_net(config: dict, outputs: int, weights: bytes) -> tuple[LSTMNet, dict]:

@@ -78,6 +78,7 @@ def quiet_skops():
 class RegimeForest:
     name, task, target = "regime_rf", "regime", FORECAST
     FILES = (".skops", CONFIG)  # the forest (skops, in a dict by target), and its feature names
+    context_bars = 1  # a prediction reads its own row only: a fold predicts just its test rows
 
     @checked(frozen=True, config=STRICT)
     class Params:

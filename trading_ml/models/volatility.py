@@ -191,9 +191,9 @@ class LSTMVolatility:
         table, split = dataset.table, dataset.split
         names = lstm_inputs(dataset.feature_names)
         anchor = ewma_anchor(table, ANCHOR_DECAY)
-        inputs = inputs_with_anchor(table, names, anchor, cls.name)
-        scaler = Standardizer.fit(inputs[split.mask("train")])
-        sequences = lstm.Sequences(table, scaler.transform(inputs), params.sequence_length)
+        scaler, sequences = lstm.standardized_sequences(
+            table, inputs_with_anchor(table, names, anchor, cls.name), split.mask("train"), params.sequence_length
+        )
         log_ratio = np.log(np.maximum(table[TARGET].to_numpy(dtype=np.float64), MIN_VOLATILITY) / anchor)
         labelled = np.isfinite(log_ratio) & table[TARGET].notna().to_numpy()
         train_rows = split.mask("train") & labelled
@@ -204,7 +204,7 @@ class LSTMVolatility:
         ok = labelled[sequences.row_of]
         validation = np.flatnonzero(ok & (segment == "validation"))
         lstm.seed_everything(seed)
-        net = lstm.LSTMNet(inputs.shape[1], params.hidden, 1)
+        net = lstm.LSTMNet(len(names) + 1, params.hidden, 1)
         nn.init.zeros_(net.head.weight)
         nn.init.zeros_(net.head.bias)  # the untrained net forecasts the mean log ratio: a scaled EWMA
         history = lstm.fit(
@@ -231,8 +231,9 @@ class LSTMVolatility:
         from trading_ml.models import lstm
 
         anchor = ewma_anchor(table, self.target_scale["anchor_decay"])
-        inputs = inputs_with_anchor(table, self.feature_names, anchor, self.name)
-        sequences = lstm.Sequences(table, self.scaler.transform(inputs), self.shape["sequence_length"])
+        inputs = self.scaler.transform_in_place(inputs_with_anchor(table, self.feature_names, anchor, self.name))
+        sequences = lstm.Sequences(table, inputs, self.shape["sequence_length"])
+        del inputs  # the sequences hold their own grouped copy
         forecast = np.full(len(table), np.nan)
         outputs = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
         if len(outputs):

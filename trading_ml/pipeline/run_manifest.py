@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trading_ml.io import read_json, write_json
+from trading_ml.pipeline.memory import release_freed_memory
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.run import RunContext, pair_name, read_stage_manifest
 
@@ -84,7 +85,8 @@ def stage(
     """The envelope every stage shares, written once: its resources (the caller's, else opened for
     the stage and closed after it), the stage's work, its record in the run manifest
     (``summarize(manifest)``; None for a fan-out stage), then ``check``, which may raise
-    StageFailed once everything the stage wrote is recorded. The stage is called as it is written,
+    StageFailed once everything the stage wrote is recorded. What the stage freed is handed back to
+    the system as it ends (:mod:`trading_ml.pipeline.memory`). The stage is called as it is written,
     ``stage(ctx, ..., resources=None)``."""
 
     def wrap(work: Callable[..., dict]) -> Callable[..., dict]:
@@ -103,6 +105,7 @@ def stage(
             finally:
                 if owned:
                     resources.close()
+                release_freed_memory()  # the next stage in this process starts from what is live, not this one's peak
             check(ctx, manifest)
             return manifest
 

@@ -147,8 +147,9 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[Any, pd.
     """The model of the last fold, and every fold's predictions of its own test segment (NaN on
     rows no fold tested), with a ``fold`` column. A model with ``context_bars`` (it reads only that
     many bars of a symbol per prediction) predicts only its test rows and the bars before them."""
-    pooled = None
+    pooled, model = None, None
     for split in data.folds:
+        model = None  # the previous fold's model (a forest can be large) is not kept while the next one fits
         log.info(
             "%s: fold %d of %d: %d training, %d validation and %d test rows, test from %s",
             cls.name,
@@ -160,7 +161,7 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[Any, pd.
         model = cls.fit(data.for_fold(split), ctx.settings.models.params.get(cls.name), ctx.settings.models.seed)
         tested = split.mask("test")
         needed = rows_with_context(data.table, np.flatnonzero(tested), getattr(model, "context_bars", None))
-        predictions = model.predict(data.table[needed])
+        predictions = model.predict(data.table if needed.all() else data.table[needed])  # no copy of every row
         if pooled is None:
             pooled = pd.DataFrame(float("nan"), index=data.table.index, columns=predictions.columns).astype(
                 predictions.dtypes

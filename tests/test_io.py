@@ -1,0 +1,51 @@
+"""Files never half-written, and parquet tables read back exactly as written."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trading_ml.errors import DataError
+from trading_ml.io import atomic_write, read_parquet, write_parquet
+
+
+def training_like_table() -> pd.DataFrame:
+    stamps = pd.date_range("2024-01-01", periods=50, freq="D", tz="UTC")
+    index = pd.MultiIndex.from_product([stamps, ["AAPL", "MSFT"]], names=["timestamp", "symbol"])
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            "return_1": rng.normal(size=len(index)),
+            "rsi_14": np.where(rng.random(len(index)) < 0.1, np.nan, rng.uniform(0, 100, len(index))),
+            "target_regime": pd.Series(rng.choice(["bull", "bear", None], len(index)), dtype="str").to_numpy(),
+            "target_direction": pd.array(rng.choice([-1, 0, 1, None], len(index)), dtype="Int8"),
+        },
+        index=index,
+    )
+
+
+def test_a_table_reads_back_as_written_index_dtypes_and_missing_values(tmp_path):
+    table = training_like_table()
+    read = read_parquet(write_parquet(tmp_path / "t.parquet", table))
+    pd.testing.assert_frame_equal(read, table)
+    assert read["target_direction"].isna().any() and read["rsi_14"].isna().any()
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = write_parquet(tmp_path / "t.parquet", training_like_table())
+    before = path.read_bytes()
+
+    def fails_after_some_bytes(handle):
+        handle.write(b"PAR1 half a table")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, fails_after_some_bytes)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+def test_a_truncated_parquet_file_is_one_data_error_naming_it(tmp_path):
+    path = write_parquet(tmp_path / "t.parquet", training_like_table())
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match=r"t\.parquet cannot be read as parquet.*re-run the stage"):
+        read_parquet(path)
