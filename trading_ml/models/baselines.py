@@ -23,7 +23,9 @@ RETURN = "return_1"
 
 
 def symbol_returns(table: pd.DataFrame) -> dict[str, pd.Series]:
-    return {symbol: rows[RETURN].droplevel("symbol") for symbol, rows in table.groupby(level="symbol", sort=False)}
+    """Each symbol's returns (grouping the one column, not every column of the table)."""
+    by_symbol = table[RETURN].groupby(level="symbol", sort=False)
+    return {symbol: returns.droplevel("symbol") for symbol, returns in by_symbol}
 
 
 def rolling_std_with_next(returns: pd.Series, next_variance: pd.Series, window: int) -> pd.Series:
