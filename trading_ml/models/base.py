@@ -87,13 +87,8 @@ class Standardizer:
         scale = values.std(axis=0)
         return cls(values.mean(axis=0), np.where(scale > 0, scale, 1.0))
 
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        scaled = values - self.mean
-        scaled /= self.scale  # in place: one copy of the values, not three
-        return scaled.astype(np.float32, copy=False)
-
     def transform_in_place(self, values: np.ndarray) -> np.ndarray:
-        """:meth:`transform` written over float32 ``values`` (the same numbers), for a caller done with them."""
+        """(values - mean) / scale written over float32 ``values`` (no copy of a large matrix)."""
         if values.dtype != np.float32:
             raise TypeError(f"transform_in_place needs float32 values, not {values.dtype}")
         values -= self.mean
