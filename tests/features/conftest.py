@@ -21,6 +21,14 @@ def fetch_all(settings, source_kind, symbols, timeframe, as_of):
     return bars, {s: settings.instrument(s) for s in symbols}
 
 
+@pytest.fixture(autouse=True)
+def pandas_ta_without_talib(monkeypatch):
+    """pandas-ta's reference values the same with or without TA-Lib installed (as CI has it)."""
+    import pandas_ta as ta
+
+    monkeypatch.setitem(ta.Imports, "talib", False)
+
+
 @pytest.fixture(scope="session")
 def feature_settings(tmp_path_factory):
     from tests.conftest import make_settings

@@ -13,7 +13,8 @@ import pandas_ta as ta
 
 
 def pandas_ta_columns(bars: pd.DataFrame) -> dict[str, pd.Series]:
-    """Feature name -> pandas-ta's value for one symbol's bars (TA-Lib never used)."""
+    """Feature name -> pandas-ta's value for one symbol's bars, without TA-Lib (``conftest.py`` switches
+    it off: pandas-ta otherwise uses it wherever it is importable, and some values then differ)."""
     high, low, close, shares = bars["high"], bars["low"], bars["close"], bars["volume"]
     sma = {n: ta.sma(close, n, talib=False) for n in (5, 10, 20, 50, 200)}
     ema = {n: ta.ema(close, n, talib=False) for n in (12, 26)}
@@ -59,7 +60,7 @@ def pandas_ta_columns(bars: pd.DataFrame) -> dict[str, pd.Series]:
         "kc_upper_20": keltner.iloc[:, 2],
         "dc_lower_20": donchian.iloc[:, 0],
         "dc_upper_20": donchian.iloc[:, 2],
-        "zscore_20": ta.zscore(close, 20),
+        "zscore_20": ta.zscore(close, 20, ddof=0, talib=False),
         "cmf_20": ta.cmf(high, low, close, shares, length=20),
         "adosc_3_10": ta.adosc(high, low, close, shares, fast=3, slow=10, talib=False) / average[10],
         "efi_13": ta.efi(close, shares, 13) / (close * average[13]),

@@ -244,7 +244,7 @@ def non_zero(values: np.ndarray) -> np.ndarray:
 
 
 def rolling_zscore(values: np.ndarray, length: int) -> np.ndarray:
-    """(value - its rolling mean) / its rolling population standard deviation, as pandas-ta's zscore."""
+    """(value - its rolling mean) / its rolling population standard deviation, as pandas-ta's zscore with ``ddof=0``."""
     mean, variance = rolling_mean_and_variance(values, length)
     return (values - mean) / np.sqrt(variance)
 
