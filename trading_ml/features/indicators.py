@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from trading_ml.errors import DataError
 from trading_ml.features.catalogue import symbol_feature_names
@@ -224,6 +223,8 @@ def smoothed(values: np.ndarray, alpha: float, seed_values: int) -> np.ndarray:
         seeded = out.copy()
         seeded[seed_row], seeded[seed_row + 1 :] = seed, rest
         return pd.DataFrame(seeded).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+    from scipy.signal import lfilter  # here: scipy.signal takes 0.6 s to import, which training and the DAG skip
+
     out[seed_row] = seed
     out[seed_row + 1 :] = lfilter([alpha], [1.0, alpha - 1.0], rest, axis=0, zi=((1.0 - alpha) * seed)[None, :])[0]
     return out
