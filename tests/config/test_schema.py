@@ -37,7 +37,7 @@ def test_each_trained_model_reads_its_own_section_and_the_others_keep_their_defa
     settings = load_settings(
         config_with(tmp_path, models={"regime_rf": {"trees": 7}, "direction_lstm": {"hidden": 16}}), env={}
     )
-    assert settings.models.of("regime_rf") == RegimeForest.Params(trees=7, max_samples=100_000)
+    assert settings.models.of("regime_rf") == RegimeForest.Params(trees=7, max_samples=50_000)
     assert settings.models.of("direction_lstm").hidden == 16
     assert settings.models.of("volatility_lstm").hidden == 32  # the volatility LSTM has its own section
     assert settings.models.of("direction_xgboost") == XGBoostDirection.Params()

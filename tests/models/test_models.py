@@ -296,6 +296,34 @@ def test_each_lstm_epoch_trains_on_a_fresh_draw_of_sequences_per_epoch(model_cla
     assert len(set(epochs[0]) ^ set(epochs[1])) > 0 and len(set().union(*map(set, epochs))) > 100
 
 
+def stopping_epoch(history: list[float], patience: int, initial: float = float("inf")) -> int:
+    """The epoch after which ``patience`` epochs in a row have not beaten the best validation loss."""
+    best, best_epoch = initial, 0
+    for epoch, loss in enumerate(history, start=1):
+        if loss < best:
+            best, best_epoch = loss, epoch
+        if epoch - best_epoch >= patience:
+            return epoch
+    return len(history)
+
+
+@pytest.mark.parametrize("model_class", [LSTMDirection, LSTMVolatility])
+def test_lstm_training_stops_after_patience_epochs_without_improvement_with_the_same_best_weights(model_class):
+    table = planted_table(signal=0.0, days=300, symbols=4)  # noise, learnt fast: validation soon stops improving
+    names, fast = features_of(model_class), {"epochs": 8, "learning_rate": 0.01}
+    full, _ = fitted(model_class, table, names, with_models(**{model_class.name: {**fast, "patience": 8}}))
+    history, best = full.info["validation_loss_by_epoch"], full.info["best_epoch"]
+    initial = full.info.get("initial_validation_loss", np.inf)  # the volatility LSTM's untrained net competes
+    assert ("initial_validation_loss" in full.info) == (model_class is LSTMVolatility)
+    patience = next(p for p in range(1, 7) if best <= stopping_epoch(history, p, initial) < 8)
+    stops = stopping_epoch(history, patience, initial)
+    settings = with_models(**{model_class.name: {**fast, "patience": patience}})
+    stopped, _ = fitted(model_class, table, names, settings)
+    assert stopped.info["validation_loss_by_epoch"] == history[:stops]  # the same epochs, then no more
+    assert stopped.info["best_epoch"] == best
+    pd.testing.assert_frame_equal(stopped.predict(table), full.predict(table))
+
+
 @pytest.mark.parametrize("model_class", [LSTMDirection, LSTMVolatility, XGBoostDirection, RegimeForest])
 def test_a_model_predicts_a_fold_from_its_rows_and_their_context_as_from_the_whole_table(model_class):
     if model_class is RegimeForest:

@@ -113,3 +113,4 @@ class LSTMParams:
     batch: at_most(1_000_000) = 256
     learning_rate: Rate = 0.001
     sequences_per_epoch: at_most(100_000_000) = 50_000  # training sequences each epoch draws afresh (all when fewer)
+    patience: at_most(10_000) = 3  # stop after this many epochs without a better validation loss

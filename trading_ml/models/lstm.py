@@ -2,8 +2,9 @@
 
 Sequences never cross symbols; a row without ``length`` bars of its symbol before it gets no
 prediction. Each epoch trains on a fresh random draw of at most ``sequences_per_epoch`` training
-sequences, and training keeps the epoch with the lowest validation loss. Seeds are fixed and torch
-runs deterministic algorithms, so the same data gives the same weights.
+sequences, and training keeps the epoch with the lowest validation loss, stopping once ``patience``
+epochs in a row have not lowered it. Seeds are fixed and torch runs deterministic algorithms, so the
+same data gives the same weights.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def fit(
     threads: int | None = None,
 ) -> dict:
     """Train on the ``train`` positions, keep the weights of the best validation epoch; the history.
-    Each epoch logs its losses under the model's ``name``. With ``keep_initial`` the untrained net
-    competes too (epoch 0): a net that starts at a baseline then never ends worse than it on validation.
+    Training stops after ``params.patience`` epochs in a row without a better validation loss. Each
+    epoch logs its losses under the model's ``name``. With ``keep_initial`` the untrained net competes
+    too (epoch 0): a net that starts at a baseline then never ends worse than it on validation.
     ``threads``: torch's intra-op threads from here on (None: as they are)."""
     if threads:
         torch.set_num_threads(threads)
@@ -112,6 +114,7 @@ def fit(
     if keep_initial and len(validation):
         best = (evaluate_loss(net, sequences, targets, validation, loss_fn, batch), copy.deepcopy(net.state_dict()))
         log.info("%s: epoch 0 (untrained): validation loss %.5f", name, best[0])
+    initial = {"initial_validation_loss": round(best[0], 6)} if best[1] is not None else {}
     history: list[float] = []
     log.info(
         "%s: %d epochs, each over %d of %d training sequences; %d validation sequences",
@@ -147,9 +150,12 @@ def fit(
             ", best so far" if improved else "",
             time.perf_counter() - started,
         )
+        if len(validation) and epoch + 1 - best_epoch >= params.patience and epoch + 1 < epochs:
+            log.info("%s: stopped after epoch %d: no better validation loss in %d", name, epoch + 1, params.patience)
+            break
     if best[1] is not None:
         net.load_state_dict(best[1])
-    return {"validation_loss_by_epoch": history, "best_epoch": best_epoch}
+    return {"validation_loss_by_epoch": history, "best_epoch": best_epoch, **initial}
 
 
 def train_epoch(net, sequences: Sequences, targets, order: np.ndarray, loss_fn, optimizer, batch: int) -> float:
