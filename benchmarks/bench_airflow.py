@@ -88,16 +88,23 @@ def cli_run(config: Path) -> dict:
     ctx = RunContext.create(
         settings, dt.date.today().isoformat(), settings.symbols, list(settings.timeframes), "synthetic"
     )
+    stages: dict[str, float] = {}
+
+    def timed(label, stage, *args, **kwargs):
+        began = time.perf_counter()
+        stage(*args, **kwargs)
+        stages[label] = time.perf_counter() - began
+
     with StageResources.open(ctx) as resources:
-        ingest(ctx, resources=resources)
-        validate(ctx, resources)
-        build_features(ctx, resources)
+        timed("ingest", ingest, ctx, resources=resources)
+        timed("validate", validate, ctx, resources)
+        timed("features", build_features, ctx, resources)
         for name in chosen_models(ctx.models):
-            train(ctx, name, resources)
-        combine(ctx, resources)
-        evaluate(ctx, resources)
-        deploy(ctx, resources)
-    return {"wall": time.perf_counter() - start, "state": "success"}
+            timed(f"train_{name}", train, ctx, name, resources)
+        timed("combine", combine, ctx, resources)
+        timed("evaluate", evaluate, ctx, resources)
+        timed("deploy", deploy, ctx, resources)
+    return {"wall": time.perf_counter() - start, "state": "success", "stages": stages}
 
 
 def dag_test_run(config: Path) -> dict:
@@ -140,24 +147,26 @@ def run_figures(stack: AirflowStack, run_id: str) -> dict:
         "SELECT state, start_date, end_date FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id
     )
     rows = stack.query(
-        "SELECT scheduled_dttm, queued_dttm, start_date, end_date FROM task_instance "
+        "SELECT task_id, scheduled_dttm, queued_dttm, start_date, end_date FROM task_instance "
         "WHERE dag_id = %s AND run_id = %s AND state = 'success'",
         DAG_ID,
         run_id,
     )
     gaps = {"scheduled -> queued": [], "queued -> running": []}
-    busy = 0.0
-    for scheduled, queued, start, end in rows:
+    busy, stages = 0.0, {}
+    for task, scheduled, queued, start, end in rows:
         if scheduled and queued:
             gaps["scheduled -> queued"].append((stamp(queued) - stamp(scheduled)).total_seconds())
         gaps["queued -> running"].append((stamp(start) - stamp(queued)).total_seconds())
-        busy += (stamp(end) - stamp(start)).total_seconds()
+        busy += (took := (stamp(end) - stamp(start)).total_seconds())
+        stages[task] = stages.get(task, 0.0) + took  # a mapped task's instances summed
     return {
         "state": state,
         "wall": (stamp(run_end) - stamp(run_start)).total_seconds(),
         "tasks": len(rows),
         "busy": busy,
         "overhead": {name: spread(values) for name, values in gaps.items()},
+        "stages": stages,
     }
 
 
@@ -239,6 +248,7 @@ def print_figures(results: dict[str, dict | str]) -> None:
         )
         state = "" if figures["state"] == "success" else f"  ({figures['state']})"
         print(f"{LABELS[name]:32} {figures['wall']:6.1f}s {startup} {tasks} {busy}   {overhead}{state}")
+    print_stages(results)
     kill = results.get("celery-kill")
     if isinstance(kill, dict) and "killed" in kill:
         print(f"\nworker loss: killed {kill['killed']}")
@@ -250,6 +260,26 @@ def print_figures(results: dict[str, dict | str]) -> None:
             print(
                 f"  the run took {kill['wall'] - results['celery-2']['wall']:+.1f} s against 2 workers without a loss"
             )
+
+
+def print_stages(results: dict[str, dict | str]) -> None:
+    """Seconds per stage: the CLI's stage calls beside each stack's task durations (a mapped task's
+    instances summed); a stack's tasks that the CLI has no stage for (plan, report, ...) last."""
+    measured = {
+        n: figures["stages"] for n, figures in results.items() if isinstance(figures, dict) and "stages" in figures
+    }
+    if len(measured) < 2:
+        return
+    order = list(dict.fromkeys(task for stages in measured.values() for task in stages))
+    order.sort(key=lambda task: task not in measured.get("cli", {}))
+    print(
+        f"\nseconds per stage (task durations; a mapped task summed)\n{'':32}" + "".join(f"{n:>12}" for n in measured)
+    )
+    for task in order:
+        print(
+            f"{task:32}"
+            + "".join(f"{stages[task]:11.1f}s" if task in stages else f"{'-':>12}" for stages in measured.values())
+        )
 
 
 def main() -> None:

@@ -117,3 +117,23 @@ def test_intraday_without_timezone_is_refused(tmp_path):
 def test_missing_file_names_the_expected_path(tmp_path):
     with pytest.raises(DataError, match="expected .*AAPL_1d.csv"):
         CsvSource(tmp_path).fetch(SETTINGS.instrument("AAPL"), "1d", START, END)
+
+
+def test_numbers_the_csv_reader_parses_are_the_numbers_of_the_text_bit_for_bit(tmp_path):
+    """Prices parsed by the CSV reader equal pd.to_numeric of the same text, to the last bit."""
+    import numpy as np
+
+    from trading_ml.data.bar_files import read_bars_csv
+
+    rng = np.random.default_rng(7)
+    prices = np.exp(rng.normal(4, 2, size=(300, 1)) + rng.normal(0, 0.01, size=(300, 4)))
+    texts = [[repr(float(p)) if i % 3 else f"{p:.17e}" for p in row] for i, row in enumerate(prices)]  # shortest, 17 digits
+    days = pd.bdate_range("2022-01-03", periods=300)
+    lines = [f"{d.date()}, {o},{h},{low},{c},{i * 1000003}" for i, (d, (o, h, low, c)) in enumerate(zip(days, texts))]
+    path = tmp_path / "X_1d.csv"
+    path.write_text(HEADER + "\n".join(lines) + "\n")
+    bars = read_bars_csv(path, "1d")
+    for column, values in zip(("open", "high", "low", "close"), zip(*texts)):
+        expected = pd.to_numeric(pd.Series(values)).to_numpy()
+        assert np.array_equal(bars[column].to_numpy(), expected), column
+    assert (bars["volume"].to_numpy() == np.arange(300) * 1000003.0).all()

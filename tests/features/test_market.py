@@ -71,3 +71,31 @@ def test_a_stale_market_value_is_not_carried_forward():
     joined = attach_market(daily("2024-03-04", "2024-03-20")[[]], instruments["ABC"], panel)
     assert joined["vix_level"].iloc[0] == 16.0  # the same session
     assert pd.isna(joined["vix_level"].iloc[1])  # 16 days old: not used
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_as_of_join_is_pandas_merge_asof_backward_within_the_staleness_limit(seed):
+    from trading_ml.features.market import _as_of
+
+    rng = np.random.default_rng(seed)
+    stamps = pd.DatetimeIndex(
+        np.sort(rng.choice(pd.date_range("2024-01-01", periods=400, freq="h", tz="UTC"), 150, replace=False))
+    )
+    component = pd.DataFrame({"level": rng.normal(size=150), "count": rng.integers(0, 9, 150)}, index=stamps)
+    close_times = pd.DatetimeIndex(
+        np.sort(rng.choice(pd.date_range("2023-12-31", periods=500, freq="h", tz="UTC"), 200))
+    )
+    close_times = close_times.append(stamps[:5]).sort_values()  # exact matches count as known
+    limit = pd.Timedelta(hours=int(rng.integers(1, 6)))
+    expected = pd.merge_asof(
+        pd.DataFrame({"close_time": close_times}),
+        component.rename_axis("close_time").reset_index(),
+        on="close_time",
+        direction="backward",
+        tolerance=limit,
+    ).drop(columns="close_time")
+    got = _as_of(component, close_times, limit)
+    assert got["level"].isna().any() and got["level"].notna().any()  # stale and fresh rows both occur
+    pd.testing.assert_frame_equal(got, expected.astype(got.dtypes))
+    pd.testing.assert_frame_equal(got.isna(), expected.isna())
+    assert _as_of(component.iloc[:0], close_times, limit).isna().all().all()

@@ -33,7 +33,7 @@ def read_bars_csv(path: Path, timeframe: str, start: pd.Timestamp | None = None,
     the window are never checked), or raise DataError naming what to fix. Timestamps whose UTC
     offsets change with daylight saving are accepted when they follow ``zone`` (the exchange's)."""
     header = _read_header(path)
-    frame = _read_table(path)
+    frame = _read_table(path, text_columns=[h.lstrip() for h in header if canonical_column(h) in TIME_COLUMNS])
     time_column = next((c for c in frame.columns if canonical_column(c) in TIME_COLUMNS), None)
     if time_column is None:
         raise DataError(
@@ -68,9 +68,13 @@ def _read_header(path: Path) -> list[str]:
     return header
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, text_columns: list[str]) -> pd.DataFrame:
+    """The CSV with ``text_columns`` as text and numbers parsed by the CSV reader; a column that
+    holds something else than numbers stays text, for ``normalize_bars`` to name the value."""
     try:
-        frame = pd.read_csv(path, dtype=str, encoding="utf-8-sig", skipinitialspace=True)
+        frame = pd.read_csv(
+            path, dtype=dict.fromkeys(text_columns, str), encoding="utf-8-sig", skipinitialspace=True, low_memory=False
+        )
     except pd.errors.ParserError as error:
         raise DataError(f"{path}: malformed CSV ({error}); every row needs as many fields as the header") from error
     if frame.empty:

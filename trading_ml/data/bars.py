@@ -87,6 +87,8 @@ def normalize_bars(frame: pd.DataFrame, timeframe: str, origin: str) -> pd.DataF
 
 
 def _numeric_column(values: pd.Series, column: str, origin: str) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(values.dtype):  # parsed as numbers already (a CSV reader, a source)
+        return values.astype("float64")
     numbers = pd.to_numeric(values, errors="coerce")
     bad = numbers.isna() & values.notna()
     if bad.any():

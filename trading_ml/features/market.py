@@ -122,11 +122,17 @@ def attach_market(features: pd.DataFrame, instrument: Instrument, panel: MarketP
 
 
 def _as_of(component: pd.DataFrame, close_times: pd.DatetimeIndex, stale_after: pd.Timedelta) -> pd.DataFrame:
-    """The component's last row at or before each close time, if not older than stale_after."""
-    left = pd.DataFrame({"close_time": close_times})
-    right = component.rename_axis("close_time").reset_index()
-    merged = pd.merge_asof(left, right, on="close_time", direction="backward", tolerance=stale_after)
-    return merged.drop(columns="close_time")
+    """The component's last row at or before each close time, if not older than stale_after (as
+    ``pd.merge_asof`` backward with that tolerance, by one binary search of the sorted close times)."""
+    stamps = component.index
+    if not len(stamps):
+        return pd.DataFrame(np.nan, index=range(len(close_times)), columns=component.columns)
+    latest = stamps.searchsorted(close_times, side="right") - 1
+    known = latest >= 0
+    taken = np.where(known, latest, 0)
+    fresh = known & np.asarray(close_times - stamps[taken] <= stale_after)
+    values = component.iloc[taken].reset_index(drop=True)
+    return values.where(np.broadcast_to(fresh[:, None], values.shape))
 
 
 def _by_close_time(bars: pd.DataFrame, instrument: Instrument, timeframe: str) -> pd.DataFrame:

@@ -150,10 +150,12 @@ def random_walk_regime(
     close = every_close[rows]
     volatility = pd.Series(np.diff(np.log(every_close), prepend=np.nan)).rolling(20).std().to_numpy()[rows]
     steps = np.random.default_rng(0).standard_normal((paths, horizon))
-    future = close[:, None, None] * np.exp(
-        volatility[:, None, None] * np.cumsum(steps, axis=1)[None]
-    )  # rows x paths x horizon
-    added = future.sum(axis=2)
+    future = volatility[:, None, None] * np.cumsum(steps, axis=1)[None]  # rows x paths x horizon; then in place:
+    np.exp(future, out=future)
+    future *= close[:, None, None]
+    added = future[:, :, 0].copy()
+    for step in range(1, horizon):  # the path's future closes summed (sum(axis=2) over a short last axis is slow)
+        added += future[:, :, step]
     kept = {n: pd.Series(every_close).rolling(n - horizon).sum().to_numpy()[rows, None] for n in (50, 200)}
     trend = np.sign((kept[50] + added) / 50 - (kept[200] + added) / 200)
     if horizon < lookback:  # the return's first price is already known
@@ -167,7 +169,9 @@ def random_walk_regime(
     inputs = regime_inputs(bars, features, rules, bars_per_year).iloc[rows]
     adx, fear = inputs["adx"].to_numpy(dtype=float)[:, None], inputs["fear"].to_numpy(dtype=float)[:, None]
     codes = regime_codes(trend, returns, adx, fear, rules)
-    counts = np.stack([(codes == k).sum(axis=1) for k in range(len(REGIMES))], axis=1)
+    classes = len(REGIMES)
+    counts = np.bincount((codes + classes * np.arange(len(codes))[:, None]).ravel(), minlength=classes * len(codes))
+    counts = counts.reshape(len(codes), classes)  # each row's paths per label
     labels = pd.Series(np.array(REGIMES, dtype=object)[counts.argmax(axis=1)], index=inputs.index, dtype="object")
     known = (
         np.isfinite(volatility)
