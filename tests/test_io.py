@@ -49,3 +49,15 @@ def test_a_truncated_parquet_file_is_one_data_error_naming_it(tmp_path):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(DataError, match=r"t\.parquet cannot be read as parquet.*re-run the stage"):
         read_parquet(path)
+
+
+def test_csv_timestamps_are_iso_utc_to_the_second_as_strftime_writes_them():
+    import pandas as pd
+
+    from trading_ml.io import iso_utc_seconds
+
+    hourly = pd.date_range("2021-03-13 20:00", periods=60, freq="h", tz="UTC")
+    assert iso_utc_seconds(hourly).tolist() == hourly.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
+    new_york = hourly.tz_convert("America/New_York")  # the same instants across a DST change: still UTC
+    assert iso_utc_seconds(new_york).tolist() == iso_utc_seconds(hourly).tolist()
+    assert iso_utc_seconds(pd.DatetimeIndex(["2024-08-01 13:30:00.7"])).tolist() == ["2024-08-01T13:30:00Z"]

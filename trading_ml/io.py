@@ -130,9 +130,16 @@ def read_parquet(path: Path) -> pd.DataFrame:
 def write_table_csv(path: Path, table: pd.DataFrame) -> Path:
     """A timestamp-indexed table as CSV with ISO 8601 UTC timestamps (what `pd.read_csv` reads back)."""
     frame = table.reset_index(drop=True)
-    frame.insert(0, "timestamp", table.index.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    frame.insert(0, "timestamp", iso_utc_seconds(table.index))
     arrow, options = pa.Table.from_pandas(frame, preserve_index=False), arrow_csv.WriteOptions(quoting_style="needed")
     return atomic_write(path, lambda handle: arrow_csv.write_csv(arrow, handle, options))
+
+
+def iso_utc_seconds(index: pd.DatetimeIndex) -> np.ndarray:
+    """Each timestamp as 2024-08-01T13:30:00Z (to the second; naive ones taken as UTC), formatted by
+    numpy: strftime takes 5x as long."""
+    utc = index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
+    return np.char.add(np.datetime_as_string(utc.values.astype("datetime64[s]"), unit="s"), "Z")
 
 
 def write_parquet(path: Path, table: pd.DataFrame) -> Path:

@@ -119,11 +119,9 @@ def natural_key(collection: str, document: dict) -> tuple:
 
 def bars_to_documents(symbol: str, timeframe: str, bars: pd.DataFrame, source: str) -> list[dict]:
     """One document per bar, keyed by (symbol, timeframe, timestamp)."""
-    records = bars[BAR_COLUMNS].reset_index().to_dict("records")
-    for record in records:
-        record["timestamp"] = record["timestamp"].to_pydatetime()
-        record.update(symbol=symbol, timeframe=timeframe, source=source)
-    return records
+    keys = ("timestamp", *BAR_COLUMNS)
+    rows = zip(bars.index.to_pydatetime(), *(bars[column].tolist() for column in BAR_COLUMNS))
+    return [dict(zip(keys, row), symbol=symbol, timeframe=timeframe, source=source) for row in rows]
 
 
 def documents_to_bars(documents: Iterable[dict]) -> pd.DataFrame:
