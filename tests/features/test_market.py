@@ -99,3 +99,5 @@ def test_the_as_of_join_is_pandas_merge_asof_backward_within_the_staleness_limit
     pd.testing.assert_frame_equal(got, expected.astype(got.dtypes))
     pd.testing.assert_frame_equal(got.isna(), expected.isna())
     assert _as_of(component.iloc[:0], close_times, limit).isna().all().all()
+    shuffled = component.sample(frac=1.0, random_state=seed)
+    pd.testing.assert_frame_equal(_as_of(shuffled, close_times, limit), got)

@@ -124,6 +124,8 @@ def attach_market(features: pd.DataFrame, instrument: Instrument, panel: MarketP
 def _as_of(component: pd.DataFrame, close_times: pd.DatetimeIndex, stale_after: pd.Timedelta) -> pd.DataFrame:
     """The component's last row at or before each close time, if not older than stale_after (as
     ``pd.merge_asof`` backward with that tolerance, by one binary search of the sorted close times)."""
+    if not component.index.is_monotonic_increasing:  # the binary search needs them in order
+        component = component.sort_index()
     stamps = component.index
     if not len(stamps):
         return pd.DataFrame(np.nan, index=range(len(close_times)), columns=component.columns)
