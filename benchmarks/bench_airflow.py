@@ -4,6 +4,7 @@ workers; then the Celery stack again with a worker killed while it trains, and h
 
     .venv/bin/python benchmarks/bench_airflow.py [--stacks cli,dag-test,standalone,celery-1,celery-2,celery-kill]
     .venv/bin/python benchmarks/bench_airflow.py --stacks cli,dag-test --symbols 100
+    .venv/bin/python benchmarks/bench_airflow.py --stacks cli,standalone --load 2   # and with 2 busy processes
 
 The run is tests/dags/airflow_stacks.py's ``small_config`` (five symbols, 1d over two years, quick
 models), or with ``--symbols N`` config.yaml's universe cut or grown (synthetic equities) to N
@@ -15,19 +16,24 @@ timeout, as the test does.
 Per stack it prints the run's wall time (the DAG run's start to end, as Airflow recorded it), the
 startup (from starting the services to the triggered run's creation: services up, DAG parsed,
 unpaused), the task count, the busy time (the sum of task durations) and the per-task overhead:
-scheduled -> queued and queued -> running (median, 90th percentile, max).
+scheduled -> queued and queued -> running (median, 90th percentile, max); then each stage's seconds
+beside the CLI's. With ``--load N`` each stack runs again with N processes keeping a core busy each,
+and every training task's slowdown is printed beside what a fair share of the cores allows.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,10 +205,18 @@ def recovery(stack: CeleryStack, run_id: str, killed: tuple[str, str, dt.datetim
     }
 
 
+def cli_in_new_process(config: Path) -> dict:
+    """cli_run in a fresh interpreter, as `trading-ml run` starts: every import paid, none warm."""
+    child = subprocess.run(
+        [sys.executable, __file__, "--cli-config", str(config)], capture_output=True, text=True, check=True
+    )
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def measure(name: str, config: Path) -> dict | str:
     """One stack's figures, or why it could not run here."""
     if name == "cli":
-        return cli_run(config)
+        return cli_in_new_process(config)
     if name == "dag-test":
         return dag_test_run(config)
     if name == "standalone":
@@ -273,13 +287,44 @@ def print_stages(results: dict[str, dict | str]) -> None:
     order = list(dict.fromkeys(task for stages in measured.values() for task in stages))
     order.sort(key=lambda task: task not in measured.get("cli", {}))
     print(
-        f"\nseconds per stage (task durations; a mapped task summed)\n{'':32}" + "".join(f"{n:>12}" for n in measured)
+        f"\nseconds per stage (task durations; a mapped task summed)\n{'':32}" + "".join(f"{n:>14}" for n in measured)
     )
     for task in order:
         print(
             f"{task:32}"
-            + "".join(f"{stages[task]:11.1f}s" if task in stages else f"{'-':>12}" for stages in measured.values())
+            + "".join(f"{stages[task]:13.1f}s" if task in stages else f"{'-':>14}" for stages in measured.values())
         )
+
+
+@contextmanager
+def busy_processes(count: int):
+    """``count`` processes that each keep a core busy while the block runs: other work on the machine."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def print_fair_share(results: dict[str, dict | str], load: int) -> None:
+    """Each training task with ``load`` busy processes beside it against the same task alone, and the
+    slowdown its fair share of the cores allows: (busy processes + cores) / cores, when the parallel
+    trainings' threads fill the cores (models.cores / airflow.parallel_trainings each)."""
+    cores = os.cpu_count() or 1
+    bound = (load + cores) / cores
+    for name, figures in results.items():
+        loaded = results.get(f"{name}+{load}")
+        if not isinstance(figures, dict) or not isinstance(loaded, dict) or "stages" not in figures:
+            continue
+        print(f"\n{LABELS[name]}: each training with {load} busy processes beside it, against alone")
+        print(f"  a fair share of {cores} cores allows up to {bound:.1f}x")
+        for task, alone in figures["stages"].items():
+            if task.startswith("train_") and task in loaded.get("stages", {}):
+                ratio = loaded["stages"][task] / alone
+                verdict = "within its share" if ratio <= bound else "slower than its share"
+                print(f"  {task:32} {alone:6.1f}s -> {loaded['stages'][task]:6.1f}s  {ratio:4.1f}x  {verdict}")
 
 
 def main() -> None:
@@ -288,7 +333,14 @@ def main() -> None:
     parser.add_argument(
         "--symbols", type=int, help="config.yaml's universe cut or grown to N symbols (default: the test's five)"
     )
+    parser.add_argument(
+        "--load", type=int, default=0, help="also run each stack with this many busy processes beside it"
+    )
+    parser.add_argument("--cli-config", type=Path, help=argparse.SUPPRESS)  # internal: one CLI run, JSON out
     args = parser.parse_args()
+    if args.cli_config:
+        print(json.dumps(cli_run(args.cli_config)))
+        return
     stacks = args.stacks.split(",")
     unknown = sorted(set(stacks) - set(STACKS))
     if unknown:
@@ -300,6 +352,14 @@ def main() -> None:
             config = sized_config(Path(folder) / name, args.symbols)
             print(f"running {LABELS[name]} ...", file=sys.stderr, flush=True)
             results[name] = measure(name, config)
+            if args.load:
+                loaded = f"{name}+{args.load}"
+                LABELS[loaded] = f"{LABELS[name].split(' (')[0]}, {args.load} busy beside"
+                (Path(folder) / loaded).mkdir()
+                config = sized_config(Path(folder) / loaded, args.symbols)
+                print(f"running {LABELS[loaded]} ...", file=sys.stderr, flush=True)
+                with busy_processes(args.load):
+                    results[loaded] = measure(name, config)
         settings = yaml.safe_load(config.read_text())
     count = len(settings["universe"]["indices"]) + sum(
         len(s) for s in settings["universe"]["equities"]["sectors"].values()
@@ -309,6 +369,8 @@ def main() -> None:
         "synthetic, TinyDB =="
     )
     print_figures(results)
+    if args.load:
+        print_fair_share(results, args.load)
 
 
 if __name__ == "__main__":
