@@ -296,6 +296,14 @@ def print_stages(results: dict[str, dict | str]) -> None:
         )
 
 
+def measure_fresh(name: str, label: str, folder: Path, symbols: int | None) -> tuple[dict | str, Path]:
+    """One stack measured in a folder of its own (``folder/label``); its figures and its config."""
+    (folder / label).mkdir()
+    config = sized_config(folder / label, symbols)
+    print(f"running {LABELS[label]} ...", file=sys.stderr, flush=True)
+    return measure(name, config), config
+
+
 @contextmanager
 def busy_processes(count: int):
     """``count`` processes that each keep a core busy while the block runs: other work on the machine."""
@@ -348,18 +356,12 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for name in stacks:
-            (Path(folder) / name).mkdir()
-            config = sized_config(Path(folder) / name, args.symbols)
-            print(f"running {LABELS[name]} ...", file=sys.stderr, flush=True)
-            results[name] = measure(name, config)
+            results[name], config = measure_fresh(name, name, Path(folder), args.symbols)
             if args.load:
                 loaded = f"{name}+{args.load}"
                 LABELS[loaded] = f"{LABELS[name].split(' (')[0]}, {args.load} busy beside"
-                (Path(folder) / loaded).mkdir()
-                config = sized_config(Path(folder) / loaded, args.symbols)
-                print(f"running {LABELS[loaded]} ...", file=sys.stderr, flush=True)
                 with busy_processes(args.load):
-                    results[loaded] = measure(name, config)
+                    results[loaded], config = measure_fresh(name, loaded, Path(folder), args.symbols)
         settings = yaml.safe_load(config.read_text())
     count = len(settings["universe"]["indices"]) + sum(
         len(s) for s in settings["universe"]["equities"]["sectors"].values()

@@ -33,8 +33,8 @@ def read_bars_csv(path: Path, timeframe: str, start: pd.Timestamp | None = None,
     the window are never checked), or raise DataError naming what to fix. Timestamps whose UTC
     offsets change with daylight saving are accepted when they follow ``zone`` (the exchange's)."""
     header = _read_header(path)
-    frame = _read_table(path, text_columns=[h.lstrip() for h in header if canonical_column(h) in TIME_COLUMNS])
-    time_column = next((c for c in frame.columns if canonical_column(c) in TIME_COLUMNS), None)
+    frame = _read_table(path, text_column=time_column_of(h.lstrip() for h in header))
+    time_column = time_column_of(frame.columns)
     if time_column is None:
         raise DataError(
             f"{path}: no timestamp column; name one of {', '.join(TIME_COLUMNS)} "
@@ -49,6 +49,11 @@ def read_bars_csv(path: Path, timeframe: str, start: pd.Timestamp | None = None,
             raise DataError(f"{path}: no rows in [{start}, {end}); the file covers {utc.min()} to {utc.max()}")
         bars = bars[inside]
     return normalize_bars(bars, timeframe, origin=str(path))
+
+
+def time_column_of(names) -> str | None:
+    """The first of ``names`` that is a timestamp column (timestamp, datetime, date, time), or None."""
+    return next((name for name in names if canonical_column(name) in TIME_COLUMNS), None)
 
 
 def _read_header(path: Path) -> list[str]:
@@ -68,13 +73,12 @@ def _read_header(path: Path) -> list[str]:
     return header
 
 
-def _read_table(path: Path, text_columns: list[str]) -> pd.DataFrame:
-    """The CSV with ``text_columns`` as text and numbers parsed by the CSV reader; a column that
-    holds something else than numbers stays text, for ``normalize_bars`` to name the value."""
+def _read_table(path: Path, text_column: str | None) -> pd.DataFrame:
+    """The CSV with ``text_column`` (the timestamps) as text and numbers parsed by the CSV reader; a
+    column that holds something else than numbers stays text, for ``normalize_bars`` to name the value."""
+    text = {text_column: str} if text_column else None
     try:
-        frame = pd.read_csv(
-            path, dtype=dict.fromkeys(text_columns, str), encoding="utf-8-sig", skipinitialspace=True, low_memory=False
-        )
+        frame = pd.read_csv(path, dtype=text, encoding="utf-8-sig", skipinitialspace=True, low_memory=False)
     except pd.errors.ParserError as error:
         raise DataError(f"{path}: malformed CSV ({error}); every row needs as many fields as the header") from error
     if frame.empty:
