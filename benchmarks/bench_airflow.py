@@ -5,6 +5,7 @@ workers; then the Celery stack again with a worker killed while it trains, and h
     .venv/bin/python benchmarks/bench_airflow.py [--stacks cli,dag-test,standalone,celery-1,celery-2,celery-kill]
     .venv/bin/python benchmarks/bench_airflow.py --stacks cli,dag-test --symbols 100
     .venv/bin/python benchmarks/bench_airflow.py --stacks cli,standalone --load 2   # and with 2 busy processes
+    .venv/bin/python benchmarks/bench_airflow.py --stacks cli,standalone --set AIRFLOW__CORE__EXECUTOR=LocalExecutor
 
 The run is tests/dags/airflow_stacks.py's ``small_config`` (five symbols, 1d over two years, quick
 models), or with ``--symbols N`` config.yaml's universe cut or grown (synthetic equities) to N
@@ -13,11 +14,14 @@ symbols; the stacks schedule it by unpausing the DAG, as an operator would. Each
 redis-server and the ``[celery]`` extra (``make services``); the worker-loss run uses a 30 s heartbeat
 timeout, as the test does.
 
+Each stack runs twice: the first run after it started (a cold api-server, ...) and the next one.
 Per stack it prints the run's wall time (the DAG run's start to end, as Airflow recorded it), the
 startup (from starting the services to the triggered run's creation: services up, DAG parsed,
 unpaused), the task count, the busy time (the sum of task durations) and the per-task overhead:
 scheduled -> queued and queued -> running (median, 90th percentile, max); then each stage's seconds
-beside the CLI's. With ``--load N`` each stack runs again with N processes keeping a core busy each,
+beside the CLI's, and each stack's wall against the CLI's. ``--set KEY=VALUE`` gives every stack
+an Airflow setting (the stacks start from a clean environment), e.g. an earlier default to compare
+with. With ``--load N`` each stack runs again with N processes keeping a core busy each,
 and every training task's slowdown is printed beside what a fair share of the cores allows.
 """
 
@@ -59,6 +63,7 @@ from tests.dags.airflow_stacks import DAG_ID, AirflowStack, CeleryStack, Standal
 
 STACKS = ("cli", "dag-test", "standalone", "celery-1", "celery-2", "celery-kill")
 KILL_HEARTBEAT_TIMEOUT = 30
+STACK_SETTINGS: dict[str, str] = {}  # --set: Airflow settings given to every stack (e.g. the defaults of before)
 
 
 def sized_config(folder: Path, symbols: int | None) -> Path:
@@ -77,13 +82,14 @@ def sized_config(folder: Path, symbols: int | None) -> Path:
 
 
 def cli_run(config: Path) -> dict:
-    """Every stage called in this process, as ``trading-ml run`` does."""
+    """Every stage called in this process, as ``trading-ml run`` does (the report included)."""
     from trading_ml.drivers import load_settings
     from trading_ml.models.catalogue import chosen_models
     from trading_ml.pipeline.deploy import deploy
     from trading_ml.pipeline.evaluate import evaluate
     from trading_ml.pipeline.features import build_features
     from trading_ml.pipeline.ingest import ingest
+    from trading_ml.pipeline.report import report
     from trading_ml.pipeline.resources import StageResources
     from trading_ml.pipeline.train import combine, train
     from trading_ml.pipeline.validate import validate
@@ -110,6 +116,7 @@ def cli_run(config: Path) -> dict:
         timed("combine", combine, ctx, resources)
         timed("evaluate", evaluate, ctx, resources)
         timed("deploy", deploy, ctx, resources)
+        timed("report", report, ctx, resources)
     return {"wall": time.perf_counter() - start, "state": "success", "stages": stages}
 
 
@@ -128,7 +135,8 @@ def dag_test_run(config: Path) -> dict:
 
 def stack_run(stack: AirflowStack, start, kill_during_training: bool = False) -> dict:
     """Start the stack, unpause the DAG, trigger a run (killing the worker of the first
-    training task when asked); the run's figures from the metadata database."""
+    training task when asked); the run's figures from the metadata database, and (without a kill)
+    the figures of a second run triggered once the first ended, under ``next``."""
     started = time.monotonic()
     try:
         start()
@@ -138,7 +146,13 @@ def stack_run(stack: AirflowStack, start, kill_during_training: bool = False) ->
             (*stack.kill_worker_running_training(run_id), dt.datetime.now(dt.UTC)) if kill_during_training else None
         )
         stack.wait_for_run(run_id, 1800)
-        return {"startup": ready, **run_figures(stack, run_id), **(recovery(stack, run_id, killed) if killed else {})}
+        figures = {"startup": ready, **run_figures(stack, run_id)}
+        figures.update(recovery(stack, run_id, killed) if killed else {})
+        if not kill_during_training:  # the same run again on the stack that is up now: what each later run costs
+            next_id = stack.trigger_another_run()
+            stack.wait_for_run(next_id, 1800)
+            figures["next"] = run_figures(stack, next_id)
+        return figures
     finally:
         stack.stop()
 
@@ -221,19 +235,21 @@ def measure(name: str, config: Path) -> dict | str:
         return dag_test_run(config)
     if name == "standalone":
         stack = StandaloneStack(config)
+        stack.env.update(STACK_SETTINGS)
         return stack_run(stack, stack.start)
     missing = missing_parts()
     if missing:
         return "skipped: " + "; ".join(missing)
     workers = 1 if name == "celery-1" else 2
     stack = CeleryStack(config, KILL_HEARTBEAT_TIMEOUT if name == "celery-kill" else 120)
+    stack.env.update(STACK_SETTINGS)
     return stack_run(stack, lambda: stack.start(workers=workers), kill_during_training=name == "celery-kill")
 
 
 LABELS = {
     "cli": "CLI (stage calls, one process)",
     "dag-test": "dag.test (in process)",
-    "standalone": "standalone (LocalExecutor)",
+    "standalone": "standalone (make airflow)",
     "celery-1": "Celery, 1 worker",
     "celery-2": "Celery, 2 workers",
     "celery-kill": "Celery, 2 workers, 1 killed",
@@ -262,6 +278,12 @@ def print_figures(results: dict[str, dict | str]) -> None:
         )
         state = "" if figures["state"] == "success" else f"  ({figures['state']})"
         print(f"{LABELS[name]:32} {figures['wall']:6.1f}s {startup} {tasks} {busy}   {overhead}{state}")
+    cli = results.get("cli")
+    if isinstance(cli, dict):
+        ratios = [
+            f"{n} {f['wall'] / cli['wall']:.2f}x" for n, f in results.items() if n != "cli" and isinstance(f, dict)
+        ]
+        print("wall against the CLI's: " + (", ".join(ratios) or "-"))
     print_stages(results)
     kill = results.get("celery-kill")
     if isinstance(kill, dict) and "killed" in kill:
@@ -286,13 +308,18 @@ def print_stages(results: dict[str, dict | str]) -> None:
         return
     order = list(dict.fromkeys(task for stages in measured.values() for task in stages))
     order.sort(key=lambda task: task not in measured.get("cli", {}))
+    widths = {n: max(14, len(n) + 2) for n in measured}
     print(
-        f"\nseconds per stage (task durations; a mapped task summed)\n{'':32}" + "".join(f"{n:>14}" for n in measured)
+        f"\nseconds per stage (task durations; a mapped task summed)\n{'':32}"
+        + "".join(f"{n:>{widths[n]}}" for n in measured)
     )
     for task in order:
         print(
             f"{task:32}"
-            + "".join(f"{stages[task]:13.1f}s" if task in stages else f"{'-':>14}" for stages in measured.values())
+            + "".join(
+                f"{stages[task]:{widths[n] - 1}.1f}s" if task in stages else f"{'-':>{widths[n]}}"
+                for n, stages in measured.items()
+            )
         )
 
 
@@ -302,6 +329,14 @@ def measure_fresh(name: str, label: str, folder: Path, symbols: int | None) -> t
     config = sized_config(folder / label, symbols)
     print(f"running {LABELS[label]} ...", file=sys.stderr, flush=True)
     return measure(name, config), config
+
+
+def add_next_run(results: dict[str, dict | str], name: str) -> None:
+    """A stack's second run as a row of its own (``<name> next``), after the first."""
+    figures = results[name]
+    if isinstance(figures, dict) and "next" in figures:
+        results[f"{name} next"] = {"state": "success", **figures.pop("next")}
+        LABELS[f"{name} next"] = f"{LABELS[name]}, next run"
 
 
 @contextmanager
@@ -316,6 +351,13 @@ def busy_processes(count: int):
             burner.wait()
 
 
+def loaded_twin(name: str, load: int) -> str:
+    """The result name of ``name``'s run with ``load`` busy processes beside it (``standalone next`` ->
+    ``standalone+2 next``)."""
+    first, _, next_run = name.partition(" ")
+    return f"{first}+{load}" + (f" {next_run}" if next_run else "")
+
+
 def print_fair_share(results: dict[str, dict | str], load: int) -> None:
     """Each training task with ``load`` busy processes beside it against the same task alone, and the
     slowdown its fair share of the cores allows: (busy processes + cores) / cores, when the parallel
@@ -323,7 +365,7 @@ def print_fair_share(results: dict[str, dict | str], load: int) -> None:
     cores = os.cpu_count() or 1
     bound = (load + cores) / cores
     for name, figures in results.items():
-        loaded = results.get(f"{name}+{load}")
+        loaded = results.get(loaded_twin(name, load))
         if not isinstance(figures, dict) or not isinstance(loaded, dict) or "stages" not in figures:
             continue
         print(f"\n{LABELS[name]}: each training with {load} busy processes beside it, against alone")
@@ -344,11 +386,19 @@ def main() -> None:
     parser.add_argument(
         "--load", type=int, default=0, help="also run each stack with this many busy processes beside it"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for every stack, e.g. AIRFLOW__CORE__EXECUTOR=LocalExecutor (repeatable)",
+    )
     parser.add_argument("--cli-config", type=Path, help=argparse.SUPPRESS)  # internal: one CLI run, JSON out
     args = parser.parse_args()
     if args.cli_config:
         print(json.dumps(cli_run(args.cli_config)))
         return
+    STACK_SETTINGS.update(setting.split("=", 1) for setting in args.set if "=" in setting)
     stacks = args.stacks.split(",")
     unknown = sorted(set(stacks) - set(STACKS))
     if unknown:
@@ -357,11 +407,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in stacks:
             results[name], config = measure_fresh(name, name, Path(folder), args.symbols)
+            add_next_run(results, name)
             if args.load:
                 loaded = f"{name}+{args.load}"
                 LABELS[loaded] = f"{LABELS[name].split(' (')[0]}, {args.load} busy beside"
                 with busy_processes(args.load):
                     results[loaded], config = measure_fresh(name, loaded, Path(folder), args.symbols)
+                add_next_run(results, loaded)
         settings = yaml.safe_load(config.read_text())
     count = len(settings["universe"]["indices"]) + sum(
         len(s) for s in settings["universe"]["equities"]["sectors"].values()

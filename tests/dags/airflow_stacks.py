@@ -167,6 +167,16 @@ class AirflowStack:
         )
         return run_id
 
+    def trigger_another_run(self) -> str:
+        """Trigger one more run of the unpaused DAG; its id."""
+        known = {run_id for (run_id,) in self.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID)}
+        self.airflow("dags", "trigger", DAG_ID)
+
+        def new_run():
+            return [r for (r,) in self.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID) if r not in known]
+
+        return self.wait_for("the triggered run", new_run, 120)[0]
+
     def wait_for_run(self, run_id: str, timeout: float = 900) -> str:
         """The run's final state, success or failed; on timeout, the state of each of its tasks too."""
 
