@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
+
+from trading_ml import drivers
 
 REPO = Path(__file__).resolve().parent.parent
 NOT_IN_TASKS = ("uvicorn",)  # the signals API's server, never imported by a pipeline stage
@@ -54,3 +57,11 @@ def test_preloading_imports_every_library_a_stage_imports_inside_a_function():
     loaded = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("PROBE "))[6:])
     assert "torch" not in loaded["before"]  # a fresh interpreter: the preload is what loads them
     assert loaded["missing"] == [], {name: lazy[name] for name in loaded["missing"]}
+
+
+def test_a_library_that_does_not_import_is_logged_and_the_rest_still_load(monkeypatch, caplog):
+    monkeypatch.setattr(drivers, "LAZY_LIBRARIES", ("trading_ml_no_such_library", "json"))
+    with caplog.at_level(logging.WARNING, logger="trading_ml.drivers"):
+        drivers.preload_libraries()  # the scheduler or worker that calls it keeps starting
+    assert "could not preload trading_ml_no_such_library" in caplog.text
+    assert "json" in sys.modules

@@ -4,6 +4,7 @@ and a run's settings as it froze them when it started."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 from trading_ml.config import Settings, parse_as_of
 from trading_ml.config.loader import ENV_DATA_DIR, ENV_MONGO_URI, ConfigParts, config_schema, settings_from_document
 from trading_ml.config.loader import load_settings as load_with
+
+log = logging.getLogger(__name__)
 
 
 def config_parts() -> ConfigParts:
@@ -84,4 +87,7 @@ def preload_libraries() -> None:
     with warnings.catch_warnings():  # skops looks its ufuncs up in every loaded module: Airflow's deprecated ones warn
         warnings.simplefilter("ignore")
         for module in LAZY_LIBRARIES:
-            importlib.import_module(module)
+            try:
+                importlib.import_module(module)
+            except ImportError as error:  # the service starts anyway; a task that needs it fails with this error
+                log.warning("could not preload %s (%s); each task will import it itself", module, error)

@@ -394,6 +394,8 @@ class CeleryStack(AirflowStack):
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.database_url}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "trading_ml_celery.CELERY_CONFIG",  # as docker-compose.yaml
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),

@@ -6,6 +6,9 @@ retried on the other worker."""
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import pytest
 
 from tests.dags.airflow_stacks import DAG_ID, CeleryStack, missing_parts, small_config
@@ -32,6 +35,36 @@ def task_instances(stack: CeleryStack, run_id: str) -> dict[tuple[str, int], tup
         run_id,
     )
     return {(task, index): (state, tries, host) for task, index, state, tries, host in rows}
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` forked (its pool, for a Celery worker)."""
+    threads = Path(f"/proc/{pid}/task").iterdir()
+    return [int(child) for thread in threads for child in (thread / "children").read_text().split()]
+
+
+def with_model_libraries(pids: list[int]) -> list[int]:
+    """The processes that have torch's and XGBoost's native libraries mapped."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/maps") as maps:
+            mapped = maps.read()
+            if "libtorch_cpu" in mapped and "libxgboost" in mapped:
+                found.append(pid)
+    return found
+
+
+def test_each_worker_forks_its_pool_with_the_model_libraries_loaded(stack):
+    """plugins/trading_ml_celery.py (as docker-compose.yaml sets it): a task is forked from a pool
+    process, which is forked from the worker after the preload; without it no pool process maps them."""
+    for name in ("worker1", "worker2"):
+        worker = stack.processes[name].popen.pid
+        # WORKER_CONCURRENCY is 2; wait_for raises when they never appear
+        stack.wait_for(
+            f"{name}'s two pool processes with torch and XGBoost loaded",
+            lambda: len(with_model_libraries(children(worker))) >= 2,
+            180,
+        )
 
 
 def test_a_worker_killed_while_training_does_not_fail_the_run(stack):
