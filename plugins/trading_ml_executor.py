@@ -1,6 +1,6 @@
 """The LocalExecutor of ``make airflow``, with the pipeline's libraries imported before it forks its
 workers: each task process is forked from a worker, so it starts with torch, xgboost, arch,
-scikit-learn and the stages loaded instead of importing them again (about 3.5 s a task).
+scikit-learn and the stages loaded instead of importing them again (about 4 s a training task).
 
     AIRFLOW__CORE__EXECUTOR=trading_ml_executor.PreloadedLocalExecutor   (scripts/airflow-standalone)
 """

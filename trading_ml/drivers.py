@@ -54,7 +54,7 @@ def run_settings(context: dict, mongo_uri: str | None = None) -> Settings:
 
 
 # What the stages import inside their functions (so the CLI and the DAG's parse start fast), and the
-# stage modules themselves: about 4 s and 0.5 GB together, which each Airflow task would pay again.
+# stage modules themselves: about 4 s and 0.8 GB together, which each Airflow task would pay again.
 LAZY_LIBRARIES = (
     "torch",
     "torch._dynamo",  # an optimizer imports it when it is made (1 s)
