@@ -108,15 +108,29 @@ def read_json(path: Path) -> dict:
         ) from error
 
 
+# Arrow allocates from glibc's heap, not its default mimalloc pool: a frame read from parquet keeps
+# Arrow's buffers (zero-copy), and mimalloc held 0.24 GB more than them for the 500-symbol training
+# table; glibc's freed pages go back to the system with release_freed_memory.
+pa.set_memory_pool(pa.system_memory_pool())
+
+COLUMNS_READ_AT_ONCE = 16
+
+
 def read_parquet(path: Path) -> pd.DataFrame:
     """A parquet file a stage wrote; a DataError naming it when it cannot be read (truncated, replaced).
-    Each column is handed to pandas as its own block and freed from Arrow as it goes, and Arrow's
-    pool returns what it kept: at 500 symbols the training table (0.7 GB) reads in 0.3 s with a peak
-    of 1.9 GB, against 2.9 s and 2.4 GB consolidated by ``pd.read_parquet``."""
+    Read COLUMNS_READ_AT_ONCE columns at a time, each handed to pandas as its own block without a
+    copy: at 500 symbols the training table (0.7 GB) reads in under a second with a peak of 0.1 GB
+    over the table, against 1.7 GB read whole."""
     try:
-        arrow_table = pq.read_table(path)
-        table = arrow_table.to_pandas(split_blocks=True, self_destruct=True)
-        del arrow_table
+        parquet = pq.ParquetFile(path)
+        metadata = parquet.schema_arrow.pandas_metadata or {}
+        index_columns = {c for c in metadata.get("index_columns", []) if isinstance(c, str)}
+        names = [n for n in parquet.schema_arrow.names if n not in index_columns]
+        first = _read_columns(parquet, names[:COLUMNS_READ_AT_ONCE], with_index=True)
+        parts = [first]
+        for start in range(COLUMNS_READ_AT_ONCE, len(names), COLUMNS_READ_AT_ONCE):
+            parts.append(_read_columns(parquet, names[start : start + COLUMNS_READ_AT_ONCE]).set_axis(first.index))
+        table = pd.concat(parts, axis=1) if len(parts) > 1 else first
         pa.default_memory_pool().release_unused()
         return table
     except (pa.ArrowException, ValueError, OSError) as error:
@@ -125,6 +139,12 @@ def read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(
             f"{path} cannot be read as parquet ({one_line(error, 120)}); re-run the stage that writes it"
         ) from error
+
+
+def _read_columns(parquet: pq.ParquetFile, names: list[str], with_index: bool = False) -> pd.DataFrame:
+    """``names`` of ``parquet`` as a frame of one block per column (with the file's index, or a range)."""
+    arrow_table = parquet.read(columns=names, use_pandas_metadata=with_index)
+    return arrow_table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def write_table_csv(path: Path, table: pd.DataFrame) -> Path:

@@ -22,7 +22,7 @@ try:
     [worker] = executor.workers.values()
     with open(f"/proc/{worker.pid}/maps") as maps:
         mapped = maps.read()
-    print("PROBE", json.dumps({"torch": "libtorch_cpu" in mapped, "xgboost": "libxgboost" in mapped}))
+    print("PROBE", json.dumps({"torch": "libtorch_cpu" in mapped, "xgboost": "libxgboost" in mapped}), flush=True)
 finally:
     executor.end()
 """
@@ -34,7 +34,9 @@ def worker_libraries(kind: str) -> dict[str, bool]:
         [sys.executable, "-c", PROBE, kind, str(REPO / "plugins")], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(next(line for line in result.stdout.splitlines() if line.startswith("PROBE "))[6:])
+    probes = [line for line in result.stdout.splitlines() if line.startswith("PROBE ")]
+    assert probes, f"the probe printed no PROBE line: {result.stdout[-1500:]} {result.stderr[-1500:]}"
+    return json.loads(probes[0][6:])
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc (Linux)")

@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trading_ml.models.base import Standardizer
 from trading_ml.models.lstm import Sequences, standardized_sequences
 
 
@@ -19,7 +18,7 @@ def interleaved_table() -> tuple[pd.DataFrame, np.ndarray]:
 
 def test_every_window_is_the_last_rows_of_its_own_symbol():
     table, values = interleaved_table()
-    sequences = Sequences(table, values, length=20)
+    sequences = Sequences(table, 20, lambda rows: values[rows])
     symbols = table.index.get_level_values("symbol").to_numpy()
     batch = sequences.batch(np.arange(len(sequences.row_of))).numpy()
     for window, row in zip(batch, sequences.row_of):
@@ -31,23 +30,35 @@ def test_every_window_is_the_last_rows_of_its_own_symbol():
 
 def test_rows_without_a_full_window_of_their_symbol_get_none():
     table, values = interleaved_table()
-    sequences = Sequences(table, values, length=20)
+    sequences = Sequences(table, 20, lambda rows: values[rows])
     counts = pd.Series(table.index.get_level_values("symbol")[sequences.row_of]).value_counts().to_dict()
     assert counts == {"A": 60 - 19, "B": 60 - 19, "C": 59 - 19}  # D's 10 bars never make a window
     assert len(set(sequences.row_of)) == len(sequences.row_of)
-    assert Sequences(table.iloc[:0], values[:0], 20).batch(np.arange(0)).shape == (0, 20, 3)
+    assert Sequences(table.iloc[:0], 20, lambda rows: values[:0][rows]).batch(np.arange(0)).shape == (0, 20, 3)
 
 
 def test_standardized_sequences_hold_what_the_copying_transform_gives_and_leave_no_float64_path():
     table, values = interleaved_table()
     values = values * 7 + 3
     train = np.arange(len(table)) < len(table) // 2
-    expected_scaler = Standardizer.fit(values[train])
-    standardized = ((values - expected_scaler.mean) / expected_scaler.scale).astype(np.float32)
-    expected = Sequences(table, standardized, length=5).grouped
-    scaler, sequences = standardized_sequences(table, values.copy(), train, 5)
+    mean, scale = values[train].mean(axis=0), values[train].std(axis=0)
+    standardized = ((values - mean) / scale).astype(np.float32)
+    expected = Sequences(table, 5, lambda rows: standardized[rows]).grouped
+    scaler, sequences = standardized_sequences(table, lambda rows: values[rows], train, 5)
     np.testing.assert_array_equal(sequences.grouped, expected)  # the same numbers, bit for bit
-    np.testing.assert_array_equal(scaler.mean, expected_scaler.mean)
+    np.testing.assert_array_equal(scaler.mean, mean)  # fitted on the train rows, in table order
+    np.testing.assert_array_equal(scaler.scale, scale)
     assert abs(float(sequences.grouped[:, 0].mean())) < 1.0  # standardized, not the raw values (mean 3)
     with pytest.raises(TypeError, match="float32"):
         scaler.transform_in_place(values.astype(np.float64))
+
+
+def test_the_grouped_values_come_from_the_table_rows_in_grouped_order():
+    table, values = interleaved_table()
+    asked = []
+    sequences = Sequences(table, 5, lambda rows: asked.append(rows) or values[rows])
+    (rows,) = asked  # asked once, for every row
+    assert sorted(rows) == list(range(len(table)))
+    np.testing.assert_array_equal(sequences.grouped_positions(rows), np.arange(len(table)))
+    symbols = table.index.get_level_values("symbol")[rows]
+    assert list(dict.fromkeys(symbols)) == ["B", "A", "C", "D"] and symbols.is_monotonic_increasing is False

@@ -8,7 +8,7 @@ window when one is given; rows whose features are not all known are dropped and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,12 @@ import pandas as pd
 from trading_ml.config import FeatureSettings, Instrument
 from trading_ml.data.calendars import bars_per_year
 from trading_ml.features.catalogue import symbol_feature_names
-from trading_ml.features.cross_section import CROSS_SECTION_TARGETS, add_cross_section, cross_section_names
+from trading_ml.features.cross_section import (
+    CROSS_SECTION_INPUTS,
+    CROSS_SECTION_TARGETS,
+    add_cross_section,
+    cross_section_names,
+)
 from trading_ml.features.indicators import each_symbol_features
 from trading_ml.features.intraday import INTRADAY_VARIANCE, session_variance
 from trading_ml.features.market import MarketPanel, attach_market, build_market_panel
@@ -107,25 +112,58 @@ def build_symbol(
 
 
 def feature_panel(
-    built: TimeframeFeatures, instruments: dict[str, Instrument]
+    built: TimeframeFeatures, instruments: dict[str, Instrument], float32: Iterable[str] = ()
 ) -> tuple[pd.DataFrame | None, dict[str, str]]:
     """The one table models learn from and are served on: every symbol with volume and rows past the
     warm-up, indexed by (timestamp, symbol), features (the cross-sectional ones last) then targets;
     and each symbol left out, with why. Training and serving both call this, so a bar gets the same
-    row in both."""
-    tables, excluded = [], {}
+    row in both. The ``float32`` columns are stored as float32 (the cross-sections are computed from
+    the float64 values first)."""
+    tables, excluded = {}, {}
     for symbol, result in built.symbols.items():
         reason = panel_exclusion(instruments[symbol], result)
         if reason:
             excluded[symbol] = reason
         else:
-            tables.append(result.table.assign(symbol=symbol).set_index("symbol", append=True))
+            tables[symbol] = result.table
     if not tables:
         return None, excluded
     names = symbol_feature_names(True) + built.market.feature_names
-    panel = add_cross_section(pd.concat(tables).sort_index(level=["timestamp", "symbol"]), instruments)
+    float32 = set(float32)
+    panel = add_cross_section(stacked_panel(tables, float32 - set(CROSS_SECTION_INPUTS)), instruments)
     targets = [*TARGET_COLUMNS, *CROSS_SECTION_TARGETS, *BASELINE_COLUMNS, INTRADAY_VARIANCE]
-    return panel[names + cross_section_names(names) + targets], excluded
+    panel = panel[names + cross_section_names(names) + targets]
+    for name in float32 & set(panel.columns):  # a column at a time: no second copy of the table
+        if panel[name].dtype != np.float32:
+            panel[name] = panel[name].astype(np.float32)
+    return panel, excluded
+
+
+def stacked_panel(tables: dict[str, pd.DataFrame], float32: set[str]) -> pd.DataFrame:
+    """The symbols' timestamp-indexed tables as one (timestamp, symbol) panel sorted by timestamp then
+    symbol, as ``pd.concat(...).sort_index()`` gives it, built a column at a time so that no other
+    copy of the panel is held; the ``float32`` columns as float32."""
+    symbols = sorted(tables)
+    lengths = [len(tables[symbol]) for symbol in symbols]
+    stamps = pd.DatetimeIndex(np.concatenate([tables[symbol].index for symbol in symbols]))
+    order = np.lexsort((np.repeat(np.arange(len(symbols)), lengths), stamps.asi8))  # by timestamp, then symbol
+    index = pd.MultiIndex.from_arrays(
+        [stamps[order], pd.Index(np.repeat(np.array(symbols, dtype=object), lengths)[order], dtype="str")],
+        names=["timestamp", "symbol"],
+    )
+    columns = {}
+    for name in dict.fromkeys(name for table in tables.values() for name in table.columns):
+        parts = [
+            tables[symbol][name] if name in tables[symbol] else pd.Series(np.nan, range(len(tables[symbol])))
+            for symbol in symbols
+        ]
+        if all(part.dtype == np.float64 for part in parts):
+            values = np.concatenate([part.to_numpy() for part in parts])[order]
+            columns[name] = values.astype(np.float32) if name in float32 else values
+        else:  # nullable integers, strings: stacked by pandas, their dtype kept
+            stacked = pd.concat(parts)
+            columns[name] = pd.Series(stacked.array.take(order), index=index, dtype=stacked.dtype)
+    return pd.DataFrame(columns, index=index, copy=False)
 
 
 def panel_exclusion(instrument: Instrument, result: SymbolFeatures) -> str | None:

@@ -234,6 +234,17 @@ def model_features(names: list[str]) -> list[str]:
     return [name for name in names if FEATURES[name].scale_free]
 
 
+# Model features the training table keeps in float64: GARCH, HAR-RV, the EWMA anchor and the
+# baselines compute with them in float64. Every other model feature is stored as float32, what the
+# models that read it (XGBoost, the LSTMs, the forest) convert it to anyway.
+FLOAT64_FEATURES = ("return_1", "hl_range_pct")
+
+
+def float32_features(names: list[str]) -> list[str]:
+    """The model features among ``names`` the training table stores as float32."""
+    return [name for name in model_features(names) if name not in FLOAT64_FEATURES]
+
+
 def describe(names: list[str]) -> list[dict]:
     """Name, category, description and scale-free flag of each feature, for manifests and reports."""
     return [

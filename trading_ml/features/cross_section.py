@@ -28,6 +28,7 @@ from trading_ml.config import Instrument
 MIN_SYMBOLS = 3  # a date needs this many symbols for a cross-section
 STANDARDIZED = ("return_1", "return_5", "return_20", "rsi_14", "volatility_20", "volume_ratio_20", "close_to_sma_20")
 SECTOR_RETURNS = ("return_1", "return_5", "return_20")
+CROSS_SECTION_INPUTS = (*STANDARDIZED, *SECTOR_RETURNS, "target_return")  # read in float64
 TERCILE = 1 / 6  # a centred rank above +1/6 is the top third, below -1/6 the bottom third
 CROSS_SECTION_TARGETS = ("target_return_rank", "target_direction_cross_section")
 

@@ -92,8 +92,8 @@ class XGBoostDirection:
         table, split, feature_names = dataset.table, dataset.split, dataset.feature_names
         labels = direction_labels(table, dataset, cls.name)
         labelled = labels.notna().to_numpy()
-        train, validation = split.mask("train") & labelled, split.mask("validation") & labelled
-        features = feature_matrix(table, feature_names, cls.name)
+        train = np.flatnonzero(split.mask("train") & labelled)
+        validation = np.flatnonzero(split.mask("validation") & labelled)
         target = class_index(labels.fillna(0))
         booster = xgb.XGBClassifier(
             n_estimators=params.rounds,
@@ -113,11 +113,15 @@ class XGBoostDirection:
             "%s: up to %d rounds on %d training rows, stopping after %d without a better validation loss",
             cls.name,
             params.rounds,
-            train.sum(),
+            len(train),
             params.early_stopping_rounds,
         )
+        validation_set = (feature_matrix(table, feature_names, cls.name, validation), target[validation])
         booster.fit(
-            features[train], target[train], eval_set=[(features[validation], target[validation])], verbose=False
+            feature_matrix(table, feature_names, cls.name, train),
+            target[train],
+            eval_set=[validation_set],
+            verbose=False,
         )
         log.info("%s: best round %d", cls.name, booster.best_iteration + 1)
         importance = dict(zip(feature_names, booster.feature_importances_.round(6).tolist(), strict=True))
@@ -167,7 +171,10 @@ class LSTMDirection:
 
         table, split, feature_names = dataset.table, dataset.split, dataset.feature_names
         scaler, sequences = lstm.standardized_sequences(
-            table, feature_matrix(table, feature_names, cls.name), split.mask("train"), params.sequence_length
+            table,
+            lambda rows: feature_matrix(table, feature_names, cls.name, rows),
+            split.mask("train"),
+            params.sequence_length,
         )
         labels = direction_labels(table, dataset, cls.name)
         labelled = labels.notna().to_numpy()[sequences.row_of]
@@ -195,9 +202,12 @@ class LSTMDirection:
 
         from trading_ml.models import lstm
 
-        features = self.scaler.transform_in_place(feature_matrix(table, self.feature_names, self.name))
-        sequences = lstm.Sequences(table, features, self.shape["sequence_length"])
-        del features  # the sequences hold their own grouped copy
+        sequences = lstm.Sequences(
+            table,
+            self.shape["sequence_length"],
+            lambda rows: feature_matrix(table, self.feature_names, self.name, rows),
+        )
+        self.scaler.transform_in_place(sequences.grouped)
         probabilities = np.full((len(table), 3), np.nan)
         logits = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
         if len(logits):

@@ -13,6 +13,7 @@ import copy
 import io
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -38,17 +39,19 @@ class LSTMNet(nn.Module):
 class Sequences:
     """Windows of ``length`` rows ending at each row, per symbol, over a (timestamp, symbol) table.
 
-    The values are copied once, grouped by symbol (in order of first appearance, table order
-    within), so a window is ``length`` consecutive grouped rows and a batch is one gather.
+    ``values_of`` gives the values of the table rows at the positions it is passed, in that order:
+    the rows grouped by symbol (in order of first appearance, table order within), so a window is
+    ``length`` consecutive grouped rows and a batch is one gather. Made straight from the table
+    (``feature_matrix`` with those rows), the grouped values are the only copy of the inputs.
     """
 
-    def __init__(self, table: pd.DataFrame, values: np.ndarray, length: int):
+    def __init__(self, table: pd.DataFrame, length: int, values_of: Callable[[np.ndarray], np.ndarray]):
         codes, _ = pd.factorize(table.index.get_level_values("symbol"))
         order = np.argsort(codes, kind="stable")
         group_starts = np.flatnonzero(np.diff(codes[order], prepend=-1))
         rank = np.arange(len(order)) - np.repeat(group_starts, np.diff(np.append(group_starts, len(order))))
         ends = np.flatnonzero(rank >= length - 1)  # grouped positions with a full window behind them
-        self.length, self.grouped = length, values[order]
+        self.length, self.order, self.grouped = length, order, values_of(order)
         self.starts = ends - (length - 1)
         self.row_of = order[ends]  # the table row each window ends at
 
@@ -57,13 +60,22 @@ class Sequences:
         rows = self.starts[positions][:, None] + np.arange(self.length)
         return torch.from_numpy(self.grouped[rows])
 
+    def grouped_positions(self, rows: np.ndarray) -> np.ndarray:
+        """Where the table rows at positions ``rows`` sit in the grouped values."""
+        position_of_row = np.empty_like(self.order)
+        position_of_row[self.order] = np.arange(len(self.order))
+        return position_of_row[rows]
 
-def standardized_sequences(table: pd.DataFrame, values: np.ndarray, train: np.ndarray, length: int):
-    """The :class:`Standardizer` fitted on the ``train`` rows of ``values`` (float32, standardized in
-    place), and the :class:`Sequences` of them. Only the sequences' grouped copy outlives the call,
-    so a caller that passes its matrix straight in holds one copy of it while training, not three."""
-    scaler = Standardizer.fit(values[train])
-    return scaler, Sequences(table, scaler.transform_in_place(values), length)
+
+def standardized_sequences(
+    table: pd.DataFrame, values_of: Callable[[np.ndarray], np.ndarray], train: np.ndarray, length: int
+) -> tuple[Standardizer, Sequences]:
+    """The :class:`Sequences` of ``values_of`` (float32), standardized in place by the
+    :class:`Standardizer` fitted on the ``train`` rows (a mask over the table, fitted in table order)."""
+    sequences = Sequences(table, length, values_of)
+    scaler = Standardizer.fit(sequences.grouped, sequences.grouped_positions(np.flatnonzero(train)))
+    scaler.transform_in_place(sequences.grouped)
+    return scaler, sequences
 
 
 def load_net(config: dict, outputs: int, weights: bytes) -> tuple[LSTMNet, dict]:

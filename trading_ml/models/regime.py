@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from trading_ml.config import STRICT, at_most, checked
@@ -98,9 +99,8 @@ class RegimeForest:
 
         table = dataset.table
         names = [n for n in REGIME_FEATURES if n in dataset.feature_names]
-        features = feature_matrix(table, names, cls.name)
-        rows = dataset.split.mask("train") & table[FORECAST].notna().to_numpy()
-        draws = params.max_samples if rows.sum() > params.max_samples else None
+        rows = np.flatnonzero(dataset.split.mask("train") & table[FORECAST].notna().to_numpy())
+        draws = params.max_samples if len(rows) > params.max_samples else None
         forest = RandomForestClassifier(
             n_estimators=params.trees, min_samples_leaf=5, max_samples=draws, random_state=seed, n_jobs=dataset.threads
         )
@@ -108,12 +108,12 @@ class RegimeForest:
             "%s: %d trees on %d training rows x %d features, %s rows per tree",
             cls.name,
             params.trees,
-            rows.sum(),
+            len(rows),
             len(names),
-            draws or rows.sum(),
+            draws or len(rows),
         )
         started = time.perf_counter()
-        forest.fit(features[rows], table[FORECAST].to_numpy()[rows].astype(str))
+        forest.fit(feature_matrix(table, names, cls.name, rows), table[FORECAST].to_numpy()[rows].astype(str))
         log.info("%s: %d trees fitted in %.1f s", cls.name, params.trees, time.perf_counter() - started)
         return cls(names, {FORECAST: forest})
 

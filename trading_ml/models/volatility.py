@@ -192,7 +192,10 @@ class LSTMVolatility:
         names = lstm_inputs(dataset.feature_names)
         anchor = ewma_anchor(table, ANCHOR_DECAY)
         scaler, sequences = lstm.standardized_sequences(
-            table, inputs_with_anchor(table, names, anchor, cls.name), split.mask("train"), params.sequence_length
+            table,
+            lambda rows: inputs_with_anchor(table, names, anchor, cls.name, rows),
+            split.mask("train"),
+            params.sequence_length,
         )
         log_ratio = np.log(np.maximum(table[TARGET].to_numpy(dtype=np.float64), MIN_VOLATILITY) / anchor)
         labelled = np.isfinite(log_ratio) & table[TARGET].notna().to_numpy()
@@ -231,9 +234,12 @@ class LSTMVolatility:
         from trading_ml.models import lstm
 
         anchor = ewma_anchor(table, self.target_scale["anchor_decay"])
-        inputs = self.scaler.transform_in_place(inputs_with_anchor(table, self.feature_names, anchor, self.name))
-        sequences = lstm.Sequences(table, inputs, self.shape["sequence_length"])
-        del inputs  # the sequences hold their own grouped copy
+        sequences = lstm.Sequences(
+            table,
+            self.shape["sequence_length"],
+            lambda rows: inputs_with_anchor(table, self.feature_names, anchor, self.name, rows),
+        )
+        self.scaler.transform_in_place(sequences.grouped)
         forecast = np.full(len(table), np.nan)
         outputs = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
         if len(outputs):
@@ -276,9 +282,12 @@ class LSTMVolatility:
 ANCHOR_INPUT = "log_ewma_volatility"  # the input the LSTM adds to its features
 
 
-def inputs_with_anchor(table: pd.DataFrame, names: list[str], anchor: np.ndarray, model: str) -> np.ndarray:
-    """The named features and log(EWMA volatility) as the last column, float32."""
-    return np.column_stack([feature_matrix(table, names, model), np.log(anchor)]).astype(np.float32)
+def inputs_with_anchor(
+    table: pd.DataFrame, names: list[str], anchor: np.ndarray, model: str, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """The named features and log(EWMA volatility) as the last column, float32 (of ``rows`` as in
+    :func:`feature_matrix`)."""
+    return feature_matrix(table, names, model, rows, extra_columns=(np.log(anchor),))
 
 
 HAR_REGRESSORS = [  # logs of realized variances (averages over 1, 5 and 22 bars) and the long-run variance

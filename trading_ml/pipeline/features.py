@@ -118,8 +118,10 @@ def _write_symbol(ctx: RunContext, timeframe: str, result: SymbolFeatures) -> di
 def _write_timeframe(ctx: RunContext, built: TimeframeFeatures, written: dict[str, Future]) -> dict:
     """The training table (the feature panel) of one timeframe, once its per-symbol CSVs (being
     written) are done; the manifest entry."""
-    panel, excluded = feature_panel(built, {symbol: ctx.settings.instrument(symbol) for symbol in built.symbols})
     names = catalogue.symbol_feature_names(True) + built.market.feature_names
+    instruments = {symbol: ctx.settings.instrument(symbol) for symbol in built.symbols}
+    float32 = catalogue.float32_features(names + cross_section_names(names))
+    panel, excluded = feature_panel(built, instruments, float32)
     names += cross_section_names(names) if panel is not None else []
     entry = {
         "symbols": {symbol: written[symbol].result() for symbol in built.symbols},
