@@ -152,3 +152,24 @@ def test_the_template_escapes_what_the_data_says(trained_run):
     page = render_html(summary, {})
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+
+
+class RecordsWithoutMetrics:
+    """The run's registry as a train task re-run after evaluate leaves it: the records lack test metrics."""
+
+    def __init__(self, registry: ModelRegistry):
+        self.registry = registry
+
+    def record_for_run(self, name: str, run_id: str) -> dict:
+        record = dict(self.registry.record_for_run(name, run_id))
+        record.pop("test_metrics", None)
+        return record
+
+
+def test_a_model_without_test_metrics_is_named_with_what_to_run(trained_run):
+    from trading_ml.errors import DataError
+    from trading_ml.report import report_data
+
+    ctx, resources, _ = trained_run
+    with pytest.raises(DataError, match=r"v[0-9.]+ of run .* has no test metrics.*trading-ml evaluate --run-id"):
+        report_data(ctx, RecordsWithoutMetrics(resources.registry(ctx)))

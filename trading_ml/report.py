@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from trading_ml.data.bar_files import read_bars_csv  # noqa: E402
+from trading_ml.errors import DataError  # noqa: E402
 from trading_ml.features.targets import DIRECTIONS  # noqa: E402
 from trading_ml.io import atomic_write_bytes, number, read_json, read_parquet, write_json  # noqa: E402
 from trading_ml.models.base import CONFIG  # noqa: E402
@@ -51,6 +52,11 @@ def report_data(ctx: RunContext, registry: ModelRegistry) -> dict:
     models = {}
     for name, result in evaluation["models"].items():
         record = registry.record_for_run(name, ctx.run_id)
+        if "test_metrics" not in record:
+            raise DataError(
+                f"{name} v{record['version']} of run {ctx.run_id} has no test metrics (trained again after evaluate?); "
+                f"run `trading-ml evaluate --run-id {ctx.run_id}`, then deploy and report"
+            )
         models[name] = {
             "version": record["version"],
             "status": record["status"],

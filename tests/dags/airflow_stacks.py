@@ -264,7 +264,7 @@ class StandaloneStack(AirflowStack):
 def http_status(url: str) -> int:
     """The HTTP status of a GET, or 0 when nothing answers."""
     try:
-        return urllib.request.urlopen(url, timeout=5).status
+        return urllib.request.urlopen(url, timeout=30).status
     except urllib.error.HTTPError as error:
         return error.code
     except OSError:

@@ -22,24 +22,29 @@ try:
     [worker] = executor.workers.values()
     with open(f"/proc/{worker.pid}/maps") as maps:
         mapped = maps.read()
-    print("PROBE", json.dumps({"torch": "libtorch_cpu" in mapped, "xgboost": "libxgboost" in mapped}), flush=True)
+    found = {"torch": "libtorch_cpu" in mapped, "xgboost": "libxgboost" in mapped}
+    with open(sys.argv[3], "w") as out:  # a file, not stdout: Airflow's logging may take stdout over
+        json.dump(found, out)
 finally:
     executor.end()
 """
 
 
-def worker_libraries(kind: str) -> dict[str, bool]:
+def worker_libraries(kind: str, folder: Path) -> dict[str, bool]:
     """Which native model libraries a new executor's worker process has mapped, before any task."""
+    found = folder / f"{kind}.json"
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, kind, str(REPO / "plugins")], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", PROBE, kind, str(REPO / "plugins"), str(found)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    probes = [line for line in result.stdout.splitlines() if line.startswith("PROBE ")]
-    assert probes, f"the probe printed no PROBE line: {result.stdout[-1500:]} {result.stderr[-1500:]}"
-    return json.loads(probes[0][6:])
+    assert found.exists(), f"the probe wrote nothing: {result.stdout[-1500:]} {result.stderr[-1500:]}"
+    return json.loads(found.read_text())
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc (Linux)")
-def test_the_preloaded_executor_forks_its_workers_with_the_model_libraries_loaded():
-    assert worker_libraries("preloaded") == {"torch": True, "xgboost": True}
-    assert worker_libraries("plain") == {"torch": False, "xgboost": False}  # Airflow's own does not
+def test_the_preloaded_executor_forks_its_workers_with_the_model_libraries_loaded(tmp_path):
+    assert worker_libraries("preloaded", tmp_path) == {"torch": True, "xgboost": True}
+    assert worker_libraries("plain", tmp_path) == {"torch": False, "xgboost": False}  # Airflow's own does not
