@@ -58,3 +58,14 @@ def test_column_blocks_cover_every_column_once_and_never_leave_one_alone():
         blocks = column_blocks(count)
         assert [c for b in blocks for c in range(count)[b]] == list(range(count))
         assert all(b.stop - b.start > 1 for b in blocks) or count == 1
+
+
+def test_every_feature_a_model_computes_with_in_float64_is_stored_as_float64():
+    """GARCH, HAR-RV and the baselines read these columns as float64: the training table keeps them so."""
+    from trading_ml.features.catalogue import FLOAT64_FEATURES, float32_features
+    from trading_ml.models.baselines import RETURN
+    from trading_ml.models.volatility import GarchVolatility, HarVolatility
+
+    read_in_float64 = {RETURN, *GarchVolatility.feature_names, *HarVolatility.feature_names}
+    assert read_in_float64 <= set(FLOAT64_FEATURES)
+    assert not read_in_float64 & set(float32_features(sorted(read_in_float64)))

@@ -93,7 +93,8 @@ def column_blocks(count: int, size: int = 16) -> list[slice]:
     starts = list(range(0, count, size))
     if len(starts) > 1 and count - starts[-1] == 1:
         starts.pop()
-    return [slice(start, end) for start, end in zip(starts, [*starts[1:], count][: len(starts)], strict=True)]
+    ends = [*starts[1:], count] if starts else []
+    return [slice(start, end) for start, end in zip(starts, ends, strict=True)]
 
 
 class Standardizer:

@@ -119,10 +119,10 @@ def _write_timeframe(ctx: RunContext, built: TimeframeFeatures, written: dict[st
     """The training table (the feature panel) of one timeframe, once its per-symbol CSVs (being
     written) are done; the manifest entry."""
     names = catalogue.symbol_feature_names(True) + built.market.feature_names
+    with_cross_section = names + cross_section_names(names)
     instruments = {symbol: ctx.settings.instrument(symbol) for symbol in built.symbols}
-    float32 = catalogue.float32_features(names + cross_section_names(names))
-    panel, excluded = feature_panel(built, instruments, float32)
-    names += cross_section_names(names) if panel is not None else []
+    panel, excluded = feature_panel(built, instruments, catalogue.float32_features(with_cross_section))
+    names = with_cross_section if panel is not None else names
     entry = {
         "symbols": {symbol: written[symbol].result() for symbol in built.symbols},
         "excluded_from_training": excluded,
