@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import socket
 import uuid
@@ -29,24 +30,70 @@ QUICK_MODELS = {  # every catalogued model's parameters of those names, shrunk (
 }
 
 
-SHARED_RUNS = ("trained_run", "quarterly_runs")  # session fixtures that run whole pipelines
+# Session fixtures every worker builds for itself: each is quick, and each worker needs its own.
+PER_WORKER = frozenset({"mongo_server", "airflow_db", "feature_settings", "screenshots"})
 
 
-def pytest_configure():
+def pytest_configure(config):
     """Under pytest-xdist each worker gets a core of its own (thread budgets then follow
     ``machine_cores``, and no worker's torch spins against another's)."""
+    config.addinivalue_line("markers", "xdist_group(name): tests run on one worker (pytest-xdist's mark)")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks (it runs first otherwise)
 def pytest_collection_modifyitems(items):
-    """Under ``--dist loadgroup``, the tests that read a shared pipeline run go to one worker, so it
-    runs once; every other test goes to whichever worker is free."""
-    for item in items:
-        if any(name in getattr(item, "fixturenames", ()) for name in SHARED_RUNS):
-            item.add_marker(pytest.mark.xdist_group("shared_runs"))
+    """Under ``--dist loadgroup``, tests that share a fixture wider than one test (a pipeline run, an
+    Airflow stack, a trained model), directly or through another test, go to one worker, so the
+    fixture is built once; every other test goes to whichever worker is free."""
+    for item, group in shared_fixture_groups(items).items():
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_runtest_setup(item):
+    """A grouped test that lost its group fails: its shared fixture would be built once per worker,
+    silently (pytest 9.2 with pytest-xdist 3.8 drops the groups, pytest-xdist#1386)."""
+    if getattr(item.config.option, "loadgroup", False) and item.get_closest_marker("xdist_group"):
+        if "@" not in item.nodeid:
+            pytest.fail(
+                "--dist loadgroup did not group this test: pytest-xdist cannot mark this pytest's node ids; "
+                "install the pinned pytest (constraints.txt)",
+                pytrace=False,
+            )
+
+
+def shared_fixture_groups(items) -> dict:
+    """Each test that uses a shared fixture, and the group of tests joined to it by shared fixtures."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    used = {item: shared_fixtures(item) for item in items}
+    for keys in used.values():
+        for key in keys[1:]:
+            parent[root(key)] = root(keys[0])
+    return {item: root(keys[0]) for item, keys in used.items() if keys}
+
+
+def shared_fixtures(item) -> list[str]:
+    """The fixtures of this repository's tests, wider than one test, that ``item`` uses (PER_WORKER aside)."""
+    info = getattr(item, "_fixtureinfo", None)
+    found = []
+    for name in getattr(item, "fixturenames", ()):
+        definitions = info.name2fixturedefs.get(name) if info else None
+        if not definitions or name in PER_WORKER:
+            continue
+        definition = definitions[-1]
+        where = Path(inspect.getfile(definition.func)).resolve()
+        if definition.scope != "function" and where.is_relative_to(REPO / "tests"):
+            found.append(f"{where.stem}.{name}")
+    return found
 
 
 @pytest.fixture(scope="session")
