@@ -4,11 +4,13 @@ growth.
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 26,100,500] [--timeframes 1d,1h] [--as-of YYYY-MM-DD]
     .venv/bin/python benchmarks/bench_scale.py --isolated   # each stage in its own process, as Airflow
+    .venv/bin/python benchmarks/bench_scale.py --parallel-trainings 1   # the CLI's trainings one at a time
 
-Each size runs in its own process, so peak memory is that run's; with ``--isolated`` every stage
-runs in a process of its own too, as Airflow's tasks do, and its peak is that task's (imports
-included). "ingest, a task per pair" is
-ingestion as Airflow's mapped tasks do it (one store write per pair, into an empty fallback of its
+Each size runs in its own process, so peak memory is that run's (with its worker processes',
+summed: the validate and features stages' workers, and at scale the trainings', which the CLI runs
+in workers of their own, several at once); with ``--isolated`` every stage runs in a process of its
+own too, as Airflow's tasks do, and its peak is that task's (imports included). "ingest, a task per
+pair" is ingestion as Airflow's mapped tasks do it (one store write per pair, into an empty fallback of its
 own); it is not part of the CLI's end to end. Beyond the plan's 26 symbols the universe grows with
 synthetic equities (SYN0001, ...) spread over the plan's five sectors (``benchmarks/universe.py``).
 A ratio near 1.0 means linear; above 1.0 grows faster than the universe. The last column projects
@@ -52,14 +54,22 @@ PER_PAIR = "ingest, a task per pair"  # not a CLI stage: left out of "end to end
 
 
 class PeakMemory:
-    """Peak resident memory (MB) of this process while a stage runs, sampled every 20 ms."""
+    """Peak resident memory (MB) of this process and its workers while a stage runs, sampled every 20 ms."""
 
     def __init__(self):
         self.peak, self._running = 0.0, False
 
     @staticmethod
     def resident_mb() -> float:
-        return psutil.Process().memory_info().rss / 2**20
+        """This process's resident memory and its workers' (the stages' worker processes), summed."""
+        process = psutil.Process()
+        total = process.memory_info().rss
+        for child in process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total / 2**20
 
     def __enter__(self):
         self.peak, self._running = self.resident_mb(), True
@@ -97,6 +107,12 @@ def run_stage(ctx: RunContext, label: str, resources: StageResources) -> None:
 
         train(ctx, label.removeprefix("train "), resources)
         return
+    if label == "train":  # every model, as the CLI trains them (at scale: worker processes, in parallel)
+        from trading_ml.pipeline.train import train_models
+
+        seconds: dict[str, float] = {}
+        train_models(ctx, resources, on_trained=lambda manifest, s: seconds.update({manifest["model_name"]: s}))
+        return seconds
     from trading_ml.pipeline.deploy import deploy
     from trading_ml.pipeline.evaluate import evaluate
     from trading_ml.pipeline.report import report
@@ -105,6 +121,7 @@ def run_stage(ctx: RunContext, label: str, resources: StageResources) -> None:
     stages = {"ingest": ingest, "validate": validate, "features": build_features, "combine": combine}
     stages |= {"evaluate": evaluate, "deploy": deploy, "report": report}
     stages[label](ctx, resources=resources)
+    return None
 
 
 def isolated_stage(context_file: Path, label: str) -> dict:
@@ -128,7 +145,7 @@ def stage_in_this_process(context_file: Path, label: str) -> None:
     print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak}))
 
 
-def run_size(size: int, as_of: str, timeframes: list[str], isolated: bool = False) -> dict:
+def run_size(size: int, as_of: str, timeframes: list[str], isolated: bool = False, parallel: int = 0) -> dict:
     figures = {}
 
     def stage(label, action):
@@ -136,8 +153,10 @@ def run_size(size: int, as_of: str, timeframes: list[str], isolated: bool = Fals
         with PeakMemory() as memory:
             result = action()
         figures[label] = {"seconds": time.perf_counter() - start, "peak_mb": memory.peak}
-        if isinstance(result, dict):  # measured in its own process
+        if isinstance(result, dict) and "seconds" in result:  # measured in its own process
             figures[label] = result
+        elif isinstance(result, dict):  # the trainings: each model's seconds in its worker
+            figures[label]["models"] = result
         print(
             f"  {size:>4} {label:<26} {figures[label]['seconds']:8.1f}s {memory.peak:8.0f} MB",
             file=sys.stderr,
@@ -146,7 +165,7 @@ def run_size(size: int, as_of: str, timeframes: list[str], isolated: bool = Fals
         return result
 
     with tempfile.TemporaryDirectory() as folder:
-        config = write_config(Path(folder))
+        config = write_config(Path(folder), models={"parallel_trainings": parallel})
         grow_universe(config, size)
         settings = load_settings(config)
         ctx = RunContext.create(settings, as_of, settings.symbols[:size], timeframes, "synthetic")
@@ -154,8 +173,8 @@ def run_size(size: int, as_of: str, timeframes: list[str], isolated: bool = Fals
         context_file = Path(folder) / "context.json"
         context_file.write_text(json.dumps(ctx.to_dict()))
         stage(PER_PAIR, lambda: ingest_per_pair(settings, ctx, Path(folder) / "per-pair"))
-        labels = ["ingest", "validate", "features", *(f"train {name}" for name in TRAINED_MODELS)]
-        for label in [*labels, "combine", "evaluate", "deploy", "report"]:
+        trainings = [f"train {name}" for name in TRAINED_MODELS] if isolated else ["train"]
+        for label in ["ingest", "validate", "features", *trainings, "combine", "evaluate", "deploy", "report"]:
             if isolated:
                 stage(label, lambda lb=label: isolated_stage(context_file, lb))
             else:
@@ -180,6 +199,9 @@ def main() -> None:
     parser.add_argument("--as-of", default="2026-11-20")
     parser.add_argument("--project", type=int, default=3000, help="project every stage to this many symbols")
     parser.add_argument("--isolated", action="store_true", help="every stage in a process of its own (as Airflow)")
+    parser.add_argument(
+        "--parallel-trainings", type=int, default=0, help="models.parallel_trainings (0: one per core; 1: least memory)"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size, print JSON
     parser.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one stage of --context, print JSON
     parser.add_argument("--context", type=Path, help=argparse.SUPPRESS)
@@ -188,13 +210,15 @@ def main() -> None:
         stage_in_this_process(args.context, args.stage)
         return
     if args.one:
-        print(json.dumps(run_size(args.one, args.as_of, args.timeframes.split(","), args.isolated)))
+        timeframes = args.timeframes.split(",")
+        print(json.dumps(run_size(args.one, args.as_of, timeframes, args.isolated, args.parallel_trainings)))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {}
     for size in sizes:
         done = subprocess.run(
             [sys.executable, __file__, "--one", str(size), "--as-of", args.as_of, "--timeframes", args.timeframes]
+            + ["--parallel-trainings", str(args.parallel_trainings)]
             + (["--isolated"] if args.isolated else []),
             capture_output=True,
             text=True,
@@ -219,6 +243,12 @@ def main() -> None:
         ratios = "".join(f"{(seconds[n] / seconds[sizes[0]]) / (n / sizes[0]):14.2f}" for n in sizes[1:])
         projected = projection(sizes, seconds, peaks, args.project) if len(sizes) > 1 else ""
         print(f"{label:<26}{cells}{ratios}{projected}")
+        models = {n: results[n][label].get("models", {}) for n in sizes} if label != "end to end" else {}
+        for model in models.get(sizes[0], {}):  # the CLI's trainings: each one's time in its worker
+            cells = "".join(f"{models[n].get(model, float('nan')):8.1f}s {'':8}" for n in sizes)
+            print(f"  {model:<24}{cells}")
+    if any("models" in results[n].get("train", {}) for n in sizes):
+        print("indented: each training's seconds in its worker; at scale they run at once (train is the wall time)")
     print("ratio = (time growth) / (universe growth): 1.0 is linear, above 1.0 grows faster than the universe")
     if args.isolated:
         print("each stage ran in its own process: a peak is that task's, and end to end's is the largest task's")

@@ -219,18 +219,16 @@ def run_features(ctx: RunContext, resources: StageResources) -> None:
 
 
 def run_train(ctx: RunContext, resources: StageResources) -> None:
-    from trading_ml.pipeline.train import (  # the model stages import torch (4 s): only the commands that run them
-        combine,
-        train,
-    )
+    from trading_ml.pipeline.train import combine, train_models
 
-    trained = []
     models = chosen_models(ctx.models)
     with tqdm(total=len(models), desc="train", unit="model", file=sys.stderr, disable=None) as bar:
-        for name in models:
-            bar.set_postfix_str(name)
-            trained.append(train(ctx, name, resources))
+
+        def advance(manifest: dict, seconds: float) -> None:
+            bar.set_postfix_str(manifest["model_name"])
             bar.update()
+
+        trained = train_models(ctx, resources, on_trained=advance)
     trained.extend(combine(ctx, resources)["combined"].values())
     print_trained(ctx, trained)
 

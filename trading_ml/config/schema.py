@@ -192,7 +192,10 @@ class ModelSettings:
     bootstrap_samples: Annotated[int, Strict(), Field(ge=100, le=100_000)] = 1000
     min_compare_days: Count = 20  # production is compared on this run's rows it never saw: at least this many dates
     cores: Annotated[int, Strict(), Field(ge=0, le=4096)] = (
-        0  # cores the model fits share (XGBoost, the forest, torch, BLAS); 0: this machine's
+        0  # cores a stage uses: fit threads (XGBoost, forest, torch, BLAS), data-stage workers; 0: this machine's
+    )
+    parallel_trainings: Annotated[int, Strict(), Field(ge=0, le=64)] = (
+        0  # the CLI's trainings at once, each in a process of its own sharing models.cores; 0: one per core
     )
     params: Mapping[str, Any] = field(
         default_factory=dict

@@ -8,7 +8,7 @@ window when one is given; rows whose features are not all known are dropped and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,18 +55,28 @@ def build_timeframe(
     options: FeatureSettings,
     window_start: pd.Timestamp | None = None,
     hourly_by_symbol: dict[str, pd.DataFrame] | None = None,
-    on_symbol: Callable[[SymbolFeatures], None] = lambda built: None,
 ) -> TimeframeFeatures:
     """Features and targets of every symbol of one timeframe, for its rows from ``window_start``;
-    daily rows also get their session's realized variance from ``hourly_by_symbol`` where given.
-    ``on_symbol`` is called with each symbol's result as soon as it is built (the stage starts
-    writing its file while the next symbols are computed)."""
+    daily rows also get their session's realized variance from ``hourly_by_symbol`` where given."""
     market = build_market_panel(bars_by_symbol, instruments, timeframe, options)
+    built = build_symbols(bars_by_symbol, instruments, market, options, window_start, hourly_by_symbol)
+    return TimeframeFeatures(timeframe, {result.symbol: result for result in built}, market)
+
+
+def build_symbols(
+    bars_by_symbol: dict[str, pd.DataFrame],
+    instruments: dict[str, Instrument],
+    market: MarketPanel,
+    options: FeatureSettings,
+    window_start: pd.Timestamp | None = None,
+    hourly_by_symbol: dict[str, pd.DataFrame] | None = None,
+) -> Iterator[SymbolFeatures]:
+    """Each symbol's :func:`build_symbol`, as it is built. ``market`` is the whole universe's (made
+    once), so any group of symbols gives the same result for each as all of them together."""
     hourly_by_symbol = hourly_by_symbol or {}
     has_volume = {symbol: instruments[symbol].has_volume for symbol in bars_by_symbol}
-    symbols = {}
     for symbol, indicators in each_symbol_features(bars_by_symbol, has_volume, options.direction_threshold):
-        symbols[symbol] = build_symbol(
+        yield build_symbol(
             symbol,
             bars_by_symbol[symbol],
             indicators,
@@ -76,8 +86,6 @@ def build_timeframe(
             window_start,
             hourly_by_symbol.get(symbol),
         )
-        on_symbol(symbols[symbol])
-    return TimeframeFeatures(timeframe, symbols, market)
 
 
 def build_symbol(
@@ -145,7 +153,7 @@ def stacked_panel(tables: dict[str, pd.DataFrame], float32: set[str]) -> pd.Data
     copy of the panel is held; the ``float32`` columns as float32."""
     symbols = sorted(tables)
     lengths = [len(tables[symbol]) for symbol in symbols]
-    stamps = pd.DatetimeIndex(np.concatenate([tables[symbol].index for symbol in symbols]))
+    stamps = pd.DatetimeIndex(tables[symbols[0]].index.append([tables[symbol].index for symbol in symbols[1:]]))
     order = np.lexsort((np.repeat(np.arange(len(symbols)), lengths), stamps.asi8))  # by timestamp, then symbol
     index = pd.MultiIndex.from_arrays(
         [stamps[order], pd.Index(np.repeat(np.array(symbols, dtype=object), lengths)[order], dtype="str")],
@@ -157,9 +165,9 @@ def stacked_panel(tables: dict[str, pd.DataFrame], float32: set[str]) -> pd.Data
             tables[symbol][name] if name in tables[symbol] else pd.Series(np.nan, range(len(tables[symbol])))
             for symbol in symbols
         ]
-        if all(part.dtype == np.float64 for part in parts):
+        if all(part.dtype in (np.float64, np.float32) for part in parts):  # float32: narrowed by the stage
             values = np.concatenate([part.to_numpy() for part in parts])[order]
-            columns[name] = values.astype(np.float32) if name in float32 else values
+            columns[name] = values.astype(np.float32, copy=False) if name in float32 else values
         else:  # nullable integers, strings: stacked by pandas, their dtype kept
             stacked = pd.concat(parts)
             columns[name] = pd.Series(stacked.array.take(order), index=index, dtype=stacked.dtype)

@@ -3,20 +3,23 @@ per-symbol feature files and one training table (the feature panel) per timefram
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+import dataclasses
 
+import numpy as np
 import pandas as pd
 
 from trading_ml.data.bar_files import read_bars_csv
 from trading_ml.errors import DataError, StageFailed
 from trading_ml.features import catalogue
-from trading_ml.features.build import SymbolFeatures, TimeframeFeatures, build_timeframe, feature_panel
-from trading_ml.features.cross_section import CROSS_SECTION_TARGETS, cross_section_names
-from trading_ml.features.market import missing_market_features
+from trading_ml.features.build import SymbolFeatures, TimeframeFeatures, build_symbols, feature_panel
+from trading_ml.features.cross_section import CROSS_SECTION_INPUTS, CROSS_SECTION_TARGETS, cross_section_names
+from trading_ml.features.indicators import GROUP_SIZE
+from trading_ml.features.market import MarketPanel, build_market_panel, missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
 from trading_ml.io import intact, sha256_file, write_json, write_parquet, write_table_csv
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage
+from trading_ml.pipeline.workers import Workers
 from trading_ml.run import RunContext
 
 
@@ -43,26 +46,14 @@ def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -
     """
     validated = ctx.stage_manifest("validate")
     timeframes = {}
-    bars_by_timeframe = {tf: _read_validated(ctx, _passed(ctx, validated, tf)) for tf in ctx.timeframes}  # read once
-    for timeframe, bars in bars_by_timeframe.items():
-        if bars:
-            hourly = bars_by_timeframe.get("1h", {}) if timeframe == "1d" else {}
-            instruments = {symbol: ctx.settings.instrument(symbol) for symbol in bars}
-            with ThreadPoolExecutor(max_workers=1) as writer:  # a symbol's CSV written while the next is built
-                written: dict[str, Future] = {}
-                built = build_timeframe(
-                    bars,
-                    instruments,
-                    timeframe,
-                    ctx.settings.features,
-                    ctx.window(timeframe)[0],
-                    hourly,
-                    on_symbol=lambda result: written.update(
-                        {result.symbol: writer.submit(_write_symbol, ctx, timeframe, result)}
-                    ),
-                )
+    with Workers(ctx.settings.models.cores) as workers:  # symbols are read and built apart, in groups
+        bars_by_timeframe = {tf: _read_validated(ctx, _passed(ctx, validated, tf), workers) for tf in ctx.timeframes}
+        for timeframe, bars in bars_by_timeframe.items():
+            if bars:
+                hourly = bars_by_timeframe.get("1h", {}) if timeframe == "1d" else {}
+                built, written = _build_timeframe(ctx, timeframe, bars, hourly, workers)
                 timeframes[timeframe] = _write_timeframe(ctx, built, written)
-            del built  # one timeframe's tables in memory at a time
+                del built  # one timeframe's tables in memory at a time
     _remove_stale_feature_files(ctx, timeframes)
     if not any(t.get("training_table") for t in timeframes.values()):
         raise StageFailed(
@@ -88,17 +79,66 @@ def _passed(ctx: RunContext, validated: dict, timeframe: str) -> list[dict]:
     return [p for p in validated["passed"] if p["timeframe"] == timeframe and p["symbol"] in ctx.symbols]
 
 
-def _read_validated(ctx: RunContext, entries: list[dict]) -> dict[str, pd.DataFrame]:
-    bars = {}
-    for entry in entries:
-        path = ctx.layout.resolve(entry["path"])
-        if not intact(path, entry["sha256"]):
-            raise DataError(
-                f"{path} is missing or changed since validation; re-run validate for {entry['symbol']} "
-                f"{entry['timeframe']}"
-            )
-        bars[entry["symbol"]] = read_bars_csv(path, entry["timeframe"])
-    return bars
+def _read_validated(ctx: RunContext, entries: list[dict], workers: Workers) -> dict[str, pd.DataFrame]:
+    return dict(zip([e["symbol"] for e in entries], workers.map(_read_entry, [(ctx, e) for e in entries])))
+
+
+def _read_entry(ctx: RunContext, entry: dict) -> pd.DataFrame:
+    path = ctx.layout.resolve(entry["path"])
+    if not intact(path, entry["sha256"]):
+        raise DataError(
+            f"{path} is missing or changed since validation; re-run validate for {entry['symbol']} {entry['timeframe']}"
+        )
+    return read_bars_csv(path, entry["timeframe"])
+
+
+def _build_timeframe(
+    ctx: RunContext, timeframe: str, bars: dict[str, pd.DataFrame], hourly: dict[str, pd.DataFrame], workers: Workers
+) -> tuple[TimeframeFeatures, dict[str, dict]]:
+    """Every symbol's features and targets, each written to its CSV as it is built: the market
+    panel here, the symbols in groups (in the workers when there is more than one group); the
+    built features and each symbol's manifest entry."""
+    instruments = {symbol: ctx.settings.instrument(symbol) for symbol in bars}
+    market = build_market_panel(bars, instruments, timeframe, ctx.settings.features)
+    calls = [
+        (ctx, timeframe, {s: bars[s] for s in group}, market, {s: hourly[s] for s in group if s in hourly})
+        for group in symbol_groups(list(bars), workers.processes)
+    ]
+    symbols, written = {}, {}
+    for results in workers.map(_build_group, calls, min_calls=2):
+        for result, entry in results:
+            symbols[result.symbol], written[result.symbol] = result, entry
+    return TimeframeFeatures(timeframe, symbols, market), written
+
+
+def symbol_groups(symbols: list[str], processes: int) -> list[list[str]]:
+    """The symbols in groups of at most GROUP_SIZE, as many groups as a multiple of ``processes``
+    (one group when they fit in one), of near-equal sizes."""
+    count = -(-len(symbols) // GROUP_SIZE)
+    if count > 1:
+        count = -(-count // processes) * processes
+    return [list(group) for group in np.array_split(np.array(symbols, dtype=object), max(count, 1)) if len(group)]
+
+
+def _build_group(
+    ctx: RunContext, timeframe: str, bars: dict[str, pd.DataFrame], market: MarketPanel, hourly: dict
+) -> list[tuple[SymbolFeatures, dict]]:
+    """A group of symbols built and each written to its CSV; (features, manifest entry) of each, the
+    features then narrowed to what the training table stores as float32 (half the memory to hand back)."""
+    instruments = {symbol: ctx.settings.instrument(symbol) for symbol in bars}
+    built = build_symbols(bars, instruments, market, ctx.settings.features, ctx.window(timeframe)[0], hourly)
+    written = []
+    for result in built:
+        entry = _write_symbol(ctx, timeframe, result)  # the CSV has the float64 values
+        written.append((_narrowed(result), entry))
+    return written
+
+
+def _narrowed(result: SymbolFeatures) -> SymbolFeatures:
+    """``result`` with the columns the training table stores as float32 already in float32 (the cast
+    the panel would make; the cross-sections' inputs stay float64)."""
+    narrow = set(catalogue.float32_features(result.feature_names)) - set(CROSS_SECTION_INPUTS)
+    return dataclasses.replace(result, table=result.table.astype(dict.fromkeys(narrow, np.float32)))
 
 
 def _write_symbol(ctx: RunContext, timeframe: str, result: SymbolFeatures) -> dict:
@@ -115,16 +155,16 @@ def _write_symbol(ctx: RunContext, timeframe: str, result: SymbolFeatures) -> di
     }
 
 
-def _write_timeframe(ctx: RunContext, built: TimeframeFeatures, written: dict[str, Future]) -> dict:
-    """The training table (the feature panel) of one timeframe, once its per-symbol CSVs (being
-    written) are done; the manifest entry."""
+def _write_timeframe(ctx: RunContext, built: TimeframeFeatures, written: dict[str, dict]) -> dict:
+    """The training table (the feature panel) of one timeframe; the manifest entry, with each
+    symbol's ``written`` entry."""
     names = catalogue.symbol_feature_names(True) + built.market.feature_names
     with_cross_section = names + cross_section_names(names)
     instruments = {symbol: ctx.settings.instrument(symbol) for symbol in built.symbols}
     panel, excluded = feature_panel(built, instruments, catalogue.float32_features(with_cross_section))
     names = with_cross_section if panel is not None else names
     entry = {
-        "symbols": {symbol: written[symbol].result() for symbol in built.symbols},
+        "symbols": {symbol: written[symbol] for symbol in built.symbols},
         "excluded_from_training": excluded,
         "feature_names": names,
         "model_features": catalogue.model_features(names),

@@ -4,7 +4,7 @@ into raw/ and the store's market_data."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 
@@ -14,6 +14,7 @@ from trading_ml.errors import ConfigError, DataError, OutsideCoverage, StageFail
 from trading_ml.io import sha256_file, write_json
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, summarize_ingest
+from trading_ml.pipeline.workers import Workers
 from trading_ml.run import RunContext, pair_name
 from trading_ml.sources import MarketDataSource
 from trading_ml.storage import bars_to_documents
@@ -60,10 +61,29 @@ def ingest_pairs(
             f"{', '.join(ctx.symbols[:5])}{' ...' if len(ctx.symbols) > 5 else ''} x {', '.join(ctx.timeframes)}"
         )
     manifests = []
-    for symbol, timeframe in chosen:  # one pair's bars in memory at a time
-        manifests.append(store_and_record(ctx, resources, *fetch_to_raw(ctx, symbol, timeframe, resources.source)))
-        on_done(manifests[-1])
+    with Workers(ctx.settings.models.cores) as workers:  # many pairs: fetched and stored in worker processes
+        done: Iterator[dict]
+        if not workers.spreads(len(chosen)):
+            done = (ingest_pair(ctx, symbol, timeframe, resources) for symbol, timeframe in chosen)
+        else:
+            done = workers.map(ingest_pair, [(ctx, symbol, timeframe) for symbol, timeframe in chosen])
+        for manifest in done:  # one pair's bars in memory at a time, per process
+            manifests.append(manifest)
+            on_done(manifest)
     return manifests
+
+
+_WORKER_RESOURCES: dict[str, StageResources] = {}  # a worker process's source and store, per run
+
+
+def ingest_pair(ctx: RunContext, symbol: str, timeframe: str, resources: StageResources | None = None) -> dict:
+    """Fetch one pair into raw/ and the store; its manifest. Without ``resources`` (in a worker
+    process) the process opens its own once per run and keeps them for its next pairs."""
+    if resources is None:
+        resources = _WORKER_RESOURCES.get(ctx.run_id) or _WORKER_RESOURCES.setdefault(
+            ctx.run_id, StageResources.open(ctx)
+        )
+    return store_and_record(ctx, resources, *fetch_to_raw(ctx, symbol, timeframe, resources.source))
 
 
 def fetch_to_raw(

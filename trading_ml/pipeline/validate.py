@@ -10,6 +10,7 @@ from trading_ml.errors import StageFailed
 from trading_ml.io import intact, sha256_file, write_json
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage
+from trading_ml.pipeline.workers import Workers
 from trading_ml.run import RunContext, pair_name
 
 
@@ -48,9 +49,14 @@ def validate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict
     passed: list = []
     quarantined: list = []
     markets = {timeframe: _benchmark_close(ctx, by_pair, timeframe) for timeframe in ctx.timeframes}
-    for symbol, timeframe in ctx.pairs:
-        market = markets[timeframe] if symbol != ctx.settings.features.benchmark else None
-        report, validated = _validate_pair(ctx, symbol, timeframe, by_pair.get((symbol, timeframe)), market)
+    benchmark = ctx.settings.features.benchmark
+    calls = [
+        (ctx, symbol, timeframe, by_pair.get((symbol, timeframe)), None if symbol == benchmark else markets[timeframe])
+        for symbol, timeframe in ctx.pairs
+    ]
+    with Workers(ctx.settings.models.cores) as workers:  # a pair's checks are independent of the others'
+        checked = list(workers.map(_validate_pair, calls))
+    for report, validated in checked:
         reports.append(report)
         (passed if validated else quarantined).append(validated or _quarantine(ctx, report))
     report_path = write_json(ctx.layout.validation_report, {"run_id": ctx.run_id, "reports": reports})
