@@ -15,7 +15,6 @@ import pytest
 
 from tests.conftest import AS_OF, make_settings
 from tests.stages import context, run_both
-from trading_ml.errors import DataError
 from trading_ml.pipeline import features as features_stage
 from trading_ml.pipeline import train as train_stage
 from trading_ml.pipeline import workers as workers_module
@@ -30,30 +29,17 @@ from trading_ml.run import RunContext
 SYMBOLS = ["^GSPC", "^VIX", "AAPL", "XOM", "JPM", "MSFT"]
 
 
-def pid_with(value: int) -> tuple[int, int]:
-    return os.getpid(), value
-
-
-def refuse(value: int) -> None:
-    raise DataError(f"item {value} is bad; fix it")
-
-
-def test_small_work_stays_here_and_larger_work_runs_in_workers_in_order():
+def test_small_work_stays_here_larger_work_runs_in_workers_in_order_and_errors_come_back():
+    # builtins as the calls: a worker imports nothing but trading_ml.pipeline.workers
     with Workers(cores=2) as workers:
-        here = list(workers.map(pid_with, [(i,) for i in range(3)], min_calls=4))
-        there = list(workers.map(pid_with, [(i,) for i in range(40)], min_calls=4))
-    assert here == [(os.getpid(), i) for i in range(3)]
-    assert [value for _, value in there] == list(range(40))
-    assert os.getpid() not in {pid for pid, _ in there}
+        assert set(workers.map(os.getpid, [()] * 3, min_calls=4)) == {os.getpid()}
+        assert os.getpid() not in set(workers.map(os.getpid, [()] * 40, min_calls=4))
+        assert list(workers.map(abs, [(-i,) for i in range(40)], min_calls=4)) == list(range(40))
+        with pytest.raises(ValueError, match="invalid literal for int"):  # raised here, with its message
+            list(workers.map(int, [("1",), ("x",), ("3",)], min_calls=1))
     with Workers(cores=1) as one_core:  # one core: no workers, unless a call must leave this process
-        assert {pid for pid, _ in one_core.map(pid_with, [(i,) for i in range(40)], min_calls=4)} == {os.getpid()}
-        assert os.getpid() not in {pid for pid, _ in one_core.map(pid_with, [(1,)], min_calls=1)}
-
-
-def test_an_error_in_a_worker_is_raised_in_the_stage_with_its_message():
-    with pytest.raises(DataError, match="item 3 is bad; fix it"):
-        with Workers(cores=2) as workers:
-            list(workers.map(refuse, [(i,) for i in range(3, 10)], min_calls=1))
+        assert set(one_core.map(os.getpid, [()] * 40, min_calls=4)) == {os.getpid()}
+        assert os.getpid() not in set(one_core.map(os.getpid, [()], min_calls=1))
 
 
 def test_workers_die_with_a_stage_killed_by_kill_9(tmp_path):
