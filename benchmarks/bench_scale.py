@@ -98,8 +98,9 @@ def ingest_per_pair(settings, ctx: RunContext, data_dir: Path) -> None:
         ingest(own_ctx, [(symbol, timeframe)], resources)
 
 
-def run_stage(ctx: RunContext, label: str, resources: StageResources) -> None:
-    """One stage of the CLI's run by its label ("train <model>" for a training)."""
+def run_stage(ctx: RunContext, label: str, resources: StageResources) -> dict[str, float] | None:
+    """One stage of the CLI's run by its label ("train <model>" for one training, "train" for all of
+    them as the CLI trains them: then each model's seconds)."""
     # the model stages load torch and xgboost: imported here, as a training task does, so the data
     # stages' memory is theirs alone
     if label.startswith("train "):

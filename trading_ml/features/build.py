@@ -138,13 +138,19 @@ def feature_panel(
         return None, excluded
     names = symbol_feature_names(True) + built.market.feature_names
     float32 = set(float32)
-    panel = add_cross_section(stacked_panel(tables, float32 - set(CROSS_SECTION_INPUTS)), instruments)
+    panel = add_cross_section(stacked_panel(tables, stacked_as_float32(float32)), instruments)
     targets = [*TARGET_COLUMNS, *CROSS_SECTION_TARGETS, *BASELINE_COLUMNS, INTRADAY_VARIANCE]
     panel = panel[names + cross_section_names(names) + targets]
     for name in float32 & set(panel.columns):  # a column at a time: no second copy of the table
         if panel[name].dtype != np.float32:
             panel[name] = panel[name].astype(np.float32)
     return panel, excluded
+
+
+def stacked_as_float32(float32: Iterable[str]) -> set[str]:
+    """Of the ``float32`` columns, those already float32 when the symbols are stacked: all but the
+    cross-sections' inputs, which are computed from their float64 values first."""
+    return set(float32) - set(CROSS_SECTION_INPUTS)
 
 
 def stacked_panel(tables: dict[str, pd.DataFrame], float32: set[str]) -> pd.DataFrame:

@@ -11,8 +11,14 @@ import pandas as pd
 from trading_ml.data.bar_files import read_bars_csv
 from trading_ml.errors import DataError, StageFailed
 from trading_ml.features import catalogue
-from trading_ml.features.build import SymbolFeatures, TimeframeFeatures, build_symbols, feature_panel
-from trading_ml.features.cross_section import CROSS_SECTION_INPUTS, CROSS_SECTION_TARGETS, cross_section_names
+from trading_ml.features.build import (
+    SymbolFeatures,
+    TimeframeFeatures,
+    build_symbols,
+    feature_panel,
+    stacked_as_float32,
+)
+from trading_ml.features.cross_section import CROSS_SECTION_TARGETS, cross_section_names
 from trading_ml.features.indicators import GROUP_SIZE
 from trading_ml.features.market import MarketPanel, build_market_panel, missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
@@ -135,9 +141,8 @@ def _build_group(
 
 
 def _narrowed(result: SymbolFeatures) -> SymbolFeatures:
-    """``result`` with the columns the training table stores as float32 already in float32 (the cast
-    the panel would make; the cross-sections' inputs stay float64)."""
-    narrow = set(catalogue.float32_features(result.feature_names)) - set(CROSS_SECTION_INPUTS)
+    """``result`` with the columns the panel stacks as float32 already in float32 (the cast it would make)."""
+    narrow = stacked_as_float32(catalogue.float32_features(result.feature_names))
     return dataclasses.replace(result, table=result.table.astype(dict.fromkeys(narrow, np.float32)))
 
 

@@ -80,9 +80,9 @@ def ingest_pair(ctx: RunContext, symbol: str, timeframe: str, resources: StageRe
     """Fetch one pair into raw/ and the store; its manifest. Without ``resources`` (in a worker
     process) the process opens its own once per run and keeps them for its next pairs."""
     if resources is None:
-        resources = _WORKER_RESOURCES.get(ctx.run_id) or _WORKER_RESOURCES.setdefault(
-            ctx.run_id, StageResources.open(ctx)
-        )
+        if ctx.run_id not in _WORKER_RESOURCES:
+            _WORKER_RESOURCES[ctx.run_id] = StageResources.open(ctx)
+        resources = _WORKER_RESOURCES[ctx.run_id]
     return store_and_record(ctx, resources, *fetch_to_raw(ctx, symbol, timeframe, resources.source))
 
 
