@@ -37,7 +37,7 @@ def test_each_trained_model_reads_its_own_section_and_the_others_keep_their_defa
     settings = load_settings(
         config_with(tmp_path, models={"regime_rf": {"trees": 7}, "direction_lstm": {"hidden": 16}}), env={}
     )
-    assert settings.models.of("regime_rf") == RegimeForest.Params(trees=7, max_samples=50_000)
+    assert settings.models.of("regime_rf") == RegimeForest.Params(trees=7, max_samples=25_000)
     assert settings.models.of("direction_lstm").hidden == 16
     assert settings.models.of("volatility_lstm").hidden == 32  # the volatility LSTM has its own section
     assert settings.models.of("direction_xgboost") == XGBoostDirection.Params()
@@ -54,7 +54,8 @@ def test_the_purge_gap_follows_the_longest_sequence_any_model_reads(tmp_path):
 
 def test_tuned_parameters_are_checked_as_the_config_is():
     models = load_settings(env={}).models
-    assert models.tuned(direction_lstm={"epochs": 2}).of("direction_lstm") == LSTMDirection.Params(epochs=2)
+    tuned = models.tuned(direction_lstm={"epochs": 2}).of("direction_lstm")
+    assert tuned == LSTMDirection.Params(epochs=2, sequences_per_epoch=25_000)  # config.yaml draws 25,000
     with pytest.raises(ValueError, match="epochs"):
         models.tuned(direction_lstm={"epochs": 0})
     with pytest.raises(UnknownModel):

@@ -32,6 +32,7 @@ from trading_ml.models.splits import Split, rows_with_context, walk_forward
 from trading_ml.models.tasks import persistence
 from trading_ml.models.threads import machine_cores
 from trading_ml.models.volatility import GarchVolatility, HarVolatility, LSTMVolatility, fit_garch
+from trading_ml.pipeline.train import fold_predictions
 
 BASE = load_settings()
 SETTINGS = dataclasses.replace(
@@ -275,8 +276,11 @@ def test_lstm_training_logs_every_epoch_with_its_losses(model_class, caplog):
     assert [round(float(loss), 5) for _, _, loss in epochs] == [
         round(loss, 5) for loss in model.info["validation_loss_by_epoch"]
     ]
-    drawn = logged(caplog, rf"^{model_class.name}: 4 epochs, each over (\d+) of (\d+) training sequences; (\d+) valid")
+    drawn = logged(
+        caplog, rf"^{model_class.name}: 4 epochs, each over (\d+) of (\d+) training sequences; judged on (\d+) of (\d+)"
+    )
     assert drawn and drawn[0][0] == drawn[0][1]  # fewer than sequences_per_epoch: every epoch sees them all
+    assert drawn[0][2] == drawn[0][3]  # and fewer than validation_sequences: every epoch is judged on them all
 
 
 @pytest.mark.parametrize("model_class", [LSTMDirection, LSTMVolatility])
@@ -294,6 +298,27 @@ def test_each_lstm_epoch_trains_on_a_fresh_draw_of_sequences_per_epoch(model_cla
     assert [len(order) for order in epochs] == [100, 100, 100]
     assert all(len(set(order)) == 100 for order in epochs)  # a draw without repeats
     assert len(set(epochs[0]) ^ set(epochs[1])) > 0 and len(set().union(*map(set, epochs))) > 100
+
+
+@pytest.mark.parametrize("model_class", [LSTMDirection, LSTMVolatility])
+def test_each_lstm_epoch_is_judged_on_one_draw_of_validation_sequences(model_class, monkeypatch):
+    from trading_ml.models import lstm
+
+    judged: list[np.ndarray] = []
+    real_loss = lstm.evaluate_loss
+
+    def judging(net, sequences, targets, positions, *args):
+        judged.append(positions)
+        return real_loss(net, sequences, targets, positions, *args)
+
+    monkeypatch.setattr(lstm, "evaluate_loss", judging)
+    settings = with_models(**{model_class.name: {"epochs": 3, "patience": 3, "validation_sequences": 10}})
+    table = planted_table(signal=1.0, days=300, symbols=4)
+    model, _ = fitted(model_class, table, features_of(model_class), settings)
+    epochs = judged[-3:]  # the volatility LSTM also judges its untrained net first, on the same draw
+    assert all(len(positions) == 10 and len(set(positions)) == 10 for positions in judged)
+    assert all(np.array_equal(positions, epochs[0]) for positions in judged)
+    assert len(model.info["validation_loss_by_epoch"]) == 3
 
 
 def stopping_epoch(history: list[float], patience: int, initial: float = float("inf")) -> int:
@@ -336,9 +361,10 @@ def test_a_model_predicts_a_fold_from_its_rows_and_their_context_as_from_the_who
     needed = rows_with_context(table, np.flatnonzero(tested), context)
     assert (needed.sum() < len(table) // 2) == (model_class is not LSTMVolatility)
     assert (needed == tested).all() == (context == 1)  # a model of single rows needs nothing but the tested rows
-    whole, trimmed = model.predict(table)[tested], model.predict(table[needed])[tested[needed]]
+    assert hasattr(model, "predict_rows") == (model_class is LSTMVolatility)  # it runs its net on these rows only
+    whole, fold = model.predict(table)[tested], fold_predictions(model, table, tested)
     assert whole.notna().all().all()
-    pd.testing.assert_frame_equal(whole, trimmed)
+    pd.testing.assert_frame_equal(whole, fold)
 
 
 def test_xgboost_logs_its_rounds_and_where_it_stopped(caplog):

@@ -2,6 +2,7 @@
 raised in the stage, and workers that die with the stage's process."""
 
 import dataclasses
+import json
 import logging
 import os
 import subprocess
@@ -15,9 +16,11 @@ import pytest
 
 from tests.conftest import AS_OF, make_settings
 from tests.stages import context, run_both
+from trading_ml.pipeline import evaluate as evaluate_stage
 from trading_ml.pipeline import features as features_stage
 from trading_ml.pipeline import train as train_stage
 from trading_ml.pipeline import workers as workers_module
+from trading_ml.pipeline.evaluate import evaluate
 from trading_ml.pipeline.features import build_features, symbol_groups
 from trading_ml.pipeline.ingest import ingest
 from trading_ml.pipeline.resources import StageResources
@@ -114,7 +117,7 @@ def test_ingest_validate_and_features_write_the_same_in_workers_as_in_the_stage(
     assert resources.store.count("market_data") == stored  # the workers' upserts added no duplicates
 
 
-def test_trainings_at_scale_run_in_workers_with_a_share_of_the_cores_and_predict_the_same(two_cores, monkeypatch):
+def test_trainings_and_evaluation_at_scale_run_in_workers_and_give_the_same(two_cores, monkeypatch, caplog):
     models = ["volatility_garch", "volatility_har"]
     ctx = RunContext.create(two_cores, AS_OF, SYMBOLS[:4], ["1d"], "synthetic", models=models)
     resources = StageResources.open(ctx)
@@ -132,3 +135,12 @@ def test_trainings_at_scale_run_in_workers_with_a_share_of_the_cores_and_predict
     assert [m["version"] for m in there] == [here[name]["version"] for name in ctx.models]  # a re-run keeps it
     for name, manifest in zip(ctx.models, there):
         pd.testing.assert_frame_equal(pd.read_parquet(ctx.run_root / manifest["predictions"]), predictions[name])
+
+    evaluated_here = evaluate(ctx, resources)
+    report_here = json.loads((ctx.run_root / evaluated_here["report"]).read_text())
+    monkeypatch.setattr(evaluate_stage, "SPREAD_FROM_SYMBOLS", 1)
+    with caplog.at_level(logging.INFO, logger="trading_ml.pipeline.workers"):
+        evaluated_there = evaluate(ctx, resources)  # one task (volatility) in a worker, its baselines made once
+    assert "starting 2 worker processes" in caplog.text
+    assert evaluated_there == evaluated_here
+    assert json.loads((ctx.run_root / evaluated_there["report"]).read_text()) == report_here

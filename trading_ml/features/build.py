@@ -165,19 +165,26 @@ def stacked_panel(tables: dict[str, pd.DataFrame], float32: set[str]) -> pd.Data
         [stamps[order], pd.Index(np.repeat(np.array(symbols, dtype=object), lengths)[order], dtype="str")],
         names=["timestamp", "symbol"],
     )
-    columns = {}
+    columns, by_symbol = {}, [columns_of(tables[symbol]) for symbol in symbols]
     for name in dict.fromkeys(name for table in tables.values() for name in table.columns):
-        parts = [
-            tables[symbol][name] if name in tables[symbol] else pd.Series(np.nan, range(len(tables[symbol])))
-            for symbol in symbols
-        ]
+        parts = [of[name] if name in of else np.full(len(tables[s]), np.nan) for s, of in zip(symbols, by_symbol)]
         if all(part.dtype in (np.float64, np.float32) for part in parts):  # float32: narrowed by the stage
-            values = np.concatenate([part.to_numpy() for part in parts])[order]
+            values = np.concatenate(parts)[order]
             columns[name] = values.astype(np.float32, copy=False) if name in float32 else values
         else:  # nullable integers, strings: stacked by pandas, their dtype kept
-            stacked = pd.concat(parts)
+            stacked = pd.concat([pd.Series(part) for part in parts])
             columns[name] = pd.Series(stacked.array.take(order), index=index, dtype=stacked.dtype)
     return pd.DataFrame(columns, index=index, copy=False)
+
+
+def columns_of(table: pd.DataFrame) -> dict[str, np.ndarray | pd.Series]:
+    """Each column of ``table``: the float ones as rows of one array per dtype (views of the table's
+    blocks when it has one per dtype; a Series per column costs 10x), the others as Series."""
+    arrays: dict[str, np.ndarray | pd.Series] = {}
+    for dtype in (np.float64, np.float32):
+        part = table.select_dtypes(dtype)
+        arrays.update(zip(part.columns, part.to_numpy().T))
+    return {name: arrays[name] if name in arrays else table[name] for name in table.columns}
 
 
 def panel_exclusion(instrument: Instrument, result: SymbolFeatures) -> str | None:

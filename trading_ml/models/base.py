@@ -143,3 +143,4 @@ class LSTMParams:
     learning_rate: Rate = 0.001
     sequences_per_epoch: at_most(100_000_000) = 50_000  # training sequences each epoch draws afresh (all when fewer)
     patience: at_most(10_000) = 3  # stop after this many epochs without a better validation loss
+    validation_sequences: at_most(100_000_000) = 20_000  # judged each epoch: a fixed draw (all when fewer)

@@ -29,11 +29,19 @@ from trading_ml.models.statistics import bootstrap_t, improvement, interval, res
 from trading_ml.models.tasks import TASKS, Task
 
 
-def evaluate(task: str, table: pd.DataFrame, folds: list[Split], predictions: pd.DataFrame, settings: Settings) -> dict:
+def evaluate(
+    task: str,
+    table: pd.DataFrame,
+    folds: list[Split],
+    predictions: pd.DataFrame,
+    settings: Settings,
+    baselines: dict[str, pd.DataFrame] | None = None,
+) -> dict:
     """Every metric of the model and its baselines on the pooled out-of-sample rows, with intervals,
-    and its skill: the improvement over the best baseline on the primary metric."""
+    and its skill: the improvement over the best baseline on the primary metric. ``baselines``: the
+    task's baselines of this table and folds when already made (models of one task share them)."""
     rules = TASKS[task]
-    candidates = {"model": predictions, **rules.baselines(table, folds, settings)}
+    candidates = {"model": predictions, **(baselines or rules.baselines(table, folds, settings))}
     rows = np.logical_and.reduce(
         [out_of_sample_rows(task, table, folds, predictions), *(_complete(c) for c in candidates.values())]
     )

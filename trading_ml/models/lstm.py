@@ -2,8 +2,9 @@
 
 Sequences never cross symbols; a row without ``length`` bars of its symbol before it gets no
 prediction. Each epoch trains on a fresh random draw of at most ``sequences_per_epoch`` training
-sequences, and training keeps the epoch with the lowest validation loss, stopping once ``patience``
-epochs in a row have not lowered it. Seeds are fixed and torch runs deterministic algorithms, so the
+sequences and is judged on the same draw of at most ``validation_sequences`` validation sequences;
+training keeps the epoch with the lowest validation loss, stopping once ``patience`` epochs in a
+row have not lowered it. Seeds are fixed and torch runs deterministic algorithms, so the
 same data gives the same weights.
 """
 
@@ -120,20 +121,22 @@ def fit(
         torch.set_num_threads(threads)
     generator = seed_everything(seed)
     epochs, batch = params.epochs, params.batch
+    judged = judged_sample(validation, params.validation_sequences, seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=params.learning_rate)
     best: tuple[float, dict | None] = (float("inf"), None)
     best_epoch = 0
     if keep_initial and len(validation):
-        best = (evaluate_loss(net, sequences, targets, validation, loss_fn, batch), copy.deepcopy(net.state_dict()))
+        best = (evaluate_loss(net, sequences, targets, judged, loss_fn, batch), copy.deepcopy(net.state_dict()))
         log.info("%s: epoch 0 (untrained): validation loss %.5f", name, best[0])
     initial = {"initial_validation_loss": round(best[0], 6)} if best[1] is not None else {}
     history: list[float] = []
     log.info(
-        "%s: %d epochs, each over %d of %d training sequences; %d validation sequences",
+        "%s: %d epochs, each over %d of %d training sequences; judged on %d of %d validation sequences",
         name,
         epochs,
         min(len(train), params.sequences_per_epoch),
         len(train),
+        len(judged),
         len(validation),
     )
     for epoch in range(epochs):
@@ -147,7 +150,7 @@ def fit(
             optimizer,
             batch,
         )
-        validation_loss = evaluate_loss(net, sequences, targets, validation, loss_fn, batch)
+        validation_loss = evaluate_loss(net, sequences, targets, judged, loss_fn, batch)
         history.append(round(validation_loss, 6))
         improved = validation_loss < best[0]
         if improved:
@@ -168,6 +171,14 @@ def fit(
     if best[1] is not None:
         net.load_state_dict(best[1])
     return {"validation_loss_by_epoch": history, "best_epoch": best_epoch, **initial}
+
+
+def judged_sample(validation: np.ndarray, at_most: int, seed: int) -> np.ndarray:
+    """The validation positions every epoch is judged on: all of them, or when there are more than
+    ``at_most`` a draw of that many (seeded, in their order), the same for every epoch."""
+    if len(validation) <= at_most:
+        return validation
+    return np.sort(np.random.default_rng(seed).choice(validation, at_most, replace=False))
 
 
 def train_epoch(net, sequences: Sequences, targets, order: np.ndarray, loss_fn, optimizer, batch: int) -> float:

@@ -87,7 +87,7 @@ class RegimeForest:
 
         trees: at_most(10_000) = 100
         max_samples: at_most(100_000_000) = (
-            50_000  # rows each tree draws; bounds fit time and model size on large universes
+            25_000  # rows each tree draws; bounds fit time and model size on large universes
         )
 
     def __init__(self, feature_names: list[str], forests: dict[str, RandomForestClassifier]):

@@ -231,22 +231,28 @@ class LSTMVolatility:
         return model
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        return self.predict_rows(table, np.ones(len(table), dtype=bool))
+
+    def predict_rows(self, table: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+        """The forecasts of the ``rows`` (a mask) of ``table``: the EWMA anchor reads each symbol's
+        whole history in the table, the net only the rows' sequences (NaN where a row has none)."""
         from trading_ml.models import lstm
 
         anchor = ewma_anchor(table, self.target_scale["anchor_decay"])
         sequences = lstm.Sequences(
             table,
             self.shape["sequence_length"],
-            lambda rows: inputs_with_anchor(table, self.feature_names, anchor, self.name, rows),
+            lambda positions: inputs_with_anchor(table, self.feature_names, anchor, self.name, positions),
         )
         self.scaler.transform_in_place(sequences.grouped)
         forecast = np.full(len(table), np.nan)
-        outputs = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
+        wanted = np.flatnonzero(rows[sequences.row_of])
+        outputs = lstm.predict(self.net, sequences, wanted)
         if len(outputs):
-            scale = self.target_scale
+            scale, ends = self.target_scale, sequences.row_of[wanted]
             log_ratio = outputs[:, 0].numpy().astype(np.float64) * scale["std"] + scale["mean"]
-            forecast[sequences.row_of] = anchor[sequences.row_of] * np.exp(log_ratio) * scale["smearing"]
-        return pd.DataFrame({"volatility": forecast}, index=table.index)
+            forecast[ends] = anchor[ends] * np.exp(log_ratio) * scale["smearing"]
+        return pd.DataFrame({"volatility": forecast[rows]}, index=table.index[rows])
 
     def save(self) -> dict[str, bytes]:
         from trading_ml.models import lstm

@@ -9,8 +9,10 @@ from trading_ml.io import read_parquet, write_json
 from trading_ml.models import evaluation
 from trading_ml.models.catalogue import chosen_models, combinations_of, task_of
 from trading_ml.models.dataset import TrainingData
+from trading_ml.models.tasks import TASKS
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
+from trading_ml.pipeline.workers import SPREAD_FROM_SYMBOLS, Workers
 from trading_ml.run import RunContext
 
 NOT_TRAINED = (
@@ -39,24 +41,27 @@ def evaluate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict
         )
     missing |= {name: NOT_COMBINED for name in combinations_of(trained) if name not in trained}
     registry = resources.registry(ctx)
-    data = TrainingData.load(ctx, ctx.stage_manifest("features"))
-    report, models = {}, {}
+    by_task: dict[str, dict[str, str]] = {}
     for name, manifest in trained.items():
-        values = read_parquet(ctx.layout.resolve(manifest["predictions"]))
+        by_task.setdefault(task_of(name), {})[name] = manifest["predictions"]
+    calls = [(ctx, task, predictions) for task, predictions in by_task.items()]
+    spread = 1 if len(ctx.symbols) >= SPREAD_FROM_SYMBOLS else None  # a task's models per worker at scale
+    evaluated: dict[str, dict] = {}
+    with Workers(ctx.settings.models.cores) as workers:
+        for results in workers.map(evaluate_task, calls, spread):
+            evaluated |= results
+    report, models = {}, {}
+    for name in trained:
         version = registry.record_for_run(name, ctx.run_id)["version"]
-        report[name] = {
-            "version": version,
-            **evaluation.evaluate(task_of(name), data.table, data.folds, values, ctx.settings),
-        }
+        report[name] = {"version": version, **evaluated[name]}
         models[name] = {"version": version, **evaluation.summary(report[name])}
         accuracy = report[name]["metrics"].get("accuracy", {}).get("value")
         registry.update(name, ctx.run_id, test_metrics=models[name], test_accuracy=accuracy)
-    folds = [split.to_dict() for split in data.folds]
     write_json(
         ctx.layout.evaluation_report,
         {
             "run_id": ctx.run_id,
-            "folds": folds,
+            "folds": next(iter(evaluated.values()))["folds"],  # the same for every model: one table
             "planted_signal": planted_signal(ctx),
             "models": report,
             "not_trained": missing,
@@ -71,6 +76,19 @@ def evaluate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict
     }
     write_json(ctx.layout.evaluate_manifest, manifest)
     return manifest
+
+
+def evaluate_task(ctx: RunContext, task: str, predictions: dict[str, str]) -> dict[str, dict]:
+    """Each model of one task (name -> its predictions' path in the run) judged on the run's training
+    table, the task's baselines made once for all of them."""
+    data = TrainingData.load(ctx, ctx.stage_manifest("features"))
+    baselines = TASKS[task].baselines(data.table, data.folds, ctx.settings)
+    return {
+        name: evaluation.evaluate(
+            task, data.table, data.folds, read_parquet(ctx.layout.resolve(path)), ctx.settings, baselines
+        )
+        for name, path in predictions.items()
+    }
 
 
 def planted_signal(ctx: RunContext) -> float | None:

@@ -4,6 +4,7 @@ per-symbol feature files and one training table (the feature panel) per timefram
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -54,12 +55,16 @@ def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -
     timeframes = {}
     with Workers(ctx.settings.models.cores) as workers:  # symbols are read and built apart, in groups
         bars_by_timeframe = {tf: _read_validated(ctx, _passed(ctx, validated, tf), workers) for tf in ctx.timeframes}
-        for timeframe, bars in bars_by_timeframe.items():
-            if bars:
-                hourly = bars_by_timeframe.get("1h", {}) if timeframe == "1d" else {}
-                built, written = _build_timeframe(ctx, timeframe, bars, hourly, workers)
-                timeframes[timeframe] = _write_timeframe(ctx, built, written)
-                del built  # one timeframe's tables in memory at a time
+        building = {  # in workers, every timeframe's groups are queued now: the next builds while one is written
+            timeframe: _start_timeframe(ctx, timeframe, bars, bars_by_timeframe.get("1h", {}), workers)
+            for timeframe, bars in bars_by_timeframe.items()
+            if bars
+        }
+        del bars_by_timeframe
+        for timeframe, (market, results) in building.items():
+            built, written = _collected(timeframe, market, results)
+            timeframes[timeframe] = _write_timeframe(ctx, built, written)
+            del built  # in the stage's process, one timeframe's tables in memory at a time
     _remove_stale_feature_files(ctx, timeframes)
     if not any(t.get("training_table") for t in timeframes.values()):
         raise StageFailed(
@@ -98,21 +103,30 @@ def _read_entry(ctx: RunContext, entry: dict) -> pd.DataFrame:
     return read_bars_csv(path, entry["timeframe"])
 
 
-def _build_timeframe(
+def _start_timeframe(
     ctx: RunContext, timeframe: str, bars: dict[str, pd.DataFrame], hourly: dict[str, pd.DataFrame], workers: Workers
-) -> tuple[TimeframeFeatures, dict[str, dict]]:
-    """Every symbol's features and targets, each written to its CSV as it is built: the market
-    panel here, the symbols in groups (in the workers when there is more than one group); the
-    built features and each symbol's manifest entry."""
+) -> tuple[MarketPanel, Iterator[list[tuple[SymbolFeatures, dict]]]]:
+    """The timeframe's market panel (made here), and its symbols' groups started: each group's
+    symbols built and written to their CSVs (:func:`_build_group`), in the workers when there is
+    more than one group, else as the results are read. Daily rows get the session variance of
+    ``hourly``."""
     instruments = {symbol: ctx.settings.instrument(symbol) for symbol in bars}
     market = build_market_panel(bars, instruments, timeframe, ctx.settings.features)
+    hourly = hourly if timeframe == "1d" else {}
     calls = [
         (ctx, timeframe, {s: bars[s] for s in group}, market, {s: hourly[s] for s in group if s in hourly})
         for group in symbol_groups(list(bars), workers.processes)
     ]
+    return market, workers.map(_build_group, calls, min_calls=2)
+
+
+def _collected(
+    timeframe: str, market: MarketPanel, results: Iterator[list[tuple[SymbolFeatures, dict]]]
+) -> tuple[TimeframeFeatures, dict[str, dict]]:
+    """The built features of a started timeframe, and each symbol's manifest entry."""
     symbols, written = {}, {}
-    for results in workers.map(_build_group, calls, min_calls=2):
-        for result, entry in results:
+    for group in results:
+        for result, entry in group:
             symbols[result.symbol], written[result.symbol] = result, entry
     return TimeframeFeatures(timeframe, symbols, market), written
 
@@ -142,8 +156,11 @@ def _build_group(
 
 def _narrowed(result: SymbolFeatures) -> SymbolFeatures:
     """``result`` with the columns the panel stacks as float32 already in float32 (the cast it would make)."""
-    narrow = stacked_as_float32(catalogue.float32_features(result.feature_names))
-    return dataclasses.replace(result, table=result.table.astype(dict.fromkeys(narrow, np.float32)))
+    table, narrow = result.table, stacked_as_float32(catalogue.float32_features(result.feature_names))
+    names = [name for name in table.columns if name in narrow]
+    cast = pd.DataFrame(table[names].to_numpy(np.float32), index=table.index, columns=names)  # one block: 4x faster
+    narrowed = pd.concat([table.drop(columns=names), cast], axis=1)[table.columns]
+    return dataclasses.replace(result, table=narrowed.copy())  # the copy has one block per dtype: stacked as views
 
 
 def _write_symbol(ctx: RunContext, timeframe: str, result: SymbolFeatures) -> dict:

@@ -23,7 +23,7 @@ from trading_ml.models.splits import rows_with_context
 from trading_ml.models.threads import fit_threads, limited_threads
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
-from trading_ml.pipeline.workers import Workers
+from trading_ml.pipeline.workers import SPREAD_FROM_SYMBOLS, Workers
 from trading_ml.registry import ModelRegistry, config_hash
 from trading_ml.run import RunContext
 
@@ -31,11 +31,18 @@ log = logging.getLogger(__name__)
 
 
 @stage("train")
-def train(ctx: RunContext, model_name: str, resources: StageResources = OWN_RESOURCES, sharing: int = 1) -> dict:
+def train(
+    ctx: RunContext,
+    model_name: str,
+    resources: StageResources = OWN_RESOURCES,
+    sharing: int = 1,
+    data: TrainingData | None = None,
+) -> dict:
     """Fit one model on every walk-forward fold of the features stage's training table, save the
     last fold's model under models/ with the pooled out-of-sample predictions of all folds, and
     register it as a candidate. ``sharing``: the trainings running at once on these cores (the DAG's
-    parallel tasks); the fit gets models.cores / sharing threads.
+    parallel tasks); the fit gets models.cores / sharing threads. ``data``: the run's training
+    table when this process already loaded it for another training (else it is loaded and checked).
 
     Returns the artifact paths, sha256, version and
     what training found, never the model itself. A retried task of the same run rewrites the same
@@ -47,7 +54,7 @@ def train(ctx: RunContext, model_name: str, resources: StageResources = OWN_RESO
             f"{', '.join(chosen_models(ctx.models))}"
         )
     started = time.perf_counter()
-    data = TrainingData.load(ctx, ctx.stage_manifest("features"))
+    data = data or TrainingData.load(ctx, ctx.stage_manifest("features"))
     data = replace(data, threads=fit_threads(ctx.settings.models.cores, sharing))
     log.info(
         "%s: %s training table of %d rows, %d symbols, %d features; %d walk-forward folds; %d thread(s)",
@@ -79,11 +86,10 @@ def train(ctx: RunContext, model_name: str, resources: StageResources = OWN_RESO
     return manifest
 
 
-# The trainings of one worker process, longest first at 500 symbols with one thread each (XGBoost
-# 105 s, direction LSTM 91, forest 90, volatility LSTM 60, GARCH 32, HAR-RV 7), so that parallel
+# The trainings of the worker processes, longest first at 500 symbols with one thread each (XGBoost
+# 110 s, direction LSTM 59, forest 58, volatility LSTM 53, GARCH 36, HAR-RV 8), so that parallel
 # workers end together; a model not listed goes last.
 LONGEST_FIRST = ("direction_xgboost", "direction_lstm", "regime_rf", "volatility_lstm", "volatility_garch")
-SPREAD_FROM_SYMBOLS = 64  # a smaller run trains in the caller's process: a worker's start and imports cost more
 
 
 def train_models(
@@ -101,17 +107,30 @@ def train_models(
     at_once = ctx.settings.models.parallel_trainings or fit_threads(ctx.settings.models.cores, 1)
     ordered = sorted(models, key=lambda name: LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(models))
     with Workers(ctx.settings.models.cores, processes=min(at_once, len(models))) as workers:
-        calls = [(ctx, name, OWN_RESOURCES, at_once) for name in ordered]
-        done = workers.map(timed_train, calls, min_calls=1)
+        done = workers.map(train_in_worker, [(ctx, name, at_once) for name in ordered], min_calls=1)
         trained = dict(zip(ordered, (_reported(manifest, seconds, on_trained) for manifest, seconds in done)))
     return [trained[name] for name in models]
 
 
-def timed_train(ctx: RunContext, name: str, resources: StageResources, sharing: int = 1) -> tuple[dict, float]:
+def timed_train(
+    ctx: RunContext, name: str, resources: StageResources, sharing: int = 1, data: TrainingData | None = None
+) -> tuple[dict, float]:
     """:func:`train` and its seconds (kept out of the manifest, which a re-run rewrites byte for byte)."""
     started = time.perf_counter()
-    manifest = train(ctx, name, resources, sharing)
+    manifest = train(ctx, name, resources, sharing, data)
     return manifest, time.perf_counter() - started
+
+
+_WORKER_TABLE: dict[str, TrainingData] = {}  # a training worker's table of the run it trains, for its next training
+
+
+def train_in_worker(ctx: RunContext, name: str, sharing: int) -> tuple[dict, float]:
+    """:func:`timed_train` in a worker process, which loads the run's training table (checked) once
+    for all the trainings it runs (2 s each at 500 symbols)."""
+    if ctx.run_id not in _WORKER_TABLE:
+        _WORKER_TABLE.clear()
+        _WORKER_TABLE[ctx.run_id] = TrainingData.load(ctx, ctx.stage_manifest("features"))
+    return timed_train(ctx, name, OWN_RESOURCES, sharing, _WORKER_TABLE[ctx.run_id])
 
 
 def _reported(manifest: dict, seconds: float, on_trained: Callable[[dict, float], None]) -> dict:
@@ -187,8 +206,8 @@ def write_trained_manifest(ctx: RunContext, resources: StageResources, record: d
 
 def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[Any, pd.DataFrame]:
     """The model of the last fold, and every fold's predictions of its own test segment (NaN on
-    rows no fold tested), with a ``fold`` column. A model with ``context_bars`` (it reads only that
-    many bars of a symbol per prediction) predicts only its test rows and the bars before them."""
+    rows no fold tested), with a ``fold`` column; each fold predicts only its test rows
+    (:func:`fold_predictions`)."""
     pooled, model = None, None
     for split in data.folds:
         model = None  # the previous fold's model (a forest can be large) is not kept while the next one fits
@@ -202,16 +221,25 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[Any, pd.
         )
         model = cls.fit(data.for_fold(split), ctx.settings.models.params.get(cls.name), ctx.settings.models.seed)
         tested = split.mask("test")
-        needed = rows_with_context(data.table, np.flatnonzero(tested), getattr(model, "context_bars", None))
-        predictions = model.predict(data.table if needed.all() else data.table[needed])  # no copy of every row
+        predictions = fold_predictions(model, data.table, tested)
         if pooled is None:
             pooled = pd.DataFrame(float("nan"), index=data.table.index, columns=predictions.columns).astype(
                 predictions.dtypes
             )
             pooled["fold"] = -1
-        pooled.loc[tested, predictions.columns] = predictions[tested[needed]]
+        pooled.loc[tested, predictions.columns] = predictions
         pooled.loc[tested, "fold"] = split.fold
     return model, pooled
+
+
+def fold_predictions(model, table: pd.DataFrame, tested: np.ndarray) -> pd.DataFrame:
+    """The model's predictions of the ``tested`` rows (a mask), in table order. A model with
+    ``predict_rows`` reads the whole table and predicts those rows only; one with ``context_bars``
+    is given only the rows it reads (no copy of every row); any other predicts every row."""
+    if hasattr(model, "predict_rows"):
+        return model.predict_rows(table, tested)
+    needed = rows_with_context(table, np.flatnonzero(tested), getattr(model, "context_bars", None))
+    return model.predict(table if needed.all() else table[needed])[tested[needed]]
 
 
 # what a model's record says of the table and folds it learned from

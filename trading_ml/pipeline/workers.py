@@ -1,6 +1,6 @@
 """Work a stage spreads over worker processes: ingest's pairs (the CLI's), validate's pairs and
-features' symbols, which are Python and pandas and use one core each, and the CLI's trainings at
-scale (``trading_ml.pipeline.train.train_models``).
+features' symbols, which are Python and pandas and use one core each, and at scale the CLI's
+trainings (``trading_ml.pipeline.train.train_models``) and evaluate's tasks.
 
 Workers are joblib's loky processes: they start fresh (no locks or client threads copied from the
 stage's process, and unlike multiprocessing's ``spawn`` without importing the caller's main script
@@ -26,6 +26,9 @@ from trading_ml.models.threads import fit_threads
 log = logging.getLogger(__name__)
 
 MIN_CALLS = 64  # fewer calls than this (the plan's 26 symbols x 2 timeframes) run in the stage's process
+# a run of this many symbols trains and evaluates its models in workers (a smaller one in the
+# stage's process: a worker's start and imports would cost more than they save)
+SPREAD_FROM_SYMBOLS = 64
 PR_SET_PDEATHSIG = 1
 
 
