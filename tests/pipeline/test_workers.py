@@ -144,3 +144,8 @@ def test_trainings_and_evaluation_at_scale_run_in_workers_and_give_the_same(two_
     assert "starting 2 worker processes" in caplog.text
     assert evaluated_there == evaluated_here
     assert json.loads((ctx.run_root / evaluated_there["report"]).read_text()) == report_here
+    caplog.clear()
+    one_core = dataclasses.replace(two_cores, models=dataclasses.replace(two_cores.models, cores=1))
+    with caplog.at_level(logging.INFO, logger="trading_ml.pipeline.workers"):  # one core: no worker to share with
+        assert evaluate(dataclasses.replace(ctx, settings=one_core), resources) == evaluated_here
+    assert "starting" not in caplog.text

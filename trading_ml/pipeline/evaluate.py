@@ -45,9 +45,9 @@ def evaluate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict
     for name, manifest in trained.items():
         by_task.setdefault(task_of(name), {})[name] = manifest["predictions"]
     calls = [(ctx, task, predictions) for task, predictions in by_task.items()]
-    spread = 1 if len(ctx.symbols) >= SPREAD_FROM_SYMBOLS else None  # a task's models per worker at scale
     evaluated: dict[str, dict] = {}
-    with Workers(ctx.settings.models.cores) as workers:
+    with Workers(ctx.settings.models.cores) as workers:  # at scale, a task's models per worker (one core: here)
+        spread = 1 if len(ctx.symbols) >= SPREAD_FROM_SYMBOLS and workers.processes > 1 else None
         for results in workers.map(evaluate_task, calls, spread):
             evaluated |= results
     report, models = {}, {}
