@@ -149,3 +149,18 @@ def test_trainings_and_evaluation_at_scale_run_in_workers_and_give_the_same(two_
     with caplog.at_level(logging.INFO, logger="trading_ml.pipeline.workers"):  # one core: no worker to share with
         assert evaluate(dataclasses.replace(ctx, settings=one_core), resources) == evaluated_here
     assert "starting" not in caplog.text
+
+
+def test_a_worker_keeps_one_value_per_kind_for_the_run_it_works_on():
+    made = []
+
+    def make(value):
+        return lambda: made.append(value) or value
+
+    assert workers_module.kept_for_run("table", "run-a", make("a1")) == "a1"
+    assert workers_module.kept_for_run("table", "run-a", make("a2")) == "a1"  # made once for the run
+    assert workers_module.kept_for_run("store", "run-a", make("s1")) == "s1"  # another kind, its own
+    assert workers_module.kept_for_run("table", "run-b", make("b1")) == "b1"  # a new run replaces the old
+    assert workers_module.kept_for_run("table", "run-a", make("a3")) == "a3"
+    assert made == ["a1", "s1", "b1", "a3"]
+    workers_module._KEPT.clear()

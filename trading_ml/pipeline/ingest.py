@@ -14,7 +14,7 @@ from trading_ml.errors import ConfigError, DataError, OutsideCoverage, StageFail
 from trading_ml.io import sha256_file, write_json
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, summarize_ingest
-from trading_ml.pipeline.workers import Workers
+from trading_ml.pipeline.workers import Workers, kept_for_run
 from trading_ml.run import RunContext, pair_name
 from trading_ml.sources import MarketDataSource
 from trading_ml.storage import bars_to_documents
@@ -73,16 +73,11 @@ def ingest_pairs(
     return manifests
 
 
-_WORKER_RESOURCES: dict[str, StageResources] = {}  # a worker process's source and store, per run
-
-
 def ingest_pair(ctx: RunContext, symbol: str, timeframe: str, resources: StageResources | None = None) -> dict:
     """Fetch one pair into raw/ and the store; its manifest. Without ``resources`` (in a worker
     process) the process opens its own once per run and keeps them for its next pairs."""
     if resources is None:
-        if ctx.run_id not in _WORKER_RESOURCES:
-            _WORKER_RESOURCES[ctx.run_id] = StageResources.open(ctx)
-        resources = _WORKER_RESOURCES[ctx.run_id]
+        resources = kept_for_run("resources", ctx.run_id, lambda: StageResources.open(ctx))
     return store_and_record(ctx, resources, *fetch_to_raw(ctx, symbol, timeframe, resources.source))
 
 

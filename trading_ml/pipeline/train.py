@@ -23,7 +23,7 @@ from trading_ml.models.splits import rows_with_context
 from trading_ml.models.threads import fit_threads, limited_threads
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
-from trading_ml.pipeline.workers import SPREAD_FROM_SYMBOLS, Workers
+from trading_ml.pipeline.workers import SPREAD_FROM_SYMBOLS, Workers, kept_for_run
 from trading_ml.registry import ModelRegistry, config_hash
 from trading_ml.run import RunContext
 
@@ -121,16 +121,11 @@ def timed_train(
     return manifest, time.perf_counter() - started
 
 
-_WORKER_TABLE: dict[str, TrainingData] = {}  # a training worker's table of the run it trains, for its next training
-
-
 def train_in_worker(ctx: RunContext, name: str, sharing: int) -> tuple[dict, float]:
     """:func:`timed_train` in a worker process, which loads the run's training table (checked) once
     for all the trainings it runs (2 s each at 500 symbols)."""
-    if ctx.run_id not in _WORKER_TABLE:
-        _WORKER_TABLE.clear()
-        _WORKER_TABLE[ctx.run_id] = TrainingData.load(ctx, ctx.stage_manifest("features"))
-    return timed_train(ctx, name, OWN_RESOURCES, sharing, _WORKER_TABLE[ctx.run_id])
+    data = kept_for_run("training table", ctx.run_id, lambda: TrainingData.load(ctx, ctx.stage_manifest("features")))
+    return timed_train(ctx, name, OWN_RESOURCES, sharing, data)
 
 
 def _reported(manifest: dict, seconds: float, on_trained: Callable[[dict, float], None]) -> dict:

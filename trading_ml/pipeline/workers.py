@@ -67,6 +67,21 @@ class Workers:
             self._pool = None
 
 
+_KEPT: dict[tuple[str, str], Any] = {}  # what this worker process keeps for the run it works on
+
+
+def kept_for_run(what: str, run_id: str, make: Callable[[], Any]) -> Any:
+    """``make()``, made once per run and kind (``what``) in this worker process and kept for its next
+    calls of that run; a new run's replaces the old run's. Only for worker processes: the stage's own
+    process would keep it after the stage."""
+    key = (what, run_id)
+    if key not in _KEPT:
+        for old in [k for k in _KEPT if k[0] == what]:
+            del _KEPT[old]
+        _KEPT[key] = make()
+    return _KEPT[key]
+
+
 def call_with(function: Callable[..., Any], call: tuple) -> Any:
     return function(*call)
 
