@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -54,32 +55,61 @@ PER_PAIR = "ingest, a task per pair"  # not a CLI stage: left out of "end to end
 
 
 class PeakMemory:
-    """Peak resident memory (MB) of this process and its workers while a stage runs, sampled every 20 ms."""
+    """Peak memory (MB) of this process and its workers while a stage runs: resident (RSS, summed,
+    every 20 ms) and proportional (PSS, summed, every 200 ms: a page the processes share, such as
+    a library's code, counts once over them instead of once in each; None where Linux has no
+    smaps_rollup)."""
+
+    PSS_EVERY = 10  # samples: reading smaps_rollup walks a process's mappings
 
     def __init__(self):
-        self.peak, self._running = 0.0, False
+        self.peak, self.peak_pss, self._running = 0.0, None, False
 
     @staticmethod
-    def resident_mb() -> float:
-        """This process's resident memory and its workers' (the stages' worker processes), summed."""
+    def processes() -> list[psutil.Process]:
         process = psutil.Process()
-        total = process.memory_info().rss
-        for child in process.children(recursive=True):
+        return [process, *process.children(recursive=True)]
+
+    @classmethod
+    def resident_mb(cls) -> float:
+        """This process's resident memory and its workers' (the stages' worker processes), summed."""
+        total = 0
+        for process in cls.processes():
             try:
-                total += child.memory_info().rss
+                total += process.memory_info().rss
             except psutil.NoSuchProcess:
                 pass
         return total / 2**20
 
+    @classmethod
+    def proportional_mb(cls) -> float | None:
+        """The processes' proportional set sizes, summed (None without /proc/<pid>/smaps_rollup)."""
+        total = 0
+        for process in cls.processes():
+            try:
+                rollup = Path(f"/proc/{process.pid}/smaps_rollup").read_text()
+            except FileNotFoundError:
+                if not Path("/proc/self/smaps_rollup").exists():
+                    return None
+                continue  # the process ended
+            except OSError:
+                return None
+            total += next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+        return total / 2**10
+
     def __enter__(self):
-        self.peak, self._running = self.resident_mb(), True
+        self.peak, self.peak_pss, self._running = self.resident_mb(), self.proportional_mb(), True
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
     def _sample(self):
+        ticks = 0
         while self._running:
             self.peak = max(self.peak, self.resident_mb())
+            ticks += 1
+            if ticks % self.PSS_EVERY == 0 and self.peak_pss is not None:
+                self.peak_pss = max(self.peak_pss, self.proportional_mb() or 0.0)
             time.sleep(0.02)
 
     def __exit__(self, *exc):
@@ -114,14 +144,12 @@ def run_stage(ctx: RunContext, label: str, resources: StageResources) -> dict[st
         seconds: dict[str, float] = {}
         train_models(ctx, resources, on_trained=lambda manifest, s: seconds.update({manifest["model_name"]: s}))
         return seconds
-    from trading_ml.pipeline.deploy import deploy
-    from trading_ml.pipeline.evaluate import evaluate
-    from trading_ml.pipeline.report import report
-    from trading_ml.pipeline.train import combine
-
-    stages = {"ingest": ingest, "validate": validate, "features": build_features, "combine": combine}
-    stages |= {"evaluate": evaluate, "deploy": deploy, "report": report}
-    stages[label](ctx, resources=resources)
+    later = {"combine": "train", "evaluate": "evaluate", "deploy": "deploy", "report": "report"}
+    if label in later:  # imported when it runs, as the CLI does: the data stages' process holds none of them
+        stage_function = getattr(importlib.import_module(f"trading_ml.pipeline.{later[label]}"), label)
+    else:
+        stage_function = {"ingest": ingest, "validate": validate, "features": build_features}[label]
+    stage_function(ctx, resources=resources)
     return None
 
 
@@ -153,13 +181,14 @@ def run_size(size: int, as_of: str, timeframes: list[str], isolated: bool = Fals
         start = time.perf_counter()
         with PeakMemory() as memory:
             result = action()
-        figures[label] = {"seconds": time.perf_counter() - start, "peak_mb": memory.peak}
+        figures[label] = {"seconds": time.perf_counter() - start, "peak_mb": memory.peak, "pss_mb": memory.peak_pss}
         if isinstance(result, dict) and "seconds" in result:  # measured in its own process
             figures[label] = result
         elif isinstance(result, dict):  # the trainings: each model's seconds in its worker
             figures[label]["models"] = result
+        proportional = f" ({memory.peak_pss:.0f} MB PSS)" if memory.peak_pss is not None else ""
         print(
-            f"  {size:>4} {label:<26} {figures[label]['seconds']:8.1f}s {memory.peak:8.0f} MB",
+            f"  {size:>4} {label:<26} {figures[label]['seconds']:8.1f}s {memory.peak:8.0f} MB{proportional}",
             file=sys.stderr,
             flush=True,
         )
@@ -248,6 +277,11 @@ def main() -> None:
         for model in models.get(sizes[0], {}):  # the CLI's trainings: each one's time in its worker
             cells = "".join(f"{models[n].get(model, float('nan')):8.1f}s {'':8}" for n in sizes)
             print(f"  {model:<24}{cells}")
+    proportional = {n: [v.get("pss_mb") for name, v in results[n].items() if name != PER_PAIR] for n in sizes}
+    if all(None not in values for values in proportional.values()):
+        cells = "".join(f"{'':9} {max(proportional[n]):6.0f}MB" for n in sizes)
+        print(f"{'end to end, PSS':<26}{cells}")
+        print("PSS: each page shared between the processes (libraries' code, files read) counted once over them")
     if any("models" in results[n].get("train", {}) for n in sizes):
         print("indented: each training's seconds in its worker; at scale they run at once (train is the wall time)")
     print("ratio = (time growth) / (universe growth): 1.0 is linear, above 1.0 grows faster than the universe")

@@ -16,11 +16,12 @@ import pytest
 
 from tests.conftest import AS_OF, make_settings
 from tests.stages import context, run_both
+from trading_ml.models.dataset import TrainingData
 from trading_ml.pipeline import evaluate as evaluate_stage
 from trading_ml.pipeline import features as features_stage
 from trading_ml.pipeline import train as train_stage
 from trading_ml.pipeline import workers as workers_module
-from trading_ml.pipeline.evaluate import evaluate
+from trading_ml.pipeline.evaluate import evaluate, evaluate_task, evaluate_task_in_worker
 from trading_ml.pipeline.features import build_features, symbol_groups
 from trading_ml.pipeline.ingest import ingest
 from trading_ml.pipeline.resources import StageResources
@@ -149,6 +150,15 @@ def test_trainings_and_evaluation_at_scale_run_in_workers_and_give_the_same(two_
     with caplog.at_level(logging.INFO, logger="trading_ml.pipeline.workers"):  # one core: no worker to share with
         assert evaluate(dataclasses.replace(ctx, settings=one_core), resources) == evaluated_here
     assert "starting" not in caplog.text
+
+    # a worker judging a second task reads the training table it kept: once, and unchanged by the first
+    judged_alone = {name: evaluate_task(ctx, "volatility", {name: m["predictions"]}) for name, m in here.items()}
+    loads, load = [], TrainingData.load
+    monkeypatch.setattr(TrainingData, "load", classmethod(lambda cls, *args: loads.append(args) or load(*args)))
+    monkeypatch.setattr(workers_module, "_KEPT", {})
+    for name, manifest in here.items():
+        assert evaluate_task_in_worker(ctx, "volatility", {name: manifest["predictions"]}) == judged_alone[name]
+    assert len(loads) == 1
 
 
 def test_a_worker_keeps_one_value_per_kind_for_the_run_it_works_on():

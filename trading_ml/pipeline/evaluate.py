@@ -12,7 +12,7 @@ from trading_ml.models.dataset import TrainingData
 from trading_ml.models.tasks import TASKS
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage, trained_manifests
-from trading_ml.pipeline.workers import SPREAD_FROM_SYMBOLS, Workers
+from trading_ml.pipeline.workers import SPREAD_FROM_SYMBOLS, Workers, kept_for_run
 from trading_ml.run import RunContext
 
 NOT_TRAINED = (
@@ -47,8 +47,11 @@ def evaluate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict
     calls = [(ctx, task, predictions) for task, predictions in by_task.items()]
     evaluated: dict[str, dict] = {}
     with Workers(ctx.settings.models.cores) as workers:  # at scale, a task's models per worker (one core: here)
-        spread = 1 if len(ctx.symbols) >= SPREAD_FROM_SYMBOLS and workers.processes > 1 else None
-        for results in workers.map(evaluate_task, calls, spread):
+        if len(ctx.symbols) >= SPREAD_FROM_SYMBOLS and workers.processes > 1:
+            judged = workers.map(evaluate_task_in_worker, calls, min_calls=1)
+        else:
+            judged = (evaluate_task(*call) for call in calls)
+        for results in judged:
             evaluated |= results
     report, models = {}, {}
     for name in trained:
@@ -78,10 +81,12 @@ def evaluate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict
     return manifest
 
 
-def evaluate_task(ctx: RunContext, task: str, predictions: dict[str, str]) -> dict[str, dict]:
+def evaluate_task(
+    ctx: RunContext, task: str, predictions: dict[str, str], data: TrainingData | None = None
+) -> dict[str, dict]:
     """Each model of one task (name -> its predictions' path in the run) judged on the run's training
-    table, the task's baselines made once for all of them."""
-    data = TrainingData.load(ctx, ctx.stage_manifest("features"))
+    table (``data``; None: loaded here), the task's baselines made once for all of them."""
+    data = data or TrainingData.load(ctx, ctx.stage_manifest("features"))
     baselines = TASKS[task].baselines(data.table, data.folds, ctx.settings)
     return {
         name: evaluation.evaluate(
@@ -89,6 +94,13 @@ def evaluate_task(ctx: RunContext, task: str, predictions: dict[str, str]) -> di
         )
         for name, path in predictions.items()
     }
+
+
+def evaluate_task_in_worker(ctx: RunContext, task: str, predictions: dict[str, str]) -> dict[str, dict]:
+    """:func:`evaluate_task` in a worker process, which loads the run's training table (checked) once
+    for all the tasks it judges (2 s each at 500 symbols)."""
+    data = kept_for_run("training table", ctx.run_id, lambda: TrainingData.load(ctx, ctx.stage_manifest("features")))
+    return evaluate_task(ctx, task, predictions, data)
 
 
 def planted_signal(ctx: RunContext) -> float | None:
