@@ -1,11 +1,11 @@
-"""Files never half-written, and parquet tables read back exactly as written."""
+"""Files never half-written, and parquet and memory-mapped tables read back exactly as written."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from trading_ml.errors import DataError
-from trading_ml.io import atomic_write, read_parquet, write_parquet
+from trading_ml.io import atomic_write, read_mapped_table, read_parquet, write_mapped_table, write_parquet
 
 
 def training_like_table() -> pd.DataFrame:
@@ -28,6 +28,36 @@ def test_a_table_reads_back_as_written_index_dtypes_and_missing_values(tmp_path)
     read = read_parquet(write_parquet(tmp_path / "t.parquet", table))
     pd.testing.assert_frame_equal(read, table)
     assert read["target_direction"].isna().any() and read["rsi_14"].isna().any()
+
+
+def mapped_ranges(path) -> list[tuple[int, int]]:
+    """The address ranges where this process has ``path`` memory-mapped."""
+    ranges = []
+    for line in open("/proc/self/maps"):
+        if line.rstrip().endswith(str(path)):
+            start, end = (int(bound, 16) for bound in line.split()[0].split("-"))
+            ranges.append((start, end))
+    return ranges
+
+
+def test_a_mapped_table_reads_back_as_written_its_floats_in_the_files_pages(tmp_path):
+    table = training_like_table().astype({"return_1": "float32"})
+    path = write_mapped_table(tmp_path / "t.arrow", table)
+    read = read_mapped_table(path)
+    pd.testing.assert_frame_equal(read, table)
+    assert read["rsi_14"].isna().sum() == table["rsi_14"].isna().sum() > 0  # NaN kept as values, read as NaN
+    ranges = mapped_ranges(path)
+    for column in ("return_1", "rsi_14"):  # no copy: the values are the file's pages, shared by every reader
+        address = read[column].array._ndarray.ctypes.data
+        assert any(start <= address < end for start, end in ranges), column
+    assert not any(start <= read["target_direction"].array._data.ctypes.data < end for start, end in ranges)
+
+
+def test_a_truncated_mapped_table_is_one_data_error_naming_it(tmp_path):
+    path = write_mapped_table(tmp_path / "t.arrow", training_like_table())
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match=r"t\.arrow cannot be read as an Arrow file.*re-run the stage"):
+        read_mapped_table(path)
 
 
 def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -167,6 +167,48 @@ def write_parquet(path: Path, table: pd.DataFrame) -> Path:
     return atomic_write(path, lambda handle: table.to_parquet(handle, index=True))
 
 
+def write_mapped_table(path: Path, table: pd.DataFrame) -> Path:
+    """``table`` (with its index) as an uncompressed Arrow IPC file that :func:`read_mapped_table`
+    maps instead of reading: its float columns keep NaN as values (no validity bitmap), so they
+    convert to pandas without a copy. Float columns are handed to Arrow without a copy either."""
+    schema = pa.Schema.from_pandas(table, preserve_index=True)  # object columns: their type from their values
+    stored_levels = schema.pandas_metadata["index_columns"]  # a level's column name, or a RangeIndex's description
+    levels = {name: level for level, name in enumerate(stored_levels) if isinstance(name, str)}
+
+    def values(name: str):
+        return table.index.get_level_values(levels[name]) if name in levels else table[name]
+
+    arrays = [
+        pa.array(values(field.name).to_numpy(), type=field.type, from_pandas=False)
+        if pa.types.is_floating(field.type)
+        else pa.array(values(field.name), type=field.type, from_pandas=True)
+        for field in schema
+    ]
+    arrow = pa.Table.from_arrays(arrays, schema=schema)
+
+    def write(handle: BinaryIO) -> None:
+        with pa.ipc.new_file(handle, arrow.schema) as writer:
+            writer.write_table(arrow, max_chunksize=max(len(arrow), 1))
+
+    return atomic_write(path, write)
+
+
+def read_mapped_table(path: Path) -> pd.DataFrame:
+    """A file :func:`write_mapped_table` wrote, memory-mapped: its float columns are views of the
+    file's pages, which every process mapping it shares (read-only; pandas copies on write). A
+    DataError naming it when it cannot be read. The file must not be truncated while mapped (the
+    stages replace files by renaming, which leaves a mapped file as it was)."""
+    try:
+        arrow = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        return arrow.to_pandas(split_blocks=True)
+    except (pa.ArrowException, ValueError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise DataError(
+            f"{path} cannot be read as an Arrow file ({one_line(error, 120)}); re-run the stage that writes it"
+        ) from error
+
+
 def sha256_bytes(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 

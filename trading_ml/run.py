@@ -109,6 +109,10 @@ class RunLayout:
     def training_table(self, timeframe: str) -> Path:
         return self.root / "features" / f"training_{timeframe}.parquet"
 
+    def mapped_training_table(self, timeframe: str) -> Path:
+        """The training table as the stages read it: memory-mapped, shared by the processes that read it."""
+        return self.root / "features" / f"training_{timeframe}.arrow"
+
     @property
     def features_manifest(self) -> Path:
         return self.root / "features" / "manifest.json"

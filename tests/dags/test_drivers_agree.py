@@ -13,6 +13,7 @@ from tests.conftest import QUICK_MODELS
 from tests.dags.conftest import write_config
 from tests.dags.test_trading_ml_training import load_dag, run_dag
 from trading_ml.cli import main
+from trading_ml.io import read_mapped_table
 from trading_ml.models.threads import fit_threads
 from trading_ml.run import find_runs
 
@@ -56,6 +57,8 @@ def run_folder(run) -> dict[str, object]:
             files[name] = GENERATED_AT.sub("<time>", normalized(path.read_text(), run))
         elif path.suffix == ".parquet":
             files[name] = pd.read_parquet(path)
+        elif path.suffix == ".arrow":  # the memory-mapped training table
+            files[name] = read_mapped_table(path)
         elif zipfile.is_zipfile(path):  # skops: a zip of arrays named by Python object ids, stamped with a time
             with zipfile.ZipFile(path) as archive:
                 files[name] = sorted(archive.read(entry) for entry in archive.namelist() if entry != "schema.json")

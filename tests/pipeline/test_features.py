@@ -11,6 +11,8 @@ from tests.conftest import make_settings
 from tests.stages import context, run_both, run_to_features, with_faults
 from trading_ml.errors import DataError, StageFailed
 from trading_ml.features.intraday import INTRADAY_VARIANCE
+from trading_ml.io import read_mapped_table, read_parquet, sha256_file
+from trading_ml.models.dataset import TrainingData
 from trading_ml.pipeline.features import build_features
 from trading_ml.serving import SignalService, served_panel
 
@@ -25,6 +27,20 @@ def test_features_stage_writes_the_plans_csvs_and_one_training_table_per_timefra
     table = pd.read_parquet(root / daily["training_table"]["path"])
     assert table.index.names == ["timestamp", "symbol"]
     assert sorted(table.index.get_level_values("symbol").unique()) == ["AAPL", "XOM", "^GSPC", "^NSEI"]
+    mapped = daily["training_table"]["mapped"]  # the copy the train and evaluate stages map, checked
+    assert sha256_file(root / mapped["path"]) == mapped["sha256"]
+    pd.testing.assert_frame_equal(
+        read_mapped_table(root / mapped["path"]), read_parquet(root / daily["training_table"]["path"])
+    )
+    data = TrainingData.of_run(small_context)
+    pd.testing.assert_frame_equal(data.table, read_parquet(root / daily["training_table"]["path"]))
+    assert data.path == daily["training_table"]["path"]  # the records name the parquet table
+    del data
+    tampered = bytearray((root / mapped["path"]).read_bytes())
+    tampered[len(tampered) // 2] ^= 0xFF
+    (root / mapped["path"]).write_bytes(bytes(tampered))  # the same size: only its hash tells
+    with pytest.raises(DataError, match=r"training_1d\.arrow is missing or changed since the features stage wrote it"):
+        TrainingData.of_run(small_context)
     assert (
         len(table)
         == daily["training_table"]["rows"]

@@ -154,7 +154,9 @@ def test_trainings_and_evaluation_at_scale_run_in_workers_and_give_the_same(two_
     # a worker judging a second task reads the training table it kept: once, and unchanged by the first
     judged_alone = {name: evaluate_task(ctx, "volatility", {name: m["predictions"]}) for name, m in here.items()}
     loads, load = [], TrainingData.load
-    monkeypatch.setattr(TrainingData, "load", classmethod(lambda cls, *args: loads.append(args) or load(*args)))
+    monkeypatch.setattr(
+        TrainingData, "load", classmethod(lambda cls, *args, **kw: loads.append(args) or load(*args, **kw))
+    )
     monkeypatch.setattr(workers_module, "_KEPT", {})
     for name, manifest in here.items():
         assert evaluate_task_in_worker(ctx, "volatility", {name: manifest["predictions"]}) == judged_alone[name]

@@ -8,7 +8,7 @@ import pandas as pd
 
 from trading_ml.errors import ConfigError, DataError
 from trading_ml.features.catalogue import model_features
-from trading_ml.io import intact, read_parquet
+from trading_ml.io import intact, read_mapped_table, read_parquet
 from trading_ml.models.splits import Split, walk_forward
 from trading_ml.models.threads import fit_threads
 from trading_ml.run import RunContext
@@ -32,7 +32,10 @@ class TrainingData:
     threads: int = 1  # a fit's threads: models.cores over the trainings that share them (trading_ml.models.threads)
 
     @classmethod
-    def load(cls, ctx: RunContext, features_manifest: dict) -> TrainingData:
+    def load(cls, ctx: RunContext, features_manifest: dict, mapped: bool = False) -> TrainingData:
+        """The run's training table for models.timeframe, checked against the features manifest.
+        ``mapped``: the memory-mapped copy the features stage wrote beside it, whose pages the
+        processes reading it share (the parquet file when the manifest has none: an older run)."""
         timeframe = ctx.settings.models.timeframe
         entry = features_manifest["timeframes"].get(timeframe, {})
         if "training_table" not in entry:
@@ -41,13 +44,14 @@ class TrainingData:
                 f"run `trading-ml features --run-id {ctx.run_id} --timeframes {timeframe}` first"
             )
         path = entry["training_table"]["path"]
-        resolved = ctx.layout.resolve(path)
-        if not intact(resolved, entry["training_table"]["sha256"]):
+        stored = entry["training_table"].get("mapped") if mapped else None
+        resolved = ctx.layout.resolve(stored["path"] if stored else path)
+        if not intact(resolved, (stored or entry["training_table"])["sha256"]):
             raise DataError(
                 f"{resolved} is missing or changed since the features stage wrote it; re-run `trading-ml features "
                 f"--run-id {ctx.run_id}`"
             )
-        table = read_parquet(resolved)
+        table = read_mapped_table(resolved) if stored else read_parquet(resolved)
         folds = walk_forward(table, ctx.settings.models, ctx.settings.features)
         return cls(
             table,
@@ -60,6 +64,11 @@ class TrainingData:
             DIRECTION_LABELS[ctx.settings.models.direction_labels],
             fit_threads(ctx.settings.models.cores, 1),
         )
+
+    @classmethod
+    def of_run(cls, ctx: RunContext) -> TrainingData:
+        """The run's training table as the train and evaluate stages read it: memory-mapped."""
+        return cls.load(ctx, ctx.stage_manifest("features"), mapped=True)
 
     def for_fold(self, split: Split) -> TrainingData:
         return replace(self, split=split)

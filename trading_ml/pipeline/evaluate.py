@@ -86,7 +86,7 @@ def evaluate_task(
 ) -> dict[str, dict]:
     """Each model of one task (name -> its predictions' path in the run) judged on the run's training
     table (``data``; None: loaded here), the task's baselines made once for all of them."""
-    data = data or TrainingData.load(ctx, ctx.stage_manifest("features"))
+    data = data or TrainingData.of_run(ctx)
     baselines = TASKS[task].baselines(data.table, data.folds, ctx.settings)
     return {
         name: evaluation.evaluate(
@@ -99,7 +99,7 @@ def evaluate_task(
 def evaluate_task_in_worker(ctx: RunContext, task: str, predictions: dict[str, str]) -> dict[str, dict]:
     """:func:`evaluate_task` in a worker process, which loads the run's training table (checked) once
     for all the tasks it judges (2 s each at 500 symbols)."""
-    data = kept_for_run("training table", ctx.run_id, lambda: TrainingData.load(ctx, ctx.stage_manifest("features")))
+    data = kept_for_run("training table", ctx.run_id, lambda: TrainingData.of_run(ctx))
     return evaluate_task(ctx, task, predictions, data)
 
 

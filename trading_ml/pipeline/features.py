@@ -23,7 +23,7 @@ from trading_ml.features.cross_section import CROSS_SECTION_TARGETS, cross_secti
 from trading_ml.features.indicators import GROUP_SIZE
 from trading_ml.features.market import MarketPanel, build_market_panel, missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
-from trading_ml.io import intact, sha256_file, write_json, write_parquet, write_table_csv
+from trading_ml.io import intact, sha256_file, write_json, write_mapped_table, write_parquet, write_table_csv
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage
 from trading_ml.pipeline.workers import Workers
@@ -198,11 +198,13 @@ def _write_timeframe(ctx: RunContext, built: TimeframeFeatures, written: dict[st
     }
     if panel is not None:
         path = write_parquet(ctx.layout.training_table(built.timeframe), panel)
+        mapped = write_mapped_table(ctx.layout.mapped_training_table(built.timeframe), panel)
         entry["training_table"] = {
             "path": ctx.layout.relative(path),
             "sha256": sha256_file(path),
             "rows": len(panel),
             "symbols": sorted(panel.index.get_level_values("symbol").unique()),
+            "mapped": {"path": ctx.layout.relative(mapped), "sha256": sha256_file(mapped)},
         }
     return entry
 
@@ -215,6 +217,7 @@ def _remove_stale_feature_files(ctx: RunContext, written: dict) -> None:
     for timeframe in ctx.timeframes:
         if "training_table" not in written.get(timeframe, {}):
             ctx.layout.training_table(timeframe).unlink(missing_ok=True)
+            ctx.layout.mapped_training_table(timeframe).unlink(missing_ok=True)
 
 
 def _target_definitions(ctx: RunContext) -> dict:

@@ -54,7 +54,7 @@ def train(
             f"{', '.join(chosen_models(ctx.models))}"
         )
     started = time.perf_counter()
-    data = data or TrainingData.load(ctx, ctx.stage_manifest("features"))
+    data = data or TrainingData.of_run(ctx)
     data = replace(data, threads=fit_threads(ctx.settings.models.cores, sharing))
     log.info(
         "%s: %s training table of %d rows, %d symbols, %d features; %d walk-forward folds; %d thread(s)",
@@ -124,7 +124,7 @@ def timed_train(
 def train_in_worker(ctx: RunContext, name: str, sharing: int) -> tuple[dict, float]:
     """:func:`timed_train` in a worker process, which loads the run's training table (checked) once
     for all the trainings it runs (2 s each at 500 symbols)."""
-    data = kept_for_run("training table", ctx.run_id, lambda: TrainingData.load(ctx, ctx.stage_manifest("features")))
+    data = kept_for_run("training table", ctx.run_id, lambda: TrainingData.of_run(ctx))
     return timed_train(ctx, name, OWN_RESOURCES, sharing, data)
 
 
