@@ -9,7 +9,8 @@ import json
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -121,7 +122,7 @@ def read_parquet(path: Path) -> pd.DataFrame:
     Read COLUMNS_READ_AT_ONCE columns at a time, each handed to pandas as its own block without a
     copy: at 500 symbols the training table (0.7 GB) reads in under a second with a peak of 0.1 GB
     over the table, against 1.7 GB read whole."""
-    try:
+    with _read_or_data_error(path, "parquet"):
         parquet = pq.ParquetFile(path)
         metadata = parquet.schema_arrow.pandas_metadata or {}
         index_columns = {c for c in metadata.get("index_columns", []) if isinstance(c, str)}
@@ -133,11 +134,19 @@ def read_parquet(path: Path) -> pd.DataFrame:
         table = pd.concat(parts, axis=1) if len(parts) > 1 else first
         pa.default_memory_pool().release_unused()
         return table
+
+
+@contextmanager
+def _read_or_data_error(path: Path, kind: str) -> Iterator[None]:
+    """A file that cannot be read as ``kind`` (truncated, replaced) as one DataError naming it; a
+    missing file stays FileNotFoundError."""
+    try:
+        yield
     except (pa.ArrowException, ValueError, OSError) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise DataError(
-            f"{path} cannot be read as parquet ({one_line(error, 120)}); re-run the stage that writes it"
+            f"{path} cannot be read as {kind} ({one_line(error, 120)}); re-run the stage that writes it"
         ) from error
 
 
@@ -198,15 +207,9 @@ def read_mapped_table(path: Path) -> pd.DataFrame:
     file's pages, which every process mapping it shares (read-only; pandas copies on write). A
     DataError naming it when it cannot be read. The file must not be truncated while mapped (the
     stages replace files by renaming, which leaves a mapped file as it was)."""
-    try:
+    with _read_or_data_error(path, "an Arrow file"):
         arrow = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
         return arrow.to_pandas(split_blocks=True)
-    except (pa.ArrowException, ValueError, OSError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise DataError(
-            f"{path} cannot be read as an Arrow file ({one_line(error, 120)}); re-run the stage that writes it"
-        ) from error
 
 
 def sha256_bytes(payload: bytes) -> str:
