@@ -28,6 +28,8 @@ def test_features_stage_writes_the_plans_csvs_and_one_training_table_per_timefra
     assert table.index.names == ["timestamp", "symbol"]
     assert sorted(table.index.get_level_values("symbol").unique()) == ["AAPL", "XOM", "^GSPC", "^NSEI"]
     mapped = daily["training_table"]["mapped"]  # the copy the train and evaluate stages map, checked
+    assert "mapped" not in manifest["timeframes"]["1h"]["training_table"]  # models.timeframe is 1d
+    assert not (root / "features" / "training_1h.arrow").exists()
     assert sha256_file(root / mapped["path"]) == mapped["sha256"]
     pd.testing.assert_frame_equal(
         read_mapped_table(root / mapped["path"]), read_parquet(root / daily["training_table"]["path"])

@@ -198,14 +198,18 @@ def _write_timeframe(ctx: RunContext, built: TimeframeFeatures, written: dict[st
     }
     if panel is not None:
         path = write_parquet(ctx.layout.training_table(built.timeframe), panel)
-        mapped = write_mapped_table(ctx.layout.mapped_training_table(built.timeframe), panel)
-        entry["training_table"] = {
+        table: dict = {
             "path": ctx.layout.relative(path),
             "sha256": sha256_file(path),
             "rows": len(panel),
             "symbols": sorted(panel.index.get_level_values("symbol").unique()),
-            "mapped": {"path": ctx.layout.relative(mapped), "sha256": sha256_file(mapped)},
         }
+        if built.timeframe == ctx.settings.models.timeframe:  # the table the models learn from, mapped by them
+            mapped = write_mapped_table(ctx.layout.mapped_training_table(built.timeframe), panel)
+            table["mapped"] = {"path": ctx.layout.relative(mapped), "sha256": sha256_file(mapped)}
+        else:
+            ctx.layout.mapped_training_table(built.timeframe).unlink(missing_ok=True)
+        entry["training_table"] = table
     return entry
 
 
