@@ -43,6 +43,11 @@ def test_features_stage_writes_the_plans_csvs_and_one_training_table_per_timefra
     (root / mapped["path"]).write_bytes(bytes(tampered))  # the same size: only its hash tells
     with pytest.raises(DataError, match=r"training_1d\.arrow is missing or changed since the features stage wrote it"):
         TrainingData.of_run(small_context)
+    altered = json.loads(small_context.layout.features_manifest.read_text())
+    altered["timeframes"]["1d"]["training_table"]["mapped"] = "training_1d.arrow"  # a hand edit: no hash
+    small_context.layout.features_manifest.write_text(json.dumps(altered))
+    with pytest.raises(DataError, match=r"records a training table without a path and a sha256 \(it was altered\)"):
+        TrainingData.of_run(small_context)
     assert (
         len(table)
         == daily["training_table"]["rows"]

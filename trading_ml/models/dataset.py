@@ -19,6 +19,17 @@ DIRECTION_LABELS = {  # models.direction_labels -> the training table's column
 }
 
 
+def _recorded_file(entry, ctx: RunContext) -> dict:
+    """A file the features manifest records ({"path": ..., "sha256": ...}), or a DataError saying the
+    manifest was altered."""
+    if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("sha256"), str)):
+        raise DataError(
+            f"the features manifest of run {ctx.run_id} records a training table without a path and a sha256 "
+            f"(it was altered); re-run `trading-ml features --run-id {ctx.run_id}`"
+        )
+    return entry
+
+
 @dataclass
 class TrainingData:
     table: pd.DataFrame
@@ -43,10 +54,11 @@ class TrainingData:
                 f"run {ctx.run_id} has no {timeframe} training table (models.timeframe); "
                 f"run `trading-ml features --run-id {ctx.run_id} --timeframes {timeframe}` first"
             )
-        path = entry["training_table"]["path"]
-        stored = entry["training_table"].get("mapped") if mapped else None
+        recorded = _recorded_file(entry["training_table"], ctx)
+        stored = _recorded_file(recorded["mapped"], ctx) if mapped and "mapped" in recorded else None
+        path = recorded["path"]
         resolved = ctx.layout.resolve(stored["path"] if stored else path)
-        if not intact(resolved, (stored or entry["training_table"])["sha256"]):
+        if not intact(resolved, (stored or recorded)["sha256"]):
             raise DataError(
                 f"{resolved} is missing or changed since the features stage wrote it; re-run `trading-ml features "
                 f"--run-id {ctx.run_id}`"
