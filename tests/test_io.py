@@ -5,7 +5,16 @@ import pandas as pd
 import pytest
 
 from trading_ml.errors import DataError
-from trading_ml.io import atomic_write, read_mapped_table, read_parquet, write_mapped_table, write_parquet
+from trading_ml.io import (
+    atomic_write,
+    read_mapped_matrix,
+    read_mapped_table,
+    read_parquet,
+    sha256_file,
+    write_mapped_matrix,
+    write_mapped_table,
+    write_parquet,
+)
 
 
 def training_like_table() -> pd.DataFrame:
@@ -58,6 +67,32 @@ def test_a_truncated_mapped_table_is_one_data_error_naming_it(tmp_path):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(DataError, match=r"t\.arrow cannot be read as an Arrow file.*re-run the stage"):
         read_mapped_table(path)
+
+
+def test_a_mapped_matrix_written_in_blocks_reads_back_whole_read_only_from_the_files_pages(tmp_path):
+    matrix = np.random.default_rng(2).normal(size=(1000, 7)).astype(np.float32)
+    matrix[3, 4] = np.nan
+    blocks = (matrix[start : start + 300] for start in range(0, 1000, 300))  # the last block is short
+    sha256 = write_mapped_matrix(tmp_path / "m.npy", matrix.shape, blocks)
+    assert sha256 == sha256_file(tmp_path / "m.npy")  # hashed as written, not by reading it back
+    read = read_mapped_matrix(tmp_path / "m.npy")
+    np.testing.assert_array_equal(read, matrix)  # NaN where it was
+    assert type(read) is np.ndarray and not read.flags.writeable
+    assert any(start <= read.ctypes.data < end for start, end in mapped_ranges(tmp_path / "m.npy"))
+
+
+def test_a_matrix_of_the_wrong_rows_is_not_written_and_a_wrong_or_cut_file_is_one_data_error(tmp_path):
+    path = tmp_path / "m.npy"
+    with pytest.raises(ValueError, match="999 rows written of a matrix of 1000"):
+        write_mapped_matrix(path, (1000, 2), [np.zeros((999, 2), np.float32)])
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    np.save(path, np.zeros((10, 2)))  # float64: not what the features stage writes
+    with pytest.raises(DataError, match=r"m\.npy cannot be read as a float32 matrix.*float64.*re-run the stage"):
+        read_mapped_matrix(path)
+    write_mapped_matrix(path, (10, 2), [np.zeros((10, 2), np.float32)])
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(DataError, match=r"m\.npy cannot be read as a float32 matrix"):
+        read_mapped_matrix(path)
 
 
 def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path):

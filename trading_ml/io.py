@@ -5,11 +5,12 @@ same target."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -210,6 +211,45 @@ def read_mapped_table(path: Path) -> pd.DataFrame:
     with _read_or_data_error(path, "an Arrow file"):
         arrow = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
         return arrow.to_pandas(split_blocks=True)
+
+
+MATRIX_DTYPE = np.dtype("<f4")  # what write_mapped_matrix stores
+
+
+def write_mapped_matrix(path: Path, shape: tuple[int, int], blocks: Iterable[np.ndarray]) -> str:
+    """A float32 matrix of ``shape`` as a .npy file that :func:`read_mapped_matrix` maps, written
+    from ``blocks`` of consecutive rows as they come (no copy of the whole matrix in memory, none of
+    the file mapped); its sha256, computed as it is written."""
+    digest = hashlib.sha256()
+
+    def write(handle: BinaryIO) -> None:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        digest.update(header.getvalue())
+        handle.write(header.getvalue())
+        rows = 0
+        for block in blocks:  # one block at a time
+            if block.ndim != 2 or block.shape[1] != shape[1]:
+                raise ValueError(f"{path}: a block of shape {block.shape} in a matrix of {shape[1]} columns")
+            rows += len(block)
+            data = memoryview(np.ascontiguousarray(block, dtype=MATRIX_DTYPE)).cast("B")
+            digest.update(data)
+            handle.write(data)
+        if rows != shape[0]:
+            raise ValueError(f"{path}: {rows} rows written of a matrix of {shape[0]}")
+
+    atomic_write(path, write)
+    return digest.hexdigest()
+
+
+def read_mapped_matrix(path: Path) -> np.ndarray:
+    """A matrix :func:`write_mapped_matrix` wrote, memory-mapped read-only (its pages shared by the
+    processes that map it); a DataError naming the file when it is not a 2-D float32 .npy file."""
+    with _read_or_data_error(path, "a float32 matrix (.npy)"):
+        matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+        if matrix.dtype != MATRIX_DTYPE or matrix.ndim != 2:
+            raise ValueError(f"it holds {matrix.dtype} of {matrix.ndim} dimensions")
+    return matrix.view(np.ndarray)  # the mapping stays open while a view of it lives
 
 
 def sha256_bytes(payload: bytes) -> str:

@@ -113,6 +113,10 @@ class RunLayout:
         """The training table as the stages read it: memory-mapped, shared by the processes that read it."""
         return self.root / "features" / f"training_{timeframe}.arrow"
 
+    def model_inputs(self, timeframe: str) -> Path:
+        """The training table's model features, float32, rows grouped by symbol: mapped by the models."""
+        return self.root / "features" / f"inputs_{timeframe}.npy"
+
     @property
     def features_manifest(self) -> Path:
         return self.root / "features" / "manifest.json"

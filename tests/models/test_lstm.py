@@ -37,18 +37,26 @@ def test_rows_without_a_full_window_of_their_symbol_get_none():
     assert Sequences(table.iloc[:0], 20, lambda rows: values[:0][rows]).batch(np.arange(0)).shape == (0, 20, 3)
 
 
-def test_standardized_sequences_hold_what_the_copying_transform_gives_and_leave_no_float64_path():
+def test_standardized_sequences_give_batches_of_the_copying_transform_and_never_write_their_values():
     table, values = interleaved_table()
     values = values * 7 + 3
     train = np.arange(len(table)) < len(table) // 2
     mean, scale = values[train].mean(axis=0), values[train].std(axis=0)
     standardized = ((values - mean) / scale).astype(np.float32)
-    expected = Sequences(table, 5, lambda rows: standardized[rows]).grouped
-    scaler, sequences = standardized_sequences(table, lambda rows: values[rows], train, 5)
-    np.testing.assert_array_equal(sequences.grouped, expected)  # the same numbers, bit for bit
+    every = np.arange(len(Sequences(table, 5, lambda rows: values[rows]).row_of))
+    expected = Sequences(table, 5, lambda rows: standardized[rows]).batch(every)
+
+    def read_only(rows):  # as the run's mapped model inputs are
+        grouped = values[rows]
+        grouped.flags.writeable = False
+        return grouped
+
+    scaler, sequences = standardized_sequences(table, read_only, train, 5)
+    np.testing.assert_array_equal(sequences.batch(every), expected)  # the same numbers, bit for bit
+    np.testing.assert_array_equal(sequences.grouped, values[sequences.order])  # the values as they were
     np.testing.assert_array_equal(scaler.mean, mean)  # fitted on the train rows, in table order
     np.testing.assert_array_equal(scaler.scale, scale)
-    assert abs(float(sequences.grouped[:, 0].mean())) < 1.0  # standardized, not the raw values (mean 3)
+    assert abs(float(sequences.batch(every)[:, :, 0].mean())) < 1.0  # standardized, not the raw values (mean 3)
     with pytest.raises(TypeError, match="float32"):
         scaler.transform_in_place(values.astype(np.float64))
 

@@ -52,6 +52,7 @@ class Data:
     volatility_horizon: int = SETTINGS.features.forward_volatility_bars
     direction_labels: str = "target_direction"
     threads: int = field(default_factory=machine_cores)
+    inputs: None = None  # the features from the table (a run's stored inputs: tests/pipeline)
 
 
 def with_models(**changes) -> Settings:

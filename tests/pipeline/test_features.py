@@ -11,7 +11,8 @@ from tests.conftest import make_settings
 from tests.stages import context, run_both, run_to_features, with_faults
 from trading_ml.errors import DataError, StageFailed
 from trading_ml.features.intraday import INTRADAY_VARIANCE
-from trading_ml.io import read_mapped_table, read_parquet, sha256_file
+from trading_ml.io import read_mapped_table, read_parquet, sha256_file, write_mapped_matrix
+from trading_ml.models.base import feature_matrix, symbol_grouped_order
 from trading_ml.models.dataset import TrainingData
 from trading_ml.pipeline.features import build_features
 from trading_ml.serving import SignalService, served_panel
@@ -37,7 +38,34 @@ def test_features_stage_writes_the_plans_csvs_and_one_training_table_per_timefra
     data = TrainingData.of_run(small_context)
     pd.testing.assert_frame_equal(data.table, read_parquet(root / daily["training_table"]["path"]))
     assert data.path == daily["training_table"]["path"]  # the records name the parquet table
+    inputs = daily["training_table"]["inputs"]  # the model features, grouped by symbol, that the models map
+    assert "inputs" not in manifest["timeframes"]["1h"]["training_table"]
+    assert not (root / "features" / "inputs_1h.npy").exists()
+    assert sha256_file(root / inputs["path"]) == inputs["sha256"]
+    some_rows = np.random.default_rng(0).permutation(len(data.table))[:300]
+    for rows in (some_rows, symbol_grouped_order(data.table)):
+        from_table = feature_matrix(data.table, data.feature_names, "test", rows)
+        np.testing.assert_array_equal(data.inputs.rows(rows), from_table)
+    assert not data.inputs.rows(rows).flags.writeable  # in its own order: the mapped file itself
     del data
+    stored = (root / inputs["path"]).read_bytes()
+    (root / inputs["path"]).write_bytes(
+        stored[:-4] + bytes(~b & 0xFF for b in stored[-4:])
+    )  # same size: the hash tells
+    with pytest.raises(DataError, match=r"inputs_1d\.npy is missing or changed since the features stage wrote it"):
+        TrainingData.of_run(small_context).inputs.rows(some_rows)
+    short = data_rows = len(read_parquet(root / daily["training_table"]["path"])) - 1
+    names = TrainingData.of_run(small_context).feature_names
+    resized = write_mapped_matrix(
+        root / inputs["path"], (short, len(names)), [np.zeros((short, len(names)), np.float32)]
+    )
+    altered = json.loads(small_context.layout.features_manifest.read_text())
+    altered["timeframes"]["1d"]["training_table"]["inputs"]["sha256"] = resized  # hash-valid, the wrong shape
+    small_context.layout.features_manifest.write_text(json.dumps(altered))
+    with pytest.raises(
+        DataError, match=rf"inputs_1d\.npy holds a \({data_rows}, {len(names)}\) matrix, not {data_rows + 1} rows"
+    ):
+        TrainingData.of_run(small_context).inputs.rows(some_rows)
     tampered = bytearray((root / mapped["path"]).read_bytes())
     tampered[len(tampered) // 2] ^= 0xFF
     (root / mapped["path"]).write_bytes(bytes(tampered))  # the same size: only its hash tells

@@ -1,5 +1,6 @@
-"""The train stage: what a training task tells its log while it runs."""
+"""The train stage: what a training task tells its log while it runs, and the inputs its models read."""
 
+import dataclasses
 import logging
 import re
 
@@ -7,6 +8,9 @@ import pandas as pd
 
 from tests.conftest import quick
 from tests.stages import context, run_to_features
+from tests.test_io import mapped_ranges
+from trading_ml.models.dataset import TrainingData
+from trading_ml.models.direction import LSTMDirection, XGBoostDirection
 from trading_ml.models.threads import machine_cores
 from trading_ml.pipeline.train import train
 
@@ -28,3 +32,18 @@ def test_a_training_task_logs_its_table_every_fold_and_the_version_it_registered
         len([m for m in messages if re.match(r"regime_rf: 30 trees fitted", m)]) == manifest["folds"]
     )  # the forest, per fold
     assert re.match(rf"regime_rf: registered version {manifest['version']} as a candidate \([\d.]+ s\)$", messages[-1])
+
+
+def test_direction_models_learn_the_same_from_the_stored_inputs_as_from_the_table(settings):
+    ctx = context(quick(settings), symbols=["^GSPC", "^VIX", "AAPL", "XOM"], timeframes=["1d"])
+    run_to_features(ctx)
+    stored = TrainingData.of_run(ctx)
+    from_table = dataclasses.replace(stored, inputs=None)
+    models = ctx.settings.models
+    for model_class in (XGBoostDirection, LSTMDirection):
+        params = models.params.get(model_class.name)
+        on_inputs = model_class.fit(stored, params, models.seed)
+        assert mapped_ranges(stored.inputs.path)  # the fit read the run's mapped inputs file
+        on_table = model_class.fit(from_table, params, models.seed)
+        pd.testing.assert_frame_equal(on_inputs.predict(stored.table), on_table.predict(stored.table))
+        assert on_inputs.save() == on_table.save()  # the same model, byte for byte

@@ -46,6 +46,36 @@ def test_small_work_stays_here_larger_work_runs_in_workers_in_order_and_errors_c
         assert os.getpid() not in set(one_core.map(os.getpid, [()], min_calls=1))
 
 
+def test_closed_workers_are_gone_and_a_later_map_starts_new_ones():
+    with Workers(cores=2) as workers:
+        first = set(workers.map(os.getpid, [()] * 4, min_calls=1))
+        workers.close()  # as the features stage does before it makes the largest table
+        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in first)
+        assert set(workers.map(os.getpid, [()] * 4, min_calls=1)).isdisjoint(first | {os.getpid()})
+
+
+def test_trainings_that_load_torch_share_one_worker_call_the_rest_go_alone_longest_first():
+    every = [
+        "direction_xgboost",
+        "direction_lstm",
+        "volatility_garch",
+        "volatility_har",
+        "volatility_lstm",
+        "regime_rf",
+    ]
+    assert train_stage.worker_calls(every) == [
+        ("direction_xgboost",),
+        ("direction_lstm", "volatility_lstm"),  # one process holds torch, not both
+        ("regime_rf",),
+        ("volatility_garch",),
+        ("volatility_har",),
+    ]
+    assert train_stage.worker_calls(["volatility_lstm", "volatility_har"]) == [
+        ("volatility_lstm",),
+        ("volatility_har",),
+    ]
+
+
 def test_workers_die_with_a_stage_killed_by_kill_9(tmp_path):
     script = textwrap.dedent(
         f"""

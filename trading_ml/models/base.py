@@ -40,6 +40,16 @@ class Dataset(Protocol):
     volatility_horizon: int  # bars the volatility target looks ahead (features.forward_volatility_bars)
     direction_labels: str  # the label column direction models learn (models.direction_labels)
     threads: int  # the threads a fit may use (trading_ml.models.threads): XGBoost's, the forest's, torch's
+    inputs: StoredInputs | None  # feature_names' values as the features stage stored them, or None: the table's
+
+
+class StoredInputs(Protocol):
+    """A run's model features stored once, float32, rows in :func:`symbol_grouped_order`
+    (trading_ml.models.dataset.GroupedInputs)."""
+
+    names: list[str]
+
+    def rows(self, rows: np.ndarray) -> np.ndarray: ...
 
 
 class Model(Protocol):
@@ -86,6 +96,23 @@ def feature_matrix(
         values = column.to_numpy(dtype=np.float32, na_value=np.nan) if isinstance(column, pd.Series) else column
         matrix[:, position] = values if rows is None else values[rows]
     return matrix
+
+
+def symbol_grouped_order(table: pd.DataFrame) -> np.ndarray:
+    """The table's row positions grouped by symbol (symbols in order of first appearance, table
+    order within): the order of the LSTMs' windows and of the stored model inputs."""
+    codes, _ = pd.factorize(table.index.get_level_values("symbol"))
+    return np.argsort(codes, kind="stable")
+
+
+def model_inputs(dataset: Dataset, rows: np.ndarray, model: str) -> np.ndarray:
+    """The dataset's ``feature_names`` at table rows ``rows``, in that order, float32: from the
+    stored inputs when the dataset has them for these features (read-only when ``rows`` is their
+    own order: the mapped file itself, no copy), else from the table (:func:`feature_matrix`)."""
+    stored = dataset.inputs
+    if stored is not None and stored.names == dataset.feature_names:
+        return stored.rows(rows)
+    return feature_matrix(dataset.table, dataset.feature_names, model, rows)
 
 
 def column_blocks(count: int, size: int = 16) -> list[slice]:

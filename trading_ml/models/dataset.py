@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from trading_ml.errors import ConfigError, DataError
 from trading_ml.features.catalogue import model_features
-from trading_ml.io import intact, read_mapped_table, read_parquet
+from trading_ml.io import intact, read_mapped_matrix, read_mapped_table, read_parquet
+from trading_ml.models.base import symbol_grouped_order
 from trading_ml.models.splits import Split, walk_forward
 from trading_ml.models.threads import fit_threads
 from trading_ml.run import RunContext
@@ -30,6 +33,49 @@ def _recorded_file(entry, ctx: RunContext) -> dict:
     return entry
 
 
+class GroupedInputs:
+    """The model features of a training table as the features stage stored them: float32, rows in
+    :func:`symbol_grouped_order`, one file every process reading it maps (the LSTM's windows are its
+    rows; XGBoost's batches are gathered from it). The file is checked against its sha256 and
+    mapped when first used, once however many folds share this object."""
+
+    def __init__(self, path: Path, sha256: str, names: list[str], table: pd.DataFrame, run_id: str):
+        self.path, self.sha256, self.names, self.run_id = path, sha256, names, run_id
+        self._table = table
+        self._matrix: np.ndarray | None = None
+        self._order: np.ndarray | None = None
+        self._position_of_row: np.ndarray | None = None
+
+    def grouped(self) -> np.ndarray:
+        """The whole matrix, read-only (the file's pages)."""
+        if self._matrix is None:
+            if not intact(self.path, self.sha256):
+                raise DataError(
+                    f"{self.path} is missing or changed since the features stage wrote it; re-run `trading-ml "
+                    f"features --run-id {self.run_id}`"
+                )
+            matrix = read_mapped_matrix(self.path)
+            if matrix.shape != (len(self._table), len(self.names)):
+                raise DataError(
+                    f"{self.path} holds a {matrix.shape} matrix, not {len(self._table)} rows of {len(self.names)} "
+                    f"features; re-run `trading-ml features --run-id {self.run_id}`"
+                )
+            self._matrix = matrix
+        return self._matrix
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """The table rows at positions ``rows``, in that order: a copy, or the read-only matrix itself
+        when ``rows`` is its own order."""
+        if self._order is None or self._position_of_row is None:
+            order = symbol_grouped_order(self._table)
+            position_of_row = np.empty_like(order)
+            position_of_row[order] = np.arange(len(order))
+            self._order, self._position_of_row = order, position_of_row
+        if len(rows) == len(self._order) and np.array_equal(rows, self._order):
+            return self.grouped()
+        return self.grouped()[self._position_of_row[rows]]
+
+
 @dataclass
 class TrainingData:
     table: pd.DataFrame
@@ -41,6 +87,7 @@ class TrainingData:
     volatility_horizon: int  # bars the volatility target looks ahead (features.forward_volatility_bars)
     direction_labels: str = "target_direction"  # the column direction models learn (models.direction_labels)
     threads: int = 1  # a fit's threads: models.cores over the trainings that share them (trading_ml.models.threads)
+    inputs: GroupedInputs | None = None  # the stored model features (a run's mapped table), else None
 
     @classmethod
     def load(cls, ctx: RunContext, features_manifest: dict, mapped: bool = False) -> TrainingData:
@@ -65,16 +112,22 @@ class TrainingData:
             )
         table = read_mapped_table(resolved) if stored else read_parquet(resolved)
         folds = walk_forward(table, ctx.settings.models, ctx.settings.features)
+        names = model_features(entry["feature_names"])
+        inputs = None
+        if stored and "inputs" in recorded:
+            written = _recorded_file(recorded["inputs"], ctx)
+            inputs = GroupedInputs(ctx.layout.resolve(written["path"]), written["sha256"], names, table, ctx.run_id)
         return cls(
             table,
             folds,
             folds[-1],
-            model_features(entry["feature_names"]),
+            names,
             timeframe,
             path,
             ctx.settings.features.forward_volatility_bars,
             DIRECTION_LABELS[ctx.settings.models.direction_labels],
             fit_threads(ctx.settings.models.cores, 1),
+            inputs,
         )
 
     @classmethod

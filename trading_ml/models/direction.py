@@ -17,7 +17,16 @@ import pandas as pd
 from trading_ml.config import STRICT, Rate, at_most, checked
 from trading_ml.errors import DataError
 from trading_ml.io import json_bytes
-from trading_ml.models.base import CONFIG, Dataset, LSTMParams, Standardizer, feature_matrix, progress_due, read_config
+from trading_ml.models.base import (
+    CONFIG,
+    Dataset,
+    LSTMParams,
+    Standardizer,
+    feature_matrix,
+    model_inputs,
+    progress_due,
+    read_config,
+)
 from trading_ml.models.tasks import PROBABILITIES
 
 if TYPE_CHECKING:  # torch and xgboost load when a model is fitted or loaded, not when the config is read
@@ -68,6 +77,33 @@ def round_logger(name: str, rounds: int):
     return RoundLogger()
 
 
+TRAINING_BATCH_ROWS = 65_536  # rows XGBoost is handed at a time (30 MB at 113 features; one batch up to ~50 symbols)
+
+
+def row_batches(dataset: Dataset, rows: np.ndarray, target: np.ndarray, model: str):
+    """An XGBoost DataIter over the dataset's features at ``rows``, TRAINING_BATCH_ROWS at a time,
+    with their ``target``: a QuantileDMatrix made from it holds its bins, never the whole matrix."""
+    import xgboost as xgb
+
+    class RowBatches(xgb.DataIter):
+        def __init__(self):
+            self.next_start = 0
+            super().__init__()
+
+        def next(self, input_data) -> bool:
+            if self.next_start >= len(rows):
+                return False
+            batch = rows[self.next_start : self.next_start + TRAINING_BATCH_ROWS]
+            input_data(data=model_inputs(dataset, batch, model), label=target[batch])
+            self.next_start += TRAINING_BATCH_ROWS
+            return True
+
+        def reset(self) -> None:
+            self.next_start = 0
+
+    return RowBatches()
+
+
 class XGBoostDirection:
     name, task, target = "direction_xgboost", "direction", TARGET
     FILES = (".json", CONFIG)  # XGBoost's own JSON model format, and the feature names
@@ -87,15 +123,17 @@ class XGBoostDirection:
 
     @classmethod
     def fit(cls, dataset: Dataset, params: Params, seed: int) -> XGBoostDirection:
+        """Boosted on the fold's training rows, fed to XGBoost a batch at a time (it keeps only its
+        one-byte bins of them), stopping early on the validation rows."""
         import xgboost as xgb
 
-        table, split, feature_names = dataset.table, dataset.split, dataset.feature_names
-        labels = direction_labels(table, dataset, cls.name)
+        split, feature_names = dataset.split, dataset.feature_names
+        labels = direction_labels(dataset.table, dataset, cls.name)
         labelled = labels.notna().to_numpy()
         train = np.flatnonzero(split.mask("train") & labelled)
         validation = np.flatnonzero(split.mask("validation") & labelled)
         target = class_index(labels.fillna(0))
-        booster = xgb.XGBClassifier(
+        classifier = xgb.XGBClassifier(
             n_estimators=params.rounds,
             max_depth=params.depth,
             learning_rate=params.learning_rate,
@@ -107,7 +145,6 @@ class XGBoostDirection:
             random_state=seed,
             n_jobs=dataset.threads,
             tree_method="hist",
-            callbacks=[round_logger(cls.name, params.rounds)],
         )
         log.info(
             "%s: up to %d rounds on %d training rows, stopping after %d without a better validation loss",
@@ -116,17 +153,26 @@ class XGBoostDirection:
             len(train),
             params.early_stopping_rounds,
         )
-        validation_set = (feature_matrix(table, feature_names, cls.name, validation), target[validation])
-        booster.fit(
-            feature_matrix(table, feature_names, cls.name, train),
-            target[train],
-            eval_set=[validation_set],
-            verbose=False,
+        bins = {"missing": np.nan, "nthread": dataset.threads}
+        training = xgb.QuantileDMatrix(row_batches(dataset, train, target, cls.name), **bins)
+        validating = xgb.QuantileDMatrix(
+            model_inputs(dataset, validation, cls.name), label=target[validation], ref=training, **bins
         )
-        log.info("%s: best round %d", cls.name, booster.best_iteration + 1)
-        importance = dict(zip(feature_names, booster.feature_importances_.round(6).tolist(), strict=True))
-        info = {"best_iteration": int(booster.best_iteration), "feature_importance": importance}
-        return cls(feature_names, booster, info)
+        booster = xgb.train(
+            {**classifier.get_xgb_params(), "num_class": len(PROBABILITIES)},
+            training,
+            params.rounds,
+            evals=[(validating, "validation_0")],
+            early_stopping_rounds=params.early_stopping_rounds,
+            callbacks=[round_logger(cls.name, params.rounds)],
+            verbose_eval=False,
+        )
+        del training, validating
+        classifier.load_model(bytearray(booster.save_raw(raw_format="json")))
+        log.info("%s: best round %d", cls.name, classifier.best_iteration + 1)
+        importance = dict(zip(feature_names, classifier.feature_importances_.round(6).tolist(), strict=True))
+        info = {"best_iteration": int(classifier.best_iteration), "feature_importance": importance}
+        return cls(feature_names, classifier, info)
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         return probabilities_frame(
@@ -171,10 +217,7 @@ class LSTMDirection:
 
         table, split, feature_names = dataset.table, dataset.split, dataset.feature_names
         scaler, sequences = lstm.standardized_sequences(
-            table,
-            lambda rows: feature_matrix(table, feature_names, cls.name, rows),
-            split.mask("train"),
-            params.sequence_length,
+            table, lambda rows: model_inputs(dataset, rows, cls.name), split.mask("train"), params.sequence_length
         )
         labels = direction_labels(table, dataset, cls.name)
         labelled = labels.notna().to_numpy()[sequences.row_of]
@@ -206,8 +249,8 @@ class LSTMDirection:
             table,
             self.shape["sequence_length"],
             lambda rows: feature_matrix(table, self.feature_names, self.name, rows),
+            self.scaler,
         )
-        self.scaler.transform_in_place(sequences.grouped)
         probabilities = np.full((len(table), 3), np.nan)
         logits = lstm.predict(self.net, sequences, np.arange(len(sequences.row_of)))
         if len(logits):

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trading_ml.models.base import LSTMParams, Standardizer
+from trading_ml.models.base import LSTMParams, Standardizer, symbol_grouped_order
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +41,34 @@ class Sequences:
     """Windows of ``length`` rows ending at each row, per symbol, over a (timestamp, symbol) table.
 
     ``values_of`` gives the values of the table rows at the positions it is passed, in that order:
-    the rows grouped by symbol (in order of first appearance, table order within), so a window is
-    ``length`` consecutive grouped rows and a batch is one gather. Made straight from the table
-    (``feature_matrix`` with those rows), the grouped values are the only copy of the inputs.
+    the rows in :func:`symbol_grouped_order`, so a window is ``length`` consecutive grouped rows and
+    a batch is one gather. The grouped values are never written to (they may be the run's mapped
+    model inputs, read-only); a batch is standardized by ``scaler`` as it is gathered.
     """
 
-    def __init__(self, table: pd.DataFrame, length: int, values_of: Callable[[np.ndarray], np.ndarray]):
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        length: int,
+        values_of: Callable[[np.ndarray], np.ndarray],
+        scaler: Standardizer | None = None,
+    ):
+        order = symbol_grouped_order(table)
         codes, _ = pd.factorize(table.index.get_level_values("symbol"))
-        order = np.argsort(codes, kind="stable")
         group_starts = np.flatnonzero(np.diff(codes[order], prepend=-1))
         rank = np.arange(len(order)) - np.repeat(group_starts, np.diff(np.append(group_starts, len(order))))
         ends = np.flatnonzero(rank >= length - 1)  # grouped positions with a full window behind them
-        self.length, self.order, self.grouped = length, order, values_of(order)
+        self.length, self.order, self.grouped, self.scaler = length, order, values_of(order), scaler
         self.starts = ends - (length - 1)
         self.row_of = order[ends]  # the table row each window ends at
 
     def batch(self, positions: np.ndarray) -> torch.Tensor:
-        """Windows at these positions (indices into row_of), as (batch, length, features)."""
+        """Windows at these positions (indices into row_of), as (batch, length, features), standardized."""
         rows = self.starts[positions][:, None] + np.arange(self.length)
-        return torch.from_numpy(self.grouped[rows])
+        values = self.grouped[rows]
+        if self.scaler is not None:
+            self.scaler.transform_in_place(values)
+        return torch.from_numpy(values)
 
     def grouped_positions(self, rows: np.ndarray) -> np.ndarray:
         """Where the table rows at positions ``rows`` sit in the grouped values."""
@@ -71,12 +80,11 @@ class Sequences:
 def standardized_sequences(
     table: pd.DataFrame, values_of: Callable[[np.ndarray], np.ndarray], train: np.ndarray, length: int
 ) -> tuple[Standardizer, Sequences]:
-    """The :class:`Sequences` of ``values_of`` (float32), standardized in place by the
-    :class:`Standardizer` fitted on the ``train`` rows (a mask over the table, fitted in table order)."""
+    """The :class:`Sequences` of ``values_of`` (float32), standardized by the :class:`Standardizer`
+    fitted on the ``train`` rows (a mask over the table, fitted in table order)."""
     sequences = Sequences(table, length, values_of)
-    scaler = Standardizer.fit(sequences.grouped, sequences.grouped_positions(np.flatnonzero(train)))
-    scaler.transform_in_place(sequences.grouped)
-    return scaler, sequences
+    sequences.scaler = Standardizer.fit(sequences.grouped, sequences.grouped_positions(np.flatnonzero(train)))
+    return sequences.scaler, sequences
 
 
 def load_net(config: dict, outputs: int, weights: bytes) -> tuple[LSTMNet, dict]:

@@ -19,6 +19,7 @@ import pandas as pd
 from trading_ml.config import FeatureSettings, ModelSettings
 
 SEGMENTS = ("train", "validation", "test")
+CATEGORIES = ("", *SEGMENTS)  # a row's segment; "" purged or after the fold
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,15 @@ def walk_forward(table: pd.DataFrame, models: ModelSettings, features: FeatureSe
         test_start = first + span * (1 - models.test_share * (models.folds - fold))
         test_end = None if fold == models.folds - 1 else test_start + span * models.test_share
         validation_start = test_start - span * models.validation_share
-        segment = np.where(stamps >= test_start, "test", np.where(stamps >= validation_start, "validation", "train"))
+        segment = np.full(len(table), CATEGORIES.index("train"), dtype=np.int8)  # a byte a row: every fold is kept
+        segment[stamps >= validation_start] = CATEGORIES.index("validation")
+        segment[stamps >= test_start] = CATEGORIES.index("test")
         if test_end is not None:
-            segment = np.where(stamps >= test_end, "", segment)
-        purged = np.zeros(len(table), dtype=bool)
+            segment[stamps >= test_end] = CATEGORIES.index("")
         for boundary in (validation_start, test_start):
-            purged |= _last_bars_before(table, stamps, boundary, gap)
-        segment = np.where(purged, "", segment)
-        folds.append(Split(pd.Series(segment, index=table.index), validation_start, test_start, test_end, gap, fold))
+            segment[_last_bars_before(table, stamps, boundary, gap)] = CATEGORIES.index("")
+        segments = pd.Categorical.from_codes(segment, categories=CATEGORIES)
+        folds.append(Split(pd.Series(segments, index=table.index), validation_start, test_start, test_end, gap, fold))
     return folds
 
 
@@ -87,8 +89,8 @@ def out_of_sample_fold(folds: list[Split]) -> np.ndarray:
 def _last_bars_before(table: pd.DataFrame, stamps: pd.DatetimeIndex, boundary: pd.Timestamp, bars: int) -> np.ndarray:
     """Rows among each symbol's last ``bars`` bars before ``boundary`` (the table is in time order)."""
     before = np.asarray(stamps < boundary)
-    symbols = table.index.get_level_values("symbol")[before]
-    from_end = pd.Series(0, index=symbols).groupby(level=0).cumcount(ascending=False).to_numpy()
+    symbols = table.index.codes[table.index.names.index("symbol")][before]  # the level's codes: no strings made
+    from_end = pd.Series(symbols).groupby(symbols).cumcount(ascending=False).to_numpy()
     last = np.zeros(len(table), dtype=bool)
     last[np.flatnonzero(before)[from_end < bars]] = True
     return last

@@ -243,8 +243,8 @@ class LSTMVolatility:
             table,
             self.shape["sequence_length"],
             lambda positions: inputs_with_anchor(table, self.feature_names, anchor, self.name, positions),
+            self.scaler,
         )
-        self.scaler.transform_in_place(sequences.grouped)
         forecast = np.full(len(table), np.nan)
         wanted = np.flatnonzero(rows[sequences.row_of])
         outputs = lstm.predict(self.net, sequences, wanted)

@@ -23,7 +23,16 @@ from trading_ml.features.cross_section import CROSS_SECTION_TARGETS, cross_secti
 from trading_ml.features.indicators import GROUP_SIZE
 from trading_ml.features.market import MarketPanel, build_market_panel, missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
-from trading_ml.io import intact, sha256_file, write_json, write_mapped_table, write_parquet, write_table_csv
+from trading_ml.io import (
+    intact,
+    sha256_file,
+    write_json,
+    write_mapped_matrix,
+    write_mapped_table,
+    write_parquet,
+    write_table_csv,
+)
+from trading_ml.models.base import feature_matrix, symbol_grouped_order
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage
 from trading_ml.pipeline.workers import Workers
@@ -55,16 +64,24 @@ def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -
     timeframes = {}
     with Workers(ctx.settings.models.cores) as workers:  # symbols are read and built apart, in groups
         bars_by_timeframe = {tf: _read_validated(ctx, _passed(ctx, validated, tf), workers) for tf in ctx.timeframes}
+        rows = {tf: sum(len(frame) for frame in bars.values()) for tf, bars in bars_by_timeframe.items() if bars}
+        smallest_first = sorted(
+            rows, key=lambda timeframe: rows[timeframe]
+        )  # the largest table is made last, without the workers
         building = {  # in workers, every timeframe's groups are queued now: the next builds while one is written
-            timeframe: _start_timeframe(ctx, timeframe, bars, bars_by_timeframe.get("1h", {}), workers)
-            for timeframe, bars in bars_by_timeframe.items()
-            if bars
+            timeframe: _start_timeframe(
+                ctx, timeframe, bars_by_timeframe[timeframe], bars_by_timeframe.get("1h", {}), workers
+            )
+            for timeframe in smallest_first
         }
         del bars_by_timeframe
         for timeframe, (market, results) in building.items():
             built, written = _collected(timeframe, market, results)
+            if timeframe == smallest_first[-1]:  # all the workers' work is in: they stop (0.6 GB at 500 symbols)
+                workers.close()  # before the largest training table is made
             timeframes[timeframe] = _write_timeframe(ctx, built, written)
             del built  # in the stage's process, one timeframe's tables in memory at a time
+    timeframes = {tf: timeframes[tf] for tf in ctx.timeframes if tf in timeframes}
     _remove_stale_feature_files(ctx, timeframes)
     if not any(t.get("training_table") for t in timeframes.values()):
         raise StageFailed(
@@ -207,10 +224,29 @@ def _write_timeframe(ctx: RunContext, built: TimeframeFeatures, written: dict[st
         if built.timeframe == ctx.settings.models.timeframe:  # the table the models learn from, mapped by them
             mapped = write_mapped_table(ctx.layout.mapped_training_table(built.timeframe), panel)
             table["mapped"] = {"path": ctx.layout.relative(mapped), "sha256": sha256_file(mapped)}
+            table["inputs"] = _write_model_inputs(ctx, built.timeframe, panel, catalogue.model_features(names))
         else:
             ctx.layout.mapped_training_table(built.timeframe).unlink(missing_ok=True)
+            ctx.layout.model_inputs(built.timeframe).unlink(missing_ok=True)
         entry["training_table"] = table
     return entry
+
+
+INPUT_BLOCK_ROWS = 16_384  # rows of the model inputs gathered and written at a time (7 MB at 113 features)
+
+
+def _write_model_inputs(ctx: RunContext, timeframe: str, panel: pd.DataFrame, names: list[str]) -> dict:
+    """The panel's model features, float32, rows grouped by symbol, written a block of rows at a
+    time: the one copy the models' processes map instead of each gathering its own
+    (trading_ml.models.dataset.GroupedInputs). Its manifest entry."""
+    order = symbol_grouped_order(panel)
+    blocks = (
+        feature_matrix(panel, names, "the features stage", order[start : start + INPUT_BLOCK_ROWS])
+        for start in range(0, len(order), INPUT_BLOCK_ROWS)
+    )
+    path = ctx.layout.model_inputs(timeframe)
+    sha256 = write_mapped_matrix(path, (len(order), len(names)), blocks)
+    return {"path": ctx.layout.relative(path), "sha256": sha256}
 
 
 def _remove_stale_feature_files(ctx: RunContext, written: dict) -> None:
@@ -222,6 +258,7 @@ def _remove_stale_feature_files(ctx: RunContext, written: dict) -> None:
         if "training_table" not in written.get(timeframe, {}):
             ctx.layout.training_table(timeframe).unlink(missing_ok=True)
             ctx.layout.mapped_training_table(timeframe).unlink(missing_ok=True)
+            ctx.layout.model_inputs(timeframe).unlink(missing_ok=True)
 
 
 def _target_definitions(ctx: RunContext) -> dict:

@@ -18,7 +18,7 @@ from trading_ml.config import shorten
 from trading_ml.errors import DataError
 from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
 from trading_ml.models.catalogue import chosen_models, combinations_of, entry, members_of, model_class
-from trading_ml.models.dataset import TrainingData
+from trading_ml.models.dataset import GroupedInputs, TrainingData
 from trading_ml.models.splits import rows_with_context
 from trading_ml.models.threads import fit_threads, limited_threads
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
@@ -90,6 +90,25 @@ def train(
 # 110 s, direction LSTM 59, forest 58, volatility LSTM 53, GARCH 36, HAR-RV 8), so that parallel
 # workers end together; a model not listed goes last.
 LONGEST_FIRST = ("direction_xgboost", "direction_lstm", "regime_rf", "volatility_lstm", "volatility_garch")
+# Trainings that load torch run one after the other in one worker's call: one process holds torch
+# (0.5 GB at 500 symbols: its libraries' pages and 0.26 GB of its own) instead of every worker.
+ONE_WORKER = ("direction_lstm", "volatility_lstm")
+
+
+def worker_calls(models: list[str]) -> list[tuple[str, ...]]:
+    """The trainings of ``models`` as worker calls, longest first: each alone, but ONE_WORKER's together
+    (where the first of them would go)."""
+    ordered = sorted(
+        models, key=lambda name: LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    )
+    together = tuple(name for name in ordered if name in ONE_WORKER)
+    calls: list[tuple[str, ...]] = []
+    for name in ordered:
+        if name not in ONE_WORKER:
+            calls.append((name,))
+        elif name == together[0]:
+            calls.append(together)
+    return calls
 
 
 def train_models(
@@ -105,10 +124,18 @@ def train_models(
     if len(ctx.symbols) < SPREAD_FROM_SYMBOLS:
         return [_reported(*timed_train(ctx, name, resources), on_trained) for name in models]
     at_once = ctx.settings.models.parallel_trainings or fit_threads(ctx.settings.models.cores, 1)
-    ordered = sorted(models, key=lambda name: LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(models))
-    with Workers(ctx.settings.models.cores, processes=min(at_once, len(models))) as workers:
-        done = workers.map(train_in_worker, [(ctx, name, at_once) for name in ordered], min_calls=1)
-        trained = dict(zip(ordered, (_reported(manifest, seconds, on_trained) for manifest, seconds in done)))
+    calls = worker_calls(models)
+    trained = {}
+    with Workers(ctx.settings.models.cores, processes=min(at_once, len(calls))) as workers:
+        for names, results in zip(
+            calls, workers.map(train_in_worker, [(ctx, names, at_once) for names in calls], min_calls=1)
+        ):
+            trained.update(
+                {
+                    name: _reported(manifest, seconds, on_trained)
+                    for name, (manifest, seconds) in zip(names, results, strict=True)
+                }
+            )
     return [trained[name] for name in models]
 
 
@@ -121,11 +148,11 @@ def timed_train(
     return manifest, time.perf_counter() - started
 
 
-def train_in_worker(ctx: RunContext, name: str, sharing: int) -> tuple[dict, float]:
-    """:func:`timed_train` in a worker process, which loads the run's training table (checked) once
-    for all the trainings it runs (2 s each at 500 symbols)."""
+def train_in_worker(ctx: RunContext, names: tuple[str, ...], sharing: int) -> list[tuple[dict, float]]:
+    """:func:`timed_train` of each of ``names`` in turn, in a worker process, which loads the run's
+    training table (checked) once for all the trainings it runs (2 s each at 500 symbols)."""
     data = kept_for_run("training table", ctx.run_id, lambda: TrainingData.of_run(ctx))
-    return timed_train(ctx, name, OWN_RESOURCES, sharing, data)
+    return [timed_train(ctx, name, OWN_RESOURCES, sharing, data) for name in names]
 
 
 def _reported(manifest: dict, seconds: float, on_trained: Callable[[dict, float], None]) -> dict:
@@ -216,7 +243,7 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[Any, pd.
         )
         model = cls.fit(data.for_fold(split), ctx.settings.models.params.get(cls.name), ctx.settings.models.seed)
         tested = split.mask("test")
-        predictions = fold_predictions(model, data.table, tested)
+        predictions = fold_predictions(model, data.table, tested, data.inputs)
         if pooled is None:
             pooled = pd.DataFrame(float("nan"), index=data.table.index, columns=predictions.columns).astype(
                 predictions.dtypes
@@ -227,14 +254,25 @@ def fit_walk_forward(cls, data: TrainingData, ctx: RunContext) -> tuple[Any, pd.
     return model, pooled
 
 
-def fold_predictions(model, table: pd.DataFrame, tested: np.ndarray) -> pd.DataFrame:
+def fold_predictions(
+    model, table: pd.DataFrame, tested: np.ndarray, inputs: GroupedInputs | None = None
+) -> pd.DataFrame:
     """The model's predictions of the ``tested`` rows (a mask), in table order. A model with
     ``predict_rows`` reads the whole table and predicts those rows only; one with ``context_bars``
-    is given only the rows it reads (no copy of every row); any other predicts every row."""
+    reads only its ``feature_names`` and is given only those columns of the rows it reads (no copy
+    of every row, nor of the table's other columns), from the run's stored ``inputs`` when they are
+    its features; any other predicts every row."""
     if hasattr(model, "predict_rows"):
         return model.predict_rows(table, tested)
     needed = rows_with_context(table, np.flatnonzero(tested), getattr(model, "context_bars", None))
-    return model.predict(table if needed.all() else table[needed])[tested[needed]]
+    if needed.all():
+        return model.predict(table)[tested]
+    rows, names = np.flatnonzero(needed), list(model.feature_names)
+    if inputs is not None and inputs.names == names:  # the stored inputs: the same values, in the file models map
+        columns = pd.DataFrame(inputs.rows(rows), index=table.index[rows], columns=names)
+    else:
+        columns = table.loc[needed, names]
+    return model.predict(columns)[tested[needed]]
 
 
 # what a model's record says of the table and folds it learned from

@@ -62,8 +62,13 @@ class Workers:
         return self
 
     def __exit__(self, error_type, *exc) -> None:
-        if self._pool is not None:  # after an error, the calls still queued are not worth finishing
-            self._pool.shutdown(wait=True, kill_workers=error_type is not None)
+        self.close(kill=error_type is not None)  # after an error, the calls still queued are not worth finishing
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers (their memory goes back to the system) once their calls are done, or at
+        once with ``kill``; a later :meth:`map` starts new ones."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, kill_workers=kill)
             self._pool = None
 
 
