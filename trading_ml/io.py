@@ -224,7 +224,8 @@ def write_mapped_matrix(path: Path, shape: tuple[int, int], blocks: Iterable[np.
 
     def write(handle: BinaryIO) -> None:
         header = io.BytesIO()
-        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        descr = np.lib.format.dtype_to_descr(MATRIX_DTYPE)
+        np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
         digest.update(header.getvalue())
         handle.write(header.getvalue())
         rows = 0

@@ -33,6 +33,15 @@ def _recorded_file(entry, ctx: RunContext) -> dict:
     return entry
 
 
+def _check_intact(path: Path, sha256: str, run_id: str) -> None:
+    """A DataError unless ``path`` is byte for byte the file the features stage recorded."""
+    if not intact(path, sha256):
+        raise DataError(
+            f"{path} is missing or changed since the features stage wrote it; re-run `trading-ml features "
+            f"--run-id {run_id}`"
+        )
+
+
 class GroupedInputs:
     """The model features of a training table as the features stage stored them: float32, rows in
     :func:`symbol_grouped_order`, one file every process reading it maps (the LSTM's windows are its
@@ -49,11 +58,7 @@ class GroupedInputs:
     def grouped(self) -> np.ndarray:
         """The whole matrix, read-only (the file's pages)."""
         if self._matrix is None:
-            if not intact(self.path, self.sha256):
-                raise DataError(
-                    f"{self.path} is missing or changed since the features stage wrote it; re-run `trading-ml "
-                    f"features --run-id {self.run_id}`"
-                )
+            _check_intact(self.path, self.sha256, self.run_id)
             matrix = read_mapped_matrix(self.path)
             if matrix.shape != (len(self._table), len(self.names)):
                 raise DataError(
@@ -105,11 +110,7 @@ class TrainingData:
         stored = _recorded_file(recorded["mapped"], ctx) if mapped and "mapped" in recorded else None
         path = recorded["path"]
         resolved = ctx.layout.resolve(stored["path"] if stored else path)
-        if not intact(resolved, (stored or recorded)["sha256"]):
-            raise DataError(
-                f"{resolved} is missing or changed since the features stage wrote it; re-run `trading-ml features "
-                f"--run-id {ctx.run_id}`"
-            )
+        _check_intact(resolved, (stored or recorded)["sha256"], ctx.run_id)
         table = read_mapped_table(resolved) if stored else read_parquet(resolved)
         folds = walk_forward(table, ctx.settings.models, ctx.settings.features)
         names = model_features(entry["feature_names"])

@@ -168,6 +168,7 @@ class XGBoostDirection:
             verbose_eval=False,
         )
         del training, validating
+        # the sklearn wrapper (its parameters above; predict_proba, importances) around the trained booster
         classifier.load_model(bytearray(booster.save_raw(raw_format="json")))
         log.info("%s: best round %d", cls.name, classifier.best_iteration + 1)
         importance = dict(zip(feature_names, classifier.feature_importances_.round(6).tolist(), strict=True))

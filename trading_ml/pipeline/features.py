@@ -65,9 +65,7 @@ def build_features(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -
     with Workers(ctx.settings.models.cores) as workers:  # symbols are read and built apart, in groups
         bars_by_timeframe = {tf: _read_validated(ctx, _passed(ctx, validated, tf), workers) for tf in ctx.timeframes}
         rows = {tf: sum(len(frame) for frame in bars.values()) for tf, bars in bars_by_timeframe.items() if bars}
-        smallest_first = sorted(
-            rows, key=lambda timeframe: rows[timeframe]
-        )  # the largest table is made last, without the workers
+        smallest_first = sorted(rows, key=rows.__getitem__)  # the largest table is made last, without the workers
         building = {  # in workers, every timeframe's groups are queued now: the next builds while one is written
             timeframe: _start_timeframe(
                 ctx, timeframe, bars_by_timeframe[timeframe], bars_by_timeframe.get("1h", {}), workers

@@ -127,15 +127,10 @@ def train_models(
     calls = worker_calls(models)
     trained = {}
     with Workers(ctx.settings.models.cores, processes=min(at_once, len(calls))) as workers:
-        for names, results in zip(
-            calls, workers.map(train_in_worker, [(ctx, names, at_once) for names in calls], min_calls=1)
-        ):
-            trained.update(
-                {
-                    name: _reported(manifest, seconds, on_trained)
-                    for name, (manifest, seconds) in zip(names, results, strict=True)
-                }
-            )
+        done = workers.map(train_in_worker, [(ctx, names, at_once) for names in calls], min_calls=1)
+        for names, results in zip(calls, done):
+            for name, (manifest, seconds) in zip(names, results, strict=True):
+                trained[name] = _reported(manifest, seconds, on_trained)
     return [trained[name] for name in models]
 
 
