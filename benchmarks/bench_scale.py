@@ -281,6 +281,10 @@ def main() -> None:
     if all(None not in values for values in proportional.values()):
         cells = "".join(f"{'':9} {max(proportional[n]):6.0f}MB" for n in sizes)
         print(f"{'end to end, PSS':<26}{cells}")
+        for label in stages:
+            if label != PER_PAIR:
+                cells = "".join(f"{'':9} {results[n][label]['pss_mb']:6.0f}MB" for n in sizes)
+                print(f"  {label:<24}{cells}")
         print("PSS: each page shared between the processes (libraries' code, files read) counted once over them")
     if any("models" in results[n].get("train", {}) for n in sizes):
         print("indented: each training's seconds in its worker; at scale they run at once (train is the wall time)")

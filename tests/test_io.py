@@ -1,5 +1,7 @@
 """Files never half-written, and parquet and memory-mapped tables read back exactly as written."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from trading_ml.io import (
     read_mapped_matrix,
     read_mapped_table,
     read_parquet,
+    release_mapped_pages,
     sha256_file,
     write_mapped_matrix,
     write_mapped_table,
@@ -49,6 +52,17 @@ def mapped_ranges(path) -> list[tuple[int, int]]:
     return ranges
 
 
+def resident_kb(path) -> int:
+    """How much of ``path`` this process's mappings hold in memory (kB, summed over its mappings)."""
+    resident, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            resident += int(line.split()[1])
+    return resident
+
+
 def test_a_mapped_table_reads_back_as_written_its_floats_in_the_files_pages(tmp_path):
     table = training_like_table().astype({"return_1": "float32"})
     path = write_mapped_table(tmp_path / "t.arrow", table)
@@ -79,6 +93,20 @@ def test_a_mapped_matrix_written_in_blocks_reads_back_whole_read_only_from_the_f
     np.testing.assert_array_equal(read, matrix)  # NaN where it was
     assert type(read) is np.ndarray and not read.flags.writeable
     assert any(start <= read.ctypes.data < end for start, end in mapped_ranges(tmp_path / "m.npy"))
+
+
+def test_released_pages_of_a_mapped_matrix_stop_counting_and_read_back_the_same(tmp_path):
+    matrix = np.random.default_rng(3).normal(size=(4096, 256)).astype(np.float32)  # 4 MB
+    write_mapped_matrix(tmp_path / "m.npy", matrix.shape, [matrix])
+    read = read_mapped_matrix(tmp_path / "m.npy")
+    np.testing.assert_array_equal(read, matrix)
+    assert resident_kb(tmp_path / "m.npy") >= 4096
+    release_mapped_pages(read)
+    assert resident_kb(tmp_path / "m.npy") == 0
+    np.testing.assert_array_equal(read, matrix)  # read again from the page cache
+    plain = matrix.copy()
+    release_mapped_pages(plain)  # not a mapping: left as it is
+    np.testing.assert_array_equal(plain, matrix)
 
 
 def test_a_matrix_of_the_wrong_rows_is_not_written_and_a_wrong_or_cut_file_is_one_data_error(tmp_path):

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import math
+import mmap
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -251,6 +252,17 @@ def read_mapped_matrix(path: Path) -> np.ndarray:
         if matrix.dtype != MATRIX_DTYPE or matrix.ndim != 2:
             raise ValueError(f"it holds {matrix.dtype} of {matrix.ndim} dimensions")
     return matrix.view(np.ndarray)  # the mapping stays open while a view of it lives
+
+
+def release_mapped_pages(matrix: np.ndarray) -> None:
+    """Let go of the pages this process touched of a matrix :func:`read_mapped_matrix` mapped: they
+    stop counting against it, and a later read takes them from the page cache again (the same file,
+    still mapped). An array that is not such a mapping is left as it is."""
+    base: object = matrix
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    if base is not None and hasattr(mmap, "MADV_DONTNEED"):  # Linux and most Unixes
+        base.madvise(mmap.MADV_DONTNEED)
 
 
 def sha256_bytes(payload: bytes) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import skops.io as sio
@@ -11,7 +15,7 @@ from tests.crafted import marker_code, skops_with_exec
 from tests.models.test_models import fitted, planted_regime_table, with_models
 from trading_ml.errors import DataError
 from trading_ml.models.base import feature_matrix
-from trading_ml.models.regime import FOREST_TYPES, REGIME_FEATURES, RegimeForest
+from trading_ml.models.regime import FOREST_TYPES, REGIME_FEATURES, RegimeForest, shim_left_out
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +63,36 @@ def test_forests_fitted_as_the_pipeline_fits_them_load_within_the_list(forest):
                 forest_fit.predict_proba(features), again.forests[target].predict_proba(features)
             )  # n_jobs=2 breaks ties by thread order
     assert all("." in name and "*" not in name for name in FOREST_TYPES)  # names, not prefixes
+
+
+def test_a_forest_saves_and_loads_without_importing_torch():
+    """skops' import would load torch through scikit-learn's array-API shim (0.27 GB): in a fresh
+    process, a forest's round trip leaves torch unloaded, and the shim importable as before."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        from sklearn.ensemble import RandomForestClassifier
+        from trading_ml.models.regime import FORECAST, TORCH_SHIM, RegimeForest
+        x = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+        forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, (x[:, 0] > 0).astype(str))
+        again = RegimeForest.load(RegimeForest(["a", "b"], {FORECAST: forest}).save())
+        assert (again.forests[FORECAST].predict(x) == forest.predict(x)).all()
+        print("torch" in sys.modules, TORCH_SHIM in sys.modules)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_left_out_module_fails_to_import_only_within_the_block(tmp_path, monkeypatch):
+    (tmp_path / "left_out_probe.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with shim_left_out("left_out_probe"), pytest.raises(ImportError):
+        import left_out_probe  # noqa: F401
+    import left_out_probe
+
+    assert left_out_probe.VALUE == 1
+    with shim_left_out("left_out_probe"):  # already imported: left as it is
+        assert sys.modules["left_out_probe"] is left_out_probe
+    monkeypatch.delitem(sys.modules, "left_out_probe")

@@ -8,7 +8,8 @@ import pandas as pd
 
 from tests.conftest import quick
 from tests.stages import context, run_to_features
-from tests.test_io import mapped_ranges
+from tests.test_io import mapped_ranges, resident_kb
+from trading_ml.models import direction
 from trading_ml.models.dataset import TrainingData
 from trading_ml.models.direction import LSTMDirection, XGBoostDirection
 from trading_ml.models.threads import machine_cores
@@ -44,6 +45,18 @@ def test_direction_models_learn_the_same_from_the_stored_inputs_as_from_the_tabl
         params = models.params.get(model_class.name)
         on_inputs = model_class.fit(stored, params, models.seed)
         assert mapped_ranges(stored.inputs.path)  # the fit read the run's mapped inputs file
+        if model_class is XGBoostDirection:  # it holds none of the file's pages once it has its bins
+            assert resident_kb(stored.inputs.path) == 0
         on_table = model_class.fit(from_table, params, models.seed)
         pd.testing.assert_frame_equal(on_inputs.predict(stored.table), on_table.predict(stored.table))
         assert on_inputs.save() == on_table.save()  # the same model, byte for byte
+
+
+def test_xgboost_learns_the_same_from_many_small_batches_as_from_one(settings, monkeypatch):
+    ctx = context(quick(settings), symbols=["^GSPC", "^VIX", "AAPL", "XOM"], timeframes=["1d"])
+    run_to_features(ctx)
+    data, params = TrainingData.of_run(ctx), ctx.settings.models.params.get(XGBoostDirection.name)
+    one_batch = XGBoostDirection.fit(data, params, ctx.settings.models.seed)
+    monkeypatch.setattr(direction, "TRAINING_BATCH_ROWS", 97)  # dozens of batches, the last one short
+    assert len(data.table) > 20 * direction.TRAINING_BATCH_ROWS
+    assert XGBoostDirection.fit(data, params, ctx.settings.models.seed).save() == one_batch.save()

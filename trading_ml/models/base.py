@@ -51,6 +51,8 @@ class StoredInputs(Protocol):
 
     def rows(self, rows: np.ndarray) -> np.ndarray: ...
 
+    def release(self) -> None: ...
+
 
 class Model(Protocol):
     name: str
@@ -113,6 +115,13 @@ def model_inputs(dataset: Dataset, rows: np.ndarray, model: str) -> np.ndarray:
     if stored is not None and stored.names == dataset.feature_names:
         return stored.rows(rows)
     return feature_matrix(dataset.table, dataset.feature_names, model, rows)
+
+
+def release_inputs(dataset: Dataset) -> None:
+    """Let go of the stored inputs' pages this process read (a model calls it once it has copied
+    what it needs of them: they are the largest file a training maps)."""
+    if dataset.inputs is not None:
+        dataset.inputs.release()
 
 
 def column_blocks(count: int, size: int = 16) -> list[slice]:

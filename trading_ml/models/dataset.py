@@ -10,7 +10,7 @@ import pandas as pd
 
 from trading_ml.errors import ConfigError, DataError
 from trading_ml.features.catalogue import model_features
-from trading_ml.io import intact, read_mapped_matrix, read_mapped_table, read_parquet
+from trading_ml.io import intact, read_mapped_matrix, read_mapped_table, read_parquet, release_mapped_pages
 from trading_ml.models.base import symbol_grouped_order
 from trading_ml.models.splits import Split, walk_forward
 from trading_ml.models.threads import fit_threads
@@ -79,6 +79,13 @@ class GroupedInputs:
         if len(rows) == len(self._order) and np.array_equal(rows, self._order):
             return self.grouped()
         return self.grouped()[self._position_of_row[rows]]
+
+    def release(self) -> None:
+        """Let go of the file's pages this process read (:func:`release_mapped_pages`): a training
+        calls it once it has what it needs of them, so they do not count against its process while
+        it computes; a later read maps them in again (no new check: the file stays mapped)."""
+        if self._matrix is not None:
+            release_mapped_pages(self._matrix)
 
 
 @dataclass

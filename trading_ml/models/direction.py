@@ -26,6 +26,7 @@ from trading_ml.models.base import (
     model_inputs,
     progress_due,
     read_config,
+    release_inputs,
 )
 from trading_ml.models.tasks import PROBABILITIES
 
@@ -77,12 +78,16 @@ def round_logger(name: str, rounds: int):
     return RoundLogger()
 
 
-TRAINING_BATCH_ROWS = 65_536  # rows XGBoost is handed at a time (30 MB at 113 features; one batch up to ~50 symbols)
+# rows XGBoost is handed at a time (30 MB at 119 features). A batch of rows in table order holds
+# about 165 MB of the stored inputs' pages at 500 symbols, whatever its size: Linux maps a large
+# page-cache folio (about 256 KB here) of each symbol's run of rows.
+TRAINING_BATCH_ROWS = 65_536
 
 
 def row_batches(dataset: Dataset, rows: np.ndarray, target: np.ndarray, model: str):
     """An XGBoost DataIter over the dataset's features at ``rows``, TRAINING_BATCH_ROWS at a time,
-    with their ``target``: a QuantileDMatrix made from it holds its bins, never the whole matrix."""
+    with their ``target``: a QuantileDMatrix made from it holds its bins, never the whole matrix,
+    and of the stored inputs this process holds one batch's pages at a time."""
     import xgboost as xgb
 
     class RowBatches(xgb.DataIter):
@@ -95,6 +100,7 @@ def row_batches(dataset: Dataset, rows: np.ndarray, target: np.ndarray, model: s
                 return False
             batch = rows[self.next_start : self.next_start + TRAINING_BATCH_ROWS]
             input_data(data=model_inputs(dataset, batch, model), label=target[batch])
+            release_inputs(dataset)
             self.next_start += TRAINING_BATCH_ROWS
             return True
 
@@ -158,6 +164,7 @@ class XGBoostDirection:
         validating = xgb.QuantileDMatrix(
             model_inputs(dataset, validation, cls.name), label=target[validation], ref=training, **bins
         )
+        release_inputs(dataset)  # the bins are all boosting reads
         booster = xgb.train(
             {**classifier.get_xgb_params(), "num_class": len(PROBABILITIES)},
             training,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import time
 import warnings
 import zipfile
@@ -68,12 +69,36 @@ FOREST_LOADERS = frozenset(
 def quiet_skops():
     """skops looks up some numpy ufuncs' modules by scanning every loaded module; in an Airflow worker
     that touches Airflow's deprecated module aliases and logs hundreds of warnings that say nothing
-    about this code. Those warnings (attributed to skops' scan) are dropped; nothing else is."""
+    about this code. Those warnings (attributed to skops' scan) are dropped; nothing else is. Its
+    import does not load torch (:data:`TORCH_SHIM`)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"skops\.io\._utils")
-        import skops.io
+        with shim_left_out(TORCH_SHIM):
+            import skops.io
 
         yield skops.io
+
+
+# skops.io's import lists scikit-learn's estimators (sklearn.utils.all_estimators), which imports
+# every scikit-learn package, this one too, and torch with it: 0.27 GB and 1.5 s in a process that
+# only saves or loads a forest (a training worker, evaluate, the API). The shim is for torch arrays
+# under scikit-learn's array API dispatch, which nothing here turns on.
+TORCH_SHIM = "sklearn.externals.array_api_compat.torch"
+
+
+@contextmanager
+def shim_left_out(package: str):
+    """While in the block, importing ``package`` (not yet imported) fails with ImportError, which
+    the package walk of all_estimators skips; afterwards it imports as usual."""
+    if package in sys.modules:
+        yield
+        return
+    sys.modules[package] = None  # type: ignore[assignment]  # Python's own marker: "import fails"
+    try:
+        yield
+    finally:
+        if sys.modules.get(package, "") is None:
+            del sys.modules[package]
 
 
 class RegimeForest:

@@ -147,7 +147,15 @@ def train_in_worker(ctx: RunContext, names: tuple[str, ...], sharing: int) -> li
     """:func:`timed_train` of each of ``names`` in turn, in a worker process, which loads the run's
     training table (checked) once for all the trainings it runs (2 s each at 500 symbols)."""
     data = kept_for_run("training table", ctx.run_id, lambda: TrainingData.of_run(ctx))
-    return [timed_train(ctx, name, OWN_RESOURCES, sharing, data) for name in names]
+    return [_released_after(timed_train(ctx, name, OWN_RESOURCES, sharing, data), data) for name in names]
+
+
+def _released_after(trained: tuple[dict, float], data: TrainingData) -> tuple[dict, float]:
+    """``trained``, once the stored inputs' pages it read are let go: the next training in this
+    worker may not read them, and they would count against the worker until it exits."""
+    if data.inputs is not None:
+        data.inputs.release()
+    return trained
 
 
 def _reported(manifest: dict, seconds: float, on_trained: Callable[[dict, float], None]) -> dict:
@@ -265,6 +273,7 @@ def fold_predictions(
     rows, names = np.flatnonzero(needed), list(model.feature_names)
     if inputs is not None and inputs.names == names:  # the stored inputs: the same values, in the file models map
         columns = pd.DataFrame(inputs.rows(rows), index=table.index[rows], columns=names)
+        inputs.release()
     else:
         columns = table.loc[needed, names]
     return model.predict(columns)[tested[needed]]
