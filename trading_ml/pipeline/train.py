@@ -17,6 +17,7 @@ import pandas as pd
 from trading_ml.config import shorten
 from trading_ml.errors import DataError
 from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
+from trading_ml.models.base import release_inputs
 from trading_ml.models.catalogue import chosen_models, combinations_of, entry, members_of, model_class
 from trading_ml.models.dataset import GroupedInputs, TrainingData
 from trading_ml.models.splits import rows_with_context
@@ -147,15 +148,11 @@ def train_in_worker(ctx: RunContext, names: tuple[str, ...], sharing: int) -> li
     """:func:`timed_train` of each of ``names`` in turn, in a worker process, which loads the run's
     training table (checked) once for all the trainings it runs (2 s each at 500 symbols)."""
     data = kept_for_run("training table", ctx.run_id, lambda: TrainingData.of_run(ctx))
-    return [_released_after(timed_train(ctx, name, OWN_RESOURCES, sharing, data), data) for name in names]
-
-
-def _released_after(trained: tuple[dict, float], data: TrainingData) -> tuple[dict, float]:
-    """``trained``, once the stored inputs' pages it read are let go: the next training in this
-    worker may not read them, and they would count against the worker until it exits."""
-    if data.inputs is not None:
-        data.inputs.release()
-    return trained
+    results = []
+    for name in names:
+        results.append(timed_train(ctx, name, OWN_RESOURCES, sharing, data))
+        release_inputs(data)  # the next training may not read them: their pages would count until exit
+    return results
 
 
 def _reported(manifest: dict, seconds: float, on_trained: Callable[[dict, float], None]) -> dict:
