@@ -25,7 +25,10 @@ RUN python -c 'import tomllib; p = tomllib.load(open("/opt/trading-ml/pyproject.
 COPY --chown=airflow:0 . /opt/trading-ml/
 RUN pip install --no-cache-dir --no-deps --constraint /opt/trading-ml/constraints.txt "/opt/trading-ml[celery]" \
  && python -c 'import airflow, trading_ml, torch, xgboost, pandas_ta; print("airflow", airflow.__version__, "torch", torch.__version__)'
+# ARROW_DEFAULT_MEMORY_POOL: Arrow on glibc's allocator in every process, whatever loads pyarrow
+# first (trading_ml sets it too when it loads first; trading_ml/__init__.py says why)
 ENV TRADING_ML_CONFIG=/opt/trading-ml/config.yaml \
+    ARROW_DEFAULT_MEMORY_POOL=system \
     TRADING_ML_DATA_DIR=/opt/trading-ml/data \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/trading-ml/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/trading-ml/plugins

@@ -1,9 +1,13 @@
 """Files never half-written, and parquet and memory-mapped tables read back exactly as written."""
 
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from trading_ml.errors import DataError
@@ -154,3 +158,20 @@ def test_csv_timestamps_are_iso_utc_to_the_second_as_strftime_writes_them():
     new_york = hourly.tz_convert("America/New_York")  # the same instants across a DST change: still UTC
     assert iso_utc_seconds(new_york).tolist() == iso_utc_seconds(hourly).tolist()
     assert iso_utc_seconds(pd.DatetimeIndex(["2024-08-01 13:30:00.7"])).tolist() == ["2024-08-01T13:30:00Z"]
+
+
+def arrow_allocator_after(imports: str, chosen: str | None = None) -> str:
+    """The allocator Arrow's own code uses in a fresh process that runs ``imports`` first."""
+    environment = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    environment.update({"ARROW_DEFAULT_MEMORY_POOL": chosen} if chosen else {})
+    script = f"{imports}\nimport pyarrow as pa\nprint(pa.default_memory_pool().backend_name)"
+    done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_arrow_allocates_from_glibc_wherever_trading_ml_loads_first_unless_the_user_chose():
+    if "mimalloc" not in pa.supported_memory_backends():
+        pytest.skip("this pyarrow has no mimalloc: its default is already the system allocator")
+    assert arrow_allocator_after("import pandas") == "mimalloc"  # Arrow's default, chosen when it loads
+    assert arrow_allocator_after("import trading_ml\nimport pandas") == "system"
+    assert arrow_allocator_after("import trading_ml", chosen="jemalloc") == "jemalloc"

@@ -15,7 +15,7 @@ from tests.crafted import marker_code, skops_with_exec
 from tests.models.test_models import fitted, planted_regime_table, with_models
 from trading_ml.errors import DataError
 from trading_ml.models.base import feature_matrix
-from trading_ml.models.regime import FOREST_TYPES, REGIME_FEATURES, RegimeForest, shim_left_out
+from trading_ml.models.regime import FOREST_TYPES, REGIME_FEATURES, RegimeForest
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +83,3 @@ def test_a_forest_saves_and_loads_without_importing_torch():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
-
-
-def test_a_left_out_module_fails_to_import_only_within_the_block(tmp_path, monkeypatch):
-    (tmp_path / "left_out_probe.py").write_text("VALUE = 1\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with shim_left_out("left_out_probe"), pytest.raises(ImportError):
-        import left_out_probe  # noqa: F401
-    import left_out_probe
-
-    assert left_out_probe.VALUE == 1
-    with shim_left_out("left_out_probe"):  # already imported: left as it is
-        assert sys.modules["left_out_probe"] is left_out_probe
-    monkeypatch.delitem(sys.modules, "left_out_probe")

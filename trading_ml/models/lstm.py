@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from trading_ml.models.base import LSTMParams, Standardizer, symbol_grouped_order
+from trading_ml.models.imports import import_torch_compiler_without_triton
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ def state_dict_bytes(net: nn.Module) -> bytes:
 
 
 def seed_everything(seed: int) -> torch.Generator:
+    """Seeds torch, turns on its deterministic algorithms (which imports its compiler stack: done
+    first without triton) and returns a generator seeded for the epochs' draws."""
+    import_torch_compiler_without_triton()
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     return torch.Generator().manual_seed(seed)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sys
 import time
 import warnings
 import zipfile
@@ -27,6 +26,7 @@ from trading_ml.config import STRICT, at_most, checked
 from trading_ml.errors import DataError
 from trading_ml.io import json_bytes
 from trading_ml.models.base import CONFIG, Dataset, feature_matrix, read_config
+from trading_ml.models.imports import shim_left_out
 
 if TYPE_CHECKING:  # scikit-learn loads when the forest is fitted or loaded, not when the config is read
     from sklearn.ensemble import RandomForestClassifier
@@ -84,21 +84,6 @@ def quiet_skops():
 # only saves or loads a forest (a training worker, evaluate, the API). The shim is for torch arrays
 # under scikit-learn's array API dispatch, which nothing here turns on.
 TORCH_SHIM = "sklearn.externals.array_api_compat.torch"
-
-
-@contextmanager
-def shim_left_out(package: str):
-    """While in the block, importing ``package`` (not yet imported) fails with ImportError, which
-    the package walk of all_estimators skips; afterwards it imports as usual."""
-    if package in sys.modules:
-        yield
-        return
-    sys.modules[package] = None  # type: ignore[assignment]  # Python's own marker: "import fails"
-    try:
-        yield
-    finally:
-        if sys.modules.get(package, "") is None:
-            del sys.modules[package]
 
 
 class RegimeForest:
