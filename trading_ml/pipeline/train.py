@@ -88,8 +88,8 @@ def train(
 
 
 # The trainings of the worker processes, longest first at 500 symbols with one thread each (XGBoost
-# 110 s, direction LSTM 59, forest 58, volatility LSTM 53, GARCH 36, HAR-RV 8), so that parallel
-# workers end together; a model not listed goes last.
+# 105 s, direction LSTM 54, forest 50, volatility LSTM 42, GARCH 27, HAR-RV 6 on 2026-12-07), so
+# that parallel workers end together; a model not listed goes last.
 LONGEST_FIRST = ("direction_xgboost", "direction_lstm", "regime_rf", "volatility_lstm", "volatility_garch")
 # Trainings that load torch run one after the other in one worker's call: one process holds torch
 # (0.5 GB at 500 symbols: its libraries' pages and 0.26 GB of its own) instead of every worker.
