@@ -113,7 +113,8 @@ def read_json(path: Path) -> dict:
 
 # Arrow allocates from glibc's heap, not its default mimalloc pool: a frame read from parquet keeps
 # Arrow's buffers (zero-copy), and mimalloc held 0.24 GB more than them for the 500-symbol training
-# table; glibc's freed pages go back to the system with release_freed_memory.
+# table; glibc's freed pages go back to the system with release_freed_memory. This covers pyarrow's
+# Python calls; Arrow's C++ code follows ARROW_DEFAULT_MEMORY_POOL, which trading_ml/__init__.py sets.
 pa.set_memory_pool(pa.system_memory_pool())
 
 COLUMNS_READ_AT_ONCE = 16

@@ -111,10 +111,15 @@ def model_inputs(dataset: Dataset, rows: np.ndarray, model: str) -> np.ndarray:
     """The dataset's ``feature_names`` at table rows ``rows``, in that order, float32: from the
     stored inputs when the dataset has them for these features (read-only when ``rows`` is their
     own order: the mapped file itself, no copy), else from the table (:func:`feature_matrix`)."""
-    stored = dataset.inputs
-    if stored is not None and stored.names == dataset.feature_names:
+    stored = stored_inputs_of(dataset.inputs, dataset.feature_names)
+    if stored is not None:
         return stored.rows(rows)
     return feature_matrix(dataset.table, dataset.feature_names, model, rows)
+
+
+def stored_inputs_of(inputs: StoredInputs | None, names: list[str]) -> StoredInputs | None:
+    """``inputs`` when they hold exactly the features ``names``, in that order; else None (read the table)."""
+    return inputs if inputs is not None and list(inputs.names) == list(names) else None
 
 
 def release_inputs(dataset: Dataset) -> None:

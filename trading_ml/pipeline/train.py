@@ -17,7 +17,7 @@ import pandas as pd
 from trading_ml.config import shorten
 from trading_ml.errors import DataError
 from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
-from trading_ml.models.base import release_inputs
+from trading_ml.models.base import release_inputs, stored_inputs_of
 from trading_ml.models.catalogue import chosen_models, combinations_of, entry, members_of, model_class
 from trading_ml.models.dataset import GroupedInputs, TrainingData
 from trading_ml.models.splits import rows_with_context
@@ -268,9 +268,10 @@ def fold_predictions(
     if needed.all():
         return model.predict(table)[tested]
     rows, names = np.flatnonzero(needed), list(model.feature_names)
-    if inputs is not None and inputs.names == names:  # the stored inputs: the same values, in the file models map
-        columns = pd.DataFrame(inputs.rows(rows), index=table.index[rows], columns=names)
-        inputs.release()
+    stored = stored_inputs_of(inputs, names)
+    if stored is not None:  # the same values, in the file models map
+        columns = pd.DataFrame(stored.rows(rows), index=table.index[rows], columns=names)
+        stored.release()
     else:
         columns = table.loc[needed, names]
     return model.predict(columns)[tested[needed]]
