@@ -5,6 +5,7 @@ workers; then the Celery stack again with a worker killed while it trains, and h
     .venv/bin/python benchmarks/bench_airflow.py [--stacks cli,dag-test,standalone,celery-1,celery-2,celery-kill]
     .venv/bin/python benchmarks/bench_airflow.py --stacks cli,dag-test --symbols 100
     .venv/bin/python benchmarks/bench_airflow.py --stacks cli,standalone --load 2   # and with 2 busy processes
+    .venv/bin/python benchmarks/bench_airflow.py --stacks cli,standalone --load 2 --repeat 3   # medians of 3
     .venv/bin/python benchmarks/bench_airflow.py --stacks cli,standalone --set AIRFLOW__CORE__EXECUTOR=LocalExecutor
 
 The run is tests/dags/airflow_stacks.py's ``small_config`` (five symbols, 1d over two years, quick
@@ -23,6 +24,8 @@ beside the CLI's, and each stack's wall against the CLI's. ``--set KEY=VALUE`` g
 an Airflow setting (the stacks start from a clean environment), e.g. an earlier default to compare
 with. With ``--load N`` each stack runs again with N processes keeping a core busy each,
 and every training task's slowdown is printed beside what a fair share of the cores allows.
+``--repeat N`` measures everything N times and prints medians (a sub-second task varies by a third
+from run to run); ``--timeline`` prints each Airflow run's tasks in time.
 """
 
 from __future__ import annotations
@@ -173,8 +176,12 @@ def run_figures(stack: AirflowStack, run_id: str) -> dict:
         run_id,
     )
     gaps = {"scheduled -> queued": [], "queued -> running": []}
-    busy, stages = 0.0, {}
+    busy, stages, timeline = 0.0, {}, []
     for task, scheduled, queued, start, end in rows:
+        offsets = [
+            (stamp(at) - stamp(run_start)).total_seconds() if at else None for at in (scheduled, queued, start, end)
+        ]
+        timeline.append((task, *offsets))
         if scheduled and queued:
             gaps["scheduled -> queued"].append((stamp(queued) - stamp(scheduled)).total_seconds())
         gaps["queued -> running"].append((stamp(start) - stamp(queued)).total_seconds())
@@ -187,6 +194,7 @@ def run_figures(stack: AirflowStack, run_id: str) -> dict:
         "busy": busy,
         "overhead": {name: spread(values) for name, values in gaps.items()},
         "stages": stages,
+        "timeline": sorted(timeline, key=lambda row: row[3]),
     }
 
 
@@ -277,7 +285,8 @@ def print_figures(results: dict[str, dict | str]) -> None:
             else ""
         )
         state = "" if figures["state"] == "success" else f"  ({figures['state']})"
-        print(f"{LABELS[name]:32} {figures['wall']:6.1f}s {startup} {tasks} {busy}   {overhead}{state}")
+        walls = f"  (median of {', '.join(f'{w:.1f}' for w in figures['walls'])} s)" if "walls" in figures else ""
+        print(f"{LABELS[name]:32} {figures['wall']:6.1f}s {startup} {tasks} {busy}   {overhead}{state}{walls}")
     cli = results.get("cli")
     if isinstance(cli, dict):
         ratios = [
@@ -325,7 +334,7 @@ def print_stages(results: dict[str, dict | str]) -> None:
 
 def measure_fresh(name: str, label: str, folder: Path, symbols: int | None) -> tuple[dict | str, Path]:
     """One stack measured in a folder of its own (``folder/label``); its figures and its config."""
-    (folder / label).mkdir()
+    (folder / label).mkdir(parents=True)
     config = sized_config(folder / label, symbols)
     print(f"running {LABELS[label]} ...", file=sys.stderr, flush=True)
     return measure(name, config), config
@@ -368,13 +377,44 @@ def print_fair_share(results: dict[str, dict | str], load: int) -> None:
         loaded = results.get(loaded_twin(name, load))
         if not isinstance(figures, dict) or not isinstance(loaded, dict) or "stages" not in figures:
             continue
-        print(f"\n{LABELS[name]}: each training with {load} busy processes beside it, against alone")
+        runs = f" (medians of {len(figures['walls'])} runs)" if "walls" in figures else ""
+        print(f"\n{LABELS[name]}: each training with {load} busy processes beside it, against alone{runs}")
         print(f"  a fair share of {cores} cores allows up to {bound:.1f}x")
         for task, alone in figures["stages"].items():
             if task.startswith("train_") and task in loaded.get("stages", {}):
                 ratio = loaded["stages"][task] / alone
                 verdict = "within its share" if ratio <= bound else "slower than its share"
                 print(f"  {task:32} {alone:6.1f}s -> {loaded['stages'][task]:6.1f}s  {ratio:4.1f}x  {verdict}")
+
+
+def medians(runs: list[dict | str]) -> dict | str:
+    """One stack's figures over repeated runs: the median of the wall, the busy time, the startup and
+    each stage's seconds (``walls``: every run's wall); the first run's task
+    overheads and timeline. A stack that did not run (a reason) or did not succeed stays as it was."""
+    measured = [f for f in runs if isinstance(f, dict)]
+    if len(measured) != len(runs) or len(runs) == 1 or any(f["state"] != "success" for f in measured):
+        return runs[0]
+    merged = dict(measured[0])
+    for key in ("wall", "busy", "startup"):
+        if key in merged:
+            merged[key] = statistics.median(f[key] for f in measured)
+    merged["stages"] = {
+        task: statistics.median(f["stages"][task] for f in measured if task in f["stages"])
+        for task in measured[0]["stages"]
+    }
+    merged["walls"] = [f["wall"] for f in measured]
+    return merged
+
+
+def print_timelines(results: dict[str, dict | str]) -> None:
+    """Each stack run's tasks in the order they started: seconds from the run's start to the task's
+    scheduling, queueing, start and end (where the wall time goes between and inside tasks)."""
+    for name, figures in results.items():
+        if not isinstance(figures, dict) or "timeline" not in figures:
+            continue
+        print(f"\n{LABELS[name]}: each task from the run's start (s)\n{'':34}scheduled  queued   start     end")
+        for task, *offsets in figures["timeline"]:
+            print(f"  {task:32}" + "".join(f"{'-' if at is None else f'{at:.2f}':>8}" for at in offsets))
 
 
 def main() -> None:
@@ -393,6 +433,10 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="an environment variable for every stack, e.g. AIRFLOW__CORE__EXECUTOR=LocalExecutor (repeatable)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure every stack this many times; figures are medians"
+    )
+    parser.add_argument("--timeline", action="store_true", help="also print each Airflow run's tasks in time")
     parser.add_argument("--cli-config", type=Path, help=argparse.SUPPRESS)  # internal: one CLI run, JSON out
     args = parser.parse_args()
     if args.cli_config:
@@ -403,18 +447,23 @@ def main() -> None:
     unknown = sorted(set(stacks) - set(STACKS))
     if unknown:
         parser.error(f"unknown stack(s) {', '.join(unknown)}; choose from {', '.join(STACKS)}")
-    results = {}
+    repeats: dict[str, list[dict | str]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for name in stacks:
-            results[name], config = measure_fresh(name, name, Path(folder), args.symbols)
-            add_next_run(results, name)
-            if args.load:
-                loaded = f"{name}+{args.load}"
-                LABELS[loaded] = f"{LABELS[name].split(' (')[0]}, {args.load} busy beside"
-                with busy_processes(args.load):
-                    results[loaded], config = measure_fresh(name, loaded, Path(folder), args.symbols)
-                add_next_run(results, loaded)
+        for attempt in range(args.repeat):
+            for name in stacks:
+                results: dict[str, dict | str] = {}
+                results[name], config = measure_fresh(name, name, Path(folder) / str(attempt), args.symbols)
+                add_next_run(results, name)
+                if args.load:
+                    loaded = f"{name}+{args.load}"
+                    LABELS[loaded] = f"{LABELS[name].split(' (')[0]}, {args.load} busy beside"
+                    with busy_processes(args.load):
+                        results[loaded], config = measure_fresh(name, loaded, Path(folder) / str(attempt), args.symbols)
+                    add_next_run(results, loaded)
+                for label, figures in results.items():
+                    repeats.setdefault(label, []).append(figures)
         settings = yaml.safe_load(config.read_text())
+    results = {label: medians(runs) for label, runs in repeats.items()}
     count = len(settings["universe"]["indices"]) + sum(
         len(s) for s in settings["universe"]["equities"]["sectors"].values()
     )
@@ -425,6 +474,8 @@ def main() -> None:
     print_figures(results)
     if args.load:
         print_fair_share(results, args.load)
+    if args.timeline:
+        print_timelines(results)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,10 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from trading_ml_airflow import ForwardOnlyCron, mongo_uri  # plugins/: shared with the plugin
 
-from trading_ml.drivers import load_settings, run_settings
+from trading_ml.drivers import load_settings, run_settings, training_slots
 from trading_ml.errors import SourceUnavailable, StoreError, TradingMLError
 from trading_ml.models import TRAINED_MODELS
-from trading_ml.models.catalogue import MODEL_NAMES
+from trading_ml.models.catalogue import MODEL_NAMES, longest_first
 from trading_ml.pipeline.trigger_form import form_fields
 from trading_ml.run import RunContext
 
@@ -143,7 +143,11 @@ def choose_models() -> list[str]:
     return [TRAIN_TASK.format(name) for name in this_run()["context"]["models"]]
 
 
-@task(doc_md="Fit one model on the training segment, save its artifacts under models/ and register a candidate.")
+@task(
+    doc_md="Fit one model on the training segment, save its artifacts under models/ and register a candidate.",
+    pool=AIRFLOW.training_pool,
+    weight_rule="absolute",
+)
 def train(model_name: str):
     from trading_ml.pipeline.train import train
 
@@ -152,9 +156,14 @@ def train(model_name: str):
 
 
 def parallel_trainings(models: list[str]) -> int:
-    """The trainings sharing a worker's cores: airflow.parallel_trainings, else every model the run
-    trains (their tasks start together)."""
-    return AIRFLOW.parallel_trainings or sum(name in TRAINED_MODELS for name in models)
+    """The trainings sharing a worker's cores: airflow.parallel_trainings, else as many as the
+    training pool lets run at once, or every model the run trains when fewer."""
+    return AIRFLOW.parallel_trainings or min(training_slots(SETTINGS), sum(name in TRAINED_MODELS for name in models))
+
+
+def training_priority(name: str) -> int:
+    """The pool starts the longest trainings first, so that they end together."""
+    return len(TRAINED_MODELS) - longest_first(TRAINED_MODELS).index(name)
 
 
 @task(
@@ -185,7 +194,9 @@ def evaluate():
 )
 def deploy():
     from trading_ml.pipeline.deploy import deploy
+    from trading_ml.verify import start_helper
 
+    start_helper()  # forked now, before a MongoDB client's threads: with the worker's preloaded libraries, at once
     run = this_run()
     if not run["context"]["deploy"]:
         raise AirflowSkipException("deploy is off for this run (Param 'deploy'); the models stay candidates")
@@ -265,7 +276,10 @@ def trading_ml_training():
     """plan feeds pairs, the one task that needs its values as an argument; every other task pulls
     the plan itself, so the graph's edges are the pipeline's order."""
     ingested = ingest.expand(pair=pairs(plan()))
-    trained = [train.override(task_id=TRAIN_TASK.format(name))(model_name=name) for name in TRAINED_MODELS]
+    trained = [
+        train.override(task_id=TRAIN_TASK.format(name), priority_weight=training_priority(name))(model_name=name)
+        for name in TRAINED_MODELS
+    ]
     ingested >> validate() >> features() >> choose_models() >> trained
     deployed, reported = deploy(), report()
     trained >> combine() >> evaluate() >> deployed

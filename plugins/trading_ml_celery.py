@@ -8,7 +8,7 @@ scikit-learn and the stages loaded, as under ``make airflow``'s PreloadedLocalEx
 
 from __future__ import annotations
 
-from trading_ml.drivers import preload_libraries
+from trading_ml.drivers import preload_for_tasks
 
 
 def __getattr__(name: str):
@@ -23,7 +23,7 @@ def __getattr__(name: str):
 
 def preload(**_signal) -> None:
     """Celery's worker_init: in the worker's main process, before its pool processes are forked."""
-    preload_libraries()
+    preload_for_tasks()
 
 
 try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from airflow.executors.local_executor import LocalExecutor
 
-from trading_ml.drivers import preload_libraries
+from trading_ml.drivers import preload_for_tasks
 
 
 class PreloadedLocalExecutor(LocalExecutor):
@@ -18,5 +18,5 @@ class PreloadedLocalExecutor(LocalExecutor):
 
     def start(self) -> None:
         if self.is_mp_using_fork:
-            preload_libraries()
+            preload_for_tasks()
         super().start()

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import logging
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from trading_ml import drivers
+from trading_ml.data import calendars
+from trading_ml.models.threads import machine_cores
 
 REPO = Path(__file__).resolve().parent.parent
-NOT_IN_TASKS = ("uvicorn",)  # the signals API's server, never imported by a pipeline stage
+NOT_IN_TASKS = ("uvicorn",)
+WINDOW = (
+    pd.Timestamp("2024-01-01", tz="UTC"),
+    pd.Timestamp("2024-03-01", tz="UTC"),
+)  # the signals API's server, never imported by a pipeline stage
 
 
 def imports_inside_functions() -> dict[str, str]:
@@ -39,10 +48,10 @@ def imports_inside_functions() -> dict[str, str]:
 
 PROBE = """
 import json, sys
-from trading_ml.drivers import preload_libraries
+from trading_ml.drivers import preload_for_tasks
 wanted = sys.argv[1:]
 before = [m for m in wanted if m in sys.modules]
-preload_libraries()
+preload_for_tasks()
 print("PROBE", json.dumps({"before": before, "missing": [m for m in wanted if m not in sys.modules]}))
 """
 
@@ -62,6 +71,45 @@ def test_preloading_imports_every_library_a_stage_imports_inside_a_function():
 def test_a_library_that_does_not_import_is_logged_and_the_rest_still_load(monkeypatch, caplog):
     monkeypatch.setattr(drivers, "LAZY_LIBRARIES", ("trading_ml_no_such_library", "json"))
     with caplog.at_level(logging.WARNING, logger="trading_ml.drivers"):
-        drivers.preload_libraries()  # the scheduler or worker that calls it keeps starting
+        drivers.preload_for_tasks()  # the scheduler or worker that calls it keeps starting
     assert "could not preload trading_ml_no_such_library" in caplog.text
     assert "json" in sys.modules
+
+
+def test_preloading_builds_each_calendar_of_the_configured_universe_so_tasks_find_it_built(monkeypatch):
+    monkeypatch.setenv("TRADING_ML_CONFIG", str(REPO / "config.yaml"))
+    calendars._calendar.cache_clear()
+    drivers.preload_calendars()
+    built = calendars._calendar.cache_info()
+    assert built.currsize == 2  # XNYS and XBOM: the plan's indices and equities
+    for symbol in ("^GSPC", "^NSEI", "AAPL"):
+        calendars.expected_timestamps(drivers.load_settings().instrument(symbol).exchange, "1d", *WINDOW)
+    assert calendars._calendar.cache_info().misses == built.misses  # no task builds one again
+
+
+def test_a_config_that_does_not_load_preloads_no_calendar_and_says_why(monkeypatch, tmp_path, caplog):
+    (tmp_path / "config.yaml").write_text("universe: [not, a, mapping]\n")
+    monkeypatch.setenv("TRADING_ML_CONFIG", str(tmp_path / "config.yaml"))
+    calendars._calendar.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="trading_ml.drivers"):
+        drivers.preload_calendars()  # the scheduler or worker that calls it keeps starting
+    assert "could not preload the calendars" in caplog.text and "universe" in caplog.text
+    assert calendars._calendar.cache_info().currsize == 0
+
+
+def test_the_training_pool_has_one_slot_per_core_unless_configured(monkeypatch, tmp_path):
+    settings = drivers.load_settings(REPO / "config.yaml")
+    pools = {name: slots for name, slots, _ in drivers.airflow_pools(settings)}
+    assert pools == {"market_data_source": 4, "model_training": machine_cores()}
+    capped = dataclasses.replace(settings, models=dataclasses.replace(settings.models, cores=1))
+    assert dict(p[:2] for p in drivers.airflow_pools(capped))["model_training"] == 1  # models.cores narrows it
+    fixed = dataclasses.replace(settings, airflow=dataclasses.replace(settings.airflow, training_pool_slots=3))
+    assert drivers.training_slots(fixed) == 3
+
+
+def test_the_pools_print_as_tab_separated_lines_for_the_scripts(monkeypatch, capsys):
+    monkeypatch.setenv("TRADING_ML_CONFIG", str(REPO / "config.yaml"))
+    drivers.print_airflow_pools()
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [line[:2] for line in lines] == [["market_data_source", "4"], ["model_training", str(machine_cores())]]
+    assert all(len(line) == 3 and line[2] for line in lines)  # a description each, no tab inside

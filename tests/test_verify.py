@@ -9,6 +9,11 @@ import io
 import json
 import pickle
 import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +25,7 @@ from trading_ml.cli import main
 from trading_ml.models.catalogue import task_of
 from trading_ml.registry import ModelRegistry
 from trading_ml.serving import create_app
-from trading_ml.verify import Verifier, canary_panel, check_predictions
+from trading_ml.verify import Helper, Verifier, canary_panel, check_predictions
 
 FILES = {  # model: its files' suffixes
     "direction_xgboost": (".json", ".config.json"),
@@ -274,3 +279,85 @@ def test_deploy_never_promotes_over_a_production_model_that_predicts_nan_it_cann
         and "finite" in decision["reason"]
     ), decision["reason"]
     assert registry.production("volatility_garch")["run_id"] == run_id
+
+
+HELPER_PROBE = """
+import json, os, pickle, sys
+from trading_ml.drivers import preload_for_tasks
+from trading_ml.registry import ModelRegistry
+from trading_ml.storage.tiny import TinyStore
+from trading_ml import verify
+
+settings, run_id, names = pickle.loads(bytes.fromhex(sys.argv[1]))
+preload_for_tasks()  # as an Airflow worker does before it forks a task
+task = os.fork()  # the task: one thread, whatever threads its worker has (OpenBLAS's)
+if task:
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(task, 0)[1]))
+held_read, held_write = os.pipe()  # stands for the task's own pipes and sockets
+verify.start_helper()
+helper = verify.HELPER._process
+os.close(held_write)
+os.set_blocking(held_read, False)
+try:
+    held_closed = os.read(held_read, 1) == b""  # EOF: the helper kept no copy of the write end
+except BlockingIOError:
+    held_closed = False
+with open(f"/proc/{helper.pid}/cmdline", "rb") as cmdline:
+    forked = cmdline.read() == open("/proc/self/cmdline", "rb").read()
+registry = ModelRegistry(TinyStore(settings.storage.fallback_dir), settings.data_dir)
+verdicts = verify.Verifier(registry, settings, seconds=60).verify([registry.record_for_run(n, run_id) for n in names])
+print("PROBE", json.dumps({"pid": helper.pid, "forked": forked, "held_closed": held_closed,
+                           "verdicts": [[v.passed, v.why] for v in verdicts]}))
+"""
+
+
+def test_an_airflow_task_forks_its_helper_and_it_still_survives_a_file_that_aborts_the_loader(copy_of):
+    """A task forked from a worker that preloaded the libraries has one thread: it forks its helper
+    instead of importing them again. The helper refuses a file that aborts XGBoost's loader, passes
+    the intact versions, keeps none of the task's files open, and ends with the task."""
+    settings, registry, run_id = copy_of
+    malform(registry, run_id, "direction_xgboost", ".json", b"")
+    names = ["volatility_garch", "direction_xgboost", "regime_rf"]
+    probe = subprocess.run(
+        [sys.executable, "-c", HELPER_PROBE, pickle.dumps((settings, run_id, names)).hex()],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a helper that kept its own request pipe open would never end, nor free the probe's stderr
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    result = json.loads(next(line for line in probe.stdout.splitlines() if line.startswith("PROBE "))[6:])
+    assert result["forked"] and result["held_closed"], result
+    [garch, xgboost, forest] = result["verdicts"]
+    assert garch[0] and forest[0], result
+    assert not xgboost[0] and "crash the loader" in xgboost[1] and "SIGABRT" in xgboost[1], xgboost
+    assert ended(result["pid"]), "the helper outlived the task that started it"
+
+
+def test_a_process_with_threads_starts_its_helper_in_a_fresh_interpreter():
+    """Forking copies one thread: a lock another thread held would stay held in the helper."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    helper = Helper()
+    try:
+        helper.start()
+        assert isinstance(helper._process, subprocess.Popen)
+        assert helper._process.args[1:] == ["-m", "trading_ml.verify"]
+    finally:
+        stop.set()
+        helper._process.kill()
+        helper._process.wait()
+
+
+def ended(pid: int, seconds: float = 30) -> bool:
+    """Whether the process is gone, or a zombie waiting for its reaper, within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.2)
+    return False

@@ -53,6 +53,30 @@ def run_settings(context: dict, mongo_uri: str | None = None) -> Settings:
     return settings_from_document(frozen, layout.settings_file, env, config_parts(), Path(context["config_path"]))
 
 
+def training_slots(settings: Settings) -> int:
+    """The training pool's slots: airflow.training_pool_slots, 0 meaning one per core (models.cores, 0:
+    this machine's), so that trainings of one thread each fill the cores and no more."""
+    from trading_ml.models.threads import fit_threads
+
+    return settings.airflow.training_pool_slots or fit_threads(settings.models.cores, 1)
+
+
+def airflow_pools(settings: Settings) -> list[tuple[str, int, str]]:
+    """The Airflow pools the DAG's tasks run in, as (name, slots, description): make airflow and
+    docker-compose's airflow-init create them (a task whose pool is missing is never scheduled)."""
+    airflow = settings.airflow
+    return [
+        (airflow.source_pool, airflow.source_pool_slots, "concurrent calls to the market data provider (ingest)"),
+        (airflow.training_pool, training_slots(settings), "training tasks at once, sharing the cores (train_*)"),
+    ]
+
+
+def print_airflow_pools() -> None:
+    """config.yaml's pools, one per line: name, slots and description separated by tabs (for the shell)."""
+    for pool in airflow_pools(load_settings()):
+        print("\t".join(map(str, pool)))
+
+
 # What the stages import inside their functions (so the CLI and the DAG's parse start fast), and the
 # stage modules themselves: about 4 s and 0.8 GB together, which each Airflow task would pay again.
 LAZY_LIBRARIES = (
@@ -77,10 +101,11 @@ LAZY_LIBRARIES = (
 )
 
 
-def preload_libraries() -> None:
-    """Import LAZY_LIBRARIES, for a driver that forks a process per task (the LocalExecutor's
-    workers): every task then starts with them loaded, shared copy-on-write. Importing runs no
-    computation, so no OpenMP or torch thread pool exists yet to be broken by the fork."""
+def preload_for_tasks() -> None:
+    """Import LAZY_LIBRARIES and build the configured universe's calendars, for a driver that forks a
+    process per task (the LocalExecutor's workers, Celery's pool): every task then starts with them,
+    shared copy-on-write. Neither starts a thread (imports, and pandas building holiday rules), so
+    no OpenMP or torch thread pool exists yet to be broken by the fork."""
     import importlib
     import warnings
 
@@ -91,3 +116,24 @@ def preload_libraries() -> None:
                 importlib.import_module(module)
             except ImportError as error:  # the service starts anyway; a task that needs it fails with this error
                 log.warning("could not preload %s (%s); each task will import it itself", module, error)
+    preload_calendars()
+
+
+def preload_calendars() -> None:
+    """Build the exchange calendars of config.yaml's universe (about 0.3 s each, which every task
+    that fetches, validates or annualizes bars would pay again); a config that does not load, or
+    an exchange that cannot be built, is logged and left to the tasks (they report it)."""
+    from trading_ml.data.calendars import CRYPTO, FX, calendar
+    from trading_ml.errors import TradingMLError
+
+    try:
+        settings = load_settings()
+    except TradingMLError as error:
+        log.warning("could not preload the calendars (%s); each task will build them itself", error)
+        return
+    exchanges = {settings.default_exchange, *(settings.instrument(symbol).exchange for symbol in settings.symbols)}
+    for exchange in sorted(exchanges - {FX, CRYPTO}):
+        try:
+            calendar(exchange)
+        except TradingMLError as error:
+            log.warning("could not preload the %s calendar (%s)", exchange, error)

@@ -167,38 +167,116 @@ class Verifier:
 
 
 class Helper:
-    """A process of this module (a fresh interpreter with the model libraries imported, started once
-    per process that verifies) that forks one child per batch: the fork is from a process that runs
+    """A process of this module that forks one child per batch: the fork is from a process that runs
     nothing else, so it is cheap and safe, and whatever kills the child leaves the helper and its
-    caller running. Requests go to it as JSON and the canary as parquet; answers come back as JSON."""
+    caller running. It is started once per process that verifies: forked from that process while it
+    has a single thread (an Airflow task forked from a worker that preloaded the model libraries: at
+    once, with them loaded), else a fresh interpreter that imports them (about 5 s). Requests go to
+    it as JSON and the canary as parquet; answers come back as JSON."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen | ForkedHelper | None = None
+
+    def start(self) -> None:
+        """Start the helper now, unless one is running: call it before this process starts threads
+        (a MongoDB client's, a thread pool's) to have it forked rather than imported afresh."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> subprocess.Popen | ForkedHelper:
+        if self._process is None or self._process.poll() is not None:
+            self._process = ForkedHelper() if _single_threaded() else _fresh_helper()
+        return self._process
 
     def ask(self, request: dict, canary: bytes, seconds: float):
         with self._lock:
-            if self._process is None or self._process.poll() is not None:
-                self._process = subprocess.Popen(
-                    [sys.executable, "-m", "trading_ml.verify"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    close_fds=True,
-                    env={**os.environ, **ONE_THREAD},
-                )
+            process = self._start()
             try:
-                _send(self._process.stdin, json.dumps(request, default=str).encode())
-                _send(self._process.stdin, canary)
-                reply = _receive(self._process.stdout, seconds + HELPER_START_SECONDS)
+                _send(process.stdin, json.dumps(request, default=str).encode())
+                _send(process.stdin, canary)
+                reply = _receive(process.stdout, seconds + HELPER_START_SECONDS)
             except (OSError, ValueError) as error:
                 reply = None
                 log.error("the verifier helper failed (%s); starting a new one", error)
             if reply is None:  # the helper died or hung: never reuse it
-                self._process.kill()
-                self._process.wait()
+                process.kill()
+                process.wait()
                 self._process = None
                 return {"error": "the verifier helper stopped answering"}
             return json.loads(reply)
+
+
+def start_helper() -> None:
+    """Start this process's verifier helper now (see :meth:`Helper.start`)."""
+    HELPER.start()
+
+
+def _single_threaded() -> bool:
+    """Whether this process has one thread (Linux's /proc lists them; elsewhere: not known, so no)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _fresh_helper() -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "trading_ml.verify"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        close_fds=True,
+        env={**os.environ, **ONE_THREAD},
+    )
+
+
+class ForkedHelper:
+    """A helper forked from this single-threaded process, with what :class:`Helper` uses of a Popen:
+    its request and answer pipes, poll, kill and wait. It keeps only those pipes and stderr open,
+    takes the default signal handlers, and leaves without running this process's exit handlers."""
+
+    def __init__(self):
+        requests_read, requests_write = os.pipe()
+        answers_read, answers_write = os.pipe()
+        self.pid, self.returncode = os.fork(), None
+        if self.pid == 0:
+            _serve_forked(requests_read, answers_write)
+        os.close(requests_read)
+        os.close(answers_write)
+        self.stdin, self.stdout = os.fdopen(requests_write, "wb"), os.fdopen(answers_read, "rb")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+
+def _serve_forked(requests_read: int, answers_write: int) -> None:
+    """The forked helper's life: its two pipes and stderr kept, the loop served, then gone."""
+    try:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, signal.SIG_DFL)
+        kept = sorted({2, requests_read, answers_write})
+        for low, high in zip([-1, *kept], [*kept, os.sysconf("SC_OPEN_MAX")]):
+            os.closerange(low + 1, high)
+        os.open(os.devnull, os.O_RDONLY)  # 0
+        os.dup2(2, 1)  # whatever a library prints goes to stderr, as in a fresh helper
+        os.environ.update(ONE_THREAD)
+        serve_helper(os.fdopen(requests_read, "rb"), os.fdopen(answers_write, "wb"))
+    finally:
+        os._exit(0)
 
 
 def _send(stream, payload: bytes) -> None:
@@ -217,10 +295,8 @@ def _receive(stream, seconds: float | None = None) -> bytes | None:
     return payload
 
 
-def serve_helper() -> None:
+def serve_helper(requests, answers) -> None:
     """The helper's loop: read a request, fork a child that verifies, answer with what it wrote or how it ended."""
-    requests, replies = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
     warnings.filterwarnings(
         "ignore", message=".*use of fork\\(\\) may lead to deadlocks", category=DeprecationWarning
     )  # ONE_THREAD
@@ -229,7 +305,7 @@ def serve_helper() -> None:
             importlib.import_module(module)
     while (message := _receive(requests)) is not None and (canary := _receive(requests)) is not None:
         request = {**json.loads(message), "canary": pd.read_parquet(io.BytesIO(canary))}
-        _send(replies, json.dumps(_verify_forked(request)).encode())
+        _send(answers, json.dumps(_verify_forked(request)).encode())
 
 
 def _verify_forked(request: dict):
@@ -380,4 +456,6 @@ def canary_panel(settings) -> pd.DataFrame:
 HELPER = Helper()
 
 if __name__ == "__main__":
-    serve_helper()
+    _answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
+    serve_helper(sys.stdin.buffer, _answers)

@@ -409,18 +409,12 @@ class CeleryStack(AirflowStack):
         }
 
     def start_airflow(self, workers: int) -> None:
-        """As airflow-init and the services of docker-compose.yaml: migrate, create the pool, start."""
-        from trading_ml.drivers import load_settings
+        """As airflow-init and the services of docker-compose.yaml: migrate, create the pools, start."""
+        from trading_ml.drivers import airflow_pools, load_settings
 
         self.airflow("db", "migrate", timeout=600)
-        settings = load_settings(self.env["TRADING_ML_CONFIG"]).airflow
-        self.airflow(
-            "pools",
-            "set",
-            settings.source_pool,
-            str(settings.source_pool_slots),
-            "concurrent calls to the market data provider",
-        )
+        for name, slots, description in airflow_pools(load_settings(self.env["TRADING_ML_CONFIG"])):
+            self.airflow("pools", "set", name, str(slots), description)
         for name, command in (
             ("api-server", ["api-server"]),
             ("scheduler", ["scheduler"]),

@@ -15,6 +15,7 @@ from trading_ml.drivers import load_settings
 from trading_ml.errors import ConfigError
 from trading_ml.loading import ModelLoader
 from trading_ml.models import TRAINED_MODELS
+from trading_ml.models.catalogue import LONGEST_FIRST
 from trading_ml.models.threads import fit_threads
 from trading_ml.pipeline.planning import as_of_for_run
 from trading_ml.registry import ModelRegistry
@@ -101,6 +102,10 @@ def test_the_graph_reads_like_the_plan(default_dag):
     for name in TRAIN_TASKS:
         assert tasks[name].upstream_task_ids == {"choose_models"}
         assert tasks[name].downstream_task_ids == {"combine"}
+        assert tasks[name].pool == settings.airflow.training_pool  # at most its slots train at once
+    assert {tasks[name].weight_rule for name in TRAIN_TASKS} == {"absolute"}  # the weight as given, not summed
+    by_priority = sorted(TRAIN_TASKS, key=lambda name: -tasks[name].priority_weight)
+    assert by_priority == [f"train_{name}" for name in LONGEST_FIRST]  # the pool starts the longest first
     assert tasks["combine"].trigger_rule == "all_done"  # after every chosen training task, whatever its outcome
     assert tasks["evaluate"].upstream_task_ids == {"combine"} and tasks["evaluate"].trigger_rule == "all_done"
     assert [t.task_id for t in default_dag.leaves] == ["report"] and tasks["report"].upstream_task_ids == {"deploy"}
@@ -188,7 +193,8 @@ def test_a_whole_run_through_airflow_registers_the_five_models_in_mongodb(two_ai
     assert deployed["store"]["kind"] == "mongodb" and set(deployed["decisions"]) == {*TRAINED_MODELS, "direction"}
     trained = xcoms(run)[("train_regime_rf", -1, "return_value")]
     assert trained["artifacts"] == registry.record("regime_rf", "1.0")["artifacts"]
-    assert trained["threads"] == fit_threads(0, len(TRAINED_MODELS))  # the trainings share the cores
+    at_once = min(fit_threads(0, 1), len(TRAINED_MODELS))  # the training pool's slots: one per core
+    assert trained["threads"] == fit_threads(0, at_once)  # the trainings share the cores
     stages = json.loads((run_root / "run_manifest.json").read_text())["stages"]
     assert set(stages) == {
         "ingest",

@@ -243,8 +243,13 @@ class AirflowSettings:
     source_pool: Name = "market_data_source"  # caps concurrent calls to the data provider (Yahoo)
     source_pool_slots: Count = 4
     mongo_conn_id: Name = "mongo_default"
+    training_pool: Name = "model_training"  # caps the training tasks that run at once, across the workers
+    training_pool_slots: Annotated[int, Strict(), Field(ge=0, le=4096)] = (
+        0  # 0: models.cores (0: the cores of the machine that creates the pool): one training per core
+    )
     parallel_trainings: Annotated[int, Strict(), Field(ge=0, le=64)] = (
-        0  # training tasks a worker runs at once, sharing models.cores; 0: every model the run trains
+        0  # training tasks a worker runs at once, sharing models.cores; 0: the training pool's slots,
+        # or the models the run trains when fewer
     )
     approve_promotions: Annotated[bool, Strict()] = (
         False  # a person approves each promotion the gate proposes (Airflow's human-in-the-loop)

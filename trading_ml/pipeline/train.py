@@ -18,7 +18,7 @@ from trading_ml.config import shorten
 from trading_ml.errors import DataError
 from trading_ml.io import atomic_write_bytes, read_parquet, write_json, write_parquet
 from trading_ml.models.base import release_inputs, stored_inputs_of
-from trading_ml.models.catalogue import chosen_models, combinations_of, entry, members_of, model_class
+from trading_ml.models.catalogue import chosen_models, combinations_of, entry, longest_first, members_of, model_class
 from trading_ml.models.dataset import GroupedInputs, TrainingData
 from trading_ml.models.splits import rows_with_context
 from trading_ml.models.threads import fit_threads, limited_threads
@@ -87,10 +87,6 @@ def train(
     return manifest
 
 
-# The trainings of the worker processes, longest first at 500 symbols with one thread each (XGBoost
-# 105 s, direction LSTM 54, forest 50, volatility LSTM 42, GARCH 27, HAR-RV 6 on 2026-12-07), so
-# that parallel workers end together; a model not listed goes last.
-LONGEST_FIRST = ("direction_xgboost", "direction_lstm", "regime_rf", "volatility_lstm", "volatility_garch")
 # Trainings that load torch run one after the other in one worker's call: one process holds torch
 # (0.5 GB at 500 symbols: its libraries' pages and 0.26 GB of its own) instead of every worker.
 ONE_WORKER = ("direction_lstm", "volatility_lstm")
@@ -99,9 +95,7 @@ ONE_WORKER = ("direction_lstm", "volatility_lstm")
 def worker_calls(models: list[str]) -> list[tuple[str, ...]]:
     """The trainings of ``models`` as worker calls, longest first: each alone, but ONE_WORKER's together
     (where the first of them would go)."""
-    ordered = sorted(
-        models, key=lambda name: LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-    )
+    ordered = longest_first(models)
     together = tuple(name for name in ordered if name in ONE_WORKER)
     calls: list[tuple[str, ...]] = []
     for name in ordered:
