@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from trading_ml.models.threads import machine_cores
+
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
@@ -258,12 +260,13 @@ def test_both_deployments_map_an_sp500_universe_on_two_timeframes():
 
 
 def test_the_python_one_liners_the_deployments_run_work_against_this_checkout():
-    """airflow-init and scripts/airflow-standalone read the pool from the config with `python -c`: a
+    """airflow-init and scripts/airflow-standalone read the pools from the config with `python -c`: a
     renamed import there fails only inside a container (it once did), so each runs here too."""
     texts = [(REPO / "docker-compose.yaml").read_text(), (REPO / "scripts" / "airflow-standalone").read_text()]
-    snippets = [code for text in texts for code in re.findall(r"python -c '([^']*load_settings[^']*)'", text)]
+    snippets = [code for text in texts for code in re.findall(r"python -c '([^']*airflow_pools[^']*)'", text)]
     assert len(snippets) == 2
     for code in snippets:
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.split() == ["market_data_source", "4"]
+        pools = [line.split("\t")[:2] for line in result.stdout.splitlines()]
+        assert pools == [["market_data_source", "4"], ["model_training", str(machine_cores())]]
