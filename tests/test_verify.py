@@ -282,7 +282,7 @@ def test_deploy_never_promotes_over_a_production_model_that_predicts_nan_it_cann
 
 
 HELPER_PROBE = """
-import json, os, pickle, sys
+import json, os, pickle, select, sys
 from trading_ml.drivers import preload_for_tasks
 from trading_ml.registry import ModelRegistry
 from trading_ml.storage.tiny import TinyStore
@@ -297,11 +297,8 @@ held_read, held_write = os.pipe()  # stands for the task's own pipes and sockets
 verify.start_helper()
 helper = verify.HELPER._process
 os.close(held_write)
-os.set_blocking(held_read, False)
-try:
-    held_closed = os.read(held_read, 1) == b""  # EOF: the helper kept no copy of the write end
-except BlockingIOError:
-    held_closed = False
+# EOF once the helper closed its copy of the write end (it does so as it starts): within 30 s
+held_closed = bool(select.select([held_read], [], [], 30)[0]) and os.read(held_read, 1) == b""
 with open(f"/proc/{helper.pid}/cmdline", "rb") as cmdline:
     forked = cmdline.read() == open("/proc/self/cmdline", "rb").read()
 registry = ModelRegistry(TinyStore(settings.storage.fallback_dir), settings.data_dir)
