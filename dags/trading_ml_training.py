@@ -196,10 +196,10 @@ def deploy():
     from trading_ml.pipeline.deploy import deploy
     from trading_ml.verify import start_helper
 
-    start_helper()  # forked now, before a MongoDB client's threads: with the worker's preloaded libraries, at once
     run = this_run()
     if not run["context"]["deploy"]:
         raise AirflowSkipException("deploy is off for this run (Param 'deploy'); the models stay candidates")
+    start_helper()  # forked now, before a MongoDB client's threads: with the worker's preloaded libraries, at once
     return call(deploy, run=run, propose_only=AIRFLOW.approve_promotions)
 
 
