@@ -271,8 +271,7 @@ def _serve_forked(requests_read: int, answers_write: int) -> None:
         kept = sorted({2, requests_read, answers_write})
         for low, high in zip([-1, *kept], [*kept, os.sysconf("SC_OPEN_MAX")]):
             os.closerange(low + 1, high)
-        os.open(os.devnull, os.O_RDONLY)  # 0
-        os.dup2(2, 1)  # whatever a library prints goes to stderr, as in a fresh helper
+        os.open(os.devnull, os.O_RDONLY)  # 0; serve_helper points 1 at stderr
         os.environ.update(ONE_THREAD)
         serve_helper(os.fdopen(requests_read, "rb"), os.fdopen(answers_write, "wb"))
     finally:
@@ -296,7 +295,9 @@ def _receive(stream, seconds: float | None = None) -> bytes | None:
 
 
 def serve_helper(requests, answers) -> None:
-    """The helper's loop: read a request, fork a child that verifies, answer with what it wrote or how it ended."""
+    """The helper's loop: read a request, fork a child that verifies, answer with what it wrote or how it ended.
+    ``answers`` must not be file descriptor 1: it becomes stderr, so whatever a library prints goes there."""
+    os.dup2(2, 1)
     warnings.filterwarnings(
         "ignore", message=".*use of fork\\(\\) may lead to deadlocks", category=DeprecationWarning
     )  # ONE_THREAD
@@ -456,6 +457,4 @@ def canary_panel(settings) -> pd.DataFrame:
 HELPER = Helper()
 
 if __name__ == "__main__":
-    _answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
-    serve_helper(sys.stdin.buffer, _answers)
+    serve_helper(sys.stdin.buffer, os.fdopen(os.dup(1), "wb"))
