@@ -6,6 +6,7 @@ workers; then the Celery stack again with a worker killed while it trains, and h
     .venv/bin/python benchmarks/bench_airflow.py --stacks cli,dag-test --symbols 100
     .venv/bin/python benchmarks/bench_airflow.py --stacks cli,standalone --load 2   # and with 2 busy processes
     .venv/bin/python benchmarks/bench_airflow.py --stacks cli,standalone --load 2 --repeat 3   # medians of 3
+    .venv/bin/python benchmarks/bench_airflow.py --stacks standalone --load 2 --load-sessions each
     .venv/bin/python benchmarks/bench_airflow.py --stacks cli,standalone --set AIRFLOW__CORE__EXECUTOR=LocalExecutor
 
 The run is tests/dags/airflow_stacks.py's ``small_config`` (five symbols, 1d over two years, quick
@@ -23,7 +24,9 @@ scheduled -> queued and queued -> running (median, 90th percentile, max); then e
 beside the CLI's, and each stack's wall against the CLI's. ``--set KEY=VALUE`` gives every stack
 an Airflow setting (the stacks start from a clean environment), e.g. an earlier default to compare
 with. With ``--load N`` each stack runs again with N processes keeping a core busy each,
-and every training task's slowdown is printed beside what a fair share of the cores allows.
+and every training task's slowdown is printed beside what a fair share of the cores allows; the
+busy processes share this script's session, or with ``--load-sessions each`` start one each (Linux
+shares the cores between sessions where ``/proc/sys/kernel/sched_autogroup_enabled`` is 1).
 ``--repeat N`` measures everything N times and prints medians (a sub-second task varies by a third
 from run to run); ``--timeline`` prints each Airflow run's tasks in time.
 """
@@ -349,9 +352,14 @@ def add_next_run(results: dict[str, dict | str], name: str) -> None:
 
 
 @contextmanager
-def busy_processes(count: int):
-    """``count`` processes that each keep a core busy while the block runs: other work on the machine."""
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+def busy_processes(count: int, own_sessions: bool = False):
+    """``count`` processes that each keep a core busy while the block runs: other work on the machine,
+    in this script's session or each in a session of its own (where Linux shares the cores between
+    sessions, that is a share each)."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=own_sessions)
+        for _ in range(count)
+    ]
     try:
         yield
     finally:
@@ -427,6 +435,12 @@ def main() -> None:
         "--load", type=int, default=0, help="also run each stack with this many busy processes beside it"
     )
     parser.add_argument(
+        "--load-sessions",
+        choices=("one", "each"),
+        default="one",
+        help="the busy processes share this script's session (default) or each start one of their own",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -457,7 +471,7 @@ def main() -> None:
                 if args.load:
                     loaded = f"{name}+{args.load}"
                     LABELS[loaded] = f"{LABELS[name].split(' (')[0]}, {args.load} busy beside"
-                    with busy_processes(args.load):
+                    with busy_processes(args.load, own_sessions=args.load_sessions == "each"):
                         results[loaded], config = measure_fresh(name, loaded, Path(folder) / str(attempt), args.symbols)
                     add_next_run(results, loaded)
                 for label, figures in results.items():

@@ -137,3 +137,18 @@ def preload_calendars() -> None:
             calendar(exchange)
         except TradingMLError as error:
             log.warning("could not preload the %s calendar (%s)", exchange, error)
+
+
+def own_scheduling_group(parent: int) -> None:
+    """Start a session of its own for this process (an executor's worker and the tasks it forks),
+    dying with ``parent``, the process that started it, which can no longer signal it as part of
+    its own group. Where Linux shares the cores between sessions (``sched_autogroup_enabled``), a
+    training task then counts as other work does, instead of sharing one session's share with the
+    scheduler and every other task. Without sessions (not Unix) it stays in its parent's."""
+    from trading_ml.pipeline.workers import die_with_parent
+
+    die_with_parent(parent)
+    try:
+        os.setsid()
+    except (OSError, AttributeError) as error:  # already a group leader, or no sessions here
+        log.debug("the worker stays in its parent's session (%s)", error)
