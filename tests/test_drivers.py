@@ -17,11 +17,8 @@ from trading_ml.data import calendars
 from trading_ml.models.threads import machine_cores
 
 REPO = Path(__file__).resolve().parent.parent
-NOT_IN_TASKS = ("uvicorn",)
-WINDOW = (
-    pd.Timestamp("2024-01-01", tz="UTC"),
-    pd.Timestamp("2024-03-01", tz="UTC"),
-)  # the signals API's server, never imported by a pipeline stage
+NOT_IN_TASKS = ("uvicorn",)  # the signals API's server, never imported by a pipeline stage
+WINDOW = (pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-03-01", tz="UTC"))  # two months of bars
 
 
 def imports_inside_functions() -> dict[str, str]:
@@ -97,7 +94,7 @@ def test_a_config_that_does_not_load_preloads_no_calendar_and_says_why(monkeypat
     assert calendars._calendar.cache_info().currsize == 0
 
 
-def test_the_training_pool_has_one_slot_per_core_unless_configured(monkeypatch, tmp_path):
+def test_the_training_pool_has_one_slot_per_core_unless_configured():
     settings = drivers.load_settings(REPO / "config.yaml")
     pools = {name: slots for name, slots, _ in drivers.airflow_pools(settings)}
     assert pools == {"market_data_source": 4, "model_training": machine_cores()}

@@ -338,7 +338,7 @@ def _verify_forked(request: dict):
     _, status = os.waitpid(pid, 0)
     if timed_out:
         return {"timed_out": True}
-    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    code = os.waitstatus_to_exitcode(status)
     try:
         return json.loads(received) if code == 0 else {"exit": code}
     except ValueError:
