@@ -23,20 +23,29 @@ from trading_ml_executor import PreloadedLocalExecutor
 executor = (PreloadedLocalExecutor if sys.argv[1] == "preloaded" else LocalExecutor)(parallelism=1)
 executor.start()
 try:
+    import time
     [worker] = executor.workers.values()
     with open(f"/proc/{worker.pid}/maps") as maps:
         mapped = maps.read()
+
+    def own_session():
+        return os.getsid(worker.pid) == worker.pid != os.getsid(0)
+
+    # the forked worker calls setsid as its first step, which start() does not wait for: give it
+    # time (a plain worker never gets there: a few seconds show that)
+    deadline = time.monotonic() + (30 if sys.argv[1] == "preloaded" else 3)
+    while not own_session() and time.monotonic() < deadline:
+        time.sleep(0.05)
     found = {
         "torch": "libtorch_cpu" in mapped,
         "xgboost": "libxgboost" in mapped,
-        "own session": os.getsid(worker.pid) == worker.pid != os.getsid(0),
+        "own session": own_session(),
         "worker": worker.pid,
     }
     with open(sys.argv[3] + ".part", "w") as out:  # a file, not stdout: Airflow's logging may take stdout over
         json.dump(found, out)
     os.replace(sys.argv[3] + ".part", sys.argv[3])
     if len(sys.argv) > 4:  # stay up until killed: the worker must not outlive this process
-        import time
         time.sleep(600)
 finally:
     executor.end()
