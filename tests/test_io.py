@@ -12,11 +12,10 @@ import pytest
 
 from trading_ml.errors import DataError
 from trading_ml.io import (
+    StoredMatrix,
     atomic_write,
-    read_mapped_matrix,
     read_mapped_table,
     read_parquet,
-    release_mapped_pages,
     sha256_file,
     write_mapped_matrix,
     write_mapped_table,
@@ -56,6 +55,11 @@ def mapped_ranges(path) -> list[tuple[int, int]]:
     return ranges
 
 
+def opened(path) -> bool:
+    """This process has ``path`` open (a file descriptor, not a mapping)."""
+    return any(os.path.realpath(f"/proc/self/fd/{fd}") == str(path) for fd in os.listdir("/proc/self/fd"))
+
+
 def resident_kb(path) -> int:
     """How much of ``path`` this process's mappings hold in memory (kB, summed over its mappings)."""
     resident, inside = 0, False
@@ -87,44 +91,88 @@ def test_a_truncated_mapped_table_is_one_data_error_naming_it(tmp_path):
         read_mapped_table(path)
 
 
-def test_a_mapped_matrix_written_in_blocks_reads_back_whole_read_only_from_the_files_pages(tmp_path):
+def stored_matrix(path, matrix: np.ndarray) -> StoredMatrix:
+    stored = StoredMatrix.open(path, write_mapped_matrix(path, matrix.shape, [matrix]))
+    assert stored is not None
+    return stored
+
+
+def test_a_matrix_written_in_blocks_maps_back_whole_read_only_from_the_files_pages(tmp_path):
     matrix = np.random.default_rng(2).normal(size=(1000, 7)).astype(np.float32)
     matrix[3, 4] = np.nan
     blocks = (matrix[start : start + 300] for start in range(0, 1000, 300))  # the last block is short
     sha256 = write_mapped_matrix(tmp_path / "m.npy", matrix.shape, blocks)
     assert sha256 == sha256_file(tmp_path / "m.npy")  # hashed as written, not by reading it back
-    read = read_mapped_matrix(tmp_path / "m.npy")
+    read = StoredMatrix.open(tmp_path / "m.npy", sha256).mapped()
     np.testing.assert_array_equal(read, matrix)  # NaN where it was
     assert type(read) is np.ndarray and not read.flags.writeable
     assert any(start <= read.ctypes.data < end for start, end in mapped_ranges(tmp_path / "m.npy"))
 
 
+@pytest.mark.parametrize(
+    "positions",
+    [
+        np.arange(100, 3000),  # one run
+        np.r_[5:40, 900:960, 4000:4096],  # ascending runs
+        np.r_[2000:2100, 10:20, 3:7],  # runs out of order
+        np.random.default_rng(4).permutation(4096)[:3000],  # single rows in any order
+        np.array([7, 7, 3, 7, 4095, 0]),  # repeats and both ends
+        np.array([], dtype=int),
+    ],
+    ids=["one run", "ascending runs", "runs out of order", "shuffled", "repeats", "none"],
+)
+def test_rows_read_back_as_the_matrix_holds_them_in_the_order_asked_mapping_none_of_the_file(
+    tmp_path, positions, monkeypatch
+):
+    monkeypatch.setattr("trading_ml.io.READ_CHUNK_ROWS", 1000)  # several chunks
+    matrix = np.random.default_rng(5).normal(size=(4096, 33)).astype(np.float32)
+    stored = stored_matrix(tmp_path / "m.npy", matrix)
+    read = stored.rows(positions)
+    np.testing.assert_array_equal(read, matrix[positions])
+    assert read.shape == (len(positions), 33) and read.flags.writeable and read.flags.c_contiguous
+    assert opened(tmp_path / "m.npy") and not mapped_ranges(tmp_path / "m.npy")
+    with pytest.raises(IndexError, match=r"m\.npy: rows outside 0\.\.4095"):
+        stored.rows(np.array([3, 4096]))
+
+
+def test_a_matrix_reads_from_the_file_it_checked_not_one_renamed_over_it_later(tmp_path):
+    path = tmp_path / "m.npy"
+    original = np.arange(40, dtype=np.float32).reshape(10, 4)
+    stored = stored_matrix(path, original)
+    write_mapped_matrix(path, original.shape, [original + 1000])  # written beside it, renamed over it
+    np.testing.assert_array_equal(stored.rows(np.arange(10)), original)
+    np.testing.assert_array_equal(stored.mapped(), original)
+
+
 def test_released_pages_of_a_mapped_matrix_stop_counting_and_read_back_the_same(tmp_path):
     matrix = np.random.default_rng(3).normal(size=(4096, 256)).astype(np.float32)  # 4 MB
-    write_mapped_matrix(tmp_path / "m.npy", matrix.shape, [matrix])
-    read = read_mapped_matrix(tmp_path / "m.npy")
+    stored = stored_matrix(tmp_path / "m.npy", matrix)
+    stored.release()  # nothing mapped yet: nothing to do
+    read = stored.mapped()
     np.testing.assert_array_equal(read, matrix)
     assert resident_kb(tmp_path / "m.npy") >= 4096
-    release_mapped_pages(read)
+    stored.release()
     assert resident_kb(tmp_path / "m.npy") == 0
     np.testing.assert_array_equal(read, matrix)  # read again from the page cache
-    plain = matrix.copy()
-    release_mapped_pages(plain)  # not a mapping: left as it is
-    np.testing.assert_array_equal(plain, matrix)
 
 
-def test_a_matrix_of_the_wrong_rows_is_not_written_and_a_wrong_or_cut_file_is_one_data_error(tmp_path):
+def test_a_missing_or_changed_matrix_opens_as_none_and_one_of_other_bytes_is_one_data_error(tmp_path):
     path = tmp_path / "m.npy"
     with pytest.raises(ValueError, match="999 rows written of a matrix of 1000"):
         write_mapped_matrix(path, (1000, 2), [np.zeros((999, 2), np.float32)])
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+    assert StoredMatrix.open(path, "0" * 64) is None  # missing
+    sha256 = write_mapped_matrix(path, (10, 2), [np.zeros((10, 2), np.float32)])
+    assert StoredMatrix.open(path, "0" * 64) is None  # not the bytes the manifest recorded
+    assert StoredMatrix.open(tmp_path, sha256) is None  # a folder
     np.save(path, np.zeros((10, 2)))  # float64: not what the features stage writes
     with pytest.raises(DataError, match=r"m\.npy cannot be read as a float32 matrix.*float64.*re-run the stage"):
-        read_mapped_matrix(path)
+        StoredMatrix.open(path, sha256_file(path))
     write_mapped_matrix(path, (10, 2), [np.zeros((10, 2), np.float32)])
-    path.write_bytes(path.read_bytes()[:-8])
-    with pytest.raises(DataError, match=r"m\.npy cannot be read as a float32 matrix"):
-        read_mapped_matrix(path)
+    path.write_bytes(path.read_bytes()[:-8])  # cut short
+    with pytest.raises(DataError, match=r"m\.npy cannot be read as a float32 matrix.*not the \(10, 2\) matrix"):
+        StoredMatrix.open(path, sha256_file(path))
+    assert not opened(path)  # none left open
 
 
 def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from trading_ml.errors import ConfigError, DataError
 from trading_ml.features.catalogue import model_features
-from trading_ml.io import intact, read_mapped_matrix, read_mapped_table, read_parquet, release_mapped_pages
+from trading_ml.io import StoredMatrix, intact, read_mapped_table, read_parquet
 from trading_ml.models.base import symbol_grouped_order
 from trading_ml.models.splits import Split, walk_forward
 from trading_ml.models.threads import fit_threads
@@ -36,41 +36,53 @@ def _recorded_file(entry, ctx: RunContext) -> dict:
 def _check_intact(path: Path, sha256: str, run_id: str) -> None:
     """A DataError unless ``path`` is byte for byte the file the features stage recorded."""
     if not intact(path, sha256):
-        raise DataError(
-            f"{path} is missing or changed since the features stage wrote it; re-run `trading-ml features "
-            f"--run-id {run_id}`"
-        )
+        raise _changed(path, run_id)
+
+
+def _changed(path: Path, run_id: str) -> DataError:
+    return DataError(
+        f"{path} is missing or changed since the features stage wrote it; re-run `trading-ml features "
+        f"--run-id {run_id}`"
+    )
 
 
 class GroupedInputs:
     """The model features of a training table as the features stage stored them: float32, rows in
-    :func:`symbol_grouped_order`, one file every process reading it maps (the LSTM's windows are its
-    rows; XGBoost's batches are gathered from it). The file is checked against its sha256 and
-    mapped when first used, once however many folds share this object."""
+    :func:`symbol_grouped_order`, one file (a :class:`StoredMatrix`). The LSTM's windows are rows
+    of the whole matrix, mapped, whose pages the processes mapping it share; any other set of rows
+    (XGBoost's batches, a fold's test rows) is read into memory of its own, mapping none of the
+    file. The file is checked against its sha256 as it is opened, once however many folds share
+    this object."""
 
     def __init__(self, path: Path, sha256: str, names: list[str], table: pd.DataFrame, run_id: str):
         self.path, self.sha256, self.names, self.run_id = path, sha256, names, run_id
         self._table = table
-        self._matrix: np.ndarray | None = None
+        self._stored: StoredMatrix | None = None
         self._order: np.ndarray | None = None
         self._position_of_row: np.ndarray | None = None
 
-    def grouped(self) -> np.ndarray:
-        """The whole matrix, read-only (the file's pages)."""
-        if self._matrix is None:
-            _check_intact(self.path, self.sha256, self.run_id)
-            matrix = read_mapped_matrix(self.path)
-            if matrix.shape != (len(self._table), len(self.names)):
+    def stored(self) -> StoredMatrix:
+        """The checked file, opened on first use; a DataError saying to rebuild the features when it
+        is missing, changed or of another shape than the table's rows and the model features."""
+        if self._stored is None:
+            stored = StoredMatrix.open(self.path, self.sha256)
+            if stored is None:
+                raise _changed(self.path, self.run_id)
+            if stored.shape != (len(self._table), len(self.names)):
                 raise DataError(
-                    f"{self.path} holds a {matrix.shape} matrix, not {len(self._table)} rows of {len(self.names)} "
+                    f"{self.path} holds a {stored.shape} matrix, not {len(self._table)} rows of {len(self.names)} "
                     f"features; re-run `trading-ml features --run-id {self.run_id}`"
                 )
-            self._matrix = matrix
-        return self._matrix
+            self._stored = stored
+        return self._stored
+
+    def grouped(self) -> np.ndarray:
+        """The whole matrix, read-only (the file's pages)."""
+        return self.stored().mapped()
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
-        """The table rows at positions ``rows``, in that order: a copy, or the read-only matrix itself
-        when ``rows`` is its own order."""
+        """The table rows at positions ``rows``, in that order: read into a copy, or the mapped
+        matrix itself when ``rows`` is its own order."""
         if self._order is None or self._position_of_row is None:
             order = symbol_grouped_order(self._table)
             position_of_row = np.empty_like(order)
@@ -78,14 +90,14 @@ class GroupedInputs:
             self._order, self._position_of_row = order, position_of_row
         if len(rows) == len(self._order) and np.array_equal(rows, self._order):
             return self.grouped()
-        return self.grouped()[self._position_of_row[rows]]
+        return self.stored().rows(self._position_of_row[rows])
 
     def release(self) -> None:
-        """Let go of the file's pages this process read (:func:`release_mapped_pages`): a training
-        calls it once it has what it needs of them, so they do not count against its process while
-        it computes; a later read maps them in again (no new check: the file stays mapped)."""
-        if self._matrix is not None:
-            release_mapped_pages(self._matrix)
+        """Let go of the mapped pages this process read: a training calls it once it has what it
+        needs of them, so they do not count against its process while it computes; a later read
+        maps them in again (no new check: the file stays open)."""
+        if self._stored is not None:
+            self._stored.release()
 
 
 @dataclass

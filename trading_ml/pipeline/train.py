@@ -263,8 +263,8 @@ def fold_predictions(
         return model.predict(table)[tested]
     rows, names = np.flatnonzero(needed), list(model.feature_names)
     stored = stored_inputs_of(inputs, names)
-    if stored is not None:  # the same values, in the file models map
-        columns = pd.DataFrame(stored.rows(rows), index=table.index[rows], columns=names)
+    if stored is not None:  # the same values, read from the run's stored inputs (a copy of our own: not copied again)
+        columns = pd.DataFrame(stored.rows(rows), index=table.index[rows], columns=names, copy=False)
         stored.release()
     else:
         columns = table.loc[needed, names]
