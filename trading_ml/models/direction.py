@@ -78,16 +78,15 @@ def round_logger(name: str, rounds: int):
     return RoundLogger()
 
 
-# rows XGBoost is handed at a time (30 MB at 119 features). A batch of rows in table order holds
-# about 165 MB of the stored inputs' pages at 500 symbols, whatever its size: Linux maps a large
-# page-cache folio (about 256 KB here) of each symbol's run of rows.
+# rows XGBoost is handed at a time (30 MB at 119 features), read from the stored inputs without
+# mapping them (trading_ml.io.StoredMatrix.rows)
 TRAINING_BATCH_ROWS = 65_536
 
 
 def row_batches(dataset: Dataset, rows: np.ndarray, target: np.ndarray, model: str):
     """An XGBoost DataIter over the dataset's features at ``rows``, TRAINING_BATCH_ROWS at a time,
     with their ``target``: a QuantileDMatrix made from it holds its bins, never the whole matrix,
-    and of the stored inputs this process holds one batch's pages at a time."""
+    and of the stored inputs one batch's copy at a time."""
     import xgboost as xgb
 
     class RowBatches(xgb.DataIter):
