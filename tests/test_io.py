@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,9 +15,13 @@ from trading_ml.errors import DataError
 from trading_ml.io import (
     StoredMatrix,
     atomic_write,
+    atomic_write_bytes,
+    open_checked,
     read_mapped_table,
     read_parquet,
+    remove_stale_temporaries,
     sha256_file,
+    temporary_target,
     write_mapped_matrix,
     write_mapped_table,
     write_parquet,
@@ -82,6 +87,36 @@ def test_a_mapped_table_reads_back_as_written_its_floats_in_the_files_pages(tmp_
         address = read[column].array._ndarray.ctypes.data
         assert any(start <= address < end for start, end in ranges), column
     assert not any(start <= read["target_direction"].array._data.ctypes.data < end for start, end in ranges)
+
+
+@pytest.mark.parametrize("kind", ["arrow", "parquet"])
+def test_a_table_is_read_from_the_file_open_checked_checked_not_one_renamed_over_it_later(tmp_path, kind):
+    write, read = {"arrow": (write_mapped_table, read_mapped_table), "parquet": (write_parquet, read_parquet)}[kind]
+    table = training_like_table().astype({"return_1": "float32"})
+    path = write(tmp_path / f"t.{kind}", table)
+    handle = open_checked(path, sha256_file(path))
+    assert handle is not None
+    write(tmp_path / f"t.{kind}", table.assign(return_1=table["return_1"] + 1))  # renamed over the path
+    with handle:
+        read_back = read(path, handle)
+    pd.testing.assert_frame_equal(read_back, table)
+    if kind == "arrow":  # still the checked file's own pages, mapped without a copy
+        address = read_back["return_1"].array._ndarray.ctypes.data
+        assert any(start <= address < end for start, end in mapped_ranges(f"{path} (deleted)"))
+
+
+def test_open_checked_is_none_for_a_missing_file_a_folder_or_other_bytes(tmp_path):
+    path = tmp_path / "t.bin"
+    path.write_bytes(b"recorded")
+    recorded = sha256_file(path)
+    assert open_checked(tmp_path / "missing.bin", recorded) is None
+    assert open_checked(tmp_path, recorded) is None
+    path.write_bytes(b"recordeD")
+    assert open_checked(path, recorded) is None
+    assert not opened(path)  # none left open
+    path.write_bytes(b"recorded")
+    with open_checked(path, recorded) as handle:
+        assert handle.read() == b"recorded"  # from the start
 
 
 def test_a_truncated_mapped_table_is_one_data_error_naming_it(tmp_path):
@@ -187,6 +222,82 @@ def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path
         atomic_write(path, fails_after_some_bytes)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
+
+
+def test_a_write_removes_its_files_temporaries_left_by_dead_writers_and_keeps_a_live_ones(tmp_path):
+    dead, live = dead_pid(), os.getpid()
+    left = {
+        name: tmp_path / name
+        for name in (f".a.csv.{dead}.7.tmp", f".a.csv.{live}.8.tmp", f".b.csv.{dead}.9.tmp", f".a.csv.{dead}.x.tmp")
+    }
+    for temporary in left.values():
+        temporary.write_bytes(b"half")
+    atomic_write_bytes(tmp_path / "a.csv", b"whole")
+    assert (tmp_path / "a.csv").read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == sorted(
+        [f".a.csv.{live}.8.tmp", f".b.csv.{dead}.9.tmp", f".a.csv.{dead}.x.tmp"]
+    )  # only a.csv's, only the dead writer's, only a writer's name
+    assert remove_stale_temporaries(tmp_path / "b.csv") == [left[f".b.csv.{dead}.9.tmp"]]
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [
+        (".AAPL_1d.csv.123.456.tmp", "AAPL_1d.csv"),
+        ("..hidden.1.2.tmp", ".hidden"),
+        ("AAPL_1d.csv.123.456.tmp", None),
+        (".AAPL_1d.csv.123.tmp", None),
+        (".AAPL_1d.csv.12a.456.tmp", None),
+        (".AAPL_1d.csv.123.456.temp", None),
+        (".1.2.tmp", None),
+        ("AAPL_1d.csv", None),
+    ],
+)
+def test_only_a_writers_temporary_names_their_target(name, target):
+    assert temporary_target(name) == target
+
+
+def test_a_process_lists_a_folder_once_however_many_files_it_writes_there(tmp_path, monkeypatch):
+    import trading_ml.io as io_module
+
+    listed = []
+    scandir = os.scandir
+    monkeypatch.setattr(io_module.os, "scandir", lambda folder: listed.append(folder) or scandir(folder))
+    for number in range(50):
+        atomic_write_bytes(tmp_path / "raw" / f"S{number}_1d.csv", b"bars")
+        atomic_write_bytes(tmp_path / "features" / f"S{number}_1d.csv", b"features")
+    assert sorted(Path(folder).name for folder in listed) == ["features", "raw"]
+
+
+def test_a_forked_writer_lists_the_folder_again_and_removes_what_a_writer_killed_since_left(tmp_path):
+    stale = tmp_path / f".a.csv.{dead_pid()}.1.tmp"
+    script = f"""
+import os
+from pathlib import Path
+from trading_ml.io import atomic_write_bytes
+folder, stale = Path({str(tmp_path)!r}), Path({str(stale)!r})
+atomic_write_bytes(folder / "a.csv", b"first")  # this process lists the folder
+stale.write_bytes(b"half")  # a writer killed since
+atomic_write_bytes(folder / "a.csv", b"second")
+print("kept by the same process:", stale.exists())
+child = os.fork()  # as Airflow's preloaded executor starts a task
+if child == 0:
+    atomic_write_bytes(folder / "a.csv", b"third")
+    os._exit(0)
+print("child exit:", os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), "removed by the child:", not stale.exists())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split("\n")[:2] == [
+        "kept by the same process: True",
+        "child exit: 0 removed by the child: True",
+    ], done.stdout + done.stderr[-2000:]
+    assert (tmp_path / "a.csv").read_bytes() == b"third"
 
 
 def test_a_truncated_parquet_file_is_one_data_error_naming_it(tmp_path):

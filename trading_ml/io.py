@@ -12,7 +12,7 @@ import mmap
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -47,18 +47,43 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove the temp files of ``path`` whose writing process no longer runs on this host."""
-    removed = []
-    for temporary in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-        pid = temporary.name[len(path.name) + 2 :].split(".")[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            temporary.unlink(missing_ok=True)
-            removed.append(temporary)
+    """Remove the temp files of ``path`` whose writing process no longer runs on this host. A process
+    lists a folder once, at its first write there, and keeps the temp files it found (listing it at
+    every write cost O(files) each: O(N^2) over a stage that writes N files into one folder); a
+    writer killed after that leaves its temp file to the next process that writes there (a re-run)."""
+    found, removed = _temporaries_in(path.parent), []
+    for name in list(found.get(path.name, ())):
+        pid = int(name.rsplit(".", 3)[1])
+        if not process_alive(pid):
+            (path.parent / name).unlink(missing_ok=True)
+            found[path.name].remove(name)
+            removed.append(path.parent / name)
     return removed
 
 
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+_TEMPORARIES: dict[tuple[int, Path], dict[str, list[str]]] = {}  # (process, folder) -> file name -> temp names
+
+
+def _temporaries_in(folder: Path) -> dict[str, list[str]]:
+    """The temp files (``.NAME.PID.THREAD.tmp``) in ``folder`` when this process first wrote there, by
+    the name of the file each was to become; a forked child lists the folder again."""
+    key = (os.getpid(), folder)
+    if key not in _TEMPORARIES:
+        found: dict[str, list[str]] = {}
+        with suppress(FileNotFoundError), os.scandir(folder) as entries:
+            for entry in entries:
+                if (target := temporary_target(entry.name)) is not None:
+                    found.setdefault(target, []).append(entry.name)
+        _TEMPORARIES[key] = found
+    return _TEMPORARIES[key]
+
+
+def temporary_target(name: str) -> str | None:
+    """The file a temp file named ``.NAME.PID.THREAD.tmp`` was to become (NAME), or None for any other name."""
+    head, pid, thread, suffix = (name.rsplit(".", 3) + ["", "", ""])[:4]
+    if head[:1] == "." and len(head) > 1 and pid.isdigit() and thread.isdigit() and suffix == "tmp":
+        return head[1:]
+    return None
 
 
 def process_alive(pid: int) -> bool:
@@ -120,13 +145,14 @@ pa.set_memory_pool(pa.system_memory_pool())
 COLUMNS_READ_AT_ONCE = 16
 
 
-def read_parquet(path: Path) -> pd.DataFrame:
-    """A parquet file a stage wrote; a DataError naming it when it cannot be read (truncated, replaced).
-    Read COLUMNS_READ_AT_ONCE columns at a time, each handed to pandas as its own block without a
-    copy: at 500 symbols the training table (0.7 GB) reads in under a second with a peak of 0.1 GB
-    over the table, against 1.7 GB read whole."""
+def read_parquet(path: Path, handle: BinaryIO | None = None) -> pd.DataFrame:
+    """A parquet file a stage wrote (read through ``handle`` when given: :func:`open_checked`'s); a
+    DataError naming it when it cannot be read (truncated, replaced). Read COLUMNS_READ_AT_ONCE
+    columns at a time, each handed to pandas as its own block without a copy: at 500 symbols the
+    training table (0.7 GB) reads in under a second with a peak of 0.1 GB over the table, against
+    1.7 GB read whole."""
     with _read_or_data_error(path, "parquet"):
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(handle if handle is not None else path)
         metadata = parquet.schema_arrow.pandas_metadata or {}
         index_columns = {c for c in metadata.get("index_columns", []) if isinstance(c, str)}
         names = [n for n in parquet.schema_arrow.names if n not in index_columns]
@@ -205,14 +231,18 @@ def write_mapped_table(path: Path, table: pd.DataFrame) -> Path:
     return atomic_write(path, write)
 
 
-def read_mapped_table(path: Path) -> pd.DataFrame:
-    """A file :func:`write_mapped_table` wrote, memory-mapped: its float columns are views of the
-    file's pages, which every process mapping it shares (read-only; pandas copies on write). A
-    DataError naming it when it cannot be read. The file must not be truncated while mapped (the
-    stages replace files by renaming, which leaves a mapped file as it was)."""
+def read_mapped_table(path: Path, handle: BinaryIO | None = None) -> pd.DataFrame:
+    """A file :func:`write_mapped_table` wrote, memory-mapped (through ``handle`` when given:
+    :func:`open_checked`'s): its float columns are views of the file's pages, which every process
+    mapping it shares (read-only; pandas copies on write). A DataError naming it when it cannot be
+    read. The file must not be truncated while mapped (the stages replace files by renaming, which
+    leaves a mapped file as it was)."""
     with _read_or_data_error(path, "an Arrow file"):
-        arrow = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-        return arrow.to_pandas(split_blocks=True)
+        if handle is None:
+            source = pa.memory_map(str(path))
+        else:  # the mapping keeps the file it maps, whatever is renamed over the path
+            source = pa.BufferReader(pa.py_buffer(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)))
+        return pa.ipc.open_file(source).read_all().to_pandas(split_blocks=True)
 
 
 MATRIX_DTYPE = np.dtype("<f4")  # what write_mapped_matrix stores
@@ -269,14 +299,10 @@ class StoredMatrix:
         """The matrix at ``path`` if it holds the bytes ``sha256`` names, None when it is missing or
         other bytes; a DataError naming it when those bytes are not a 2-D float32 .npy matrix."""
         path = Path(path)
-        try:
-            handle = path.open("rb", buffering=0)
-        except (FileNotFoundError, IsADirectoryError):
+        handle = open_checked(path, sha256)
+        if handle is None:
             return None
         try:
-            if _sha256_of(handle) != sha256:
-                handle.close()
-                return None
             with _read_or_data_error(path, "a float32 matrix (.npy)"):
                 shape, offset = _matrix_header(handle)
             return cls(path, handle, shape, offset)
@@ -359,6 +385,26 @@ def _matrix_header(handle: BinaryIO) -> tuple[tuple[int, int], int]:
 
 def sha256_bytes(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
+
+
+def open_checked(path: Path, sha256: str) -> BinaryIO | None:
+    """``path`` open for reading (unbuffered, at its start) if it holds the bytes ``sha256`` names,
+    None when it is missing or other bytes. Checked through the open file the caller then reads,
+    so a file renamed over the path after the check is never read (checking the path, then opening
+    it again, would read whatever is there by then)."""
+    try:
+        handle = Path(path).open("rb", buffering=0)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    try:
+        if _sha256_of(handle) != sha256:
+            handle.close()
+            return None
+        handle.seek(0)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def intact(path: Path, sha256: str) -> bool:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from trading_ml.errors import ConfigError, DataError
 from trading_ml.features.catalogue import model_features
-from trading_ml.io import StoredMatrix, intact, read_mapped_table, read_parquet
+from trading_ml.io import StoredMatrix, open_checked, read_mapped_table, read_parquet
 from trading_ml.models.base import symbol_grouped_order
 from trading_ml.models.splits import Split, walk_forward
 from trading_ml.models.threads import fit_threads
@@ -31,12 +31,6 @@ def _recorded_file(entry, ctx: RunContext) -> dict:
             f"(it was altered); re-run `trading-ml features --run-id {ctx.run_id}`"
         )
     return entry
-
-
-def _check_intact(path: Path, sha256: str, run_id: str) -> None:
-    """A DataError unless ``path`` is byte for byte the file the features stage recorded."""
-    if not intact(path, sha256):
-        raise _changed(path, run_id)
 
 
 def _changed(path: Path, run_id: str) -> DataError:
@@ -129,8 +123,11 @@ class TrainingData:
         stored = _recorded_file(recorded["mapped"], ctx) if mapped and "mapped" in recorded else None
         path = recorded["path"]
         resolved = ctx.layout.resolve(stored["path"] if stored else path)
-        _check_intact(resolved, (stored or recorded)["sha256"], ctx.run_id)
-        table = read_mapped_table(resolved) if stored else read_parquet(resolved)
+        handle = open_checked(resolved, (stored or recorded)["sha256"])  # read through the file it checked
+        if handle is None:
+            raise _changed(resolved, ctx.run_id)
+        with handle:
+            table = read_mapped_table(resolved, handle) if stored else read_parquet(resolved, handle)
         folds = walk_forward(table, ctx.settings.models, ctx.settings.features)
         names = model_features(entry["feature_names"])
         inputs = None
