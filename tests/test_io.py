@@ -16,6 +16,7 @@ from trading_ml.io import (
     StoredMatrix,
     atomic_write,
     atomic_write_bytes,
+    checked_bytes,
     open_checked,
     read_mapped_table,
     read_parquet,
@@ -117,6 +118,17 @@ def test_open_checked_is_none_for_a_missing_file_a_folder_or_other_bytes(tmp_pat
     path.write_bytes(b"recorded")
     with open_checked(path, recorded) as handle:
         assert handle.read() == b"recorded"  # from the start
+
+
+def test_checked_bytes_are_the_files_bytes_only_when_they_are_the_recorded_ones(tmp_path):
+    path = tmp_path / "AAPL_1d.csv"
+    path.write_bytes(b"timestamp,close\n")
+    recorded = sha256_file(path)
+    assert checked_bytes(path, recorded) == b"timestamp,close\n"
+    assert checked_bytes(tmp_path / "missing.csv", recorded) is None
+    assert checked_bytes(tmp_path, recorded) is None
+    path.write_bytes(b"timestamp,close\r\n")
+    assert checked_bytes(path, recorded) is None
 
 
 def test_a_truncated_mapped_table_is_one_data_error_naming_it(tmp_path):

@@ -407,9 +407,15 @@ def open_checked(path: Path, sha256: str) -> BinaryIO | None:
     return handle
 
 
-def intact(path: Path, sha256: str) -> bool:
-    """The file exists and is byte for byte what a manifest recorded."""
-    return Path(path).is_file() and sha256_file(path) == sha256
+def checked_bytes(path: Path, sha256: str) -> bytes | None:
+    """The bytes of ``path`` if they are the ones ``sha256`` names, None when it is missing or other
+    bytes. Read once, so what was checked is what the caller parses (hashing the path, then reading
+    it again, would parse whatever is there by then)."""
+    try:
+        content = Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    return content if hashlib.sha256(content).hexdigest() == sha256 else None
 
 
 def sha256_file(path: Path) -> str:

@@ -42,6 +42,27 @@ def test_malformed_csv_gets_an_error_naming_the_file_and_the_fix(tmp_path, case)
     assert str(path) in str(error.value)
 
 
+@pytest.mark.parametrize("case", [*CASES, "not UTF-8", "good with a byte order mark"])
+def test_bytes_already_read_parse_as_the_file_does_with_the_same_error(tmp_path, case):
+    from trading_ml.data.bar_files import read_bars_csv
+
+    content = {"not UTF-8": HEADER.encode("utf-16"), "good with a byte order mark": (HEADER + GOOD).encode("utf-8-sig")}.get(
+        case, CASES.get(case, ("",))[0].encode()
+    )
+    path = tmp_path / "AAPL_1d.csv"
+    path.write_bytes(content)
+    outcomes = []
+    for given in (None, content):
+        try:
+            outcomes.append(read_bars_csv(path, "1d", content=given))
+        except DataError as error:
+            outcomes.append(str(error))
+    if isinstance(outcomes[0], str):
+        assert outcomes[1] == outcomes[0] and str(path) in outcomes[0]
+    else:
+        pd.testing.assert_frame_equal(outcomes[1], outcomes[0])
+
+
 def test_not_utf8_is_named(tmp_path):
     (tmp_path / "AAPL_1d.csv").write_bytes(HEADER.encode("utf-16"))
     with pytest.raises(DataError, match="not UTF-8 text"):

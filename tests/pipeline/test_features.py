@@ -9,11 +9,13 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.stages import context, run_both, run_to_features, with_faults
+from trading_ml.data.bar_files import read_bars_csv, write_bars_csv
 from trading_ml.errors import DataError, StageFailed
 from trading_ml.features.intraday import INTRADAY_VARIANCE
 from trading_ml.io import read_mapped_table, read_parquet, sha256_file, write_mapped_matrix
 from trading_ml.models.base import feature_matrix, symbol_grouped_order
 from trading_ml.models.dataset import TrainingData
+from trading_ml.pipeline import features as features_module
 from trading_ml.pipeline.features import build_features
 from trading_ml.serving import SignalService, served_panel
 
@@ -136,6 +138,27 @@ def test_features_refuse_a_validated_file_changed_since_validation(small_context
     path.write_text(path.read_text() + "\n")
     with pytest.raises(DataError, match="changed since validation; re-run validate"):
         build_features(small_context, resources)
+
+
+def test_features_parse_the_validated_bytes_they_checked_not_a_file_renamed_over_them_after(tmp_path, monkeypatch):
+    ctx = context(make_settings(tmp_path), symbols=["^GSPC", "AAPL"], timeframes=["1d"])
+    _, first, resources = run_to_features(ctx)
+    path = ctx.layout.validated_bars("AAPL", "1d")
+    bars = read_bars_csv(path, "1d")
+    other = bars.assign(close=bars["close"] * 1.01, high=bars["high"] * 1.01)  # valid bars of other values
+    checked = features_module.checked_bytes
+
+    def renamed_over_after_the_check(resolved, sha256):
+        content = checked(resolved, sha256)
+        if resolved == path:
+            write_bars_csv(path, other)
+        return content
+
+    monkeypatch.setattr(features_module, "checked_bytes", renamed_over_after_the_check)
+    assert build_features(ctx, resources)["timeframes"] == first["timeframes"]  # the same bytes, from the checked file
+    monkeypatch.undo()
+    with pytest.raises(DataError, match=r"AAPL_1d\.csv is missing or changed since validation; re-run validate"):
+        build_features(ctx, resources)
 
 
 def test_a_short_window_gets_its_warm_up_from_the_margin_and_fails_only_without_one(tmp_path):

@@ -7,7 +7,9 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.stages import context, run_both, with_faults
+from trading_ml.data.bar_files import read_bars_csv, write_bars_csv
 from trading_ml.errors import StageFailed
+from trading_ml.pipeline import validate as validate_module
 from trading_ml.pipeline.ingest import ingest
 from trading_ml.pipeline.resources import StageResources
 from trading_ml.pipeline.validate import validate
@@ -64,3 +66,23 @@ def test_a_raw_file_changed_after_ingest_is_not_trusted(small_context):
         validate(ctx, resources)
     report = json.loads((small_context.run_root / "quarantine" / "AAPL_1d.json").read_text())
     assert "changed since ingestion" in report["reasons"][0]
+
+
+def test_validate_parses_the_raw_bytes_it_checked_not_a_file_renamed_over_them_after(tmp_path, monkeypatch):
+    ctx = context(make_settings(tmp_path), symbols=["^GSPC", "AAPL"], timeframes=["1d"])
+    resources = StageResources.open(ctx)
+    manifests = {m["symbol"]: m for m in ingest(ctx, resources=resources)}
+    path = ctx.run_root / manifests["AAPL"]["path"]
+    bars = read_bars_csv(path, "1d")
+    checked = validate_module.checked_bytes
+
+    def renamed_over_after_the_check(resolved, sha256):
+        content = checked(resolved, sha256)
+        if resolved == path:  # valid bars of other values
+            write_bars_csv(path, bars.assign(close=bars["close"] * 1.01, high=bars["high"] * 1.01))
+        return content
+
+    monkeypatch.setattr(validate_module, "checked_bytes", renamed_over_after_the_check)
+    passed = {entry["symbol"]: entry for entry in validate(ctx, resources)["passed"]}
+    validated = read_bars_csv(ctx.run_root / passed["AAPL"]["path"], "1d")
+    assert (validated["close"] == bars["close"].reindex(validated.index)).all()  # the checked file's closes

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
@@ -28,12 +30,13 @@ def write_bars_csv(path: Path, bars: pd.DataFrame) -> Path:
 
 
 def read_bars_csv(path: Path, timeframe: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
-                  zone: str = "UTC") -> pd.DataFrame:
+                  zone: str = "UTC", content: bytes | None = None) -> pd.DataFrame:
     """Parse one bars CSV into the normalized frame (the rows in [start, end) when given: rows outside
     the window are never checked), or raise DataError naming what to fix. Timestamps whose UTC
-    offsets change with daylight saving are accepted when they follow ``zone`` (the exchange's)."""
-    header = _read_header(path)
-    frame = _read_table(path, text_column=time_column_of(h.lstrip() for h in header))
+    offsets change with daylight saving are accepted when they follow ``zone`` (the exchange's).
+    ``content``: the file's bytes, already read (and checked: :func:`trading_ml.io.checked_bytes`)."""
+    header = _read_header(path, content)
+    frame = _read_table(path, time_column_of(h.lstrip() for h in header), content)
     time_column = time_column_of(frame.columns)
     if time_column is None:
         raise DataError(
@@ -56,9 +59,14 @@ def time_column_of(names) -> str | None:
     return next((name for name in names if canonical_column(name) in TIME_COLUMNS), None)
 
 
-def _read_header(path: Path) -> list[str]:
+def _read_header(path: Path, content: bytes | None = None) -> list[str]:
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        lines: TextIO = (
+            io.TextIOWrapper(io.BytesIO(content), encoding="utf-8-sig", newline="")
+            if content is not None
+            else path.open(newline="", encoding="utf-8-sig")
+        )
+        with lines as handle:
             header = next(csv.reader(handle), [])
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from error
@@ -73,12 +81,14 @@ def _read_header(path: Path) -> list[str]:
     return header
 
 
-def _read_table(path: Path, text_column: str | None) -> pd.DataFrame:
-    """The CSV with ``text_column`` (the timestamps) as text and numbers parsed by the CSV reader; a
-    column that holds something else than numbers stays text, for ``normalize_bars`` to name the value."""
+def _read_table(path: Path, text_column: str | None, content: bytes | None = None) -> pd.DataFrame:
+    """The CSV (``content`` when given) with ``text_column`` (the timestamps) as text and numbers parsed
+    by the CSV reader; a column that holds something else than numbers stays text, for
+    ``normalize_bars`` to name the value."""
     text = {text_column: str} if text_column else None
+    source = io.BytesIO(content) if content is not None else path
     try:
-        frame = pd.read_csv(path, dtype=text, encoding="utf-8-sig", skipinitialspace=True, low_memory=False)
+        frame = pd.read_csv(source, dtype=text, encoding="utf-8-sig", skipinitialspace=True, low_memory=False)
     except pd.errors.ParserError as error:
         raise DataError(f"{path}: malformed CSV ({error}); every row needs as many fields as the header") from error
     if frame.empty:

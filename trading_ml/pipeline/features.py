@@ -24,7 +24,7 @@ from trading_ml.features.indicators import GROUP_SIZE
 from trading_ml.features.market import MarketPanel, build_market_panel, missing_market_features
 from trading_ml.features.targets import TARGET_COLUMNS
 from trading_ml.io import (
-    intact,
+    checked_bytes,
     sha256_file,
     write_json,
     write_mapped_matrix,
@@ -111,11 +111,12 @@ def _read_validated(ctx: RunContext, entries: list[dict], workers: Workers) -> d
 
 def _read_entry(ctx: RunContext, entry: dict) -> pd.DataFrame:
     path = ctx.layout.resolve(entry["path"])
-    if not intact(path, entry["sha256"]):
+    content = checked_bytes(path, entry["sha256"])  # read once: the bytes checked are the bytes parsed
+    if content is None:
         raise DataError(
             f"{path} is missing or changed since validation; re-run validate for {entry['symbol']} {entry['timeframe']}"
         )
-    return read_bars_csv(path, entry["timeframe"])
+    return read_bars_csv(path, entry["timeframe"], content=content)
 
 
 def _start_timeframe(

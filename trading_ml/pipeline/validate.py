@@ -7,7 +7,7 @@ from trading_ml.data.bar_files import read_bars_csv, write_bars_csv
 from trading_ml.data.calendars import expected_timestamps
 from trading_ml.data.validation import validate_bars
 from trading_ml.errors import StageFailed
-from trading_ml.io import intact, sha256_file, write_json
+from trading_ml.io import checked_bytes, sha256_file, write_json
 from trading_ml.pipeline.resources import OWN_RESOURCES, StageResources
 from trading_ml.pipeline.run_manifest import stage
 from trading_ml.pipeline.workers import Workers
@@ -78,9 +78,10 @@ def validate(ctx: RunContext, resources: StageResources = OWN_RESOURCES) -> dict
 def _benchmark_close(ctx: RunContext, by_pair: dict, timeframe: str):
     """The benchmark's raw close of this timeframe when the run ingested it intact; None otherwise."""
     ingested = by_pair.get((ctx.settings.features.benchmark, timeframe))
-    if ingested is None or _ingest_problem(ctx, ingested):
+    content, _ = _ingested_bytes(ctx, ingested)
+    if content is None or ingested is None:
         return None
-    return read_bars_csv(ctx.layout.resolve(ingested["path"]), timeframe)["close"]
+    return read_bars_csv(ctx.layout.resolve(ingested["path"]), timeframe, content=content)["close"]
 
 
 def _validate_pair(
@@ -90,12 +91,12 @@ def _validate_pair(
     close (None without one), which the split detector asks whether the market moved."""
     base = {"run_id": ctx.run_id, "symbol": symbol, "timeframe": timeframe}
     validated_path = ctx.layout.validated_bars(symbol, timeframe)
-    problem = _ingest_problem(ctx, ingested)
-    if problem or ingested is None:
+    content, problem = _ingested_bytes(ctx, ingested)
+    if content is None or ingested is None:
         validated_path.unlink(missing_ok=True)
         return {**base, "quarantined": True, "reasons": [str(problem)], "checks": []}, None
     instrument = ctx.settings.instrument(symbol)
-    bars = read_bars_csv(ctx.layout.resolve(ingested["path"]), timeframe)
+    bars = read_bars_csv(ctx.layout.resolve(ingested["path"]), timeframe, content=content)
     start, end = ctx.window(timeframe)
     warmup_from, _ = ctx.fetch_window(symbol, timeframe)
     first = min(bars.index.min(), start) if len(bars) else start  # a margin the source did not have is not 'missing'
@@ -119,15 +120,18 @@ def _validate_pair(
     return document, entry
 
 
-def _ingest_problem(ctx: RunContext, ingested: dict | None) -> str | None:
+def _ingested_bytes(ctx: RunContext, ingested: dict | None) -> tuple[bytes | None, str | None]:
+    """The pair's raw CSV as ingestion recorded it (read once: the bytes checked are the bytes
+    parsed), or None and what is wrong."""
     if ingested is None:
-        return "ingestion did not finish: no manifest for this pair (see the ingest task's log)"
+        return None, "ingestion did not finish: no manifest for this pair (see the ingest task's log)"
     if ingested.get("status") != "ok":
-        return f"ingestion failed: {ingested.get('error')}"
+        return None, f"ingestion failed: {ingested.get('error')}"
     raw_path = ctx.layout.resolve(ingested["path"])
-    if not intact(raw_path, ingested["sha256"]):
-        return f"{raw_path} is missing or changed since ingestion; re-run ingest for this pair"
-    return None
+    content = checked_bytes(raw_path, ingested["sha256"])
+    if content is None:
+        return None, f"{raw_path} is missing or changed since ingestion; re-run ingest for this pair"
+    return content, None
 
 
 def _quarantine(ctx: RunContext, report: dict) -> dict:
