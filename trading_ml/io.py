@@ -69,6 +69,8 @@ def _temporaries_in(folder: Path) -> dict[str, list[str]]:
     the name of the file each was to become; a forked child lists the folder again."""
     key = (os.getpid(), folder)
     if key not in _TEMPORARIES:
+        for inherited in [k for k in _TEMPORARIES if k[0] != key[0]]:  # a forked parent's lists
+            del _TEMPORARIES[inherited]
         found: dict[str, list[str]] = {}
         with suppress(FileNotFoundError), os.scandir(folder) as entries:
             for entry in entries:
@@ -415,7 +417,7 @@ def checked_bytes(path: Path, sha256: str) -> bytes | None:
         content = Path(path).read_bytes()
     except (FileNotFoundError, IsADirectoryError):
         return None
-    return content if hashlib.sha256(content).hexdigest() == sha256 else None
+    return content if sha256_bytes(content) == sha256 else None
 
 
 def sha256_file(path: Path) -> str:
