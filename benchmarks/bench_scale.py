@@ -45,6 +45,7 @@ from benchmarks.universe import grow_universe  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
 from trading_ml.drivers import load_settings  # noqa: E402
 from trading_ml.models import TRAINED_MODELS  # noqa: E402
+from trading_ml.pipeline import before_stage  # noqa: E402
 from trading_ml.pipeline.features import build_features  # noqa: E402
 from trading_ml.pipeline.ingest import ingest  # noqa: E402
 from trading_ml.pipeline.resources import StageResources  # noqa: E402
@@ -153,6 +154,12 @@ def run_stage(ctx: RunContext, label: str, resources: StageResources) -> dict[st
     return None
 
 
+def run_in_turn(ctx: RunContext, label: str, labels: list[str], resources: StageResources) -> dict | None:
+    """``label``, one of ``labels`` run in turn in this process, as the CLI's run makes it."""
+    before_stage(label, labels)
+    return run_stage(ctx, label, resources)
+
+
 def isolated_stage(context_file: Path, label: str) -> dict:
     """``label`` run in a process of its own on the run ``context_file`` describes: its seconds and
     that process's peak resident memory (what an Airflow task of it needs)."""
@@ -204,11 +211,12 @@ def run_size(size: int, as_of: str, timeframes: list[str], isolated: bool = Fals
         context_file.write_text(json.dumps(ctx.to_dict()))
         stage(PER_PAIR, lambda: ingest_per_pair(settings, ctx, Path(folder) / "per-pair"))
         trainings = [f"train {name}" for name in TRAINED_MODELS] if isolated else ["train"]
-        for label in ["ingest", "validate", "features", *trainings, "combine", "evaluate", "deploy", "report"]:
+        labels = ["ingest", "validate", "features", *trainings, "combine", "evaluate", "deploy", "report"]
+        for label in labels:
             if isolated:
                 stage(label, lambda lb=label: isolated_stage(context_file, lb))
             else:
-                stage(label, lambda lb=label: run_stage(ctx, lb, resources))
+                stage(label, lambda lb=label: run_in_turn(ctx, lb, labels, resources))
     return figures
 
 

@@ -223,3 +223,22 @@ def test_help_names_what_the_catalogue_and_the_stages_hold(capsys, monkeypatch):
     assert all(name in help_of("promote").replace(",", " ").split() for name in MODEL_NAMES)
     for command in ("ingest", "report", "serve", "runs", "history", "sync"):
         assert all(option in help_of(command) for option in ("--data-dir", "--config", "--verbose"))
+
+
+def test_the_run_starts_deploys_verifier_helper_as_evaluate_begins_and_only_then(small_context, monkeypatch, capsys):
+    """The helper's imports (about 5 s) overlap evaluate instead of delaying deploy; a run that does
+    not deploy starts none."""
+    import trading_ml.cli as cli_module
+    import trading_ml.verify as verify
+
+    events: list[str] = []
+    monkeypatch.setattr(verify, "start_helper", lambda: events.append("helper"))
+    monkeypatch.setattr(cli_module, "RUNNERS", {stage: lambda ctx, res, s=stage: events.append(s) for stage in STAGES})
+    monkeypatch.setattr(cli_module, "print_model_table", lambda *args: None)
+    monkeypatch.setattr(small_context, "stage_manifest", lambda stage: {})
+    monkeypatch.setattr(cli_module, "read_json", lambda path: {})
+    cli_module.run_stages(small_context, STAGES)
+    assert events == [*STAGES[:4], "helper", *STAGES[4:]]
+    events.clear()
+    cli_module.run_stages(small_context, ("train", "evaluate"))
+    assert events == ["train", "evaluate"]

@@ -39,7 +39,7 @@ from trading_ml.drivers import load_settings
 from trading_ml.errors import ConfigError, SourceUnavailable, StageFailed, StoreError, TradingMLError
 from trading_ml.io import read_json
 from trading_ml.models.catalogue import MODEL_NAMES, TRAINED_MODELS, chosen_models
-from trading_ml.pipeline import STAGES
+from trading_ml.pipeline import STAGES, before_stage
 from trading_ml.pipeline.features import build_features
 from trading_ml.pipeline.ingest import ingest
 from trading_ml.pipeline.planning import RunRequest, plan_run
@@ -187,6 +187,7 @@ def run_stages(ctx: RunContext, stages: Sequence[str]) -> None:
             f"({resources.store_choice.reason})  -> {ctx.run_root}"
         )
         for stage in stages:
+            before_stage(stage, stages)
             RUNNERS[stage](ctx, resources)
     if {"evaluate", "deploy"} & set(stages):
         deployed = ctx.stage_manifest("deploy") if "deploy" in stages else None
