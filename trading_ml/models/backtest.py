@@ -36,10 +36,7 @@ def long_short_backtest(
     of Sharpe, maximum drawdown, total return and turnover gets an interval from paths of whole
     blocks of dates (a path keeps the order a drawdown needs inside each block)."""
     frame = pd.DataFrame({"score": score, "next": next_return}).dropna()
-    weights = frame.groupby(level="timestamp", group_keys=False)["score"].apply(
-        lambda day: _long_short_weights(day, share)
-    )
-    frame["weight"] = weights
+    frame["weight"] = long_short_weights(frame["score"], share)
     gross = (frame["weight"] * frame["next"]).groupby(level="timestamp").sum()
     turnover = frame["weight"].unstack("symbol").fillna(0.0).diff().abs().sum(axis=1)
     turnover.iloc[0] = frame["weight"].abs().groupby(level="timestamp").sum().iloc[0]
@@ -99,15 +96,17 @@ def _figures(returns: np.ndarray, bars_per_year: int) -> tuple[np.ndarray, np.nd
     return sharpe, drawdown, equity[:, -1] - 1
 
 
-def _long_short_weights(day: pd.Series, share: float) -> pd.Series:
-    count = max(1, int(round(len(day) * share)))
-    weights = pd.Series(0.0, index=day.index)
-    if len(day) < 2 * count:
-        return weights
-    order = day.rank(method="first")
-    weights[order > len(day) - count] = 0.5 / count
-    weights[order <= count] = -0.5 / count
-    return weights
+def long_short_weights(score: pd.Series, share: float) -> pd.Series:
+    """Each bar's weights: +0.5 split over its top ``share`` of symbols by score (at least one), -0.5
+    over its bottom as many, none on a bar with fewer than twice that many symbols; ties go by row
+    order. Every bar at once (a call per bar took 3 s per model at 500 symbols)."""
+    by_bar = score.groupby(level="timestamp")
+    size = by_bar.transform("size").to_numpy()
+    count = np.maximum(1, np.round(size * share)).astype(int)
+    rank = by_bar.rank(method="first").to_numpy()
+    weights = np.where(rank > size - count, 0.5 / count, np.where(rank <= count, -0.5 / count, 0.0))
+    weights[size < 2 * count] = 0.0
+    return pd.Series(weights, index=score.index)
 
 
 def _performance(returns: pd.Series, bars_per_year: int) -> dict:

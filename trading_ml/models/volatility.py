@@ -19,7 +19,7 @@ from trading_ml.features.indicators import rolling_reduce
 from trading_ml.features.intraday import INTRADAY_VARIANCE
 from trading_ml.io import json_bytes
 from trading_ml.models.base import CONFIG, Dataset, LSTMParams, Standardizer, feature_matrix, progress_due, read_config
-from trading_ml.models.baselines import RETURN, TARGET, align, ewma_variance, per_symbol, symbol_returns
+from trading_ml.models.baselines import RETURN, TARGET, align, ewma_variance, symbol_returns
 
 GARCH_SCALE = 100.0  # arch fits percent returns
 MIN_TRAIN_RETURNS = 100
@@ -159,7 +159,7 @@ MIN_VOLATILITY = 1e-6
 
 def ewma_anchor(table: pd.DataFrame, decay: float) -> np.ndarray:
     """Each row's RiskMetrics volatility forecast from its symbol's returns up to the row."""
-    anchor = per_symbol(table, lambda returns: np.sqrt(ewma_variance(returns, decay)))
+    anchor = np.sqrt(ewma_variance(table, decay))
     return np.maximum(anchor.to_numpy(dtype=np.float64), MIN_VOLATILITY)
 
 
