@@ -34,10 +34,10 @@ def ragged_table(seed: int = 3) -> pd.DataFrame:
 
 
 def one_symbol_at_a_time(table: pd.DataFrame, forecast) -> np.ndarray:
-    """``forecast(returns)`` on each symbol's returns alone, put back on the table's rows."""
+    """``forecast(returns, symbol)`` on each symbol's returns alone, put back on the table's rows."""
     parts = []
     for symbol, returns in table[RETURN].groupby(level="symbol", sort=False):
-        parts.append(forecast(returns.droplevel("symbol")).to_frame("v").assign(symbol=symbol))
+        parts.append(forecast(returns.droplevel("symbol"), symbol).to_frame("v").assign(symbol=symbol))
     return pd.concat(parts).set_index("symbol", append=True)["v"].reindex(table.index).to_numpy()
 
 
@@ -49,23 +49,24 @@ def next_volatility(table: pd.DataFrame) -> pd.Series:
 def alone_plan_forecast(table: pd.DataFrame) -> np.ndarray:
     """The plan's expected std from each symbol's returns and forecasts alone."""
     forecasts = next_volatility(table)
-    parts = []
-    for symbol, returns in table[RETURN].groupby(level="symbol", sort=False):
-        returns = returns.droplevel("symbol")
+
+    def expected_std(returns: pd.Series, symbol: str) -> pd.Series:
         variance = forecasts.xs(symbol, level="symbol").reindex(returns.index) ** 2
         known_squares = (returns**2).rolling(WINDOW - 1).sum()
         known_sum = returns.rolling(WINDOW - 1).sum()
-        std = np.sqrt(((known_squares + variance - (known_sum**2 + variance) / WINDOW) / (WINDOW - 1)).clip(lower=0))
-        parts.append(std.to_frame("v").assign(symbol=symbol))
-    return pd.concat(parts).set_index("symbol", append=True)["v"].reindex(table.index).to_numpy()
+        return np.sqrt(((known_squares + variance - (known_sum**2 + variance) / WINDOW) / (WINDOW - 1)).clip(lower=0))
+
+    return one_symbol_at_a_time(table, expected_std)
 
 
 ALONE = {
-    "naive": lambda r: np.sqrt((r**2).rolling(HORIZON).mean()),
-    "ewma_variance": lambda r: (r**2).ewm(alpha=1 - DECAY, adjust=False).mean(),
-    "ewma": lambda r: np.sqrt((r**2).ewm(alpha=1 - DECAY, adjust=False).mean()).where(np.arange(len(r)) >= WARMUP - 1),
-    "historical": lambda r: np.sqrt((r**2).expanding(min_periods=WARMUP).mean()),
-    "plan_naive": lambda r: r.rolling(WINDOW).std(),
+    "naive": lambda r, _symbol: np.sqrt((r**2).rolling(HORIZON).mean()),
+    "ewma_variance": lambda r, _symbol: (r**2).ewm(alpha=1 - DECAY, adjust=False).mean(),
+    "ewma": lambda r, _symbol: np.sqrt((r**2).ewm(alpha=1 - DECAY, adjust=False).mean()).where(
+        np.arange(len(r)) >= WARMUP - 1
+    ),
+    "historical": lambda r, _symbol: np.sqrt((r**2).expanding(min_periods=WARMUP).mean()),
+    "plan_naive": lambda r, _symbol: r.rolling(WINDOW).std(),
 }
 TOGETHER = {
     "naive": lambda t: naive_forecast(t, HORIZON),
